@@ -1,0 +1,188 @@
+"""The ``vault`` command line: the operator's tool for clients, keys and migrations.
+
+It manages the vault, never the inwoners' plans (design section 2).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import select, update
+
+from vault.config import Settings
+from vault.crypto import MasterKey, MasterKeyring, pending_key_path
+from vault.db import Database
+from vault.errors import KeyUnavailable
+from vault.fhir.models import DataKey, VaultMeta
+from vault.migrations import upgrade
+from vault.runtime import Runtime, ensure_vault_keys
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Regiekluis: the inwoner's own data vault.", no_args_is_help=True)
+keys_app = typer.Typer(help="Master key management.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="The vault's data folder.", envvar="VAULT_DATA_DIR")
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def _migrate(settings: Settings) -> None:
+    db = Database(settings.database_url)
+    try:
+        upgrade(db.write_engine)
+    finally:
+        db.dispose()
+
+
+@app.command()
+def init(data_dir: DataDir) -> None:
+    """Create the data folder, the master key (0600) and the database at the newest schema."""
+    settings = Settings.from_env(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+    key_path = settings.master_key_path
+    if os.environ.get("VAULT_MASTER_KEY"):
+        typer.echo("using the master key from VAULT_MASTER_KEY")
+    elif key_path.exists():
+        typer.echo(f"keeping the existing master key at {key_path}")
+    else:
+        MasterKey.generate().write(key_path)
+        typer.echo(f"created master key {key_path} (mode 0600): keep it safe and backed up")
+    _migrate(settings)
+    try:
+        runtime = Runtime.open(settings, bootstrap=True)
+    except KeyUnavailable as exc:
+        raise _fail(str(exc)) from None
+    runtime.close()
+    typer.echo(f"vault ready in {settings.data_dir}")
+
+
+@app.command()
+def serve(
+    data_dir: DataDir,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Migrate the database to the newest schema, then serve the vault."""
+    import uvicorn
+
+    settings = Settings.from_env(data_dir)
+    _migrate(settings)
+    try:
+        Runtime.open(settings, bootstrap=True).close()
+    except KeyUnavailable as exc:
+        raise _fail(str(exc)) from None
+    os.environ["VAULT_DATA_DIR"] = str(settings.data_dir)
+    uvicorn.run(
+        "vault.main:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def demo(data_dir: DataDir) -> None:
+    """Load the demo family (idempotent: running it twice changes nothing)."""
+    from vault.demo import load_demo
+
+    settings = Settings.from_env(data_dir)
+    _migrate(settings)
+    try:
+        runtime = Runtime.open(settings, bootstrap=True)
+    except KeyUnavailable as exc:
+        raise _fail(str(exc)) from None
+    try:
+        changed = load_demo(runtime)
+    finally:
+        runtime.close()
+    typer.echo(f"demo loaded: {changed} resources created or changed")
+
+
+@keys_app.command("rotate")
+def rotate(data_dir: DataDir) -> None:
+    """Make a new master key, re-wrap every data key with it, and retire the old one."""
+    settings = Settings.from_env(data_dir)
+    if os.environ.get("VAULT_MASTER_KEY"):
+        raise _fail("the master key comes from VAULT_MASTER_KEY; rotate it where it is kept")
+    key_path = settings.master_key_path
+    pending_path = pending_key_path(key_path)
+    try:
+        keyring = MasterKeyring.load(key_path)
+    except KeyUnavailable as exc:
+        raise _fail(str(exc)) from None
+    # A pending key left by an interrupted rotation is reused, so rows it already
+    # wrapped stay readable; otherwise a fresh one is written before the database changes.
+    if pending_path.exists():
+        new = MasterKey.read(pending_path)
+    else:
+        new = MasterKey.generate()
+        new.write(pending_path)
+    db = Database(settings.database_url)
+    try:
+        with db.write() as conn:
+            ensure_vault_keys(conn, keyring)
+            count = 0
+            for row in conn.execute(
+                select(DataKey.owner, DataKey.wrapped, DataKey.master_key_id)
+            ).all():
+                if row.wrapped is None:
+                    continue  # shredded keys stay destroyed
+                plain = keyring.unwrap(row.wrapped, owner=row.owner, key_id=row.master_key_id)
+                conn.execute(
+                    update(DataKey)
+                    .where(DataKey.owner == row.owner)
+                    .values(wrapped=new.wrap(plain, owner=row.owner), master_key_id=new.key_id)
+                )
+                count += 1
+            for meta in conn.execute(
+                select(VaultMeta.name, VaultMeta.value, VaultMeta.master_key_id)
+            ).all():
+                if meta.master_key_id is None:
+                    continue
+                plain = keyring.unwrap(meta.value, owner=meta.name, key_id=meta.master_key_id)
+                conn.execute(
+                    update(VaultMeta)
+                    .where(VaultMeta.name == meta.name)
+                    .values(value=new.wrap(plain, owner=meta.name), master_key_id=new.key_id)
+                )
+    except KeyUnavailable as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        db.dispose()
+    # Only now, with every key re-wrapped and committed, does the new key replace the old.
+    os.replace(pending_path, key_path)
+    _fsync_dir(key_path.parent)
+    typer.echo(
+        f"rotated the master key: {count} data keys re-wrapped, old key retired "
+        f"(new key id {new.key_id})"
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def main() -> None:  # pragma: no cover - console entry point convenience
+    app(prog_name="vault")
+    sys.exit(0)

@@ -1,0 +1,149 @@
+"""The database: declarative base, shared column types, engines and transactions.
+
+SQLite (a file in the data folder) is the embedded default; PostgreSQL is selected by
+``VAULT_DATABASE_URL``. Durability is a promise: a write is acknowledged only after a
+commit that survives a power cut. SQLite therefore runs in WAL mode with
+``synchronous=FULL``, and its WAL is checkpointed by a background thread rather than by
+whichever request happens to cross the threshold (that request's p99 would triple).
+PostgreSQL sessions run with ``synchronous_commit=on``, and the server's ``fsync`` is checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from sqlalchemy import BigInteger, Connection, Engine, Integer, LargeBinary, String, create_engine
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+__all__ = [
+    "Base",
+    "Blob",
+    "Database",
+    "FhirId",
+    "Micros",
+    "PatientId",
+    "Pk",
+]
+
+log = logging.getLogger(__name__)
+
+# SQLite only makes an INTEGER PRIMARY KEY an auto-incrementing rowid alias.
+BigIntPk = BigInteger().with_variant(Integer(), "sqlite")
+
+Pk = Annotated[int, mapped_column(BigIntPk, primary_key=True, autoincrement=True)]
+FhirId = Annotated[str, mapped_column(String(64))]
+PatientId = Annotated[str | None, mapped_column(String(64), nullable=True)]
+# Instants are stored as integer microseconds since the epoch, UTC: exact, sortable,
+# and identical on SQLite and PostgreSQL.
+Micros = Annotated[int, mapped_column(BigInteger)]
+Blob = Annotated[bytes, mapped_column(LargeBinary)]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Database:
+    """Engines for one vault database, with the pragmas and checks that make writes durable.
+
+    On SQLite there are two engines on the same file: writes begin ``IMMEDIATE`` so that
+    concurrent writers queue on the lock instead of failing half-way, reads begin deferred
+    so they never wait for a writer.
+    """
+
+    def __init__(self, url: str, *, checkpoint_interval: float = 1.0) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.write_engine = _sqlite_engine(url, immediate=True)
+            self.read_engine = _sqlite_engine(url, immediate=False)
+        else:
+            self.write_engine = create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+            sa_event.listen(self.write_engine, "connect", _postgres_on_connect)
+            self.read_engine = self.write_engine
+        self._checkpoint_interval = checkpoint_interval
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+
+    @property
+    def paramstyle(self) -> str:
+        return "qmark" if self.is_sqlite else "format"
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back on any error."""
+        with self.write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.read_engine.connect() as conn:
+            yield conn
+
+    def start_background_tasks(self) -> None:
+        if self.is_sqlite and self._checkpointer is None:
+            self._stop.clear()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stop.wait(self._checkpoint_interval):
+            try:
+                with self.read_engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # a failed checkpoint is retried next round; data is safe in WAL
+                log.warning("background WAL checkpoint failed", exc_info=False)
+
+    def dispose(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=5)
+            self._checkpointer = None
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=8,
+        max_overflow=24,
+    )
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so BEGIN is ours.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        # Checkpoints run in the background thread, never inside a request.
+        cur.execute("PRAGMA wal_autocheckpoint=0")
+        cur.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _postgres_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET synchronous_commit TO on")
+        cur.execute("SHOW fsync")
+        row = cur.fetchone()
+        if row is not None and row[0] != "on":
+            log.warning("PostgreSQL runs with fsync=off: acknowledged writes can be lost")
+    dbapi_conn.commit()

@@ -1,0 +1,55 @@
+"""FastAPI dependency aliases: the runtime, the caller's AccessContext, the repository."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from vault.access import AccessContext
+from vault.errors import Unauthorized
+from vault.fhir.repository import Repository
+from vault.runtime import Runtime
+
+__all__ = [
+    "AccessDep",
+    "AccessResolver",
+    "RepositoryDep",
+    "RuntimeDep",
+    "deny_all",
+    "get_access",
+    "get_repository",
+    "get_runtime",
+]
+
+AccessResolver = Callable[[Request], AccessContext]
+
+
+def deny_all(_request: Request) -> AccessContext:
+    """The resolver until credentials are plugged in: nobody gets in."""
+    raise Unauthorized(
+        "This request needs a bearer token issued by this vault",
+        headers={"WWW-Authenticate": 'Bearer realm="regiekluis"'},
+    )
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_access(request: Request) -> AccessContext:
+    resolver: AccessResolver = request.app.state.access_resolver
+    return resolver(request)
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+AccessDep = Annotated[AccessContext, Depends(get_access)]
+
+
+def get_repository(runtime: RuntimeDep, ctx: AccessDep) -> Repository:
+    return Repository(runtime, ctx)
+
+
+RepositoryDep = Annotated[Repository, Depends(get_repository)]

@@ -1,0 +1,143 @@
+"""Tables of the FHIR store (design section 4).
+
+A resource is one row in ``fhir_resource`` (its current state) and one row per version in
+``fhir_version`` (the sealed body; a deletion is a version without a body). Search
+parameters live in three index tables beside the ciphertext: tokens as keyed hashes,
+references, and date ranges. Every row of personal data carries the patient id of its
+compartment: the partition key when one database is no longer enough. Organization and
+Practitioner rows belong to no compartment (patient id NULL) and are sealed with the
+vault's shared data key.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vault.db import Base, FhirId, Micros, PatientId, Pk
+
+__all__ = [
+    "DataKey",
+    "ResourceRow",
+    "SearchDate",
+    "SearchReference",
+    "SearchToken",
+    "VaultMeta",
+    "VersionRow",
+]
+
+SHARED_OWNER = "_shared"  # owner name of the data key for resources outside any compartment
+
+
+class VaultMeta(Base):
+    """Small named values, such as the wrapped blind-index key."""
+
+    __tablename__ = "vault_meta"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class DataKey(Base):
+    """One inwoner's data key, wrapped by the master key. NULL once crypto-shredded."""
+
+    __tablename__ = "data_key"
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    master_key_id: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[Micros]
+    destroyed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ResourceRow(Base):
+    __tablename__ = "fhir_resource"
+    pk: Mapped[Pk]
+    resource_type: Mapped[str] = mapped_column(String(40))
+    resource_id: Mapped[FhirId]
+    patient_id: Mapped[PatientId]
+    version_id: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[Micros]
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        UniqueConstraint("resource_type", "resource_id", name="uq_fhir_resource_type_id"),
+        Index("ix_fhir_resource_compartment", "resource_type", "patient_id", "last_updated"),
+        Index("ix_fhir_resource_updated", "resource_type", "last_updated"),
+    )
+
+
+class VersionRow(Base):
+    __tablename__ = "fhir_version"
+    resource_pk: Mapped[int] = mapped_column(
+        ForeignKey("fhir_resource.pk", ondelete="CASCADE"), primary_key=True
+    )
+    version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(40))
+    resource_id: Mapped[FhirId]
+    patient_id: Mapped[PatientId]
+    last_updated: Mapped[Micros]
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+    __table_args__ = (Index("ix_fhir_version_type_updated", "resource_type", "last_updated"),)
+
+
+class SearchToken(Base):
+    """A token search value: the system in clear (a URL), the code as a keyed hash."""
+
+    __tablename__ = "search_token"
+    id: Mapped[Pk]
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resource.pk", ondelete="CASCADE"))
+    resource_type: Mapped[str] = mapped_column(String(40))
+    patient_id: Mapped[PatientId]
+    param: Mapped[str] = mapped_column(String(64))
+    system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    code_hash: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        Index("ix_search_token_lookup", "resource_type", "param", "code_hash", "resource_pk"),
+        Index("ix_search_token_resource", "resource_pk"),
+    )
+
+
+class SearchReference(Base):
+    __tablename__ = "search_reference"
+    id: Mapped[Pk]
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resource.pk", ondelete="CASCADE"))
+    resource_type: Mapped[str] = mapped_column(String(40))
+    patient_id: Mapped[PatientId]
+    param: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[FhirId]
+
+    __table_args__ = (
+        Index("ix_search_reference_lookup", "resource_type", "param", "target_id", "target_type"),
+        Index("ix_search_reference_resource", "resource_pk", "param"),
+    )
+
+
+class SearchDate(Base):
+    """A date search value as a half-open range [low, high) in microseconds."""
+
+    __tablename__ = "search_date"
+    id: Mapped[Pk]
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resource.pk", ondelete="CASCADE"))
+    resource_type: Mapped[str] = mapped_column(String(40))
+    patient_id: Mapped[PatientId]
+    param: Mapped[str] = mapped_column(String(64))
+    low: Mapped[Micros]
+    high: Mapped[Micros]
+
+    __table_args__ = (
+        Index("ix_search_date_lookup", "resource_type", "param", "low"),
+        Index("ix_search_date_resource", "resource_pk", "param"),
+    )

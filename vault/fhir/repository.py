@@ -1,0 +1,908 @@
+"""The FHIR store: versioned, encrypted resources, read and written under an AccessContext.
+
+Every interaction of the FHIR REST API (https://hl7.org/fhir/R4/http.html) lands here. The
+repository is constructed with the caller's ``AccessContext`` and applies it inside each
+SQL statement (``_visible``), so a page, its total, its includes and its history only ever
+contain rows the caller may see; nothing is fetched first and filtered afterwards.
+
+The read hot path (read by id) is one hand-written statement run on the driver: the ORM
+and even Core cost more than the rest of a read together. Writes use SQLAlchemy Core inside
+the transaction the caller opened (``Database.write``); nothing here commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    update,
+)
+
+from vault.access import AccessContext
+from vault.crypto import BlindIndex, new_data_key, open_body, seal_body
+from vault.errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from vault.fhir.models import (
+    SHARED_OWNER,
+    DataKey,
+    ResourceRow,
+    SearchDate,
+    SearchReference,
+    SearchToken,
+    VersionRow,
+)
+from vault.fhir.resources import (
+    ID_PATTERN,
+    RESOURCE_TYPES,
+    ResourceType,
+    TokenValue,
+    format_instant,
+    resource_type,
+    split_reference,
+    validate_resource,
+)
+from vault.fhir.search import Cursor, SearchQuery, parse_search
+from vault.runtime import Runtime, now_micros
+
+__all__ = ["HistoryPage", "Repository", "SearchPage", "Stored"]
+
+R = ResourceRow.__table__.c
+V = VersionRow.__table__.c
+K = DataKey.__table__.c
+MAX_INCLUDES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: int
+    deleted: bool
+    body: bytes | None  # the resource's JSON, None for a deletion
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+
+@dataclass(slots=True)
+class SearchPage:
+    total: int | None
+    matches: list[Stored]
+    includes: list[Stored]
+    next_cursor: Cursor | None
+    previous_cursor: Cursor | None
+    query: SearchQuery
+
+
+@dataclass(slots=True)
+class HistoryPage:
+    entries: list[Stored]
+    next_cursor: Cursor | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    spec: ResourceType
+    data: dict[str, Any]
+    patient_id: str | None
+
+
+_READ_SQL = (
+    "SELECT r.pk, r.patient_id, r.version_id, r.last_updated, r.deleted, v.body, "
+    "k.wrapped, k.master_key_id "
+    "FROM fhir_resource r "
+    "JOIN fhir_version v ON v.resource_pk = r.pk AND v.version_id = r.version_id "
+    "LEFT JOIN data_key k ON k.owner = COALESCE(r.patient_id, '" + SHARED_OWNER + "') "
+    "WHERE r.resource_type = ? AND r.resource_id = ?"
+)
+
+
+class Repository:
+    def __init__(self, runtime: Runtime, ctx: AccessContext) -> None:
+        self._rt = runtime
+        self._ctx = ctx
+        self._blind: BlindIndex = runtime.blind
+        style = runtime.db.paramstyle
+        self._read_sql = _READ_SQL if style == "qmark" else _READ_SQL.replace("?", "%s")
+        self._read_sql_compartment = self._read_sql + (
+            " AND r.patient_id = ?" if style == "qmark" else " AND r.patient_id = %s"
+        )
+
+    @property
+    def context(self) -> AccessContext:
+        return self._ctx
+
+    # -- access --------------------------------------------------------------------------
+
+    def _visible(self, patient_col: Any) -> ColumnElement[bool]:
+        """The access decision as a SQL condition on a row's compartment."""
+        if self._ctx.patient_id is not None:
+            return patient_col == self._ctx.patient_id  # type: ignore[no-any-return]
+        return true()
+
+    def _check_readable(self, resource_type: str) -> ResourceType:
+        spec = resource_type_or_404(resource_type)
+        if not self._ctx.may_read(spec.name):
+            raise NotFound(f"Resource type '{resource_type}' is not supported by this server")
+        return spec
+
+    # -- read ----------------------------------------------------------------------------
+
+    def read(self, conn: Connection, resource_type: str, resource_id: str) -> Stored:
+        """Read the current version; 404 for unknown or hidden, 410 for deleted."""
+        self._check_readable(resource_type)
+        if not ID_PATTERN.match(resource_id):
+            raise _not_found(resource_type, resource_id)
+        if self._ctx.patient_id is None:
+            row = conn.exec_driver_sql(self._read_sql, (resource_type, resource_id)).first()
+        else:
+            row = conn.exec_driver_sql(
+                self._read_sql_compartment, (resource_type, resource_id, self._ctx.patient_id)
+            ).first()
+        if row is None:
+            raise _not_found(resource_type, resource_id)
+        if row[4]:
+            raise Gone(f"{resource_type}/{resource_id} was deleted")
+        return Stored(
+            resource_type,
+            resource_id,
+            row[2],
+            row[3],
+            False,
+            self._open(resource_type, resource_id, row[2], row[1], row[5], row[6], row[7]),
+        )
+
+    def vread(self, conn: Connection, resource_type: str, resource_id: str, version: str) -> Stored:
+        self._check_readable(resource_type)
+        if not version.isdigit() or not ID_PATTERN.match(resource_id):
+            raise NotFound(f"{resource_type}/{resource_id} has no version '{version[:20]}'")
+        stmt = (
+            select(
+                V.version_id,
+                V.last_updated,
+                V.deleted,
+                V.body,
+                V.patient_id,
+                K.wrapped,
+                K.master_key_id,
+            )
+            .select_from(ResourceRow.__table__)
+            .join(VersionRow.__table__, V.resource_pk == R.pk)
+            .outerjoin(
+                DataKey.__table__, K.owner == func.coalesce(R.patient_id, literal(SHARED_OWNER))
+            )
+            .where(
+                R.resource_type == resource_type,
+                R.resource_id == resource_id,
+                V.version_id == int(version),
+                self._visible(R.patient_id),
+            )
+        )
+        row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFound(f"{resource_type}/{resource_id} has no version '{version}'")
+        if row.deleted:
+            raise Gone(f"{resource_type}/{resource_id} version {version} is a deletion")
+        return Stored(
+            resource_type,
+            resource_id,
+            row.version_id,
+            row.last_updated,
+            False,
+            self._open(
+                resource_type,
+                resource_id,
+                row.version_id,
+                row.patient_id,
+                row.body,
+                row.wrapped,
+                row.master_key_id,
+            ),
+        )
+
+    def _open(
+        self,
+        resource_type: str,
+        resource_id: str,
+        version: int,
+        patient_id: str | None,
+        sealed: bytes | None,
+        wrapped: bytes | None,
+        key_id: str | None,
+    ) -> bytes:
+        aead = self._rt.keys.aead(
+            owner=patient_id or SHARED_OWNER, key_id=key_id or "", wrapped=wrapped
+        )
+        assert sealed is not None
+        return open_body(
+            aead,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            version=version,
+            sealed=sealed,
+        )
+
+    # -- search --------------------------------------------------------------------------
+
+    def parse(
+        self, resource_type: str, params: Sequence[tuple[str, str]], *, lenient: bool
+    ) -> SearchQuery:
+        spec = self._check_readable(resource_type)
+        settings = self._rt.settings
+        return parse_search(
+            spec,
+            params,
+            blind=self._blind,
+            lenient=lenient,
+            default_count=settings.default_page_size,
+            max_count=settings.max_page_size,
+            registry=RESOURCE_TYPES,
+        )
+
+    def search(self, conn: Connection, query: SearchQuery) -> SearchPage:
+        spec = query.spec
+        where = [
+            R.resource_type == spec.name,
+            R.deleted.is_(False),
+            self._visible(R.patient_id),
+            *query.conditions,
+        ]
+        total = None
+        if query.summary_count or query.total != "none":
+            total = conn.execute(
+                select(func.count()).select_from(ResourceRow.__table__).where(*where)
+            ).scalar_one()
+        if query.summary_count or query.count == 0:
+            return SearchPage(total, [], [], None, None, query)
+
+        sort_col = self._sort_column(query)
+        backward = query.cursor.backward if query.cursor else False
+        descending = query.descending != backward
+        stmt = self._select_current().where(*where)
+        if sort_col is not None:
+            stmt = stmt.add_columns(sort_col.label("sort_key"))
+        if query.cursor is not None:
+            stmt = stmt.where(_after(sort_col, query.cursor, descending=descending))
+        order = [sort_col] if sort_col is not None else []
+        order.append(R.pk)
+        stmt = stmt.order_by(*(c.desc() if descending else c.asc() for c in order))
+        rows = list(conn.execute(stmt.limit(query.count + 1)))
+        more = len(rows) > query.count
+        rows = rows[: query.count]
+        if backward:
+            rows.reverse()
+        matches = [self._stored_from_row(row) for row in rows]
+
+        def edge(row: Any, *, back: bool) -> Cursor:
+            key = row.sort_key if sort_col is not None else None
+            return Cursor(key=key, pk=row.pk, backward=back)
+
+        next_cursor = previous_cursor = None
+        if rows:
+            has_next = more if not backward else True
+            has_previous = (query.cursor is not None) if not backward else more
+            if has_next:
+                next_cursor = edge(rows[-1], back=False)
+            if has_previous:
+                previous_cursor = edge(rows[0], back=True)
+        includes = self._includes(conn, query, [r.pk for r in rows], matches)
+        return SearchPage(total, matches, includes, next_cursor, previous_cursor, query)
+
+    def find_ids(self, conn: Connection, resource_type: str, criteria: str) -> list[str]:
+        """Ids matching a search string such as ``identifier=sys|123`` (conditional create)."""
+        from urllib.parse import parse_qsl
+
+        params = parse_qsl(criteria, keep_blank_values=True)
+        if not params:
+            raise BadRequest("If-None-Exist needs search criteria")
+        query = self.parse(resource_type, params, lenient=False)
+        where = [
+            R.resource_type == query.spec.name,
+            R.deleted.is_(False),
+            self._visible(R.patient_id),
+            *query.conditions,
+        ]
+        return list(conn.scalars(select(R.resource_id).where(*where).limit(2)))
+
+    def _sort_column(self, query: SearchQuery) -> Any:
+        if query.sort == "_lastUpdated":
+            return R.last_updated
+        if query.sort == "_id":
+            return R.resource_id
+        if query.sort == "date":
+            sd = SearchDate.__table__.c
+            edge = func.max(sd.high) if query.descending else func.min(sd.low)
+            # Rows without a date sort last in either direction.
+            fallback = -(2**62) if query.descending else 2**62
+            return func.coalesce(
+                select(edge).where(sd.resource_pk == R.pk, sd.param == "date").scalar_subquery(),
+                fallback,
+            )
+        return None
+
+    def _select_current(self) -> Select[Any]:
+        return (
+            select(
+                R.pk,
+                R.resource_type,
+                R.resource_id,
+                R.version_id,
+                R.last_updated,
+                R.patient_id,
+                V.body,
+                K.wrapped,
+                K.master_key_id,
+            )
+            .select_from(ResourceRow.__table__)
+            .join(VersionRow.__table__, and_(V.resource_pk == R.pk, V.version_id == R.version_id))
+            .outerjoin(
+                DataKey.__table__, K.owner == func.coalesce(R.patient_id, literal(SHARED_OWNER))
+            )
+        )
+
+    def _stored_from_row(self, row: Any) -> Stored:
+        body = self._open(
+            row.resource_type,
+            row.resource_id,
+            row.version_id,
+            row.patient_id,
+            row.body,
+            row.wrapped,
+            row.master_key_id,
+        )
+        return Stored(
+            row.resource_type, row.resource_id, row.version_id, row.last_updated, False, body
+        )
+
+    def _includes(
+        self, conn: Connection, query: SearchQuery, pks: list[int], matches: list[Stored]
+    ) -> list[Stored]:
+        if not pks or not (query.includes or query.revincludes):
+            return []
+        seen = {(m.resource_type, m.resource_id) for m in matches}
+        found: list[Stored] = []
+        sr = SearchReference.__table__.c
+        for inc in query.includes:
+            targets = select(sr.target_type, sr.target_id).where(
+                sr.resource_pk.in_(pks), sr.param == inc.param.name
+            )
+            if inc.target_type:
+                targets = targets.where(sr.target_type == inc.target_type)
+            pairs = {
+                (t, i)
+                for t, i in conn.execute(targets)
+                if t in RESOURCE_TYPES and self._ctx.may_read(t)
+            }
+            if pairs:
+                stmt = (
+                    self._select_current()
+                    .where(
+                        tuple_(R.resource_type, R.resource_id).in_(sorted(pairs)),
+                        R.deleted.is_(False),
+                        self._visible(R.patient_id),
+                    )
+                    .limit(MAX_INCLUDES)
+                )
+                found.extend(self._stored_from_row(row) for row in conn.execute(stmt))
+        ids = [m.resource_id for m in matches]
+        for inc in query.revincludes:
+            if not self._ctx.may_read(inc.source_type):
+                continue
+            refs = select(sr.resource_pk).where(
+                sr.param == inc.param.name,
+                sr.resource_type == inc.source_type,
+                sr.target_type == query.spec.name,
+                sr.target_id.in_(ids),
+            )
+            stmt = (
+                self._select_current()
+                .where(
+                    R.pk.in_(refs),
+                    R.deleted.is_(False),
+                    self._visible(R.patient_id),
+                )
+                .limit(MAX_INCLUDES)
+            )
+            found.extend(self._stored_from_row(row) for row in conn.execute(stmt))
+        unique: list[Stored] = []
+        for item in found:
+            key = (item.resource_type, item.resource_id)
+            if key not in seen:
+                seen.add(key)
+                unique.append(item)
+        return unique
+
+    # -- history -------------------------------------------------------------------------
+
+    def history(
+        self,
+        conn: Connection,
+        resource_type: str,
+        resource_id: str | None,
+        *,
+        since: int | None,
+        count: int,
+        cursor: Cursor | None,
+    ) -> HistoryPage:
+        """Versions newest first, of one resource or of a whole type."""
+        self._check_readable(resource_type)
+        stmt = (
+            select(
+                V.resource_pk.label("pk"),
+                V.resource_type,
+                V.resource_id,
+                V.version_id,
+                V.last_updated,
+                V.patient_id,
+                V.deleted,
+                V.body,
+                K.wrapped,
+                K.master_key_id,
+            )
+            .select_from(VersionRow.__table__)
+            .outerjoin(
+                DataKey.__table__, K.owner == func.coalesce(V.patient_id, literal(SHARED_OWNER))
+            )
+            .where(V.resource_type == resource_type, self._visible(V.patient_id))
+        )
+        if resource_id is not None:
+            current = conn.execute(
+                select(R.pk).where(
+                    R.resource_type == resource_type,
+                    R.resource_id == resource_id,
+                    self._visible(R.patient_id),
+                )
+            ).first()
+            if current is None:
+                raise _not_found(resource_type, resource_id)
+            stmt = stmt.where(V.resource_pk == current.pk)
+        if since is not None:
+            stmt = stmt.where(V.last_updated >= since)
+        if cursor is not None:
+            key = int(cursor.key) if isinstance(cursor.key, int) else 0
+            # Keyset over (last_updated, resource_pk, version) descending; the version is
+            # folded into the cursor's pk slot as pk * 2**20 + version.
+            pk, version = divmod(cursor.pk, 2**20)
+            stmt = stmt.where(
+                or_(
+                    V.last_updated < key,
+                    and_(V.last_updated == key, V.resource_pk < pk),
+                    and_(V.last_updated == key, V.resource_pk == pk, V.version_id < version),
+                )
+            )
+        stmt = stmt.order_by(V.last_updated.desc(), V.resource_pk.desc(), V.version_id.desc())
+        rows = list(conn.execute(stmt.limit(count + 1)))
+        more = len(rows) > count
+        rows = rows[:count]
+        entries = []
+        for row in rows:
+            body = (
+                None
+                if row.deleted
+                else self._open(
+                    row.resource_type,
+                    row.resource_id,
+                    row.version_id,
+                    row.patient_id,
+                    row.body,
+                    row.wrapped,
+                    row.master_key_id,
+                )
+            )
+            entries.append(
+                Stored(
+                    row.resource_type,
+                    row.resource_id,
+                    row.version_id,
+                    row.last_updated,
+                    row.deleted,
+                    body,
+                )
+            )
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = Cursor(
+                key=last.last_updated, pk=last.pk * 2**20 + last.version_id, backward=False
+            )
+        return HistoryPage(entries, next_cursor)
+
+    # -- write ---------------------------------------------------------------------------
+
+    def create(
+        self, conn: Connection, resource_type: str, body: Any, *, if_none_exist: str | None = None
+    ) -> tuple[Stored, bool]:
+        """Create with a server-assigned id. Returns (stored, created)."""
+        spec = self._check_writable(resource_type)
+        if if_none_exist is not None:
+            self._lock_condition(conn, resource_type, if_none_exist)
+            ids = self.find_ids(conn, resource_type, if_none_exist)
+            if len(ids) > 1:
+                raise PreconditionFailed("If-None-Exist matches more than one resource")
+            if ids:
+                return self.read(conn, resource_type, ids[0]), False
+        resource_id = str(uuid.uuid4())
+        prepared = self._prepare(conn, spec, body, resource_id=resource_id)
+        return self._insert(conn, prepared, resource_id), True
+
+    def update(
+        self,
+        conn: Connection,
+        resource_type: str,
+        resource_id: str,
+        body: Any,
+        *,
+        if_match: str | None = None,
+    ) -> tuple[Stored, bool]:
+        """Update, or create with the client's id. Returns (stored, created)."""
+        spec = self._check_writable(resource_type)
+        if not ID_PATTERN.match(resource_id):
+            raise BadRequest("The id in the URL is not a valid FHIR id")
+        if isinstance(body, dict) and body.get("id") != resource_id:
+            raise BadRequest(
+                "The id in the resource must match the id in the URL",
+                expression=[f"{resource_type}.id"],
+            )
+        row = self._current_for_update(conn, resource_type, resource_id)
+        expected = _parse_if_match(if_match) if if_match is not None else None
+        if row is None:
+            if expected is not None:
+                raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")
+            prepared = self._prepare(conn, spec, body, resource_id=resource_id)
+            if self._ctx.patient_id is not None and prepared.patient_id != self._ctx.patient_id:
+                raise NotFound(f"{resource_type}/{resource_id} is not known")
+            return self._insert(conn, prepared, resource_id), True
+        if self._ctx.patient_id is not None and row.patient_id != self._ctx.patient_id:
+            raise _not_found(resource_type, resource_id)
+        if expected is not None and expected != row.version_id:
+            raise PreconditionFailed(
+                f"Version conflict: {resource_type}/{resource_id} is at version "
+                f"{row.version_id}, not {expected}"
+            )
+        prepared = self._prepare(conn, spec, body, resource_id=resource_id)
+        if prepared.patient_id != row.patient_id and not row.deleted:
+            raise Unprocessable("A resource cannot move to another inwoner's compartment")
+        return self._new_version(conn, prepared, row), False
+
+    def delete(self, conn: Connection, resource_type: str, resource_id: str) -> None:
+        spec = self._check_writable(resource_type)
+        row = self._current_for_update(conn, resource_type, resource_id)
+        if row is None or (
+            self._ctx.patient_id is not None and row.patient_id != self._ctx.patient_id
+        ):
+            raise _not_found(resource_type, resource_id)
+        if row.deleted:
+            return
+        if spec.name == "Patient":
+            others = conn.execute(
+                select(R.pk)
+                .where(
+                    R.patient_id == resource_id, R.deleted.is_(False), R.resource_type != "Patient"
+                )
+                .limit(1)
+            ).first()
+            if others is not None:
+                raise Conflict(
+                    "This Patient still has a plan, goals or other data; "
+                    "delete those first or erase the vault"
+                )
+        now = self._next_instant(row.last_updated)
+        version = row.version_id + 1
+        conn.execute(
+            update(ResourceRow)
+            .where(R.pk == row.pk)
+            .values(version_id=version, last_updated=now, deleted=True)
+        )
+        conn.execute(
+            insert(VersionRow).values(
+                resource_pk=row.pk,
+                version_id=version,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                patient_id=row.patient_id,
+                last_updated=now,
+                deleted=True,
+                body=None,
+            )
+        )
+        self._clear_index(conn, row.pk)
+
+    # -- write internals -----------------------------------------------------------------
+
+    def _check_writable(self, resource_type: str) -> ResourceType:
+        spec = resource_type_or_404(resource_type)
+        if not spec.writable:
+            raise MethodNotAllowed(f"{spec.name} is written by the vault only")
+        if not self._ctx.may_write(spec.name):
+            raise NotFound(f"Resource type '{resource_type}' is not supported by this server")
+        return spec
+
+    def _lock_condition(self, conn: Connection, resource_type: str, criteria: str) -> None:
+        # Two concurrent conditional creates with the same criteria must not both create.
+        # SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL needs a lock.
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                {"k": f"{resource_type}?{criteria}"},
+            )
+
+    def _current_for_update(self, conn: Connection, resource_type: str, resource_id: str) -> Any:
+        stmt = select(R.pk, R.patient_id, R.version_id, R.last_updated, R.deleted).where(
+            R.resource_type == resource_type, R.resource_id == resource_id
+        )
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).first()
+
+    def _prepare(
+        self, conn: Connection, spec: ResourceType, body: Any, *, resource_id: str
+    ) -> _Prepared:
+        if not isinstance(body, dict):
+            raise BadRequest("The body must be a JSON object (a FHIR resource)")
+        if body.get("resourceType") != spec.name:
+            raise BadRequest(
+                f"The body is a {str(body.get('resourceType'))[:40]!s}, expected {spec.name}",
+                expression=["resourceType"],
+            )
+        data = dict(body)
+        data["id"] = resource_id
+        meta = data.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise BadRequest("meta must be an object", expression=[f"{spec.name}.meta"])
+        # versionId and lastUpdated are the server's; placeholders keep validation honest.
+        data["meta"] = {**(meta or {}), "versionId": "1", "lastUpdated": "1970-01-01T00:00:00Z"}
+        validate_resource(spec, data)
+        patient_id = self._compartment(conn, spec, data, resource_id)
+        return _Prepared(spec, data, patient_id)
+
+    def _compartment(
+        self, conn: Connection, spec: ResourceType, data: dict[str, Any], resource_id: str
+    ) -> str | None:
+        if spec.compartment is None:
+            if self._ctx.patient_id is not None:
+                raise Unprocessable(
+                    f"{spec.name} is shared by all inwoners; it cannot be written for one inwoner"
+                )
+            return None
+        if spec.compartment == "self":
+            return resource_id
+        ref_param = next(p for p in spec.params if p.compartment)
+        refs = {ref for ref in ref_param.extract(data) if ref[0] == "Patient"}
+        if spec.name == "Provenance":
+            refs = self._patients_of(conn, data)
+        patients = {pid for _, pid in refs}
+        where = f"{spec.name}.{spec.compartment}"
+        if len(patients) != 1:
+            raise Unprocessable(
+                f"{where} must point at exactly one inwoner's Patient", expression=[where]
+            )
+        patient_id: str = patients.pop()
+        exists = conn.execute(
+            select(R.pk).where(
+                R.resource_type == "Patient",
+                R.resource_id == patient_id,
+                R.deleted.is_(False),
+                self._visible(R.patient_id),
+            )
+        ).first()
+        if exists is None:
+            raise Unprocessable(
+                f"{where} points at a Patient this vault does not hold", expression=[where]
+            )
+        return patient_id
+
+    def _patients_of(self, conn: Connection, data: dict[str, Any]) -> set[tuple[str, str]]:
+        targets = [
+            split_reference(t.get("reference"))
+            for t in data.get("target") or []
+            if isinstance(t, dict)
+        ]
+        pairs = [t for t in targets if t is not None]
+        if not pairs:
+            return set()
+        rows = conn.execute(
+            select(R.patient_id).where(tuple_(R.resource_type, R.resource_id).in_(pairs))
+        ).all()
+        return {("Patient", row.patient_id) for row in rows if row.patient_id}
+
+    def _insert(self, conn: Connection, prepared: _Prepared, resource_id: str) -> Stored:
+        spec = prepared.spec
+        if spec.name == "Patient":
+            self._ensure_data_key(conn, resource_id)
+        now = now_micros()
+        pk = conn.execute(
+            insert(ResourceRow)
+            .values(
+                resource_type=spec.name,
+                resource_id=resource_id,
+                patient_id=prepared.patient_id,
+                version_id=1,
+                last_updated=now,
+                deleted=False,
+            )
+            .returning(R.pk)
+        ).scalar_one()
+        return self._write_version(
+            conn, prepared, pk=pk, resource_id=resource_id, version=1, now=now
+        )
+
+    def _new_version(self, conn: Connection, prepared: _Prepared, row: Any) -> Stored:
+        now = self._next_instant(row.last_updated)
+        version = row.version_id + 1
+        if prepared.spec.name == "Patient":
+            self._ensure_data_key(conn, prepared.data["id"])
+        result = conn.execute(
+            update(ResourceRow)
+            .where(R.pk == row.pk, R.version_id == row.version_id)
+            .values(
+                version_id=version, last_updated=now, deleted=False, patient_id=prepared.patient_id
+            )
+        )
+        if result.rowcount != 1:
+            raise PreconditionFailed("The resource changed while this update was made")
+        self._clear_index(conn, row.pk)
+        return self._write_version(
+            conn, prepared, pk=row.pk, resource_id=prepared.data["id"], version=version, now=now
+        )
+
+    @staticmethod
+    def _next_instant(previous: int) -> int:
+        # lastUpdated must grow with every version, even when the clock does not.
+        return max(now_micros(), previous + 1)
+
+    def _write_version(
+        self,
+        conn: Connection,
+        prepared: _Prepared,
+        *,
+        pk: int,
+        resource_id: str,
+        version: int,
+        now: int,
+    ) -> Stored:
+        spec = prepared.spec
+        data = prepared.data
+        data["meta"] = {
+            **data["meta"],
+            "versionId": str(version),
+            "lastUpdated": format_instant(now),
+        }
+        plaintext = orjson.dumps(data)
+        owner = prepared.patient_id or SHARED_OWNER
+        key = conn.execute(select(K.wrapped, K.master_key_id).where(K.owner == owner)).first()
+        if key is None:
+            raise Unprocessable("This inwoner's vault was erased")
+        aead = self._rt.keys.aead(owner=owner, key_id=key.master_key_id, wrapped=key.wrapped)
+        sealed = seal_body(
+            aead,
+            resource_type=spec.name,
+            resource_id=resource_id,
+            version=version,
+            plaintext=plaintext,
+        )
+        conn.execute(
+            insert(VersionRow).values(
+                resource_pk=pk,
+                version_id=version,
+                resource_type=spec.name,
+                resource_id=resource_id,
+                patient_id=prepared.patient_id,
+                last_updated=now,
+                deleted=False,
+                body=sealed,
+            )
+        )
+        self._write_index(conn, prepared, pk)
+        return Stored(spec.name, resource_id, version, now, False, plaintext)
+
+    def _ensure_data_key(self, conn: Connection, patient_id: str) -> None:
+        found = conn.execute(select(K.owner).where(K.owner == patient_id)).first()
+        if found is None:
+            master = self._rt.keys.keyring.current
+            conn.execute(
+                insert(DataKey).values(
+                    owner=patient_id,
+                    wrapped=master.wrap(new_data_key(), owner=patient_id),
+                    master_key_id=master.key_id,
+                    created_at=now_micros(),
+                )
+            )
+
+    def _write_index(self, conn: Connection, prepared: _Prepared, pk: int) -> None:
+        spec, data, patient_id = prepared.spec, prepared.data, prepared.patient_id
+        tokens: list[dict[str, Any]] = []
+        refs: list[dict[str, Any]] = []
+        dates: list[dict[str, Any]] = []
+        common = {"resource_pk": pk, "resource_type": spec.name, "patient_id": patient_id}
+        for param in spec.params:
+            values: Iterable[Any] = set(param.extract(data))
+            if param.type == "token":
+                for token in values:
+                    assert isinstance(token, TokenValue)
+                    tokens.append(
+                        {
+                            **common,
+                            "param": param.name,
+                            "system": token.system,
+                            "code_hash": self._blind.token(token.code),
+                        }
+                    )
+            elif param.type == "reference":
+                for target_type, target_id in values:
+                    refs.append(
+                        {
+                            **common,
+                            "param": param.name,
+                            "target_type": target_type,
+                            "target_id": target_id,
+                        }
+                    )
+            else:
+                for low, high in values:
+                    dates.append({**common, "param": param.name, "low": low, "high": high})
+        if tokens:
+            conn.execute(insert(SearchToken), tokens)
+        if refs:
+            conn.execute(insert(SearchReference), refs)
+        if dates:
+            conn.execute(insert(SearchDate), dates)
+
+    @staticmethod
+    def _clear_index(conn: Connection, pk: int) -> None:
+        for table in (SearchToken, SearchReference, SearchDate):
+            conn.execute(delete(table).where(table.__table__.c.resource_pk == pk))
+
+
+def resource_type_or_404(name: str) -> ResourceType:
+    return resource_type(name)
+
+
+def _not_found(resource_type: str, resource_id: str) -> NotFound:
+    # Byte for byte the same for an id that does not exist and one the caller may not see.
+    return NotFound(f"{resource_type}/{resource_id[:64]} is not known")
+
+
+def _parse_if_match(value: str) -> int:
+    tag = value.strip()
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    tag = tag.strip('"')
+    if not tag.isdigit():
+        raise BadRequest('If-Match must be an ETag such as W/"3"')
+    return int(tag)
+
+
+def _after(sort_col: Any, cursor: Cursor, *, descending: bool) -> ColumnElement[bool]:
+    """Rows strictly past the cursor in the page order: keyset pagination."""
+    if sort_col is None:
+        return R.pk < cursor.pk if descending else R.pk > cursor.pk
+    key = cursor.key
+    if descending:
+        return or_(sort_col < key, and_(sort_col == key, R.pk < cursor.pk))
+    return or_(sort_col > key, and_(sort_col == key, R.pk > cursor.pk))

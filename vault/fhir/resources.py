@@ -1,0 +1,655 @@
+"""The resource types the vault stores, their validation and their search parameters.
+
+The only module that imports ``fhir.resources`` (its R4B models; the types used here are the
+same in R4 and R4B). The registry below is the single source of truth: the router routes
+from it, the repository indexes from it and the CapabilityStatement is generated from it,
+so the server can never claim what it does not do.
+
+Search parameter names and expressions follow the FHIR R4 search parameter registry
+(https://hl7.org/fhir/R4/searchparameter-registry.html).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any, Literal
+
+from fhir.resources.R4B.auditevent import AuditEvent
+from fhir.resources.R4B.careplan import CarePlan
+from fhir.resources.R4B.careteam import CareTeam
+from fhir.resources.R4B.consent import Consent
+from fhir.resources.R4B.goal import Goal
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.organization import Organization
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.practitioner import Practitioner
+from fhir.resources.R4B.provenance import Provenance
+from fhir.resources.R4B.relatedperson import RelatedPerson
+from pydantic import ValidationError
+
+from vault.errors import BadRequest
+
+__all__ = [
+    "FHIR_VERSION",
+    "ID_PATTERN",
+    "RESOURCE_TYPES",
+    "ResourceType",
+    "SearchParam",
+    "TokenValue",
+    "parse_date_range",
+    "resource_type",
+    "validate_resource",
+]
+
+FHIR_VERSION = "4.0.1"
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+MIN_MICROS = -(2**62)
+MAX_MICROS = 2**62
+
+ParamType = Literal["token", "reference", "date"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenValue:
+    system: str | None
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParam:
+    name: str
+    type: ParamType
+    expression: str  # FHIRPath as in the R4 registry, shown in the CapabilityStatement
+    extract: Callable[[dict[str, Any]], Iterator[Any]]
+    targets: tuple[str, ...] = ()  # reference parameters: the types they may point at
+    # True when the parameter names the Patient compartment: it is answered from the
+    # patient id every row carries, which the write path derived from this same element.
+    compartment: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    name: str
+    model: Any
+    # Where the compartment's Patient reference sits; "self" for Patient; None when the
+    # type belongs to no compartment (Organization, Practitioner).
+    compartment: str | None
+    params: tuple[SearchParam, ...]
+    writable: bool = True  # AuditEvent is written by the vault only
+    required_codes: dict[str, frozenset[str]] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def params_by_name(self) -> dict[str, SearchParam]:
+        return {p.name: p for p in self.params}
+
+
+# -- extraction helpers: walk a JSON path over dicts and lists ---------------------------
+
+
+def _walk(node: Any, path: str) -> Iterator[Any]:
+    if not path:
+        if isinstance(node, list):
+            yield from node
+        elif node is not None:
+            yield node
+        return
+    head, _, rest = path.partition(".")
+    items = node if isinstance(node, list) else [node]
+    for item in items:
+        if isinstance(item, dict) and head in item:
+            yield from _walk(item[head], rest)
+
+
+def _tokens(*paths: str) -> Callable[[dict[str, Any]], Iterator[Any]]:
+    def extract(resource: dict[str, Any]) -> Iterator[TokenValue]:
+        for path in paths:
+            for value in _walk(resource, path):
+                yield from _as_tokens(value)
+
+    return extract
+
+
+def _as_tokens(value: Any) -> Iterator[TokenValue]:
+    if isinstance(value, bool):
+        yield TokenValue(None, "true" if value else "false")
+    elif isinstance(value, str):
+        yield TokenValue(None, value)
+    elif isinstance(value, dict):
+        if "coding" in value:  # CodeableConcept
+            for coding in value.get("coding") or []:
+                yield from _as_tokens(coding)
+        elif "code" in value:  # Coding
+            yield TokenValue(value.get("system"), str(value["code"]))
+        elif "value" in value:  # Identifier
+            yield TokenValue(value.get("system"), str(value["value"]))
+
+
+def _references(*paths: str) -> Callable[[dict[str, Any]], Iterator[Any]]:
+    def extract(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:
+        for path in paths:
+            for value in _walk(resource, path):
+                if isinstance(value, dict):
+                    parsed = split_reference(value.get("reference"))
+                    if parsed is not None:
+                        yield parsed
+
+    return extract
+
+
+def _dates(*paths: str) -> Callable[[dict[str, Any]], Iterator[Any]]:
+    def extract(resource: dict[str, Any]) -> Iterator[tuple[int, int]]:
+        for path in paths:
+            for value in _walk(resource, path):
+                if isinstance(value, str):
+                    yield parse_date_range(value)
+                elif isinstance(value, dict) and ("start" in value or "end" in value):
+                    low = parse_date_range(value["start"])[0] if "start" in value else MIN_MICROS
+                    high = parse_date_range(value["end"])[1] if "end" in value else MAX_MICROS
+                    yield (low, high)
+
+    return extract
+
+
+_REFERENCE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+
+
+def split_reference(reference: Any) -> tuple[str, str] | None:
+    """``Patient/123`` or ``https://host/fhir/Patient/123`` -> ``("Patient", "123")``."""
+    if not isinstance(reference, str):
+        return None
+    match = _REFERENCE.match(reference)
+    if match is None:
+        return None
+    return match.group(1), match.group(2)
+
+
+# -- dates -------------------------------------------------------------------------------
+
+_DATE = re.compile(
+    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,9}))?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_date_range(text: str) -> tuple[int, int]:
+    """A FHIR date, dateTime or instant as the half-open range [low, high) it denotes.
+
+    ``2024`` is the whole year, ``2024-03-01`` the whole day, ``2024-03-01T10:00:00Z`` that
+    second. Times without a zone (only allowed in search values) are read as UTC.
+    """
+    match = _DATE.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a FHIR date: {text!r}")
+    parts = match.groupdict()
+    year = int(parts["y"])
+    try:
+        if parts["m"] is None:
+            start = datetime(year, 1, 1, tzinfo=UTC)
+            return _micros(start), _micros(datetime(year + 1, 1, 1, tzinfo=UTC))
+        month = int(parts["m"])
+        if parts["d"] is None:
+            start = datetime(year, month, 1, tzinfo=UTC)
+            end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+            return _micros(start), _micros(end)
+        day = date(year, month, int(parts["d"]))
+        if parts["H"] is None:
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return _micros(start), _micros(start + timedelta(days=1))
+        tz: timezone = UTC
+        if parts["tz"] and parts["tz"] != "Z":
+            sign = 1 if parts["tz"][0] == "+" else -1
+            hours, minutes = int(parts["tz"][1:3]), int(parts["tz"][4:6])
+            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+        fraction = parts["f"] or ""
+        micro = int((fraction + "000000")[:6]) if fraction else 0
+        start = datetime(
+            day.year,
+            day.month,
+            day.day,
+            int(parts["H"]),
+            int(parts["M"]),
+            int(parts["S"] or 0),
+            micro,
+            tzinfo=tz,
+        )
+    except ValueError as exc:
+        raise ValueError(f"not a valid date: {text!r}") from exc
+    if parts["S"] is None:
+        step = timedelta(minutes=1)
+    elif fraction:
+        step = timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
+    else:
+        step = timedelta(seconds=1)
+    return _micros(start), _micros(start + step)
+
+
+def format_instant(micros: int) -> str:
+    moment = _EPOCH + timedelta(microseconds=micros)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}"[:3] + "Z"
+
+
+# -- the registry ------------------------------------------------------------------------
+
+_ALL_TYPES = (
+    "Patient",
+    "CarePlan",
+    "Goal",
+    "CareTeam",
+    "RelatedPerson",
+    "Organization",
+    "Practitioner",
+    "Consent",
+    "Observation",
+    "Provenance",
+    "AuditEvent",
+)
+_PERSON_TARGETS = ("Patient", "Practitioner", "Organization", "RelatedPerson", "CareTeam")
+
+
+def _patient_param(path: str) -> SearchParam:
+    return SearchParam(
+        "patient",
+        "reference",
+        path,
+        _references(path.split(".", 1)[1]),
+        ("Patient",),
+        compartment=True,
+    )
+
+
+def _identifier() -> SearchParam:
+    return SearchParam("identifier", "token", "identifier", _tokens("identifier"))
+
+
+def _status(element: str = "status") -> SearchParam:
+    return SearchParam("status", "token", element, _tokens(element))
+
+
+_REQUEST_STATUS = frozenset(
+    {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+)
+
+RESOURCE_TYPES: dict[str, ResourceType] = {
+    t.name: t
+    for t in (
+        ResourceType(
+            "Patient",
+            Patient,
+            "self",
+            (
+                _identifier(),
+                SearchParam("active", "token", "Patient.active", _tokens("active")),
+            ),
+            description="The inwoner who owns the vault compartment.",
+        ),
+        ResourceType(
+            "CarePlan",
+            CarePlan,
+            "subject",
+            (
+                _patient_param("CarePlan.subject"),
+                SearchParam(
+                    "subject",
+                    "reference",
+                    "CarePlan.subject",
+                    _references("subject"),
+                    ("Patient",),
+                    compartment=True,
+                ),
+                _status(),
+                SearchParam("intent", "token", "CarePlan.intent", _tokens("intent")),
+                SearchParam("category", "token", "CarePlan.category", _tokens("category")),
+                SearchParam("date", "date", "CarePlan.period", _dates("period")),
+                SearchParam(
+                    "care-team",
+                    "reference",
+                    "CarePlan.careTeam",
+                    _references("careTeam"),
+                    ("CareTeam",),
+                ),
+                SearchParam(
+                    "careteam",
+                    "reference",
+                    "CarePlan.careTeam",
+                    _references("careTeam"),
+                    ("CareTeam",),
+                ),
+                SearchParam("goal", "reference", "CarePlan.goal", _references("goal"), ("Goal",)),
+                SearchParam(
+                    "performer",
+                    "reference",
+                    "CarePlan.activity.detail.performer",
+                    _references("activity.detail.performer"),
+                    _PERSON_TARGETS,
+                ),
+                _identifier(),
+            ),
+            required_codes={
+                "status": _REQUEST_STATUS,
+                "intent": frozenset({"proposal", "plan", "order", "option"}),
+            },
+            description="The inwoner's plan: what I want, what I can do, what I need.",
+        ),
+        ResourceType(
+            "Goal",
+            Goal,
+            "subject",
+            (
+                _patient_param("Goal.subject"),
+                SearchParam(
+                    "subject",
+                    "reference",
+                    "Goal.subject",
+                    _references("subject"),
+                    ("Patient",),
+                    compartment=True,
+                ),
+                SearchParam(
+                    "lifecycle-status", "token", "Goal.lifecycleStatus", _tokens("lifecycleStatus")
+                ),
+                SearchParam(
+                    "achievement-status",
+                    "token",
+                    "Goal.achievementStatus",
+                    _tokens("achievementStatus"),
+                ),
+                SearchParam("category", "token", "Goal.category", _tokens("category")),
+                SearchParam("start-date", "date", "Goal.startDate", _dates("startDate")),
+                SearchParam("target-date", "date", "Goal.target.dueDate", _dates("target.dueDate")),
+                _identifier(),
+            ),
+            required_codes={
+                "lifecycleStatus": frozenset(
+                    {
+                        "proposed",
+                        "planned",
+                        "accepted",
+                        "active",
+                        "on-hold",
+                        "completed",
+                        "cancelled",
+                        "entered-in-error",
+                        "rejected",
+                    }
+                )
+            },
+            description="What the inwoner wants, in their own words.",
+        ),
+        ResourceType(
+            "CareTeam",
+            CareTeam,
+            "subject",
+            (
+                _patient_param("CareTeam.subject"),
+                SearchParam(
+                    "subject",
+                    "reference",
+                    "CareTeam.subject",
+                    _references("subject"),
+                    ("Patient",),
+                    compartment=True,
+                ),
+                _status(),
+                SearchParam("category", "token", "CareTeam.category", _tokens("category")),
+                SearchParam("date", "date", "CareTeam.period", _dates("period")),
+                SearchParam(
+                    "participant",
+                    "reference",
+                    "CareTeam.participant.member",
+                    _references("participant.member"),
+                    _PERSON_TARGETS,
+                ),
+                SearchParam(
+                    "member",
+                    "reference",
+                    "CareTeam.participant.member",
+                    _references("participant.member"),
+                    _PERSON_TARGETS,
+                ),
+                _identifier(),
+            ),
+            description="The network and professionals around the inwoner.",
+        ),
+        ResourceType(
+            "RelatedPerson",
+            RelatedPerson,
+            "patient",
+            (
+                _patient_param("RelatedPerson.patient"),
+                SearchParam(
+                    "relationship", "token", "RelatedPerson.relationship", _tokens("relationship")
+                ),
+                SearchParam("active", "token", "RelatedPerson.active", _tokens("active")),
+                _identifier(),
+            ),
+            description="Family, neighbours, mantelzorgers.",
+        ),
+        ResourceType(
+            "Organization",
+            Organization,
+            None,
+            (
+                _identifier(),
+                SearchParam("type", "token", "Organization.type", _tokens("type")),
+                SearchParam("active", "token", "Organization.active", _tokens("active")),
+            ),
+            description="Partner organisations: sociaal team, GGZ, MEE, housing corporation.",
+        ),
+        ResourceType(
+            "Practitioner",
+            Practitioner,
+            None,
+            (
+                _identifier(),
+                SearchParam("active", "token", "Practitioner.active", _tokens("active")),
+            ),
+            description="Professionals of the partner organisations.",
+        ),
+        ResourceType(
+            "Consent",
+            Consent,
+            "patient",
+            (
+                _patient_param("Consent.patient"),
+                _status(),
+                SearchParam("scope", "token", "Consent.scope", _tokens("scope")),
+                SearchParam("category", "token", "Consent.category", _tokens("category")),
+                SearchParam("date", "date", "Consent.dateTime", _dates("dateTime")),
+                SearchParam(
+                    "period", "date", "Consent.provision.period", _dates("provision.period")
+                ),
+                SearchParam(
+                    "actor",
+                    "reference",
+                    "Consent.provision.actor.reference",
+                    _references("provision.actor.reference", "provision.provision.actor.reference"),
+                    ("Organization", "Practitioner", "RelatedPerson", "CareTeam"),
+                ),
+                SearchParam(
+                    "data",
+                    "reference",
+                    "Consent.provision.data.reference",
+                    _references("provision.data.reference", "provision.provision.data.reference"),
+                    _ALL_TYPES,
+                ),
+                SearchParam(
+                    "action", "token", "Consent.provision.action", _tokens("provision.action")
+                ),
+                _identifier(),
+            ),
+            required_codes={
+                "status": frozenset(
+                    {"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}
+                )
+            },
+            description="Who may see what: one per grantee.",
+        ),
+        ResourceType(
+            "Observation",
+            Observation,
+            "subject",
+            (
+                _patient_param("Observation.subject"),
+                SearchParam(
+                    "subject",
+                    "reference",
+                    "Observation.subject",
+                    _references("subject"),
+                    ("Patient",),
+                    compartment=True,
+                ),
+                _status(),
+                SearchParam("category", "token", "Observation.category", _tokens("category")),
+                SearchParam("code", "token", "Observation.code", _tokens("code")),
+                SearchParam(
+                    "date",
+                    "date",
+                    "Observation.effective",
+                    _dates("effectiveDateTime", "effectivePeriod", "effectiveInstant"),
+                ),
+                _identifier(),
+            ),
+            required_codes={
+                "status": frozenset(
+                    {
+                        "registered",
+                        "preliminary",
+                        "final",
+                        "amended",
+                        "corrected",
+                        "cancelled",
+                        "entered-in-error",
+                        "unknown",
+                    }
+                )
+            },
+            description="Self-assessed scores per life domain, over time.",
+        ),
+        ResourceType(
+            "Provenance",
+            Provenance,
+            "target",
+            (
+                SearchParam(
+                    "patient",
+                    "reference",
+                    "Provenance.target.where(resolve() is Patient)",
+                    _references("target"),
+                    ("Patient",),
+                    compartment=True,
+                ),
+                SearchParam(
+                    "target", "reference", "Provenance.target", _references("target"), _ALL_TYPES
+                ),
+                SearchParam(
+                    "agent",
+                    "reference",
+                    "Provenance.agent.who",
+                    _references("agent.who"),
+                    _PERSON_TARGETS,
+                ),
+                SearchParam("recorded", "date", "Provenance.recorded", _dates("recorded")),
+            ),
+            description="Who changed what, on whose behalf.",
+        ),
+        ResourceType(
+            "AuditEvent",
+            AuditEvent,
+            "entity.what",
+            (
+                SearchParam(
+                    "patient",
+                    "reference",
+                    "AuditEvent.entity.what.where(resolve() is Patient)",
+                    _references("entity.what"),
+                    ("Patient",),
+                    compartment=True,
+                ),
+                SearchParam("date", "date", "AuditEvent.recorded", _dates("recorded")),
+                SearchParam(
+                    "entity",
+                    "reference",
+                    "AuditEvent.entity.what",
+                    _references("entity.what"),
+                    _ALL_TYPES,
+                ),
+                SearchParam(
+                    "agent",
+                    "reference",
+                    "AuditEvent.agent.who",
+                    _references("agent.who"),
+                    _PERSON_TARGETS,
+                ),
+                SearchParam("type", "token", "AuditEvent.type", _tokens("type")),
+                SearchParam("action", "token", "AuditEvent.action", _tokens("action")),
+                SearchParam("outcome", "token", "AuditEvent.outcome", _tokens("outcome")),
+            ),
+            writable=False,
+            description="Who looked at what: written by the vault only.",
+        ),
+    )
+}
+
+
+def resource_type(name: str) -> ResourceType:
+    from vault.errors import NotFound
+
+    found = RESOURCE_TYPES.get(name)
+    if found is None:
+        raise NotFound(f"Resource type '{name}' is not supported by this server")
+    return found
+
+
+def validate_resource(spec: ResourceType, data: dict[str, Any]) -> None:
+    """Check ``data`` against the R4B model; name every element that is wrong."""
+    try:
+        spec.model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        expressions = []
+        for error in exc.errors()[:10]:
+            path = ".".join([spec.name, *(str(part) for part in error["loc"])])
+            path = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", path)
+            expressions.append(path)
+            problems.append(f"{path}: {_describe(error)}")
+        raise BadRequest(
+            "The resource is not valid FHIR R4: " + "; ".join(problems),
+            expression=expressions,
+            code="structure",
+        ) from None
+    for element, allowed in spec.required_codes.items():
+        value = data.get(element)
+        if value is None:
+            raise BadRequest(
+                f"{spec.name}.{element} is required",
+                expression=[f"{spec.name}.{element}"],
+                code="required",
+            )
+        if value not in allowed:
+            raise BadRequest(
+                f"{spec.name}.{element}: '{value}' is not one of " + ", ".join(sorted(allowed)),
+                expression=[f"{spec.name}.{element}"],
+                code="code-invalid",
+            )
+
+
+def _describe(error: Any) -> str:
+    kind = error.get("type", "")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not an element of this resource"
+    message = str(error.get("msg", "is invalid"))
+    # Pydantic messages may echo the input back; keep only the first clause, no values.
+    return message.split(" [", 1)[0].removeprefix("Value error, ")

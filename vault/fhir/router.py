@@ -1,0 +1,293 @@
+"""The FHIR R4 REST API at ``/fhir`` (https://hl7.org/fhir/R4/http.html).
+
+Thin: each route checks the HTTP envelope (content type, size, ETag headers), opens the
+request's transaction and hands over to the repository, which was built with the
+caller's AccessContext. Errors become OperationOutcome in ``fhir/outcomes.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from vault.deps import RepositoryDep, RuntimeDep
+from vault.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from vault.fhir.bundles import history_bundle, search_bundle
+from vault.fhir.capability import capability_statement
+from vault.fhir.outcomes import FHIR_JSON
+from vault.fhir.repository import Stored
+from vault.fhir.resources import parse_date_range
+from vault.fhir.search import Cursor
+from vault.runtime import Runtime
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+_STARTED = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def base_url(request: Request, runtime: Runtime) -> str:
+    configured = runtime.settings.public_base_url
+    if configured:
+        return configured
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _check_accept(request: Request) -> None:
+    fmt = request.query_params.get("_format")
+    if fmt is not None and "json" not in fmt:
+        raise NotAcceptable("This server speaks FHIR JSON only")
+    accept = request.headers.get("accept", "")
+    if accept and "json" not in accept and "*/*" not in accept and "application/*" not in accept:
+        raise NotAcceptable("This server speaks FHIR JSON only (application/fhir+json)")
+
+
+async def _read_json(request: Request, runtime: Runtime) -> Any:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _JSON_TYPES:
+        raise UnsupportedMediaType("Send the resource as application/fhir+json")
+    limit = runtime.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body is larger than {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise BadRequest("The body is not valid JSON") from None
+
+
+def _resource_response(
+    stored: Stored, *, status: int = 200, location: str | None = None, minimal: bool = False
+) -> Response:
+    headers = {
+        "ETag": stored.etag,
+        "Last-Modified": format_datetime(
+            datetime.fromtimestamp(stored.last_updated / 1e6, UTC), usegmt=True
+        ),
+    }
+    if location is not None:
+        headers["Location"] = location
+    body = b"" if minimal else (stored.body or b"")
+    return Response(
+        body, status_code=status, media_type=None if minimal else FHIR_JSON, headers=headers
+    )
+
+
+def _prefers(request: Request, key: str, value: str) -> bool:
+    prefer = request.headers.get("prefer", "")
+    return any(part.strip() == f"{key}={value}" for part in prefer.split(","))
+
+
+@router.get("/metadata")
+def metadata(request: Request, runtime: RuntimeDep) -> Response:
+    """The CapabilityStatement: what this server really does."""
+    _check_accept(request)
+    statement = capability_statement(
+        base=base_url(request, runtime),
+        software_date=_STARTED,
+        security=getattr(request.app.state, "capability_security", None),
+    )
+    return Response(orjson.dumps(statement), media_type=FHIR_JSON)
+
+
+def _search(
+    request: Request,
+    runtime: Runtime,
+    repo: RepositoryDep,
+    resource_type: str,
+    params: list[tuple[str, str]],
+) -> Response:
+    _check_accept(request)
+    query = repo.parse(resource_type, params, lenient=_prefers(request, "handling", "lenient"))
+    with runtime.db.read() as conn:
+        page = repo.search(conn, query)
+    body = search_bundle(page, base=base_url(request, runtime), count=query.count)
+    return Response(body, media_type=FHIR_JSON)
+
+
+@router.get("/{resource_type}/_history")
+def type_history(
+    request: Request, runtime: RuntimeDep, repo: RepositoryDep, resource_type: str
+) -> Response:
+    """All versions of every resource of one type, newest first."""
+    return _history(request, runtime, repo, resource_type, None)
+
+
+@router.get("/{resource_type}/{resource_id}/_history")
+def instance_history(
+    request: Request, runtime: RuntimeDep, repo: RepositoryDep, resource_type: str, resource_id: str
+) -> Response:
+    """All versions of one resource, newest first."""
+    return _history(request, runtime, repo, resource_type, resource_id)
+
+
+def _history(
+    request: Request,
+    runtime: Runtime,
+    repo: RepositoryDep,
+    resource_type: str,
+    resource_id: str | None,
+) -> Response:
+    _check_accept(request)
+    since = count = cursor = None
+    applied: list[tuple[str, str]] = []
+    for name, value in request.query_params.multi_items():
+        if name == "_since":
+            try:
+                since = parse_date_range(value)[0]
+            except ValueError:
+                raise BadRequest("_since must be a FHIR instant", expression=["_since"]) from None
+            applied.append((name, value))
+        elif name == "_count":
+            if not value.isdigit():
+                raise BadRequest("_count must be a whole number", expression=["_count"])
+            count = min(int(value), runtime.settings.max_page_size)
+            applied.append((name, value))
+        elif name == "_cursor":
+            cursor = Cursor.decode(value)
+        elif name not in ("_format", "_pretty"):
+            raise BadRequest(f"Unknown _history parameter '{name}'", expression=[name])
+    with runtime.db.read() as conn:
+        page = repo.history(
+            conn,
+            resource_type,
+            resource_id,
+            since=since,
+            count=count if count is not None else runtime.settings.default_page_size,
+            cursor=cursor,
+        )
+    path = (
+        f"{resource_type}/_history"
+        if resource_id is None
+        else (f"{resource_type}/{resource_id}/_history")
+    )
+    return Response(
+        history_bundle(page, base=base_url(request, runtime), path=path, params=applied),
+        media_type=FHIR_JSON,
+    )
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}")
+def vread(
+    request: Request,
+    runtime: RuntimeDep,
+    repo: RepositoryDep,
+    resource_type: str,
+    resource_id: str,
+    version_id: str,
+) -> Response:
+    """One version of a resource."""
+    _check_accept(request)
+    with runtime.db.read() as conn:
+        stored = repo.vread(conn, resource_type, resource_id, version_id)
+    return _resource_response(stored)
+
+
+@router.get("/{resource_type}/{resource_id}")
+def read(
+    request: Request, runtime: RuntimeDep, repo: RepositoryDep, resource_type: str, resource_id: str
+) -> Response:
+    """The current version of a resource."""
+    _check_accept(request)
+    with runtime.db.read() as conn:
+        stored = repo.read(conn, resource_type, resource_id)
+    return _resource_response(stored)
+
+
+@router.get("/{resource_type}")
+def search_get(
+    request: Request, runtime: RuntimeDep, repo: RepositoryDep, resource_type: str
+) -> Response:
+    """Search by GET."""
+    return _search(request, runtime, repo, resource_type, request.query_params.multi_items())
+
+
+@router.post("/{resource_type}/_search")
+async def search_post(
+    request: Request, runtime: RuntimeDep, repo: RepositoryDep, resource_type: str
+) -> Response:
+    """Search by POST: parameters in the form body and the URL."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/x-www-form-urlencoded", ""):
+        raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
+    raw = await request.body()
+    if len(raw) > runtime.settings.max_body_bytes:
+        raise PayloadTooLarge("The search form is too large")
+    params = request.query_params.multi_items() + parse_qsl(
+        raw.decode("utf-8", "replace"), keep_blank_values=True
+    )
+    return await run_in_threadpool(_search, request, runtime, repo, resource_type, params)
+
+
+@router.post("/{resource_type}")
+async def create(
+    request: Request, runtime: RuntimeDep, repo: RepositoryDep, resource_type: str
+) -> Response:
+    """Create; with If-None-Exist, only when nothing matches."""
+    body = await _read_json(request, runtime)
+
+    def work() -> tuple[Stored, bool]:
+        with runtime.db.write() as conn:
+            return repo.create(
+                conn, resource_type, body, if_none_exist=request.headers.get("if-none-exist")
+            )
+
+    stored, created = await run_in_threadpool(work)
+    base = base_url(request, runtime)
+    location = f"{base}/{stored.resource_type}/{stored.resource_id}/_history/{stored.version_id}"
+    return _resource_response(
+        stored,
+        status=201 if created else 200,
+        location=location,
+        minimal=_prefers(request, "return", "minimal"),
+    )
+
+
+@router.put("/{resource_type}/{resource_id}")
+async def update(
+    request: Request, runtime: RuntimeDep, repo: RepositoryDep, resource_type: str, resource_id: str
+) -> Response:
+    """Update (or create with this id); If-Match guards against lost updates."""
+    body = await _read_json(request, runtime)
+
+    def work() -> tuple[Stored, bool]:
+        with runtime.db.write() as conn:
+            return repo.update(
+                conn, resource_type, resource_id, body, if_match=request.headers.get("if-match")
+            )
+
+    stored, created = await run_in_threadpool(work)
+    base = base_url(request, runtime)
+    location = f"{base}/{stored.resource_type}/{stored.resource_id}/_history/{stored.version_id}"
+    return _resource_response(
+        stored,
+        status=201 if created else 200,
+        location=location,
+        minimal=_prefers(request, "return", "minimal"),
+    )
+
+
+@router.delete("/{resource_type}/{resource_id}")
+def delete(
+    runtime: RuntimeDep, repo: RepositoryDep, resource_type: str, resource_id: str
+) -> Response:
+    """Delete: a new version that is a tombstone; history stays."""
+    with runtime.db.write() as conn:
+        repo.delete(conn, resource_type, resource_id)
+    return Response(status_code=204)

@@ -1,0 +1,376 @@
+"""FHIR search: parse the query string, then build one SQL statement over the index tables.
+
+Implements the parts of FHIR R4 search (https://hl7.org/fhir/R4/search.html) the
+CapabilityStatement declares: token, reference and date parameters with OR (``,``) and AND
+(repeated name) semantics, the date prefixes eq ne lt gt le ge sa eb ap, ``_id``,
+``_lastUpdated``, ``_count``, ``_sort``, ``_total``, ``_summary=count``, ``_include`` and
+``_revinclude``. Paging is keyset-based (an opaque cursor holding the sort key and the row
+key of the page edge), so next and previous links stay valid while data changes.
+
+An unknown parameter is refused with 400 unless the request says
+``Prefer: handling=lenient``, in which case it is ignored and left out of the self link.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
+
+from vault.crypto import BlindIndex
+from vault.errors import BadRequest
+from vault.fhir.models import ResourceRow, SearchDate, SearchReference, SearchToken
+from vault.fhir.resources import (
+    ID_PATTERN,
+    ResourceType,
+    SearchParam,
+    parse_date_range,
+    split_reference,
+)
+
+__all__ = ["Cursor", "Include", "SearchQuery", "parse_search"]
+
+R = ResourceRow.__table__.c
+ST = SearchToken.__table__.c
+SR = SearchReference.__table__.c
+SD = SearchDate.__table__.c
+
+DATE_PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
+# Result parameters that change nothing about which rows match and are simply accepted.
+_PASSIVE = {"_format", "_pretty"}
+SortKey = Literal["_id", "_lastUpdated", "date"]
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    source_type: str
+    param: SearchParam
+    target_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    key: int | str | None
+    pk: int
+    backward: bool
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.key, self.pk, 1 if self.backward else 0])
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            key, pk, backward = orjson.loads(raw)
+            if not isinstance(pk, int) or not isinstance(key, int | str | None):
+                raise ValueError
+        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+            raise BadRequest("The paging cursor is not valid", expression=["_cursor"]) from None
+        return cls(key=key, pk=pk, backward=bool(backward))
+
+
+@dataclass(slots=True)
+class SearchQuery:
+    spec: ResourceType
+    conditions: list[ColumnElement[bool]] = field(default_factory=list)
+    count: int = 20
+    sort: SortKey | None = None
+    descending: bool = False
+    total: Literal["none", "estimate", "accurate"] = "accurate"
+    summary_count: bool = False
+    includes: list[Include] = field(default_factory=list)
+    revincludes: list[Include] = field(default_factory=list)
+    cursor: Cursor | None = None
+    # The parameters that were applied, in order, for the self and paging links.
+    applied: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def parse_search(
+    spec: ResourceType,
+    params: Sequence[tuple[str, str]],
+    *,
+    blind: BlindIndex,
+    lenient: bool,
+    default_count: int,
+    max_count: int,
+    registry: dict[str, ResourceType],
+) -> SearchQuery:
+    query = SearchQuery(spec=spec, count=default_count)
+    by_name = spec.params_by_name
+    for raw_name, value in params:
+        name, _, modifier = raw_name.partition(":")
+        if raw_name == "_cursor":
+            query.cursor = Cursor.decode(value)
+            continue
+        if name in _PASSIVE:
+            continue
+        try:
+            if name.startswith("_"):
+                _apply_result_param(query, name, modifier, value, max_count, registry)
+            elif name in by_name:
+                query.conditions.append(
+                    _condition(spec, by_name[name], modifier, value, blind=blind)
+                )
+            else:
+                raise BadRequest(
+                    f"Unknown search parameter '{raw_name}' for {spec.name}", expression=[raw_name]
+                )
+        except BadRequest:
+            if lenient and not _is_syntax_of_known(name, by_name):
+                query.ignored.append(raw_name)
+                continue
+            raise
+        query.applied.append((raw_name, value))
+    return query
+
+
+def _is_syntax_of_known(name: str, by_name: dict[str, SearchParam]) -> bool:
+    # Lenient handling ignores parameters the server does not know; a known parameter with
+    # a malformed value is still an error, as silently widening a search would mislead.
+    return name in by_name or name in {
+        "_id",
+        "_lastUpdated",
+        "_count",
+        "_sort",
+        "_total",
+        "_summary",
+        "_include",
+        "_revinclude",
+    }
+
+
+def _apply_result_param(
+    query: SearchQuery,
+    name: str,
+    modifier: str,
+    value: str,
+    max_count: int,
+    registry: dict[str, ResourceType],
+) -> None:
+    spec = query.spec
+    if name == "_id":
+        ids = [v for v in _split(value) if v]
+        for item in ids:
+            if not ID_PATTERN.match(item):
+                raise BadRequest("'_id' value is not a valid id", expression=["_id"])
+        query.conditions.append(R.resource_id.in_(ids) if ids else false())
+    elif name == "_lastUpdated":
+        query.conditions.append(_date_on_instant(value))
+    elif name == "_count":
+        if not value.isdigit():
+            raise BadRequest("_count must be a whole number", expression=["_count"])
+        query.count = min(int(value), max_count)
+    elif name == "_sort":
+        keys = [k for k in value.split(",") if k]
+        if len(keys) != 1:
+            raise BadRequest("_sort takes exactly one key", expression=["_sort"])
+        key = keys[0]
+        query.descending = key.startswith("-")
+        key = key.removeprefix("-")
+        if key == "_lastUpdated" or key == "_id":
+            query.sort = key  # type: ignore[assignment]
+        elif key == "date" and "date" in spec.params_by_name:
+            query.sort = "date"
+        else:
+            raise BadRequest(f"Sorting by '{key}' is not supported", expression=["_sort"])
+    elif name == "_total":
+        if value not in ("none", "estimate", "accurate"):
+            raise BadRequest("_total must be none, estimate or accurate", expression=["_total"])
+        query.total = value  # type: ignore[assignment]
+    elif name == "_summary":
+        if value == "count":
+            query.summary_count = True
+        elif value != "false":
+            raise BadRequest("Only _summary=count is supported", expression=["_summary"])
+    elif name in ("_include", "_revinclude"):
+        if modifier:
+            raise BadRequest(f"{name}:{modifier} is not supported", expression=[name])
+        include = _parse_include(value, registry)
+        if name == "_include":
+            if include.source_type != spec.name:
+                raise BadRequest(f"_include must start with {spec.name}:", expression=[name])
+            query.includes.append(include)
+        else:
+            query.revincludes.append(include)
+    else:
+        raise BadRequest(f"Unknown search parameter '{name}'", expression=[name])
+
+
+def _parse_include(value: str, registry: dict[str, ResourceType]) -> Include:
+    parts = value.split(":")
+    if len(parts) not in (2, 3):
+        raise BadRequest("An include looks like Type:parameter[:TargetType]")
+    source = registry.get(parts[0])
+    param = source.params_by_name.get(parts[1]) if source else None
+    if source is None or param is None or param.type != "reference":
+        raise BadRequest(f"'{value}' does not name a reference search parameter")
+    target = parts[2] if len(parts) == 3 else None
+    if target is not None and target not in param.targets:
+        raise BadRequest(f"'{value}': {parts[1]} does not point at {target}")
+    return Include(source_type=source.name, param=param, target_type=target)
+
+
+def _split(value: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` unless escaped with a backslash (FHIR search escaping)."""
+    out, buf, escaped = [], [], False
+    for char in value:
+        if escaped:
+            buf.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == sep:
+            out.append("".join(buf))
+            buf = []
+        else:
+            buf.append(char)
+    out.append("".join(buf))
+    return out
+
+
+def _condition(
+    spec: ResourceType, param: SearchParam, modifier: str, value: str, *, blind: BlindIndex
+) -> ColumnElement[bool]:
+    alternatives = _split(value)
+    if not value or not all(alternatives):
+        raise BadRequest(
+            f"Search parameter '{param.name}' has an empty value", expression=[param.name]
+        )
+    if param.type == "token":
+        if modifier:
+            raise BadRequest(
+                f"Modifier ':{modifier}' is not supported on {param.name}", expression=[param.name]
+            )
+        return or_(*(_token(spec, param, alt, blind) for alt in alternatives))
+    if param.type == "reference":
+        if modifier and modifier not in param.targets:
+            raise BadRequest(
+                f"Modifier ':{modifier}' is not supported on {param.name}", expression=[param.name]
+            )
+        return or_(*(_reference(spec, param, alt, modifier or None) for alt in alternatives))
+    if modifier:
+        raise BadRequest(
+            f"Modifier ':{modifier}' is not supported on {param.name}", expression=[param.name]
+        )
+    return or_(*(_date(spec, param, alt) for alt in alternatives))
+
+
+def _token(
+    spec: ResourceType, param: SearchParam, value: str, blind: BlindIndex
+) -> ColumnElement[bool]:
+    parts = _split(value, "|")
+    if len(parts) > 2:
+        raise BadRequest(
+            f"Token value of '{param.name}' has more than one '|'", expression=[param.name]
+        )
+    where: list[ColumnElement[bool]] = [
+        ST.resource_pk == R.pk,
+        ST.param == param.name,
+        ST.resource_type == spec.name,
+    ]
+    if len(parts) == 1:
+        where.append(ST.code_hash == blind.token(parts[0]))
+    else:
+        system, code = parts
+        where.append(ST.system == system if system else ST.system.is_(None))
+        if code:
+            where.append(ST.code_hash == blind.token(code))
+    return exists(select(ST.id).where(*where))
+
+
+def _reference(
+    spec: ResourceType, param: SearchParam, value: str, type_modifier: str | None
+) -> ColumnElement[bool]:
+    parsed = split_reference(value)
+    if parsed is not None:
+        target_type, target_id = parsed
+        if type_modifier and type_modifier != target_type:
+            raise BadRequest(
+                f"'{param.name}:{type_modifier}' does not match {target_type}",
+                expression=[param.name],
+            )
+    elif ID_PATTERN.match(value):
+        target_type, target_id = type_modifier or "", value
+    else:
+        raise BadRequest(f"'{param.name}' needs an id or Type/id", expression=[param.name])
+    if target_type and target_type not in param.targets:
+        return false()
+    if param.compartment:
+        # The compartment's own column answers this; the write path derived it from here.
+        return R.patient_id == target_id
+    where: list[ColumnElement[bool]] = [
+        SR.resource_pk == R.pk,
+        SR.param == param.name,
+        SR.resource_type == spec.name,
+        SR.target_id == target_id,
+    ]
+    if target_type:
+        where.append(SR.target_type == target_type)
+    return exists(select(SR.id).where(*where))
+
+
+def _prefix(value: str) -> tuple[str, str]:
+    if len(value) > 2 and value[:2] in DATE_PREFIXES and not value[:2].isdigit():
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def _range(value: str, name: str) -> tuple[str, int, int]:
+    prefix, text = _prefix(value)
+    try:
+        low, high = parse_date_range(text)
+    except ValueError:
+        raise BadRequest(
+            f"'{name}' value '{text[:40]}' is not a FHIR date", expression=[name]
+        ) from None
+    return prefix, low, high
+
+
+def _compare(
+    prefix: str, qlo: int, qhi: int, rlo: ColumnElement[int], rhi: ColumnElement[int]
+) -> ColumnElement[bool]:
+    """FHIR date prefixes over ranges: the query range [qlo, qhi), the row range [rlo, rhi)."""
+    contained = and_(rlo >= qlo, rhi <= qhi)
+    match prefix:
+        case "eq":
+            return contained
+        case "ne":
+            return not_(contained)
+        case "gt":
+            return rhi > qhi
+        case "lt":
+            return rlo < qlo
+        case "ge":
+            return or_(rhi > qhi, contained)
+        case "le":
+            return or_(rlo < qlo, contained)
+        case "sa":
+            return rlo >= qhi
+        case "eb":
+            return rhi <= qlo
+        case _:  # "ap": the ranges overlap
+            return and_(rlo < qhi, rhi > qlo)
+
+
+def _date(spec: ResourceType, param: SearchParam, value: str) -> ColumnElement[bool]:
+    prefix, low, high = _range(value, param.name)
+    return exists(
+        select(SD.id).where(
+            SD.resource_pk == R.pk,
+            SD.param == param.name,
+            SD.resource_type == spec.name,
+            _compare(prefix, low, high, SD.low, SD.high),
+        )
+    )
+
+
+def _date_on_instant(value: str) -> ColumnElement[bool]:
+    prefix, low, high = _range(value, "_lastUpdated")
+    return _compare(prefix, low, high, R.last_updated, R.last_updated + 1)
