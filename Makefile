@@ -1,0 +1,40 @@
+# The two set-up commands of README.md: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATA   ?= data
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## run: start the vault with demo data on SQLite at http://127.0.0.1:8000
+run: $(STAMP)
+	$(BIN)/vault init --data-dir $(DATA)
+	$(BIN)/vault demo --data-dir $(DATA)
+	$(BIN)/vault serve --data-dir $(DATA) --host 127.0.0.1 --port 8000
+
+## test: the whole test suite (SQLite; set VAULT_DATABASE_URL for PostgreSQL)
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+## lint: ruff (lint + format check) and mypy strict
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## bench: the read/search benchmark on SQLite (see docs/performance.md)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/fhir_read_search.py
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache

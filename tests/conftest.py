@@ -1,0 +1,160 @@
+"""Shared fixtures: a real database (SQLite, or PostgreSQL when VAULT_DATABASE_URL says so),
+a real vault served over HTTP by uvicorn on 127.0.0.1, and httpx clients.
+
+Until the OAuth issue plugs real tokens in, the test server's access resolver reads the
+caller's context from the ``X-Test-Access`` header: ``full`` or ``patient:<id>``. Only the
+test app has that resolver; ``vault serve`` answers 401 to every FHIR request.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import Request
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from vault.access import AccessContext
+from vault.config import Settings
+from vault.crypto import MasterKey
+from vault.db import Database
+from vault.errors import Unauthorized
+from vault.main import create_app
+from vault.migrations import upgrade
+from vault.runtime import Runtime
+
+FHIR_JSON = {"content-type": "application/fhir+json"}
+PG_URL = os.environ.get("VAULT_DATABASE_URL", "")
+
+
+def test_access(request: Request) -> AccessContext:
+    value = request.headers.get("x-test-access", "")
+    if value == "full":
+        return AccessContext.full("test")
+    if value.startswith("patient:"):
+        patient = value.split(":", 1)[1]
+        return AccessContext(subject=f"inwoner:{patient}", patient_id=patient,
+                             read_types=None, write_types=None)
+    raise Unauthorized("no test access", headers={"WWW-Authenticate": "Bearer"})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database for this test process."""
+    if not PG_URL.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'vault.db'}"
+        return
+    name = f"rk_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def make_settings(data_dir: Path, database_url: str) -> Settings:
+    return Settings(data_dir=data_dir, database_url=database_url,
+                    sqlite_checkpoint_interval=0.2)
+
+
+def initialise(settings: Settings) -> None:
+    """What `vault init` does, in process."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.master_key_path.exists():
+        MasterKey.generate().write(settings.master_key_path)
+    db = Database(settings.database_url)
+    try:
+        upgrade(db.write_engine)
+    finally:
+        db.dispose()
+    Runtime.open(settings, bootstrap=True).close()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
+    result = make_settings(tmp_path_factory.mktemp("vault"), database_url)
+    initialise(result)
+    return result
+
+
+@pytest.fixture(scope="session")
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime.open(settings)
+    yield rt
+    rt.close()
+
+
+class ServerThread:
+    """uvicorn serving an app on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: object) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings, runtime: Runtime) -> Iterator[ServerThread]:
+    app = create_app(settings, access_resolver=test_access, runtime=runtime)
+    with ServerThread(app) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: ServerThread) -> Iterator[httpx.Client]:
+    """An operator-level client of /fhir (full access)."""
+    with httpx.Client(base_url=server.url + "/fhir",
+                      headers={"x-test-access": "full"}, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def anonymous(server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url + "/fhir", timeout=30) as http:
+        yield http
+
+
+def create(client: httpx.Client, resource: dict[str, object]) -> dict[str, object]:
+    """POST a resource and return the stored JSON; fails the test on any error."""
+    response = client.post(f"/{resource['resourceType']}", json=resource, headers=FHIR_JSON)
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body

@@ -1,0 +1,108 @@
+"""Factories for FHIR resources in tests: keyword options, sensible Dutch defaults."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+DOMAIN_SYSTEM = "https://regiekluis.nl/fhir/CodeSystem/levensdomein"
+
+
+def new_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def bsn(seed: int | None = None) -> str:
+    """A fictional BSN from the 99999xxxx test range that passes the 11-proef."""
+    base = seed if seed is not None else uuid.uuid4().int
+    for offset in range(1000):
+        digits = f"99999{(base + offset) % 10000:04d}"
+        total = sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
+        if (total - int(digits[8])) % 11 == 0:
+            return digits
+    raise AssertionError("no BSN found")
+
+
+def patient(*, id: str | None = None, family: str = "Jansen", given: str = "Sanne",
+            bsn_value: str | None = None, **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "identifier": [{"system": BSN_SYSTEM, "value": bsn_value or bsn()}],
+        "name": [{"family": family, "given": [given]}],
+        **extra,
+    }
+    if id is not None:
+        resource["id"] = id
+    return resource
+
+
+def goal(*, patient_id: str, text: str = "Ik wil mijn schulden op een rij hebben",
+         domain: str = "financien", status: str = "active", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Goal",
+        "lifecycleStatus": status,
+        "description": {"text": text},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "expressedBy": {"reference": f"Patient/{patient_id}"},
+        "category": [{"coding": [{"system": DOMAIN_SYSTEM, "code": domain}]}],
+        **extra,
+    }
+
+
+def careteam(*, patient_id: str, members: list[str] | None = None, **extra: Any
+             ) -> dict[str, Any]:
+    return {
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "participant": [{"member": {"reference": ref}} for ref in members or []],
+        **extra,
+    }
+
+
+def careplan(*, patient_id: str, goals: list[str] | None = None,
+             careteams: list[str] | None = None, start: str = "2026-11-01",
+             end: str | None = None, status: str = "active", **extra: Any) -> dict[str, Any]:
+    period: dict[str, str] = {"start": start}
+    if end is not None:
+        period["end"] = end
+    return {
+        "resourceType": "CarePlan",
+        "status": status,
+        "intent": "plan",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "period": period,
+        "goal": [{"reference": f"Goal/{g}"} for g in goals or []],
+        "careTeam": [{"reference": f"CareTeam/{c}"} for c in careteams or []],
+        **extra,
+    }
+
+
+def organization(*, name: str = "MEE", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Organization", "active": True, "name": name, **extra}
+
+
+def related_person(*, patient_id: str, name: str = "Buurvrouw Ans", **extra: Any
+                   ) -> dict[str, Any]:
+    return {
+        "resourceType": "RelatedPerson",
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "name": [{"text": name}],
+        **extra,
+    }
+
+
+def observation(*, patient_id: str, domain: str = "financien", score: int = 6,
+                when: str = "2026-11-01T10:00:00+01:00", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                  "observation-category", "code": "survey"}]}],
+        "code": {"coding": [{"system": DOMAIN_SYSTEM, "code": domain}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": when,
+        "valueInteger": score,
+        **extra,
+    }
