@@ -34,12 +34,14 @@ def deny_all(_request: Request) -> AccessContext:
     )
 
 
-def get_runtime(request: Request) -> Runtime:
+# The dependencies are async because they never block: a sync dependency would cost a
+# thread-pool hop per request, about as much as the rest of a read.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_access(request: Request) -> AccessContext:
+async def get_access(request: Request) -> AccessContext:
     resolver: AccessResolver = request.app.state.access_resolver
     return resolver(request)
 
@@ -48,7 +50,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AccessDep = Annotated[AccessContext, Depends(get_access)]
 
 
-def get_repository(runtime: RuntimeDep, ctx: AccessDep) -> Repository:
+async def get_repository(runtime: RuntimeDep, ctx: AccessDep) -> Repository:
     return Repository(runtime, ctx)
 
 

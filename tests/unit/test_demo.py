@@ -1,0 +1,190 @@
+"""The demo family: valid FHIR, self-contained, fictional BSNs, every row in a compartment."""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from vault.demo import DEMO_PATIENT_IDS, demo_resources
+from vault.fhir.resources import RESOURCE_TYPES, split_reference, validate_resource
+
+BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+LEVENSDOMEIN = "https://regiekluis.nl/fhir/CodeSystem/levensdomein"
+DOMAINS = {"financien", "wonen", "relaties", "dagbesteding", "gezondheid", "opvoeding"}
+
+RESOURCES = demo_resources()
+
+
+def key(resource: dict[str, Any]) -> str:
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
+def references(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name == "reference" and isinstance(value, str):
+                yield value
+            else:
+                yield from references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from references(item)
+
+
+def passes_elfproef(bsn: str) -> bool:
+    if len(bsn) != 9 or not bsn.isdigit():
+        return False
+    weights = (9, 8, 7, 6, 5, 4, 3, 2, -1)
+    return sum(int(digit) * weight for digit, weight in zip(bsn, weights)) % 11 == 0
+
+
+def of_type(resource_type: str) -> list[dict[str, Any]]:
+    return [r for r in RESOURCES if r["resourceType"] == resource_type]
+
+
+def patient_of(resource: dict[str, Any]) -> str:
+    element = RESOURCE_TYPES[resource["resourceType"]].compartment
+    assert element is not None
+    if element == "self":
+        return str(resource["id"])
+    parsed = split_reference(resource[element]["reference"])
+    assert parsed is not None and parsed[0] == "Patient"
+    return parsed[1]
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=key)
+def test_every_demo_resource_validates_with_its_r4b_model(resource: dict[str, Any]) -> None:
+    name = resource["resourceType"]
+    model = getattr(importlib.import_module(f"fhir.resources.R4B.{name.lower()}"), name)
+    model.model_validate(resource)
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=key)
+def test_every_demo_resource_passes_the_vault_write_validation(resource: dict[str, Any]) -> None:
+    spec = RESOURCE_TYPES[resource["resourceType"]]
+    assert spec.writable
+    validate_resource(spec, resource)
+
+
+def test_demo_ids_are_unique() -> None:
+    ids = Counter(resource["id"] for resource in RESOURCES)
+    assert [i for i, n in ids.items() if n > 1] == []
+
+
+def test_every_demo_reference_is_relative_and_points_into_the_demo() -> None:
+    known = {key(resource) for resource in RESOURCES}
+    dangling = [(key(r), ref) for r in RESOURCES for ref in references(r) if ref not in known]
+    assert dangling == []
+
+
+def test_demo_resources_come_after_what_they_refer_to() -> None:
+    seen: set[str] = set()
+    for resource in RESOURCES:
+        ahead = [ref for ref in references(resource) if ref not in seen]
+        assert ahead == [], f"{key(resource)} refers to resources that come later: {ahead}"
+        seen.add(key(resource))
+
+
+def test_every_demo_bsn_is_a_test_number_that_passes_the_elfproef() -> None:
+    bsns = [
+        i["value"] for p in of_type("Patient") for i in p["identifier"] if i["system"] == BSN_SYSTEM
+    ]
+    assert len(bsns) == len(DEMO_PATIENT_IDS)
+    assert len(set(bsns)) == len(bsns)
+    for bsn in bsns:
+        assert bsn.startswith("99999")
+        assert passes_elfproef(bsn), bsn
+
+
+def test_elfproef_check_rejects_a_wrong_check_digit() -> None:
+    assert passes_elfproef("999990019")
+    assert not passes_elfproef("999990018")
+
+
+def test_demo_patient_ids_are_the_demo_patients() -> None:
+    assert tuple(p["id"] for p in of_type("Patient")) == DEMO_PATIENT_IDS
+    assert len(DEMO_PATIENT_IDS) >= 3
+
+
+def test_every_compartment_resource_belongs_to_a_demo_patient() -> None:
+    for resource in RESOURCES:
+        if RESOURCE_TYPES[resource["resourceType"]].compartment is not None:
+            assert patient_of(resource) in DEMO_PATIENT_IDS, key(resource)
+
+
+def test_every_inwoner_has_a_plan_team_goals_scores_and_consents() -> None:
+    for patient_id in DEMO_PATIENT_IDS:
+        mine = Counter(
+            r["resourceType"]
+            for r in RESOURCES
+            if r["resourceType"] != "Patient"
+            and RESOURCE_TYPES[r["resourceType"]].compartment is not None
+            and patient_of(r) == patient_id
+        )
+        assert mine["CarePlan"] == 1
+        assert mine["CareTeam"] == 1
+        assert 2 <= mine["Goal"] <= 4
+        assert mine["RelatedPerson"] >= 1
+        assert mine["Consent"] >= 1
+        dates = {
+            o["effectiveDateTime"] for o in of_type("Observation") if patient_of(o) == patient_id
+        }
+        assert len(dates) >= 2
+
+
+def test_goals_are_the_inwoners_own_words_per_life_domain() -> None:
+    for goal in of_type("Goal"):
+        assert goal["expressedBy"] == goal["subject"]
+        assert goal["description"]["text"].startswith("Ik ")
+        codings = [c for concept in goal["category"] for c in concept["coding"]]
+        assert any(c["system"] == LEVENSDOMEIN and c["code"] in DOMAINS for c in codings)
+
+
+def test_scores_are_self_assessed_whole_numbers_from_1_to_10() -> None:
+    for observation in of_type("Observation"):
+        assert observation["status"] == "final"
+        assert observation["category"][0]["coding"][0]["code"] == "survey"
+        coding = observation["code"]["coding"][0]
+        assert (coding["system"], coding["code"] in DOMAINS) == (LEVENSDOMEIN, True)
+        assert 1 <= observation["valueInteger"] <= 10
+        assert observation["performer"] == [observation["subject"]]
+
+
+def test_plans_hold_what_i_do_myself_and_what_professionals_agreed() -> None:
+    for plan in of_type("CarePlan"):
+        assert (plan["status"], plan["intent"]) == ("active", "plan")
+        performers = {
+            ref.split("/", 1)[0]
+            for activity in plan["activity"]
+            for ref in references(activity["detail"]["performer"])
+        }
+        assert "Patient" in performers
+        assert "RelatedPerson" in performers
+        assert performers & {"Organization", "Practitioner"}
+        for activity in plan["activity"]:
+            assert {"status", "scheduledPeriod", "description"} <= activity["detail"].keys()
+
+
+def test_consents_permit_access_for_an_organization_until_an_end_date() -> None:
+    for consent in of_type("Consent"):
+        assert consent["status"] == "active"
+        assert consent["scope"]["coding"][0]["code"] == "patient-privacy"
+        provision = consent["provision"]
+        assert provision["type"] == "permit"
+        assert provision["period"]["end"]
+        assert [a["reference"]["reference"].split("/")[0] for a in provision["actor"]] == [
+            "Organization"
+        ]
+        assert [a["coding"][0]["code"] for a in provision["action"]] == ["access"]
+        assert all(c["code"] in RESOURCE_TYPES for c in provision["class"])
+
+
+def test_demo_resources_are_built_fresh_on_every_call() -> None:
+    first, second = demo_resources(), demo_resources()
+    assert first == second
+    first[0]["name"] = "changed"
+    assert demo_resources() == second

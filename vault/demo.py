@@ -1,0 +1,691 @@
+"""A fictional family to show and try the vault with: ``vault demo`` loads it.
+
+The family follows the "1 gezin 1 plan 1 regisseur" way of working of Dutch municipalities
+(design.md, sections 1 and 7). Sanne, her partner Erik and her son Daan each own a Patient
+compartment with what they want (Goal, in their own words, per life domain), their plan
+(CarePlan: what I do myself, what my network does, and the agreements of the last
+samenwerkoverleg for the coming month), their network and professionals (CareTeam,
+RelatedPerson), their own scores per life domain over time (Observation) and who may see
+what (Consent, one per organisation). Four partner organisations and two professionals are
+shared by the whole family.
+
+Everything is made up: names, the town Voorbeeldstad, the organisations, the identifier
+systems for AGB and KvK codes, and BSNs from the 99999xxxx test range (they pass the
+11-proef, so they get through validation, but belong to no one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from vault.access import AccessContext
+from vault.errors import Gone, NotFound
+from vault.fhir.repository import Repository
+
+if TYPE_CHECKING:
+    from vault.runtime import Runtime
+
+__all__ = ["DEMO_PATIENT_IDS", "demo_resources", "load_demo"]
+
+Resource = dict[str, Any]
+
+LEVENSDOMEIN = "https://regiekluis.nl/fhir/CodeSystem/levensdomein"
+BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+DEMO_AGB = "https://regiekluis.nl/fhir/NamingSystem/demo-agb"
+DEMO_KVK = "https://regiekluis.nl/fhir/NamingSystem/demo-kvk"
+ORGANIZATION_TYPE = "http://terminology.hl7.org/CodeSystem/organization-type"
+ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+GOAL_PRIORITY = "http://terminology.hl7.org/CodeSystem/goal-priority"
+GOAL_ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
+PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+RESOURCE_TYPE_SYSTEM = "http://hl7.org/fhir/resource-types"
+LOINC = "http://loinc.org"
+
+DOMAINS = {
+    "financien": "Financiën",
+    "wonen": "Wonen",
+    "relaties": "Relaties",
+    "dagbesteding": "Dagbesteding",
+    "gezondheid": "Gezondheid",
+    "opvoeding": "Opvoeding",
+}
+PRIORITIES = {
+    "high-priority": "High Priority",
+    "medium-priority": "Medium Priority",
+    "low-priority": "Low Priority",
+}
+
+# Fixed dates, never today's: a second run of load_demo must find nothing to change.
+PLAN_START = "2026-09-01"
+PLAN_END = "2027-08-31"
+SCORE_DATES = ("2026-09-01", "2026-10-06", "2026-11-10")
+LAST_MEETING = "2026-11-10"
+NEXT_MEETING = "2026-12-08"
+CONSENTED_AT = "2026-09-01T10:00:00+02:00"
+
+SOCIAAL_TEAM = "Organization/demo-org-sociaal-team"
+GGZ = "Organization/demo-org-ggz"
+MEE = "Organization/demo-org-mee"
+WONINGCORPORATIE = "Organization/demo-org-woningcorporatie"
+REGISSEUR = "Practitioner/demo-regisseur-anouk"
+BEHANDELAAR = "Practitioner/demo-behandelaar-joost"
+SELF = "ik"
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    reference: str
+    name: str
+    type_code: str
+    type_display: str
+    type_text: str
+    identifier: tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Professional:
+    reference: str
+    given: str
+    family: str
+    gender: str
+    qualification: str
+    organization: str
+    role: str
+    agb: str
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Someone of the inwoner's network, as a RelatedPerson of that inwoner."""
+
+    key: str
+    given: str
+    family: str
+    gender: str
+    role_code: str
+    role_display: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wish:
+    """A Goal: what the inwoner wants, in their own words."""
+
+    key: str
+    domain: str
+    text: str
+    priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """One line of the plan; ``by`` is SELF, a Contact key, or a reference."""
+
+    text: str
+    by: str
+    wish: str | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Inwoner:
+    key: str
+    given: str
+    family: str
+    gender: str
+    birth_date: str
+    bsn: str
+    network: tuple[Contact, ...]
+    professionals: tuple[tuple[str, str], ...]
+    wishes: tuple[Wish, ...]
+    scores: tuple[tuple[str, tuple[int, ...]], ...]
+    activities: tuple[Activity, ...]
+    grants: tuple[tuple[str, tuple[str, ...]], ...]
+    note: str
+    # Between 12 and 16 a child and a parent consent together (WGBO).
+    co_signers: tuple[str, ...] = ()
+
+    @property
+    def patient(self) -> str:
+        return f"Patient/demo-inwoner-{self.key}"
+
+
+ORGANIZATIONS = (
+    Partner(
+        SOCIAAL_TEAM,
+        "Sociaal Team Voorbeeldstad",
+        "govt",
+        "Government",
+        "Sociaal team van de gemeente",
+        (DEMO_KVK, "99990011"),
+    ),
+    Partner(
+        GGZ,
+        "GGZ Voorbeeldstad",
+        "prov",
+        "Healthcare Provider",
+        "GGZ-aanbieder",
+        (DEMO_AGB, "99990022"),
+    ),
+    Partner(
+        MEE,
+        "MEE Voorbeeldregio",
+        "prov",
+        "Healthcare Provider",
+        "Cliëntondersteuning voor mensen met een beperking",
+        (DEMO_AGB, "99990033"),
+    ),
+    Partner(
+        WONINGCORPORATIE,
+        "Woonstichting Voorbeeldstad",
+        "bus",
+        "Non-Healthcare Business or Corporation",
+        "Woningcorporatie",
+        (DEMO_KVK, "99990044"),
+    ),
+)
+
+PRACTITIONERS = (
+    Professional(
+        REGISSEUR,
+        "Anouk",
+        "Smit",
+        "female",
+        "Maatschappelijk werker",
+        SOCIAAL_TEAM,
+        "regisseur",
+        "99991001",
+    ),
+    Professional(
+        BEHANDELAAR, "Joost", "Hendriks", "male", "GZ-psycholoog", GGZ, "behandelaar", "99991002"
+    ),
+)
+
+SANNE = Inwoner(
+    key="sanne",
+    given="Sanne",
+    family="Bakker",
+    gender="female",
+    birth_date="1984-05-12",
+    bsn="999990019",
+    network=(
+        Contact("erik", "Erik", "Visser", "male", "DOMPART", "domestic partner", "partner"),
+        Contact("ria", "Ria", "Bakker", "female", "MTH", "mother", "moeder, mantelzorger"),
+        Contact("mirjam", "Mirjam", "de Groot", "female", "FRND", "unrelated friend", "vriendin"),
+    ),
+    professionals=((REGISSEUR, "regisseur"), (WONINGCORPORATIE, "huur en woning")),
+    wishes=(
+        Wish("schulden", "financien", "Ik wil mijn schulden op een rij hebben.", "high-priority"),
+        Wish("huis", "wonen", "Ik wil in ons huis kunnen blijven wonen.", "high-priority"),
+        Wish("daan", "opvoeding", "Ik wil minder ruzie met Daan over school.", "medium-priority"),
+        Wish("rust", "gezondheid", "Ik wil beter slapen en wat meer rust.", "low-priority"),
+    ),
+    scores=(
+        ("financien", (3, 4, 5)),
+        ("wonen", (4, 4, 6)),
+        ("opvoeding", (5, 5, 6)),
+        ("gezondheid", (5, 4, 4)),
+    ),
+    activities=(
+        Activity(
+            "Ik doe alle post in één map en open die elke vrijdag.", SELF, "schulden", "in-progress"
+        ),
+        Activity(
+            "Mirjam helpt mij elke vrijdag met de post en de rekeningen.",
+            "mirjam",
+            "schulden",
+            "in-progress",
+        ),
+        Activity("Ik betaal de huur elke maand op de eerste dag.", SELF, "huis", "in-progress"),
+        Activity(
+            "Mijn moeder haalt Daan op dinsdag uit school. Dan kan ik even rusten.",
+            "ria",
+            "rust",
+            "in-progress",
+        ),
+        Activity(
+            "Anouk meldt mij aan bij schuldhulp en gaat mee naar het eerste gesprek.",
+            REGISSEUR,
+            "schulden",
+            "scheduled",
+        ),
+        Activity(
+            "De woningcorporatie maakt met mij een regeling voor de huurachterstand.",
+            WONINGCORPORATIE,
+            "huis",
+            "in-progress",
+        ),
+        Activity(
+            "Erik en ik praten elke zondag over de week van Daan.", "erik", "daan", "not-started"
+        ),
+    ),
+    grants=(
+        (SOCIAAL_TEAM, ("Patient", "CarePlan", "Goal", "CareTeam", "RelatedPerson", "Observation")),
+        (WONINGCORPORATIE, ("CarePlan",)),
+    ),
+    note="Ik wil eerst rust in mijn hoofd over geld. Daarna kijk ik verder.",
+)
+
+ERIK = Inwoner(
+    key="erik",
+    given="Erik",
+    family="Visser",
+    gender="male",
+    birth_date="1981-02-03",
+    bsn="999990020",
+    network=(
+        Contact("sanne", "Sanne", "Bakker", "female", "DOMPART", "domestic partner", "partner"),
+        Contact("kevin", "Kevin", "Visser", "male", "BRO", "brother", "broer"),
+    ),
+    professionals=((REGISSEUR, "regisseur"), (BEHANDELAAR, "behandelaar"), (GGZ, "GGZ")),
+    wishes=(
+        Wish("werk", "dagbesteding", "Ik wil weer werk, het liefst buiten.", "high-priority"),
+        Wish("somber", "gezondheid", "Ik wil me minder somber voelen.", "high-priority"),
+        Wish("daan", "relaties", "Ik wil dat Daan mij vertrouwt.", "medium-priority"),
+    ),
+    scores=(
+        ("dagbesteding", (3, 3, 4)),
+        ("gezondheid", (3, 4, 5)),
+        ("relaties", (6, 6, 6)),
+    ),
+    activities=(
+        Activity("Ik ga elke ochtend een half uur wandelen.", SELF, "somber", "in-progress"),
+        Activity("Kevin gaat op zaterdag met mij hardlopen.", "kevin", "somber", "in-progress"),
+        Activity(
+            "Ik ga één keer per week met Daan naar voetbal kijken.", SELF, "daan", "in-progress"
+        ),
+        Activity(
+            "Joost heeft elke twee weken een gesprek met mij.", BEHANDELAAR, "somber", "in-progress"
+        ),
+        Activity(
+            "Anouk zoekt met mij vrijwilligerswerk bij een groenbedrijf.",
+            REGISSEUR,
+            "werk",
+            "scheduled",
+        ),
+    ),
+    grants=(
+        (SOCIAAL_TEAM, ("Patient", "CarePlan", "Goal", "CareTeam", "RelatedPerson", "Observation")),
+        (GGZ, ("CarePlan", "Goal", "Observation")),
+    ),
+    note="Als het slecht gaat, bel ik eerst Kevin. Hij weet wat hij dan moet doen.",
+)
+
+DAAN = Inwoner(
+    key="daan",
+    given="Daan",
+    family="Bakker",
+    gender="male",
+    birth_date="2011-03-21",
+    bsn="999990032",
+    network=(
+        Contact("sanne", "Sanne", "Bakker", "female", "MTH", "mother", "moeder, heeft het gezag"),
+        Contact("erik", "Erik", "Visser", "male", "STPFTH", "stepfather", "stiefvader"),
+        Contact("ria", "Ria", "Bakker", "female", "GRMTH", "grandmother", "oma, mantelzorger"),
+        Contact("henk", "Henk", "Mulder", "male", "NBOR", "neighbor", "buurman"),
+    ),
+    professionals=((REGISSEUR, "regisseur"), (MEE, "begeleiding school en vrije tijd")),
+    wishes=(
+        Wish("school", "dagbesteding", "Ik wil weer elke dag naar school.", "high-priority"),
+        Wish("vrienden", "relaties", "Ik wil vrienden in mijn klas.", "medium-priority"),
+        Wish("voetbal", "gezondheid", "Ik wil weer op voetbal.", "low-priority"),
+    ),
+    scores=(
+        ("dagbesteding", (4, 5, 6)),
+        ("relaties", (4, 4, 5)),
+        ("gezondheid", (6, 6, 7)),
+    ),
+    activities=(
+        Activity(
+            "Ik zet elke avond mijn wekker en maak mijn tas klaar.", SELF, "school", "in-progress"
+        ),
+        Activity(
+            "Oma helpt mij op maandag en donderdag met huiswerk.", "ria", "school", "in-progress"
+        ),
+        Activity(
+            "Henk neemt mij op woensdag mee naar de training.", "henk", "voetbal", "scheduled"
+        ),
+        Activity(
+            "MEE praat met mijn mentor over een rustige plek op school.", MEE, "school", "scheduled"
+        ),
+        Activity(
+            "MEE zoekt met mij een training om makkelijker vrienden te maken.",
+            MEE,
+            "vrienden",
+            "not-started",
+        ),
+    ),
+    grants=(
+        (SOCIAAL_TEAM, ("Patient", "CarePlan", "Goal", "CareTeam", "RelatedPerson", "Observation")),
+        (MEE, ("CarePlan", "Goal", "CareTeam")),
+    ),
+    note="Ik wil zelf bij het overleg zijn. Mama mag mij helpen met praten.",
+    co_signers=("sanne",),
+)
+
+INWONERS = (SANNE, ERIK, DAAN)
+DEMO_PATIENT_IDS: tuple[str, ...] = tuple(i.patient.split("/", 1)[1] for i in INWONERS)
+
+
+# -- small FHIR datatypes ------------------------------------------------------------------
+
+
+def _id(reference: str) -> str:
+    return reference.split("/", 1)[1]
+
+
+def _ref(reference: str) -> dict[str, str]:
+    return {"reference": reference}
+
+
+def _coding(system: str, code: str, display: str | None = None) -> dict[str, str]:
+    coding = {"system": system, "code": code}
+    if display is not None:
+        coding["display"] = display
+    return coding
+
+
+def _concept(
+    system: str, code: str, display: str | None = None, *, text: str | None = None
+) -> dict[str, Any]:
+    concept: dict[str, Any] = {"coding": [_coding(system, code, display)]}
+    if text is not None:
+        concept["text"] = text
+    return concept
+
+
+def _name(given: str, family: str) -> list[dict[str, Any]]:
+    return [{"use": "official", "text": f"{given} {family}", "family": family, "given": [given]}]
+
+
+def _domain(code: str) -> dict[str, Any]:
+    return _concept(LEVENSDOMEIN, code, DOMAINS[code])
+
+
+# -- shared resources ----------------------------------------------------------------------
+
+
+def _organization(org: Partner) -> Resource:
+    system, value = org.identifier
+    return {
+        "resourceType": "Organization",
+        "id": _id(org.reference),
+        "identifier": [{"system": system, "value": value}],
+        "active": True,
+        "type": [_concept(ORGANIZATION_TYPE, org.type_code, org.type_display, text=org.type_text)],
+        "name": org.name,
+        "address": [{"use": "work", "city": "Voorbeeldstad", "country": "NL"}],
+    }
+
+
+def _practitioner(person: Professional) -> Resource:
+    return {
+        "resourceType": "Practitioner",
+        "id": _id(person.reference),
+        "identifier": [{"system": DEMO_AGB, "value": person.agb}],
+        "active": True,
+        "name": _name(person.given, person.family),
+        "gender": person.gender,
+        "qualification": [
+            {"code": {"text": person.qualification}, "issuer": _ref(person.organization)}
+        ],
+    }
+
+
+# -- one inwoner's compartment -------------------------------------------------------------
+
+
+def _related_id(inwoner: Inwoner, key: str) -> str:
+    if key not in {c.key for c in inwoner.network}:
+        raise KeyError(f"{key!r} is not in the network of {inwoner.key}")
+    return f"RelatedPerson/demo-netwerk-{inwoner.key}-{key}"
+
+
+def _goal_ref(inwoner: Inwoner, key: str) -> str:
+    return f"Goal/demo-doel-{inwoner.key}-{key}"
+
+
+def _score_ref(inwoner: Inwoner, domain: str, when: str) -> str:
+    return f"Observation/demo-score-{inwoner.key}-{domain}-{when}"
+
+
+def _team_ref(inwoner: Inwoner) -> str:
+    return f"CareTeam/demo-team-{inwoner.key}"
+
+
+def _performer(inwoner: Inwoner, by: str) -> str:
+    if by == SELF:
+        return inwoner.patient
+    if "/" in by:
+        return by
+    return _related_id(inwoner, by)
+
+
+def _patient(inwoner: Inwoner) -> Resource:
+    return {
+        "resourceType": "Patient",
+        "id": _id(inwoner.patient),
+        "identifier": [{"use": "official", "system": BSN_SYSTEM, "value": inwoner.bsn}],
+        "active": True,
+        "name": _name(inwoner.given, inwoner.family),
+        "gender": inwoner.gender,
+        "birthDate": inwoner.birth_date,
+        "address": [
+            {
+                "use": "home",
+                "line": ["Voorbeeldstraat 12"],
+                "city": "Voorbeeldstad",
+                "country": "NL",
+            }
+        ],
+        "communication": [
+            {"language": _concept("urn:ietf:bcp:47", "nl", "Nederlands"), "preferred": True}
+        ],
+    }
+
+
+def _related_person(inwoner: Inwoner, contact: Contact) -> Resource:
+    return {
+        "resourceType": "RelatedPerson",
+        "id": _id(_related_id(inwoner, contact.key)),
+        "active": True,
+        "patient": _ref(inwoner.patient),
+        "relationship": [
+            _concept(ROLE_CODE, contact.role_code, contact.role_display, text=contact.label)
+        ],
+        "name": _name(contact.given, contact.family),
+        "gender": contact.gender,
+    }
+
+
+def _team_member(reference: str, role: str) -> dict[str, Any]:
+    member: dict[str, Any] = {"role": [{"text": role}], "member": _ref(reference)}
+    employer = next((p.organization for p in PRACTITIONERS if p.reference == reference), None)
+    if employer is not None:
+        member["onBehalfOf"] = _ref(employer)
+    return member
+
+
+def _care_team(inwoner: Inwoner) -> Resource:
+    network = [_team_member(_related_id(inwoner, c.key), c.label) for c in inwoner.network]
+    professionals = [_team_member(ref, role) for ref, role in inwoner.professionals]
+    return {
+        "resourceType": "CareTeam",
+        "id": _id(_team_ref(inwoner)),
+        "status": "active",
+        "name": f"Netwerk van {inwoner.given}",
+        "subject": _ref(inwoner.patient),
+        "period": {"start": PLAN_START},
+        "participant": network + professionals,
+        "managingOrganization": [_ref(SOCIAAL_TEAM)],
+    }
+
+
+def _observations(inwoner: Inwoner) -> Iterator[Resource]:
+    for domain, values in inwoner.scores:
+        for when, value in zip(SCORE_DATES, values, strict=True):
+            yield {
+                "resourceType": "Observation",
+                "id": _id(_score_ref(inwoner, domain, when)),
+                "status": "final",
+                "category": [_concept(OBSERVATION_CATEGORY, "survey", "Survey")],
+                "code": {
+                    "coding": [_coding(LEVENSDOMEIN, domain, DOMAINS[domain])],
+                    "text": f"Mijn cijfer voor {DOMAINS[domain].lower()} (1 tot 10)",
+                },
+                "subject": _ref(inwoner.patient),
+                "effectiveDateTime": when,
+                "performer": [_ref(inwoner.patient)],
+                "valueInteger": value,
+            }
+
+
+def _achievement(values: tuple[int, ...]) -> dict[str, Any]:
+    if values[-1] > values[0]:
+        return _concept(GOAL_ACHIEVEMENT, "improving", "Improving")
+    if values[-1] < values[0]:
+        return _concept(GOAL_ACHIEVEMENT, "worsening", "Worsening")
+    return _concept(GOAL_ACHIEVEMENT, "no-change", "No Change")
+
+
+def _goal(inwoner: Inwoner, wish: Wish) -> Resource:
+    values = dict(inwoner.scores)[wish.domain]
+    return {
+        "resourceType": "Goal",
+        "id": _id(_goal_ref(inwoner, wish.key)),
+        "lifecycleStatus": "active",
+        "achievementStatus": _achievement(values),
+        "category": [_domain(wish.domain)],
+        "priority": _concept(GOAL_PRIORITY, wish.priority, PRIORITIES[wish.priority]),
+        "description": {"text": wish.text},
+        "subject": _ref(inwoner.patient),
+        "startDate": PLAN_START,
+        "target": [{"dueDate": PLAN_END}],
+        "expressedBy": _ref(inwoner.patient),
+        "outcomeReference": [_ref(_score_ref(inwoner, wish.domain, SCORE_DATES[-1]))],
+    }
+
+
+def _activity(inwoner: Inwoner, activity: Activity) -> dict[str, Any]:
+    detail: dict[str, Any] = {
+        "status": activity.status,
+        "scheduledPeriod": {"start": LAST_MEETING, "end": NEXT_MEETING},
+        "performer": [_ref(_performer(inwoner, activity.by))],
+        "description": activity.text,
+    }
+    if activity.wish is not None:
+        detail["goal"] = [_ref(_goal_ref(inwoner, activity.wish))]
+    return {"detail": detail}
+
+
+def _care_plan(inwoner: Inwoner) -> Resource:
+    return {
+        "resourceType": "CarePlan",
+        "id": f"demo-plan-{inwoner.key}",
+        "status": "active",
+        "intent": "plan",
+        "category": [{"text": "Gezinsplan (1 gezin 1 plan)"}],
+        "title": f"Plan van {inwoner.given}",
+        "description": "Wat ik wil, wat ik zelf doe en wat ik nodig heb.",
+        "subject": _ref(inwoner.patient),
+        "period": {"start": PLAN_START, "end": PLAN_END},
+        "created": PLAN_START,
+        "author": _ref(inwoner.patient),
+        "contributor": [_ref(inwoner.patient), _ref(REGISSEUR)],
+        "careTeam": [_ref(_team_ref(inwoner))],
+        "goal": [_ref(_goal_ref(inwoner, wish.key)) for wish in inwoner.wishes],
+        "activity": [_activity(inwoner, activity) for activity in inwoner.activities],
+        "note": [
+            {
+                "authorReference": _ref(REGISSEUR),
+                "time": LAST_MEETING,
+                "text": "Afspraken van het samenwerkoverleg van 10 november 2026, bij ons thuis. "
+                "Het volgende overleg is op 8 december 2026.",
+            },
+            {"authorReference": _ref(inwoner.patient), "time": LAST_MEETING, "text": inwoner.note},
+        ],
+    }
+
+
+def _consent(inwoner: Inwoner, grantee: str, classes: tuple[str, ...]) -> Resource:
+    co_signers = [_ref(_related_id(inwoner, key)) for key in inwoner.co_signers]
+    return {
+        "resourceType": "Consent",
+        "id": f"demo-toestemming-{inwoner.key}-{_id(grantee).removeprefix('demo-org-')}",
+        "status": "active",
+        "scope": _concept(CONSENT_SCOPE, "patient-privacy", "Privacy Consent"),
+        "category": [_concept(LOINC, "59284-0", text="Toestemming")],
+        "patient": _ref(inwoner.patient),
+        "dateTime": CONSENTED_AT,
+        "performer": [_ref(inwoner.patient), *co_signers],
+        "policyRule": _concept(ACT_CODE, "OPTIN", "opt-in"),
+        "provision": {
+            "type": "permit",
+            "period": {"start": PLAN_START, "end": PLAN_END},
+            "actor": [
+                {
+                    "role": _concept(PARTICIPATION_TYPE, "IRCP", "information recipient"),
+                    "reference": _ref(grantee),
+                }
+            ],
+            "action": [_concept(CONSENT_ACTION, "access", "Access")],
+            "class": [_coding(RESOURCE_TYPE_SYSTEM, name) for name in classes],
+        },
+    }
+
+
+def _compartment(inwoner: Inwoner) -> Iterator[Resource]:
+    for contact in inwoner.network:
+        yield _related_person(inwoner, contact)
+    yield _care_team(inwoner)
+    yield from _observations(inwoner)
+    for wish in inwoner.wishes:
+        yield _goal(inwoner, wish)
+    yield _care_plan(inwoner)
+    for grantee, classes in inwoner.grants:
+        yield _consent(inwoner, grantee, classes)
+
+
+def demo_resources() -> list[Resource]:
+    """The demo family as FHIR R4 JSON, every resource after the ones it refers to."""
+    resources = [_organization(org) for org in ORGANIZATIONS]
+    resources += [_practitioner(person) for person in PRACTITIONERS]
+    resources += [_patient(inwoner) for inwoner in INWONERS]
+    for inwoner in INWONERS:
+        resources.extend(_compartment(inwoner))
+    return resources
+
+
+def _content(resource: Resource) -> Resource:
+    return {key: value for key, value in resource.items() if key != "meta"}
+
+
+def load_demo(runtime: Runtime) -> int:
+    """Write the demo into the vault; returns how many resources were created or changed.
+
+    A resource whose stored content already equals the demo's is left alone, so running it
+    again writes no new versions.
+    """
+    repo = Repository(runtime, AccessContext.full("demo"))
+    written = 0
+    with runtime.db.write() as conn:
+        for resource in demo_resources():
+            kind, resource_id = resource["resourceType"], resource["id"]
+            try:
+                stored = repo.read(conn, kind, resource_id).body
+            except (NotFound, Gone):
+                stored = None
+            wanted = _content(orjson.loads(orjson.dumps(resource)))
+            if stored is not None and _content(orjson.loads(stored)) == wanted:
+                continue
+            repo.update(conn, kind, resource_id, resource)
+            written += 1
+    return written
