@@ -24,8 +24,14 @@ def bsn(seed: int | None = None) -> str:
     raise AssertionError("no BSN found")
 
 
-def patient(*, id: str | None = None, family: str = "Jansen", given: str = "Sanne",
-            bsn_value: str | None = None, **extra: Any) -> dict[str, Any]:
+def patient(
+    *,
+    id: str | None = None,
+    family: str = "Jansen",
+    given: str = "Sanne",
+    bsn_value: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "identifier": [{"system": BSN_SYSTEM, "value": bsn_value or bsn()}],
@@ -37,8 +43,14 @@ def patient(*, id: str | None = None, family: str = "Jansen", given: str = "Sann
     return resource
 
 
-def goal(*, patient_id: str, text: str = "Ik wil mijn schulden op een rij hebben",
-         domain: str = "financien", status: str = "active", **extra: Any) -> dict[str, Any]:
+def goal(
+    *,
+    patient_id: str,
+    text: str = "Ik wil mijn schulden op een rij hebben",
+    domain: str = "financien",
+    status: str = "active",
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "resourceType": "Goal",
         "lifecycleStatus": status,
@@ -50,8 +62,7 @@ def goal(*, patient_id: str, text: str = "Ik wil mijn schulden op een rij hebben
     }
 
 
-def careteam(*, patient_id: str, members: list[str] | None = None, **extra: Any
-             ) -> dict[str, Any]:
+def careteam(*, patient_id: str, members: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {
         "resourceType": "CareTeam",
         "status": "active",
@@ -61,9 +72,16 @@ def careteam(*, patient_id: str, members: list[str] | None = None, **extra: Any
     }
 
 
-def careplan(*, patient_id: str, goals: list[str] | None = None,
-             careteams: list[str] | None = None, start: str = "2026-11-01",
-             end: str | None = None, status: str = "active", **extra: Any) -> dict[str, Any]:
+def careplan(
+    *,
+    patient_id: str,
+    goals: list[str] | None = None,
+    careteams: list[str] | None = None,
+    start: str = "2026-11-01",
+    end: str | None = None,
+    status: str = "active",
+    **extra: Any,
+) -> dict[str, Any]:
     period: dict[str, str] = {"start": start}
     if end is not None:
         period["end"] = end
@@ -83,8 +101,7 @@ def organization(*, name: str = "MEE", **extra: Any) -> dict[str, Any]:
     return {"resourceType": "Organization", "active": True, "name": name, **extra}
 
 
-def related_person(*, patient_id: str, name: str = "Buurvrouw Ans", **extra: Any
-                   ) -> dict[str, Any]:
+def related_person(*, patient_id: str, name: str = "Buurvrouw Ans", **extra: Any) -> dict[str, Any]:
     return {
         "resourceType": "RelatedPerson",
         "patient": {"reference": f"Patient/{patient_id}"},
@@ -93,16 +110,78 @@ def related_person(*, patient_id: str, name: str = "Buurvrouw Ans", **extra: Any
     }
 
 
-def observation(*, patient_id: str, domain: str = "financien", score: int = 6,
-                when: str = "2026-11-01T10:00:00+01:00", **extra: Any) -> dict[str, Any]:
+def observation(
+    *,
+    patient_id: str,
+    domain: str = "financien",
+    score: int = 6,
+    when: str = "2026-11-01T10:00:00+01:00",
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "resourceType": "Observation",
         "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                  "observation-category", "code": "survey"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "survey",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": DOMAIN_SYSTEM, "code": domain}]},
         "subject": {"reference": f"Patient/{patient_id}"},
         "effectiveDateTime": when,
         "valueInteger": score,
         **extra,
     }
+
+
+def practitioner(*, family: str = "de Vries", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Practitioner", "name": [{"family": family}], **extra}
+
+
+def consent(
+    *, patient_id: str, actors: list[str] | None = None, status: str = "active", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "provision": {
+            "type": "permit",
+            "actor": [
+                {"role": {"coding": [{"code": "IRCP"}]}, "reference": {"reference": ref}}
+                for ref in actors or []
+            ],
+        },
+        **extra,
+    }
+
+
+def provenance(
+    *,
+    targets: list[str],
+    agent: str | None = None,
+    recorded: str = "2026-11-01T10:00:00Z",
+    **extra: Any,
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "target": [{"reference": ref} for ref in targets],
+        "recorded": recorded,
+        "agent": [{"who": {"reference": agent}}] if agent else [{"who": {"display": "Vault"}}],
+        **extra,
+    }
+    return resource

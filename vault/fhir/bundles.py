@@ -78,9 +78,14 @@ def _entry(stored: Stored, base: str, mode: str) -> dict[str, Any]:
 
 
 def history_bundle(
-    page: HistoryPage, *, base: str, path: str, params: list[tuple[str, str]]
+    page: HistoryPage,
+    *,
+    base: str,
+    path: str,
+    params: list[tuple[str, str]],
+    cursor: Cursor | None = None,
 ) -> bytes:
-    links = [_link("self", _page_url(base, path, params, None))]
+    links = [_link("self", _page_url(base, path, params, cursor))]
     if page.next_cursor is not None:
         links.append(_link("next", _page_url(base, path, params, page.next_cursor)))
     entries = []

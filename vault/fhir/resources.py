@@ -128,13 +128,13 @@ def _as_tokens(value: Any) -> Iterator[TokenValue]:
             yield TokenValue(value.get("system"), str(value["value"]))
 
 
-def _references(*paths: str) -> Callable[[dict[str, Any]], Iterator[Any]]:
+def _references(*paths: str, only: str | None = None) -> Callable[[dict[str, Any]], Iterator[Any]]:
     def extract(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:
         for path in paths:
             for value in _walk(resource, path):
                 if isinstance(value, dict):
                     parsed = split_reference(value.get("reference"))
-                    if parsed is not None:
+                    if parsed is not None and (only is None or parsed[0] == only):
                         yield parsed
 
     return extract
@@ -171,7 +171,7 @@ def split_reference(reference: Any) -> tuple[str, str] | None:
 
 _DATE = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
-    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,9}))?)?"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?"
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -180,6 +180,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _micros(moment: datetime) -> int:
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _month_start(year: int, month: int) -> int:
+    # The month after December 9999 lies beyond datetime: the range is open there.
+    if year > 9999:
+        return MAX_MICROS
+    return _micros(datetime(year, month, 1, tzinfo=UTC))
+
+
+def _plus(start: datetime, step: timedelta) -> int:
+    try:
+        return _micros(start + step)
+    except OverflowError:  # the last day or second of 9999
+        return MAX_MICROS
 
 
 def parse_date_range(text: str) -> tuple[int, int]:
@@ -196,16 +210,15 @@ def parse_date_range(text: str) -> tuple[int, int]:
     try:
         if parts["m"] is None:
             start = datetime(year, 1, 1, tzinfo=UTC)
-            return _micros(start), _micros(datetime(year + 1, 1, 1, tzinfo=UTC))
+            return _micros(start), _month_start(year + 1, 1)
         month = int(parts["m"])
         if parts["d"] is None:
             start = datetime(year, month, 1, tzinfo=UTC)
-            end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-            return _micros(start), _micros(end)
+            return _micros(start), _month_start(year + (month == 12), month % 12 + 1)
         day = date(year, month, int(parts["d"]))
         if parts["H"] is None:
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return _micros(start), _micros(start + timedelta(days=1))
+            return _micros(start), _plus(start, timedelta(days=1))
         tz: timezone = UTC
         if parts["tz"] and parts["tz"] != "Z":
             sign = 1 if parts["tz"][0] == "+" else -1
@@ -213,13 +226,15 @@ def parse_date_range(text: str) -> tuple[int, int]:
             tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
         fraction = parts["f"] or ""
         micro = int((fraction + "000000")[:6]) if fraction else 0
+        # FHIR's time allows the leap second 60; Python's datetime does not: count it as 59.
+        second = 59 if parts["S"] == "60" else int(parts["S"] or 0)
         start = datetime(
             day.year,
             day.month,
             day.day,
             int(parts["H"]),
             int(parts["M"]),
-            int(parts["S"] or 0),
+            second,
             micro,
             tzinfo=tz,
         )
@@ -231,7 +246,7 @@ def parse_date_range(text: str) -> tuple[int, int]:
         step = timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
     else:
         step = timedelta(seconds=1)
-    return _micros(start), _micros(start + step)
+    return _micros(start), _plus(start, step)
 
 
 def format_instant(micros: int) -> str:
@@ -545,7 +560,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
                     "patient",
                     "reference",
                     "Provenance.target.where(resolve() is Patient)",
-                    _references("target"),
+                    _references("target", only="Patient"),
                     ("Patient",),
                     compartment=True,
                 ),
@@ -572,7 +587,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
                     "patient",
                     "reference",
                     "AuditEvent.entity.what.where(resolve() is Patient)",
-                    _references("entity.what"),
+                    _references("entity.what", only="Patient"),
                     ("Patient",),
                     compartment=True,
                 ),

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
@@ -33,7 +34,7 @@ from vault.fhir.resources import (
     split_reference,
 )
 
-__all__ = ["Cursor", "Include", "SearchQuery", "parse_search"]
+__all__ = ["Cursor", "Include", "SearchQuery", "parse_search", "whole_number"]
 
 R = ResourceRow.__table__.c
 ST = SearchToken.__table__.c
@@ -41,6 +42,11 @@ SR = SearchReference.__table__.c
 SD = SearchDate.__table__.c
 
 DATE_PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
+# Cursor values end up as bound SQL parameters: keep them inside a signed 64-bit integer
+# and an id's length, or the driver fails on them (500) instead of the cursor (400).
+_INT64 = range(-(2**63), 2**63)
+_MAX_KEY_CHARS = 64
+_ESCAPE = re.compile(r"\\(.?)", re.DOTALL)
 # Result parameters that change nothing about which rows match and are simply accepted.
 _PASSIVE = {"_format", "_pretty"}
 SortKey = Literal["_id", "_lastUpdated", "date"]
@@ -68,11 +74,27 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             key, pk, backward = orjson.loads(raw)
-            if not isinstance(pk, int) or not isinstance(key, int | str | None):
+            if not _is_int64(pk) or not (
+                key is None
+                or _is_int64(key)
+                or (isinstance(key, str) and len(key) <= _MAX_KEY_CHARS)
+            ):
                 raise ValueError
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
             raise BadRequest("The paging cursor is not valid", expression=["_cursor"]) from None
         return cls(key=key, pk=pk, backward=bool(backward))
+
+
+def whole_number(value: str, name: str) -> int:
+    """A count from a URL: ASCII digits only (``"²".isdigit()`` is true), and not so long
+    that ``int()`` refuses it (Python's 4300-digit limit) or it overflows a database column."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise BadRequest(f"{name} must be a whole number", expression=[name])
+    return int(value)
+
+
+def _is_int64(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in _INT64
 
 
 @dataclass(slots=True)
@@ -128,7 +150,22 @@ def parse_search(
                 continue
             raise
         query.applied.append((raw_name, value))
+    if query.cursor is not None:
+        _check_cursor_fits(query)
     return query
+
+
+def _check_cursor_fits(query: SearchQuery) -> None:
+    # A cursor made for another sort would compare a text key with a number column.
+    key = query.cursor.key if query.cursor is not None else None
+    if query.sort is None:
+        fits = key is None
+    elif query.sort == "_id":
+        fits = isinstance(key, str)
+    else:
+        fits = isinstance(key, int)
+    if not fits:
+        raise BadRequest("The paging cursor does not belong to this search", expression=["_cursor"])
 
 
 def _is_syntax_of_known(name: str, by_name: dict[str, SearchParam]) -> bool:
@@ -155,6 +192,9 @@ def _apply_result_param(
     registry: dict[str, ResourceType],
 ) -> None:
     spec = query.spec
+    if modifier:
+        # None is supported, and ignoring one would answer another question (_id:not=x).
+        raise BadRequest(f"{name}:{modifier} is not supported", expression=[name])
     if name == "_id":
         ids = [v for v in _split(value) if v]
         for item in ids:
@@ -164,9 +204,7 @@ def _apply_result_param(
     elif name == "_lastUpdated":
         query.conditions.append(_date_on_instant(value))
     elif name == "_count":
-        if not value.isdigit():
-            raise BadRequest("_count must be a whole number", expression=["_count"])
-        query.count = min(int(value), max_count)
+        query.count = min(whole_number(value, "_count"), max_count)
     elif name == "_sort":
         keys = [k for k in value.split(",") if k]
         if len(keys) != 1:
@@ -190,8 +228,6 @@ def _apply_result_param(
         elif value != "false":
             raise BadRequest("Only _summary=count is supported", expression=["_summary"])
     elif name in ("_include", "_revinclude"):
-        if modifier:
-            raise BadRequest(f"{name}:{modifier} is not supported", expression=[name])
         include = _parse_include(value, registry)
         if name == "_include":
             if include.source_type != spec.name:
@@ -217,11 +253,17 @@ def _parse_include(value: str, registry: dict[str, ResourceType]) -> Include:
     return Include(source_type=source.name, param=param, target_type=target)
 
 
-def _split(value: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` unless escaped with a backslash (FHIR search escaping)."""
+def _split(value: str, sep: str = ",", *, unescape: bool = True) -> list[str]:
+    """Split on ``sep`` unless escaped with a backslash (FHIR search escaping).
+
+    ``unescape=False`` keeps the escapes in the parts, for a part that is split again
+    (a token's ``system|code`` inside a comma-separated list).
+    """
     out, buf, escaped = [], [], False
     for char in value:
         if escaped:
+            if not unescape:
+                buf.append("\\")
             buf.append(char)
             escaped = False
         elif char == "\\":
@@ -238,7 +280,7 @@ def _split(value: str, sep: str = ",") -> list[str]:
 def _condition(
     spec: ResourceType, param: SearchParam, modifier: str, value: str, *, blind: BlindIndex
 ) -> ColumnElement[bool]:
-    alternatives = _split(value)
+    alternatives = _split(value, unescape=False)
     if not value or not all(alternatives):
         raise BadRequest(
             f"Search parameter '{param.name}' has an empty value", expression=[param.name]
@@ -254,12 +296,18 @@ def _condition(
             raise BadRequest(
                 f"Modifier ':{modifier}' is not supported on {param.name}", expression=[param.name]
             )
-        return or_(*(_reference(spec, param, alt, modifier or None) for alt in alternatives))
+        return or_(
+            *(_reference(spec, param, _unescape(alt), modifier or None) for alt in alternatives)
+        )
     if modifier:
         raise BadRequest(
             f"Modifier ':{modifier}' is not supported on {param.name}", expression=[param.name]
         )
-    return or_(*(_date(spec, param, alt) for alt in alternatives))
+    return or_(*(_date(spec, param, _unescape(alt)) for alt in alternatives))
+
+
+def _unescape(value: str) -> str:
+    return _ESCAPE.sub(r"\1", value)
 
 
 def _token(

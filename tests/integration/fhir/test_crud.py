@@ -5,9 +5,17 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import FHIR_JSON, create
-from tests.factories import BSN_SYSTEM, bsn, careplan, goal, new_id, observation, organization
+from tests.factories import (
+    BSN_SYSTEM,
+    bsn,
+    careplan,
+    goal,
+    new_id,
+    observation,
+    organization,
+    related_person,
+)
 from tests.factories import patient as patient_resource
-from tests.factories import related_person
 
 
 def test_create_assigns_id_version_and_location(client: httpx.Client) -> None:
@@ -39,20 +47,42 @@ def test_round_trip_of_every_writable_type(client: httpx.Client) -> None:
         careplan(patient_id=pid, goals=[str(g["id"])]),
         related_person(patient_id=pid),
         observation(patient_id=pid),
-        {"resourceType": "CareTeam", "status": "active", "subject": {"reference": f"Patient/{pid}"},
-         "participant": [{"member": {"reference": f"Organization/{org['id']}"}}]},
+        {
+            "resourceType": "CareTeam",
+            "status": "active",
+            "subject": {"reference": f"Patient/{pid}"},
+            "participant": [{"member": {"reference": f"Organization/{org['id']}"}}],
+        },
         {"resourceType": "Practitioner", "name": [{"family": "de Vries"}]},
-        {"resourceType": "Consent", "status": "active",
-         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                               "code": "patient-privacy"}]},
-         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-         "patient": {"reference": f"Patient/{pid}"},
-         "provision": {"type": "permit",
-                       "actor": [{"role": {"coding": [{"code": "IRCP"}]},
-                                  "reference": {"reference": f"Organization/{org['id']}"}}]}},
-        {"resourceType": "Provenance", "target": [{"reference": f"Goal/{g['id']}"}],
-         "recorded": "2026-11-01T10:00:00Z",
-         "agent": [{"who": {"reference": f"Organization/{org['id']}"}}]},
+        {
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                        "code": "patient-privacy",
+                    }
+                ]
+            },
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": f"Patient/{pid}"},
+            "provision": {
+                "type": "permit",
+                "actor": [
+                    {
+                        "role": {"coding": [{"code": "IRCP"}]},
+                        "reference": {"reference": f"Organization/{org['id']}"},
+                    }
+                ],
+            },
+        },
+        {
+            "resourceType": "Provenance",
+            "target": [{"reference": f"Goal/{g['id']}"}],
+            "recorded": "2026-11-01T10:00:00Z",
+            "agent": [{"who": {"reference": f"Organization/{org['id']}"}}],
+        },
     ]
     for resource in resources:
         stored = create(client, resource)
@@ -79,12 +109,18 @@ def test_update_with_stale_if_match_is_refused_and_changes_nothing(client: httpx
     pid = create(client, patient_resource())["id"]
     stored = create(client, goal(patient_id=str(pid)))
     url = f"/Goal/{stored['id']}"
-    ok = client.put(url, json={**stored, "priority": {"text": "hoog"}},
-                    headers={**FHIR_JSON, "if-match": 'W/"1"'})
+    ok = client.put(
+        url,
+        json={**stored, "priority": {"text": "hoog"}},
+        headers={**FHIR_JSON, "if-match": 'W/"1"'},
+    )
     assert ok.status_code == 200
     assert ok.headers["etag"] == 'W/"2"'
-    stale = client.put(url, json={**stored, "priority": {"text": "laag"}},
-                       headers={**FHIR_JSON, "if-match": 'W/"1"'})
+    stale = client.put(
+        url,
+        json={**stored, "priority": {"text": "laag"}},
+        headers={**FHIR_JSON, "if-match": 'W/"1"'},
+    )
     assert stale.status_code == 412
     assert stale.json()["resourceType"] == "OperationOutcome"
     assert client.get(url).json()["priority"]["text"] == "hoog"
@@ -99,8 +135,9 @@ def test_update_creates_with_client_id(client: httpx.Client) -> None:
 
 def test_update_with_id_mismatch_is_400(client: httpx.Client) -> None:
     stored = create(client, patient_resource())
-    response = client.put(f"/Patient/{stored['id']}", json={**stored, "id": "other"},
-                          headers=FHIR_JSON)
+    response = client.put(
+        f"/Patient/{stored['id']}", json={**stored, "id": "other"}, headers=FHIR_JSON
+    )
     assert response.status_code == 400
     assert client.get(f"/Patient/{stored['id']}").json()["meta"]["versionId"] == "1"
 
@@ -122,10 +159,12 @@ def test_delete_leaves_a_tombstone_and_read_is_gone(client: httpx.Client) -> Non
 def test_conditional_create_returns_the_existing_match(client: httpx.Client) -> None:
     value = bsn()
     condition = {"if-none-exist": f"identifier={BSN_SYSTEM}|{value}"}
-    first = client.post("/Patient", json=patient_resource(bsn_value=value),
-                        headers={**FHIR_JSON, **condition})
-    again = client.post("/Patient", json=patient_resource(bsn_value=value),
-                        headers={**FHIR_JSON, **condition})
+    first = client.post(
+        "/Patient", json=patient_resource(bsn_value=value), headers={**FHIR_JSON, **condition}
+    )
+    again = client.post(
+        "/Patient", json=patient_resource(bsn_value=value), headers={**FHIR_JSON, **condition}
+    )
     assert first.status_code == 201
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
@@ -135,8 +174,11 @@ def test_conditional_create_with_two_matches_is_412(client: httpx.Client) -> Non
     value = bsn()
     create(client, patient_resource(bsn_value=value))
     create(client, patient_resource(bsn_value=value))
-    response = client.post("/Patient", json=patient_resource(bsn_value=value),
-                           headers={**FHIR_JSON, "if-none-exist": f"identifier={value}"})
+    response = client.post(
+        "/Patient",
+        json=patient_resource(bsn_value=value),
+        headers={**FHIR_JSON, "if-none-exist": f"identifier={value}"},
+    )
     assert response.status_code == 412
 
 
@@ -148,8 +190,9 @@ def test_deleting_a_patient_with_a_plan_is_refused(client: httpx.Client) -> None
 
 
 def test_prefer_return_minimal_sends_no_body(client: httpx.Client) -> None:
-    response = client.post("/Patient", json=patient_resource(),
-                           headers={**FHIR_JSON, "prefer": "return=minimal"})
+    response = client.post(
+        "/Patient", json=patient_resource(), headers={**FHIR_JSON, "prefer": "return=minimal"}
+    )
     assert response.status_code == 201
     assert response.content == b""
     assert "location" in response.headers
