@@ -1,0 +1,199 @@
+"""Helpers for tests that run the vault as real processes.
+
+A fresh database per test (a SQLite file, or a new PostgreSQL database when the suite runs
+with ``VAULT_DATABASE_URL``), the installed ``vault`` command, and server processes that
+are always stopped, however the test ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.conftest import PG_URL, free_port
+
+__all__ = [
+    "REPO_ROOT",
+    "ServerProcess",
+    "fresh_database",
+    "run_vault",
+    "vault_command",
+    "vault_env",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def fresh_database(directory: Path) -> Iterator[str]:
+    """The URL of a new, empty database that is dropped afterwards.
+
+    SQLite: ``vault.db`` in ``directory`` (where ``vault`` itself would put it).
+    PostgreSQL: a new database on the server ``VAULT_DATABASE_URL`` names.
+    """
+    if not PG_URL.startswith("postgresql"):
+        yield f"sqlite:///{directory / 'vault.db'}"
+        return
+    name = f"rk_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def vault_env(database_url: str, **extra: str) -> dict[str, str]:
+    """This process's environment for a child, pointed at ``database_url``."""
+    env = dict(os.environ)
+    env.pop("VAULT_MASTER_KEY", None)
+    env.pop("VAULT_DATA_DIR", None)
+    env["VAULT_DATABASE_URL"] = database_url
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def vault_command() -> list[str]:
+    """The installed ``vault`` console script of the interpreter running the tests."""
+    script = Path(sys.executable).with_name("vault")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from vault.cli import app; app(prog_name='vault')"]
+
+
+def run_vault(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*vault_command(), *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class ServerProcess:
+    """A vault server in its own process on 127.0.0.1, ready once ``/healthz`` answers.
+
+    ``command`` gets the port to listen on. If another process took the free port first,
+    the start is retried on a new one.
+    """
+
+    def __init__(
+        self,
+        command: Callable[[int], list[str]],
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        start_timeout: float = 30,
+    ) -> None:
+        self._command = command
+        self._env = env
+        self._log_path = log_path
+        self._start_timeout = start_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self) -> ServerProcess:
+        for _attempt in range(3):
+            self.port = free_port()
+            with self._log_path.open("ab") as log:
+                self.process = subprocess.Popen(
+                    self._command(self.port),
+                    env=self._env,
+                    cwd=REPO_ROOT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                ready = self._wait_ready()
+            except BaseException:
+                self.stop()
+                raise
+            if ready:
+                return self
+            self.stop()
+            if "address already in use" not in self.log().lower():
+                break
+        raise RuntimeError(f"the vault process did not start:\n{self.log()[-4000:]}")
+
+    def _wait_ready(self) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 15) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler, no flush, no goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=15)
+
+    def stop(self) -> None:
+        """SIGTERM and wait; SIGKILL if it does not go."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.stop()
