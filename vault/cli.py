@@ -14,18 +14,30 @@ import typer
 from sqlalchemy import select, update
 
 from vault.config import Settings
-from vault.crypto import MasterKey, MasterKeyring, pending_key_path
+from vault.crypto import MasterKey, MasterKeyring, fsync_dir, pending_key_path
 from vault.db import Database
 from vault.errors import KeyUnavailable
 from vault.fhir.models import DataKey, VaultMeta
 from vault.migrations import upgrade
-from vault.runtime import Runtime, ensure_vault_keys
+from vault.oauth.commands import account_app, client_app, rotate_signing
+from vault.oauth.keys import signing_key_owner
+from vault.oauth.models import SigningKey
+from vault.runtime import CURRENT_MASTER_KEY, Runtime, ensure_vault_keys
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Regiekluis: the inwoner's own data vault.", no_args_is_help=True)
-keys_app = typer.Typer(help="Master key management.", no_args_is_help=True)
+# Tracebacks never show local variables: in these commands they hold key material.
+app = typer.Typer(
+    help="Regiekluis: the inwoner's own data vault.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+keys_app = typer.Typer(
+    help="Master key management.", no_args_is_help=True, pretty_exceptions_show_locals=False
+)
 app.add_typer(keys_app, name="keys")
+app.add_typer(client_app, name="client")
+app.add_typer(account_app, name="account")
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="The vault's data folder.", envvar="VAULT_DATA_DIR")
@@ -35,6 +47,14 @@ DataDir = Annotated[
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
+
+
+def _check_master_key(settings: Settings) -> None:
+    """Refuse a missing or placeholder master key before the database is touched."""
+    try:
+        MasterKeyring.load(settings.master_key_path, env_value=os.environ.get("VAULT_MASTER_KEY"))
+    except KeyUnavailable as exc:
+        raise _fail(str(exc)) from None
 
 
 def _migrate(settings: Settings) -> None:
@@ -59,6 +79,7 @@ def init(data_dir: DataDir) -> None:
     else:
         MasterKey.generate().write(key_path)
         typer.echo(f"created master key {key_path} (mode 0600): keep it safe and backed up")
+    _check_master_key(settings)
     _migrate(settings)
     try:
         runtime = Runtime.open(settings, bootstrap=True)
@@ -79,6 +100,7 @@ def serve(
     import uvicorn
 
     settings = Settings.from_env(data_dir)
+    _check_master_key(settings)
     _migrate(settings)
     try:
         Runtime.open(settings, bootstrap=True).close()
@@ -99,8 +121,9 @@ def serve(
 
 @app.command()
 def demo(data_dir: DataDir) -> None:
-    """Load the demo family (idempotent: running it twice changes nothing)."""
-    from vault.demo import load_demo
+    """Load the demo family (idempotent) and give each inwoner an account to log in with."""
+    from vault.demo import DEMO_PATIENT_IDS, load_demo
+    from vault.oauth.commands import new_password, set_account
 
     settings = Settings.from_env(data_dir)
     _migrate(settings)
@@ -108,11 +131,26 @@ def demo(data_dir: DataDir) -> None:
         runtime = Runtime.open(settings, bootstrap=True)
     except KeyUnavailable as exc:
         raise _fail(str(exc)) from None
+    logins = []
     try:
         changed = load_demo(runtime)
+        # Fresh passwords on every run: a demo password that was lost is never a dead end.
+        for patient_id in DEMO_PATIENT_IDS:
+            username, password = patient_id.rsplit("-", 1)[-1], new_password()
+            set_account(
+                runtime,
+                username=username,
+                patient_id=patient_id,
+                display_name=username.capitalize(),
+                password=password,
+            )
+            logins.append((username, password))
     finally:
         runtime.close()
     typer.echo(f"demo loaded: {changed} resources created or changed")
+    typer.echo("demo accounts (user name / password), new passwords on every run:")
+    for username, password in logins:
+        typer.echo(f"  {username:8} {password}")
 
 
 @keys_app.command("rotate")
@@ -138,6 +176,13 @@ def rotate(data_dir: DataDir) -> None:
     try:
         with db.write() as conn:
             ensure_vault_keys(conn, keyring)
+            # First, so that writers queue behind this transaction and then wrap new data
+            # keys with the new master key (see runtime.wrapping_key).
+            conn.execute(
+                update(VaultMeta)
+                .where(VaultMeta.name == CURRENT_MASTER_KEY)
+                .values(value=new.key_id.encode("ascii"))
+            )
             count = 0
             for row in conn.execute(
                 select(DataKey.owner, DataKey.wrapped, DataKey.master_key_id)
@@ -162,25 +207,41 @@ def rotate(data_dir: DataDir) -> None:
                     .where(VaultMeta.name == meta.name)
                     .values(value=new.wrap(plain, owner=meta.name), master_key_id=new.key_id)
                 )
+            for key in conn.execute(select(SigningKey)).all():
+                owner = signing_key_owner(key.kid)
+                plain = keyring.unwrap(key.private_sealed, owner=owner, key_id=key.master_key_id)
+                conn.execute(
+                    update(SigningKey)
+                    .where(SigningKey.kid == key.kid)
+                    .values(private_sealed=new.wrap(plain, owner=owner), master_key_id=new.key_id)
+                )
     except KeyUnavailable as exc:
         raise _fail(str(exc)) from None
     finally:
         db.dispose()
     # Only now, with every key re-wrapped and committed, does the new key replace the old.
     os.replace(pending_path, key_path)
-    _fsync_dir(key_path.parent)
+    fsync_dir(key_path.parent)
     typer.echo(
         f"rotated the master key: {count} data keys re-wrapped, old key retired "
         f"(new key id {new.key_id})"
     )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+@keys_app.command("rotate-signing")
+def rotate_signing_command(data_dir: DataDir) -> None:
+    """New signing key for id tokens; the old public key stays published until its tokens expire."""
+    settings = Settings.from_env(data_dir)
+    _check_master_key(settings)
     try:
-        os.fsync(fd)
+        runtime = Runtime.open(settings)
+    except KeyUnavailable as exc:
+        raise _fail(str(exc)) from None
+    try:
+        kid = rotate_signing(runtime)
     finally:
-        os.close(fd)
+        runtime.close()
+    typer.echo(f"new signing key {kid}; the old one stays in /oauth/jwks until its tokens expire")
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
@@ -35,8 +36,10 @@ __all__ = [
     "DataKeyCache",
     "MasterKey",
     "MasterKeyring",
+    "fsync_dir",
     "new_data_key",
     "open_body",
+    "pending_key_path",
     "seal_body",
 ]
 
@@ -82,15 +85,29 @@ class MasterKey:
         return base64.urlsafe_b64encode(self.material).decode("ascii")
 
     def write(self, path: Path, *, overwrite: bool = False) -> None:
-        """Write the key file with 0600 rights, durably; never replaces an existing key."""
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-        fd = os.open(path, flags, 0o600)
+        """Write the key file with 0600 rights, durably; never replaces an existing key.
+
+        The key goes to a synced temporary file that is then linked into place, and the
+        folder is synced: after a crash the key file is complete or absent, never empty, and
+        once this returns it survives a power cut (rotation wraps data keys with it next).
+        """
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, (self.to_text() + "\n").encode("ascii"))
-            os.fsync(fd)
+            try:
+                os.write(fd, (self.to_text() + "\n").encode("ascii"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(temporary, 0o600)
+            if overwrite:
+                os.replace(temporary, path)
+            else:
+                os.link(temporary, path)  # FileExistsError if a key is there: never replaced
         finally:
-            os.close(fd)
-        os.chmod(path, 0o600)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+        fsync_dir(path.parent)
 
     @classmethod
     def read(cls, path: Path) -> MasterKey:
@@ -124,36 +141,63 @@ class MasterKeyring:
     are loaded so that every wrapped key still opens and the rotation can be finished.
     """
 
-    def __init__(self, keys: Iterable[MasterKey]) -> None:
+    def __init__(self, keys: Iterable[MasterKey], *, path: Path | None = None) -> None:
         self._keys = {key.key_id: key for key in keys}
         if not self._keys:
             raise KeyUnavailable("no master key")
         self.current = next(iter(self._keys.values()))
+        self._path = path
+        self._lock = Lock()
 
     @classmethod
     def load(cls, path: Path, *, env_value: str | None = None) -> MasterKeyring:
         if env_value:
             return cls([MasterKey.from_text(env_value)])
-        keys = [MasterKey.read(path)]
-        pending = pending_key_path(path)
-        if pending.exists():
-            keys.append(MasterKey.read(pending))
-        return cls(keys)
+        return cls(_read_key_files(path), path=path)
 
     def get(self, key_id: str) -> MasterKey:
+        found = self._keys.get(key_id)
+        if found is None and self.reload():
+            found = self._keys.get(key_id)
+        if found is None:
+            raise KeyUnavailable("a data key was wrapped by a master key that is not loaded")
+        return found
+
+    def reload(self) -> bool:
+        """Read the key files again: a running server learns of a rotation this way."""
+        if self._path is None:
+            return False
         try:
-            return self._keys[key_id]
-        except KeyError as exc:
-            raise KeyUnavailable(
-                "a data key was wrapped by a master key that is not loaded"
-            ) from exc
+            keys = _read_key_files(self._path)
+        except KeyUnavailable:
+            return False
+        with self._lock:
+            self._keys.update({key.key_id: key for key in keys})
+        return True
 
     def unwrap(self, wrapped: bytes, *, owner: str, key_id: str) -> bytes:
         return self.get(key_id).unwrap(wrapped, owner=owner)
 
 
+def _read_key_files(path: Path) -> list[MasterKey]:
+    keys = [MasterKey.read(path)]
+    pending = pending_key_path(path)
+    if pending.exists():
+        keys.append(MasterKey.read(pending))
+    return keys
+
+
 def pending_key_path(path: Path) -> Path:
     return path.with_name(path.name + ".new")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a file's creation, rename or removal in ``path`` survive a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _body_aad(resource_type: str, resource_id: str, version: int) -> bytes:

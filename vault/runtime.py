@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, select
 
 from vault.config import Settings
-from vault.crypto import BlindIndex, DataKeyCache, MasterKeyring, new_data_key
+from vault.crypto import BlindIndex, DataKeyCache, MasterKey, MasterKeyring, new_data_key
 from vault.db import Database
 from vault.errors import KeyUnavailable
 from vault.fhir.models import SHARED_OWNER, DataKey, VaultMeta
@@ -23,6 +23,10 @@ from vault.fhir.models import SHARED_OWNER, DataKey, VaultMeta
 __all__ = ["Runtime", "now_micros"]
 
 BLIND_INDEX_KEY = "blind_index_key"
+# The id of the master key new data keys must be wrapped with. Rotation changes it in its
+# own transaction; a writer reads it (locking the row) in the transaction that wraps, so a
+# data key can never be wrapped with a key the rotation is about to retire.
+CURRENT_MASTER_KEY = "current_master_key_id"
 
 
 def now_micros() -> int:
@@ -54,13 +58,13 @@ class Runtime:
                         VaultMeta.name == BLIND_INDEX_KEY
                     )
                 ).one_or_none()
+            if row is None:
+                raise KeyUnavailable("the database has no vault keys yet; run `vault init`")
+            blind_key = keyring.unwrap(row.value, owner=BLIND_INDEX_KEY, key_id=row.master_key_id)
         except Exception:
+            # A wrong master key must not leave the engine's connections open behind it.
             db.dispose()
             raise
-        if row is None:
-            db.dispose()
-            raise KeyUnavailable("the database has no vault keys yet; run `vault init`")
-        blind_key = keyring.unwrap(row.value, owner=BLIND_INDEX_KEY, key_id=row.master_key_id)
         return cls(
             settings=settings, db=db, keys=DataKeyCache(keyring), blind=BlindIndex(blind_key)
         )
@@ -68,10 +72,37 @@ class Runtime:
     def close(self) -> None:
         self.db.dispose()
 
+    def wrapping_key(self, conn: Connection) -> MasterKey:
+        """The master key to wrap a new data key with, inside the caller's transaction."""
+        return wrapping_key(conn, self.keys.keyring)
+
+
+def wrapping_key(conn: Connection, keyring: MasterKeyring) -> MasterKey:
+    stmt = select(VaultMeta.value).where(VaultMeta.name == CURRENT_MASTER_KEY)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(read=True)
+    value = conn.execute(stmt).scalar()
+    if value is None:
+        return keyring.current
+    return keyring.get(value.decode("ascii"))
+
 
 def ensure_vault_keys(conn: Connection, keyring: MasterKeyring) -> None:
-    """Create the blind-index key and the shared data key if this database has none."""
-    master = keyring.current
+    """Create the vault-wide keys this database lacks: blind index, shared data, signing."""
+    from vault.oauth.keys import ensure_signing_key
+
+    if (
+        conn.execute(select(VaultMeta.name).where(VaultMeta.name == CURRENT_MASTER_KEY)).first()
+        is None
+    ):
+        conn.execute(
+            insert(VaultMeta).values(
+                name=CURRENT_MASTER_KEY,
+                value=keyring.current.key_id.encode("ascii"),
+                master_key_id=None,
+            )
+        )
+    master = wrapping_key(conn, keyring)
     if (
         conn.execute(select(VaultMeta.name).where(VaultMeta.name == BLIND_INDEX_KEY)).first()
         is None
@@ -92,3 +123,4 @@ def ensure_vault_keys(conn: Connection, keyring: MasterKeyring) -> None:
                 created_at=now_micros(),
             )
         )
+    ensure_signing_key(conn, master, now=now_micros())
