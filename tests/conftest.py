@@ -42,8 +42,7 @@ def test_access(request: Request) -> AccessContext:
         return AccessContext.full("test")
     if value.startswith("patient:"):
         patient = value.split(":", 1)[1]
-        return AccessContext(subject=f"inwoner:{patient}", patient_id=patient,
-                             read_types=None, write_types=None)
+        return AccessContext(subject=f"inwoner:{patient}", kind="patient", patient_id=patient)
     raise Unauthorized("no test access", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -72,8 +71,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def make_settings(data_dir: Path, database_url: str) -> Settings:
-    return Settings(data_dir=data_dir, database_url=database_url,
-                    sqlite_checkpoint_interval=0.2)
+    return Settings(data_dir=data_dir, database_url=database_url, sqlite_checkpoint_interval=0.2)
 
 
 def initialise(settings: Settings) -> None:
@@ -108,8 +106,14 @@ class ServerThread:
 
     def __init__(self, app: object) -> None:
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -141,8 +145,9 @@ def server(settings: Settings, runtime: Runtime) -> Iterator[ServerThread]:
 @pytest.fixture
 def client(server: ServerThread) -> Iterator[httpx.Client]:
     """An operator-level client of /fhir (full access)."""
-    with httpx.Client(base_url=server.url + "/fhir",
-                      headers={"x-test-access": "full"}, timeout=30) as http:
+    with httpx.Client(
+        base_url=server.url + "/fhir", headers={"x-test-access": "full"}, timeout=30
+    ) as http:
         yield http
 
 

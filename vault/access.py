@@ -1,37 +1,56 @@
 """Who is asking: the immutable context every FHIR request carries.
 
-One FastAPI dependency (``vault.deps.AccessDep``) builds an ``AccessContext`` per request;
-the repository is constructed with it and applies it inside every query. The context says
-who is asking, on behalf of which organisation or inwoner, and which resource types the
-credentials cover; the consent engine narrows that further per inwoner.
+One FastAPI dependency (``vault.deps.AccessDep``) builds an ``AccessContext`` per request
+(from the bearer token, in ``oauth/protector.py``); the repository is constructed with it
+and applies it inside every query. The context says who is asking, on behalf of which
+organisation or inwoner, and what the token's scopes allow; the consent engine narrows a
+partner's view further, per inwoner, from the inwoner's Consents.
+
+    kind      whose view                          compartment rows visible
+    full      the operator's tools, tests         all
+    patient   the inwoner's app (patient/ scopes) the inwoner's own (plus shared rows)
+    system    a partner system (system/ scopes)   only what Consents grant (plus shared)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["AccessContext"]
+from vault.oauth.scopes import Permissions
+
+__all__ = ["AccessContext", "Interaction"]
+
+# SMART v2 permission letters: create, read, update, delete, search.
+Interaction = Literal["c", "r", "u", "d", "s"]
 
 
 @dataclass(frozen=True, slots=True)
 class AccessContext:
-    # Who: "operator", "client:<client_id>", "inwoner:<patient id>", ...
-    subject: str
-    # Restricts every read and write to one Patient compartment (patient/ tokens, inwoner).
-    patient_id: str | None = None
-    # The Organization reference the caller acts for, e.g. "Organization/mee".
-    organization: str | None = None
-    # Resource types the credentials cover for reading / writing; None means all.
-    read_types: frozenset[str] | None = None
-    write_types: frozenset[str] | None = frozenset()
+    subject: str  # "operator", "client:<client_id>", ...
+    kind: Literal["full", "patient", "system"] = "full"
+    patient_id: str | None = None  # the compartment of a patient-context token
+    organization: str | None = None  # "Organization/<id>" the client acts for
+    client_id: str | None = None
+    account_id: str | None = None  # the person who logged in, for app tokens
+    permissions: Permissions | None = None  # None: every interaction on every type
 
     @classmethod
     def full(cls, subject: str = "operator") -> AccessContext:
         """Unrestricted access: the operator's tools and tests of the store itself."""
-        return cls(subject=subject, read_types=None, write_types=None)
+        return cls(subject=subject)
+
+    def allows(self, interaction: Interaction, resource_type: str) -> bool:
+        return self.permissions is None or self.permissions.allows(interaction, resource_type)
 
     def may_read(self, resource_type: str) -> bool:
-        return self.read_types is None or resource_type in self.read_types
+        return self.allows("r", resource_type) or self.allows("s", resource_type)
 
     def may_write(self, resource_type: str) -> bool:
-        return self.write_types is None or resource_type in self.write_types
+        return any(self.allows(letter, resource_type) for letter in ("c", "u", "d"))
+
+    def query_restrictions(self, resource_type: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+        """Granular SMART v2 scopes: a read must match one of these searches (none: free)."""
+        if self.permissions is None:
+            return ()
+        return self.permissions.queries.get(resource_type, ())

@@ -21,9 +21,11 @@ class Settings:
     data_dir: Path
     database_url: str
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    # Absolute base URL of the FHIR endpoint as clients see it (behind a proxy). When
-    # empty the base is taken from each request.
+    # The vault's public address as clients see it (behind a proxy), e.g.
+    # https://vault.example.nl; the FHIR base is that plus /fhir. Empty: from each request.
     public_base_url: str = ""
+    # Lifetime of access tokens of backend clients (SMART Backend Services).
+    backend_token_seconds: int = 300
     default_page_size: int = 20
     max_page_size: int = 500
     # Seconds between background WAL checkpoints on SQLite (see db.py).
@@ -44,7 +46,8 @@ class Settings:
             data_dir=directory,
             database_url=url,
             max_body_bytes=int(os.environ.get("VAULT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
-            public_base_url=os.environ.get("VAULT_PUBLIC_BASE_URL", "").rstrip("/"),
+            public_base_url=os.environ.get("VAULT_PUBLIC_URL", "").rstrip("/"),
+            backend_token_seconds=int(os.environ.get("VAULT_BACKEND_TOKEN_SECONDS", "300")),
         )
 
     @property

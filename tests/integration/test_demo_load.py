@@ -19,8 +19,9 @@ def test_demo_loads_once_and_a_second_run_writes_nothing(
         assert read.status_code == 200
         assert read.json()["meta"]["versionId"] == "1"
     for patient_id in DEMO_PATIENT_IDS:
-        plans = client.get("/CarePlan", params={"patient": patient_id,
-                                                "_include": "CarePlan:goal"}).json()
+        plans = client.get(
+            "/CarePlan", params={"patient": patient_id, "_include": "CarePlan:goal"}
+        ).json()
         assert plans["total"] == 1
         included = [e for e in plans["entry"] if e["search"]["mode"] == "include"]
         assert included and all(e["resource"]["resourceType"] == "Goal" for e in included)

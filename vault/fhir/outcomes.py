@@ -14,10 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.errors import FhirError, KeyUnavailable
 
-__all__ = ["FHIR_JSON", "install_handlers", "outcome", "outcome_response"]
+__all__ = ["FHIR_JSON", "CatchAllMiddleware", "install_handlers", "outcome", "outcome_response"]
 
 FHIR_JSON = "application/fhir+json"
 log = logging.getLogger("vault.errors")
@@ -74,12 +75,41 @@ async def _http(_request: Request, exc: Exception) -> Response:
     return outcome_response(exc.status_code, text, code=code, headers=getattr(exc, "headers", None))
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # The type name only: messages of unexpected errors may carry personal data.
-    log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return outcome_response(
-        500, "Something went wrong in the vault; nothing was changed", code="exception"
-    )
+class CatchAllMiddleware:
+    """Turns any unexpected error into a 500 OperationOutcome, and logs only its type.
+
+    Starlette's own last-resort handler re-raises after responding, so the server would log
+    the full traceback and message, which may carry personal data. This pure ASGI
+    middleware sits inside it and swallows the error instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error(
+                "unexpected %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path")
+            )
+            if started:
+                return  # the response is under way; nothing sensible can be added
+            response = outcome_response(
+                500, "Something went wrong in the vault; nothing was changed", code="exception"
+            )
+            await response(scope, receive, send)
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -87,4 +117,3 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(KeyUnavailable, _key_unavailable)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(Exception, _unexpected)

@@ -35,11 +35,12 @@ from sqlalchemy import (
     update,
 )
 
-from vault.access import AccessContext
+from vault.access import AccessContext, Interaction
 from vault.crypto import BlindIndex, new_data_key, open_body, seal_body
 from vault.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     Gone,
     MethodNotAllowed,
     NotFound,
@@ -131,7 +132,9 @@ class Repository:
         style = runtime.db.paramstyle
         self._read_sql = _READ_SQL if style == "qmark" else _READ_SQL.replace("?", "%s")
         self._read_sql_compartment = self._read_sql + (
-            " AND r.patient_id = ?" if style == "qmark" else " AND r.patient_id = %s"
+            " AND (r.patient_id = ? OR r.patient_id IS NULL)"
+            if style == "qmark"
+            else " AND (r.patient_id = %s OR r.patient_id IS NULL)"
         )
 
     @property
@@ -141,24 +144,64 @@ class Repository:
     # -- access --------------------------------------------------------------------------
 
     def _visible(self, patient_col: Any) -> ColumnElement[bool]:
-        """The access decision as a SQL condition on a row's compartment."""
-        if self._ctx.patient_id is not None:
-            return patient_col == self._ctx.patient_id  # type: ignore[no-any-return]
-        return true()
+        """The access decision as a SQL condition on a row's compartment.
 
-    def _check_readable(self, resource_type: str) -> ResourceType:
+        Rows outside every compartment (Organization, Practitioner) are visible to anyone
+        whose scopes cover their type. An inwoner's app sees its own compartment. A partner
+        system sees compartment rows only where the inwoner's Consent grants them; until
+        a Consent grants something, that is nothing (deny by default).
+        """
+        ctx = self._ctx
+        if ctx.kind == "full":
+            return true()
+        shared: ColumnElement[bool] = patient_col.is_(None)
+        if ctx.kind == "patient":
+            return or_(patient_col == ctx.patient_id, shared)
+        return shared
+
+    def _require(self, interaction: Interaction, resource_type: str) -> ResourceType:
+        """The type must exist and the caller's scopes must cover the interaction (403)."""
         spec = resource_type_or_404(resource_type)
-        if not self._ctx.may_read(spec.name):
-            raise NotFound(f"Resource type '{resource_type}' is not supported by this server")
+        if not self._ctx.allows(interaction, spec.name):
+            verb = _VERBS[interaction]
+            raise Forbidden(f"The access token's scopes do not allow {verb} {spec.name}")
         return spec
+
+    def _restriction(self, spec: ResourceType) -> list[ColumnElement[bool]]:
+        """Granular SMART v2 scopes (``patient/Observation.rs?category=…``) as SQL."""
+        queries = self._ctx.query_restrictions(spec.name)
+        if not queries:
+            return []
+        alternatives = []
+        for query in queries:
+            parsed = parse_search(
+                spec,
+                list(query),
+                blind=self._blind,
+                lenient=False,
+                default_count=1,
+                max_count=1,
+                registry=RESOURCE_TYPES,
+            )
+            alternatives.append(and_(true(), *parsed.conditions))
+        return [or_(*alternatives)]
+
+    @property
+    def _fast_path(self) -> bool:
+        # The hand-written read serves the operator and the inwoner's own app; partner
+        # systems and granular scopes go through the composed query.
+        return self._ctx.kind in ("full", "patient")
 
     # -- read ----------------------------------------------------------------------------
 
     def read(self, conn: Connection, resource_type: str, resource_id: str) -> Stored:
         """Read the current version; 404 for unknown or hidden, 410 for deleted."""
-        self._check_readable(resource_type)
+        spec = self._require("r", resource_type)
         if not ID_PATTERN.match(resource_id):
             raise _not_found(resource_type, resource_id)
+        restriction = self._restriction(spec)
+        if not self._fast_path or restriction:
+            return self._read_composed(conn, spec, resource_id, restriction)
         if self._ctx.patient_id is None:
             row = conn.exec_driver_sql(self._read_sql, (resource_type, resource_id)).first()
         else:
@@ -178,9 +221,34 @@ class Repository:
             self._open(resource_type, resource_id, row[2], row[1], row[5], row[6], row[7]),
         )
 
+    def _read_composed(
+        self,
+        conn: Connection,
+        spec: ResourceType,
+        resource_id: str,
+        restriction: list[ColumnElement[bool]],
+    ) -> Stored:
+        stmt = (
+            self._select_current()
+            .add_columns(R.deleted)
+            .where(
+                R.resource_type == spec.name,
+                R.resource_id == resource_id,
+                self._visible(R.patient_id),
+                *restriction,
+            )
+        )
+        row = conn.execute(stmt).first()
+        if row is None:
+            raise _not_found(spec.name, resource_id)
+        if row.deleted:
+            raise Gone(f"{spec.name}/{resource_id} was deleted")
+        return self._stored_from_row(row)
+
     def vread(self, conn: Connection, resource_type: str, resource_id: str, version: str) -> Stored:
-        self._check_readable(resource_type)
-        if not version.isdigit() or not ID_PATTERN.match(resource_id):
+        spec = self._require("r", resource_type)
+        number = _version_number(version)
+        if number is None or not ID_PATTERN.match(resource_id):
             raise NotFound(f"{resource_type}/{resource_id} has no version '{version[:20]}'")
         stmt = (
             select(
@@ -200,8 +268,9 @@ class Repository:
             .where(
                 R.resource_type == resource_type,
                 R.resource_id == resource_id,
-                V.version_id == int(version),
+                V.version_id == number,
                 self._visible(R.patient_id),
+                *self._restriction(spec),
             )
         )
         row = conn.execute(stmt).first()
@@ -251,9 +320,14 @@ class Repository:
     # -- search --------------------------------------------------------------------------
 
     def parse(
-        self, resource_type: str, params: Sequence[tuple[str, str]], *, lenient: bool
+        self,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        lenient: bool,
+        interaction: Interaction = "s",
     ) -> SearchQuery:
-        spec = self._check_readable(resource_type)
+        spec = self._require(interaction, resource_type)
         settings = self._rt.settings
         return parse_search(
             spec,
@@ -271,6 +345,7 @@ class Repository:
             R.resource_type == spec.name,
             R.deleted.is_(False),
             self._visible(R.patient_id),
+            *self._restriction(spec),
             *query.conditions,
         ]
         total = None
@@ -321,7 +396,7 @@ class Repository:
         params = parse_qsl(criteria, keep_blank_values=True)
         if not params:
             raise BadRequest("If-None-Exist needs search criteria")
-        query = self.parse(resource_type, params, lenient=False)
+        query = self.parse(resource_type, params, lenient=False, interaction="c")
         where = [
             R.resource_type == query.spec.name,
             R.deleted.is_(False),
@@ -394,25 +469,26 @@ class Repository:
             )
             if inc.target_type:
                 targets = targets.where(sr.target_type == inc.target_type)
-            pairs = {
-                (t, i)
-                for t, i in conn.execute(targets)
-                if t in RESOURCE_TYPES and self._ctx.may_read(t)
-            }
-            if pairs:
+            by_type: dict[str, set[str]] = {}
+            for target_type, target_id in conn.execute(targets):
+                if target_type in RESOURCE_TYPES and self._ctx.allows("r", target_type):
+                    by_type.setdefault(target_type, set()).add(target_id)
+            for target_type, target_ids in sorted(by_type.items()):
                 stmt = (
                     self._select_current()
                     .where(
-                        tuple_(R.resource_type, R.resource_id).in_(sorted(pairs)),
+                        R.resource_type == target_type,
+                        R.resource_id.in_(sorted(target_ids)),
                         R.deleted.is_(False),
                         self._visible(R.patient_id),
+                        *self._restriction(RESOURCE_TYPES[target_type]),
                     )
                     .limit(MAX_INCLUDES)
                 )
                 found.extend(self._stored_from_row(row) for row in conn.execute(stmt))
         ids = [m.resource_id for m in matches]
         for inc in query.revincludes:
-            if not self._ctx.may_read(inc.source_type):
+            if not self._ctx.allows("r", inc.source_type):
                 continue
             refs = select(sr.resource_pk).where(
                 sr.param == inc.param.name,
@@ -426,6 +502,7 @@ class Repository:
                     R.pk.in_(refs),
                     R.deleted.is_(False),
                     self._visible(R.patient_id),
+                    *self._restriction(RESOURCE_TYPES[inc.source_type]),
                 )
                 .limit(MAX_INCLUDES)
             )
@@ -451,7 +528,7 @@ class Repository:
         cursor: Cursor | None,
     ) -> HistoryPage:
         """Versions newest first, of one resource or of a whole type."""
-        self._check_readable(resource_type)
+        spec = self._require("r", resource_type)
         stmt = (
             select(
                 V.resource_pk.label("pk"),
@@ -471,6 +548,11 @@ class Repository:
             )
             .where(V.resource_type == resource_type, self._visible(V.patient_id))
         )
+        restriction = self._restriction(spec)
+        if restriction:
+            stmt = stmt.where(
+                V.resource_pk.in_(select(R.pk).where(R.resource_type == spec.name, *restriction))
+            )
         if resource_id is not None:
             current = conn.execute(
                 select(R.pk).where(
@@ -539,7 +621,7 @@ class Repository:
         self, conn: Connection, resource_type: str, body: Any, *, if_none_exist: str | None = None
     ) -> tuple[Stored, bool]:
         """Create with a server-assigned id. Returns (stored, created)."""
-        spec = self._check_writable(resource_type)
+        spec = self._check_writable("c", resource_type)
         if if_none_exist is not None:
             self._lock_condition(conn, resource_type, if_none_exist)
             ids = self.find_ids(conn, resource_type, if_none_exist)
@@ -561,7 +643,7 @@ class Repository:
         if_match: str | None = None,
     ) -> tuple[Stored, bool]:
         """Update, or create with the client's id. Returns (stored, created)."""
-        spec = self._check_writable(resource_type)
+        spec = self._check_writable("u", resource_type)
         if not ID_PATTERN.match(resource_id):
             raise BadRequest("The id in the URL is not a valid FHIR id")
         if isinstance(body, dict) and body.get("id") != resource_id:
@@ -591,7 +673,7 @@ class Repository:
         return self._new_version(conn, prepared, row), False
 
     def delete(self, conn: Connection, resource_type: str, resource_id: str) -> None:
-        spec = self._check_writable(resource_type)
+        spec = self._check_writable("d", resource_type)
         row = self._current_for_update(conn, resource_type, resource_id)
         if row is None or (
             self._ctx.patient_id is not None and row.patient_id != self._ctx.patient_id
@@ -635,12 +717,14 @@ class Repository:
 
     # -- write internals -----------------------------------------------------------------
 
-    def _check_writable(self, resource_type: str) -> ResourceType:
+    def _check_writable(self, interaction: Interaction, resource_type: str) -> ResourceType:
         spec = resource_type_or_404(resource_type)
         if not spec.writable:
             raise MethodNotAllowed(f"{spec.name} is written by the vault only")
-        if not self._ctx.may_write(spec.name):
-            raise NotFound(f"Resource type '{resource_type}' is not supported by this server")
+        self._require(interaction, spec.name)
+        if self._ctx.kind == "system":
+            # Partners write only what a Consent lets them correct (the consent engine).
+            raise Forbidden(f"This client may not change {spec.name} resources")
         return spec
 
     def _lock_condition(self, conn: Connection, resource_type: str, criteria: str) -> None:
@@ -824,7 +908,7 @@ class Repository:
     def _ensure_data_key(self, conn: Connection, patient_id: str) -> None:
         found = conn.execute(select(K.owner).where(K.owner == patient_id)).first()
         if found is None:
-            master = self._rt.keys.keyring.current
+            master = self._rt.wrapping_key(conn)
             conn.execute(
                 insert(DataKey).values(
                     owner=patient_id,
@@ -879,6 +963,9 @@ class Repository:
             conn.execute(delete(table).where(table.__table__.c.resource_pk == pk))
 
 
+_VERBS = {"c": "creating", "r": "reading", "u": "updating", "d": "deleting", "s": "searching"}
+
+
 def resource_type_or_404(name: str) -> ResourceType:
     return resource_type(name)
 
@@ -893,9 +980,16 @@ def _parse_if_match(value: str) -> int:
     if tag.startswith("W/"):
         tag = tag[2:]
     tag = tag.strip('"')
-    if not tag.isdigit():
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > 18:
         raise BadRequest('If-Match must be an ETag such as W/"3"')
     return int(tag)
+
+
+def _version_number(text: str) -> int | None:
+    """A version id from a URL, or None: ASCII digits that fit the 32-bit version column."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) >= 2**31:
+        return None
+    return int(text)
 
 
 def _after(sort_col: Any, cursor: Cursor, *, descending: bool) -> ColumnElement[bool]:

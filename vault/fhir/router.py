@@ -24,7 +24,7 @@ from vault.fhir.capability import capability_statement
 from vault.fhir.outcomes import FHIR_JSON
 from vault.fhir.repository import Stored
 from vault.fhir.resources import parse_date_range
-from vault.fhir.search import Cursor
+from vault.fhir.search import Cursor, whole_number
 from vault.runtime import Runtime
 
 __all__ = ["router"]
@@ -155,9 +155,7 @@ def _history(
                 raise BadRequest("_since must be a FHIR instant", expression=["_since"]) from None
             applied.append((name, value))
         elif name == "_count":
-            if not value.isdigit():
-                raise BadRequest("_count must be a whole number", expression=["_count"])
-            count = min(int(value), runtime.settings.max_page_size)
+            count = min(whole_number(value, "_count"), runtime.settings.max_page_size)
             applied.append((name, value))
         elif name == "_cursor":
             cursor = Cursor.decode(value)
@@ -178,7 +176,9 @@ def _history(
         else (f"{resource_type}/{resource_id}/_history")
     )
     return Response(
-        history_bundle(page, base=base_url(request, runtime), path=path, params=applied),
+        history_bundle(
+            page, base=base_url(request, runtime), path=path, params=applied, cursor=cursor
+        ),
         media_type=FHIR_JSON,
     )
 

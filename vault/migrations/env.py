@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import vault.fhir.models  # noqa: F401  (registers the tables on Base.metadata)
+import vault.fhir.models
+import vault.oauth.models  # noqa: F401
 from vault.db import Base
 
 target_metadata = Base.metadata

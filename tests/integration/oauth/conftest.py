@@ -1,0 +1,32 @@
+"""A vault served with its real access resolver: bearer tokens from its own token endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import ServerThread, create
+from tests.factories import patient as patient_resource
+from vault.config import Settings
+from vault.main import create_app
+from vault.runtime import Runtime
+
+
+@pytest.fixture(scope="session")
+def vault(settings: Settings, runtime: Runtime) -> Iterator[ServerThread]:
+    with ServerThread(create_app(settings, runtime=runtime)) as running:
+        yield running
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30, follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture
+def inwoner(client: httpx.Client) -> str:
+    """A fresh inwoner's Patient id, created with operator access."""
+    return str(create(client, patient_resource())["id"])

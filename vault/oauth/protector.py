@@ -1,0 +1,73 @@
+"""The resource server side: a bearer token becomes the request's AccessContext.
+
+RFC 6750 (bearer tokens) with the SMART scope semantics of ``oauth/scopes.py``. No token,
+an unknown, expired or revoked token, or the token of a removed client: 401 with a
+``WWW-Authenticate: Bearer`` challenge. The lookup is one indexed query on the token's hash,
+so a revocation holds from the very next request.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from vault.access import AccessContext
+from vault.errors import Unauthorized
+from vault.fhir.resources import RESOURCE_TYPES
+from vault.oauth.scopes import permissions_from
+from vault.oauth.server import hash_token
+from vault.runtime import Runtime, now_micros
+
+__all__ = ["BearerTokenResolver"]
+
+_LOOKUP = (
+    "SELECT t.client_id, t.scope, t.patient_id, t.account_id, c.organization_id, c.kind "
+    "FROM oauth_token t JOIN oauth_client c ON c.client_id = t.client_id "
+    "WHERE t.token_hash = ? AND t.kind = 'access' AND t.revoked = ? AND t.expires_at > ? "
+    "AND c.removed_at IS NULL"
+)
+
+
+class BearerTokenResolver:
+    """Callable the app installs as its access resolver."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._sql = _LOOKUP if runtime.db.paramstyle == "qmark" else _LOOKUP.replace("?", "%s")
+
+    def __call__(self, request: Request) -> AccessContext:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(
+                "This request needs a bearer token issued by this vault",
+                headers={"WWW-Authenticate": 'Bearer realm="regiekluis"'},
+            )
+        with self._runtime.db.read() as conn:
+            row = conn.exec_driver_sql(
+                self._sql, (hash_token(token.strip()), False, now_micros())
+            ).first()
+        if row is None:
+            raise Unauthorized(
+                "The access token is not valid: unknown, expired or revoked",
+                headers={"WWW-Authenticate": 'Bearer realm="regiekluis", error="invalid_token"'},
+            )
+        client_id, scope, patient_id, account_id, organization_id, _kind = row
+        scopes = scope.split()
+        organization = f"Organization/{organization_id}" if organization_id else None
+        if patient_id is not None:
+            return AccessContext(
+                subject=f"client:{client_id}",
+                kind="patient",
+                patient_id=patient_id,
+                client_id=client_id,
+                account_id=account_id,
+                organization=organization,
+                permissions=permissions_from(scopes, context="patient", known_types=RESOURCE_TYPES),
+            )
+        return AccessContext(
+            subject=f"client:{client_id}",
+            kind="system",
+            client_id=client_id,
+            organization=organization,
+            permissions=permissions_from(scopes, context="system", known_types=RESOURCE_TYPES),
+        )

@@ -1,0 +1,341 @@
+"""HTTP endpoints of the authorization server, and its discovery documents.
+
+- ``/.well-known/smart-configuration`` (SMART App Launch 2.x, section "Conformance").
+- ``/.well-known/oauth-authorization-server`` (RFC 8414).
+- ``/oauth/authorize``, ``/oauth/token``, ``/oauth/revoke``, ``/oauth/introspect``,
+  ``/oauth/jwks``.
+
+Thin: requests are wrapped for authlib (``oauth/requests.py``) and handed to the server
+(``oauth/server.py``) in a worker thread, because authlib's endpoints are synchronous.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from fastapi import APIRouter, Request
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from vault.deps import RuntimeDep
+from vault.fhir.resources import RESOURCE_TYPES
+from vault.oauth.accounts import authenticate
+from vault.oauth.client_assertion import ALGORITHMS
+from vault.oauth.requests import StarletteOAuth2Request, oauth2_request
+from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
+from vault.oauth.server import VaultAuthorizationServer
+from vault.runtime import Runtime, now_micros
+from vault.urls import fhir_base, origin
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["oauth"])
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+CSRF_COOKIE = "rk_oauth_csrf"
+
+CAPABILITIES = [
+    "launch-standalone",
+    "client-public",
+    "client-confidential-asymmetric",
+    "context-standalone-patient",
+    "permission-patient",
+    "permission-offline",
+    "permission-v1",
+    "permission-v2",
+    "sso-openid-connect",
+]
+
+
+def _server(request: Request) -> VaultAuthorizationServer:
+    server: VaultAuthorizationServer = request.app.state.oauth_server
+    return server
+
+
+def _scopes_supported() -> list[str]:
+    scopes = ["openid", "fhirUser", "launch/patient", "offline_access"]
+    scopes += ["patient/*.rs", "patient/*.cruds", "patient/*.read", "patient/*.write"]
+    for name in RESOURCE_TYPES:
+        scopes += [f"patient/{name}.rs", f"system/{name}.rs", f"system/{name}.read"]
+    return scopes
+
+
+def _endpoints(request: Request, runtime: Runtime) -> dict[str, str]:
+    base = origin(request, runtime.settings)
+    return {
+        "issuer": base,
+        "jwks_uri": f"{base}/oauth/jwks",
+        "authorization_endpoint": f"{base}/oauth/authorize",
+        "token_endpoint": f"{base}/oauth/token",
+        "revocation_endpoint": f"{base}/oauth/revoke",
+        "introspection_endpoint": f"{base}/oauth/introspect",
+    }
+
+
+@router.get("/.well-known/smart-configuration")
+def smart_configuration(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """SMART App Launch discovery: what this authorization server supports."""
+    return JSONResponse(
+        {
+            **_endpoints(request, runtime),
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+            "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
+            "scopes_supported": _scopes_supported(),
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "capabilities": CAPABILITIES,
+        }
+    )
+
+
+@router.get("/.well-known/oauth-authorization-server")
+def authorization_server_metadata(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """RFC 8414 authorization server metadata."""
+    return JSONResponse(
+        {
+            **_endpoints(request, runtime),
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+            "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
+            "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+            "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "scopes_supported": _scopes_supported(),
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }
+    )
+
+
+@router.get("/oauth/jwks")
+def jwks(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """The vault's public signing keys, including retired ones until their tokens expire."""
+    with runtime.db.read() as conn:
+        keys = _server(request).signing_keys.published(conn, now=now_micros())
+    return JSONResponse(keys, headers={"cache-control": "public, max-age=300"})
+
+
+async def _prepared(request: Request, runtime: Runtime) -> StarletteOAuth2Request:
+    oauth_request = await oauth2_request(request)
+    endpoints = _endpoints(request, runtime)
+    oauth_request.issuer = endpoints["issuer"]
+    oauth_request.token_endpoint = endpoints["token_endpoint"]
+    oauth_request.fhir_base = fhir_base(request, runtime.settings)
+    return oauth_request
+
+
+@router.post("/oauth/token")
+async def token(request: Request, runtime: RuntimeDep) -> Response:
+    """The token endpoint: client_credentials, authorization_code and refresh_token."""
+    oauth_request = await _prepared(request, runtime)
+    response: Response = await run_in_threadpool(
+        _server(request).create_token_response, oauth_request
+    )
+    return response
+
+
+@router.post("/oauth/revoke")
+async def revoke(request: Request, runtime: RuntimeDep) -> Response:
+    """RFC 7009 token revocation."""
+    oauth_request = await _prepared(request, runtime)
+    response: Response = await run_in_threadpool(
+        _server(request).create_endpoint_response, "revocation", oauth_request
+    )
+    return response
+
+
+@router.post("/oauth/introspect")
+async def introspect(request: Request, runtime: RuntimeDep) -> Response:
+    """RFC 7662 token introspection, for authenticated backend clients."""
+    oauth_request = await _prepared(request, runtime)
+    response: Response = await run_in_threadpool(
+        _server(request).create_endpoint_response, "introspection", oauth_request
+    )
+    return response
+
+
+# -- the authorization page ----------------------------------------------------------------
+
+_TYPE_WORDS = {
+    "Patient": "je naam en gegevens",
+    "CarePlan": "je plan",
+    "Goal": "je doelen",
+    "CareTeam": "wie je helpen",
+    "RelatedPerson": "de mensen om je heen",
+    "Organization": "de organisaties",
+    "Practitioner": "de hulpverleners",
+    "Consent": "wie wat mag zien",
+    "Observation": "je scores",
+    "Provenance": "wie iets heeft veranderd",
+    "AuditEvent": "wie er heeft gekeken",
+    "*": "al je gegevens",
+}
+
+
+def describe_scope(text: str) -> str | None:
+    """One scope in plain Dutch (B1), for the page where the inwoner says yes or no."""
+    try:
+        scope = parse_scope(text, known_types=RESOURCE_TYPES)
+    except InvalidScope:
+        return None
+    if isinstance(scope, str):
+        return {
+            "openid": "weten wie je bent",
+            "offline_access": "ook later je gegevens gebruiken, als je niet bent ingelogd",
+        }.get(scope)
+    assert isinstance(scope, ResourceScope)
+    what = _TYPE_WORDS.get(scope.resource_type, scope.resource_type)
+    verbs = []
+    if scope.permissions & {"r", "s"}:
+        verbs.append("bekijken")
+    if "c" in scope.permissions:
+        verbs.append("toevoegen")
+    if "u" in scope.permissions:
+        verbs.append("veranderen")
+    if "d" in scope.permissions:
+        verbs.append("weghalen")
+    if not verbs:
+        return None
+    joined = verbs[0] if len(verbs) == 1 else ", ".join(verbs[:-1]) + " en " + verbs[-1]
+    limit = " (een deel daarvan)" if scope.query else ""
+    return f"{what}{limit} {joined}"
+
+
+def _error_page(request: Request, error: str, status: int = 400) -> Response:
+    return templates.TemplateResponse(
+        request, "oauth_error.html", {"error": error}, status_code=status
+    )
+
+
+def _render(
+    request: Request,
+    grant: Any,
+    oauth_request: StarletteOAuth2Request,
+    *,
+    csrf: str,
+    error: str | None = None,
+    username: str = "",
+    status: int = 200,
+) -> Response:
+    client = grant.client
+    lines = [
+        d for d in (describe_scope(s) for s in (oauth_request.payload.scope or "").split()) if d
+    ]
+    hidden = [
+        (k, v)
+        for k, v in oauth_request.payload.data.items()
+        if k not in ("username", "password", "decision", "csrf_token")
+    ]
+    response = templates.TemplateResponse(
+        request,
+        "authorize.html",
+        {
+            "client_name": client.name,
+            "scope_lines": lines,
+            "hidden": hidden,
+            "csrf_token": csrf,
+            "error": error,
+            "username": username,
+            "action": "/oauth/authorize",
+        },
+        status_code=status,
+    )
+    _security_headers(response)
+    response.set_cookie(
+        CSRF_COOKIE,
+        csrf,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/oauth/authorize",
+    )
+    return response
+
+
+def _security_headers(response: Response) -> None:
+    response.headers["content-security-policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["referrer-policy"] = "no-referrer"
+    response.headers["x-frame-options"] = "DENY"
+    response.headers["cache-control"] = "no-store"
+
+
+def _validate(
+    request: Request, runtime: Runtime, oauth_request: StarletteOAuth2Request
+) -> Any | Response:
+    server = _server(request)
+    try:
+        grant = server.get_consent_grant(request=oauth_request, end_user=None)
+    except OAuth2Error as error:
+        if error.redirect_uri:
+            return server.handle_error_response(oauth_request, error)
+        return _error_page(request, error.error)
+    # SMART App Launch: aud must be this FHIR server, so a token cannot be phished for
+    # another one.
+    if oauth_request.payload.data.get("aud", "").rstrip("/") != oauth_request.fhir_base:
+        query = {"error": "invalid_request", "error_description": "aud must be the FHIR base URL"}
+        if oauth_request.payload.state:
+            query["state"] = oauth_request.payload.state
+        redirect = oauth_request.payload.redirect_uri
+        return Response(status_code=302, headers={"location": f"{redirect}?{urlencode(query)}"})
+    return grant
+
+
+@router.get("/oauth/authorize")
+async def authorize_page(request: Request, runtime: RuntimeDep) -> Response:
+    """Show which app asks for what; the inwoner logs in and says yes or no."""
+    oauth_request = await _prepared(request, runtime)
+    grant = await run_in_threadpool(_validate, request, runtime, oauth_request)
+    if isinstance(grant, Response):
+        return grant
+    return _render(request, grant, oauth_request, csrf=secrets.token_urlsafe(24))
+
+
+@router.post("/oauth/authorize")
+async def authorize_decision(request: Request, runtime: RuntimeDep) -> Response:
+    """The inwoner's answer: log in and approve, or deny."""
+    oauth_request = await _prepared(request, runtime)
+    form = oauth_request.form
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie, form.get("csrf_token", "")):
+        return _error_page(request, "csrf_token_mismatch", status=403)
+    grant = await run_in_threadpool(_validate, request, runtime, oauth_request)
+    if isinstance(grant, Response):
+        return grant
+    server = _server(request)
+    if form.get("decision") != "approve":
+        response: Response = await run_in_threadpool(
+            server.create_authorization_response, oauth_request, None, grant
+        )
+        return response
+
+    def login() -> Any:
+        with runtime.db.read() as conn:
+            return authenticate(
+                conn, username=form.get("username", ""), password=form.get("password", "")
+            )
+
+    account = await run_in_threadpool(login)
+    if account is None or account.patient_id is None:
+        return _render(
+            request,
+            grant,
+            oauth_request,
+            csrf=secrets.token_urlsafe(24),
+            error="Je gebruikersnaam of wachtwoord klopt niet. Probeer het opnieuw.",
+            username=form.get("username", ""),
+            status=400,
+        )
+    response = await run_in_threadpool(
+        server.create_authorization_response, oauth_request, account, grant
+    )
+    return response
