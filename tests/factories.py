@@ -144,8 +144,39 @@ def practitioner(*, family: str = "de Vries", **extra: Any) -> dict[str, Any]:
 
 
 def consent(
-    *, patient_id: str, actors: list[str] | None = None, status: str = "active", **extra: Any
+    *,
+    patient_id: str,
+    actors: list[str] | None = None,
+    status: str = "active",
+    actions: tuple[str, ...] = ("access",),
+    classes: tuple[str, ...] = (),
+    end: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
+    provision: dict[str, Any] = {"type": "permit"}
+    if actors:
+        provision["actor"] = [
+            {"role": {"coding": [{"code": "IRCP"}]}, "reference": {"reference": ref}}
+            for ref in actors
+        ]
+    if actions:
+        provision["action"] = [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/consentaction",
+                        "code": action,
+                    }
+                ]
+            }
+            for action in actions
+        ]
+    if classes:
+        provision["class"] = [
+            {"system": "http://hl7.org/fhir/resource-types", "code": cls} for cls in classes
+        ]
+    if end is not None:
+        provision["period"] = {"end": end}
     return {
         "resourceType": "Consent",
         "status": status,
@@ -159,13 +190,7 @@ def consent(
         },
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/{patient_id}"},
-        "provision": {
-            "type": "permit",
-            "actor": [
-                {"role": {"coding": [{"code": "IRCP"}]}, "reference": {"reference": ref}}
-                for ref in actors or []
-            ],
-        },
+        "provision": provision,
         **extra,
     }
 

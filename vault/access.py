@@ -34,6 +34,16 @@ class AccessContext:
     client_id: str | None = None
     account_id: str | None = None  # the person who logged in, for app tokens
     permissions: Permissions | None = None  # None: every interaction on every type
+    purposes: frozenset[str] = frozenset()  # purposes of use the client is registered for
+    practitioner: str | None = None  # "Practitioner/<id>" when the person is known
+    representative: str | None = None  # "RelatedPerson/<id>" acting for the inwoner
+
+    @property
+    def grantees(self) -> frozenset[str]:
+        """The actors a Consent may name to let this caller in."""
+        return frozenset(
+            a for a in (self.organization, self.practitioner, self.representative) if a
+        )
 
     @classmethod
     def full(cls, subject: str = "operator") -> AccessContext:

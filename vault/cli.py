@@ -38,6 +38,10 @@ keys_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(client_app, name="client")
 app.add_typer(account_app, name="account")
+audit_app = typer.Typer(
+    help="The access log.", no_args_is_help=True, pretty_exceptions_show_locals=False
+)
+app.add_typer(audit_app, name="audit")
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="The vault's data folder.", envvar="VAULT_DATA_DIR")
@@ -242,6 +246,28 @@ def rotate_signing_command(data_dir: DataDir) -> None:
     finally:
         runtime.close()
     typer.echo(f"new signing key {kid}; the old one stays in /oauth/jwks until its tokens expire")
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir) -> None:
+    """Check every inwoner's access-log chain; names the first broken link of each."""
+    from vault.audit import verify_chains
+
+    settings = Settings.from_env(data_dir)
+    _check_master_key(settings)
+    try:
+        runtime = Runtime.open(settings)
+    except KeyUnavailable as exc:
+        raise _fail(str(exc)) from None
+    try:
+        problems = verify_chains(runtime)
+    finally:
+        runtime.close()
+    if problems:
+        for problem in problems:
+            typer.echo(f"BROKEN: {problem}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo("the access log is intact")
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

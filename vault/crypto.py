@@ -268,6 +268,10 @@ class BlindIndex:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
+    def derive(self, label: bytes) -> bytes:
+        """A separate key for another keyed-hash use (e.g. the audit chain)."""
+        return hmac.new(self._key, label, hashlib.sha256).digest()
+
     def token(self, value: str) -> str:
         digest = hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:24]).decode("ascii")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, insert, select
 
+from vault.audit import AuditLog
 from vault.config import Settings
 from vault.crypto import BlindIndex, DataKeyCache, MasterKey, MasterKeyring, new_data_key
 from vault.db import Database
@@ -39,6 +40,10 @@ class Runtime:
     db: Database
     keys: DataKeyCache
     blind: BlindIndex
+    audit: AuditLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audit = AuditLog(self)
 
     @classmethod
     def open(cls, settings: Settings, *, bootstrap: bool = False) -> Runtime:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from sqlalchemy import (
@@ -36,6 +37,9 @@ from sqlalchemy import (
 )
 
 from vault.access import AccessContext, Interaction
+from vault.audit import AuditRecord
+from vault.consent.enforce import RowColumns, granted, names_grantee
+from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.crypto import BlindIndex, new_data_key, open_body, seal_body
 from vault.errors import (
     BadRequest,
@@ -75,6 +79,10 @@ R = ResourceRow.__table__.c
 V = VersionRow.__table__.c
 K = DataKey.__table__.c
 MAX_INCLUDES = 1000
+ROW = RowColumns(R.pk, R.resource_type, R.resource_id, R.patient_id)
+VERSION_ROW = RowColumns(V.resource_pk, V.resource_type, V.resource_id, V.patient_id)
+# Types outside every compartment: their rows are the vault's shared directory.
+SHARED_TYPES = tuple(sorted(t.name for t in RESOURCE_TYPES.values() if t.compartment is None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,8 @@ class Stored:
     last_updated: int
     deleted: bool
     body: bytes | None  # the resource's JSON, None for a deletion
+    patient_id: str | None = None  # the compartment it belongs to
+    pk: int = 0
 
     @property
     def etag(self) -> str:
@@ -128,13 +138,13 @@ class Repository:
     def __init__(self, runtime: Runtime, ctx: AccessContext) -> None:
         self._rt = runtime
         self._ctx = ctx
+        self._now = now_micros()  # one instant per request: every check sees the same time
+        self.pending_denials: list[AuditRecord] = []
         self._blind: BlindIndex = runtime.blind
         style = runtime.db.paramstyle
         self._read_sql = _READ_SQL if style == "qmark" else _READ_SQL.replace("?", "%s")
         self._read_sql_compartment = self._read_sql + (
-            " AND (r.patient_id = ? OR r.patient_id IS NULL)"
-            if style == "qmark"
-            else " AND (r.patient_id = %s OR r.patient_id IS NULL)"
+            " AND r.patient_id = ?" if style == "qmark" else " AND r.patient_id = %s"
         )
 
     @property
@@ -143,21 +153,30 @@ class Repository:
 
     # -- access --------------------------------------------------------------------------
 
-    def _visible(self, patient_col: Any) -> ColumnElement[bool]:
-        """The access decision as a SQL condition on a row's compartment.
+    def _visible(self, row: RowColumns, *, action: str = "access") -> ColumnElement[bool]:
+        """The access decision as a SQL condition on a resource row (design section 3).
 
         Rows outside every compartment (Organization, Practitioner) are visible to anyone
         whose scopes cover their type. An inwoner's app sees its own compartment. A partner
-        system sees compartment rows only where the inwoner's Consent grants them; until
-        a Consent grants something, that is nothing (deny by default).
+        system sees compartment rows only where an active Consent of that inwoner grants
+        them (``consent/enforce.py``), plus the Consents that name it, so it can see its own
+        grant. Nothing else: deny by default.
         """
         ctx = self._ctx
         if ctx.kind == "full":
             return true()
-        shared: ColumnElement[bool] = patient_col.is_(None)
+        shared = and_(row.patient_id.is_(None), row.resource_type.in_(SHARED_TYPES))
         if ctx.kind == "patient":
-            return or_(patient_col == ctx.patient_id, shared)
-        return shared
+            return or_(row.patient_id == ctx.patient_id, shared)
+        conditions = [
+            shared,
+            granted(
+                row, grantees=ctx.grantees, action=action, purposes=ctx.purposes, now=self._now
+            ),
+        ]
+        if action == "access":
+            conditions.append(names_grantee(row, grantees=ctx.grantees))
+        return or_(*conditions)
 
     def _require(self, interaction: Interaction, resource_type: str) -> ResourceType:
         """The type must exist and the caller's scopes must cover the interaction (403)."""
@@ -192,17 +211,117 @@ class Repository:
         # systems and granular scopes go through the composed query.
         return self._ctx.kind in ("full", "patient")
 
+    # -- the access log ------------------------------------------------------------------
+
+    def _records(
+        self,
+        interaction: str,
+        stored: Iterable[Stored],
+        *,
+        permitted: bool = True,
+        query: str | None = None,
+        fallback_patient: str | None = None,
+        entities: Sequence[str] = (),
+    ) -> list[AuditRecord]:
+        if self._ctx.kind == "full":
+            return []  # the operator's own tools; every caller from outside is logged
+        ctx = self._ctx
+        groups: dict[str | None, list[str]] = {}
+        for item in stored:
+            groups.setdefault(item.patient_id, []).append(
+                f"{item.resource_type}/{item.resource_id}"
+            )
+        if not groups:
+            groups[fallback_patient] = list(entities)
+        return [
+            AuditRecord(
+                patient_id=patient_id,
+                interaction=interaction,
+                permitted=permitted,
+                client_id=ctx.client_id,
+                organization=ctx.organization,
+                account_id=ctx.account_id,
+                entities=refs,
+                query=query,
+                purposes=sorted(ctx.purposes),
+                representative=ctx.representative,
+                recorded=self._now,
+            )
+            for patient_id, refs in groups.items()
+        ]
+
+    def _record(self, interaction: str, stored: Iterable[Stored], **options: Any) -> None:
+        """Log a read-side decision durably (group commit) before the answer goes out."""
+        records = self._records(interaction, stored, **options)
+        if records:
+            self._rt.audit.record(records)
+
+    def _record_denied(
+        self, conn: Connection, interaction: str, resource_type: str, resource_id: str
+    ) -> None:
+        if self._ctx.kind == "full":
+            return
+        owner = None
+        if resource_type in RESOURCE_TYPES and ID_PATTERN.match(resource_id):
+            owner = conn.execute(
+                select(R.patient_id).where(
+                    R.resource_type == resource_type, R.resource_id == resource_id
+                )
+            ).scalar()
+        self._record(
+            interaction,
+            [],
+            permitted=False,
+            fallback_patient=owner,
+            entities=[f"{resource_type}/{resource_id[:64]}"],
+        )
+
+    def _record_write(self, conn: Connection, interaction: str, stored: Stored) -> None:
+        """Log a write in its own transaction: if the log fails, the write fails."""
+        records = self._records(interaction, [stored])
+        if records:
+            self._rt.audit.append(conn, records)
+
+    def _deny_write(
+        self, interaction: str, resource_type: str, resource_id: str, patient_id: str | None
+    ) -> None:
+        # The write's transaction is rolled back, so the denial is logged after it ends.
+        self.pending_denials.extend(
+            self._records(
+                interaction,
+                [],
+                permitted=False,
+                fallback_patient=patient_id,
+                entities=[f"{resource_type}/{resource_id}"],
+            )
+        )
+
+    def flush_denials(self) -> None:
+        """Log denied writes; call after the write's transaction has ended."""
+        if self.pending_denials:
+            records, self.pending_denials = self.pending_denials, []
+            self._rt.audit.record(records)
+
     # -- read ----------------------------------------------------------------------------
 
     def read(self, conn: Connection, resource_type: str, resource_id: str) -> Stored:
         """Read the current version; 404 for unknown or hidden, 410 for deleted."""
+        try:
+            stored = self._read(conn, resource_type, resource_id)
+        except (NotFound, Gone):
+            self._record_denied(conn, "read", resource_type, resource_id)
+            raise
+        self._record("read", [stored])
+        return stored
+
+    def _read(self, conn: Connection, resource_type: str, resource_id: str) -> Stored:
         spec = self._require("r", resource_type)
         if not ID_PATTERN.match(resource_id):
             raise _not_found(resource_type, resource_id)
         restriction = self._restriction(spec)
         if not self._fast_path or restriction:
             return self._read_composed(conn, spec, resource_id, restriction)
-        if self._ctx.patient_id is None:
+        if self._ctx.patient_id is None or spec.compartment is None:
             row = conn.exec_driver_sql(self._read_sql, (resource_type, resource_id)).first()
         else:
             row = conn.exec_driver_sql(
@@ -219,6 +338,8 @@ class Repository:
             row[3],
             False,
             self._open(resource_type, resource_id, row[2], row[1], row[5], row[6], row[7]),
+            row[1],
+            row[0],
         )
 
     def _read_composed(
@@ -234,7 +355,7 @@ class Repository:
             .where(
                 R.resource_type == spec.name,
                 R.resource_id == resource_id,
-                self._visible(R.patient_id),
+                self._visible(ROW),
                 *restriction,
             )
         )
@@ -246,6 +367,18 @@ class Repository:
         return self._stored_from_row(row)
 
     def vread(self, conn: Connection, resource_type: str, resource_id: str, version: str) -> Stored:
+        """One version of a resource."""
+        try:
+            stored = self._vread(conn, resource_type, resource_id, version)
+        except (NotFound, Gone):
+            self._record_denied(conn, "vread", resource_type, resource_id)
+            raise
+        self._record("vread", [stored])
+        return stored
+
+    def _vread(
+        self, conn: Connection, resource_type: str, resource_id: str, version: str
+    ) -> Stored:
         spec = self._require("r", resource_type)
         number = _version_number(version)
         if number is None or not ID_PATTERN.match(resource_id):
@@ -269,7 +402,7 @@ class Repository:
                 R.resource_type == resource_type,
                 R.resource_id == resource_id,
                 V.version_id == number,
-                self._visible(R.patient_id),
+                self._visible(ROW),
                 *self._restriction(spec),
             )
         )
@@ -293,6 +426,7 @@ class Repository:
                 row.wrapped,
                 row.master_key_id,
             ),
+            row.patient_id,
         )
 
     def _open(
@@ -340,11 +474,22 @@ class Repository:
         )
 
     def search(self, conn: Connection, query: SearchQuery) -> SearchPage:
+        """One page of a search, with its total and includes: only what the caller may see."""
+        page = self._search(conn, query)
+        self._record(
+            "search-type",
+            [*page.matches, *page.includes],
+            query=urlencode(query.applied),
+            fallback_patient=_named_patient(query),
+        )
+        return page
+
+    def _search(self, conn: Connection, query: SearchQuery) -> SearchPage:
         spec = query.spec
         where = [
             R.resource_type == spec.name,
             R.deleted.is_(False),
-            self._visible(R.patient_id),
+            self._visible(ROW),
             *self._restriction(spec),
             *query.conditions,
         ]
@@ -400,7 +545,7 @@ class Repository:
         where = [
             R.resource_type == query.spec.name,
             R.deleted.is_(False),
-            self._visible(R.patient_id),
+            self._visible(ROW),
             *query.conditions,
         ]
         return list(conn.scalars(select(R.resource_id).where(*where).limit(2)))
@@ -452,7 +597,14 @@ class Repository:
             row.master_key_id,
         )
         return Stored(
-            row.resource_type, row.resource_id, row.version_id, row.last_updated, False, body
+            row.resource_type,
+            row.resource_id,
+            row.version_id,
+            row.last_updated,
+            False,
+            body,
+            row.patient_id,
+            row.pk,
         )
 
     def _includes(
@@ -480,7 +632,7 @@ class Repository:
                         R.resource_type == target_type,
                         R.resource_id.in_(sorted(target_ids)),
                         R.deleted.is_(False),
-                        self._visible(R.patient_id),
+                        self._visible(ROW),
                         *self._restriction(RESOURCE_TYPES[target_type]),
                     )
                     .limit(MAX_INCLUDES)
@@ -501,7 +653,7 @@ class Repository:
                 .where(
                     R.pk.in_(refs),
                     R.deleted.is_(False),
-                    self._visible(R.patient_id),
+                    self._visible(ROW),
                     *self._restriction(RESOURCE_TYPES[inc.source_type]),
                 )
                 .limit(MAX_INCLUDES)
@@ -528,6 +680,27 @@ class Repository:
         cursor: Cursor | None,
     ) -> HistoryPage:
         """Versions newest first, of one resource or of a whole type."""
+        interaction = "history-type" if resource_id is None else "history-instance"
+        try:
+            page = self._history(
+                conn, resource_type, resource_id, since=since, count=count, cursor=cursor
+            )
+        except NotFound:
+            self._record_denied(conn, interaction, resource_type, resource_id or "")
+            raise
+        self._record(interaction, page.entries)
+        return page
+
+    def _history(
+        self,
+        conn: Connection,
+        resource_type: str,
+        resource_id: str | None,
+        *,
+        since: int | None,
+        count: int,
+        cursor: Cursor | None,
+    ) -> HistoryPage:
         spec = self._require("r", resource_type)
         stmt = (
             select(
@@ -546,7 +719,7 @@ class Repository:
             .outerjoin(
                 DataKey.__table__, K.owner == func.coalesce(V.patient_id, literal(SHARED_OWNER))
             )
-            .where(V.resource_type == resource_type, self._visible(V.patient_id))
+            .where(V.resource_type == resource_type, self._visible(VERSION_ROW))
         )
         restriction = self._restriction(spec)
         if restriction:
@@ -558,7 +731,7 @@ class Repository:
                 select(R.pk).where(
                     R.resource_type == resource_type,
                     R.resource_id == resource_id,
-                    self._visible(R.patient_id),
+                    self._visible(ROW),
                 )
             ).first()
             if current is None:
@@ -605,6 +778,8 @@ class Repository:
                     row.last_updated,
                     row.deleted,
                     body,
+                    row.patient_id,
+                    row.pk,
                 )
             )
         next_cursor = None
@@ -628,10 +803,14 @@ class Repository:
             if len(ids) > 1:
                 raise PreconditionFailed("If-None-Exist matches more than one resource")
             if ids:
-                return self.read(conn, resource_type, ids[0]), False
+                found = self._read(conn, resource_type, ids[0])
+                self._record_write(conn, "read", found)
+                return found, False
         resource_id = str(uuid.uuid4())
         prepared = self._prepare(conn, spec, body, resource_id=resource_id)
-        return self._insert(conn, prepared, resource_id), True
+        stored = self._insert(conn, prepared, resource_id)
+        self._record_write(conn, "create", stored)
+        return stored, True
 
     def update(
         self,
@@ -653,13 +832,17 @@ class Repository:
             )
         row = self._current_for_update(conn, resource_type, resource_id)
         expected = _parse_if_match(if_match) if if_match is not None else None
+        if self._ctx.kind == "system":
+            return self._correct(conn, spec, resource_id, body, row, expected), False
         if row is None:
             if expected is not None:
                 raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")
             prepared = self._prepare(conn, spec, body, resource_id=resource_id)
             if self._ctx.patient_id is not None and prepared.patient_id != self._ctx.patient_id:
                 raise NotFound(f"{resource_type}/{resource_id} is not known")
-            return self._insert(conn, prepared, resource_id), True
+            stored = self._insert(conn, prepared, resource_id)
+            self._record_write(conn, "create", stored)
+            return stored, True
         if self._ctx.patient_id is not None and row.patient_id != self._ctx.patient_id:
             raise _not_found(resource_type, resource_id)
         if expected is not None and expected != row.version_id:
@@ -670,7 +853,92 @@ class Repository:
         prepared = self._prepare(conn, spec, body, resource_id=resource_id)
         if prepared.patient_id != row.patient_id and not row.deleted:
             raise Unprocessable("A resource cannot move to another inwoner's compartment")
-        return self._new_version(conn, prepared, row), False
+        stored = self._new_version(conn, prepared, row)
+        self._record_write(conn, "update", stored)
+        return stored, False
+
+    def _correct(
+        self,
+        conn: Connection,
+        spec: ResourceType,
+        resource_id: str,
+        body: Any,
+        row: Any,
+        expected: int | None,
+    ) -> Stored:
+        """A partner changes what a Consent lets it correct; a Provenance says who did."""
+
+        def visible(action: str) -> bool:
+            found = conn.execute(
+                select(R.pk).where(
+                    R.pk == row.pk,
+                    R.deleted.is_(False),
+                    self._visible(ROW, action=action),
+                    *self._restriction(spec),
+                )
+            ).first()
+            return found is not None
+
+        if row is None or not visible("access"):
+            self._deny_write("update", spec.name, resource_id, row.patient_id if row else None)
+            raise _not_found(spec.name, resource_id)
+        if spec.name == "Consent" or not visible("correct"):
+            self._deny_write("update", spec.name, resource_id, row.patient_id)
+            raise Forbidden(
+                f"The inwoner did not allow this client to change {spec.name}/{resource_id}"
+            )
+        if expected is not None and expected != row.version_id:
+            raise PreconditionFailed(
+                f"Version conflict: {spec.name}/{resource_id} is at version "
+                f"{row.version_id}, not {expected}"
+            )
+        prepared = self._prepare(conn, spec, body, resource_id=resource_id)
+        if prepared.patient_id != row.patient_id:
+            raise Unprocessable("A resource cannot move to another inwoner's compartment")
+        stored = self._new_version(conn, prepared, row)
+        if not visible("correct"):
+            # The change would take the resource out of what was granted (e.g. a label).
+            raise Forbidden("This change would take the resource outside your grant")
+        self._provenance(conn, stored)
+        self._record_write(conn, "update", stored)
+        return stored
+
+    def _provenance(self, conn: Connection, stored: Stored) -> None:
+        ctx = self._ctx
+        agent: dict[str, Any] = {
+            "type": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                        "code": "author",
+                    }
+                ]
+            },
+            "who": {"reference": ctx.practitioner or ctx.organization or "Organization/unknown"},
+        }
+        if ctx.practitioner and ctx.organization:
+            agent["onBehalfOf"] = {"reference": ctx.organization}
+        provenance = {
+            "resourceType": "Provenance",
+            "id": str(uuid.uuid4()),
+            "target": [
+                {
+                    "reference": f"{stored.resource_type}/{stored.resource_id}"
+                    f"/_history/{stored.version_id}"
+                }
+            ],
+            "recorded": format_instant(stored.last_updated),
+            "activity": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                        "code": "UPDATE",
+                    }
+                ]
+            },
+            "agent": [agent],
+        }
+        write_internal(self._rt, conn, "Provenance", provenance, patient_id=stored.patient_id)
 
     def delete(self, conn: Connection, resource_type: str, resource_id: str) -> None:
         spec = self._check_writable("d", resource_type)
@@ -714,6 +982,13 @@ class Repository:
             )
         )
         self._clear_index(conn, row.pk)
+        if spec.name == "Consent":
+            drop_grants(conn, consent_pk=row.pk)
+        self._record_write(
+            conn,
+            "delete",
+            Stored(resource_type, resource_id, version, now, True, None, row.patient_id, row.pk),
+        )
 
     # -- write internals -----------------------------------------------------------------
 
@@ -722,9 +997,10 @@ class Repository:
         if not spec.writable:
             raise MethodNotAllowed(f"{spec.name} is written by the vault only")
         self._require(interaction, spec.name)
-        if self._ctx.kind == "system":
-            # Partners write only what a Consent lets them correct (the consent engine).
-            raise Forbidden(f"This client may not change {spec.name} resources")
+        if self._ctx.kind == "system" and interaction != "u":
+            # Partners only correct what an inwoner's Consent lets them (see _correct).
+            self._deny_write(_INTERACTIONS[interaction], spec.name, "", None)
+            raise Forbidden(f"This client may not create or delete {spec.name} resources")
         return spec
 
     def _lock_condition(self, conn: Connection, resource_type: str, criteria: str) -> None:
@@ -792,7 +1068,9 @@ class Repository:
                 R.resource_type == "Patient",
                 R.resource_id == patient_id,
                 R.deleted.is_(False),
-                self._visible(R.patient_id),
+                # A partner correcting a resource keeps it where it is (checked by the
+                # caller); it need not be able to read the Patient itself.
+                true() if self._ctx.kind == "system" else self._visible(ROW),
             )
         ).first()
         if exists is None:
@@ -903,7 +1181,19 @@ class Repository:
             )
         )
         self._write_index(conn, prepared, pk)
-        return Stored(spec.name, resource_id, version, now, False, plaintext)
+        if spec.name == "Consent":
+            assert prepared.patient_id is not None
+            grants = check_consent(conn, data, patient_id=prepared.patient_id)
+            replace_grants(
+                conn,
+                consent_pk=pk,
+                patient_id=prepared.patient_id,
+                grants=grants,
+                blind=self._blind,
+            )
+        return Stored(
+            spec.name, resource_id, version, now, False, plaintext, prepared.patient_id, pk
+        )
 
     def _ensure_data_key(self, conn: Connection, patient_id: str) -> None:
         found = conn.execute(select(K.owner).where(K.owner == patient_id)).first()
@@ -963,6 +1253,34 @@ class Repository:
             conn.execute(delete(table).where(table.__table__.c.resource_pk == pk))
 
 
+def write_internal(
+    runtime: Runtime,
+    conn: Connection,
+    resource_type: str,
+    data: dict[str, Any],
+    *,
+    patient_id: str | None,
+) -> Stored:
+    """The vault's own records (AuditEvent, Provenance): no caller, no access check."""
+    repo = Repository(runtime, AccessContext.full("vault"))
+    prepared = _Prepared(
+        RESOURCE_TYPES[resource_type],
+        {**data, "meta": {"versionId": "1", "lastUpdated": ""}},
+        patient_id,
+    )
+    return repo._insert(conn, prepared, data["id"])
+
+
+def _named_patient(query: SearchQuery) -> str | None:
+    """The inwoner a search names (patient=/subject=), for the log of an empty result."""
+    for name, value in query.applied:
+        if name.split(":")[0] in ("patient", "subject"):
+            parsed = split_reference(value)
+            return parsed[1] if parsed else value
+    return None
+
+
+_INTERACTIONS = {"c": "create", "u": "update", "d": "delete"}
 _VERBS = {"c": "creating", "r": "reading", "u": "updating", "d": "deleting", "s": "searching"}
 
 

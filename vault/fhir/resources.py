@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -295,7 +295,7 @@ _REQUEST_STATUS = frozenset(
     {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
 )
 
-RESOURCE_TYPES: dict[str, ResourceType] = {
+_DECLARED: dict[str, ResourceType] = {
     t.name: t
     for t in (
         ResourceType(
@@ -614,6 +614,13 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             description="Who looked at what: written by the vault only.",
         ),
     )
+}
+
+# Every type is searchable by its security labels (FHIR's common ``_security``): the
+# consent engine matches labels such as "sensitive" through this index.
+_SECURITY = SearchParam("_security", "token", "meta.security", _tokens("meta.security"))
+RESOURCE_TYPES: dict[str, ResourceType] = {
+    name: replace(spec, params=(*spec.params, _SECURITY)) for name, spec in _DECLARED.items()
 }
 
 

@@ -26,6 +26,7 @@ from vault.fhir.repository import Stored
 from vault.fhir.resources import parse_date_range
 from vault.fhir.search import Cursor, whole_number
 from vault.runtime import Runtime
+from vault.urls import fhir_base
 
 __all__ = ["router"]
 
@@ -36,10 +37,7 @@ _STARTED = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def base_url(request: Request, runtime: Runtime) -> str:
-    configured = runtime.settings.public_base_url
-    if configured:
-        return configured
-    return str(request.base_url).rstrip("/") + "/fhir"
+    return fhir_base(request, runtime.settings)
 
 
 def _check_accept(request: Request) -> None:
@@ -243,10 +241,13 @@ async def create(
     body = await _read_json(request, runtime)
 
     def work() -> tuple[Stored, bool]:
-        with runtime.db.write() as conn:
-            return repo.create(
-                conn, resource_type, body, if_none_exist=request.headers.get("if-none-exist")
-            )
+        try:
+            with runtime.db.write() as conn:
+                return repo.create(
+                    conn, resource_type, body, if_none_exist=request.headers.get("if-none-exist")
+                )
+        finally:
+            repo.flush_denials()
 
     stored, created = await run_in_threadpool(work)
     base = base_url(request, runtime)
@@ -267,10 +268,13 @@ async def update(
     body = await _read_json(request, runtime)
 
     def work() -> tuple[Stored, bool]:
-        with runtime.db.write() as conn:
-            return repo.update(
-                conn, resource_type, resource_id, body, if_match=request.headers.get("if-match")
-            )
+        try:
+            with runtime.db.write() as conn:
+                return repo.update(
+                    conn, resource_type, resource_id, body, if_match=request.headers.get("if-match")
+                )
+        finally:
+            repo.flush_denials()
 
     stored, created = await run_in_threadpool(work)
     base = base_url(request, runtime)
@@ -288,6 +292,9 @@ def delete(
     runtime: RuntimeDep, repo: RepositoryDep, resource_type: str, resource_id: str
 ) -> Response:
     """Delete: a new version that is a tombstone; history stays."""
-    with runtime.db.write() as conn:
-        repo.delete(conn, resource_type, resource_id)
+    try:
+        with runtime.db.write() as conn:
+            repo.delete(conn, resource_type, resource_id)
+    finally:
+        repo.flush_denials()
     return Response(status_code=204)

@@ -134,12 +134,12 @@ def parse_search(
         if name in _PASSIVE:
             continue
         try:
-            if name.startswith("_"):
-                _apply_result_param(query, name, modifier, value, max_count, registry)
-            elif name in by_name:
+            if name in by_name:
                 query.conditions.append(
                     _condition(spec, by_name[name], modifier, value, blind=blind)
                 )
+            elif name.startswith("_"):
+                _apply_result_param(query, name, modifier, value, max_count, registry)
             else:
                 raise BadRequest(
                     f"Unknown search parameter '{raw_name}' for {spec.name}", expression=[raw_name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import vault.consent.models
 import vault.fhir.models
 import vault.oauth.models  # noqa: F401
 from vault.db import Base

@@ -26,6 +26,9 @@ class OAuthClient(Base):
     jwks_uri: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     redirect_uris: Mapped[str] = mapped_column(Text, default="")  # one per line
     scope: Mapped[str] = mapped_column(Text)  # space separated, the registered ceiling
+    # Purposes of use (v3 PurposeOfUse codes, space separated) the client works for; a
+    # Consent provision limited to a purpose applies only to clients registered for it.
+    purpose: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[Micros]
     removed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 

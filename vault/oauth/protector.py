@@ -20,7 +20,7 @@ from vault.runtime import Runtime, now_micros
 __all__ = ["BearerTokenResolver"]
 
 _LOOKUP = (
-    "SELECT t.client_id, t.scope, t.patient_id, t.account_id, c.organization_id, c.kind "
+    "SELECT t.client_id, t.scope, t.patient_id, t.account_id, c.organization_id, c.purpose "
     "FROM oauth_token t JOIN oauth_client c ON c.client_id = t.client_id "
     "WHERE t.token_hash = ? AND t.kind = 'access' AND t.revoked = ? AND t.expires_at > ? "
     "AND c.removed_at IS NULL"
@@ -51,7 +51,7 @@ class BearerTokenResolver:
                 "The access token is not valid: unknown, expired or revoked",
                 headers={"WWW-Authenticate": 'Bearer realm="regiekluis", error="invalid_token"'},
             )
-        client_id, scope, patient_id, account_id, organization_id, _kind = row
+        client_id, scope, patient_id, account_id, organization_id, purpose = row
         scopes = scope.split()
         organization = f"Organization/{organization_id}" if organization_id else None
         if patient_id is not None:
@@ -70,4 +70,5 @@ class BearerTokenResolver:
             client_id=client_id,
             organization=organization,
             permissions=permissions_from(scopes, context="system", known_types=RESOURCE_TYPES),
+            purposes=frozenset((purpose or "").split()),
         )

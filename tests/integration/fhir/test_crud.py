@@ -75,6 +75,7 @@ def test_round_trip_of_every_writable_type(client: httpx.Client) -> None:
                         "reference": {"reference": f"Organization/{org['id']}"},
                     }
                 ],
+                "action": [{"coding": [{"code": "access"}]}],
             },
         },
         {

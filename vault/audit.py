@@ -1,0 +1,315 @@
+"""The access log (NEN 7513): an AuditEvent for every access decision, hash-chained.
+
+Each record is a FHIR R4 AuditEvent (https://hl7.org/fhir/R4/auditevent.html) stored like
+any other resource of the inwoner: sealed under the inwoner's data key, searchable with
+``AuditEvent?patient=…`` by the inwoner, and never by a partner (the consent engine does not
+grant AuditEvent). Records are append-only: no API updates or deletes them.
+
+Every record is also a link in its inwoner's chain (``audit_chain``): ``hash = HMAC(key,
+prev_hash ‖ record)``, with a key only the master key opens, so a changed, removed or
+reordered record is detected by ``vault audit verify``. Records that concern no inwoner
+(a read of an id that does not exist) go to the vault's own chain.
+
+Writes log in their own transaction: a failed audit write fails the request. Reads log
+through a group-commit writer: the request waits until its record is durable, and many
+requests share one commit, so an acknowledged read's record survives a kill.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from vault.consent.models import AuditChain, AuditChainHead
+from vault.fhir.resources import format_instant
+
+if TYPE_CHECKING:
+    from vault.runtime import Runtime
+
+__all__ = ["VAULT_CHAIN", "AuditLog", "AuditRecord", "verify_chains"]
+
+VAULT_CHAIN = "_vault"
+GENESIS = "0" * 64
+log = logging.getLogger(__name__)
+
+_ACTIONS = {
+    "read": "R",
+    "vread": "R",
+    "search-type": "E",
+    "history-instance": "R",
+    "history-type": "R",
+    "create": "C",
+    "update": "U",
+    "delete": "D",
+    "export": "E",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One access decision. ``patient_id`` None: it concerns no known inwoner."""
+
+    patient_id: str | None
+    interaction: str  # restful-interaction code: read, search-type, update, ...
+    permitted: bool
+    client_id: str | None
+    organization: str | None  # "Organization/x"
+    account_id: str | None
+    entities: Sequence[str] = ()  # "Type/id" the decision was about
+    query: str | None = None  # the search, as sent
+    purposes: Sequence[str] = ()
+    representative: str | None = None  # "RelatedPerson/x" acting on behalf of the inwoner
+    recorded: int = 0
+
+    def to_fhir(self, *, resource_id: str) -> dict[str, Any]:
+        agent: dict[str, Any] = {
+            "type": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                        "code": "IRCP" if self.organization else "AUT",
+                    }
+                ]
+            },
+            "requestor": True,
+        }
+        if self.organization:
+            agent["who"] = {"reference": self.organization}
+        elif self.patient_id and not self.client_id:
+            agent["who"] = {"reference": f"Patient/{self.patient_id}"}
+        if self.client_id:
+            agent["altId"] = self.client_id
+        if self.account_id:
+            agent["name"] = f"account {self.account_id}"
+        agents = [agent]
+        if self.representative:
+            agents.append(
+                {
+                    "who": {"reference": self.representative},
+                    "requestor": True,
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
+                                "code": "AGNT",
+                            }
+                        ]
+                    },
+                }
+            )
+        entities: list[dict[str, Any]] = []
+        if self.patient_id:
+            entities.append(
+                {
+                    "what": {"reference": f"Patient/{self.patient_id}"},
+                    "type": {
+                        "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                        "code": "1",
+                    },
+                }
+            )
+        entities += [
+            {"what": {"reference": ref}}
+            for ref in self.entities
+            if ref != f"Patient/{self.patient_id}"
+        ]
+        if self.query:
+            entities.append({"query": base64.b64encode(self.query.encode()).decode("ascii")})
+        event: dict[str, Any] = {
+            "resourceType": "AuditEvent",
+            "id": resource_id,
+            "type": {
+                "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                "code": "rest",
+                "display": "RESTful Operation",
+            },
+            "subtype": [
+                {"system": "http://hl7.org/fhir/restful-interaction", "code": self.interaction}
+            ],
+            "action": _ACTIONS.get(self.interaction, "E"),
+            "recorded": format_instant(self.recorded),
+            "outcome": "0" if self.permitted else "4",
+            "agent": agents,
+            "source": {"observer": {"display": "Regiekluis"}},
+        }
+        if not self.permitted:
+            event["outcomeDesc"] = "denied: outside the inwoner's consent"
+        if self.purposes:
+            event["purposeOfEvent"] = [
+                {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p}
+                    ]
+                }
+                for p in self.purposes
+            ]
+        if entities:
+            event["entity"] = entities
+        return event
+
+
+@dataclass
+class _Pending:
+    records: list[AuditRecord]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+def _chain_key(runtime: Runtime) -> bytes:
+    return runtime.blind.derive(b"regiekluis/audit-chain")
+
+
+def _link(key: bytes, prev_hash: str, body: bytes) -> str:
+    return hmac.new(key, prev_hash.encode("ascii") + body, hashlib.sha256).hexdigest()
+
+
+class AuditLog:
+    """Appends records to the access log, in a caller's transaction or by group commit."""
+
+    def __init__(self, runtime: Runtime, *, max_batch: int = 256) -> None:
+        self._rt = runtime
+        self._key = _chain_key(runtime)
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._max_batch = max_batch
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def append(self, conn: Connection, records: Iterable[AuditRecord]) -> None:
+        """Write records inside the caller's transaction (used by writes)."""
+        from vault.fhir.repository import write_internal
+
+        for record in records:
+            resource_id = str(uuid.uuid4())
+            stored = write_internal(
+                self._rt,
+                conn,
+                "AuditEvent",
+                record.to_fhir(resource_id=resource_id),
+                patient_id=record.patient_id,
+            )
+            chain = record.patient_id or VAULT_CHAIN
+            head_stmt = select(AuditChainHead.seq, AuditChainHead.hash).where(
+                AuditChainHead.chain == chain
+            )
+            if conn.dialect.name == "postgresql":
+                head_stmt = head_stmt.with_for_update()
+            head = conn.execute(head_stmt).first()
+            seq, prev = (head.seq, head.hash) if head is not None else (0, GENESIS)
+            digest = _link(self._key, prev, stored.body or b"")
+            conn.execute(
+                insert(AuditChain).values(
+                    chain=chain,
+                    seq=seq + 1,
+                    resource_pk=stored.pk,
+                    prev_hash=prev,
+                    hash=digest,
+                    recorded=record.recorded,
+                    version=1,
+                )
+            )
+            if head is None:
+                conn.execute(insert(AuditChainHead).values(chain=chain, seq=1, hash=digest))
+            else:
+                conn.execute(
+                    update(AuditChainHead)
+                    .where(AuditChainHead.chain == chain)
+                    .values(seq=seq + 1, hash=digest)
+                )
+
+    def record(self, records: Sequence[AuditRecord]) -> None:
+        """Write records durably before returning (used by reads); raises if that failed."""
+        if not records:
+            return
+        pending = _Pending(list(records))
+        self._ensure_thread()
+        self._queue.put(pending)
+        if not pending.done.wait(timeout=60):
+            raise RuntimeError("the access log did not confirm in time")
+        if pending.error is not None:
+            raise RuntimeError("the access log could not be written") from pending.error
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            error: BaseException | None = None
+            try:
+                with self._rt.db.write() as conn:
+                    for pending in batch:
+                        self.append(conn, pending.records)
+            except Exception as exc:  # every waiting request fails; none is acknowledged
+                log.error("access log write failed: %s", type(exc).__name__)
+                error = exc
+            for pending in batch:
+                pending.error = error
+                pending.done.set()
+
+
+def verify_chains(runtime: Runtime) -> list[str]:
+    """Check every chain; returns one message per broken chain (empty: all intact)."""
+    from vault.access import AccessContext
+    from vault.fhir.models import ResourceRow
+    from vault.fhir.repository import Repository
+
+    key = _chain_key(runtime)
+    repo = Repository(runtime, AccessContext.full("audit-verify"))
+    problems: list[str] = []
+    with runtime.db.read() as conn:
+        heads = {row.chain: row for row in conn.execute(select(AuditChainHead))}
+        chains = sorted({row[0] for row in conn.execute(select(AuditChain.chain))} | set(heads))
+        for chain in chains:
+            prev, expected_seq = GENESIS, 1
+            links = conn.execute(
+                select(AuditChain, ResourceRow.resource_id)
+                .join(ResourceRow, ResourceRow.pk == AuditChain.resource_pk)
+                .where(AuditChain.chain == chain)
+                .order_by(AuditChain.seq)
+            ).all()
+            broken = None
+            for link in links:
+                where = f"chain {chain}, record {link.seq} (AuditEvent/{link.resource_id})"
+                if link.seq != expected_seq:
+                    broken = f"{where}: record {expected_seq} is missing"
+                    break
+                if link.prev_hash != prev:
+                    broken = f"{where}: does not follow the record before it"
+                    break
+                try:
+                    body = repo.vread(conn, "AuditEvent", link.resource_id, "1").body or b""
+                except Exception:
+                    broken = f"{where}: the record cannot be opened"
+                    break
+                if not hmac.compare_digest(_link(key, prev, body), link.hash):
+                    broken = f"{where}: the record was changed"
+                    break
+                prev, expected_seq = link.hash, expected_seq + 1
+            head = heads.get(chain)
+            if (
+                broken is None
+                and head is not None
+                and (head.seq != expected_seq - 1 or head.hash != prev)
+            ):
+                broken = f"chain {chain}: records after {expected_seq - 1} are missing"
+            if broken is not None:
+                problems.append(broken)
+    return problems

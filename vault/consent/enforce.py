@@ -1,0 +1,134 @@
+"""The access decision as SQL: the rule of ``consent/policy.py``, applied where the data is.
+
+Design section 3: grants compiled from Consents live in ``consent_grant``; a partner's
+search is one query whose WHERE clause includes this condition, so results, totals,
+includes, history and paging only ever see granted rows. Nothing is fetched and then
+filtered. The tests compare this against the plain-Python reference for random Consents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, literal, or_, select
+
+from vault.consent.compile import GRANTABLE_TYPES
+from vault.consent.models import ConsentGrant
+from vault.fhir.models import SearchReference, SearchToken
+
+__all__ = ["RowColumns", "granted"]
+
+SR = SearchReference.__table__.c
+ST = SearchToken.__table__.c
+
+
+@dataclass(frozen=True, slots=True)
+class RowColumns:
+    """The columns that identify a resource row: of fhir_resource or of fhir_version."""
+
+    pk: Any
+    resource_type: Any
+    resource_id: Any
+    patient_id: Any
+
+
+def _match(
+    g: Any, row: RowColumns, *, action: str, purposes: Iterable[str], now: int
+) -> list[ColumnElement[bool]]:
+    purpose_list = sorted(set(purposes))
+    return [
+        g.patient_id == row.patient_id,
+        or_(
+            and_(g.resource_type == "*", row.resource_type.in_(sorted(GRANTABLE_TYPES))),
+            g.resource_type == row.resource_type,
+        ),
+        or_(g.action.is_(None), g.action == action),
+        or_(g.valid_from.is_(None), g.valid_from <= now),
+        or_(g.valid_until.is_(None), g.valid_until > now),
+        or_(g.purpose.is_(None), g.purpose.in_(purpose_list))
+        if purpose_list
+        else g.purpose.is_(None),
+        or_(
+            g.data_type.is_(None),
+            and_(g.data_type == row.resource_type, g.data_id == row.resource_id),
+            and_(
+                g.data_meaning == "related",
+                exists(
+                    select(SR.id)
+                    .where(
+                        SR.resource_pk == row.pk,
+                        SR.target_type == g.data_type,
+                        SR.target_id == g.data_id,
+                    )
+                    .correlate_except(SearchReference.__table__)
+                ),
+            ),
+        ),
+        or_(
+            g.label_hash.is_(None),
+            exists(
+                select(ST.id)
+                .where(
+                    ST.resource_pk == row.pk,
+                    ST.param == "_security",
+                    ST.code_hash == g.label_hash,
+                    or_(g.label_system.is_(None), ST.system == g.label_system),
+                )
+                .correlate_except(SearchToken.__table__)
+            ),
+        ),
+    ]
+
+
+def granted(
+    row: RowColumns, *, grantees: Iterable[str], action: str, purposes: Iterable[str], now: int
+) -> ColumnElement[bool]:
+    """True for rows some active Consent lets one of ``grantees`` ``action`` now."""
+    who = sorted(set(grantees))
+    if not who:
+        return false()
+    table = ConsentGrant.__table__
+    g = table.alias("g")
+    d = table.alias("d")
+    denied = exists(
+        select(d.c.id)
+        .where(
+            d.c.consent_pk == g.c.consent_pk,
+            d.c.effect == "deny",
+            or_(d.c.grantee.is_(None), d.c.grantee.in_(who)),
+            *_match(d.c, row, action=action, purposes=purposes, now=now),
+        )
+        .correlate_except(d)
+    )
+    permitted = exists(
+        select(g.c.id)
+        .where(
+            g.c.effect == "permit",
+            g.c.grantee.in_(who),
+            *_match(g.c, row, action=action, purposes=purposes, now=now),
+            ~denied,
+        )
+        .correlate_except(g)
+    )
+    return permitted
+
+
+def names_grantee(row: RowColumns, *, grantees: Iterable[str]) -> ColumnElement[bool]:
+    """A Consent row that names one of ``grantees`` as actor: a partner sees its own grant."""
+    pairs = [tuple(g.split("/", 1)) for g in sorted(set(grantees))]
+    if not pairs:
+        return false()
+    return and_(
+        row.resource_type == literal("Consent"),
+        exists(
+            select(SR.id)
+            .where(
+                SR.resource_pk == row.pk,
+                SR.param == "actor",
+                or_(*(and_(SR.target_type == t, SR.target_id == i) for t, i in pairs)),
+            )
+            .correlate_except(SearchReference.__table__)
+        ),
+    )

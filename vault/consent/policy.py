@@ -1,0 +1,89 @@
+"""The access decision, stated once in plain Python: the reference the SQL must agree with.
+
+``allowed = token scopes ∩ grants from active Consents ∩ the Patient compartment``
+(design section 3). The repository applies the same rule inside its queries
+(``consent/enforce.py``); the property-based tests check, for random Consents and
+requests, that both give the same answer. This module is slow and obvious on purpose, and
+imports neither the web framework nor the database.
+
+Like HAPI FHIR's consent service, the contract is small: a request (who, for what
+purpose, which action, when) and a resource's facts (type, id, compartment, labels, what
+it references) go in, a yes or no comes out. Unlike a filter after the fact, the SQL form
+hides existence before counting and paging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from vault.consent.compile import GRANTABLE_TYPES, Grant
+
+__all__ = ["Facts", "Request", "permits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    grantees: frozenset[str]  # "Organization/x", "Practitioner/y", "RelatedPerson/z"
+    action: str  # "access" | "correct"
+    purposes: frozenset[str]
+    now: int  # microseconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    resource_type: str
+    resource_id: str
+    patient_id: str | None
+    labels: frozenset[tuple[str | None, str]] = frozenset()  # meta.security (system, code)
+    references: frozenset[tuple[str, str]] = frozenset()  # (type, id) it points at
+
+
+def _matches(grant: Grant, facts: Facts, request: Request) -> bool:
+    if grant.grantee is not None and grant.grantee not in request.grantees:
+        return False
+    if grant.action is not None and grant.action != request.action:
+        return False
+    if grant.resource_type == "*":
+        if facts.resource_type not in GRANTABLE_TYPES:
+            return False
+    elif grant.resource_type != facts.resource_type:
+        return False
+    if grant.data_type is not None:
+        target = (grant.data_type, grant.data_id)
+        direct = (facts.resource_type, facts.resource_id) == target
+        related = grant.data_meaning == "related" and target in facts.references
+        if not (direct or related):
+            return False
+    if grant.label_code is not None and not any(
+        code == grant.label_code and (grant.label_system is None or system == grant.label_system)
+        for system, code in facts.labels
+    ):
+        return False
+    if grant.purpose is not None and grant.purpose not in request.purposes:
+        return False
+    if grant.valid_from is not None and request.now < grant.valid_from:
+        return False
+    return not (grant.valid_until is not None and request.now >= grant.valid_until)
+
+
+def permits(
+    consents: Mapping[str, tuple[str, Iterable[Grant]]], facts: Facts, request: Request
+) -> bool:
+    """``consents`` maps a Consent's key to (its inwoner's patient id, its compiled rows).
+
+    True when some permit of some active Consent of this resource's inwoner matches, and
+    no deny of that same Consent does.
+    """
+    if facts.patient_id is None:
+        return True  # shared rows (Organization, Practitioner) belong to no inwoner
+    for patient_id, grants in consents.values():
+        if patient_id != facts.patient_id:
+            continue
+        rows = list(grants)
+        denied = any(g.effect == "deny" and _matches(g, facts, request) for g in rows)
+        if denied:
+            continue
+        if any(g.effect == "permit" and _matches(g, facts, request) for g in rows):
+            return True
+    return False
