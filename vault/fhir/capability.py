@@ -3,16 +3,29 @@
 Generated from ``RESOURCE_TYPES``, the registry the router and the repository work from,
 so the statement cannot claim an interaction, a type or a search parameter the server
 does not have.
+
+``rest.security`` follows SMART App Launch 2.x, section "Conformance"
+(https://hl7.org/fhir/smart-app-launch/conformance.html): the service is SMART-on-FHIR and
+the OAuth endpoints ride in the ``oauth-uris`` extension. The same endpoints are in
+``/.well-known/smart-configuration``, which SMART clients read first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vault import __version__
 from vault.fhir.resources import FHIR_VERSION, RESOURCE_TYPES, ResourceType
 
-__all__ = ["capability_statement", "interactions"]
+__all__ = ["OAUTH_URIS", "SecurityFor", "capability_statement", "interactions", "smart_security"]
+
+RESTFUL_SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+# ``rest.security`` for the FHIR base URL of one request (the endpoints depend on the address
+# the client used, unless a public URL is configured).
+SecurityFor = Callable[[str], Mapping[str, Any]]
 
 READ_INTERACTIONS = ("read", "vread", "search-type", "history-instance", "history-type")
 WRITE_INTERACTIONS = ("create", "update", "delete")
@@ -62,9 +75,41 @@ def _resource(spec: ResourceType) -> dict[str, Any]:
     return entry
 
 
+def smart_security(*, authorize: str, token: str, revoke: str, introspect: str) -> dict[str, Any]:
+    """``rest.security`` of a SMART on FHIR server with these OAuth endpoints."""
+    uris = {"authorize": authorize, "token": token, "revoke": revoke, "introspect": introspect}
+    return {
+        "extension": [
+            {
+                "url": OAUTH_URIS,
+                "extension": [{"url": name, "valueUri": uri} for name, uri in uris.items()],
+            }
+        ],
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": RESTFUL_SECURITY_SERVICE,
+                        "code": "SMART-on-FHIR",
+                        "display": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth 2.0 with the SMART App Launch 2.x and Backend Services profiles",
+            }
+        ],
+        "description": "Bearer tokens from this vault's authorization server; discovery at "
+        "/.well-known/smart-configuration.",
+    }
+
+
 def capability_statement(
-    *, base: str, software_date: str, security: dict[str, Any] | None = None
+    *,
+    base: str,
+    software_date: str,
+    security: Mapping[str, Any] | SecurityFor | None = None,
 ) -> dict[str, Any]:
+    if callable(security):
+        security = security(base)
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "Deny by default: every request needs a bearer token issued by "
@@ -72,7 +117,7 @@ def capability_statement(
         "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()],
     }
     if security is not None:
-        rest["security"] = security
+        rest["security"] = dict(security)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from fastapi import APIRouter, Request
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from vault.config import Settings
 from vault.deps import RuntimeDep
+from vault.fhir.capability import SecurityFor, smart_security
 from vault.fhir.resources import RESOURCE_TYPES
 from vault.oauth.accounts import authenticate
 from vault.oauth.client_assertion import ALGORITHMS
@@ -33,7 +36,7 @@ from vault.oauth.server import VaultAuthorizationServer
 from vault.runtime import Runtime, now_micros
 from vault.urls import fhir_base, origin
 
-__all__ = ["router"]
+__all__ = ["capability_security", "describe_scope", "endpoints_at", "router"]
 
 router = APIRouter(tags=["oauth"])
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -65,16 +68,41 @@ def _scopes_supported() -> list[str]:
     return scopes
 
 
-def _endpoints(request: Request, runtime: Runtime) -> dict[str, str]:
-    base = origin(request, runtime.settings)
+def endpoints_at(issuer: str) -> dict[str, str]:
+    """The authorization server's addresses, for the vault at ``issuer`` (its origin)."""
     return {
-        "issuer": base,
-        "jwks_uri": f"{base}/oauth/jwks",
-        "authorization_endpoint": f"{base}/oauth/authorize",
-        "token_endpoint": f"{base}/oauth/token",
-        "revocation_endpoint": f"{base}/oauth/revoke",
-        "introspection_endpoint": f"{base}/oauth/introspect",
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/oauth/jwks",
+        "authorization_endpoint": f"{issuer}/oauth/authorize",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
     }
+
+
+def _endpoints(request: Request, runtime: Runtime) -> dict[str, str]:
+    return endpoints_at(origin(request, runtime.settings))
+
+
+def capability_security(settings: Settings) -> SecurityFor:
+    """The CapabilityStatement's ``rest.security``, for the FHIR base URL of one request.
+
+    The metadata route hands over the FHIR base it computed from the request; the origin
+    is that without ``/fhir`` (``vault.urls``), so the statement names the same endpoints
+    as the discovery documents.
+    """
+
+    def security(fhir_base_url: str) -> Mapping[str, Any]:
+        issuer = settings.public_base_url or fhir_base_url.removesuffix("/fhir")
+        urls = endpoints_at(issuer)
+        return smart_security(
+            authorize=urls["authorization_endpoint"],
+            token=urls["token_endpoint"],
+            revoke=urls["revocation_endpoint"],
+            introspect=urls["introspection_endpoint"],
+        )
+
+    return security
 
 
 @router.get("/.well-known/smart-configuration")
@@ -208,9 +236,11 @@ def describe_scope(text: str) -> str | None:
 
 
 def _error_page(request: Request, error: str, status: int = 400) -> Response:
-    return templates.TemplateResponse(
+    response = templates.TemplateResponse(
         request, "oauth_error.html", {"error": error}, status_code=status
     )
+    _security_headers(response)
+    return response
 
 
 def _render(
@@ -282,11 +312,16 @@ def _validate(
     # SMART App Launch: aud must be this FHIR server, so a token cannot be phished for
     # another one.
     if oauth_request.payload.data.get("aud", "").rstrip("/") != oauth_request.fhir_base:
-        query = {"error": "invalid_request", "error_description": "aud must be the FHIR base URL"}
+        params = [
+            ("error", "invalid_request"),
+            ("error_description", "aud must be the FHIR base URL"),
+        ]
         if oauth_request.payload.state:
-            query["state"] = oauth_request.payload.state
-        redirect = oauth_request.payload.redirect_uri
-        return Response(status_code=302, headers={"location": f"{redirect}?{urlencode(query)}"})
+            params.append(("state", oauth_request.payload.state))
+        # The grant's redirect URI: the registered default when the request names none, and
+        # a registered URI may carry its own query.
+        location = add_params_to_uri(grant.redirect_uri, params)
+        return Response(status_code=302, headers={"location": location})
     return grant
 
 

@@ -89,7 +89,8 @@ class VaultClient(ClientMixin):  # type: ignore[misc]
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.kind == "backend":
             return method == PrivateKeyJwt.METHOD
-        return method == "none" and endpoint in ("token", "revoke")
+        # authlib names the revocation endpoint "revocation" (RevocationEndpoint.ENDPOINT_NAME).
+        return method == "none" and endpoint in ("token", RevocationEndpoint.ENDPOINT_NAME)
 
     def check_response_type(self, response_type: str) -> bool:
         return self.kind == "public" and response_type == "code"
@@ -464,10 +465,16 @@ class VaultAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             ):
                 token["patient"] = patient_id
             if "openid" in scopes and account is not None:
-                token["id_token"] = self._id_token(conn, request, account, client, now)
+                token["id_token"] = self._id_token(conn, request, account, client, now, scopes)
 
     def _id_token(
-        self, conn: Connection, request: Any, account: AccountInfo, client: VaultClient, now: int
+        self,
+        conn: Connection,
+        request: Any,
+        account: AccountInfo,
+        client: VaultClient,
+        now: int,
+        token_scopes: list[str],
     ) -> str:
         key = self.signing_keys.current(conn)
         issued = now // 1_000_000
@@ -479,7 +486,8 @@ class VaultAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             "exp": issued + APP_TOKEN_SECONDS,
             "name": account.display_name,
         }
-        if account.patient_id is not None:
+        # SMART: the fhirUser claim comes with the fhirUser scope only.
+        if account.patient_id is not None and "fhirUser" in token_scopes:
             claims["fhirUser"] = f"{request.fhir_base}/Patient/{account.patient_id}"
         code = getattr(request, "authorization_code", None)
         if code is not None and code.get_nonce():
