@@ -6,7 +6,7 @@ DATA   ?= data
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test page-test-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,17 @@ run: $(STAMP)
 	$(BIN)/vault serve --data-dir $(DATA) --host 127.0.0.1 --port 8000
 
 ## test: the whole test suite (SQLite; set VAULT_DATABASE_URL for PostgreSQL)
-test: $(STAMP)
+test: $(STAMP) page-test-deps
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# The consent page's browser tests drive Debian's Chromium (never a browser download) and
+# inject axe-core from npm; install both when missing (CI runs as root).
+page-test-deps: node_modules/axe-core/axe.min.js
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+node_modules/axe-core/axe.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
 
 ## lint: ruff (lint + format check) and mypy strict
 lint: $(STAMP)
@@ -37,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fhir_read_search.py
 
 clean:
-	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache node_modules test-artifacts

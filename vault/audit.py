@@ -25,12 +25,13 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from vault.consent.models import AuditChain, AuditChainHead
+from vault.fhir.models import DataKey
 from vault.fhir.resources import format_instant
 
 if TYPE_CHECKING:
@@ -165,6 +166,11 @@ class _Pending:
     error: BaseException | None = None
 
 
+def _erased(conn: Connection, patient_id: str) -> bool:
+    row = conn.execute(select(DataKey.wrapped).where(DataKey.owner == patient_id)).first()
+    return row is not None and row.wrapped is None
+
+
 def _chain_key(runtime: Runtime) -> bytes:
     return runtime.blind.derive(b"regiekluis/audit-chain")
 
@@ -189,6 +195,11 @@ class AuditLog:
         from vault.fhir.repository import write_internal
 
         for record in records:
+            if record.patient_id is not None and _erased(conn, record.patient_id):
+                # An erased inwoner's key is gone: the record goes to the vault's own
+                # chain, naming the Patient, instead of being sealed under nothing.
+                record = replace(record, patient_id=None,
+                                 entities=[f"Patient/{record.patient_id}", *record.entities])
             resource_id = str(uuid.uuid4())
             stored = write_internal(
                 self._rt,

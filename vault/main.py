@@ -7,27 +7,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import JSONResponse
 
 from vault import __version__
 from vault.config import Settings
+from vault.consent.router import install_page
 from vault.deps import AccessResolver
 from vault.fhir.outcomes import CatchAllMiddleware, install_handlers
 from vault.fhir.router import router as fhir_router
 from vault.oauth.protector import BearerTokenResolver
+from vault.oauth.router import capability_security
 from vault.oauth.router import router as oauth_router
 from vault.oauth.server import VaultAuthorizationServer
 from vault.runtime import Runtime
 
 __all__ = ["app_from_env", "create_app"]
-
-_HOME = """<!doctype html><html lang="nl"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Regiekluis</title>
-</head><body style="font-family:system-ui,sans-serif;max-width:34rem;margin:1rem auto;
-padding:0 1rem;font-size:1.125rem;line-height:1.5"><h1>Regiekluis draait</h1>
-<p>De kluis is klaar. Apps en systemen van organisaties gebruiken de FHIR-ingang
-<code>/fhir</code>; wat de kluis kan staat in <a href="/fhir/metadata">/fhir/metadata</a>.</p>
-</body></html>"""
 
 
 def _attach(app: FastAPI, runtime: Runtime, access_resolver: AccessResolver | None) -> None:
@@ -36,6 +30,7 @@ def _attach(app: FastAPI, runtime: Runtime, access_resolver: AccessResolver | No
         runtime, backend_token_seconds=runtime.settings.backend_token_seconds
     )
     app.state.access_resolver = access_resolver or BearerTokenResolver(runtime)
+    app.state.capability_security = capability_security(runtime.settings)
 
 
 def create_app(
@@ -76,10 +71,7 @@ def create_app(
     app.include_router(fhir_router)
     app.include_router(oauth_router)
 
-    @app.get("/", include_in_schema=False)
-    def home() -> HTMLResponse:
-        """A plain page that says the vault runs (the consent page will live here)."""
-        return HTMLResponse(_HOME)
+    install_page(app)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import vault.consent.models
+import vault.consent.web_models
 import vault.fhir.models
 import vault.oauth.models  # noqa: F401
 from vault.db import Base

@@ -1,0 +1,242 @@
+"""The consent page end to end: a real browser against `vault serve`, and partner systems
+reading over the FHIR API with tokens from the vault's own token endpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.integration.page.conftest import Vault, check_page, log_in
+from tests.support.smart import register_backend
+from vault.access import AccessContext
+from vault.errors import KeyUnavailable
+from vault.fhir.repository import Repository
+
+MEE = "MEE Voorbeeldregio"  # the demo's Organization/demo-org-mee
+
+pytestmark = pytest.mark.slow
+
+
+def goals_of(partner: httpx.Client, patient: str) -> list[str]:
+    response = partner.get("/Goal", params={"patient": f"Patient/{patient}"})
+    assert response.status_code == 200, response.text
+    return [e["resource"]["id"] for e in response.json().get("entry", [])]
+
+
+def test_every_page_logs_in_passes_axe_and_is_screenshotted(page: Page, vault: Vault) -> None:
+    log_in(page, vault, "sanne")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Wie mag wat zien")
+    check_page(page, "wie-mag-wat-zien")
+    page.get_by_role("link", name="Kies wat Woonstichting Voorbeeldstad mag zien").click()
+    check_page(page, "kies-wat-iemand-ziet")
+    page.get_by_role("button", name="Verder").click()
+    expect(page.locator("#voorstel")).to_contain_text("Woonstichting Voorbeeldstad mag")
+    check_page(page, "klopt-dit")
+    page.goto(vault.url + "/bekijk/Organization/demo-org-sociaal-team")
+    check_page(page, "bekijk-wat-iemand-ziet")
+    for path, name in (
+        ("/plan", "mijn-plan"),
+        ("/netwerk", "mijn-netwerk"),
+        ("/log", "wie-heeft-er-gekeken"),
+        ("/gegevens", "mijn-gegevens"),
+    ):
+        page.goto(vault.url + path)
+        check_page(page, name)
+    page.get_by_role("button", name="Mijn kluis wissen").click()
+    check_page(page, "weet-je-het-zeker")
+    page.goto(vault.url + "/")
+    page.get_by_role("button", name="Stop met alles delen").click()
+    check_page(page, "stop-met-alles-delen")
+    page.get_by_role("button", name="Uitloggen").click()
+    expect(page).to_have_url(re.compile(r"/inloggen$"))
+    check_page(page, "inloggen")
+    page.goto(vault.url + "/uitnodiging/niet-geldig")
+    check_page(page, "uitnodiging-verlopen")
+
+
+def test_plan_goals_and_scores_are_edited_in_own_words(page: Page, vault: Vault) -> None:
+    log_in(page, vault, "erik")
+    page.goto(vault.url + "/plan")
+    first = page.get_by_label("Doel 1")
+    first.fill("Ik wil werk bij een hovenier.")
+    page.get_by_role("button", name="Doel opslaan").first.click()
+    expect(page.locator("#doelen")).to_contain_text("Ik wil werk bij een hovenier.")
+    points = page.locator("svg.chart circle").count()
+    page.get_by_label("Onderwerp", exact=True).select_option("gezondheid")
+    page.get_by_label("Welk cijfer geef je het nu? (1 tot 10)").fill("8")
+    page.get_by_role("button", name="Cijfer opslaan").click()
+    expect(page.locator("svg.chart circle")).to_have_count(points + 1)
+    check_page(page, "mijn-plan-na-wijziging")
+    with vault.runtime.db.read() as conn:
+        goals = Repository(vault.runtime, AccessContext.full()).search(
+            conn,
+            Repository(vault.runtime, AccessContext.full()).parse(
+                "Goal", [("patient", "Patient/demo-inwoner-erik")], lenient=False
+            ),
+        )
+    texts = [json.loads(s.body or b"{}")["description"]["text"] for s in goals.matches]
+    assert "Ik wil werk bij een hovenier." in texts
+
+
+def test_grant_reaches_the_partner_and_revoking_stops_its_next_read(
+    page: Page, vault: Vault
+) -> None:
+    partner = register_backend(vault.runtime, vault.url, organization=MEE)
+    with httpx.Client(timeout=30) as http, partner.fhir(http) as fhir:
+        assert goals_of(fhir, "demo-inwoner-erik") == []
+        log_in(page, vault, "erik")
+        page.get_by_label("Organisatie").select_option(label=MEE)
+        page.get_by_role("button", name="Verder").click()
+        page.get_by_label("Je doelen").first.check()
+        page.get_by_label("Tot en met welke dag?").fill("2030-03-01")
+        page.get_by_role("button", name="Verder").click()
+        expect(page.locator("#voorstel")).to_have_text(
+            f"{MEE} mag tot en met 1 maart 2030 je doelen zien, niet je naam en adres, "
+            "je plan, je netwerk en je evaluatie."
+        )
+        page.get_by_role("button", name="Ja, opslaan").click()
+        expect(page.get_by_role("status")).to_contain_text("opgeslagen")
+        granted = goals_of(fhir, "demo-inwoner-erik")
+        assert len(granted) == 3
+        assert fhir.get("/CarePlan/demo-plan-erik").status_code == 404
+
+        page.get_by_role("link", name=f"Bekijk wat {MEE} ziet").click()
+        expect(page.locator('ul[data-type="Goal"] > li')).to_have_count(3)
+        expect(page.locator('ul[data-type="CarePlan"]')).to_have_count(0)
+
+        page.goto(vault.url + "/log?wie=Organization/demo-org-mee")
+        expect(page.locator("ol.log")).to_contain_text(f"{MEE} heeft je doelen bekeken")
+        check_page(page, "wie-heeft-er-gekeken-mee")
+
+        page.goto(vault.url + "/")
+        page.get_by_role("button", name=f"Stop met delen met {MEE}").click()
+        expect(page.locator("#voorstel")).to_have_text(f"{MEE} mag niets zien van je plan.")
+        page.get_by_role("button", name="Ja, opslaan").click()
+        expect(page.get_by_role("status")).to_contain_text("opgeslagen")
+        # The very next read, with the same token.
+        assert goals_of(fhir, "demo-inwoner-erik") == []
+        assert fhir.get(f"/Goal/{granted[0]}").status_code == 404
+
+
+def test_stop_sharing_everything_ends_every_consent(page: Page, vault: Vault) -> None:
+    partner = register_backend(vault.runtime, vault.url, organization="GGZ Voorbeeldstad")
+    with httpx.Client(timeout=30) as http, partner.fhir(http) as fhir:
+        log_in(page, vault, "erik")
+        page.goto(vault.url + "/")
+        page.get_by_role("button", name="Stop met alles delen").click()
+        page.get_by_role("button", name="Ja, stop met alles delen").click()
+        expect(page.get_by_role("status")).to_contain_text("Je deelt nu niets meer")
+        assert goals_of(fhir, "demo-inwoner-erik") == []
+        expect(page.locator(".sentence")).not_to_contain_text([" zien."])
+
+
+def test_invited_neighbour_logs_in_and_sees_only_what_was_granted(
+    browser: Browser, page: Page, vault: Vault
+) -> None:
+    log_in(page, vault, "sanne")
+    page.goto(vault.url + "/netwerk")
+    page.get_by_label("Naam").fill("Henk de Buur")
+    page.get_by_label("Wie is het voor jou?").fill("buurman")
+    page.get_by_role("button", name="Maak een uitnodiging").click()
+    link = page.get_by_label("Uitnodiging").input_value()
+    assert "/uitnodiging/" in link
+
+    neighbour_context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        neighbour = neighbour_context.new_page()
+        neighbour.goto(link)
+        check_page(neighbour, "uitnodiging")
+        neighbour.get_by_label("Je naam").fill("Henk")
+        neighbour.get_by_label("Kies een gebruikersnaam").fill("henk-buur")
+        neighbour.get_by_label("Kies een wachtwoord").fill("buurman-wachtwoord")
+        neighbour.get_by_label("Typ het wachtwoord nog een keer").fill("buurman-wachtwoord")
+        neighbour.get_by_role("button", name="Account maken").click()
+        expect(neighbour.get_by_role("heading", level=1)).to_have_text("Wat je mag zien")
+        expect(neighbour.locator("#niets")).to_be_visible()
+
+        page.goto(vault.url + "/")
+        page.get_by_role("link", name="Kies wat Henk de Buur mag zien").click()
+        page.get_by_label("Je doelen").first.check()
+        page.get_by_role("button", name="Verder").click()
+        page.get_by_role("button", name="Ja, opslaan").click()
+
+        neighbour.get_by_role("button", name="Uitloggen").click()
+        log_in(neighbour, vault, "henk-buur", "buurman-wachtwoord")
+        expect(neighbour.locator('ul[data-type="Goal"] > li')).to_have_count(4)
+        expect(neighbour.locator('ul[data-type="CarePlan"]')).to_have_count(0)
+        expect(neighbour.locator('ul[data-type="Observation"]')).to_have_count(0)
+        check_page(neighbour, "wat-je-mag-zien")
+        # The neighbour cannot open the inwoner's own pages.
+        neighbour.goto(vault.url + "/plan")
+        expect(neighbour.get_by_role("heading", level=1)).to_have_text("Dat mag niet")
+
+        # The link worked once.
+        other = neighbour_context.new_page()
+        other.goto(link)
+        expect(other.get_by_role("heading", level=1)).to_have_text("Deze link werkt niet meer")
+    finally:
+        neighbour_context.close()
+
+    page.goto(vault.url + "/log?wie=iedereen")
+    expect(page.locator("ol.log")).to_contain_text("Henk de Buur heeft je doelen bekeken")
+
+
+def test_download_is_a_fhir_bundle_of_everything(page: Page, vault: Vault) -> None:
+    log_in(page, vault, "sanne")
+    page.goto(vault.url + "/gegevens")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download mijn gegevens").click()
+    bundle = json.loads(download.value.path().read_text(encoding="utf-8"))
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
+    kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
+    assert {"Patient", "CarePlan", "Goal", "Observation", "CareTeam", "Consent"} <= kinds
+    patients = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    ]
+    assert [p["id"] for p in patients] == ["demo-inwoner-sanne"]
+    assert all(
+        e["resource"].get("subject", {}).get("reference", "Patient/demo-inwoner-sanne")
+        == "Patient/demo-inwoner-sanne"
+        for e in bundle["entry"]
+    )
+
+
+def test_erasing_asks_twice_then_every_partner_loses_access(page: Page, vault: Vault) -> None:
+    partner = register_backend(vault.runtime, vault.url, organization=MEE)
+    with httpx.Client(timeout=30) as http, partner.fhir(http) as fhir:
+        assert len(goals_of(fhir, "demo-inwoner-daan")) == 3  # the demo's Consent for MEE
+        log_in(page, vault, "daan")
+        page.goto(vault.url + "/gegevens")
+        page.get_by_role("button", name="Mijn kluis wissen").click()
+        page.get_by_label("Typ WISSEN om je kluis te wissen").fill("nee")
+        page.get_by_role("button", name="Ja, wis alles").click()
+        expect(page.get_by_role("alert")).to_contain_text("WISSEN")
+        assert len(goals_of(fhir, "demo-inwoner-daan")) == 3  # nothing happened yet
+        page.get_by_label("Typ WISSEN om je kluis te wissen").fill("WISSEN")
+        page.get_by_role("button", name="Ja, wis alles").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Je kluis is gewist")
+        check_page(page, "kluis-gewist")
+
+        assert (
+            fhir.get("/Goal", params={"patient": "Patient/demo-inwoner-daan"})
+            .json()
+            .get("entry", [])
+            == []
+        )
+        read = fhir.get("/Goal/demo-doel-daan-school")
+        # Hidden exactly like an id that never existed; the denial is logged in the
+        # vault's own chain, since the inwoner's key is gone.
+        assert read.status_code == 404
+        assert read.json()["resourceType"] == "OperationOutcome"
+    with vault.runtime.db.read() as conn, pytest.raises(KeyUnavailable):
+        Repository(vault.runtime, AccessContext.full()).read(conn, "Goal", "demo-doel-daan-school")
+    page.goto(vault.url + "/")
+    expect(page).to_have_url(re.compile(r"/inloggen$"))
+    page.get_by_label("Gebruikersnaam").fill("daan")
+    page.get_by_label("Wachtwoord").fill(vault.passwords["daan"])
+    page.get_by_role("button", name="Inloggen").click()
+    expect(page.get_by_role("alert")).to_contain_text("klopt niet")

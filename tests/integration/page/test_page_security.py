@@ -1,0 +1,128 @@
+"""Security of the consent page over plain HTTP: CSRF, cookie flags, headers, throttling."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.requests import Request
+
+from tests.integration.page.conftest import Vault, http_log_in, page_csrf
+from tests.support.smart import set_account
+from vault.config import Settings
+from vault.consent.page_session import cookie_is_secure
+
+pytestmark = pytest.mark.slow
+
+
+def _cookie(response: httpx.Response, name: str) -> str:
+    return next(v for v in response.headers.get_list("set-cookie") if v.startswith(name + "="))
+
+
+def test_session_cookie_is_httponly_lax_and_secure_only_behind_https(
+    vault: Vault, http: httpx.Client
+) -> None:
+    plain = http_log_in(http, "sanne", vault.passwords["sanne"])
+    assert plain.status_code == 303
+    cookie = _cookie(plain, "rk_session").lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie
+
+    with httpx.Client(
+        base_url=vault.url, headers={"x-forwarded-proto": "https"}, follow_redirects=False
+    ) as proxied:
+        form = proxied.get("/inloggen")
+        assert "; secure" in _cookie(form, "rk_login_csrf").lower()
+        token = form.cookies["rk_login_csrf"]
+        # httpx keeps Secure cookies to itself over http: send the login cookie by hand.
+        behind = proxied.post(
+            "/inloggen",
+            data={"csrf_token": token, "username": "sanne", "password": vault.passwords["sanne"]},
+            headers={"cookie": f"rk_login_csrf={token}"},
+        )
+        assert behind.status_code == 303
+    cookie = _cookie(behind, "rk_session").lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "; secure" in cookie
+
+
+def _request(scheme: str, forwarded: str | None) -> Request:
+    headers = [(b"x-forwarded-proto", forwarded.encode())] if forwarded else []
+    return Request(
+        {"type": "http", "scheme": scheme, "server": ("x", 80), "path": "/", "headers": headers}
+    )
+
+
+def test_forwarded_proto_is_believed_only_when_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    settings = Settings(data_dir=tmp_path, database_url="sqlite://")  # type: ignore[arg-type]
+    monkeypatch.delenv("VAULT_TRUST_FORWARDED_PROTO", raising=False)
+    assert cookie_is_secure(_request("https", None), settings)
+    assert not cookie_is_secure(_request("http", "https"), settings)
+    monkeypatch.setenv("VAULT_TRUST_FORWARDED_PROTO", "1")
+    assert cookie_is_secure(_request("http", "https"), settings)
+    assert not cookie_is_secure(_request("http", "http"), settings)
+
+
+def test_a_form_without_or_with_a_wrong_csrf_token_is_refused(
+    vault: Vault, http: httpx.Client
+) -> None:
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    target = "/delen/Organization/demo-org-ggz/opslaan"
+    form = {"part": ["doelen", "plan", "scores"], "until": ""}
+    missing = http.post(target, data=form)
+    wrong = http.post(target, data={**form, "csrf_token": "x" * 43})
+    for refused in (missing, wrong):
+        assert refused.status_code == 403
+        assert 'lang="nl"' in refused.text and "niet geldig" in refused.text
+    overview = http.get("/").text
+    assert "GGZ Voorbeeldstad mag" not in overview  # nothing was granted
+    good = http.post(target, data={**form, "csrf_token": page_csrf(http)})
+    assert good.status_code == 303
+    assert "GGZ Voorbeeldstad mag je doelen, je plan en je evaluatie zien" in http.get("/").text
+    # The login form has its own token too.
+    assert http.post("/inloggen", data={"username": "sanne", "password": "x"}).status_code == 403
+
+
+def test_every_page_sends_a_strict_csp_and_the_other_headers(
+    vault: Vault, http: httpx.Client
+) -> None:
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    for path in ("/inloggen", "/", "/plan", "/netwerk", "/log", "/gegevens"):
+        response = http.get(path)
+        assert response.status_code == 200, path
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert "style-src 'self'" in csp and "unsafe-inline" not in csp
+        assert "form-action 'self'" in csp and "script-src" not in csp
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert "<script" not in response.text and "style=" not in response.text
+    assert http.get("/static/page.css").headers["content-type"].startswith("text/css")
+
+
+def test_failed_logins_are_throttled_per_account_in_the_database(
+    vault: Vault, http: httpx.Client
+) -> None:
+    set_account(
+        vault.runtime,
+        username="geduld",
+        patient_id="demo-inwoner-erik",
+        display_name="Geduld",
+        password="het-goede-wachtwoord",
+    )
+    for _ in range(5):
+        assert http_log_in(http, "geduld", "verkeerd-wachtwoord").status_code == 400
+    throttled = http_log_in(http, "geduld", "het-goede-wachtwoord")
+    assert throttled.status_code == 429
+    assert "Wacht een kwartier" in throttled.text
+    assert "rk_session" not in throttled.headers.get("set-cookie", "")
+    # Other accounts are not affected.
+    assert http_log_in(http, "erik", vault.passwords["erik"]).status_code == 303
+
+
+def test_logout_ends_the_session_in_the_database(vault: Vault, http: httpx.Client) -> None:
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    session = http.cookies["rk_session"]
+    assert http.post("/uitloggen", data={"csrf_token": page_csrf(http)}).status_code == 303
+    with httpx.Client(base_url=vault.url, follow_redirects=False) as replay:
+        replay.cookies.set("rk_session", session)
+        assert replay.get("/").headers["location"] == "/inloggen"

@@ -1,0 +1,808 @@
+"""What the consent page reads and writes, always through the Repository.
+
+Every function takes the caller's ``Repository`` (built with their own ``AccessContext``)
+and a connection inside a transaction the route opened; nothing here commits. Sharing is
+changed only by writing Consent resources, so the FHIR API, the grants table and the page
+can never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, delete, insert, select, update
+
+from vault.access import AccessContext
+from vault.consent.compile import Grant, compile_consent
+from vault.consent.models import ConsentGrant
+from vault.consent.page_words import PART_BY_KEY, PARTS, Summary, summarize
+from vault.consent.web_models import Invitation, NetworkLink, WebSession
+from vault.errors import FhirError, KeyUnavailable, NotFound
+from vault.fhir.models import DataKey
+from vault.fhir.repository import Repository, Stored
+from vault.fhir.resources import RESOURCE_TYPES, format_instant, split_reference
+from vault.oauth.models import Account, OAuthClient, Token
+from vault.oauth.scopes import permissions_from
+from vault.runtime import Runtime, now_micros
+
+__all__ = [
+    "Party",
+    "build_consent",
+    "erase_vault",
+    "export_bundle",
+    "parties",
+    "preview",
+    "sharing_updates",
+    "stop_updates",
+]
+
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
+RESOURCE_TYPE_SYSTEM = "http://hl7.org/fhir/resource-types"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+LEVENSDOMEIN = "https://regiekluis.nl/fhir/CodeSystem/levensdomein"
+GOAL_PRIORITY = "http://terminology.hl7.org/CodeSystem/goal-priority"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+DOMAINS = {
+    "financien": "Financiën",
+    "wonen": "Wonen",
+    "relaties": "Relaties",
+    "dagbesteding": "Dagbesteding",
+    "gezondheid": "Gezondheid",
+    "opvoeding": "Opvoeding",
+}
+PRIORITIES = {
+    "high-priority": "Heel belangrijk",
+    "medium-priority": "Belangrijk",
+    "low-priority": "Minder belangrijk",
+}
+PRIORITY_ORDER = {"high-priority": 0, "medium-priority": 1, "low-priority": 2}
+# The types of an inwoner's compartment, in the order the page shows and exports them.
+COMPARTMENT_TYPES = (
+    "Patient",
+    "CarePlan",
+    "Goal",
+    "Observation",
+    "CareTeam",
+    "RelatedPerson",
+    "Consent",
+    "Provenance",
+    "AuditEvent",
+)
+INVITATION_SECONDS = 7 * 24 * 3600
+MICROS = 1_000_000
+
+
+def load(stored: Stored) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(stored.body or b"{}")
+    return data
+
+
+def search_all(
+    repo: Repository, conn: Connection, resource_type: str, params: Sequence[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """Every match of a search, page by page, as the caller's access decision allows."""
+    query = repo.parse(resource_type, [*params, ("_count", "200")], lenient=False)
+    found: list[dict[str, Any]] = []
+    while True:
+        page = repo.search(conn, query)
+        found.extend(load(s) for s in page.matches)
+        if page.next_cursor is None or len(found) >= 5000:
+            return found
+        query.cursor = page.next_cursor
+
+
+def compartment_search(
+    repo: Repository, conn: Connection, resource_type: str, patient_id: str
+) -> list[dict[str, Any]]:
+    if resource_type == "Patient":
+        return search_all(repo, conn, "Patient", [("_id", patient_id)])
+    return search_all(repo, conn, resource_type, [("patient", f"Patient/{patient_id}")])
+
+
+def display_name(resource: dict[str, Any]) -> str:
+    name = resource.get("name")
+    if isinstance(name, str):
+        return name
+    if isinstance(name, list) and name:
+        first = name[0]
+        if first.get("text"):
+            return str(first["text"])
+        return " ".join([*first.get("given", []), first.get("family", "")]).strip() or "Iemand"
+    return "Iemand"
+
+
+def name_of(repo: Repository, conn: Connection, reference: str) -> str:
+    parsed = split_reference(reference)
+    if parsed is None:
+        return reference
+    try:
+        return display_name(load(repo.read(conn, parsed[0], parsed[1])))
+    except (FhirError, KeyUnavailable):
+        return "Onbekend"
+
+
+# -- who may see what ------------------------------------------------------------------------
+
+
+@dataclass
+class Party:
+    """An organisation or person around the inwoner, and what they may do now."""
+
+    reference: str
+    name: str
+    kind: str  # "organisatie", "hulpverlener", "netwerk"
+    role: str
+    summary: Summary
+    consent_ids: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.reference.replace("/", "~")
+
+
+def _actors(provision: dict[str, Any]) -> set[str]:
+    found = set()
+    for actor in provision.get("actor") or []:
+        ref = ((actor or {}).get("reference") or {}).get("reference")
+        if ref:
+            found.add(str(ref))
+    for child in provision.get("provision") or []:
+        found |= _actors(child)
+    return found
+
+
+def consent_grants(
+    consents: Iterable[dict[str, Any]], patient_id: str
+) -> dict[str, tuple[list[Grant], list[str]]]:
+    """Per grantee: the rows its active Consents compile to, and those Consents' ids."""
+    per: dict[str, tuple[list[Grant], list[str]]] = {}
+    for consent in consents:
+        try:
+            grants = compile_consent(consent, patient_id=patient_id)
+        except FhirError:
+            continue
+        for actor in _actors(consent.get("provision") or {}):
+            rows, ids = per.setdefault(actor, ([], []))
+            rows.extend(g for g in grants if g.grantee in (actor, None))
+            if consent.get("status") == "active":
+                ids.append(str(consent["id"]))
+    return per
+
+
+def parties(repo: Repository, conn: Connection, patient_id: str) -> list[Party]:
+    now = now_micros()
+    roles: dict[str, str] = {}
+    for team in compartment_search(repo, conn, "CareTeam", patient_id):
+        for member in team.get("participant") or []:
+            ref = (member.get("member") or {}).get("reference")
+            if ref and ref.split("/", 1)[0] in ("Organization", "RelatedPerson", "Practitioner"):
+                role = ", ".join(r.get("text", "") for r in member.get("role") or [] if r)
+                roles.setdefault(str(ref), role)
+    for person in compartment_search(repo, conn, "RelatedPerson", patient_id):
+        ref = f"RelatedPerson/{person['id']}"
+        relation = ((person.get("relationship") or [{}])[0]).get("text", "")
+        roles.setdefault(ref, relation)
+    consents = compartment_search(repo, conn, "Consent", patient_id)
+    per = consent_grants(consents, patient_id)
+    for actor in per:
+        roles.setdefault(actor, "")
+    result = []
+    for ref, role in roles.items():
+        name = name_of(repo, conn, ref)
+        grants, ids = per.get(ref, ([], []))
+        kind = {"Organization": "organisatie", "Practitioner": "hulpverlener"}.get(
+            ref.split("/", 1)[0], "netwerk"
+        )
+        result.append(Party(ref, name, kind, role, summarize(name, grants, now=now), ids))
+    order = {"organisatie": 0, "hulpverlener": 1, "netwerk": 2}
+    result.sort(key=lambda p: (order[p.kind], p.name.casefold()))
+    return result
+
+
+def other_organizations(
+    repo: Repository, conn: Connection, known: Iterable[str]
+) -> list[tuple[str, str]]:
+    """Organisations in the vault's directory that are not around the inwoner yet."""
+    taken = set(known)
+    found = search_all(repo, conn, "Organization", [])
+    return sorted(
+        (
+            (f"Organization/{o['id']}", display_name(o))
+            for o in found
+            if f"Organization/{o['id']}" not in taken
+        ),
+        key=lambda item: item[1].casefold(),
+    )
+
+
+def build_consent(
+    *,
+    patient_id: str,
+    grantee: str,
+    parts: Iterable[str],
+    may_change: Iterable[str],
+    until: date | None,
+    consent_id: str | None = None,
+) -> dict[str, Any]:
+    """A Consent that lets ``grantee`` see ``parts`` (and change ``may_change``) until a day."""
+    seen = [k for k in dict.fromkeys(parts) if k in PART_BY_KEY]
+    changed = [k for k in dict.fromkeys(may_change) if k in PART_BY_KEY and k in seen]
+
+    def classes(keys: Iterable[str]) -> list[dict[str, str]]:
+        return [
+            {"system": RESOURCE_TYPE_SYSTEM, "code": cls}
+            for key in keys
+            for cls in PART_BY_KEY[key].classes
+        ]
+
+    today = date.today()
+    provision: dict[str, Any] = {
+        "type": "permit",
+        "period": {"start": today.isoformat()},
+        "actor": [
+            {
+                "role": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                            "code": "IRCP",
+                        }
+                    ]
+                },
+                "reference": {"reference": grantee},
+            }
+        ],
+    }
+    if until is not None:
+        provision["period"]["end"] = until.isoformat()
+    actions = ["access", "correct"] if changed else ["access"]
+    provision["action"] = [
+        {"coding": [{"system": CONSENT_ACTION, "code": code}]} for code in actions
+    ]
+    if seen:
+        provision["class"] = classes(seen)
+    unchanged = [k for k in seen if k not in changed]
+    if changed and unchanged:
+        # A nested deny cuts "change" out of the parts that may only be seen.
+        provision["provision"] = [
+            {
+                "type": "deny",
+                "action": [{"coding": [{"system": CONSENT_ACTION, "code": "correct"}]}],
+                "class": classes(unchanged),
+            }
+        ]
+    return {
+        "resourceType": "Consent",
+        "id": consent_id or f"toestemming-{uuid.uuid4().hex[:20]}",
+        "status": "active" if seen else "inactive",
+        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "dateTime": format_instant(now_micros()),
+        "performer": [{"reference": f"Patient/{patient_id}"}],
+        "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTIN"}]},
+        "provision": provision,
+    }
+
+
+def proposal(consent: dict[str, Any], *, patient_id: str, name: str) -> Summary:
+    """The sentence the inwoner confirms, from the grants the Consent compiles to."""
+    return summarize(name, compile_consent(consent, patient_id=patient_id), now=now_micros())
+
+
+def _without(consent: dict[str, Any], grantee: str) -> dict[str, Any] | None:
+    """The Consent with ``grantee`` taken out of its root actors; None if it named only them."""
+    provision = consent.get("provision") or {}
+    actors = [
+        a
+        for a in provision.get("actor") or []
+        if ((a or {}).get("reference") or {}).get("reference") != grantee
+    ]
+    if not actors or grantee in _actors({"provision": provision.get("provision") or []}):
+        return None
+    return {**consent, "provision": {**provision, "actor": actors}}
+
+
+Update = tuple[str, dict[str, Any], str | None]  # (Consent id, new body, If-Match)
+
+
+def _version(resource: dict[str, Any]) -> str | None:
+    version = (resource.get("meta") or {}).get("versionId")
+    return f'W/"{version}"' if version else None
+
+
+def _names(consent: dict[str, Any], grantee: str) -> bool:
+    return consent.get("status") == "active" and grantee in _actors(consent.get("provision") or {})
+
+
+def revoke_updates(consents: Iterable[dict[str, Any]], grantee: str) -> list[Update]:
+    """Every active Consent stops naming ``grantee`` (inactive, or the actor taken out)."""
+    updates: list[Update] = []
+    for old in consents:
+        if not _names(old, grantee):
+            continue
+        narrowed = _without(old, grantee)
+        body = narrowed if narrowed is not None else {**old, "status": "inactive"}
+        updates.append((str(old["id"]), _strip_meta(body), _version(old)))
+    return updates
+
+
+def sharing_updates(
+    consents: Iterable[dict[str, Any]], grantee: str, consent: dict[str, Any]
+) -> list[Update]:
+    """Make ``consent`` the one rule for ``grantee``: its other Consents stop naming them."""
+    current = list(consents)
+    versions = {str(c["id"]): _version(c) for c in current}
+    others = [c for c in current if c["id"] != consent["id"]]
+    return [
+        *revoke_updates(others, grantee),
+        (str(consent["id"]), consent, versions.get(str(consent["id"]))),
+    ]
+
+
+def stop_updates(consents: Iterable[dict[str, Any]]) -> list[Update]:
+    """Every active Consent of the inwoner becomes inactive."""
+    return [
+        (str(c["id"]), _strip_meta({**c, "status": "inactive"}), _version(c))
+        for c in consents
+        if c.get("status") == "active"
+    ]
+
+
+def reusable_consent_id(consents: Iterable[dict[str, Any]], grantee: str) -> str | None:
+    """An active Consent for only this grantee: a change becomes a new version of it."""
+    for c in consents:
+        if c.get("status") == "active" and _actors(c.get("provision") or {}) == {grantee}:
+            return str(c["id"])
+    return None
+
+
+def apply_updates(repo: Repository, conn: Connection, updates: Iterable[Update]) -> None:
+    """Write Consents; If-Match makes a change made meanwhile fail instead of vanish."""
+    for consent_id, body, if_match in updates:
+        repo.update(conn, "Consent", consent_id, body, if_match=if_match)
+
+
+def _strip_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
+# -- what a partner sees -----------------------------------------------------------------------
+
+
+def partner_context(conn: Connection, grantee: str, *, account_id: str) -> AccessContext:
+    """The access decision ``grantee`` gets from the vault right now.
+
+    An organisation: the union of the scopes of its registered, not removed clients, and
+    their purposes (as ``oauth/protector.py`` builds it for each client). Someone of the
+    network: what their RelatedPerson is granted.
+    """
+    kind, ident = grantee.split("/", 1)
+    if kind == "Organization":
+        rows = conn.execute(
+            select(OAuthClient.scope, OAuthClient.purpose).where(
+                OAuthClient.organization_id == ident,
+                OAuthClient.kind == "backend",
+                OAuthClient.removed_at.is_(None),
+            )
+        ).all()
+        scopes = [s for row in rows for s in row.scope.split()]
+        purposes = frozenset(p for row in rows for p in (row.purpose or "").split())
+        return AccessContext(
+            subject=f"voorbeeld:{account_id}",
+            kind="system",
+            organization=grantee,
+            account_id=account_id,
+            permissions=permissions_from(scopes, context="system", known_types=RESOURCE_TYPES),
+            purposes=purposes,
+        )
+    if kind == "Practitioner":
+        return AccessContext(
+            subject=f"voorbeeld:{account_id}",
+            kind="system",
+            practitioner=grantee,
+            account_id=account_id,
+            permissions=permissions_from([], context="system", known_types=RESOURCE_TYPES),
+        )
+    return AccessContext(
+        subject=f"voorbeeld:{account_id}",
+        kind="system",
+        account_id=account_id,
+        representative=grantee,
+    )
+
+
+@dataclass
+class Preview:
+    has_systems: bool
+    sections: list[tuple[str, list[dict[str, Any]]]]
+
+
+def preview(
+    runtime: Runtime, conn: Connection, *, grantee: str, patient_id: str, account_id: str
+) -> Preview:
+    """Exactly what ``grantee`` gets now: its own access decision runs the searches."""
+    ctx = partner_context(conn, grantee, account_id=account_id)
+    repo = Repository(runtime, ctx)
+    sections = []
+    for resource_type in COMPARTMENT_TYPES:
+        if resource_type in ("AuditEvent", "Provenance") or not ctx.allows("s", resource_type):
+            continue
+        found = compartment_search(repo, conn, resource_type, patient_id)
+        if found:
+            sections.append((resource_type, found))
+    has_systems = ctx.permissions is None or bool(ctx.permissions.letters)
+    return Preview(has_systems, sections)
+
+
+# -- mijn gegevens ------------------------------------------------------------------------------
+
+
+def export_bundle(repo: Repository, conn: Connection, *, patient_id: str) -> dict[str, Any]:
+    """Everything of the inwoner's compartment as a FHIR collection Bundle."""
+    entries = []
+    for resource_type in COMPARTMENT_TYPES:
+        for resource in compartment_search(repo, conn, resource_type, patient_id):
+            entries.append(
+                {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource}
+                if not resource.get("id")
+                else {"fullUrl": f"{resource_type}/{resource['id']}", "resource": resource}
+            )
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": format_instant(now_micros()),
+        "total": len(entries),
+        "entry": entries,
+    }
+
+
+def erase_vault(conn: Connection, *, patient_id: str) -> None:
+    """Crypto-shred the inwoner: the data key goes, and with it every way in.
+
+    The wrapped data key is destroyed, so every stored version (and every backup of it)
+    can no longer be opened. Grants, tokens, accounts, sessions and invitations go in the
+    same transaction, so every partner and app loses access at once.
+    """
+    now = now_micros()
+    conn.execute(
+        update(DataKey).where(DataKey.owner == patient_id).values(wrapped=None, destroyed_at=now)
+    )
+    conn.execute(delete(ConsentGrant).where(ConsentGrant.patient_id == patient_id))
+    conn.execute(update(Token).where(Token.patient_id == patient_id).values(revoked=True))
+    accounts = [
+        *conn.scalars(select(Account.account_id).where(Account.patient_id == patient_id)),
+        *conn.scalars(select(NetworkLink.account_id).where(NetworkLink.patient_id == patient_id)),
+    ]
+    if accounts:
+        conn.execute(delete(WebSession).where(WebSession.account_id.in_(accounts)))
+        conn.execute(delete(NetworkLink).where(NetworkLink.account_id.in_(accounts)))
+        conn.execute(delete(Account).where(Account.account_id.in_(accounts)))
+    conn.execute(delete(Invitation).where(Invitation.patient_id == patient_id))
+
+
+# -- mijn plan ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    care_plan: dict[str, Any] | None
+    goals: list[dict[str, Any]]
+    own: list[tuple[int, dict[str, Any], str]]  # (index, activity detail, who)
+    needed: list[tuple[int, dict[str, Any], str]]
+    scores: dict[str, list[tuple[str, int]]]  # domain -> [(date, score)]
+
+
+def read_plan(repo: Repository, conn: Connection, *, patient_id: str) -> Plan:
+    plans = compartment_search(repo, conn, "CarePlan", patient_id)
+    care_plan = next((p for p in plans if p.get("status") == "active"), plans[0] if plans else None)
+    goals = [
+        g
+        for g in compartment_search(repo, conn, "Goal", patient_id)
+        if g.get("lifecycleStatus") not in ("cancelled", "entered-in-error")
+    ]
+    goals.sort(key=lambda g: (PRIORITY_ORDER.get(goal_priority(g), 3), goal_text(g).casefold()))
+    names: dict[str, str] = {f"Patient/{patient_id}": "Ik"}
+    own: list[tuple[int, dict[str, Any], str]] = []
+    needed: list[tuple[int, dict[str, Any], str]] = []
+    for index, activity in enumerate((care_plan or {}).get("activity") or []):
+        detail = activity.get("detail") or {}
+        performer = ((detail.get("performer") or [{}])[0]).get("reference", "")
+        if performer and performer not in names:
+            names[performer] = name_of(repo, conn, performer)
+        who = names.get(performer, "")
+        mine = performer == f"Patient/{patient_id}" or performer.startswith("RelatedPerson/")
+        (own if mine else needed).append((index, detail, who))
+    scores: dict[str, list[tuple[str, int]]] = {}
+    for obs in compartment_search(repo, conn, "Observation", patient_id):
+        codes = [
+            c
+            for c in (obs.get("code") or {}).get("coding") or []
+            if c.get("system") == LEVENSDOMEIN
+        ]
+        value = obs.get("valueInteger")
+        when = str(obs.get("effectiveDateTime", ""))[:10]
+        if codes and isinstance(value, int) and when:
+            scores.setdefault(str(codes[0]["code"]), []).append((when, value))
+    for series in scores.values():
+        series.sort()
+    return Plan(care_plan, goals, own, needed, scores)
+
+
+def goal_text(goal: dict[str, Any]) -> str:
+    return str((goal.get("description") or {}).get("text", ""))
+
+
+def goal_priority(goal: dict[str, Any]) -> str:
+    for coding in (goal.get("priority") or {}).get("coding") or []:
+        if coding.get("code") in PRIORITIES:
+            return str(coding["code"])
+    return "medium-priority"
+
+
+def goal_domain(goal: dict[str, Any]) -> str:
+    for concept in goal.get("category") or []:
+        for coding in concept.get("coding") or []:
+            if coding.get("system") == LEVENSDOMEIN:
+                return str(coding.get("code"))
+    return ""
+
+
+def _priority(code: str) -> dict[str, Any]:
+    code = code if code in PRIORITIES else "medium-priority"
+    return {"coding": [{"system": GOAL_PRIORITY, "code": code}], "text": PRIORITIES[code]}
+
+
+def save_goal(
+    repo: Repository,
+    conn: Connection,
+    *,
+    patient_id: str,
+    existing: dict[str, Any] | None,
+    text: str,
+    priority: str,
+    domain: str,
+) -> None:
+    """Add a goal, or change one read before the write began (If-Match guards it)."""
+    if existing is None:
+        goal: dict[str, Any] = {
+            "resourceType": "Goal",
+            "lifecycleStatus": "active",
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "expressedBy": {"reference": f"Patient/{patient_id}"},
+            "startDate": date.today().isoformat(),
+        }
+    else:
+        goal = _strip_meta(existing)
+        if (goal.get("subject") or {}).get("reference") != f"Patient/{patient_id}":
+            raise NotFound(f"Goal/{existing.get('id')} is not known")
+    goal["description"] = {"text": text}
+    goal["priority"] = _priority(priority)
+    if domain in DOMAINS:
+        goal["category"] = [
+            {"coding": [{"system": LEVENSDOMEIN, "code": domain, "display": DOMAINS[domain]}]}
+        ]
+    if existing is None:
+        repo.create(conn, "Goal", goal)
+    else:
+        repo.update(conn, "Goal", str(existing["id"]), goal, if_match=_version(existing))
+
+
+def save_activity(
+    repo: Repository,
+    conn: Connection,
+    *,
+    care_plan: dict[str, Any] | None,
+    patient_id: str,
+    index: int | None,
+    text: str,
+    performer: str,
+) -> None:
+    """Add or change a line of the plan read before the write began (If-Match guards it)."""
+    plan = care_plan
+    if plan is None:
+        plan = {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "title": "Mijn plan",
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "activity": [],
+        }
+    version = _version(plan)
+    plan = _strip_meta(plan)
+    activities = list(plan.get("activity") or [])
+    if index is None:
+        activities.append(
+            {
+                "detail": {
+                    "status": "not-started",
+                    "description": text,
+                    "performer": [{"reference": performer}],
+                }
+            }
+        )
+    else:
+        if not 0 <= index < len(activities):
+            raise NotFound("This line of the plan is not known")
+        detail = dict(activities[index].get("detail") or {})
+        detail["description"] = text
+        activities[index] = {**activities[index], "detail": detail}
+    plan["activity"] = activities
+    if plan.get("id"):
+        repo.update(conn, "CarePlan", str(plan["id"]), plan, if_match=version)
+    else:
+        repo.create(conn, "CarePlan", plan)
+
+
+def add_score(
+    repo: Repository, conn: Connection, *, patient_id: str, domain: str, score: int
+) -> None:
+    repo.create(
+        conn,
+        "Observation",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}],
+            "code": {
+                "coding": [{"system": LEVENSDOMEIN, "code": domain, "display": DOMAINS[domain]}],
+                "text": f"Mijn cijfer voor {DOMAINS[domain].lower()} (1 tot 10)",
+            },
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "effectiveDateTime": date.today().isoformat(),
+            "performer": [{"reference": f"Patient/{patient_id}"}],
+            "valueInteger": score,
+        },
+    )
+
+
+# -- mijn netwerk -------------------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    reference: str
+    name: str
+    relation: str
+    account: bool
+    legal_basis: str | None
+
+
+def network(repo: Repository, conn: Connection, *, patient_id: str) -> list[Member]:
+    links = {
+        f"RelatedPerson/{link.related_person_id}": link
+        for link in conn.execute(select(NetworkLink).where(NetworkLink.patient_id == patient_id))
+    }
+    members = []
+    for person in compartment_search(repo, conn, "RelatedPerson", patient_id):
+        ref = f"RelatedPerson/{person['id']}"
+        relation = ((person.get("relationship") or [{}])[0]).get("text", "")
+        link = links.get(ref)
+        members.append(
+            Member(
+                ref,
+                display_name(person),
+                relation,
+                link is not None,
+                link.legal_basis if link is not None else None,
+            )
+        )
+    members.sort(key=lambda m: m.name.casefold())
+    return members
+
+
+def add_person(
+    repo: Repository, conn: Connection, *, patient_id: str, name: str, relation: str
+) -> str:
+    stored, _ = repo.create(
+        conn,
+        "RelatedPerson",
+        {
+            "resourceType": "RelatedPerson",
+            "active": True,
+            "patient": {"reference": f"Patient/{patient_id}"},
+            "relationship": [{"text": relation}] if relation else [],
+            "name": [{"text": name}],
+        },
+    )
+    return stored.resource_id
+
+
+def invite(conn: Connection, *, patient_id: str, related_person_id: str) -> str:
+    """A one-time link secret; only its hash is kept."""
+    token = secrets.token_urlsafe(32)
+    now = now_micros()
+    conn.execute(
+        insert(Invitation).values(
+            token_hash=hashlib.sha256(token.encode()).hexdigest(),
+            patient_id=patient_id,
+            related_person_id=related_person_id,
+            created_at=now,
+            expires_at=now + INVITATION_SECONDS * MICROS,
+            used_at=None,
+        )
+    )
+    return token
+
+
+def open_invitation(conn: Connection, token: str, *, now: int) -> Any:
+    """The open invitation row for this link secret, or None."""
+    return conn.execute(
+        select(Invitation).where(
+            Invitation.token_hash == hashlib.sha256(token.encode()).hexdigest(),
+            Invitation.used_at.is_(None),
+            Invitation.expires_at > now,
+        )
+    ).first()
+
+
+def redeem_invitation(conn: Connection, invitation: Any, *, account_id: str) -> bool:
+    """Use the link; False if another request used it first."""
+    now = now_micros()
+    result = conn.execute(
+        update(Invitation)
+        .where(Invitation.token_hash == invitation.token_hash, Invitation.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if result.rowcount != 1:
+        return False
+    conn.execute(
+        insert(NetworkLink).values(
+            account_id=account_id,
+            patient_id=invitation.patient_id,
+            related_person_id=invitation.related_person_id,
+            legal_basis=None,
+            created_at=now,
+        )
+    )
+    return True
+
+
+def set_representative(
+    conn: Connection, *, patient_id: str, related_person: str, legal_basis: str | None
+) -> bool:
+    result = conn.execute(
+        update(NetworkLink)
+        .where(
+            NetworkLink.patient_id == patient_id,
+            NetworkLink.related_person_id == related_person.split("/", 1)[1],
+        )
+        .values(legal_basis=legal_basis)
+    )
+    return bool(result.rowcount)
+
+
+def representatives(conn: Connection, *, patient_id: str) -> dict[str, str]:
+    return {
+        f"RelatedPerson/{link.related_person_id}": str(link.legal_basis)
+        for link in conn.execute(
+            select(NetworkLink).where(
+                NetworkLink.patient_id == patient_id, NetworkLink.legal_basis.is_not(None)
+            )
+        )
+    }
+
+
+def parse_day(text: str) -> date | None:
+    """A date from an ``<input type=date>``; None when empty. Raises ValueError."""
+    text = text.strip()
+    if not text:
+        return None
+    return date.fromisoformat(text)
+
+
+def default_until() -> date:
+    return date.today() + timedelta(days=365)
+
+
+PART_KEYS = tuple(p.key for p in PARTS)

@@ -1,0 +1,234 @@
+"""Logging in to the consent page: sessions in the database, CSRF tokens, login throttling.
+
+- The session id is 32 random bytes in an ``HttpOnly``, ``SameSite=Lax`` cookie, ``Secure``
+  whenever the page is reached over https; the database keeps only its SHA-256 hash.
+- Every session has its own CSRF token; every POST must echo it (synchronizer token
+  pattern, OWASP CSRF cheat sheet). The login form, before there is a session, uses a
+  double-submit cookie instead.
+- Failed logins are counted per user name in the database (any worker sees them): after
+  ``MAX_FAILURES`` within ``FAILURE_WINDOW`` the name is refused until the window passes.
+  The refusal does not depend on whether the name exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, delete, func, insert, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from vault.access import AccessContext
+from vault.config import Settings
+from vault.consent.web_models import LoginFailure, NetworkLink, WebSession
+from vault.crypto import BlindIndex
+from vault.oauth.accounts import AccountInfo, authenticate, find_account
+
+__all__ = [
+    "LOGIN_CSRF_COOKIE",
+    "SESSION_COOKIE",
+    "LoginOutcome",
+    "Visitor",
+    "cookie_is_secure",
+    "end_session",
+    "load_visitor",
+    "log_in",
+    "start_session",
+]
+
+SESSION_COOKIE = "rk_session"
+LOGIN_CSRF_COOKIE = "rk_login_csrf"
+SESSION_SECONDS = 4 * 3600
+MAX_FAILURES = 5
+FAILURE_WINDOW = 15 * 60
+MICROS = 1_000_000
+# Legal bases a representative may act on (design section 7).
+LEGAL_BASES = {
+    "machtiging": "machtiging",
+    "mentor": "mentor",
+    "curator": "curator",
+    "ouder": "ouder met gezag",
+}
+
+
+def hash_secret(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def cookie_is_secure(request: Request, settings: Settings) -> bool:
+    """Secure cookies whenever the browser talks https to us or to our proxy."""
+    if request.url.scheme == "https" or settings.public_base_url.startswith("https://"):
+        return True
+    # X-Forwarded-Proto is only believed when the operator says a proxy sets it.
+    trusted = os.environ.get("VAULT_TRUST_FORWARDED_PROTO", "") == "1"
+    return trusted and request.headers.get("x-forwarded-proto", "").lower() == "https"
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """Who is logged in, and whose vault they act on."""
+
+    session_hash: str
+    csrf_token: str
+    account_id: str
+    display_name: str
+    patient_id: str
+    # Someone of the network: the RelatedPerson they are; with a legal basis they manage
+    # the inwoner's grants as a representative.
+    related_person: str | None = None
+    legal_basis: str | None = None
+
+    @property
+    def is_inwoner(self) -> bool:
+        return self.related_person is None
+
+    @property
+    def may_manage(self) -> bool:
+        return self.related_person is None or self.legal_basis is not None
+
+    def context(self) -> AccessContext:
+        """The caller's own access decision: the inwoner's, or what was granted to them."""
+        if self.related_person is None:
+            return AccessContext(
+                subject=f"inwoner:{self.patient_id}",
+                kind="patient",
+                patient_id=self.patient_id,
+                account_id=self.account_id,
+            )
+        if self.legal_basis is not None:
+            return AccessContext(
+                subject=f"vertegenwoordiger:{self.account_id}",
+                kind="patient",
+                patient_id=self.patient_id,
+                account_id=self.account_id,
+                representative=self.related_person,
+            )
+        # Someone of the network sees what a Consent grants their RelatedPerson: the same
+        # decision a partner system gets, with their RelatedPerson as the grantee.
+        return AccessContext(
+            subject=f"netwerk:{self.account_id}",
+            kind="system",
+            account_id=self.account_id,
+            representative=self.related_person,
+        )
+
+
+def load_visitor(conn: Connection, session_id: str, *, now: int) -> Visitor | None:
+    if not session_id or len(session_id) > 200:
+        return None
+    row = conn.execute(
+        select(WebSession).where(
+            WebSession.id_hash == hash_secret(session_id), WebSession.expires_at > now
+        )
+    ).first()
+    if row is None:
+        return None
+    account = find_account(conn, row.account_id)
+    if account is None:
+        return None
+    return _visitor(conn, account, session_hash=row.id_hash, csrf=row.csrf_token)
+
+
+def _visitor(conn: Connection, account: AccountInfo, *, session_hash: str, csrf: str) -> Visitor:
+    if account.patient_id is not None:
+        return Visitor(
+            session_hash, csrf, account.account_id, account.display_name, account.patient_id
+        )
+    link = conn.execute(
+        select(NetworkLink).where(NetworkLink.account_id == account.account_id)
+    ).first()
+    if link is None:
+        raise LookupError("an account without an inwoner or a network link")
+    return Visitor(
+        session_hash,
+        csrf,
+        account.account_id,
+        account.display_name,
+        link.patient_id,
+        related_person=f"RelatedPerson/{link.related_person_id}",
+        legal_basis=link.legal_basis,
+    )
+
+
+def start_session(conn: Connection, *, account_id: str, now: int) -> tuple[str, str]:
+    """A fresh session (never one the browser brought along); returns (id, csrf token)."""
+    session_id = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    conn.execute(delete(WebSession).where(WebSession.expires_at <= now))
+    conn.execute(
+        insert(WebSession).values(
+            id_hash=hash_secret(session_id),
+            account_id=account_id,
+            csrf_token=csrf,
+            created_at=now,
+            expires_at=now + SESSION_SECONDS * MICROS,
+        )
+    )
+    return session_id, csrf
+
+
+def end_session(conn: Connection, session_hash: str) -> None:
+    conn.execute(delete(WebSession).where(WebSession.id_hash == session_hash))
+
+
+def set_session_cookie(
+    response: Response, session_id: str, *, request: Request, settings: Settings
+) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=SESSION_SECONDS,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=cookie_is_secure(request, settings),
+    )
+
+
+def csrf_matches(expected: str, given: object) -> bool:
+    return (
+        isinstance(given, str)
+        and bool(expected)
+        and hmac.compare_digest(expected.encode(), given.encode())
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LoginOutcome:
+    account: AccountInfo | None
+    throttled: bool = False
+
+
+def log_in(
+    conn: Connection, *, username: str, password: str, blind: BlindIndex, now: int
+) -> LoginOutcome:
+    """Check a password, counting failures per user name; throttled names are not checked."""
+    key = blind.token("login:" + username.strip().lower())
+    since = now - FAILURE_WINDOW * MICROS
+    conn.execute(delete(LoginFailure).where(LoginFailure.at <= since))
+    failures = conn.execute(
+        select(func.count())
+        .select_from(LoginFailure)
+        .where(LoginFailure.username_hash == key, LoginFailure.at > since)
+    ).scalar_one()
+    if failures >= MAX_FAILURES:
+        return LoginOutcome(None, throttled=True)
+    account = authenticate(conn, username=username, password=password)
+    if account is None or (account.patient_id is None and not _has_link(conn, account)):
+        conn.execute(insert(LoginFailure).values(username_hash=key, at=now))
+        return LoginOutcome(None)
+    conn.execute(delete(LoginFailure).where(LoginFailure.username_hash == key))
+    return LoginOutcome(account)
+
+
+def _has_link(conn: Connection, account: AccountInfo) -> bool:
+    return (
+        conn.execute(
+            select(NetworkLink.account_id).where(NetworkLink.account_id == account.account_id)
+        ).first()
+        is not None
+    )

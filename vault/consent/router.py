@@ -1,0 +1,938 @@
+"""The consent page at ``/``: the inwoner runs their own plan and decides who sees it.
+
+Thin: sessions and CSRF live in ``page_session.py``, what is read and written in
+``page_data.py`` (always through the Repository, with the caller's own AccessContext),
+the sentences in ``page_words.py``. Every page is server-rendered HTML that works without
+JavaScript and carries a strict Content-Security-Policy; every POST needs the session's
+CSRF token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Connection
+from starlette.datastructures import FormData
+from starlette.responses import RedirectResponse, Response
+
+from vault.consent import page_data as data
+from vault.consent.page_session import (
+    LEGAL_BASES,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Visitor,
+    cookie_is_secure,
+    csrf_matches,
+    end_session,
+    load_visitor,
+    log_in,
+    set_session_cookie,
+    start_session,
+)
+from vault.consent.page_words import PARTS, describe_event, format_day, format_moment
+from vault.errors import FhirError
+from vault.fhir.repository import Repository
+from vault.fhir.resources import ID_PATTERN
+from vault.oauth.accounts import MIN_PASSWORD_LENGTH, create_account
+from vault.runtime import Runtime, now_micros
+
+__all__ = ["install_page", "router"]
+
+HERE = Path(__file__).parent
+router = APIRouter(tags=["consent page"], include_in_schema=False)
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals.update(
+    format_day=format_day, format_moment=format_moment, parts=PARTS, domains=data.DOMAINS
+)
+T = TypeVar("T")
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+GRANTEE_KINDS = ("Organization", "Practitioner", "RelatedPerson")
+
+
+class LoginNeeded(Exception):
+    """No valid session: the visitor is sent to the login page."""
+
+
+class Refused(Exception):
+    """A request the page will not carry out; shown as a page in plain Dutch."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+
+
+def secure_headers(response: Response) -> Response:
+    response.headers["content-security-policy"] = CSP
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["referrer-policy"] = "no-referrer"
+    response.headers["x-frame-options"] = "DENY"
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def render(
+    request: Request,
+    name: str,
+    context: Mapping[str, Any],
+    *,
+    visitor: Visitor | None = None,
+    status: int = 200,
+) -> Response:
+    page = {"visitor": visitor, "csrf": visitor.csrf_token if visitor else "", **context}
+    return secure_headers(templates.TemplateResponse(request, name, page, status_code=status))
+
+
+def see_other(url: str) -> Response:
+    return secure_headers(RedirectResponse(url, status_code=303))
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _read(request: Request, work: Callable[[Connection], T]) -> T:
+    with _runtime(request).db.read() as conn:
+        return work(conn)
+
+
+def _write(request: Request, work: Callable[[Connection], T]) -> T:
+    with _runtime(request).db.write() as conn:
+        return work(conn)
+
+
+def current_visitor(request: Request) -> Visitor | None:
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    if not session_id:
+        return None
+    return _read(request, lambda conn: load_visitor(conn, session_id, now=now_micros()))
+
+
+def require_visitor(request: Request) -> Visitor:
+    visitor = current_visitor(request)
+    if visitor is None:
+        raise LoginNeeded
+    return visitor
+
+
+def require_manager(visitor: Annotated[Visitor, Depends(require_visitor)]) -> Visitor:
+    if not visitor.may_manage:
+        raise Refused(403, "Dat mag niet", "Alleen de inwoner en een vertegenwoordiger kunnen dit.")
+    return visitor
+
+
+def require_inwoner(visitor: Annotated[Visitor, Depends(require_visitor)]) -> Visitor:
+    if not visitor.is_inwoner:
+        raise Refused(403, "Dat mag niet", "Alleen de inwoner zelf kan dit.")
+    return visitor
+
+
+async def checked_form(request: Request) -> FormData:
+    """The posted form, once its CSRF token matches the session's (403 otherwise)."""
+    form = await request.form()
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    visitor = None
+    if session_id:
+        from starlette.concurrency import run_in_threadpool
+
+        visitor = await run_in_threadpool(current_visitor, request)
+    if visitor is None or not csrf_matches(visitor.csrf_token, form.get("csrf_token")):
+        raise Refused(
+            403,
+            "Dit formulier is niet geldig",
+            "Het formulier kwam niet van deze pagina of is te oud. Ga terug, laad de pagina "
+            "opnieuw en probeer het nog een keer.",
+        )
+    return form
+
+
+VisitorDep = Annotated[Visitor, Depends(require_visitor)]
+ManagerDep = Annotated[Visitor, Depends(require_manager)]
+InwonerDep = Annotated[Visitor, Depends(require_inwoner)]
+FormDep = Annotated[FormData, Depends(checked_form)]
+
+
+def _text(form: FormData, name: str, *, limit: int = 2000) -> str:
+    value = form.get(name, "")
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def _grantee(kind: str, ident: str) -> str:
+    if kind not in GRANTEE_KINDS or not ID_PATTERN.match(ident):
+        raise Refused(404, "Niet gevonden", "Deze organisatie of persoon kennen we niet.")
+    return f"{kind}/{ident}"
+
+
+def _repo(request: Request, visitor: Visitor) -> Repository:
+    return Repository(_runtime(request), visitor.context())
+
+
+def _fhir_refused(exc: FhirError) -> Refused:
+    return Refused(400, "Dat lukte niet", f"De kluis kon dit niet opslaan: {exc}")
+
+
+# -- logging in ------------------------------------------------------------------------------
+
+
+def _login_page(
+    request: Request, *, error: str | None = None, username: str = "", status: int = 200
+) -> Response:
+    token = secrets.token_urlsafe(32)
+    response = render(
+        request,
+        "login.html",
+        {"error": error, "username": username, "login_csrf": token},
+        status=status,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=cookie_is_secure(request, _runtime(request).settings),
+        path="/inloggen",
+    )
+    return response
+
+
+@router.get("/inloggen")
+def login_page(request: Request) -> Response:
+    """The login form."""
+    return _login_page(request)
+
+
+@router.post("/inloggen")
+async def login(request: Request) -> Response:
+    """Check the password; a new session on success."""
+    form = await request.form()
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not csrf_matches(cookie, form.get("csrf_token")):
+        raise Refused(
+            403,
+            "Dit formulier is niet geldig",
+            "Het inlogformulier is te oud of kwam niet van deze pagina. Laad de pagina "
+            "opnieuw en probeer het nog een keer.",
+        )
+    username = _text(form, "username", limit=200)
+    password = form.get("password", "")
+    password = password if isinstance(password, str) else ""
+    runtime = _runtime(request)
+
+    def attempt(conn: Connection) -> tuple[str | None, bool]:
+        now = now_micros()
+        outcome = log_in(
+            conn, username=username, password=password[:1000], blind=runtime.blind, now=now
+        )
+        if outcome.account is None:
+            return None, outcome.throttled
+        session_id, _ = start_session(conn, account_id=outcome.account.account_id, now=now)
+        return session_id, False
+
+    from starlette.concurrency import run_in_threadpool
+
+    session_id, throttled = await run_in_threadpool(_write, request, attempt)
+    if throttled:
+        return _login_page(
+            request,
+            error="Je hebt te vaak een verkeerd wachtwoord ingevuld. Wacht een kwartier en "
+            "probeer het dan opnieuw.",
+            username=username,
+            status=429,
+        )
+    if session_id is None:
+        return _login_page(
+            request,
+            error="Je gebruikersnaam of wachtwoord klopt niet. Probeer het opnieuw.",
+            username=username,
+            status=400,
+        )
+    response = see_other("/")
+    set_session_cookie(response, session_id, request=request, settings=runtime.settings)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/inloggen")
+    return response
+
+
+@router.post("/uitloggen")
+def logout(request: Request, visitor: VisitorDep, _form: FormDep) -> Response:
+    """End the session."""
+    _write(request, lambda conn: end_session(conn, visitor.session_hash))
+    response = see_other("/inloggen")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- wie mag wat zien ------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    """Who may see what (for the inwoner), or what was shared with you (for the network)."""
+    visitor = current_visitor(request)
+    if visitor is None:
+        return see_other("/inloggen")
+    repo = _repo(request, visitor)
+    if not visitor.may_manage:
+        assert visitor.related_person is not None
+        shown = _read(
+            request,
+            lambda conn: data.preview(
+                _runtime(request),
+                conn,
+                grantee=visitor.related_person or "",
+                patient_id=visitor.patient_id,
+                account_id=visitor.account_id,
+            ),
+        )
+        return render(request, "shared_with_me.html", {"preview": shown}, visitor=visitor)
+
+    def load(conn: Connection) -> dict[str, Any]:
+        around = data.parties(repo, conn, visitor.patient_id)
+        return {
+            "parties": around,
+            "others": data.other_organizations(repo, conn, (p.reference for p in around)),
+        }
+
+    return render(request, "home.html", _read(request, load), visitor=visitor)
+
+
+@router.post("/delen/nieuw")
+def choose_new(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
+    """Pick an organisation from the vault's directory to share with."""
+    grantee = _text(form, "grantee", limit=200)
+    kind, _, ident = grantee.partition("/")
+    _grantee(kind, ident)
+    return see_other(f"/delen/{kind}/{quote(ident)}")
+
+
+def _party(request: Request, visitor: Visitor, grantee: str) -> data.Party:
+    repo = _repo(request, visitor)
+
+    def load(conn: Connection) -> data.Party:
+        for party in data.parties(repo, conn, visitor.patient_id):
+            if party.reference == grantee:
+                return party
+        name = data.name_of(repo, conn, grantee)
+        if name == "Onbekend":
+            raise Refused(404, "Niet gevonden", "Deze organisatie of persoon kennen we niet.")
+        from vault.consent.page_words import summarize
+
+        return data.Party(grantee, name, "organisatie", "", summarize(name, [], now=now_micros()))
+
+    return _read(request, load)
+
+
+@router.get("/delen/{kind}/{ident}")
+def sharing_form(request: Request, kind: str, ident: str, visitor: ManagerDep) -> Response:
+    """Choose what one organisation or person may see, and until when."""
+    party = _party(request, visitor, _grantee(kind, ident))
+    until = party.summary.until
+    return render(
+        request,
+        "share.html",
+        {
+            "party": party,
+            "until": format_iso(until - 1) if until else data.default_until().isoformat(),
+        },
+        visitor=visitor,
+    )
+
+
+def format_iso(micros: int) -> str:
+    # Consent periods are whole days in UTC, as compile.py reads them.
+    return datetime.fromtimestamp(micros / 1_000_000, UTC).date().isoformat()
+
+
+def _proposed(visitor: Visitor, grantee: str, form: FormData, consent_id: str | None) -> Any:
+    parts = [p for p in form.getlist("part") if isinstance(p, str)]
+    change = [p for p in form.getlist("change") if isinstance(p, str)]
+    if _text(form, "what") == "niets":
+        parts, change = [], []
+    try:
+        until = data.parse_day(_text(form, "until", limit=20))
+    except ValueError:
+        raise Refused(400, "Datum klopt niet", "Vul een datum in zoals 1-3-2027.") from None
+    return (
+        data.build_consent(
+            patient_id=visitor.patient_id,
+            grantee=grantee,
+            parts=parts,
+            may_change=change,
+            until=until,
+            consent_id=consent_id,
+        ),
+        parts,
+        change,
+    )
+
+
+@router.post("/delen/{kind}/{ident}/controleer")
+def sharing_check(
+    request: Request, kind: str, ident: str, visitor: ManagerDep, form: FormDep
+) -> Response:
+    """Read the change back in one sentence, made from the grants it compiles to."""
+    grantee = _grantee(kind, ident)
+    party = _party(request, visitor, grantee)
+    consent, parts, change = _proposed(visitor, grantee, form, None)
+    try:
+        summary = data.proposal(consent, patient_id=visitor.patient_id, name=party.name)
+    except FhirError as exc:
+        raise _fhir_refused(exc) from None
+    return render(
+        request,
+        "confirm.html",
+        {
+            "party": party,
+            "summary": summary,
+            "parts": parts,
+            "change": change,
+            "until": _text(form, "until", limit=20),
+            "what": _text(form, "what", limit=20),
+            "action": f"/delen/{kind}/{quote(ident)}/opslaan",
+        },
+        visitor=visitor,
+    )
+
+
+@router.post("/delen/{kind}/{ident}/opslaan")
+def sharing_save(
+    request: Request, kind: str, ident: str, visitor: ManagerDep, form: FormDep
+) -> Response:
+    """Write the Consent (a new version of this grantee's own Consent, or a new one)."""
+    grantee = _grantee(kind, ident)
+    repo = _repo(request, visitor)
+
+    consents = _read(
+        request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
+    )
+    reuse = data.reusable_consent_id(consents, grantee)
+    consent, parts, _ = _proposed(visitor, grantee, form, reuse)
+    if parts:
+        updates = data.sharing_updates(consents, grantee, consent)
+    else:
+        updates = data.revoke_updates(consents, grantee)
+    try:
+        _write(request, lambda conn: data.apply_updates(repo, conn, updates))
+    except FhirError as exc:
+        raise _fhir_refused(exc) from None
+    finally:
+        repo.flush_denials()
+    return see_other("/?opgeslagen=1")
+
+
+@router.post("/stoppen")
+def stop_check(request: Request, visitor: ManagerDep, _form: FormDep) -> Response:
+    """Ask once more before all sharing stops."""
+    return render(request, "stop.html", {}, visitor=visitor)
+
+
+@router.post("/stoppen/zeker")
+def stop_all(request: Request, visitor: ManagerDep, _form: FormDep) -> Response:
+    """Every Consent of the inwoner becomes inactive: nobody sees anything any more."""
+    repo = _repo(request, visitor)
+    consents = _read(
+        request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
+    )
+    try:
+        _write(request, lambda conn: data.apply_updates(repo, conn, data.stop_updates(consents)))
+    except FhirError as exc:
+        raise _fhir_refused(exc) from None
+    finally:
+        repo.flush_denials()
+    return see_other("/?gestopt=1")
+
+
+@router.get("/bekijk/{kind}/{ident}")
+def look_as(request: Request, kind: str, ident: str, visitor: ManagerDep) -> Response:
+    """What this partner gets right now, from its own access decision."""
+    grantee = _grantee(kind, ident)
+    party = _party(request, visitor, grantee)
+    shown = _read(
+        request,
+        lambda conn: data.preview(
+            _runtime(request),
+            conn,
+            grantee=grantee,
+            patient_id=visitor.patient_id,
+            account_id=visitor.account_id,
+        ),
+    )
+    return render(request, "look_as.html", {"party": party, "preview": shown}, visitor=visitor)
+
+
+# -- wie heeft er gekeken --------------------------------------------------------------------
+
+
+@router.get("/log")
+def access_log(request: Request, visitor: ManagerDep, wie: str = "") -> Response:
+    """The inwoner's AuditEvents in plain words, newest first."""
+    repo = _repo(request, visitor)
+    now = now_micros()
+
+    def load(conn: Connection) -> dict[str, Any]:
+        events = data.search_all(
+            repo,
+            conn,
+            "AuditEvent",
+            [("patient", f"Patient/{visitor.patient_id}"), ("_sort", "-date")],
+        )[:300]
+        refs: set[str] = set()
+        for event in events:
+            for agent in event.get("agent") or []:
+                ref = (agent.get("who") or {}).get("reference")
+                if ref and ref.split("/", 1)[0] in GRANTEE_KINDS:
+                    refs.add(ref)
+        names = {ref: data.name_of(repo, conn, ref) for ref in sorted(refs)}
+        reps = data.representatives(conn, patient_id=visitor.patient_id)
+        lines = [
+            describe_event(
+                e,
+                names=names,
+                own_account=visitor.account_id if visitor.is_inwoner else None,
+                representatives=reps,
+                patient_ref=f"Patient/{visitor.patient_id}",
+            )
+            for e in events
+        ]
+        orgs = sorted(
+            {
+                (line.organization, names.get(line.organization or "", ""))
+                for line in lines
+                if line.organization
+            },
+            key=lambda item: item[1].casefold(),
+        )
+        if wie == "iedereen":
+            shown = lines
+        elif wie:
+            shown = [line for line in lines if line.organization == wie and not line.own]
+        else:
+            shown = [line for line in lines if not line.own]
+        return {"lines": shown, "organizations": orgs, "wie": wie, "now": now}
+
+    return render(request, "log.html", _read(request, load), visitor=visitor)
+
+
+# -- mijn gegevens ---------------------------------------------------------------------------
+
+
+@router.get("/gegevens")
+def my_data(request: Request, visitor: InwonerDep) -> Response:
+    """Download everything, or erase the vault."""
+    return render(request, "data.html", {}, visitor=visitor)
+
+
+@router.get("/gegevens/download")
+def download(request: Request, visitor: InwonerDep) -> Response:
+    """Everything of the inwoner as one FHIR Bundle (JSON)."""
+    repo = _repo(request, visitor)
+    bundle = _read(
+        request, lambda conn: data.export_bundle(repo, conn, patient_id=visitor.patient_id)
+    )
+    response = Response(
+        orjson.dumps(bundle, option=orjson.OPT_INDENT_2),
+        media_type="application/fhir+json",
+        headers={"content-disposition": 'attachment; filename="mijn-gegevens.json"'},
+    )
+    return secure_headers(response)
+
+
+@router.post("/gegevens/wissen")
+def erase_check(request: Request, visitor: InwonerDep, _form: FormDep) -> Response:
+    """First question: are you sure?"""
+    return render(request, "erase.html", {"error": None}, visitor=visitor)
+
+
+@router.post("/gegevens/wissen/zeker")
+def erase(request: Request, visitor: InwonerDep, form: FormDep) -> Response:
+    """Second question answered: destroy the data key and every way in."""
+    if _text(form, "bevestig").casefold() != "wissen":
+        return render(
+            request,
+            "erase.html",
+            {"error": "Typ het woord WISSEN om te laten zien dat je het zeker weet."},
+            visitor=visitor,
+            status=400,
+        )
+    _write(request, lambda conn: data.erase_vault(conn, patient_id=visitor.patient_id))
+    _runtime(request).keys.clear()
+    response = render(request, "erased.html", {}, visitor=None)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- mijn plan -------------------------------------------------------------------------------
+
+
+@router.get("/plan")
+def plan(request: Request, visitor: ManagerDep) -> Response:
+    """Wat wil ik, wat kan ik, wat heb ik nodig, and how it is going."""
+    repo = _repo(request, visitor)
+    current = _read(request, lambda conn: data.read_plan(repo, conn, patient_id=visitor.patient_id))
+    return render(
+        request,
+        "plan.html",
+        {
+            "plan": current,
+            "chart": chart(current.scores),
+            "goal_text": data.goal_text,
+            "goal_priority": data.goal_priority,
+            "goal_domain": data.goal_domain,
+            "priorities": data.PRIORITIES,
+        },
+        visitor=visitor,
+    )
+
+
+def _plan_write(
+    request: Request, visitor: Visitor, work: Callable[[Repository, Connection], None]
+) -> Response:
+    repo = _repo(request, visitor)
+    try:
+        _write(request, lambda conn: work(repo, conn))
+    except FhirError as exc:
+        raise _fhir_refused(exc) from None
+    finally:
+        repo.flush_denials()
+    return see_other("/plan?opgeslagen=1")
+
+
+@router.post("/plan/doel")
+def goal_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
+    """Add a goal, or change one (own words, own ranking)."""
+    text = _text(form, "text")
+    if not text:
+        raise Refused(400, "Vul iets in", "Schrijf in je eigen woorden wat je wilt.")
+    goal_id = _text(form, "goal_id", limit=64) or None
+    if goal_id is not None and not ID_PATTERN.match(goal_id):
+        raise Refused(404, "Niet gevonden", "Dit doel kennen we niet.")
+    existing = None
+    if goal_id is not None:
+        reader = _repo(request, visitor)
+        try:
+            existing = _read(request, lambda conn: data.load(reader.read(conn, "Goal", goal_id)))
+        except FhirError:
+            raise Refused(404, "Niet gevonden", "Dit doel kennen we niet.") from None
+    return _plan_write(
+        request,
+        visitor,
+        lambda repo, conn: data.save_goal(
+            repo,
+            conn,
+            patient_id=visitor.patient_id,
+            existing=existing,
+            text=text,
+            priority=_text(form, "priority", limit=40),
+            domain=_text(form, "domain", limit=40),
+        ),
+    )
+
+
+@router.post("/plan/activiteit")
+def activity_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
+    """Add or change a line of 'wat kan ik' / 'wat heb ik nodig'."""
+    text = _text(form, "text")
+    if not text:
+        raise Refused(400, "Vul iets in", "Schrijf op wat je doet of wat je nodig hebt.")
+    raw_index = _text(form, "index", limit=6)
+    index = int(raw_index) if raw_index.isdigit() else None
+    performer = f"Patient/{visitor.patient_id}"
+    reader = _repo(request, visitor)
+    care_plan = _read(
+        request, lambda conn: data.read_plan(reader, conn, patient_id=visitor.patient_id)
+    ).care_plan
+    return _plan_write(
+        request,
+        visitor,
+        lambda repo, conn: data.save_activity(
+            repo,
+            conn,
+            care_plan=care_plan,
+            patient_id=visitor.patient_id,
+            index=index,
+            text=text,
+            performer=performer,
+        ),
+    )
+
+
+@router.post("/plan/cijfer")
+def score_add(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
+    """A new 1-10 score for one life domain, dated today."""
+    domain = _text(form, "domain", limit=40)
+    raw = _text(form, "score", limit=3)
+    if domain not in data.DOMAINS or not raw.isdigit() or not 1 <= int(raw) <= 10:
+        raise Refused(400, "Cijfer klopt niet", "Kies een onderwerp en een cijfer van 1 tot 10.")
+    return _plan_write(
+        request,
+        visitor,
+        lambda repo, conn: data.add_score(
+            repo, conn, patient_id=visitor.patient_id, domain=domain, score=int(raw)
+        ),
+    )
+
+
+COLOURS = ("#1f5fa8", "#a33b00", "#1d6b35", "#6b2d8f", "#7a5c00", "#8a1c3c")
+
+
+def chart(scores: Mapping[str, list[tuple[str, int]]]) -> dict[str, Any]:
+    """Line chart geometry for an inline SVG: x = moment, y = score 1-10."""
+    dates = sorted({d for series in scores.values() for d, _ in series})
+    width, height, left, top, bottom, right = 320, 200, 28, 10, 24, 10
+    inner_w, inner_h = width - left - right, height - top - bottom
+
+    def x(day: str) -> float:
+        if len(dates) < 2:
+            return left + inner_w / 2
+        return round(left + inner_w * dates.index(day) / (len(dates) - 1), 1)
+
+    def y(score: int) -> float:
+        return round(top + inner_h * (10 - score) / 9, 1)
+
+    lines = []
+    for number, (domain, series) in enumerate(sorted(scores.items())):
+        points = [(x(d), y(s), d, s) for d, s in series]
+        lines.append(
+            {
+                "domain": data.DOMAINS.get(domain, domain),
+                "colour": COLOURS[number % len(COLOURS)],
+                "dash": "" if number < len(COLOURS) else "4 2",
+                "points": points,
+                "path": " ".join(f"{px},{py}" for px, py, _, _ in points),
+            }
+        )
+    return {
+        "width": width,
+        "height": height,
+        "lines": lines,
+        "grid": [(y(s), s) for s in (1, 4, 7, 10)],
+        "xlabels": [(x(d), d[8:10] + "-" + d[5:7]) for d in dates],
+        "left": left,
+        "right": width - right,
+        "bottom": height - bottom,
+    }
+
+
+# -- mijn netwerk ----------------------------------------------------------------------------
+
+
+@router.get("/netwerk")
+def network_page(request: Request, visitor: InwonerDep) -> Response:
+    """The people around the inwoner: invite them, name a representative."""
+    repo = _repo(request, visitor)
+    members = _read(request, lambda conn: data.network(repo, conn, patient_id=visitor.patient_id))
+    return render(
+        request,
+        "network.html",
+        {"members": members, "bases": LEGAL_BASES, "link": None},
+        visitor=visitor,
+    )
+
+
+@router.post("/netwerk/uitnodigen")
+def network_invite(request: Request, visitor: InwonerDep, form: FormDep) -> Response:
+    """A one-time link for someone (new or already in the network)."""
+    repo = _repo(request, visitor)
+    person = _text(form, "person", limit=200)
+    name = _text(form, "name", limit=200)
+    relation = _text(form, "relation", limit=100)
+
+    if person:
+        kind, _, ident = person.partition("/")
+        if kind != "RelatedPerson" or not ID_PATTERN.match(ident):
+            raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.")
+        try:
+            _read(request, lambda conn: repo.read(conn, "RelatedPerson", ident))
+        except FhirError:
+            raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.") from None
+
+    def work(conn: Connection) -> str:
+        # Reads are logged through the access log's own writer, so none happen in here.
+        if person:
+            person_id = person.partition("/")[2]
+        elif name:
+            person_id = data.add_person(
+                repo, conn, patient_id=visitor.patient_id, name=name, relation=relation
+            )
+        else:
+            raise Refused(
+                400, "Vul iets in", "Kies iemand, of vul de naam in van wie je uitnodigt."
+            )
+        return data.invite(conn, patient_id=visitor.patient_id, related_person_id=person_id)
+
+    try:
+        token = _write(request, work)
+    except FhirError as exc:
+        raise _fhir_refused(exc) from None
+    finally:
+        repo.flush_denials()
+    base = str(request.base_url).rstrip("/")
+    settings = _runtime(request).settings
+    if settings.public_base_url:
+        base = settings.public_base_url
+    members = _read(request, lambda conn: data.network(repo, conn, patient_id=visitor.patient_id))
+    return render(
+        request,
+        "network.html",
+        {"members": members, "bases": LEGAL_BASES, "link": f"{base}/uitnodiging/{token}"},
+        visitor=visitor,
+    )
+
+
+@router.post("/netwerk/vertegenwoordiger")
+def network_representative(request: Request, visitor: InwonerDep, form: FormDep) -> Response:
+    """Name someone with an account as representative, with the legal basis; or undo it."""
+    person = _text(form, "person", limit=200)
+    basis = _text(form, "basis", limit=40)
+    if not person.startswith("RelatedPerson/") or (basis and basis not in LEGAL_BASES):
+        raise Refused(400, "Dat klopt niet", "Kies iemand en een reden.")
+    done = _write(
+        request,
+        lambda conn: data.set_representative(
+            conn, patient_id=visitor.patient_id, related_person=person, legal_basis=basis or None
+        ),
+    )
+    if not done:
+        raise Refused(400, "Nog geen account", "Deze persoon heeft nog geen account.")
+    return see_other("/netwerk?opgeslagen=1")
+
+
+@router.get("/uitnodiging/{token}")
+def invitation_page(request: Request, token: str) -> Response:
+    """The invited person makes an account."""
+    found = _read(request, lambda conn: data.open_invitation(conn, token[:100], now=now_micros()))
+    if found is None:
+        raise Refused(
+            404,
+            "Deze link werkt niet meer",
+            "De link is al gebruikt of is verlopen. Vraag om een nieuwe uitnodiging.",
+        )
+    return _invitation_form(request, token)
+
+
+def _invitation_form(
+    request: Request, token: str, *, error: str | None = None, username: str = "", status: int = 200
+) -> Response:
+    csrf = secrets.token_urlsafe(32)
+    response = render(
+        request,
+        "invitation.html",
+        {
+            "token": token,
+            "error": error,
+            "username": username,
+            "login_csrf": csrf,
+            "min_length": MIN_PASSWORD_LENGTH,
+        },
+        status=status,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        csrf,
+        httponly=True,
+        samesite="strict",
+        secure=cookie_is_secure(request, _runtime(request).settings),
+        path="/uitnodiging",
+    )
+    return response
+
+
+@router.post("/uitnodiging/{token}")
+async def invitation_accept(request: Request, token: str) -> Response:
+    """Use the link once: a new account that sees only what was granted to this person."""
+    from starlette.concurrency import run_in_threadpool
+
+    form = await request.form()
+    if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get("csrf_token")):
+        raise Refused(403, "Dit formulier is niet geldig", "Laad de pagina opnieuw.")
+    username = _text(form, "username", limit=100)
+    password = form.get("password", "")
+    again = form.get("password_again", "")
+    name = _text(form, "name", limit=200)
+    if not isinstance(password, str) or not isinstance(again, str):
+        password, again = "", "-"
+    if len(username) < 3 or len(password) < MIN_PASSWORD_LENGTH or password != again:
+        return _invitation_form(
+            request,
+            token,
+            error=f"Kies een naam van minstens 3 tekens en een wachtwoord van minstens "
+            f"{MIN_PASSWORD_LENGTH} tekens, twee keer hetzelfde.",
+            username=username,
+            status=400,
+        )
+
+    def accept(conn: Connection) -> str | None:
+        now = now_micros()
+        invitation = data.open_invitation(conn, token[:100], now=now)
+        if invitation is None:
+            raise Refused(
+                404, "Deze link werkt niet meer", "De link is al gebruikt of is verlopen."
+            )
+        from sqlalchemy import select
+
+        from vault.oauth.models import Account
+
+        if conn.execute(
+            select(Account.account_id).where(Account.username == username.lower())
+        ).first():
+            return None
+        account = create_account(
+            conn,
+            username=username,
+            password=password,
+            display_name=name or username,
+            patient_id=None,
+            now=now,
+        )
+        if not data.redeem_invitation(conn, invitation, account_id=account.account_id):
+            raise Refused(404, "Deze link werkt niet meer", "De link is al gebruikt.")
+        session_id, _ = start_session(conn, account_id=account.account_id, now=now)
+        return session_id
+
+    session_id = await run_in_threadpool(_write, request, accept)
+    if session_id is None:
+        return _invitation_form(
+            request, token, error="Deze naam is al in gebruik. Kies een andere.", status=400
+        )
+    response = see_other("/")
+    set_session_cookie(response, session_id, request=request, settings=_runtime(request).settings)
+    return response
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+
+def install_page(app: FastAPI) -> None:
+    """Mount the page: its routes, its stylesheet, and its two answers for refusals."""
+
+    async def login_needed(request: Request, _exc: Exception) -> Response:
+        return see_other("/inloggen")
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refused)
+        return render(
+            request,
+            "error.html",
+            {"title": exc.title, "message": exc.message},
+            visitor=None,
+            status=exc.status,
+        )
+
+    app.add_exception_handler(LoginNeeded, login_needed)
+    app.add_exception_handler(Refused, refused)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="page-static")
+    app.include_router(router)
