@@ -25,10 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from vault.config import Settings
+from vault.consent.page_session import LoginOutcome, log_in
 from vault.deps import RuntimeDep
 from vault.fhir.capability import SecurityFor, smart_security
 from vault.fhir.resources import RESOURCE_TYPES
-from vault.oauth.accounts import authenticate
 from vault.oauth.client_assertion import ALGORITHMS
 from vault.oauth.requests import StarletteOAuth2Request, oauth2_request
 from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
@@ -353,22 +353,32 @@ async def authorize_decision(request: Request, runtime: RuntimeDep) -> Response:
         )
         return response
 
-    def login() -> Any:
-        with runtime.db.read() as conn:
-            return authenticate(
-                conn, username=form.get("username", ""), password=form.get("password", "")
+    def login() -> LoginOutcome:
+        # The same throttled login as the consent page: failures are counted per user name
+        # in the database, so guessing a password through an app is no easier.
+        with runtime.db.write() as conn:
+            return log_in(
+                conn,
+                username=form.get("username", ""),
+                password=form.get("password", ""),
+                blind=runtime.blind,
+                now=now_micros(),
             )
 
-    account = await run_in_threadpool(login)
+    outcome = await run_in_threadpool(login)
+    account = outcome.account
     if account is None or account.patient_id is None:
         return _render(
             request,
             grant,
             oauth_request,
             csrf=secrets.token_urlsafe(24),
-            error="Je gebruikersnaam of wachtwoord klopt niet. Probeer het opnieuw.",
+            error="Je hebt te vaak een verkeerd wachtwoord gebruikt. Wacht een kwartier en "
+            "probeer het dan opnieuw."
+            if outcome.throttled
+            else "Je gebruikersnaam of wachtwoord klopt niet. Probeer het opnieuw.",
             username=form.get("username", ""),
-            status=400,
+            status=429 if outcome.throttled else 400,
         )
     response = await run_in_threadpool(
         server.create_authorization_response, oauth_request, account, grant

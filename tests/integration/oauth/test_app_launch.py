@@ -449,6 +449,22 @@ def test_wrong_password_shows_the_page_again_without_a_code(
     assert csrf_of(response)
 
 
+def test_repeated_wrong_passwords_lock_the_user_name_for_a_while(
+    app: App, http: httpx.Client, login: Login
+) -> None:
+    _, challenge = pkce()
+    params = app.authorize_params(challenge=challenge)
+    for _ in range(5):
+        wrong = app.login_and_approve(
+            http, params, username=login.username, password="not-it-at-all"
+        )
+        assert wrong.status_code == 400
+    locked = app.login_and_approve(http, params, username=login.username, password=login.password)
+    assert locked.status_code == 429
+    assert "location" not in locked.headers
+    assert "Wacht een kwartier" in locked.text
+
+
 def test_unknown_user_gets_the_same_answer_as_a_wrong_password(
     app: App, http: httpx.Client, login: Login
 ) -> None:
