@@ -1,3 +1,6 @@
-"""Adapters: the SDK partner systems use to pull what an inwoner granted."""
+"""Adapters: the SDK partner systems use to pull what an inwoner granted, and the base class
+an adapter implements (``adapters.base.Adapter``)."""
 
-__all__: list[str] = []
+from adapters.base import Adapter, patient_of
+
+__all__ = ["Adapter", "patient_of"]

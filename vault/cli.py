@@ -17,6 +17,8 @@ from vault.config import Settings
 from vault.crypto import MasterKey, MasterKeyring, fsync_dir, pending_key_path
 from vault.db import Database
 from vault.errors import KeyUnavailable
+from vault.fhir.export import export_key_owner
+from vault.fhir.export_models import ExportJob
 from vault.fhir.models import DataKey, VaultMeta
 from vault.migrations import upgrade
 from vault.oauth.commands import account_app, client_app, rotate_signing
@@ -218,6 +220,16 @@ def rotate(data_dir: DataDir) -> None:
                     update(SigningKey)
                     .where(SigningKey.kid == key.kid)
                     .values(private_sealed=new.wrap(plain, owner=owner), master_key_id=new.key_id)
+                )
+            for job in conn.execute(
+                select(ExportJob.id, ExportJob.wrapped_key, ExportJob.master_key_id)
+            ).all():
+                owner = export_key_owner(job.id)
+                plain = keyring.unwrap(job.wrapped_key, owner=owner, key_id=job.master_key_id)
+                conn.execute(
+                    update(ExportJob)
+                    .where(ExportJob.id == job.id)
+                    .values(wrapped_key=new.wrap(plain, owner=owner), master_key_id=new.key_id)
                 )
     except KeyUnavailable as exc:
         raise _fail(str(exc)) from None

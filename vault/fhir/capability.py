@@ -29,6 +29,10 @@ SecurityFor = Callable[[str], Mapping[str, Any]]
 
 READ_INTERACTIONS = ("read", "vread", "search-type", "history-instance", "history-type")
 WRITE_INTERACTIONS = ("create", "update", "delete")
+# Bulk Data Access 2.0 (fhir/export.py); Group-level export is not offered: no Groups.
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+BULK_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+BULK_PATIENT_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
 COMMON_PARAMS = (
     ("_id", "token", "Logical id of the resource"),
     ("_lastUpdated", "date", "When the resource version last changed"),
@@ -72,6 +76,8 @@ def _resource(spec: ResourceType) -> dict[str, Any]:
         "searchRevInclude": revincludes,
         "searchParam": params,
     }
+    if spec.name == "Patient":
+        entry["operation"] = [{"name": "export", "definition": BULK_PATIENT_EXPORT}]
     return entry
 
 
@@ -115,6 +121,7 @@ def capability_statement(
         "documentation": "Deny by default: every request needs a bearer token issued by "
         "this vault, and sees only what the inwoner granted.",
         "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()],
+        "operation": [{"name": "export", "definition": BULK_EXPORT}],
     }
     if security is not None:
         rest["security"] = dict(security)
@@ -124,6 +131,7 @@ def capability_statement(
         "date": software_date,
         "publisher": "Regiekluis",
         "kind": "instance",
+        "instantiates": [BULK_DATA],
         "software": {"name": "Regiekluis", "version": __version__},
         "implementation": {"description": "Regiekluis personal data vault", "url": base},
         "fhirVersion": FHIR_VERSION,

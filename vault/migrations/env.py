@@ -7,6 +7,7 @@ from sqlalchemy import create_engine
 
 import vault.consent.models
 import vault.consent.web_models
+import vault.fhir.export_models
 import vault.fhir.models
 import vault.oauth.models  # noqa: F401
 from vault.db import Base
