@@ -86,7 +86,7 @@ class AuditRecord:
         }
         if self.organization:
             agent["who"] = {"reference": self.organization}
-        elif self.patient_id and not self.client_id:
+        elif self.patient_id:
             agent["who"] = {"reference": f"Patient/{self.patient_id}"}
         if self.client_id:
             agent["altId"] = self.client_id
@@ -198,8 +198,11 @@ class AuditLog:
             if record.patient_id is not None and _erased(conn, record.patient_id):
                 # An erased inwoner's key is gone: the record goes to the vault's own
                 # chain, naming the Patient, instead of being sealed under nothing.
-                record = replace(record, patient_id=None,
-                                 entities=[f"Patient/{record.patient_id}", *record.entities])
+                record = replace(
+                    record,
+                    patient_id=None,
+                    entities=[f"Patient/{record.patient_id}", *record.entities],
+                )
             resource_id = str(uuid.uuid4())
             stored = write_internal(
                 self._rt,

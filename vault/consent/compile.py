@@ -11,8 +11,10 @@ constraints of its ancestors folded in (a nested provision narrows its parent):
 - ``actor.reference``: Organization, Practitioner or RelatedPerson (the grantee).
 - ``action``: ``access`` (read) and ``correct`` (write). A permit must name its actions.
 - ``class``: resource types (system ``http://hl7.org/fhir/resource-types``); none = all
-  types an inwoner's plan is made of. AuditEvent is never granted to anyone else.
-- ``data``: specific resources, ``meaning`` ``instance`` or ``related``.
+  types an inwoner's plan is made of. AuditEvent is never granted to anyone else, and a
+  Consent is shown only to the actors it names, never granted.
+- ``data``: specific resources, ``meaning`` ``instance`` (that resource) or ``related``
+  (that resource and the resources it refers to, FHIR's consent-data-meaning).
 - ``securityLabel``: one label per provision; the rows then apply to resources carrying it.
 - ``period``: from/until; ``purpose``: the purpose of use a request must have.
 
@@ -40,8 +42,9 @@ CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 ACTIONS = frozenset({"access", "correct"})
 GRANTEE_TYPES = frozenset({"Organization", "Practitioner", "RelatedPerson"})
 # What a Consent can open up: the inwoner's plan and what surrounds it. AuditEvent (the
-# access log) belongs to the inwoner alone.
-GRANTABLE_TYPES = frozenset(RESOURCE_TYPES) - {"AuditEvent"}
+# access log) belongs to the inwoner alone; a partner sees only the Consents that name it
+# (enforce.names_grantee), so one partner never learns what another was granted.
+GRANTABLE_TYPES = frozenset(RESOURCE_TYPES) - {"AuditEvent", "Consent"}
 MEANINGS = frozenset({"instance", "related"})
 
 

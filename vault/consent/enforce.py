@@ -16,12 +16,16 @@ from sqlalchemy import ColumnElement, and_, exists, false, literal, or_, select
 
 from vault.consent.compile import GRANTABLE_TYPES
 from vault.consent.models import ConsentGrant
-from vault.fhir.models import SearchReference, SearchToken
+from vault.fhir.models import ResourceRow, SearchReference, SearchToken
 
 __all__ = ["RowColumns", "granted"]
 
 SR = SearchReference.__table__.c
 ST = SearchToken.__table__.c
+# Built once: an alias's column collection costs more to set up than the rest of the query.
+_PERMIT = ConsentGrant.__table__.alias("g")
+_DENY = ConsentGrant.__table__.alias("d")
+_NAMED = ResourceRow.__table__.alias("named")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,7 @@ def _match(
     g: Any, row: RowColumns, *, action: str, purposes: Iterable[str], now: int
 ) -> list[ColumnElement[bool]]:
     purpose_list = sorted(set(purposes))
+    named = _NAMED.c
     return [
         g.patient_id == row.patient_id,
         or_(
@@ -53,16 +58,20 @@ def _match(
         or_(
             g.data_type.is_(None),
             and_(g.data_type == row.resource_type, g.data_id == row.resource_id),
+            # "related" (FHIR consent-data-meaning): the named resource and what it refers to.
             and_(
                 g.data_meaning == "related",
                 exists(
                     select(SR.id)
+                    .select_from(_NAMED.join(SearchReference.__table__, SR.resource_pk == named.pk))
                     .where(
-                        SR.resource_pk == row.pk,
-                        SR.target_type == g.data_type,
-                        SR.target_id == g.data_id,
+                        named.resource_type == g.data_type,
+                        named.resource_id == g.data_id,
+                        named.deleted.is_(False),
+                        SR.target_type == row.resource_type,
+                        SR.target_id == row.resource_id,
                     )
-                    .correlate_except(SearchReference.__table__)
+                    .correlate_except(SearchReference.__table__, _NAMED)
                 ),
             ),
         ),
@@ -89,9 +98,7 @@ def granted(
     who = sorted(set(grantees))
     if not who:
         return false()
-    table = ConsentGrant.__table__
-    g = table.alias("g")
-    d = table.alias("d")
+    g, d = _PERMIT, _DENY
     denied = exists(
         select(d.c.id)
         .where(

@@ -18,8 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from vault.consent.compile import GRANTABLE_TYPES, Grant
+from vault.fhir.resources import RESOURCE_TYPES
 
 __all__ = ["Facts", "Request", "permits"]
+
+# Types outside every compartment (Organization, Practitioner): the shared directory.
+SHARED_TYPES = frozenset(name for name, spec in RESOURCE_TYPES.items() if spec.compartment is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +40,7 @@ class Facts:
     resource_id: str
     patient_id: str | None
     labels: frozenset[tuple[str | None, str]] = frozenset()  # meta.security (system, code)
-    references: frozenset[tuple[str, str]] = frozenset()  # (type, id) it points at
+    referenced_by: frozenset[tuple[str, str]] = frozenset()  # (type, id) of those pointing at it
 
 
 def _matches(grant: Grant, facts: Facts, request: Request) -> bool:
@@ -52,7 +56,8 @@ def _matches(grant: Grant, facts: Facts, request: Request) -> bool:
     if grant.data_type is not None:
         target = (grant.data_type, grant.data_id)
         direct = (facts.resource_type, facts.resource_id) == target
-        related = grant.data_meaning == "related" and target in facts.references
+        # "related" (FHIR consent-data-meaning): the named resource and what it refers to.
+        related = grant.data_meaning == "related" and target in facts.referenced_by
         if not (direct or related):
             return False
     if grant.label_code is not None and not any(
@@ -76,7 +81,9 @@ def permits(
     no deny of that same Consent does.
     """
     if facts.patient_id is None:
-        return True  # shared rows (Organization, Practitioner) belong to no inwoner
+        # The shared directory belongs to no inwoner. Any other row without an inwoner (the
+        # vault's own access log) is nobody's to grant.
+        return facts.resource_type in SHARED_TYPES
     for patient_id, grants in consents.values():
         if patient_id != facts.patient_id:
             continue

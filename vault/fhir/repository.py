@@ -182,6 +182,12 @@ class Repository:
         """The type must exist and the caller's scopes must cover the interaction (403)."""
         spec = resource_type_or_404(resource_type)
         if not self._ctx.allows(interaction, spec.name):
+            # Refusals by scope are access decisions too, and are logged like the others:
+            # writes after their transaction ends, reads before the answer goes out.
+            if interaction in ("c", "u", "d"):
+                self._deny_write(_SCOPE_INTERACTIONS[interaction], spec.name, "", None)
+            else:
+                self._record(_SCOPE_INTERACTIONS[interaction], [], permitted=False, query=spec.name)
             verb = _VERBS[interaction]
             raise Forbidden(f"The access token's scopes do not allow {verb} {spec.name}")
         return spec
@@ -239,7 +245,8 @@ class Repository:
                 interaction=interaction,
                 permitted=permitted,
                 client_id=ctx.client_id,
-                organization=ctx.organization,
+                # An inwoner's own app acts for the inwoner, not for the app's maker.
+                organization=ctx.organization if ctx.kind == "system" else None,
                 account_id=ctx.account_id,
                 entities=refs,
                 query=query,
@@ -292,7 +299,9 @@ class Repository:
                 [],
                 permitted=False,
                 fallback_patient=patient_id,
-                entities=[f"{resource_type}/{resource_id}"],
+                # Without an id (a refused create) the log names the type as the query.
+                entities=[f"{resource_type}/{resource_id}"] if resource_id else [],
+                query=None if resource_id else resource_type,
             )
         )
 
@@ -803,6 +812,10 @@ class Repository:
             if len(ids) > 1:
                 raise PreconditionFailed("If-None-Exist matches more than one resource")
             if ids:
+                if not self._ctx.allows("r", spec.name):
+                    # Inside the write's transaction: the refusal is logged after it ends.
+                    self._deny_write("read", spec.name, ids[0], None)
+                    raise Forbidden(f"The access token's scopes do not allow reading {spec.name}")
                 found = self._read(conn, resource_type, ids[0])
                 self._record_write(conn, "read", found)
                 return found, False
@@ -898,6 +911,7 @@ class Repository:
         stored = self._new_version(conn, prepared, row)
         if not visible("correct"):
             # The change would take the resource out of what was granted (e.g. a label).
+            self._deny_write("update", spec.name, resource_id, row.patient_id)
             raise Forbidden("This change would take the resource outside your grant")
         self._provenance(conn, stored)
         self._record_write(conn, "update", stored)
@@ -981,7 +995,8 @@ class Repository:
                 body=None,
             )
         )
-        self._clear_index(conn, row.pk)
+        # The labels stay: a deny by label must keep hiding the history of a deleted resource.
+        self._clear_index(conn, row.pk, keep_labels=True)
         if spec.name == "Consent":
             drop_grants(conn, consent_pk=row.pk)
         self._record_write(
@@ -1248,9 +1263,13 @@ class Repository:
             conn.execute(insert(SearchDate), dates)
 
     @staticmethod
-    def _clear_index(conn: Connection, pk: int) -> None:
+    def _clear_index(conn: Connection, pk: int, *, keep_labels: bool = False) -> None:
         for table in (SearchToken, SearchReference, SearchDate):
-            conn.execute(delete(table).where(table.__table__.c.resource_pk == pk))
+            columns = table.__table__.c
+            stmt = delete(table).where(columns.resource_pk == pk)
+            if keep_labels and table is SearchToken:
+                stmt = stmt.where(columns.param != "_security")
+            conn.execute(stmt)
 
 
 def write_internal(
@@ -1281,6 +1300,7 @@ def _named_patient(query: SearchQuery) -> str | None:
 
 
 _INTERACTIONS = {"c": "create", "u": "update", "d": "delete"}
+_SCOPE_INTERACTIONS = {**_INTERACTIONS, "r": "read", "s": "search-type"}
 _VERBS = {"c": "creating", "r": "reading", "u": "updating", "d": "deleting", "s": "searching"}
 
 
