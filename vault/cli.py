@@ -63,6 +63,17 @@ def _check_master_key(settings: Settings) -> None:
         raise _fail(str(exc)) from None
 
 
+def _open(settings: Settings, *, prepare: bool = False) -> Runtime:
+    """Open the vault, or stop with one clear line; ``prepare`` migrates and bootstraps."""
+    _check_master_key(settings)
+    if prepare:
+        _migrate(settings)
+    try:
+        return Runtime.open(settings, bootstrap=prepare)
+    except KeyUnavailable as exc:
+        raise _fail(str(exc)) from None
+
+
 def _migrate(settings: Settings) -> None:
     db = Database(settings.database_url)
     try:
@@ -85,13 +96,7 @@ def init(data_dir: DataDir) -> None:
     else:
         MasterKey.generate().write(key_path)
         typer.echo(f"created master key {key_path} (mode 0600): keep it safe and backed up")
-    _check_master_key(settings)
-    _migrate(settings)
-    try:
-        runtime = Runtime.open(settings, bootstrap=True)
-    except KeyUnavailable as exc:
-        raise _fail(str(exc)) from None
-    runtime.close()
+    _open(settings, prepare=True).close()
     typer.echo(f"vault ready in {settings.data_dir}")
 
 
@@ -106,12 +111,7 @@ def serve(
     import uvicorn
 
     settings = Settings.from_env(data_dir)
-    _check_master_key(settings)
-    _migrate(settings)
-    try:
-        Runtime.open(settings, bootstrap=True).close()
-    except KeyUnavailable as exc:
-        raise _fail(str(exc)) from None
+    _open(settings, prepare=True).close()
     os.environ["VAULT_DATA_DIR"] = str(settings.data_dir)
     uvicorn.run(
         "vault.main:app_from_env",
@@ -131,12 +131,7 @@ def demo(data_dir: DataDir) -> None:
     from vault.demo import DEMO_PATIENT_IDS, load_demo
     from vault.oauth.commands import new_password, set_account
 
-    settings = Settings.from_env(data_dir)
-    _migrate(settings)
-    try:
-        runtime = Runtime.open(settings, bootstrap=True)
-    except KeyUnavailable as exc:
-        raise _fail(str(exc)) from None
+    runtime = _open(Settings.from_env(data_dir), prepare=True)
     logins = []
     try:
         changed = load_demo(runtime)
@@ -248,11 +243,7 @@ def rotate(data_dir: DataDir) -> None:
 def rotate_signing_command(data_dir: DataDir) -> None:
     """New signing key for id tokens; the old public key stays published until its tokens expire."""
     settings = Settings.from_env(data_dir)
-    _check_master_key(settings)
-    try:
-        runtime = Runtime.open(settings)
-    except KeyUnavailable as exc:
-        raise _fail(str(exc)) from None
+    runtime = _open(settings)
     try:
         kid = rotate_signing(runtime)
     finally:
@@ -266,11 +257,7 @@ def audit_verify(data_dir: DataDir) -> None:
     from vault.audit import verify_chains
 
     settings = Settings.from_env(data_dir)
-    _check_master_key(settings)
-    try:
-        runtime = Runtime.open(settings)
-    except KeyUnavailable as exc:
-        raise _fail(str(exc)) from None
+    runtime = _open(settings)
     try:
         problems = verify_chains(runtime)
     finally:

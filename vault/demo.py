@@ -24,6 +24,7 @@ import orjson
 
 from vault.access import AccessContext
 from vault.errors import Gone, NotFound
+from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
 from vault.fhir.repository import Repository
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ __all__ = ["DEMO_PATIENT_IDS", "demo_resources", "load_demo"]
 
 Resource = dict[str, Any]
 
-LEVENSDOMEIN = "https://regiekluis.nl/fhir/CodeSystem/levensdomein"
 BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
 DEMO_AGB = "https://regiekluis.nl/fhir/NamingSystem/demo-agb"
 DEMO_KVK = "https://regiekluis.nl/fhir/NamingSystem/demo-kvk"
@@ -49,14 +49,7 @@ ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 RESOURCE_TYPE_SYSTEM = "http://hl7.org/fhir/resource-types"
 LOINC = "http://loinc.org"
 
-DOMAINS = {
-    "financien": "Financiën",
-    "wonen": "Wonen",
-    "relaties": "Relaties",
-    "dagbesteding": "Dagbesteding",
-    "gezondheid": "Gezondheid",
-    "opvoeding": "Opvoeding",
-}
+DOMAINS = LEVENSDOMEINEN
 PRIORITIES = {
     "high-priority": "High Priority",
     "medium-priority": "Medium Priority",

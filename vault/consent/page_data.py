@@ -25,6 +25,7 @@ from vault.consent.models import ConsentGrant
 from vault.consent.page_words import PART_BY_KEY, PARTS, Summary, summarize
 from vault.consent.web_models import Invitation, NetworkLink, WebSession
 from vault.errors import FhirError, KeyUnavailable, NotFound
+from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
 from vault.fhir.models import DataKey
 from vault.fhir.repository import Repository, Stored
 from vault.fhir.resources import RESOURCE_TYPES, format_instant, split_reference
@@ -47,18 +48,10 @@ CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
 RESOURCE_TYPE_SYSTEM = "http://hl7.org/fhir/resource-types"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-LEVENSDOMEIN = "https://regiekluis.nl/fhir/CodeSystem/levensdomein"
 GOAL_PRIORITY = "http://terminology.hl7.org/CodeSystem/goal-priority"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
-DOMAINS = {
-    "financien": "Financiën",
-    "wonen": "Wonen",
-    "relaties": "Relaties",
-    "dagbesteding": "Dagbesteding",
-    "gezondheid": "Gezondheid",
-    "opvoeding": "Opvoeding",
-}
+DOMAINS = LEVENSDOMEINEN
 PRIORITIES = {
     "high-priority": "Heel belangrijk",
     "medium-priority": "Belangrijk",

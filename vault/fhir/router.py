@@ -87,6 +87,18 @@ def _resource_response(
     )
 
 
+def _written(request: Request, runtime: Runtime, stored: Stored, *, created: bool) -> Response:
+    """The answer to a create or update: 201 or 200, Location, and the body unless minimal."""
+    base = base_url(request, runtime)
+    location = f"{base}/{stored.resource_type}/{stored.resource_id}/_history/{stored.version_id}"
+    return _resource_response(
+        stored,
+        status=201 if created else 200,
+        location=location,
+        minimal=_prefers(request, "return", "minimal"),
+    )
+
+
 def _prefers(request: Request, key: str, value: str) -> bool:
     prefer = request.headers.get("prefer", "")
     return any(part.strip() == f"{key}={value}" for part in prefer.split(","))
@@ -250,14 +262,7 @@ async def create(
             repo.flush_denials()
 
     stored, created = await run_in_threadpool(work)
-    base = base_url(request, runtime)
-    location = f"{base}/{stored.resource_type}/{stored.resource_id}/_history/{stored.version_id}"
-    return _resource_response(
-        stored,
-        status=201 if created else 200,
-        location=location,
-        minimal=_prefers(request, "return", "minimal"),
-    )
+    return _written(request, runtime, stored, created=created)
 
 
 @router.put("/{resource_type}/{resource_id}")
@@ -277,14 +282,7 @@ async def update(
             repo.flush_denials()
 
     stored, created = await run_in_threadpool(work)
-    base = base_url(request, runtime)
-    location = f"{base}/{stored.resource_type}/{stored.resource_id}/_history/{stored.version_id}"
-    return _resource_response(
-        stored,
-        status=201 if created else 200,
-        location=location,
-        minimal=_prefers(request, "return", "minimal"),
-    )
+    return _written(request, runtime, stored, created=created)
 
 
 @router.delete("/{resource_type}/{resource_id}")
