@@ -77,7 +77,13 @@ def _resource(spec: ResourceType) -> dict[str, Any]:
         "searchParam": params,
     }
     if spec.name == "Patient":
-        entry["operation"] = [{"name": "export", "definition": BULK_PATIENT_EXPORT}]
+        entry["operation"] = [
+            {"name": "export", "definition": BULK_PATIENT_EXPORT},
+            {
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            },
+        ]
     return entry
 
 

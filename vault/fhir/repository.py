@@ -543,6 +543,43 @@ class Repository:
         includes = self._includes(conn, query, [r.pk for r in rows], matches)
         return SearchPage(total, matches, includes, next_cursor, previous_cursor, query)
 
+    def everything(self, conn: Connection, patient_id: str, *, since: int | None) -> list[Stored]:
+        """``Patient/$everything``: what the caller may see of one inwoner's compartment.
+
+        Every row goes through the same access decision as a search; types the token's
+        scopes do not cover are left out. If the caller may see nothing at all, the answer
+        is 404, exactly as for an inwoner who does not exist.
+        """
+        found: list[Stored] = []
+        settings = self._rt.settings
+        for spec in RESOURCE_TYPES.values():
+            if spec.compartment is None or not self._ctx.allows("s", spec.name):
+                continue
+            params = [("patient", patient_id)] if spec.name != "Patient" else [("_id", patient_id)]
+            if since is not None:
+                params.append(("_lastUpdated", "ge" + format_instant(since)))
+            query = parse_search(
+                spec,
+                params,
+                blind=self._blind,
+                lenient=False,
+                default_count=settings.max_page_size,
+                max_count=settings.max_page_size,
+                registry=RESOURCE_TYPES,
+            )
+            query.total = "none"
+            while True:
+                page = self._search(conn, query)
+                found.extend(page.matches)
+                if page.next_cursor is None:
+                    break
+                query.cursor = page.next_cursor
+        if not found:
+            self._record_denied(conn, "operation", "Patient", patient_id)
+            raise _not_found("Patient", patient_id)
+        self._record("operation", found, query=f"Patient/{patient_id}/$everything")
+        return found
+
     def find_ids(self, conn: Connection, resource_type: str, criteria: str) -> list[str]:
         """Ids matching a search string such as ``identifier=sys|123`` (conditional create)."""
         from urllib.parse import parse_qsl

@@ -131,6 +131,41 @@ def _search(
     return Response(body, media_type=FHIR_JSON)
 
 
+@router.get("/Patient/{patient_id}/$everything")
+def patient_everything(
+    request: Request, runtime: RuntimeDep, repo: RepositoryDep, patient_id: str
+) -> Response:
+    """Everything of one inwoner the caller may see, as one searchset Bundle."""
+    _check_accept(request)
+    since = None
+    for name, value in request.query_params.multi_items():
+        if name == "_since":
+            try:
+                since = parse_date_range(value)[0]
+            except ValueError:
+                raise BadRequest("_since must be a FHIR instant", expression=["_since"]) from None
+        elif name not in ("_format", "_pretty"):
+            raise BadRequest(f"Unknown $everything parameter '{name}'", expression=[name])
+    with runtime.db.read() as conn:
+        found = repo.everything(conn, patient_id, since=since)
+    base = base_url(request, runtime)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(found),
+        "link": [{"relation": "self", "url": f"{base}/Patient/{patient_id}/$everything"}],
+        "entry": [
+            {
+                "fullUrl": f"{base}/{s.resource_type}/{s.resource_id}",
+                "resource": orjson.Fragment(s.body or b"{}"),
+                "search": {"mode": "match"},
+            }
+            for s in found
+        ],
+    }
+    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+
+
 @router.get("/{resource_type}/_history")
 def type_history(
     request: Request, runtime: RuntimeDep, repo: RepositoryDep, resource_type: str
