@@ -1,0 +1,607 @@
+"""Read and search by a partner under consent enforcement, as inwoners and grants grow.
+
+Issue 4, "Benchmark": the read and search of ``fhir_read_search.py``, but asked by a real
+partner system (SMART Backend Services client of the Organization "MEE Veluwe", scope
+``system/Goal.rs``, a bearer token from the vault's own ``/oauth/token``) to a vault that
+resolves tokens and enforces Consents as in production, with 1, 10 and 100 ``consent_grant``
+rows per inwoner, for 1,000 and 10,000 inwoners:
+
+  read     ``GET /fhir/Goal/{id}``, random Goal ids (every Goal is granted to the partner)
+  search   ``GET /fhir/Goal?patient={id}``, random inwoners (6 Goals each)
+
+Each inwoner has one Consent: a permit provision, action ``access``, class Goal, whose
+actors are MEE Veluwe and N-1 other Organizations, so it compiles to exactly N grant rows
+(checked with a COUNT on ``consent_grant``). The same two requests with full access (the
+``bench_access`` vault of ``fhir_read_search.py``) are measured as the baseline in the same
+run. Target: the server CPU per request stays flat (within +-15 %) as inwoners and grants
+grow, because the access decision is index lookups, not scans; the script prints the query
+plans of the partner's requests to show it.
+
+    python benchmarks/consent_read_search.py [--inwoners 1000,10000] [--database-url URL]
+                                             [--grants 1,10,100] [--duration 8]
+
+Data is loaded once: the first count, measured, then the rest added to the same database.
+Needs ``wrk``, ``taskset`` and two cores, like ``fhir_read_search.py`` (whose data, servers,
+wrk driver and CPU accounting this script reuses). Binds only 127.0.0.1; stops every process
+it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from joserfc import jwk, jwt
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fhir_read_search as base
+
+from vault.access import AccessContext
+from vault.config import Settings
+from vault.consent.models import ConsentGrant
+from vault.fhir.models import ResourceRow
+from vault.fhir.repository import Repository
+from vault.fhir.resources import RESOURCE_TYPES
+from vault.main import create_app
+from vault.oauth.commands import find_or_create_organization, register_client
+from vault.oauth.scopes import permissions_from
+from vault.runtime import Runtime
+
+PARTNER = "MEE Veluwe"  # one of fhir_read_search.ORGANISATIONS: the data refers to it
+SCOPES = ["system/Goal.rs"]
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+TOKEN_SECONDS = 3600
+FLAT = 0.15
+
+
+def partner_vault_app() -> FastAPI:
+    """Factory for ``uvicorn --factory``: the real app with the real access resolver."""
+    return create_app(Settings.from_env())
+
+
+# -- consents --------------------------------------------------------------------------------
+
+
+def consent_body(patient_id: str, consent_id: str, actors: list[str]) -> dict[str, Any]:
+    """One permit provision: ``actors`` x access x Goal = len(actors) grant rows."""
+    return {
+        "resourceType": "Consent",
+        "id": consent_id,
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "dateTime": "2026-09-01T10:00:00+02:00",
+        "provision": {
+            "type": "permit",
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "IRCP",
+                            }
+                        ]
+                    },
+                    "reference": {"reference": actor},
+                }
+                for actor in actors
+            ],
+            "action": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/consentaction",
+                            "code": "access",
+                        }
+                    ]
+                }
+            ],
+            "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Goal"}],
+        },
+    }
+
+
+@dataclass
+class Vault:
+    """What the benchmark knows about the database between phases."""
+
+    partner_org: str  # "Organization/<id>"
+    other_orgs: list[str]
+    consents: dict[str, str]  # patient id -> its Consent id
+    goals: list[str]
+    patients: list[str]
+
+
+def scan(runtime: Runtime, partner_org: str, other_orgs: list[str]) -> Vault:
+    """Read ids back from the database: every Consent and Goal, per inwoner."""
+    with runtime.db.read() as conn:
+        rows = conn.execute(
+            select(ResourceRow.resource_type, ResourceRow.resource_id, ResourceRow.patient_id)
+            .where(
+                ResourceRow.resource_type.in_(("Consent", "Goal", "Patient")),
+                ResourceRow.deleted.is_(False),
+            )
+            .order_by(ResourceRow.pk)
+        ).all()
+    consents: dict[str, str] = {}
+    goals: list[str] = []
+    patients: list[str] = []
+    for resource_type, resource_id, patient_id in rows:
+        if resource_type == "Consent":
+            if patient_id in consents:
+                raise RuntimeError(f"inwoner {patient_id} has more than one Consent")
+            consents[patient_id] = resource_id
+        elif resource_type == "Goal":
+            goals.append(resource_id)
+        else:
+            patients.append(resource_id)
+    return Vault(partner_org, other_orgs, consents, goals, patients)
+
+
+def set_grants(runtime: Runtime, vault: Vault, level: int, *, batch: int = 50) -> float:
+    """Update every inwoner's Consent so it compiles to exactly ``level`` grant rows."""
+    repo = Repository(runtime, AccessContext.full("bench"))
+    actors = [vault.partner_org, *vault.other_orgs[: level - 1]]
+    started = time.perf_counter()
+    items = list(vault.consents.items())
+    for first in range(0, len(items), batch):
+        with runtime.db.write() as conn:
+            for patient_id, consent_id in items[first : first + batch]:
+                repo.update(
+                    conn, "Consent", consent_id, consent_body(patient_id, consent_id, actors)
+                )
+    seconds = time.perf_counter() - started
+    with runtime.db.read() as conn:
+        per_patient = (
+            select(ConsentGrant.patient_id, func.count().label("n"))
+            .group_by(ConsentGrant.patient_id)
+            .subquery()
+        )
+        low, high, inwoners = conn.execute(
+            select(func.min(per_patient.c.n), func.max(per_patient.c.n), func.count())
+        ).one()
+        partner = conn.scalar(
+            select(func.count())
+            .select_from(ConsentGrant)
+            .where(
+                ConsentGrant.grantee == vault.partner_org,
+                ConsentGrant.resource_type == "Goal",
+                ConsentGrant.action == "access",
+            )
+        )
+    if (low, high, inwoners, partner) != (level, level, len(vault.consents), len(vault.consents)):
+        raise RuntimeError(
+            f"consent_grant: {low}..{high} rows per inwoner for {inwoners} inwoners, "
+            f"{partner} for the partner; expected {level} for {len(vault.consents)}"
+        )
+    return seconds
+
+
+# -- the partner's token -------------------------------------------------------------------
+
+
+@dataclass
+class Partner:
+    client_id: str
+    key: jwk.Key
+
+    def token(self, base_url: str) -> str:
+        """A token from the running vault: client_credentials with a signed assertion."""
+        token_url = f"{base_url}/oauth/token"
+        now = int(time.time())
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": token_url,
+            "exp": now + 240,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+        }
+        header = {"alg": "ES256", "kid": self.key.kid, "typ": "JWT"}
+        form = {
+            "grant_type": "client_credentials",
+            "scope": " ".join(SCOPES),
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": jwt.encode(header, claims, self.key, algorithms=["ES256"]),
+        }
+        request = urllib.request.Request(
+            token_url, data=urllib.parse.urlencode(form).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+        if answer.get("expires_in", 0) < 600:
+            raise RuntimeError(f"token lives {answer.get('expires_in')} s; too short for a run")
+        return str(answer["access_token"])
+
+
+def register_partner(runtime: Runtime) -> tuple[Partner, str]:
+    key = jwk.ECKey.generate_key(
+        "P-256", parameters={"kid": uuid.uuid4().hex[:16], "alg": "ES256", "use": "sig"}
+    )
+    client_id = register_client(
+        runtime,
+        name=f"{PARTNER} systeem",
+        organization_name=PARTNER,
+        scopes=SCOPES,
+        jwks={"keys": [key.as_dict(private=False)]},
+    )
+    with runtime.db.write() as conn:
+        org = find_or_create_organization(runtime, conn, PARTNER)
+    return Partner(client_id, key), f"Organization/{org}"
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wrk_script(token: str | None) -> str:
+    """``WRK_SCRIPT``, sending the bearer token on every request when there is one."""
+    if token is None:
+        return base.WRK_SCRIPT
+    line = f'  wrk.headers["Authorization"] = "Bearer {token}"\n'
+    return base.WRK_SCRIPT.replace("function init(args)\n", "function init(args)\n" + line, 1)
+
+
+# -- query plans ---------------------------------------------------------------------------
+
+
+def partner_context(runtime: Runtime, client_id: str, partner_org: str) -> AccessContext:
+    """The context ``oauth/protector.py`` builds for the partner's token."""
+    return AccessContext(
+        subject=f"client:{client_id}",
+        kind="system",
+        client_id=client_id,
+        organization=partner_org,
+        permissions=permissions_from(SCOPES, context="system", known_types=RESOURCE_TYPES),
+    )
+
+
+def query_plans(runtime: Runtime, context: AccessContext, vault: Vault) -> list[str]:
+    """EXPLAIN (QUERY PLAN) of every SELECT the partner's read and search run."""
+    statements: list[tuple[str, str, Any]] = []
+    phase = ""
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((phase, statement, parameters))
+
+    repo = Repository(runtime, context)
+    patient = vault.patients[len(vault.patients) // 2]
+    event.listen(Engine, "before_cursor_execute", capture)
+    try:
+        with runtime.db.read() as conn:
+            phase = "search Goal?patient="
+            page = repo.search(conn, repo.parse("Goal", [("patient", patient)], lenient=True))
+            goal = page.matches[0].resource_id
+            phase = "read Goal/{id}"
+            repo.read(conn, "Goal", goal)
+    finally:
+        event.remove(Engine, "before_cursor_execute", capture)
+    if len(page.matches) != 6:
+        raise RuntimeError(f"in-process partner search found {len(page.matches)} Goals, not 6")
+    lines: list[str] = []
+    sqlite = runtime.db.is_sqlite
+    with runtime.db.read() as conn:
+        for phase, statement, parameters in statements:
+            if "consent_grant" not in statement and "fhir_resource" not in statement:
+                continue
+            lines.append(f"-- {phase}: {' '.join(statement.split())[:150]} ...")
+            prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+            result = conn.exec_driver_sql(prefix + statement, parameters).all()
+            for row in result:
+                lines.append(f"   {'  '.join(str(v) for v in row[-1:] if v is not None)}")
+    return lines
+
+
+def full_scans(plan: list[str], *, sqlite: bool) -> list[str]:
+    """Plan lines that read a whole table of the access path rather than an index range."""
+    bad = []
+    for line in plan:
+        text = line.strip()
+        if text.startswith("--"):
+            continue
+        if sqlite and text.startswith("SCAN ") and "CONSTANT ROW" not in text:
+            bad.append(text)
+        if not sqlite and "Seq Scan" in text:
+            bad.append(text)
+    return bad
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    inwoners: int
+    grants: str  # "1", "10", "100" or "full" (no consent, the baseline)
+    endpoint: str
+    measured: base.Measured
+
+
+def run_phase(
+    args: argparse.Namespace,
+    *,
+    data_dir: Path,
+    url: str,
+    vault: Vault,
+    partner: Partner,
+    runtime: Runtime,
+    levels: list[int],
+) -> list[Row]:
+    inwoners = len(vault.patients)
+    goals = data_dir / f"goal-ids-{inwoners}.txt"
+    goals.write_text("\n".join(vault.goals) + "\n")
+    patients = data_dir / f"patient-ids-{inwoners}.txt"
+    patients.write_text("\n".join(vault.patients) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BENCH_"))}
+    env |= {
+        "VAULT_DATA_DIR": str(data_dir),
+        "VAULT_DATABASE_URL": url,
+        "VAULT_BACKEND_TOKEN_SECONDS": str(TOKEN_SECONDS),
+    }
+    cpus = (args.server_cpu, args.client_cpu)
+    pg_name = None if url.startswith("sqlite") else make_url(url).database
+    endpoints = (("read Goal/{id}", "/fhir/Goal/%s", goals), ("search Goal?patient=", None, None))
+
+    def measure(server: base.Server, label: str, token: str | None, grants: str) -> list[Row]:
+        script = data_dir / f"wrk-{uuid.uuid4().hex[:8]}.lua"
+        script.write_text(wrk_script(token))
+        rows = []
+        for endpoint, template, ids in endpoints:
+            template = template or "/fhir/Goal?patient=%s"
+            ids = ids or patients
+            print(f"  measuring {label}, {endpoint} for {args.duration:g} s ...", flush=True)
+            run = {
+                "label": f"{label} {endpoint}",
+                "url": server.url,
+                "path_template": template,
+                "ids_file": ids,
+                "script": script,
+                "cpus": cpus,
+                "connections": args.connections,
+                "server_pid": server.pid,
+                "postgres_database": pg_name,
+            }
+            measured = base.measure(
+                run, duration=args.duration, warmup=args.warmup, quiet=args.quiet
+            )
+            rows.append(Row(inwoners, grants, endpoint, measured))
+        return rows
+
+    rows: list[Row] = []
+    with base.Server(
+        "baseline", "fhir_read_search:vault_app", cpu=cpus[0], env=env, log_dir=data_dir
+    ) as server:
+        status, bundle = get(f"{server.url}/fhir/Goal?patient={vault.patients[0]}")
+        if status != 200 or json.loads(bundle).get("total") != 6:
+            raise RuntimeError(f"baseline Goal search answered {status}: {bundle[:300]!r}")
+        rows += measure(server, "full access", None, "full")
+
+    for level in levels:
+        seconds = set_grants(runtime, vault, level)
+        base.settle(runtime)
+        print(
+            f"{inwoners} inwoners: every Consent now compiles to {level} grant rows "
+            f"(checked with COUNT; {len(vault.consents)} updates in {seconds:.1f} s)",
+            flush=True,
+        )
+        with base.Server(
+            f"partner-{inwoners}-{level}",
+            "consent_read_search:partner_vault_app",
+            cpu=cpus[0],
+            env=env,
+            log_dir=data_dir,
+        ) as server:
+            token = partner.token(server.url)
+            check_partner(server, token, vault)
+            rows += measure(server, f"partner, {level} grants", token, str(level))
+    return rows
+
+
+def check_partner(server: base.Server, token: str, vault: Vault) -> None:
+    """Fail early unless the partner sees what it is granted, and only with its token."""
+    status, body = get(f"{server.url}/fhir/Goal/{vault.goals[0]}", token)
+    if status != 200:
+        raise RuntimeError(f"partner read Goal answered {status}: {body[:300]!r}")
+    status, body = get(f"{server.url}/fhir/Goal?patient={vault.patients[-1]}", token)
+    total = json.loads(body).get("total") if status == 200 else None
+    if total != 6:
+        raise RuntimeError(f"partner Goal search answered {status} with total {total}")
+    status, _ = get(f"{server.url}/fhir/Goal/{vault.goals[0]}")
+    if status != 401:
+        raise RuntimeError(f"a read without token answered {status}, not 401")
+
+
+def print_table(rows: list[Row]) -> None:
+    header = (
+        f"{'inwoners':>8} {'grants':>6} {'endpoint':<21} {'req/s':>6} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'err':>4} {'server':>6} {'µs/req':>6} {'db µs':>6} {'other':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        m = row.measured
+        print(
+            f"{row.inwoners:>8} {row.grants:>6} {row.endpoint:<21} {m.rps:>6.0f} "
+            f"{m.p50_ms:>7.2f} {m.p99_ms:>7.2f} {m.errors:>4} {m.server_cpu:>6.0%} "
+            f"{m.cost_us:>6.0f} {m.db_cost_us:>6.0f} {m.other_cpu:>5.0%}"
+        )
+
+
+def flatness(rows: list[Row]) -> list[str]:
+    """Per endpoint: the spread of CPU per request over every inwoners x grants point."""
+    lines = []
+    for endpoint in ("read Goal/{id}", "search Goal?patient="):
+        partner = [r for r in rows if r.endpoint == endpoint and r.grants != "full"]
+        full = [r for r in rows if r.endpoint == endpoint and r.grants == "full"]
+        costs = [r.measured.cost_us + r.measured.db_cost_us for r in partner]
+        if not costs:
+            continue
+        mean = sum(costs) / len(costs)
+        low, high = min(costs) / mean - 1, max(costs) / mean - 1
+        flat = max(-low, high) <= FLAT
+        baseline = sum(r.measured.cost_us + r.measured.db_cost_us for r in full) / max(1, len(full))
+        lines.append(
+            f"{endpoint}: partner CPU per request {min(costs):.0f}..{max(costs):.0f} µs over "
+            f"{len(costs)} points, mean {mean:.0f} µs, spread {low:+.0%}/{high:+.0%}: "
+            f"{'FLAT' if flat else 'NOT flat'} (limit ±{FLAT:.0%}); full access "
+            f"{baseline:.0f} µs, consent path x{mean / baseline:.2f}"
+        )
+    return lines
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inwoners", default="1000,10000", help="ascending counts")
+    parser.add_argument("--grants", default="1,10,100", help="grant rows per inwoner")
+    parser.add_argument(
+        "--database-url", default="", help="PostgreSQL server URL; default: a SQLite file"
+    )
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=8, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds before each one")
+    parser.add_argument(
+        "--quiet", type=float, default=10, help="seconds to wait for quiet cores before a row"
+    )
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    base.check_tools(args)
+    os.environ.pop("VAULT_MASTER_KEY", None)
+    data_dir = Path(tempfile.mkdtemp(prefix="regiekluis-consent-bench-"))
+    try:
+        with base.fresh_database(args.database_url, data_dir) as url:
+            bench(args, data_dir, url)
+    finally:
+        if args.keep:
+            print(f"kept {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
+    counts = [int(x) for x in args.inwoners.split(",")]
+    levels = [int(x) for x in args.grants.split(",")]
+    if counts != sorted(counts) or min(levels) < 1:
+        sys.exit("--inwoners must be ascending and --grants at least 1")
+    print("Regiekluis consent read/search benchmark")
+    print("\n".join(base.machine_info(url, server_cpu=args.server_cpu, client_cpu=args.client_cpu)))
+    print(f"Command   {' '.join([Path(sys.executable).name, *sys.argv])}\n")
+
+    settings = Settings(data_dir=data_dir, database_url=url)
+    base.initialise(settings)
+    runtime = Runtime.open(settings)
+    rows: list[Row] = []
+    plans: dict[int, list[str]] = {}
+    try:
+        loaded_so_far = 0
+        partner: Partner | None = None
+        vault: Vault | None = None
+        other_orgs: list[str] = []
+        partner_org = ""
+        for count in counts:
+            more = count - loaded_so_far
+            print(f"Loading {more} inwoners (about 20 resources each) ...", flush=True)
+            loaded = base.load(runtime, inwoners=more)
+            loaded_so_far = count
+            print(
+                f"Loaded {loaded.resources} resources in {loaded.seconds:.1f} s "
+                f"({loaded.resources / loaded.seconds:.0f} resources/s)",
+                flush=True,
+            )
+            if partner is None:
+                partner, partner_org = register_partner(runtime)
+                repo = Repository(runtime, AccessContext.full("bench"))
+                with runtime.db.write() as conn:
+                    for i in range(max(levels) - 1):
+                        body = {"resourceType": "Organization", "active": True}
+                        body["name"] = f"Partner {i + 1}"
+                        stored, _ = repo.create(conn, "Organization", body)
+                        other_orgs.append(f"Organization/{stored.resource_id}")
+            vault = scan(runtime, partner_org, other_orgs)
+            if len(vault.patients) != count or len(vault.consents) != count:
+                raise RuntimeError(f"{len(vault.patients)} inwoners in the database, not {count}")
+            base.settle(runtime)
+            rows += run_phase(
+                args,
+                data_dir=data_dir,
+                url=url,
+                vault=vault,
+                partner=partner,
+                runtime=runtime,
+                levels=levels,
+            )
+            context = partner_context(runtime, partner.client_id, partner_org)
+            plans[count] = query_plans(runtime, context, vault)
+    finally:
+        runtime.close()
+
+    print(
+        f"\n{args.connections} connections, {args.duration:g} s per row (after {args.warmup:g} s "
+        "warmup); partner = MEE Veluwe backend client with a bearer token, consent enforced; "
+        "full = the full-access vault of fhir_read_search.py\n"
+    )
+    print_table(rows)
+    print(
+        """
+server  CPU the server process used (all threads), in cores; µs/req is that per request.
+db µs   CPU of the PostgreSQL backends per request (0 on SQLite: it runs in the server).
+other   busy time of the two pinned cores used by other programs; rows above ~10 % are
+        disturbed and not trustworthy."""
+    )
+    print()
+    for line in flatness(rows):
+        print(line)
+    if any(r.measured.errors for r in rows):
+        print("WARNING: some requests failed (see err): the figures of those rows are wrong.")
+    if any(r.measured.other_cpu > 0.1 for r in rows):
+        print("WARNING: other programs used the pinned cores during the run; see 'other'.")
+    sqlite = url.startswith("sqlite")
+    for count, plan in plans.items():
+        print(
+            f"\nQuery plans of the partner's search and read, {count} inwoners, "
+            f"{levels[-1]} grants each ({'EXPLAIN QUERY PLAN' if sqlite else 'EXPLAIN'}):"
+        )
+        if count == counts[-1]:
+            print("\n".join(plan))
+        bad = full_scans(plan, sqlite=sqlite)
+        print(f"full scans: {bad if bad else 'none'}")
+
+
+if __name__ == "__main__":
+    main()
