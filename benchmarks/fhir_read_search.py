@@ -524,13 +524,13 @@ class _CpuSnapshot:
     cores: dict[int, tuple[int, int]]  # core -> (busy ticks, all ticks)
 
     @classmethod
-    def take(cls, server_pid: int, *, postgres: bool) -> _CpuSnapshot:
+    def take(cls, server_pid: int, *, database: str | None) -> _CpuSnapshot:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return cls(
             at=time.perf_counter(),
             server=_process_cpu_seconds(server_pid),
             children=usage.ru_utime + usage.ru_stime,
-            postgres=_postgres_cpu_seconds() if postgres else 0.0,
+            postgres=_postgres_cpu_seconds(database) if database else 0.0,
             cores=_core_ticks(),
         )
 
@@ -541,14 +541,24 @@ def _process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _postgres_cpu_seconds() -> float:
-    """CPU time of the PostgreSQL processes on this machine (0 when there are none)."""
+def _postgres_cpu_seconds(database: str) -> float:
+    """CPU time of the local PostgreSQL backends serving ``database``, plus that of every
+    backend that has exited (the postmaster's reaped children: a pool that opens and closes
+    connections under load leaves its cost there). Live backends of other databases count
+    as other programs."""
     total = 0.0
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
-                if (proc / "comm").read_text().strip() == "postgres":
+                if (proc / "comm").read_text().strip() != "postgres":
+                    continue
+                # A backend's title: "postgres: user database host(port) state".
+                title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if f" {database} " in title:
                     total += _process_cpu_seconds(int(proc.name))
+                elif not title.startswith("postgres:"):  # the postmaster
+                    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                    total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -602,7 +612,7 @@ def run_wrk(
     connections: int,
     duration: float,
     server_pid: int,
-    postgres: bool,
+    postgres_database: str | None,
 ) -> Measured:
     """One wrk run against ``url``; ``cpus`` is (server core, wrk core)."""
     command = [
@@ -610,11 +620,11 @@ def run_wrk(
         *(f"-d{duration:g}s", "--timeout", "5s", "--latency", "-s", str(script), url),
         *("--", str(ids_file), path_template),
     ]
-    before = _CpuSnapshot.take(server_pid, postgres=postgres)
+    before = _CpuSnapshot.take(server_pid, database=postgres_database)
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=duration + 60, check=False
     )
-    after = _CpuSnapshot.take(server_pid, postgres=postgres)
+    after = _CpuSnapshot.take(server_pid, database=postgres_database)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -672,6 +682,7 @@ def machine_info(database_url: str, *, server_cpu: int, client_cpu: int) -> list
     )
     extra = "psycopg " + importlib.metadata.version("psycopg")
     return [
+        f"Vault     {_vault_revision()}",
         f"CPU       {model}, {os.cpu_count()} cores ({platform.machine()})",
         f"Kernel    {platform.system()} {platform.release()}",
         f"Python    {platform.python_version()} ({platform.python_implementation()})",
@@ -680,6 +691,22 @@ def machine_info(database_url: str, *, server_cpu: int, client_cpu: int) -> list
         f"Load      {wrk_version}",
         f"Pinning   servers on core {server_cpu}, wrk on core {client_cpu}",
     ]
+
+
+def _vault_revision() -> str:
+    """The commit the vault code comes from, and whether ``vault/`` differs from it."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(HERE.parent), *argv], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "version " + importlib.metadata.version("regiekluis") + " (no git checkout)"
+    changed = git("status", "--porcelain", "--", "vault")
+    return f"commit {commit}" + (" + uncommitted changes in vault/" if changed else "")
 
 
 def print_table(rows: list[Measured], *, bare: Measured, connections: int) -> None:
@@ -702,7 +729,8 @@ def print_table(rows: list[Measured], *, bare: Measured, connections: int) -> No
 x bare  bare req/s / endpoint req/s. Target: read <= {TARGET_RATIO:g}x, p99 < \
 {TARGET_P99_MS:g} ms at {connections} connections.
 server  CPU the server process used (all its threads), in cores; µs/req is that per request.
-db µs   CPU of all PostgreSQL processes per request (0 on SQLite: it runs in the server).
+db µs   CPU of the PostgreSQL backends of the benchmark's database per request (0 on
+        SQLite: it runs inside the server process)
 other   busy time of the two cores that neither server, wrk nor PostgreSQL used: another
         program competing for the cores. Above ~10 % the row is not trustworthy; run again."""
     )
@@ -863,6 +891,7 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     print(f"Command   {' '.join([Path(sys.executable).name, *sys.argv])}\n")
 
     settings = Settings(data_dir=data_dir, database_url=url)
+    pg_name = None if url.startswith("sqlite") else make_url(url).database
     initialise(settings)
     print(f"Loading {args.inwoners} inwoners (about 20 resources each) ...", flush=True)
     runtime = Runtime.open(settings)
@@ -922,7 +951,7 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
                 "cpus": cpus,
                 "connections": args.connections,
                 "server_pid": server.pid,
-                "postgres": not settings.database_url.startswith("sqlite"),
+                "postgres_database": pg_name,
             }
 
         rows = []

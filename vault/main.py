@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +51,10 @@ def create_app(
         if own:
             _attach(app, rt, access_resolver)
         rt.db.start_background_tasks()
+        # The import-time objects (fhir.resources, pydantic) never die; moving them out of
+        # what the collector scans took the read p99 from 57 ms to 8 ms (docs/performance.md).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
