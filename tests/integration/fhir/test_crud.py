@@ -6,7 +6,6 @@ import httpx
 
 from tests.conftest import FHIR_JSON, create
 from tests.factories import (
-    BSN_SYSTEM,
     bsn,
     careplan,
     goal,
@@ -158,14 +157,14 @@ def test_delete_leaves_a_tombstone_and_read_is_gone(client: httpx.Client) -> Non
 
 
 def test_conditional_create_returns_the_existing_match(client: httpx.Client) -> None:
-    value = bsn()
-    condition = {"if-none-exist": f"identifier={BSN_SYSTEM}|{value}"}
-    first = client.post(
-        "/Patient", json=patient_resource(bsn_value=value), headers={**FHIR_JSON, **condition}
-    )
-    again = client.post(
-        "/Patient", json=patient_resource(bsn_value=value), headers={**FHIR_JSON, **condition}
-    )
+    # The test BSN range holds only ~900 valid numbers, and the session database is shared:
+    # another test's patient may have the same one. A second, unique identifier decides.
+    key = {"system": "urn:test:conditional-create", "value": new_id("cc")}
+    resource = patient_resource(bsn_value=bsn())
+    resource["identifier"].append(key)
+    condition = {"if-none-exist": f"identifier={key['system']}|{key['value']}"}
+    first = client.post("/Patient", json=resource, headers={**FHIR_JSON, **condition})
+    again = client.post("/Patient", json=resource, headers={**FHIR_JSON, **condition})
     assert first.status_code == 201
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
