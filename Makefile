@@ -6,7 +6,7 @@ DATA   ?= data
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test page-test-deps lint bench clean
+.PHONY: run test coverage page-test-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ page-test-deps: node_modules/axe-core/axe.min.js
 node_modules/axe-core/axe.min.js: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+## coverage: the suite with branch coverage of vault/ and adapters/ (not part of CI's time budget)
+coverage: $(STAMP) page-test-deps
+	$(BIN)/python -m pytest -n 2 --cov --cov-report=term $(PYTEST_ARGS)
 
 ## lint: ruff (lint + format check) and mypy strict
 lint: $(STAMP)
