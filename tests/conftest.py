@@ -8,11 +8,8 @@ test app has that resolver; ``vault serve`` answers 401 to every FHIR request.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +17,8 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import Request
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from tests.support import free_port, fresh_database
 from vault.access import AccessContext
 from vault.config import Settings
 from vault.crypto import MasterKey
@@ -33,7 +29,6 @@ from vault.migrations import upgrade
 from vault.runtime import Runtime
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
-PG_URL = os.environ.get("VAULT_DATABASE_URL", "")
 
 
 def test_access(request: Request) -> AccessContext:
@@ -46,28 +41,11 @@ def test_access(request: Request) -> AccessContext:
     raise Unauthorized("no test access", headers={"WWW-Authenticate": "Bearer"})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh, empty database for this test process."""
-    if not PG_URL.startswith("postgresql"):
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'vault.db'}"
-        return
-    name = f"rk_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 def make_settings(data_dir: Path, database_url: str) -> Settings:

@@ -19,10 +19,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select, text
 from typer.testing import CliRunner
 
-from tests.conftest import FHIR_JSON, free_port, initialise
+from tests.conftest import FHIR_JSON, initialise
 from tests.factories import goal, organization
 from tests.factories import patient as patient_resource
-from tests.support import ServerProcess, fresh_database, run_vault, vault_command, vault_env
+from tests.support import (
+    ServerProcess,
+    free_port,
+    fresh_database,
+    run_vault,
+    vault_command,
+    vault_env,
+)
 from vault import cli
 from vault.access import AccessContext
 from vault.config import Settings
