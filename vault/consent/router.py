@@ -199,15 +199,20 @@ def _login_page(
         {"error": error, "username": username, "login_csrf": token},
         status=status,
     )
+    _set_login_csrf(response, request, token, path="/inloggen")
+    return response
+
+
+def _set_login_csrf(response: Response, request: Request, token: str, *, path: str) -> None:
+    """The CSRF cookie of a form shown before there is a session (login, invitation)."""
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         token,
         httponly=True,
         samesite="strict",
         secure=cookie_is_secure(request, _runtime(request).settings),
-        path="/inloggen",
+        path=path,
     )
-    return response
 
 
 @router.get("/inloggen")
@@ -840,14 +845,7 @@ def _invitation_form(
         },
         status=status,
     )
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        csrf,
-        httponly=True,
-        samesite="strict",
-        secure=cookie_is_secure(request, _runtime(request).settings),
-        path="/uitnodiging",
-    )
+    _set_login_csrf(response, request, csrf, path="/uitnodiging")
     return response
 
 
