@@ -17,6 +17,7 @@ requests share one commit, so an acknowledged read's record survives a kill.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -25,6 +26,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,7 @@ __all__ = ["VAULT_CHAIN", "AuditLog", "AuditRecord", "verify_chains"]
 
 VAULT_CHAIN = "_vault"
 GENESIS = "0" * 64
+_CONFIRM_SECONDS = 60
 log = logging.getLogger(__name__)
 
 _ACTIONS = {
@@ -162,8 +165,9 @@ class AuditRecord:
 @dataclass
 class _Pending:
     records: list[AuditRecord]
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+    # A concurrent Future: a thread-pool route blocks on it, an async route awaits it,
+    # and the event loop stays free while the group commit is on its way to disk.
+    done: Future[None] = field(default_factory=Future)
 
 
 def _erased(conn: Connection, patient_id: str) -> bool:
@@ -244,13 +248,30 @@ class AuditLog:
         """Write records durably before returning (used by reads); raises if that failed."""
         if not records:
             return
+        try:
+            self._submit(records).result(timeout=_CONFIRM_SECONDS)
+        except TimeoutError:  # concurrent.futures' and asyncio's are this one since 3.11
+            raise RuntimeError("the access log did not confirm in time") from None
+        except Exception as exc:
+            raise RuntimeError("the access log could not be written") from exc
+
+    async def record_async(self, records: Sequence[AuditRecord]) -> None:
+        """:meth:`record` for a coroutine: waits for the same durable commit, off the loop."""
+        if not records:
+            return
+        try:
+            async with asyncio.timeout(_CONFIRM_SECONDS):
+                await asyncio.wrap_future(self._submit(records))
+        except TimeoutError:
+            raise RuntimeError("the access log did not confirm in time") from None
+        except Exception as exc:
+            raise RuntimeError("the access log could not be written") from exc
+
+    def _submit(self, records: Sequence[AuditRecord]) -> Future[None]:
         pending = _Pending(list(records))
         self._ensure_thread()
         self._queue.put(pending)
-        if not pending.done.wait(timeout=60):
-            raise RuntimeError("the access log did not confirm in time")
-        if pending.error is not None:
-            raise RuntimeError("the access log could not be written") from pending.error
+        return pending.done
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -275,8 +296,10 @@ class AuditLog:
                 log.error("access log write failed: %s", type(exc).__name__)
                 error = exc
             for pending in batch:
-                pending.error = error
-                pending.done.set()
+                if error is None:
+                    pending.done.set_result(None)
+                else:
+                    pending.done.set_exception(error)
 
 
 def verify_chains(runtime: Runtime) -> list[str]:

@@ -16,6 +16,7 @@ from vault.consent.router import install_page
 from vault.deps import AccessResolver
 from vault.fhir.export_router import router as export_router
 from vault.fhir.outcomes import CatchAllMiddleware, install_handlers
+from vault.fhir.router import hot_router as fhir_hot_router
 from vault.fhir.router import router as fhir_router
 from vault.oauth.protector import BearerTokenResolver
 from vault.oauth.router import capability_security
@@ -74,6 +75,7 @@ def create_app(
         _attach(app, runtime, access_resolver)
     install_handlers(app)
     app.add_middleware(CatchAllMiddleware)
+    app.include_router(fhir_hot_router)  # the plain read, first: see its comment
     app.include_router(export_router)  # before fhir_router: its /{type} would take $export
     app.include_router(fhir_router)
     app.include_router(oauth_router)

@@ -13,7 +13,8 @@ the transaction the caller opened (``Database.write``); nothing here commits.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -140,6 +141,7 @@ class Repository:
         self._ctx = ctx
         self._now = now_micros()  # one instant per request: every check sees the same time
         self.pending_denials: list[AuditRecord] = []
+        self._deferred: list[AuditRecord] | None = None
         self._blind: BlindIndex = runtime.blind
         style = runtime.db.paramstyle
         self._read_sql = _READ_SQL if style == "qmark" else _READ_SQL.replace("?", "%s")
@@ -260,8 +262,27 @@ class Repository:
     def _record(self, interaction: str, stored: Iterable[Stored], **options: Any) -> None:
         """Log a read-side decision durably (group commit) before the answer goes out."""
         records = self._records(interaction, stored, **options)
-        if records:
+        if not records:
+            return
+        if self._deferred is not None:
+            self._deferred.extend(records)
+        else:
             self._rt.audit.record(records)
+
+    @asynccontextmanager
+    async def audited(self) -> AsyncIterator[None]:
+        """Run reads on the event loop and await their access-log commit at the end.
+
+        Inside the block, read-side records are collected instead of blocking a thread;
+        leaving the block (normally or with an error such as a 404) awaits the durable
+        group commit, so no answer goes out before its record is on disk.
+        """
+        self._deferred = []
+        try:
+            yield
+        finally:
+            records, self._deferred = self._deferred, None
+            await self._rt.audit.record_async(records)
 
     def _record_denied(
         self, conn: Connection, interaction: str, resource_type: str, resource_id: str
@@ -330,12 +351,19 @@ class Repository:
         restriction = self._restriction(spec)
         if not self._fast_path or restriction:
             return self._read_composed(conn, spec, resource_id, restriction)
-        if self._ctx.patient_id is None or spec.compartment is None:
-            row = conn.exec_driver_sql(self._read_sql, (resource_type, resource_id)).first()
-        else:
-            row = conn.exec_driver_sql(
-                self._read_sql_compartment, (resource_type, resource_id, self._ctx.patient_id)
-            ).first()
+        # The driver's own cursor: SQLAlchemy's result machinery would cost more than the
+        # query and the decrypt together (docs/performance.md).
+        cursor = conn.connection.cursor()
+        try:
+            if self._ctx.patient_id is None or spec.compartment is None:
+                cursor.execute(self._read_sql, (resource_type, resource_id))
+            else:
+                cursor.execute(
+                    self._read_sql_compartment, (resource_type, resource_id, self._ctx.patient_id)
+                )
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
         if row is None:
             raise _not_found(resource_type, resource_id)
         if row[4]:

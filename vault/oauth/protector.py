@@ -42,7 +42,7 @@ class BearerTokenResolver:
                 "This request needs a bearer token issued by this vault",
                 headers={"WWW-Authenticate": 'Bearer realm="regiekluis"'},
             )
-        with self._runtime.db.read() as conn:
+        with self._runtime.db.read(snapshot=False) as conn:
             row = conn.exec_driver_sql(
                 self._sql, (hash_token(token.strip()), False, now_micros())
             ).first()
