@@ -30,9 +30,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from vault.consent.models import AuditChain, AuditChainHead
+from vault.db import table_of
 from vault.fhir.models import DataKey
 from vault.fhir.resources import format_instant
 
@@ -170,8 +171,21 @@ class _Pending:
     done: Future[None] = field(default_factory=Future)
 
 
+# Built once (as on the write path): every read by a partner appends a record.
+_KEY_OF = select(DataKey.__table__.c.wrapped).where(DataKey.__table__.c.owner == bindparam("owner"))
+_HEAD = table_of(AuditChainHead)
+_HEAD_OF = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.chain == bindparam("chain"))
+_INSERT_LINK = insert(table_of(AuditChain))
+_INSERT_HEAD = insert(_HEAD)
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.chain == bindparam("head_chain"))
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
+
+
 def _erased(conn: Connection, patient_id: str) -> bool:
-    row = conn.execute(select(DataKey.wrapped).where(DataKey.owner == patient_id)).first()
+    row = conn.execute(_KEY_OF, {"owner": patient_id}).first()
     return row is not None and row.wrapped is None
 
 
@@ -216,33 +230,27 @@ class AuditLog:
                 patient_id=record.patient_id,
             )
             chain = record.patient_id or VAULT_CHAIN
-            head_stmt = select(AuditChainHead.seq, AuditChainHead.hash).where(
-                AuditChainHead.chain == chain
-            )
-            if conn.dialect.name == "postgresql":
-                head_stmt = head_stmt.with_for_update()
-            head = conn.execute(head_stmt).first()
+            locking = conn.dialect.name == "postgresql"
+            head_stmt = _HEAD_OF.with_for_update() if locking else _HEAD_OF
+            head = conn.execute(head_stmt, {"chain": chain}).first()
             seq, prev = (head.seq, head.hash) if head is not None else (0, GENESIS)
             digest = _link(self._key, prev, stored.body or b"")
             conn.execute(
-                insert(AuditChain).values(
-                    chain=chain,
-                    seq=seq + 1,
-                    resource_pk=stored.pk,
-                    prev_hash=prev,
-                    hash=digest,
-                    recorded=record.recorded,
-                    version=1,
-                )
+                _INSERT_LINK,
+                {
+                    "chain": chain,
+                    "seq": seq + 1,
+                    "resource_pk": stored.pk,
+                    "prev_hash": prev,
+                    "hash": digest,
+                    "recorded": record.recorded,
+                    "version": 1,
+                },
             )
             if head is None:
-                conn.execute(insert(AuditChainHead).values(chain=chain, seq=1, hash=digest))
+                conn.execute(_INSERT_HEAD, {"chain": chain, "seq": 1, "hash": digest})
             else:
-                conn.execute(
-                    update(AuditChainHead)
-                    .where(AuditChainHead.chain == chain)
-                    .values(seq=seq + 1, hash=digest)
-                )
+                conn.execute(_MOVE_HEAD, {"head_chain": chain, "seq": seq + 1, "hash": digest})
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         """Write records durably before returning (used by reads); raises if that failed."""

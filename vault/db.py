@@ -16,7 +16,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from sqlalchemy import BigInteger, Connection, Engine, Integer, LargeBinary, String, create_engine
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    create_engine,
+)
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
@@ -28,6 +37,7 @@ __all__ = [
     "Micros",
     "PatientId",
     "Pk",
+    "table_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,6 +56,13 @@ Blob = Annotated[bytes, mapped_column(LargeBinary)]
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """A mapped class's Table, typed as one (``__table__`` is typed as any FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class Database:

@@ -12,13 +12,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, literal, or_, select
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    and_,
+    bindparam,
+    exists,
+    false,
+    literal,
+    or_,
+    select,
+)
 
 from vault.consent.compile import GRANTABLE_TYPES
 from vault.consent.models import ConsentGrant
 from vault.fhir.models import ResourceRow, SearchReference, SearchToken
 
-__all__ = ["RowColumns", "granted"]
+__all__ = ["NOW", "RowColumns", "granted"]
+
+# The instant of the decision as a bind parameter: a condition built with it can be built
+# once and reused, with the instant passed at execution (``{NOW.key: now}``).
+NOW: BindParameter[int] = bindparam("rk_now", type_=BigInteger)
 
 SR = SearchReference.__table__.c
 ST = SearchToken.__table__.c
@@ -39,7 +54,7 @@ class RowColumns:
 
 
 def _match(
-    g: Any, row: RowColumns, *, action: str, purposes: Iterable[str], now: int
+    g: Any, row: RowColumns, *, action: str, purposes: Iterable[str], now: int | BindParameter[int]
 ) -> list[ColumnElement[bool]]:
     purpose_list = sorted(set(purposes))
     named = _NAMED.c
@@ -92,9 +107,18 @@ def _match(
 
 
 def granted(
-    row: RowColumns, *, grantees: Iterable[str], action: str, purposes: Iterable[str], now: int
+    row: RowColumns,
+    *,
+    grantees: Iterable[str],
+    action: str,
+    purposes: Iterable[str],
+    now: int | BindParameter[int],
 ) -> ColumnElement[bool]:
-    """True for rows some active Consent lets one of ``grantees`` ``action`` now."""
+    """True for rows some active Consent lets one of ``grantees`` ``action`` at ``now``.
+
+    ``now`` is an instant in microseconds, or :data:`NOW` for a condition that is built
+    once and given the instant when it runs.
+    """
     who = sorted(set(grantees))
     if not who:
         return false()

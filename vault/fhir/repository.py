@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -39,9 +40,10 @@ from sqlalchemy import (
 
 from vault.access import AccessContext, Interaction
 from vault.audit import AuditRecord
-from vault.consent.enforce import RowColumns, granted, names_grantee
+from vault.consent.enforce import NOW, RowColumns, granted, names_grantee
 from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.crypto import BlindIndex, new_data_key, open_body, seal_body
+from vault.db import table_of
 from vault.errors import (
     BadRequest,
     Conflict,
@@ -81,6 +83,18 @@ V = VersionRow.__table__.c
 K = DataKey.__table__.c
 MAX_INCLUDES = 1000
 ROW = RowColumns(R.pk, R.resource_type, R.resource_id, R.patient_id)
+# Access conditions by (row columns, action, grantees, purposes): few distinct keys, one
+# per partner organisation and action, so a plain dict that is emptied when full will do.
+_VISIBLE_CACHE: dict[tuple[int, str, tuple[str, ...], tuple[str, ...]], ColumnElement[bool]] = {}
+_VISIBLE_CACHE_SIZE = 1024
+# The write path's statements, built once: building ``insert(...).values(...)`` for every
+# row cost more than executing it, and every read by a partner writes an AuditEvent.
+_INSERT_RESOURCE = insert(table_of(ResourceRow)).returning(R.pk)
+_INSERT_VERSION = insert(table_of(VersionRow))
+_INSERT_TOKENS = insert(table_of(SearchToken))
+_INSERT_REFERENCES = insert(table_of(SearchReference))
+_INSERT_DATES = insert(table_of(SearchDate))
+_DATA_KEY = select(K.wrapped, K.master_key_id).where(K.owner == bindparam("owner"))
 VERSION_ROW = RowColumns(V.resource_pk, V.resource_type, V.resource_id, V.patient_id)
 # Types outside every compartment: their rows are the vault's shared directory.
 SHARED_TYPES = tuple(sorted(t.name for t in RESOURCE_TYPES.values() if t.compartment is None))
@@ -140,6 +154,7 @@ class Repository:
         self._rt = runtime
         self._ctx = ctx
         self._now = now_micros()  # one instant per request: every check sees the same time
+        self._params = {NOW.key: self._now}  # bind values of the access condition
         self.pending_denials: list[AuditRecord] = []
         self._deferred: list[AuditRecord] | None = None
         self._blind: BlindIndex = runtime.blind
@@ -170,15 +185,23 @@ class Repository:
         shared = and_(row.patient_id.is_(None), row.resource_type.in_(SHARED_TYPES))
         if ctx.kind == "patient":
             return or_(row.patient_id == ctx.patient_id, shared)
-        conditions = [
-            shared,
-            granted(
-                row, grantees=ctx.grantees, action=action, purposes=ctx.purposes, now=self._now
-            ),
-        ]
-        if action == "access":
-            conditions.append(names_grantee(row, grantees=ctx.grantees))
-        return or_(*conditions)
+        # Building this condition cost a partner's read more than a millisecond, so it is
+        # built once per grantee set and reused; the instant is a bind parameter
+        # (``self._params``), never part of the cached expression.
+        key = (id(row), action, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
+        cached = _VISIBLE_CACHE.get(key)
+        if cached is None:
+            conditions = [
+                shared,
+                granted(row, grantees=ctx.grantees, action=action, purposes=ctx.purposes, now=NOW),
+            ]
+            if action == "access":
+                conditions.append(names_grantee(row, grantees=ctx.grantees))
+            cached = or_(*conditions)
+            if len(_VISIBLE_CACHE) >= _VISIBLE_CACHE_SIZE:
+                _VISIBLE_CACHE.clear()
+            _VISIBLE_CACHE[key] = cached
+        return cached
 
     def _require(self, interaction: Interaction, resource_type: str) -> ResourceType:
         """The type must exist and the caller's scopes must cover the interaction (403)."""
@@ -396,7 +419,7 @@ class Repository:
                 *restriction,
             )
         )
-        row = conn.execute(stmt).first()
+        row = conn.execute(stmt, self._params).first()
         if row is None:
             raise _not_found(spec.name, resource_id)
         if row.deleted:
@@ -443,7 +466,7 @@ class Repository:
                 *self._restriction(spec),
             )
         )
-        row = conn.execute(stmt).first()
+        row = conn.execute(stmt, self._params).first()
         if row is None:
             raise NotFound(f"{resource_type}/{resource_id} has no version '{version}'")
         if row.deleted:
@@ -533,7 +556,7 @@ class Repository:
         total = None
         if query.summary_count or query.total != "none":
             total = conn.execute(
-                select(func.count()).select_from(ResourceRow.__table__).where(*where)
+                select(func.count()).select_from(ResourceRow.__table__).where(*where), self._params
             ).scalar_one()
         if query.summary_count or query.count == 0:
             return SearchPage(total, [], [], None, None, query)
@@ -549,7 +572,7 @@ class Repository:
         order = [sort_col] if sort_col is not None else []
         order.append(R.pk)
         stmt = stmt.order_by(*(c.desc() if descending else c.asc() for c in order))
-        rows = list(conn.execute(stmt.limit(query.count + 1)))
+        rows = list(conn.execute(stmt.limit(query.count + 1), self._params))
         more = len(rows) > query.count
         rows = rows[: query.count]
         if backward:
@@ -622,7 +645,7 @@ class Repository:
             self._visible(ROW),
             *query.conditions,
         ]
-        return list(conn.scalars(select(R.resource_id).where(*where).limit(2)))
+        return list(conn.scalars(select(R.resource_id).where(*where).limit(2), self._params))
 
     def _sort_column(self, query: SearchQuery) -> Any:
         if query.sort == "_lastUpdated":
@@ -696,7 +719,7 @@ class Repository:
             if inc.target_type:
                 targets = targets.where(sr.target_type == inc.target_type)
             by_type: dict[str, set[str]] = {}
-            for target_type, target_id in conn.execute(targets):
+            for target_type, target_id in conn.execute(targets, self._params):
                 if target_type in RESOURCE_TYPES and self._ctx.allows("r", target_type):
                     by_type.setdefault(target_type, set()).add(target_id)
             for target_type, target_ids in sorted(by_type.items()):
@@ -711,7 +734,7 @@ class Repository:
                     )
                     .limit(MAX_INCLUDES)
                 )
-                found.extend(self._stored_from_row(row) for row in conn.execute(stmt))
+                found.extend(self._stored_from_row(row) for row in conn.execute(stmt, self._params))
         ids = [m.resource_id for m in matches]
         for inc in query.revincludes:
             if not self._ctx.allows("r", inc.source_type):
@@ -732,7 +755,7 @@ class Repository:
                 )
                 .limit(MAX_INCLUDES)
             )
-            found.extend(self._stored_from_row(row) for row in conn.execute(stmt))
+            found.extend(self._stored_from_row(row) for row in conn.execute(stmt, self._params))
         unique: list[Stored] = []
         for item in found:
             key = (item.resource_type, item.resource_id)
@@ -806,7 +829,8 @@ class Repository:
                     R.resource_type == resource_type,
                     R.resource_id == resource_id,
                     self._visible(ROW),
-                )
+                ),
+                self._params,
             ).first()
             if current is None:
                 raise _not_found(resource_type, resource_id)
@@ -826,7 +850,7 @@ class Repository:
                 )
             )
         stmt = stmt.order_by(V.last_updated.desc(), V.resource_pk.desc(), V.version_id.desc())
-        rows = list(conn.execute(stmt.limit(count + 1)))
+        rows = list(conn.execute(stmt.limit(count + 1), self._params))
         more = len(rows) > count
         rows = rows[:count]
         entries = []
@@ -953,7 +977,8 @@ class Repository:
                     R.deleted.is_(False),
                     self._visible(ROW, action=action),
                     *self._restriction(spec),
-                )
+                ),
+                self._params,
             ).first()
             return found is not None
 
@@ -1151,7 +1176,8 @@ class Repository:
                 # A partner correcting a resource keeps it where it is (checked by the
                 # caller); it need not be able to read the Patient itself.
                 true() if self._ctx.kind == "system" else self._visible(ROW),
-            )
+            ),
+            self._params,
         ).first()
         if exists is None:
             raise Unprocessable(
@@ -1179,16 +1205,15 @@ class Repository:
             self._ensure_data_key(conn, resource_id)
         now = now_micros()
         pk = conn.execute(
-            insert(ResourceRow)
-            .values(
-                resource_type=spec.name,
-                resource_id=resource_id,
-                patient_id=prepared.patient_id,
-                version_id=1,
-                last_updated=now,
-                deleted=False,
-            )
-            .returning(R.pk)
+            _INSERT_RESOURCE,
+            {
+                "resource_type": spec.name,
+                "resource_id": resource_id,
+                "patient_id": prepared.patient_id,
+                "version_id": 1,
+                "last_updated": now,
+                "deleted": False,
+            },
         ).scalar_one()
         return self._write_version(
             conn, prepared, pk=pk, resource_id=resource_id, version=1, now=now
@@ -1237,7 +1262,7 @@ class Repository:
         }
         plaintext = orjson.dumps(data)
         owner = prepared.patient_id or SHARED_OWNER
-        key = conn.execute(select(K.wrapped, K.master_key_id).where(K.owner == owner)).first()
+        key = conn.execute(_DATA_KEY, {"owner": owner}).first()
         if key is None:
             raise Unprocessable("This inwoner's vault was erased")
         aead = self._rt.keys.aead(owner=owner, key_id=key.master_key_id, wrapped=key.wrapped)
@@ -1249,16 +1274,17 @@ class Repository:
             plaintext=plaintext,
         )
         conn.execute(
-            insert(VersionRow).values(
-                resource_pk=pk,
-                version_id=version,
-                resource_type=spec.name,
-                resource_id=resource_id,
-                patient_id=prepared.patient_id,
-                last_updated=now,
-                deleted=False,
-                body=sealed,
-            )
+            _INSERT_VERSION,
+            {
+                "resource_pk": pk,
+                "version_id": version,
+                "resource_type": spec.name,
+                "resource_id": resource_id,
+                "patient_id": prepared.patient_id,
+                "last_updated": now,
+                "deleted": False,
+                "body": sealed,
+            },
         )
         self._write_index(conn, prepared, pk)
         if spec.name == "Consent":
@@ -1321,11 +1347,11 @@ class Repository:
                 for low, high in values:
                     dates.append({**common, "param": param.name, "low": low, "high": high})
         if tokens:
-            conn.execute(insert(SearchToken), tokens)
+            conn.execute(_INSERT_TOKENS, tokens)
         if refs:
-            conn.execute(insert(SearchReference), refs)
+            conn.execute(_INSERT_REFERENCES, refs)
         if dates:
-            conn.execute(insert(SearchDate), dates)
+            conn.execute(_INSERT_DATES, dates)
 
     @staticmethod
     def _clear_index(conn: Connection, pk: int, *, keep_labels: bool = False) -> None:
