@@ -35,8 +35,10 @@ from vault.consent.page_session import (
     end_session,
     load_visitor,
     log_in,
+    needs_touch,
     set_session_cookie,
     start_session,
+    touch_session,
 )
 from vault.consent.page_words import PARTS, describe_event, format_day, format_moment
 from vault.errors import FhirError
@@ -117,10 +119,21 @@ def _write(request: Request, work: Callable[[Connection], T]) -> T:
 
 
 def current_visitor(request: Request) -> Visitor | None:
+    """The visitor of the session cookie; each request counts as activity."""
     session_id = request.cookies.get(SESSION_COOKIE, "")
     if not session_id:
         return None
-    return _read(request, lambda conn: load_visitor(conn, session_id, now=now_micros()))
+    settings = _runtime(request).settings
+    now = now_micros()
+    visitor = _read(
+        request, lambda conn: load_visitor(conn, session_id, now=now, settings=settings)
+    )
+    if visitor is not None and needs_touch(visitor, now=now, settings=settings):
+        _write(
+            request,
+            lambda conn: touch_session(conn, visitor.session_hash, now=now, settings=settings),
+        )
+    return visitor
 
 
 def require_visitor(request: Request) -> Visitor:
@@ -245,7 +258,9 @@ async def login(request: Request) -> Response:
         )
         if outcome.account is None:
             return None, outcome.throttled
-        session_id, _ = start_session(conn, account_id=outcome.account.account_id, now=now)
+        session_id, _ = start_session(
+            conn, account_id=outcome.account.account_id, now=now, settings=runtime.settings
+        )
         return session_id, False
 
     from starlette.concurrency import run_in_threadpool
@@ -898,7 +913,9 @@ async def invitation_accept(request: Request, token: str) -> Response:
         )
         if not data.redeem_invitation(conn, invitation, account_id=account.account_id):
             raise Refused(404, "Deze link werkt niet meer", "De link is al gebruikt.")
-        session_id, _ = start_session(conn, account_id=account.account_id, now=now)
+        session_id, _ = start_session(
+            conn, account_id=account.account_id, now=now, settings=_runtime(request).settings
+        )
         return session_id
 
     session_id = await run_in_threadpool(_write, request, accept)

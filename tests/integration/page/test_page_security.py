@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 from starlette.requests import Request
 
 from tests.integration.page.conftest import Vault, http_log_in, page_csrf
 from tests.support.smart import set_account
 from vault.config import Settings
-from vault.consent.page_session import cookie_is_secure
+from vault.consent.page_session import MICROS, cookie_is_secure, hash_secret
+from vault.consent.web_models import WebSession
+from vault.runtime import now_micros
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +129,55 @@ def test_logout_ends_the_session_in_the_database(vault: Vault, http: httpx.Clien
     with httpx.Client(base_url=vault.url, follow_redirects=False) as replay:
         replay.cookies.set("rk_session", session)
         assert replay.get("/").headers["location"] == "/inloggen"
+
+
+def _session_row(vault: Vault, session_id: str) -> tuple[int, int]:
+    with vault.runtime.db.read() as conn:
+        row = conn.execute(
+            select(WebSession.created_at, WebSession.expires_at).where(
+                WebSession.id_hash == hash_secret(session_id)
+            )
+        ).one()
+    return row.created_at, row.expires_at
+
+
+def _move_session(vault: Vault, session_id: str, **values: int) -> None:
+    with vault.runtime.db.write() as conn:
+        conn.execute(
+            update(WebSession).where(WebSession.id_hash == hash_secret(session_id)).values(**values)
+        )
+
+
+def test_a_session_ends_after_15_idle_minutes_and_activity_keeps_it_alive(
+    vault: Vault, http: httpx.Client
+) -> None:
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    session = http.cookies["rk_session"]
+    created, expires = _session_row(vault, session)
+    assert expires - created == 15 * 60 * MICROS  # the default idle time
+    # Last activity 10 minutes ago: still in, and this request moves the deadline on.
+    _move_session(vault, session, expires_at=expires - 10 * 60 * MICROS)
+    assert http.get("/").status_code == 200
+    assert _session_row(vault, session)[1] >= expires
+    # Last activity 15 minutes ago: the session has ended.
+    _move_session(vault, session, expires_at=now_micros() - 1)
+    assert http.get("/").headers["location"] == "/inloggen"
+    assert http.get("/plan").headers["location"] == "/inloggen"
+
+
+def test_a_session_ends_after_its_absolute_maximum_however_active(
+    vault: Vault, http: httpx.Client
+) -> None:
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    session = http.cookies["rk_session"]
+    now = now_micros()
+    # Begun 8 hours ago (the default maximum), active a moment ago.
+    _move_session(vault, session, created_at=now - 8 * 3600 * MICROS, expires_at=now + 60 * MICROS)
+    assert http.get("/").headers["location"] == "/inloggen"
+    # Begun 7 hours and 59 minutes ago: the deadline slides, but not past the maximum.
+    _move_session(
+        vault, session, created_at=now - (8 * 60 - 1) * 60 * MICROS, expires_at=now + MICROS
+    )
+    assert http.get("/").status_code == 200
+    created, expires = _session_row(vault, session)
+    assert expires == created + 8 * 3600 * MICROS
