@@ -9,13 +9,16 @@ CSRF token.
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
+import httpx
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -24,7 +27,9 @@ from sqlalchemy import Connection
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
+from vault.config import OidcSettings
 from vault.consent import page_data as data
+from vault.consent import page_oidc
 from vault.consent.page_session import (
     LEGAL_BASES,
     LOGIN_CSRF_COOKIE,
@@ -209,7 +214,12 @@ def _login_page(
     response = render(
         request,
         "login.html",
-        {"error": error, "username": username, "login_csrf": token},
+        {
+            "error": error,
+            "username": username,
+            "login_csrf": token,
+            "oidc": _runtime(request).settings.oidc,
+        },
         status=status,
     )
     _set_login_csrf(response, request, token, path="/inloggen")
@@ -232,6 +242,97 @@ def _set_login_csrf(response: Response, request: Request, token: str, *, path: s
 def login_page(request: Request) -> Response:
     """The login form."""
     return _login_page(request)
+
+
+OIDC_COOKIE = "rk_oidc"
+OIDC_PATH = "/inloggen/oidc"
+log = logging.getLogger("vault.consent.page")
+
+
+def _oidc_settings(request: Request) -> OidcSettings:
+    settings = _runtime(request).settings.oidc
+    if settings is None:
+        raise Refused(404, "Niet gevonden", "Deze pagina bestaat niet.")
+    return settings
+
+
+def _oidc_refused(exc: page_oidc.OidcRefused) -> Refused:
+    # The reason is for the operator; it never holds the BSN or other claims.
+    log.warning("login through the identity provider refused: %s", exc.reason)
+    if exc.unknown_person:
+        return Refused(
+            403,
+            "We kennen je nog niet",
+            "Je bent ingelogd bij DigiD, maar er is nog geen kluis voor jou. Vraag je "
+            "sociaal team om een kluis voor je te maken.",
+        )
+    return Refused(
+        403,
+        "Inloggen lukte niet",
+        "We konden niet controleren wie je bent. Er is niets opgeslagen. Ga terug naar "
+        "de inlogpagina en probeer het opnieuw.",
+    )
+
+
+@router.get(OIDC_PATH)
+def oidc_start(request: Request) -> Response:
+    """Send the browser to the identity provider (a link, so CSP form-action stays 'self')."""
+    settings = _oidc_settings(request)
+    runtime = _runtime(request)
+    base = runtime.settings.public_base_url or str(request.base_url).rstrip("/")
+    try:
+        with httpx.Client(timeout=10) as http:
+            url, sealed = page_oidc.begin(
+                settings, runtime, http, redirect_uri=base + OIDC_PATH + "/terug"
+            )
+    except page_oidc.OidcRefused as exc:
+        raise _oidc_refused(exc) from None
+    response = see_other(url)
+    response.set_cookie(
+        OIDC_COOKIE,
+        sealed,
+        max_age=page_oidc.STATE_SECONDS,
+        path=OIDC_PATH,
+        httponly=True,
+        # Lax: the provider sends the browser back with a top-level GET from its own site.
+        samesite="lax",
+        secure=cookie_is_secure(request, runtime.settings),
+    )
+    return response
+
+
+@router.get(OIDC_PATH + "/terug")
+def oidc_return(request: Request) -> Response:
+    """The provider sends the browser back: check everything, then start a session."""
+    settings = _oidc_settings(request)
+    runtime = _runtime(request)
+    try:
+        flow = page_oidc.open_state(
+            runtime, request.cookies.get(OIDC_COOKIE, "")[:2000], now=time.time()
+        )
+        with httpx.Client(timeout=10) as http:
+            claims = page_oidc.finish(
+                settings, http, flow, query=request.url.query, now=time.time()
+            )
+        bsn = claims.get(settings.person_claim)
+
+        def enter(conn: Connection) -> str:
+            now = now_micros()
+            account = page_oidc.account_for_bsn(
+                runtime, conn, bsn if isinstance(bsn, str) else "", now=now
+            )
+            session_id, _ = start_session(
+                conn, account_id=account.account_id, now=now, settings=runtime.settings
+            )
+            return session_id
+
+        session_id = _write(request, enter)
+    except page_oidc.OidcRefused as exc:
+        raise _oidc_refused(exc) from None
+    response = see_other("/")
+    set_session_cookie(response, session_id, request=request, settings=runtime.settings)
+    response.delete_cookie(OIDC_COOKIE, path=OIDC_PATH)
+    return response
 
 
 @router.post("/inloggen")

@@ -181,3 +181,12 @@ def test_a_session_ends_after_its_absolute_maximum_however_active(
     assert http.get("/").status_code == 200
     created, expires = _session_row(vault, session)
     assert expires == created + 8 * 3600 * MICROS
+
+
+def test_without_oidc_settings_the_login_page_has_only_the_password_form(
+    http: httpx.Client,
+) -> None:
+    page = http.get("/inloggen").text
+    assert "DigiD" not in page and 'name="password"' in page
+    assert http.get("/inloggen/oidc").status_code == 404
+    assert http.get("/inloggen/oidc/terug?code=x&state=y").status_code == 404
