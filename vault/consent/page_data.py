@@ -58,6 +58,10 @@ PRIORITIES = {
     "low-priority": "Minder belangrijk",
 }
 PRIORITY_ORDER = {"high-priority": 0, "medium-priority": 1, "low-priority": 2}
+# The inwoner's own order of goals. Goal.priority has three codes, so it cannot say "this
+# one first, then that one"; the exact place is this extension (1 = at the top). Goals
+# without it (new ones, or written by a partner) follow the ranked ones, by priority.
+GOAL_RANK = "https://regiekluis.nl/fhir/StructureDefinition/goal-rank"
 # The types of an inwoner's compartment, in the order the page shows and exports them.
 COMPARTMENT_TYPES = (
     "Patient",
@@ -503,7 +507,7 @@ def read_plan(repo: Repository, conn: Connection, *, patient_id: str) -> Plan:
         for g in compartment_search(repo, conn, "Goal", patient_id)
         if g.get("lifecycleStatus") not in ("cancelled", "entered-in-error")
     ]
-    goals.sort(key=lambda g: (PRIORITY_ORDER.get(goal_priority(g), 3), goal_text(g).casefold()))
+    goals.sort(key=_goal_order)
     names: dict[str, str] = {f"Patient/{patient_id}": "Ik"}
     own: list[tuple[int, dict[str, Any], str]] = []
     needed: list[tuple[int, dict[str, Any], str]] = []
@@ -529,6 +533,50 @@ def read_plan(repo: Repository, conn: Connection, *, patient_id: str) -> Plan:
     for series in scores.values():
         series.sort()
     return Plan(care_plan, goals, own, needed, scores)
+
+
+def goal_rank(goal: dict[str, Any]) -> int | None:
+    for extension in goal.get("extension") or []:
+        value = extension.get("valueInteger")
+        if extension.get("url") == GOAL_RANK and isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _goal_order(goal: dict[str, Any]) -> tuple[int, int, str]:
+    rank = goal_rank(goal)
+    return (
+        rank if rank is not None else 1_000_000,
+        PRIORITY_ORDER.get(goal_priority(goal), 3),
+        goal_text(goal).casefold(),
+    )
+
+
+def move_goal(
+    repo: Repository, conn: Connection, *, goals: Sequence[dict[str, Any]], goal_id: str, up: bool
+) -> None:
+    """Swap a goal with its neighbour in the shown order; every goal gets its place 1..n.
+
+    ``goals`` were read, in the shown order, before the write began: If-Match makes a
+    change made meanwhile fail instead of vanish.
+    """
+    order = list(goals)
+    index = next((i for i, g in enumerate(order) if g.get("id") == goal_id), None)
+    if index is None:
+        raise NotFound(f"Goal/{goal_id} is not known")
+    other = index - 1 if up else index + 1
+    if not 0 <= other < len(order):
+        return  # already at the top or the bottom
+    order[index], order[other] = order[other], order[index]
+    for place, goal in enumerate(order, start=1):
+        if goal_rank(goal) == place:
+            continue
+        body = _strip_meta(goal)
+        body["extension"] = [
+            *(e for e in body.get("extension") or [] if e.get("url") != GOAL_RANK),
+            {"url": GOAL_RANK, "valueInteger": place},
+        ]
+        repo.update(conn, "Goal", str(goal["id"]), body, if_match=_version(goal))
 
 
 def goal_text(goal: dict[str, Any]) -> str:

@@ -763,6 +763,28 @@ def goal_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     )
 
 
+@router.post("/plan/doel/volgorde")
+def goal_move(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
+    """Move a goal one place up or down in the inwoner's own order."""
+    goal_id = _text(form, "goal_id", limit=64)
+    direction = _text(form, "richting", limit=10)
+    if direction not in ("omhoog", "omlaag") or not ID_PATTERN.match(goal_id):
+        raise Refused(400, "Dat klopt niet", "Kies een doel en omhoog of omlaag.")
+    reader = _repo(request, visitor)
+    goals = _read(
+        request, lambda conn: data.read_plan(reader, conn, patient_id=visitor.patient_id)
+    ).goals
+    if not any(g.get("id") == goal_id for g in goals):
+        raise Refused(404, "Niet gevonden", "Dit doel kennen we niet.")
+    return _plan_write(
+        request,
+        visitor,
+        lambda repo, conn: data.move_goal(
+            repo, conn, goals=goals, goal_id=goal_id, up=direction == "omhoog"
+        ),
+    )
+
+
 @router.post("/plan/activiteit")
 def activity_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     """Add or change a line of 'wat kan ik' / 'wat heb ik nodig'."""

@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.integration.page.conftest import Vault, check_page, log_in
 from tests.support.smart import register_backend
 from vault.access import AccessContext
+from vault.consent.page_data import GOAL_RANK
 from vault.errors import KeyUnavailable
 from vault.fhir.repository import Repository
 
@@ -80,6 +81,45 @@ def test_plan_goals_and_scores_are_edited_in_own_words(page: Page, vault: Vault)
         )
     texts = [json.loads(s.body or b"{}")["description"]["text"] for s in goals.matches]
     assert "Ik wil werk bij een hovenier." in texts
+
+
+def _goal_texts(page: Page) -> list[str]:
+    return [t.input_value() for t in page.locator("#doelen textarea").all()]
+
+
+def test_goals_are_put_in_the_inwoners_own_order_with_up_and_down(page: Page, vault: Vault) -> None:
+    log_in(page, vault, "sanne")
+    page.goto(vault.url + "/plan")
+    before = _goal_texts(page)
+    assert len(before) == 4
+    expect(page.get_by_role("button", name="Doel 1 omhoog")).to_have_count(0)
+    expect(page.get_by_role("button", name="Doel 4 omlaag")).to_have_count(0)
+    page.get_by_role("button", name="Doel 4 omhoog").click()
+    expect(page.get_by_role("status")).to_contain_text("Opgeslagen")
+    assert _goal_texts(page) == [before[0], before[1], before[3], before[2]]
+    # By keyboard, too.
+    page.get_by_role("button", name="Doel 1 omlaag").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    expected = [before[1], before[0], before[3], before[2]]
+    expect(page.locator("#doelen textarea").first).to_have_value(expected[0])
+    assert _goal_texts(page) == expected
+    check_page(page, "mijn-plan-eigen-volgorde")
+    # The order is part of the Goals, as partners read them over FHIR.
+    repo = Repository(vault.runtime, AccessContext.full())
+    with vault.runtime.db.read() as conn:
+        found = repo.search(
+            conn, repo.parse("Goal", [("patient", "Patient/demo-inwoner-sanne")], lenient=False)
+        )
+    ranks = {}
+    for stored in found.matches:
+        goal = json.loads(stored.body or b"{}")
+        rank = [e["valueInteger"] for e in goal.get("extension", []) if e["url"] == GOAL_RANK]
+        ranks[goal["description"]["text"]] = rank[0]
+    assert [text for text, _ in sorted(ranks.items(), key=lambda item: item[1])] == expected
+    # Another visit shows the same order.
+    page.goto(vault.url + "/plan")
+    assert _goal_texts(page) == expected
 
 
 def test_grant_reaches_the_partner_and_revoking_stops_its_next_read(

@@ -190,3 +190,16 @@ def test_without_oidc_settings_the_login_page_has_only_the_password_form(
     assert "DigiD" not in page and 'name="password"' in page
     assert http.get("/inloggen/oidc").status_code == 404
     assert http.get("/inloggen/oidc/terug?code=x&state=y").status_code == 404
+
+
+def test_the_new_forms_refuse_a_post_without_or_with_a_wrong_csrf_token(
+    vault: Vault, http: httpx.Client
+) -> None:
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    forms = {
+        "/plan/doel/volgorde": {"goal_id": "demo-doel-sanne-rust", "richting": "omhoog"},
+        "/netwerk/vertegenwoordiger": {"person": "RelatedPerson/x", "basis": "mentor"},
+    }
+    for path, form in forms.items():
+        assert http.post(path, data=form).status_code == 403, path
+        assert http.post(path, data={**form, "csrf_token": "x" * 43}).status_code == 403, path
