@@ -20,9 +20,10 @@ import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
 from vault.access import AccessContext
+from vault.audit import AuditRecord
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.models import ConsentGrant
-from vault.consent.page_words import PART_BY_KEY, PARTS, Summary, summarize
+from vault.consent.page_words import PART_BY_KEY, PARTS, PREVIEW_QUERY, Summary, summarize
 from vault.consent.web_models import Invitation, NetworkLink, WebSession
 from vault.errors import FhirError, KeyUnavailable, NotFound
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
@@ -418,6 +419,17 @@ def partner_context(conn: Connection, grantee: str, *, account_id: str) -> Acces
     )
 
 
+class _UnloggedRepository(Repository):
+    """A partner's own access decision, run for a preview: its reads are not the partner's.
+
+    ``preview`` writes one truthful record instead: the inwoner (or their representative)
+    looked at what the partner would get.
+    """
+
+    def _records(self, *args: Any, **kwargs: Any) -> list[AuditRecord]:
+        return []
+
+
 @dataclass
 class Preview:
     has_systems: bool
@@ -425,11 +437,23 @@ class Preview:
 
 
 def preview(
-    runtime: Runtime, conn: Connection, *, grantee: str, patient_id: str, account_id: str
+    runtime: Runtime,
+    conn: Connection,
+    *,
+    grantee: str,
+    patient_id: str,
+    account_id: str,
+    previewer: AccessContext | None = None,
 ) -> Preview:
-    """Exactly what ``grantee`` gets now: its own access decision runs the searches."""
+    """Exactly what ``grantee`` gets now: its own access decision runs the searches.
+
+    Without ``previewer`` the grantee itself is looking (someone of the network on their
+    own page) and its reads are logged as its own. With it, the inwoner or a
+    representative is looking on the grantee's behalf: the log says that, not that the
+    grantee read anything.
+    """
     ctx = partner_context(conn, grantee, account_id=account_id)
-    repo = Repository(runtime, ctx)
+    repo = Repository(runtime, ctx) if previewer is None else _UnloggedRepository(runtime, ctx)
     sections = []
     for resource_type in COMPARTMENT_TYPES:
         if resource_type in ("AuditEvent", "Provenance") or not ctx.allows("s", resource_type):
@@ -438,6 +462,23 @@ def preview(
         if found:
             sections.append((resource_type, found))
     has_systems = ctx.permissions is None or bool(ctx.permissions.letters)
+    if previewer is not None:
+        runtime.audit.record(
+            [
+                AuditRecord(
+                    patient_id=patient_id,
+                    interaction="search-type",
+                    permitted=True,
+                    client_id=None,
+                    organization=None,
+                    account_id=previewer.account_id,
+                    entities=[f"{kind}/{r['id']}" for kind, found in sections for r in found],
+                    query=PREVIEW_QUERY + grantee,
+                    representative=previewer.representative,
+                    recorded=now_micros(),
+                )
+            ]
+        )
     return Preview(has_systems, sections)
 
 

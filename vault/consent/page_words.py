@@ -217,6 +217,28 @@ class LogLine:
     own: bool
 
 
+PREVIEW_QUERY = "$preview?actor="
+
+
+def _queries(event: Mapping[str, Any]) -> list[str]:
+    found = []
+    for entity in event.get("entity") or []:
+        if entity.get("query"):
+            try:
+                found.append(base64.b64decode(entity["query"]).decode("utf-8", "replace"))
+            except ValueError:
+                continue
+    return found
+
+
+def preview_actor(event: Mapping[str, Any]) -> str | None:
+    """The organisation or person whose view was previewed ("Bekijk wat … ziet"), if any."""
+    for query in _queries(event):
+        if query.startswith(PREVIEW_QUERY):
+            return query[len(PREVIEW_QUERY) :]
+    return None
+
+
 def _what(event: Mapping[str, Any]) -> str:
     types: list[str] = []
     for entity in event.get("entity") or []:
@@ -260,6 +282,21 @@ def describe_event(
     organization = who_ref if who_ref and who_ref.startswith("Organization/") else None
     account_name = first.get("name", "")
     own = bool(own_account) and account_name == f"account {own_account}" and agent_of is None
+    recorded = _parse_instant(str(event.get("recorded", "")))
+    previewed = preview_actor(event)
+    if previewed is not None:
+        seen_as = names.get(previewed, "een organisatie of persoon")
+        if agent_of is not None:
+            person = names.get(agent_of, "Iemand uit je netwerk")
+            return LogLine(
+                recorded,
+                person,
+                f"{person} namens jou heeft bekeken wat {seen_as} ziet",
+                None,
+                True,
+                False,
+            )
+        return LogLine(recorded, "Jij", f"Jij hebt bekeken wat {seen_as} ziet", None, True, own)
     if organization and own and not first.get("altId"):
         who = f"Jij (bekeek wat {names.get(organization, 'een organisatie')} ziet)"
     elif organization:
@@ -281,7 +318,6 @@ def describe_event(
     if not what:
         what = "je gegevens" if searched else "je naam en adres"
     permitted = event.get("outcome", "0") == "0"
-    recorded = _parse_instant(str(event.get("recorded", "")))
     has = "hebt" if who.startswith("Jij") else "heeft"
     if permitted and what == "wie wat mag zien" and verb in ("toegevoegd", "veranderd"):
         sentence = f"{who} {has} veranderd wie wat mag zien"

@@ -45,7 +45,13 @@ from vault.consent.page_session import (
     start_session,
     touch_session,
 )
-from vault.consent.page_words import PARTS, describe_event, format_day, format_moment
+from vault.consent.page_words import (
+    PARTS,
+    describe_event,
+    format_day,
+    format_moment,
+    preview_actor,
+)
 from vault.errors import FhirError
 from vault.fhir.repository import Repository
 from vault.fhir.resources import ID_PATTERN
@@ -590,6 +596,7 @@ def look_as(request: Request, kind: str, ident: str, visitor: ManagerDep) -> Res
             grantee=grantee,
             patient_id=visitor.patient_id,
             account_id=visitor.account_id,
+            previewer=visitor.context(),
         ),
     )
     return render(request, "look_as.html", {"party": party, "preview": shown}, visitor=visitor)
@@ -613,6 +620,8 @@ def access_log(request: Request, visitor: ManagerDep, wie: str = "") -> Response
         )[:300]
         refs: set[str] = set()
         for event in events:
+            if actor := preview_actor(event):
+                refs.add(actor)
             for agent in event.get("agent") or []:
                 ref = (agent.get("who") or {}).get("reference")
                 if ref and ref.split("/", 1)[0] in GRANTEE_KINDS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from tests.integration.page.conftest import Vault, check_page, log_in
 from tests.support.smart import register_backend
 from vault.access import AccessContext
 from vault.consent.page_data import GOAL_RANK
+from vault.consent.page_words import preview_actor
 from vault.errors import KeyUnavailable
 from vault.fhir.repository import Repository
 
@@ -83,6 +85,15 @@ def test_plan_goals_and_scores_are_edited_in_own_words(page: Page, vault: Vault)
     assert "Ik wil werk bij een hovenier." in texts
 
 
+def audit_events(vault: Vault, patient: str) -> list[dict[str, Any]]:
+    repo = Repository(vault.runtime, AccessContext.full())
+    with vault.runtime.db.read() as conn:
+        query = repo.parse(
+            "AuditEvent", [("patient", f"Patient/{patient}"), ("_count", "500")], lenient=False
+        )
+        return [json.loads(s.body or b"{}") for s in repo.search(conn, query).matches]
+
+
 def _goal_texts(page: Page) -> list[str]:
     return [t.input_value() for t in page.locator("#doelen textarea").all()]
 
@@ -150,7 +161,22 @@ def test_grant_reaches_the_partner_and_revoking_stops_its_next_read(
 
         page.goto(vault.url + "/log?wie=Organization/demo-org-mee")
         expect(page.locator("ol.log")).to_contain_text(f"{MEE} heeft je doelen bekeken")
+        # The preview was the inwoner looking, not a read by MEE.
+        expect(page.locator("ol.log")).not_to_contain_text("Jij")
+        mee_reads = page.locator("ol.log > li").count()
         check_page(page, "wie-heeft-er-gekeken-mee")
+        page.goto(vault.url + "/log?wie=iedereen")
+        expect(page.locator("ol.log")).to_contain_text(f"Jij hebt bekeken wat {MEE} ziet")
+        page.get_by_role("link", name="Wie mag wat zien").click()
+        page.get_by_role("link", name=f"Bekijk wat {MEE} ziet").click()
+        page.goto(vault.url + "/log?wie=Organization/demo-org-mee")
+        expect(page.locator("ol.log > li")).to_have_count(mee_reads)
+        events = audit_events(vault, "demo-inwoner-erik")
+        previews = [e for e in events if preview_actor(e) == "Organization/demo-org-mee"]
+        assert len(previews) == 2
+        for event in previews:
+            assert event["agent"][0]["who"] == {"reference": "Patient/demo-inwoner-erik"}
+            assert "Organization/demo-org-mee" not in json.dumps(event["agent"])
 
         page.goto(vault.url + "/")
         page.get_by_role("button", name=f"Stop met delen met {MEE}").click()
