@@ -62,6 +62,14 @@ PRIORITY_ORDER = {"high-priority": 0, "medium-priority": 1, "low-priority": 2}
 # The inwoner's own order of goals. Goal.priority has three codes, so it cannot say "this
 # one first, then that one"; the exact place is this extension (1 = at the top). Goals
 # without it (new ones, or written by a partner) follow the ranked ones, by priority.
+# A representative's legal basis (design section 7), as a RelatedPerson.relationship coding.
+LEGAL_BASIS = "https://regiekluis.nl/fhir/CodeSystem/wettelijke-grondslag"
+LEGAL_BASIS_WORDS = {
+    "machtiging": "machtiging",
+    "mentor": "mentor",
+    "curator": "curator",
+    "ouder": "ouder met gezag",
+}
 GOAL_RANK = "https://regiekluis.nl/fhir/StructureDefinition/goal-rank"
 # The types of an inwoner's compartment, in the order the page shows and exports them.
 COMPARTMENT_TYPES = (
@@ -851,17 +859,51 @@ def redeem_invitation(conn: Connection, invitation: Any, *, account_id: str) -> 
 
 
 def set_representative(
-    conn: Connection, *, patient_id: str, related_person: str, legal_basis: str | None
+    repo: Repository,
+    conn: Connection,
+    *,
+    patient_id: str,
+    person: dict[str, Any],
+    legal_basis: str | None,
 ) -> bool:
+    """Name a representative (or undo it), in FHIR and in the login table, in one go.
+
+    The RelatedPerson carries the legal basis as a relationship coding, so partners and the
+    inwoner's download see it; ``web_network_link.legal_basis`` is what a session reads to
+    let the representative manage grants. False when the person has no account yet.
+    """
     result = conn.execute(
         update(NetworkLink)
         .where(
             NetworkLink.patient_id == patient_id,
-            NetworkLink.related_person_id == related_person.split("/", 1)[1],
+            NetworkLink.related_person_id == str(person["id"]),
         )
         .values(legal_basis=legal_basis)
     )
-    return bool(result.rowcount)
+    if not result.rowcount:
+        return False
+    body = _strip_meta(person)
+    relationships = [
+        concept
+        for concept in body.get("relationship") or []
+        if not any(c.get("system") == LEGAL_BASIS for c in concept.get("coding") or [])
+    ]
+    if legal_basis is not None:
+        relationships.append(
+            {
+                "coding": [
+                    {
+                        "system": LEGAL_BASIS,
+                        "code": legal_basis,
+                        "display": LEGAL_BASIS_WORDS[legal_basis],
+                    }
+                ],
+                "text": f"vertegenwoordiger ({LEGAL_BASIS_WORDS[legal_basis]})",
+            }
+        )
+    body["relationship"] = relationships
+    repo.update(conn, "RelatedPerson", str(person["id"]), body, if_match=_version(person))
+    return True
 
 
 def representatives(conn: Connection, *, patient_id: str) -> dict[str, str]:

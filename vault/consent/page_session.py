@@ -51,13 +51,6 @@ LOGIN_CSRF_COOKIE = "rk_login_csrf"
 MAX_FAILURES = 5
 FAILURE_WINDOW = 15 * 60
 MICROS = 1_000_000
-# Legal bases a representative may act on (design section 7).
-LEGAL_BASES = {
-    "machtiging": "machtiging",
-    "mentor": "mentor",
-    "curator": "curator",
-    "ouder": "ouder met gezag",
-}
 
 
 def hash_secret(value: str) -> str:

@@ -31,7 +31,6 @@ from vault.config import OidcSettings
 from vault.consent import page_data as data
 from vault.consent import page_oidc
 from vault.consent.page_session import (
-    LEGAL_BASES,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Visitor,
@@ -73,6 +72,7 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 GRANTEE_KINDS = ("Organization", "Practitioner", "RelatedPerson")
+LEGAL_BASES = data.LEGAL_BASIS_WORDS
 
 
 class LoginNeeded(Exception):
@@ -950,16 +950,34 @@ def network_representative(request: Request, visitor: InwonerDep, form: FormDep)
     """Name someone with an account as representative, with the legal basis; or undo it."""
     person = _text(form, "person", limit=200)
     basis = _text(form, "basis", limit=40)
-    if not person.startswith("RelatedPerson/") or (basis and basis not in LEGAL_BASES):
+    kind, _, ident = person.partition("/")
+    if (
+        kind != "RelatedPerson"
+        or not ID_PATTERN.match(ident)
+        or (basis and basis not in LEGAL_BASES)
+    ):
         raise Refused(400, "Dat klopt niet", "Kies iemand en een reden.")
-    done = _write(
-        request,
-        lambda conn: data.set_representative(
-            conn, patient_id=visitor.patient_id, related_person=person, legal_basis=basis or None
-        ),
-    )
-    if not done:
-        raise Refused(400, "Nog geen account", "Deze persoon heeft nog geen account.")
+    repo = _repo(request, visitor)
+    try:
+        found = _read(request, lambda conn: data.load(repo.read(conn, "RelatedPerson", ident)))
+    except FhirError:
+        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.") from None
+    if (found.get("patient") or {}).get("reference") != f"Patient/{visitor.patient_id}":
+        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.")
+
+    def work(conn: Connection) -> None:
+        done = data.set_representative(
+            repo, conn, patient_id=visitor.patient_id, person=found, legal_basis=basis or None
+        )
+        if not done:
+            raise Refused(400, "Nog geen account", "Deze persoon heeft nog geen account.")
+
+    try:
+        _write(request, work)
+    except FhirError as exc:
+        raise _fhir_refused(exc) from None
+    finally:
+        repo.flush_denials()
     return see_other("/netwerk?opgeslagen=1")
 
 

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.integration.page.conftest import Vault, check_page, log_in
 from tests.support.smart import register_backend
 from vault.access import AccessContext
-from vault.consent.page_data import GOAL_RANK
+from vault.consent.page_data import GOAL_RANK, LEGAL_BASIS
 from vault.consent.page_words import preview_actor
 from vault.errors import KeyUnavailable
 from vault.fhir.repository import Repository
@@ -249,6 +249,73 @@ def test_invited_neighbour_logs_in_and_sees_only_what_was_granted(
 
     page.goto(vault.url + "/log?wie=iedereen")
     expect(page.locator("ol.log")).to_contain_text("Henk de Buur heeft je doelen bekeken")
+
+
+def test_a_representative_changes_a_grant_and_the_log_says_on_whose_behalf(
+    browser: Browser, page: Page, vault: Vault
+) -> None:
+    log_in(page, vault, "sanne")
+    page.goto(vault.url + "/netwerk")
+    page.get_by_label("Naam").fill("Kees Janssen")
+    page.get_by_label("Wie is het voor jou?").fill("broer")
+    page.get_by_role("button", name="Maak een uitnodiging").click()
+    link = page.get_by_label("Uitnodiging").input_value()
+
+    brother_context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        brother = brother_context.new_page()
+        brother.goto(link)
+        brother.get_by_label("Je naam").fill("Kees")
+        brother.get_by_label("Kies een gebruikersnaam").fill("kees-broer")
+        brother.get_by_label("Kies een wachtwoord").fill("broer-wachtwoord")
+        brother.get_by_label("Typ het wachtwoord nog een keer").fill("broer-wachtwoord")
+        brother.get_by_role("button", name="Account maken").click()
+        expect(brother.get_by_role("heading", level=1)).to_have_text("Wat je mag zien")
+
+        page.goto(vault.url + "/netwerk")
+        card = page.locator("li.card", has_text="Kees Janssen")
+        card.get_by_label("Mag Kees Janssen namens jou kiezen wie wat ziet?").select_option(
+            label="Ja, als mentor"
+        )
+        card.get_by_role("button", name="Opslaan").click()
+        expect(page.get_by_role("status")).to_contain_text("Opgeslagen")
+        expect(page.locator("li.card", has_text="Kees Janssen")).to_contain_text(
+            "Mag namens jou kiezen wie wat ziet (mentor)"
+        )
+        check_page(page, "mijn-netwerk-vertegenwoordiger")
+
+        brother.goto(vault.url + "/")
+        expect(brother.get_by_role("heading", level=1)).to_have_text("Wie mag wat zien")
+        expect(brother.locator("header")).to_contain_text("namens de inwoner")
+        brother.get_by_role("link", name="Kies wat Woonstichting Voorbeeldstad mag zien").click()
+        brother.get_by_label("Je doelen").first.check()
+        brother.get_by_role("button", name="Verder").click()
+        brother.get_by_role("button", name="Ja, opslaan").click()
+        expect(brother.get_by_role("status")).to_contain_text("opgeslagen")
+        check_page(brother, "vertegenwoordiger-wie-mag-wat-zien")
+        # A representative manages grants, not the inwoner's network or vault.
+        brother.goto(vault.url + "/netwerk")
+        expect(brother.get_by_role("heading", level=1)).to_have_text("Dat mag niet")
+    finally:
+        brother_context.close()
+
+    page.goto(vault.url + "/log?wie=iedereen")
+    expect(page.locator("ol.log")).to_contain_text(
+        "Kees Janssen namens jou heeft veranderd wie wat mag zien"
+    )
+    check_page(page, "wie-heeft-er-gekeken-namens")
+    # The legal basis is part of the RelatedPerson, as partners read it over FHIR.
+    repo = Repository(vault.runtime, AccessContext.full())
+    with vault.runtime.db.read() as conn:
+        people = repo.search(
+            conn,
+            repo.parse("RelatedPerson", [("patient", "Patient/demo-inwoner-sanne")], lenient=False),
+        )
+    kees = next(
+        json.loads(p.body or b"{}") for p in people.matches if b"Kees Janssen" in (p.body or b"")
+    )
+    codings = [c for r in kees["relationship"] for c in r.get("coding", [])]
+    assert {"system": LEGAL_BASIS, "code": "mentor", "display": "mentor"} in codings
 
 
 def test_download_is_a_fhir_bundle_of_everything(page: Page, vault: Vault) -> None:
