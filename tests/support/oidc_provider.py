@@ -4,8 +4,8 @@ It stands in for the outside identity provider (a DigiD broker), the one party t
 may play themselves. Its RSA keys are made when it starts. It approves every
 authorization request at once for the person the test chose with ``POST /test/next``,
 and can be told to get one thing wrong on the next login (``tamper``): ``nonce``,
-``issuer``, ``audience``, ``expired`` or ``signature`` (signed by a key that is not in its
-JWKS, under the published key's id).
+``issuer``, ``audience``, ``expired``, ``state`` or ``signature`` (signed by a key that is
+not in its JWKS, under the published key's id); ``cancel`` plays a person who stops.
 
     python -m tests.support.oidc_provider --port 8123 --client-id vault --client-secret s
 """
@@ -99,6 +99,9 @@ def build_app(provider: Provider) -> Starlette:
             or not q.get("state")
         ):
             return PlainTextResponse("bad authorization request", status_code=400)
+        if provider.next_tamper == "cancel":
+            query = urlencode({"error": "access_denied", "state": q["state"]})
+            return RedirectResponse(q["redirect_uri"] + "?" + query, status_code=302)
         code = secrets.token_urlsafe(24)
         provider.codes[code] = Grant(
             provider.client_id,

@@ -73,10 +73,11 @@ AUTH_METHODS = {True: "private_key_jwt", False: "client_secret_basic"}
 class OidcRefused(Exception):
     """The login through the provider did not prove who this is; ``reason`` is for the log."""
 
-    def __init__(self, reason: str, *, unknown_person: bool = False) -> None:
+    def __init__(self, reason: str, *, unknown_person: bool = False, stopped: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.unknown_person = unknown_person
+        self.stopped = stopped
 
 
 class _HttpxSession:
@@ -95,7 +96,9 @@ def _form(data: dict[str, str]) -> str:
     return str(httpx.QueryParams(data))
 
 
-def _client(settings: OidcSettings, http: httpx.Client, redirect_uri: str) -> OAuth2Client:
+def _client(
+    settings: OidcSettings, http: httpx.Client, redirect_uri: str, *, token_endpoint: str = ""
+) -> OAuth2Client:
     """authlib's client; with a key file it signs a private_key_jwt assertion instead."""
     uses_key = bool(settings.private_key_file)
     secret = (
@@ -113,7 +116,8 @@ def _client(settings: OidcSettings, http: httpx.Client, redirect_uri: str) -> OA
         code_challenge_method="S256",
     )
     if uses_key:
-        client.register_client_auth_method(PrivateKeyJWT())
+        # The assertion's audience is the token endpoint (RFC 7523, section 3).
+        client.register_client_auth_method(PrivateKeyJWT(token_endpoint or None))
     return client
 
 
@@ -205,12 +209,12 @@ def finish(
     given = params.get("state", "")
     if not hmac.compare_digest(given.encode(), flow.state.encode()):
         raise OidcRefused("state does not match")
+    if params.get("error") == "access_denied":
+        raise OidcRefused("login stopped at the provider", stopped=True)
     if "error" in params or not params.get("code"):
         raise OidcRefused("provider answered with an error")
     metadata = discover(settings, http)
-    client = _client(settings, http, flow.redirect_uri)
-    if settings.private_key_file:
-        client.register_client_auth_method(PrivateKeyJWT(metadata["token_endpoint"]))
+    client = _client(settings, http, flow.redirect_uri, token_endpoint=metadata["token_endpoint"])
     try:
         token = client.fetch_token(
             metadata["token_endpoint"],

@@ -272,6 +272,12 @@ def _oidc_refused(exc: page_oidc.OidcRefused) -> Refused:
             "Je bent ingelogd bij DigiD, maar er is nog geen kluis voor jou. Vraag je "
             "sociaal team om een kluis voor je te maken.",
         )
+    if exc.stopped:
+        return Refused(
+            403,
+            "Je bent niet ingelogd",
+            "Je bent gestopt met inloggen. Wil je toch inloggen? Ga terug naar de inlogpagina.",
+        )
     return Refused(
         403,
         "Inloggen lukte niet",

@@ -93,6 +93,7 @@ def _through_provider(http: httpx.Client) -> httpx.Response:
         ("signature", SANNE_BSN, "Inloggen lukte niet"),
         ("state", SANNE_BSN, "Inloggen lukte niet"),
         ("", "999990111", "We kennen je nog niet"),
+        ("cancel", SANNE_BSN, "Je bent niet ingelogd"),
     ],
 )
 def test_a_login_the_vault_cannot_trust_is_refused_without_a_session(
