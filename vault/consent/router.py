@@ -30,6 +30,7 @@ from starlette.responses import RedirectResponse, Response
 from vault.config import OidcSettings
 from vault.consent import page_data as data
 from vault.consent import page_oidc
+from vault.consent.page_catalogue import LANGUAGE_COOKIE, language_of, translator
 from vault.consent.page_session import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -106,7 +107,14 @@ def render(
     visitor: Visitor | None = None,
     status: int = 200,
 ) -> Response:
-    page = {"visitor": visitor, "csrf": visitor.csrf_token if visitor else "", **context}
+    lang = language_of(request.cookies.get(LANGUAGE_COOKIE))
+    page = {
+        "visitor": visitor,
+        "csrf": visitor.csrf_token if visitor else "",
+        "lang": lang,
+        "_": translator(lang),
+        **context,
+    }
     return secure_headers(templates.TemplateResponse(request, name, page, status_code=status))
 
 
@@ -409,6 +417,24 @@ def logout(request: Request, visitor: VisitorDep, _form: FormDep) -> Response:
     return response
 
 
+@router.get("/taal/{lang}")
+def switch_language(request: Request, lang: str, terug: str = "/") -> Response:
+    """The language switch: a link, so it works without JavaScript; remembered in a cookie."""
+    # Only a path on this site: never a way to send someone elsewhere.
+    back = terug if terug.startswith("/") and not terug.startswith(("//", "/\\")) else "/"
+    response = see_other(back)
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        language_of(lang),
+        max_age=365 * 24 * 3600,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=cookie_is_secure(request, _runtime(request).settings),
+    )
+    return response
+
+
 # -- wie mag wat zien ------------------------------------------------------------------------
 
 
@@ -616,6 +642,7 @@ def access_log(request: Request, visitor: ManagerDep, wie: str = "") -> Response
     """The inwoner's AuditEvents in plain words, newest first."""
     repo = _repo(request, visitor)
     now = now_micros()
+    lang = language_of(request.cookies.get(LANGUAGE_COOKIE))
 
     def load(conn: Connection) -> dict[str, Any]:
         events = data.search_all(
@@ -641,6 +668,7 @@ def access_log(request: Request, visitor: ManagerDep, wie: str = "") -> Response
                 own_account=visitor.account_id if visitor.is_inwoner else None,
                 representatives=reps,
                 patient_ref=f"Patient/{visitor.patient_id}",
+                lang=lang,
             )
             for e in events
         ]
@@ -1038,8 +1066,9 @@ async def invitation_accept(request: Request, token: str) -> Response:
         return _invitation_form(
             request,
             token,
-            error=f"Kies een naam van minstens 3 tekens en een wachtwoord van minstens "
-            f"{MIN_PASSWORD_LENGTH} tekens, twee keer hetzelfde.",
+            # {min_length} is filled in by the template, in the page's language.
+            error="Kies een naam van minstens 3 tekens en een wachtwoord van minstens "
+            "{min_length} tekens, twee keer hetzelfde.",
             username=username,
             status=400,
         )

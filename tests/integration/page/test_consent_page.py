@@ -318,6 +318,53 @@ def test_a_representative_changes_a_grant_and_the_log_says_on_whose_behalf(
     assert {"system": LEGAL_BASIS, "code": "mentor", "display": "mentor"} in codings
 
 
+def test_the_english_switch_works_without_javascript_and_passes_axe(
+    page: Page, vault: Vault
+) -> None:
+    page.goto(vault.url + "/inloggen")
+    expect(page.locator("html")).to_have_attribute("lang", "nl")
+    page.get_by_role("link", name="English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Log in")
+    check_page(page, "en-log-in")
+    page.get_by_label("User name").fill("sanne")
+    page.get_by_label("Password").fill(vault.passwords["sanne"])
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Who may see what")
+    expect(page.locator(".sentence").first).to_contain_text(" may ")
+    check_page(page, "en-who-may-see-what")
+    page.get_by_role("link", name="Choose what Woonstichting Voorbeeldstad may see").click()
+    check_page(page, "en-choose")
+    page.get_by_label("Your goals").first.check()
+    page.get_by_label("Until which day (inclusive)?").fill("2030-03-01")
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#voorstel")).to_have_text(
+        "Woonstichting Voorbeeldstad may see your goals and your plan until 1 March 2030 "
+        "(inclusive), not your name and address, your network and your evaluation."
+    )
+    check_page(page, "en-is-this-right")
+    page.goto(vault.url + "/bekijk/Organization/demo-org-sociaal-team")
+    check_page(page, "en-look-at-what")
+    for path, heading in (
+        ("/plan", "My plan"),
+        ("/netwerk", "My network"),
+        ("/log?wie=iedereen", "Who has looked"),
+        ("/gegevens", "My data"),
+    ):
+        page.goto(vault.url + path)
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        check_page(page, "en-" + heading.lower().replace(" ", "-"))
+    expect(page.locator("body")).not_to_contain_text("Mijn")
+    page.goto(vault.url + "/log?wie=iedereen")
+    expect(page.locator("ol.log")).to_contain_text("You viewed")
+    page.goto(vault.url + "/plan")
+    page.get_by_role("link", name="Nederlands").click()
+    expect(page).to_have_url(re.compile(r"/plan$"))
+    expect(page.locator("html")).to_have_attribute("lang", "nl")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Mijn plan")
+
+
 def test_download_is_a_fhir_bundle_of_everything(page: Page, vault: Vault) -> None:
     log_in(page, vault, "sanne")
     page.goto(vault.url + "/gegevens")

@@ -203,3 +203,15 @@ def test_the_new_forms_refuse_a_post_without_or_with_a_wrong_csrf_token(
     for path, form in forms.items():
         assert http.post(path, data=form).status_code == 403, path
         assert http.post(path, data={**form, "csrf_token": "x" * 43}).status_code == 403, path
+
+
+def test_the_language_switch_only_sends_back_to_this_site(http: httpx.Client) -> None:
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        switched = http.get("/taal/en", params={"terug": target})
+        assert switched.status_code == 303
+        assert switched.headers["location"] == "/"
+    switched = http.get("/taal/en", params={"terug": "/plan"})
+    assert switched.headers["location"] == "/plan"
+    assert 'lang="en"' in http.get("/inloggen").text
+    http.get("/taal/xx")
+    assert 'lang="nl"' in http.get("/inloggen").text
