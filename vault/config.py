@@ -11,9 +11,59 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Settings"]
+__all__ = ["OidcSettings", "Settings"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """Login through an outside OpenID Connect provider (a DigiD broker in real life).
+
+    The client authenticates with ``client_secret`` (client_secret_basic) or, when
+    ``private_key_file`` is set, with a private_key_jwt assertion (RFC 7523) signed by it.
+    The claim ``person_claim`` holds the BSN; it is matched through the blind index,
+    never stored.
+    """
+
+    issuer: str
+    client_id: str
+    client_secret: str = ""
+    private_key_file: str = ""
+    person_claim: str = "bsn"
+    label: str = "Inloggen met DigiD"
+    scope: str = "openid"
+
+    @classmethod
+    def from_env(cls) -> OidcSettings | None:
+        issuer = os.environ.get("VAULT_OIDC_ISSUER", "").rstrip("/")
+        if not issuer:
+            return None
+        client_id = os.environ.get("VAULT_OIDC_CLIENT_ID", "")
+        secret = os.environ.get("VAULT_OIDC_CLIENT_SECRET", "")
+        key_file = os.environ.get("VAULT_OIDC_PRIVATE_KEY_FILE", "")
+        if not client_id or not (secret or key_file):
+            raise ValueError(
+                "VAULT_OIDC_ISSUER needs VAULT_OIDC_CLIENT_ID and VAULT_OIDC_CLIENT_SECRET "
+                "or VAULT_OIDC_PRIVATE_KEY_FILE"
+            )
+        if secret.lower() in PLACEHOLDERS:
+            raise ValueError("VAULT_OIDC_CLIENT_SECRET is a placeholder; set the real secret")
+        local = issuer.startswith(("http://127.0.0.1", "http://localhost"))
+        if not issuer.startswith("https://") and not local:
+            raise ValueError("VAULT_OIDC_ISSUER must be an https address")
+        return cls(
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=secret,
+            private_key_file=key_file,
+            person_claim=os.environ.get("VAULT_OIDC_BSN_CLAIM", "bsn"),
+            label=os.environ.get("VAULT_OIDC_LABEL", "Inloggen met DigiD"),
+            scope=os.environ.get("VAULT_OIDC_SCOPE", "openid"),
+        )
+
+
+PLACEHOLDERS = {"changeme", "change-me", "secret", "changethis", "xxx"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +80,11 @@ class Settings:
     max_page_size: int = 500
     # Seconds between background WAL checkpoints on SQLite (see db.py).
     sqlite_checkpoint_interval: float = 1.0
+    # Consent page sessions end after this many minutes without a request, and always
+    # after ``session_max_minutes``.
+    session_idle_minutes: int = 15
+    session_max_minutes: int = 8 * 60
+    oidc: OidcSettings | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -48,6 +103,9 @@ class Settings:
             max_body_bytes=int(os.environ.get("VAULT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             public_base_url=os.environ.get("VAULT_PUBLIC_URL", "").rstrip("/"),
             backend_token_seconds=int(os.environ.get("VAULT_BACKEND_TOKEN_SECONDS", "300")),
+            session_idle_minutes=int(os.environ.get("VAULT_SESSION_IDLE_MINUTES", "15")),
+            session_max_minutes=int(os.environ.get("VAULT_SESSION_MAX_MINUTES", str(8 * 60))),
+            oidc=OidcSettings.from_env(),
         )
 
     @property

@@ -20,9 +20,10 @@ import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
 from vault.access import AccessContext
+from vault.audit import AuditRecord
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.models import ConsentGrant
-from vault.consent.page_words import PART_BY_KEY, PARTS, Summary, summarize
+from vault.consent.page_words import PART_BY_KEY, PARTS, PREVIEW_QUERY, Summary, summarize
 from vault.consent.web_models import Invitation, NetworkLink, WebSession
 from vault.errors import FhirError, KeyUnavailable, NotFound
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
@@ -58,6 +59,18 @@ PRIORITIES = {
     "low-priority": "Minder belangrijk",
 }
 PRIORITY_ORDER = {"high-priority": 0, "medium-priority": 1, "low-priority": 2}
+# The inwoner's own order of goals. Goal.priority has three codes, so it cannot say "this
+# one first, then that one"; the exact place is this extension (1 = at the top). Goals
+# without it (new ones, or written by a partner) follow the ranked ones, by priority.
+# A representative's legal basis (design section 7), as a RelatedPerson.relationship coding.
+LEGAL_BASIS = "https://regiekluis.nl/fhir/CodeSystem/wettelijke-grondslag"
+LEGAL_BASIS_WORDS = {
+    "machtiging": "machtiging",
+    "mentor": "mentor",
+    "curator": "curator",
+    "ouder": "ouder met gezag",
+}
+GOAL_RANK = "https://regiekluis.nl/fhir/StructureDefinition/goal-rank"
 # The types of an inwoner's compartment, in the order the page shows and exports them.
 COMPARTMENT_TYPES = (
     "Patient",
@@ -414,6 +427,17 @@ def partner_context(conn: Connection, grantee: str, *, account_id: str) -> Acces
     )
 
 
+class _UnloggedRepository(Repository):
+    """A partner's own access decision, run for a preview: its reads are not the partner's.
+
+    ``preview`` writes one truthful record instead: the inwoner (or their representative)
+    looked at what the partner would get.
+    """
+
+    def _records(self, *args: Any, **kwargs: Any) -> list[AuditRecord]:
+        return []
+
+
 @dataclass
 class Preview:
     has_systems: bool
@@ -421,11 +445,23 @@ class Preview:
 
 
 def preview(
-    runtime: Runtime, conn: Connection, *, grantee: str, patient_id: str, account_id: str
+    runtime: Runtime,
+    conn: Connection,
+    *,
+    grantee: str,
+    patient_id: str,
+    account_id: str,
+    previewer: AccessContext | None = None,
 ) -> Preview:
-    """Exactly what ``grantee`` gets now: its own access decision runs the searches."""
+    """Exactly what ``grantee`` gets now: its own access decision runs the searches.
+
+    Without ``previewer`` the grantee itself is looking (someone of the network on their
+    own page) and its reads are logged as its own. With it, the inwoner or a
+    representative is looking on the grantee's behalf: the log says that, not that the
+    grantee read anything.
+    """
     ctx = partner_context(conn, grantee, account_id=account_id)
-    repo = Repository(runtime, ctx)
+    repo = Repository(runtime, ctx) if previewer is None else _UnloggedRepository(runtime, ctx)
     sections = []
     for resource_type in COMPARTMENT_TYPES:
         if resource_type in ("AuditEvent", "Provenance") or not ctx.allows("s", resource_type):
@@ -434,6 +470,23 @@ def preview(
         if found:
             sections.append((resource_type, found))
     has_systems = ctx.permissions is None or bool(ctx.permissions.letters)
+    if previewer is not None:
+        runtime.audit.record(
+            [
+                AuditRecord(
+                    patient_id=patient_id,
+                    interaction="search-type",
+                    permitted=True,
+                    client_id=None,
+                    organization=None,
+                    account_id=previewer.account_id,
+                    entities=[f"{kind}/{r['id']}" for kind, found in sections for r in found],
+                    query=PREVIEW_QUERY + grantee,
+                    representative=previewer.representative,
+                    recorded=now_micros(),
+                )
+            ]
+        )
     return Preview(has_systems, sections)
 
 
@@ -503,7 +556,7 @@ def read_plan(repo: Repository, conn: Connection, *, patient_id: str) -> Plan:
         for g in compartment_search(repo, conn, "Goal", patient_id)
         if g.get("lifecycleStatus") not in ("cancelled", "entered-in-error")
     ]
-    goals.sort(key=lambda g: (PRIORITY_ORDER.get(goal_priority(g), 3), goal_text(g).casefold()))
+    goals.sort(key=_goal_order)
     names: dict[str, str] = {f"Patient/{patient_id}": "Ik"}
     own: list[tuple[int, dict[str, Any], str]] = []
     needed: list[tuple[int, dict[str, Any], str]] = []
@@ -529,6 +582,50 @@ def read_plan(repo: Repository, conn: Connection, *, patient_id: str) -> Plan:
     for series in scores.values():
         series.sort()
     return Plan(care_plan, goals, own, needed, scores)
+
+
+def goal_rank(goal: dict[str, Any]) -> int | None:
+    for extension in goal.get("extension") or []:
+        value = extension.get("valueInteger")
+        if extension.get("url") == GOAL_RANK and isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _goal_order(goal: dict[str, Any]) -> tuple[int, int, str]:
+    rank = goal_rank(goal)
+    return (
+        rank if rank is not None else 1_000_000,
+        PRIORITY_ORDER.get(goal_priority(goal), 3),
+        goal_text(goal).casefold(),
+    )
+
+
+def move_goal(
+    repo: Repository, conn: Connection, *, goals: Sequence[dict[str, Any]], goal_id: str, up: bool
+) -> None:
+    """Swap a goal with its neighbour in the shown order; every goal gets its place 1..n.
+
+    ``goals`` were read, in the shown order, before the write began: If-Match makes a
+    change made meanwhile fail instead of vanish.
+    """
+    order = list(goals)
+    index = next((i for i, g in enumerate(order) if g.get("id") == goal_id), None)
+    if index is None:
+        raise NotFound(f"Goal/{goal_id} is not known")
+    other = index - 1 if up else index + 1
+    if not 0 <= other < len(order):
+        return  # already at the top or the bottom
+    order[index], order[other] = order[other], order[index]
+    for place, goal in enumerate(order, start=1):
+        if goal_rank(goal) == place:
+            continue
+        body = _strip_meta(goal)
+        body["extension"] = [
+            *(e for e in body.get("extension") or [] if e.get("url") != GOAL_RANK),
+            {"url": GOAL_RANK, "valueInteger": place},
+        ]
+        repo.update(conn, "Goal", str(goal["id"]), body, if_match=_version(goal))
 
 
 def goal_text(goal: dict[str, Any]) -> str:
@@ -762,17 +859,51 @@ def redeem_invitation(conn: Connection, invitation: Any, *, account_id: str) -> 
 
 
 def set_representative(
-    conn: Connection, *, patient_id: str, related_person: str, legal_basis: str | None
+    repo: Repository,
+    conn: Connection,
+    *,
+    patient_id: str,
+    person: dict[str, Any],
+    legal_basis: str | None,
 ) -> bool:
+    """Name a representative (or undo it), in FHIR and in the login table, in one go.
+
+    The RelatedPerson carries the legal basis as a relationship coding, so partners and the
+    inwoner's download see it; ``web_network_link.legal_basis`` is what a session reads to
+    let the representative manage grants. False when the person has no account yet.
+    """
     result = conn.execute(
         update(NetworkLink)
         .where(
             NetworkLink.patient_id == patient_id,
-            NetworkLink.related_person_id == related_person.split("/", 1)[1],
+            NetworkLink.related_person_id == str(person["id"]),
         )
         .values(legal_basis=legal_basis)
     )
-    return bool(result.rowcount)
+    if not result.rowcount:
+        return False
+    body = _strip_meta(person)
+    relationships = [
+        concept
+        for concept in body.get("relationship") or []
+        if not any(c.get("system") == LEGAL_BASIS for c in concept.get("coding") or [])
+    ]
+    if legal_basis is not None:
+        relationships.append(
+            {
+                "coding": [
+                    {
+                        "system": LEGAL_BASIS,
+                        "code": legal_basis,
+                        "display": LEGAL_BASIS_WORDS[legal_basis],
+                    }
+                ],
+                "text": f"vertegenwoordiger ({LEGAL_BASIS_WORDS[legal_basis]})",
+            }
+        )
+    body["relationship"] = relationships
+    repo.update(conn, "RelatedPerson", str(person["id"]), body, if_match=_version(person))
+    return True
 
 
 def representatives(conn: Connection, *, patient_id: str) -> dict[str, str]:

@@ -5,6 +5,10 @@
 - Every session has its own CSRF token; every POST must echo it (synchronizer token
   pattern, OWASP CSRF cheat sheet). The login form, before there is a session, uses a
   double-submit cookie instead.
+- A session ends after ``Settings.session_idle_minutes`` without a request (OWASP session
+  management: idle timeout) and always ``session_max_minutes`` after it began (absolute
+  timeout). ``expires_at`` is the idle deadline and slides forward with every request (at
+  most once a minute, to spare the database a write per page); ``created_at`` bounds it.
 - Failed logins are counted per user name in the database (any worker sees them): after
   ``MAX_FAILURES`` within ``FAILURE_WINDOW`` the name is refused until the window passes.
   The refusal does not depend on whether the name exists.
@@ -18,7 +22,7 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,22 +41,16 @@ __all__ = [
     "end_session",
     "load_visitor",
     "log_in",
+    "needs_touch",
     "start_session",
+    "touch_session",
 ]
 
 SESSION_COOKIE = "rk_session"
 LOGIN_CSRF_COOKIE = "rk_login_csrf"
-SESSION_SECONDS = 4 * 3600
 MAX_FAILURES = 5
 FAILURE_WINDOW = 15 * 60
 MICROS = 1_000_000
-# Legal bases a representative may act on (design section 7).
-LEGAL_BASES = {
-    "machtiging": "machtiging",
-    "mentor": "mentor",
-    "curator": "curator",
-    "ouder": "ouder met gezag",
-}
 
 
 def hash_secret(value: str) -> str:
@@ -81,6 +79,7 @@ class Visitor:
     # the inwoner's grants as a representative.
     related_person: str | None = None
     legal_basis: str | None = None
+    expires_at: int = 0  # the idle deadline, microseconds
 
     @property
     def is_inwoner(self) -> bool:
@@ -117,12 +116,17 @@ class Visitor:
         )
 
 
-def load_visitor(conn: Connection, session_id: str, *, now: int) -> Visitor | None:
+def load_visitor(
+    conn: Connection, session_id: str, *, now: int, settings: Settings
+) -> Visitor | None:
+    """The visitor of a live session: neither idle too long nor past its absolute end."""
     if not session_id or len(session_id) > 200:
         return None
     row = conn.execute(
         select(WebSession).where(
-            WebSession.id_hash == hash_secret(session_id), WebSession.expires_at > now
+            WebSession.id_hash == hash_secret(session_id),
+            WebSession.expires_at > now,
+            WebSession.created_at > now - settings.session_max_minutes * 60 * MICROS,
         )
     ).first()
     if row is None:
@@ -130,13 +134,45 @@ def load_visitor(conn: Connection, session_id: str, *, now: int) -> Visitor | No
     account = find_account(conn, row.account_id)
     if account is None:
         return None
-    return _visitor(conn, account, session_hash=row.id_hash, csrf=row.csrf_token)
+    return _visitor(
+        conn, account, session_hash=row.id_hash, csrf=row.csrf_token, expires_at=row.expires_at
+    )
 
 
-def _visitor(conn: Connection, account: AccountInfo, *, session_hash: str, csrf: str) -> Visitor:
+def needs_touch(visitor: Visitor, *, now: int, settings: Settings) -> bool:
+    """True when the idle deadline was last moved more than a minute ago."""
+    return visitor.expires_at < now + (settings.session_idle_minutes * 60 - 60) * MICROS
+
+
+def touch_session(conn: Connection, session_hash: str, *, now: int, settings: Settings) -> None:
+    """Activity: the idle deadline moves to now + idle time, never past the absolute end."""
+    row = conn.execute(
+        select(WebSession.created_at).where(
+            WebSession.id_hash == session_hash, WebSession.expires_at > now
+        )
+    ).first()
+    if row is None:
+        return
+    deadline = min(
+        now + settings.session_idle_minutes * 60 * MICROS,
+        row.created_at + settings.session_max_minutes * 60 * MICROS,
+    )
+    conn.execute(
+        update(WebSession).where(WebSession.id_hash == session_hash).values(expires_at=deadline)
+    )
+
+
+def _visitor(
+    conn: Connection, account: AccountInfo, *, session_hash: str, csrf: str, expires_at: int
+) -> Visitor:
     if account.patient_id is not None:
         return Visitor(
-            session_hash, csrf, account.account_id, account.display_name, account.patient_id
+            session_hash,
+            csrf,
+            account.account_id,
+            account.display_name,
+            account.patient_id,
+            expires_at=expires_at,
         )
     link = conn.execute(
         select(NetworkLink).where(NetworkLink.account_id == account.account_id)
@@ -151,10 +187,13 @@ def _visitor(conn: Connection, account: AccountInfo, *, session_hash: str, csrf:
         link.patient_id,
         related_person=f"RelatedPerson/{link.related_person_id}",
         legal_basis=link.legal_basis,
+        expires_at=expires_at,
     )
 
 
-def start_session(conn: Connection, *, account_id: str, now: int) -> tuple[str, str]:
+def start_session(
+    conn: Connection, *, account_id: str, now: int, settings: Settings
+) -> tuple[str, str]:
     """A fresh session (never one the browser brought along); returns (id, csrf token)."""
     session_id = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
@@ -165,7 +204,8 @@ def start_session(conn: Connection, *, account_id: str, now: int) -> tuple[str, 
             account_id=account_id,
             csrf_token=csrf,
             created_at=now,
-            expires_at=now + SESSION_SECONDS * MICROS,
+            expires_at=now
+            + min(settings.session_idle_minutes, settings.session_max_minutes) * 60 * MICROS,
         )
     )
     return session_id, csrf
@@ -181,7 +221,7 @@ def set_session_cookie(
     response.set_cookie(
         SESSION_COOKIE,
         session_id,
-        max_age=SESSION_SECONDS,
+        max_age=settings.session_max_minutes * 60,
         path="/",
         httponly=True,
         samesite="lax",

@@ -52,6 +52,22 @@ def _local_zone() -> tzinfo:
 
 
 LOCAL = _local_zone()
+MONTHS_EN = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+# The page's languages: Dutch is its own; English is the switch the issue asked for.
+LANGUAGES = ("nl", "en")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +77,18 @@ class Part:
     key: str
     words: str
     classes: tuple[str, ...]
+    english: str = ""
+
+    def words_in(self, lang: str) -> str:
+        return self.english if lang == "en" else self.words
 
 
 PARTS = (
-    Part("over", "je naam en adres", ("Patient",)),
-    Part("doelen", "je doelen", ("Goal",)),
-    Part("plan", "je plan", ("CarePlan",)),
-    Part("netwerk", "je netwerk", ("CareTeam", "RelatedPerson")),
-    Part("scores", "je evaluatie", ("Observation",)),
+    Part("over", "je naam en adres", ("Patient",), "your name and address"),
+    Part("doelen", "je doelen", ("Goal",), "your goals"),
+    Part("plan", "je plan", ("CarePlan",), "your plan"),
+    Part("netwerk", "je netwerk", ("CareTeam", "RelatedPerson"), "your network"),
+    Part("scores", "je evaluatie", ("Observation",), "your evaluation"),
 )
 PART_BY_KEY = {p.key: p for p in PARTS}
 
@@ -85,25 +105,40 @@ TYPE_WORDS = {
     "Provenance": "wie iets veranderde",
     "AuditEvent": "wie er keek",
 }
+TYPE_WORDS_EN = {
+    "Patient": "your name and address",
+    "Goal": "your goals",
+    "CarePlan": "your plan",
+    "CareTeam": "your network",
+    "RelatedPerson": "your network",
+    "Observation": "your evaluation",
+    "Consent": "who may see what",
+    "Organization": "the organisations",
+    "Practitioner": "the professionals",
+    "Provenance": "who changed something",
+    "AuditEvent": "who looked",
+}
 
 
-def join_words(words: Sequence[str]) -> str:
+def join_words(words: Sequence[str], lang: str = "nl") -> str:
     items = list(dict.fromkeys(words))
     if not items:
         return ""
     if len(items) == 1:
         return items[0]
-    return ", ".join(items[:-1]) + " en " + items[-1]
+    return ", ".join(items[:-1]) + (" and " if lang == "en" else " en ") + items[-1]
 
 
-def format_day(micros: int) -> str:
+def format_day(micros: int, lang: str = "nl") -> str:
     day = datetime.fromtimestamp(micros / 1_000_000, UTC).date()
-    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+    months = MONTHS_EN if lang == "en" else MONTHS
+    return f"{day.day} {months[day.month - 1]} {day.year}"
 
 
-def format_moment(micros: int, *, now: int | None = None) -> str:
+def format_moment(micros: int, *, now: int | None = None, lang: str = "nl") -> str:
     moment = datetime.fromtimestamp(micros / 1_000_000, LOCAL)
-    text = f"{moment.day} {MONTHS[moment.month - 1]}"
+    months = MONTHS_EN if lang == "en" else MONTHS
+    text = f"{moment.day} {months[moment.month - 1]}"
     if now is not None and datetime.fromtimestamp(now / 1_000_000, LOCAL).year != moment.year:
         text += f" {moment.year}"
     return f"{text} {moment:%H:%M}"
@@ -117,11 +152,48 @@ class Summary:
     changed: dict[str, str]
     until: int | None  # microseconds; exclusive end
     since: int | None
-    sentence: str
+    name: str
 
     @property
     def nothing(self) -> bool:
         return not self.seen and not self.changed
+
+    @property
+    def sentence(self) -> str:
+        return self.text("nl")
+
+    def text(self, lang: str) -> str:
+        """The sentence, e.g. "MEE mag tot en met 1 maart 2027 je doelen zien, niet je
+        plan." (or its English) from the compiled grants, never from a form."""
+        en = lang == "en"
+        if self.nothing:
+            if en:
+                return f"{self.name} may see nothing of your plan."
+            return f"{self.name} mag niets zien van je plan."
+        when = ""
+        if self.since is not None:
+            when += f" {'from' if en else 'vanaf'} {format_day(self.since, lang)}"
+        if self.until is not None:
+            # The grant ends at the start of the next day: the last day it holds is one earlier.
+            last = format_day(self.until - 1, lang)
+            when += f" until {last} (inclusive)" if en else f" tot en met {last}"
+        seen = join_words(_words(self.seen, lang), lang)
+        changed = join_words(_words(self.changed, lang), lang)
+        rest = join_words(
+            [
+                p.words_in(lang)
+                for p in PARTS
+                if p.key not in self.seen and p.key not in self.changed
+            ],
+            lang,
+        )
+        if en:
+            clauses = [c for c in (seen and f"see {seen}", changed and f"change {changed}") if c]
+            text = f"{self.name} may {' and '.join(clauses)}{when}"
+            return text + (f", not {rest}." if rest else ".")
+        clauses = [c for c in (seen and f"{seen} zien", changed and f"{changed} veranderen") if c]
+        text = f"{self.name} mag{when} " + " en ".join(clauses)
+        return text + (f", niet {rest}." if rest else ".")
 
 
 def _covers(grants: Iterable[Grant], cls: str, action: str) -> str | None:
@@ -152,14 +224,15 @@ def _part_level(grants: Sequence[Grant], part: Part, action: str) -> str | None:
     return "whole" if all(level == "whole" for level in levels) else "some"
 
 
-def _words(levels: Mapping[str, str]) -> list[str]:
+def _words(levels: Mapping[str, str], lang: str) -> list[str]:
     words = []
     for part in PARTS:
         level = levels.get(part.key)
         if level == "whole":
-            words.append(part.words)
+            words.append(part.words_in(lang))
         elif level == "some":
-            words.append(f"een deel van {part.words}")
+            some = "part of" if lang == "en" else "een deel van"
+            words.append(f"{some} {part.words_in(lang)}")
     return words
 
 
@@ -175,35 +248,62 @@ def summarize(name: str, grants: Sequence[Grant], *, now: int) -> Summary:
     until = None if None in ends or not ends else max(e for e in ends if e is not None)
     since = min(starts) if starts else None
     if not seen and not changed:
-        return Summary(seen, changed, None, None, f"{name} mag niets zien van je plan.")
-    when = ""
-    if since is not None:
-        when += f" vanaf {format_day(since)}"
-    if until is not None:
-        # The grant ends at the start of the next day: the last day it holds is one earlier.
-        when += f" tot en met {format_day(until - 1)}"
-    clauses = []
-    if seen:
-        clauses.append(f"{join_words(_words(seen))} zien")
-    if changed:
-        clauses.append(f"{join_words(_words(changed))} veranderen")
-    text = f"{name} mag{when} " + " en ".join(clauses)
-    rest = [p.words for p in PARTS if p.key not in seen and p.key not in changed]
-    if rest:
-        text += f", niet {join_words(rest)}"
-    return Summary(seen, changed, until, since, text + ".")
+        return Summary(seen, changed, None, None, name)
+    return Summary(seen, changed, until, since, name)
 
 
 _VERBS = {
-    "read": "bekeken",
-    "vread": "bekeken",
-    "search-type": "bekeken",
-    "history-instance": "bekeken",
-    "history-type": "bekeken",
-    "export": "opgehaald",
-    "create": "toegevoegd",
-    "update": "veranderd",
-    "delete": "weggehaald",
+    "read": "viewed",
+    "vread": "viewed",
+    "search-type": "viewed",
+    "history-instance": "viewed",
+    "history-type": "viewed",
+    "export": "fetched",
+    "create": "added",
+    "update": "changed",
+    "delete": "removed",
+}
+# The access log's words; the English ones are the keys used in describe_event.
+LOG_WORDS = {
+    "nl": {
+        "viewed": "bekeken",
+        "fetched": "opgehaald",
+        "added": "toegevoegd",
+        "changed": "veranderd",
+        "removed": "weggehaald",
+        "used": "gebruikt",
+        "you": "Jij",
+        "someone": "Iemand",
+        "an organisation": "Een organisatie",
+        "an organisation or person": "een organisatie of persoon",
+        "someone of your network": "Iemand uit je netwerk",
+        "your data": "je gegevens",
+        "your name and address": "je naam en adres",
+        "{person} for you": "{person} namens jou",
+        "an app of {who}": "Een app van {who}",
+        "you (looking at what {org} sees)": "Jij (bekeek wat {org} ziet)",
+        "{who} looked at what {seen} sees": "{who} heeft bekeken wat {seen} ziet",
+        "you looked at what {seen} sees": "Jij hebt bekeken wat {seen} ziet",
+        "{who} changed who may see what": "{who} {has} veranderd wie wat mag zien",
+        "{who} searched and found nothing": "{who} {has} gezocht in je gegevens en niets gevonden",
+        "{who} {verb} {what}": "{who} {has} {what} {verb}",
+        "{who} was refused {what}": "{who} wilde {what} zien, maar mocht dat niet",
+    },
+    "en": {
+        "you": "You",
+        "someone": "Someone",
+        "an organisation": "An organisation",
+        "someone of your network": "Someone of your network",
+        "{person} for you": "{person} on your behalf",
+        "an app of {who}": "An app of {who}",
+        "you (looking at what {org} sees)": "You (looking at what {org} sees)",
+        "{who} looked at what {seen} sees": "{who} looked at what {seen} sees",
+        "you looked at what {seen} sees": "You looked at what {seen} sees",
+        "{who} changed who may see what": "{who} changed who may see what",
+        "{who} searched and found nothing": "{who} searched your data and found nothing",
+        "{who} {verb} {what}": "{who} {verb} {what}",
+        "{who} was refused {what}": "{who} wanted to see {what}, but was not allowed to",
+    },
 }
 
 
@@ -217,24 +317,44 @@ class LogLine:
     own: bool
 
 
-def _what(event: Mapping[str, Any]) -> str:
+PREVIEW_QUERY = "$preview?actor="
+
+
+def _queries(event: Mapping[str, Any]) -> list[str]:
+    found = []
+    for entity in event.get("entity") or []:
+        if entity.get("query"):
+            try:
+                found.append(base64.b64decode(entity["query"]).decode("utf-8", "replace"))
+            except ValueError:
+                continue
+    return found
+
+
+def preview_actor(event: Mapping[str, Any]) -> str | None:
+    """The organisation or person whose view was previewed ("Bekijk wat … ziet"), if any."""
+    for query in _queries(event):
+        if query.startswith(PREVIEW_QUERY):
+            return query[len(PREVIEW_QUERY) :]
+    return None
+
+
+def _what(event: Mapping[str, Any], lang: str = "nl") -> str:
     types: list[str] = []
     for entity in event.get("entity") or []:
         ref = (entity.get("what") or {}).get("reference", "")
         kind = ref.split("/", 1)[0]
         if ref and (entity.get("type") or {}).get("code") != "1":
             types.append(kind)
-        if entity.get("query"):
-            try:
-                query = base64.b64decode(entity["query"]).decode("utf-8", "replace")
-            except ValueError:
-                query = ""
-            kind = query.split("?", 1)[0].split("/", 1)[0]
-            if kind in TYPE_WORDS:
-                types.append(kind)
+    for query in _queries(event):
+        kind = query.split("?", 1)[0].split("/", 1)[0]
+        if kind in TYPE_WORDS:
+            types.append(kind)
     if not types:
         return ""
-    return join_words([TYPE_WORDS.get(t, "je gegevens") for t in types if t])
+    words = TYPE_WORDS_EN if lang == "en" else TYPE_WORDS
+    fallback = "your data" if lang == "en" else "je gegevens"
+    return join_words([words.get(t, fallback) for t in types if t], lang)
 
 
 def describe_event(
@@ -244,8 +364,14 @@ def describe_event(
     own_account: str | None,
     representatives: Mapping[str, str],
     patient_ref: str,
+    lang: str = "nl",
 ) -> LogLine:
     """ "MEE heeft je doelen bekeken" for one AuditEvent; ``names`` maps references to names."""
+    table = LOG_WORDS["en" if lang == "en" else "nl"]
+
+    def w(key: str, **fields: str) -> str:
+        return table.get(key, key).format(**fields)
+
     agents = event.get("agent") or []
     first = agents[0] if agents else {}
     who_ref = (first.get("who") or {}).get("reference")
@@ -260,38 +386,63 @@ def describe_event(
     organization = who_ref if who_ref and who_ref.startswith("Organization/") else None
     account_name = first.get("name", "")
     own = bool(own_account) and account_name == f"account {own_account}" and agent_of is None
+    recorded = _parse_instant(str(event.get("recorded", "")))
+    previewed = preview_actor(event)
+    if previewed is not None:
+        seen = names.get(previewed, w("an organisation or person"))
+        if agent_of is not None:
+            who = w("{person} for you", person=names.get(agent_of, w("someone of your network")))
+            sentence = w("{who} looked at what {seen} sees", who=who, seen=seen)
+            return LogLine(recorded, who, sentence, None, True, False)
+        sentence = w("you looked at what {seen} sees", seen=seen)
+        return LogLine(recorded, w("you"), sentence, None, True, own)
+    you = False
     if organization and own and not first.get("altId"):
-        who = f"Jij (bekeek wat {names.get(organization, 'een organisatie')} ziet)"
+        who = w(
+            "you (looking at what {org} sees)", org=names.get(organization, w("an organisation"))
+        )
+        you = True
     elif organization:
-        who = names.get(organization, "Een organisatie")
+        who = names.get(organization, w("an organisation"))
         if first.get("altId") and who_ref == organization and account_name:
-            who = f"Een app van {who}"
+            who = w("an app of {who}", who=who)
     elif agent_of is not None:
-        person = names.get(agent_of, "Iemand uit je netwerk")
-        who = f"{person} namens jou" if agent_of in representatives else person
+        person = names.get(agent_of, w("someone of your network"))
+        who = w("{person} for you", person=person) if agent_of in representatives else person
         own = False
     elif who_ref == patient_ref:
-        who = "Jij"
+        who, you = w("you"), True
     else:
-        who = "Iemand"
+        who = w("someone")
     subtype = ((event.get("subtype") or [{}])[0]).get("code", "read")
-    verb = _VERBS.get(subtype, "gebruikt")
-    what = _what(event)
+    verb = _VERBS.get(subtype, "used")
+    what = _what(event, lang)
     searched = subtype == "search-type"
     if not what:
-        what = "je gegevens" if searched else "je naam en adres"
+        what = w("your data") if searched else w("your name and address")
     permitted = event.get("outcome", "0") == "0"
-    recorded = _parse_instant(str(event.get("recorded", "")))
-    has = "hebt" if who.startswith("Jij") else "heeft"
-    if permitted and what == "wie wat mag zien" and verb in ("toegevoegd", "veranderd"):
-        sentence = f"{who} {has} veranderd wie wat mag zien"
+    has = "hebt" if you else "heeft"
+    about_consent = any(t == "Consent" for t in _types(event))
+    if permitted and about_consent and verb in ("added", "changed"):
+        sentence = w("{who} changed who may see what", who=who, has=has)
     elif permitted and searched and not _what(event):
-        sentence = f"{who} {has} gezocht in je gegevens en niets gevonden"
+        sentence = w("{who} searched and found nothing", who=who, has=has)
     elif permitted:
-        sentence = f"{who} {has} {what} {verb}"
+        sentence = w("{who} {verb} {what}", who=who, has=has, verb=w(verb), what=what)
     else:
-        sentence = f"{who} wilde {what} zien, maar mocht dat niet"
+        sentence = w("{who} was refused {what}", who=who, what=what)
     return LogLine(recorded, who, sentence, organization, permitted, own)
+
+
+def _types(event: Mapping[str, Any]) -> list[str]:
+    """The resource types an event is about (not the inwoner it concerns)."""
+    found = [
+        (entity.get("what") or {}).get("reference", "").split("/", 1)[0]
+        for entity in event.get("entity") or []
+        if (entity.get("what") or {}).get("reference")
+        and (entity.get("type") or {}).get("code") != "1"
+    ]
+    return found + [q.split("?", 1)[0].split("/", 1)[0] for q in _queries(event)]
 
 
 def _parse_instant(text: str) -> int:

@@ -9,13 +9,16 @@ CSRF token.
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
+import httpx
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -24,9 +27,11 @@ from sqlalchemy import Connection
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
+from vault.config import OidcSettings
 from vault.consent import page_data as data
+from vault.consent import page_oidc
+from vault.consent.page_catalogue import LANGUAGE_COOKIE, language_of, translator
 from vault.consent.page_session import (
-    LEGAL_BASES,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Visitor,
@@ -35,10 +40,18 @@ from vault.consent.page_session import (
     end_session,
     load_visitor,
     log_in,
+    needs_touch,
     set_session_cookie,
     start_session,
+    touch_session,
 )
-from vault.consent.page_words import PARTS, describe_event, format_day, format_moment
+from vault.consent.page_words import (
+    PARTS,
+    describe_event,
+    format_day,
+    format_moment,
+    preview_actor,
+)
 from vault.errors import FhirError
 from vault.fhir.repository import Repository
 from vault.fhir.resources import ID_PATTERN
@@ -60,6 +73,7 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 GRANTEE_KINDS = ("Organization", "Practitioner", "RelatedPerson")
+LEGAL_BASES = data.LEGAL_BASIS_WORDS
 
 
 class LoginNeeded(Exception):
@@ -93,7 +107,14 @@ def render(
     visitor: Visitor | None = None,
     status: int = 200,
 ) -> Response:
-    page = {"visitor": visitor, "csrf": visitor.csrf_token if visitor else "", **context}
+    lang = language_of(request.cookies.get(LANGUAGE_COOKIE))
+    page = {
+        "visitor": visitor,
+        "csrf": visitor.csrf_token if visitor else "",
+        "lang": lang,
+        "_": translator(lang),
+        **context,
+    }
     return secure_headers(templates.TemplateResponse(request, name, page, status_code=status))
 
 
@@ -117,10 +138,21 @@ def _write(request: Request, work: Callable[[Connection], T]) -> T:
 
 
 def current_visitor(request: Request) -> Visitor | None:
+    """The visitor of the session cookie; each request counts as activity."""
     session_id = request.cookies.get(SESSION_COOKIE, "")
     if not session_id:
         return None
-    return _read(request, lambda conn: load_visitor(conn, session_id, now=now_micros()))
+    settings = _runtime(request).settings
+    now = now_micros()
+    visitor = _read(
+        request, lambda conn: load_visitor(conn, session_id, now=now, settings=settings)
+    )
+    if visitor is not None and needs_touch(visitor, now=now, settings=settings):
+        _write(
+            request,
+            lambda conn: touch_session(conn, visitor.session_hash, now=now, settings=settings),
+        )
+    return visitor
 
 
 def require_visitor(request: Request) -> Visitor:
@@ -196,7 +228,12 @@ def _login_page(
     response = render(
         request,
         "login.html",
-        {"error": error, "username": username, "login_csrf": token},
+        {
+            "error": error,
+            "username": username,
+            "login_csrf": token,
+            "oidc": _runtime(request).settings.oidc,
+        },
         status=status,
     )
     _set_login_csrf(response, request, token, path="/inloggen")
@@ -219,6 +256,103 @@ def _set_login_csrf(response: Response, request: Request, token: str, *, path: s
 def login_page(request: Request) -> Response:
     """The login form."""
     return _login_page(request)
+
+
+OIDC_COOKIE = "rk_oidc"
+OIDC_PATH = "/inloggen/oidc"
+log = logging.getLogger("vault.consent.page")
+
+
+def _oidc_settings(request: Request) -> OidcSettings:
+    settings = _runtime(request).settings.oidc
+    if settings is None:
+        raise Refused(404, "Niet gevonden", "Deze pagina bestaat niet.")
+    return settings
+
+
+def _oidc_refused(exc: page_oidc.OidcRefused) -> Refused:
+    # The reason is for the operator; it never holds the BSN or other claims.
+    log.warning("login through the identity provider refused: %s", exc.reason)
+    if exc.unknown_person:
+        return Refused(
+            403,
+            "We kennen je nog niet",
+            "Je bent ingelogd bij DigiD, maar er is nog geen kluis voor jou. Vraag je "
+            "sociaal team om een kluis voor je te maken.",
+        )
+    if exc.stopped:
+        return Refused(
+            403,
+            "Je bent niet ingelogd",
+            "Je bent gestopt met inloggen. Wil je toch inloggen? Ga terug naar de inlogpagina.",
+        )
+    return Refused(
+        403,
+        "Inloggen lukte niet",
+        "We konden niet controleren wie je bent. Er is niets opgeslagen. Ga terug naar "
+        "de inlogpagina en probeer het opnieuw.",
+    )
+
+
+@router.get(OIDC_PATH)
+def oidc_start(request: Request) -> Response:
+    """Send the browser to the identity provider (a link, so CSP form-action stays 'self')."""
+    settings = _oidc_settings(request)
+    runtime = _runtime(request)
+    base = runtime.settings.public_base_url or str(request.base_url).rstrip("/")
+    try:
+        with httpx.Client(timeout=10) as http:
+            url, sealed = page_oidc.begin(
+                settings, runtime, http, redirect_uri=base + OIDC_PATH + "/terug"
+            )
+    except page_oidc.OidcRefused as exc:
+        raise _oidc_refused(exc) from None
+    response = see_other(url)
+    response.set_cookie(
+        OIDC_COOKIE,
+        sealed,
+        max_age=page_oidc.STATE_SECONDS,
+        path=OIDC_PATH,
+        httponly=True,
+        # Lax: the provider sends the browser back with a top-level GET from its own site.
+        samesite="lax",
+        secure=cookie_is_secure(request, runtime.settings),
+    )
+    return response
+
+
+@router.get(OIDC_PATH + "/terug")
+def oidc_return(request: Request) -> Response:
+    """The provider sends the browser back: check everything, then start a session."""
+    settings = _oidc_settings(request)
+    runtime = _runtime(request)
+    try:
+        flow = page_oidc.open_state(
+            runtime, request.cookies.get(OIDC_COOKIE, "")[:2000], now=time.time()
+        )
+        with httpx.Client(timeout=10) as http:
+            claims = page_oidc.finish(
+                settings, http, flow, query=request.url.query, now=time.time()
+            )
+        bsn = claims.get(settings.person_claim)
+
+        def enter(conn: Connection) -> str:
+            now = now_micros()
+            account = page_oidc.account_for_bsn(
+                runtime, conn, bsn if isinstance(bsn, str) else "", now=now
+            )
+            session_id, _ = start_session(
+                conn, account_id=account.account_id, now=now, settings=runtime.settings
+            )
+            return session_id
+
+        session_id = _write(request, enter)
+    except page_oidc.OidcRefused as exc:
+        raise _oidc_refused(exc) from None
+    response = see_other("/")
+    set_session_cookie(response, session_id, request=request, settings=runtime.settings)
+    response.delete_cookie(OIDC_COOKIE, path=OIDC_PATH)
+    return response
 
 
 @router.post("/inloggen")
@@ -245,7 +379,9 @@ async def login(request: Request) -> Response:
         )
         if outcome.account is None:
             return None, outcome.throttled
-        session_id, _ = start_session(conn, account_id=outcome.account.account_id, now=now)
+        session_id, _ = start_session(
+            conn, account_id=outcome.account.account_id, now=now, settings=runtime.settings
+        )
         return session_id, False
 
     from starlette.concurrency import run_in_threadpool
@@ -278,6 +414,24 @@ def logout(request: Request, visitor: VisitorDep, _form: FormDep) -> Response:
     _write(request, lambda conn: end_session(conn, visitor.session_hash))
     response = see_other("/inloggen")
     response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/taal/{lang}")
+def switch_language(request: Request, lang: str, terug: str = "/") -> Response:
+    """The language switch: a link, so it works without JavaScript; remembered in a cookie."""
+    # Only a path on this site: never a way to send someone elsewhere.
+    back = terug if terug.startswith("/") and not terug.startswith(("//", "/\\")) else "/"
+    response = see_other(back)
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        language_of(lang),
+        max_age=365 * 24 * 3600,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=cookie_is_secure(request, _runtime(request).settings),
+    )
     return response
 
 
@@ -474,6 +628,7 @@ def look_as(request: Request, kind: str, ident: str, visitor: ManagerDep) -> Res
             grantee=grantee,
             patient_id=visitor.patient_id,
             account_id=visitor.account_id,
+            previewer=visitor.context(),
         ),
     )
     return render(request, "look_as.html", {"party": party, "preview": shown}, visitor=visitor)
@@ -487,6 +642,7 @@ def access_log(request: Request, visitor: ManagerDep, wie: str = "") -> Response
     """The inwoner's AuditEvents in plain words, newest first."""
     repo = _repo(request, visitor)
     now = now_micros()
+    lang = language_of(request.cookies.get(LANGUAGE_COOKIE))
 
     def load(conn: Connection) -> dict[str, Any]:
         events = data.search_all(
@@ -497,6 +653,8 @@ def access_log(request: Request, visitor: ManagerDep, wie: str = "") -> Response
         )[:300]
         refs: set[str] = set()
         for event in events:
+            if actor := preview_actor(event):
+                refs.add(actor)
             for agent in event.get("agent") or []:
                 ref = (agent.get("who") or {}).get("reference")
                 if ref and ref.split("/", 1)[0] in GRANTEE_KINDS:
@@ -510,6 +668,7 @@ def access_log(request: Request, visitor: ManagerDep, wie: str = "") -> Response
                 own_account=visitor.account_id if visitor.is_inwoner else None,
                 representatives=reps,
                 patient_ref=f"Patient/{visitor.patient_id}",
+                lang=lang,
             )
             for e in events
         ]
@@ -643,6 +802,28 @@ def goal_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
             text=text,
             priority=_text(form, "priority", limit=40),
             domain=_text(form, "domain", limit=40),
+        ),
+    )
+
+
+@router.post("/plan/doel/volgorde")
+def goal_move(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
+    """Move a goal one place up or down in the inwoner's own order."""
+    goal_id = _text(form, "goal_id", limit=64)
+    direction = _text(form, "richting", limit=10)
+    if direction not in ("omhoog", "omlaag") or not ID_PATTERN.match(goal_id):
+        raise Refused(400, "Dat klopt niet", "Kies een doel en omhoog of omlaag.")
+    reader = _repo(request, visitor)
+    goals = _read(
+        request, lambda conn: data.read_plan(reader, conn, patient_id=visitor.patient_id)
+    ).goals
+    if not any(g.get("id") == goal_id for g in goals):
+        raise Refused(404, "Niet gevonden", "Dit doel kennen we niet.")
+    return _plan_write(
+        request,
+        visitor,
+        lambda repo, conn: data.move_goal(
+            repo, conn, goals=goals, goal_id=goal_id, up=direction == "omhoog"
         ),
     )
 
@@ -803,16 +984,34 @@ def network_representative(request: Request, visitor: InwonerDep, form: FormDep)
     """Name someone with an account as representative, with the legal basis; or undo it."""
     person = _text(form, "person", limit=200)
     basis = _text(form, "basis", limit=40)
-    if not person.startswith("RelatedPerson/") or (basis and basis not in LEGAL_BASES):
+    kind, _, ident = person.partition("/")
+    if (
+        kind != "RelatedPerson"
+        or not ID_PATTERN.match(ident)
+        or (basis and basis not in LEGAL_BASES)
+    ):
         raise Refused(400, "Dat klopt niet", "Kies iemand en een reden.")
-    done = _write(
-        request,
-        lambda conn: data.set_representative(
-            conn, patient_id=visitor.patient_id, related_person=person, legal_basis=basis or None
-        ),
-    )
-    if not done:
-        raise Refused(400, "Nog geen account", "Deze persoon heeft nog geen account.")
+    repo = _repo(request, visitor)
+    try:
+        found = _read(request, lambda conn: data.load(repo.read(conn, "RelatedPerson", ident)))
+    except FhirError:
+        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.") from None
+    if (found.get("patient") or {}).get("reference") != f"Patient/{visitor.patient_id}":
+        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.")
+
+    def work(conn: Connection) -> None:
+        done = data.set_representative(
+            repo, conn, patient_id=visitor.patient_id, person=found, legal_basis=basis or None
+        )
+        if not done:
+            raise Refused(400, "Nog geen account", "Deze persoon heeft nog geen account.")
+
+    try:
+        _write(request, work)
+    except FhirError as exc:
+        raise _fhir_refused(exc) from None
+    finally:
+        repo.flush_denials()
     return see_other("/netwerk?opgeslagen=1")
 
 
@@ -867,8 +1066,9 @@ async def invitation_accept(request: Request, token: str) -> Response:
         return _invitation_form(
             request,
             token,
-            error=f"Kies een naam van minstens 3 tekens en een wachtwoord van minstens "
-            f"{MIN_PASSWORD_LENGTH} tekens, twee keer hetzelfde.",
+            # {min_length} is filled in by the template, in the page's language.
+            error="Kies een naam van minstens 3 tekens en een wachtwoord van minstens "
+            "{min_length} tekens, twee keer hetzelfde.",
             username=username,
             status=400,
         )
@@ -898,7 +1098,9 @@ async def invitation_accept(request: Request, token: str) -> Response:
         )
         if not data.redeem_invitation(conn, invitation, account_id=account.account_id):
             raise Refused(404, "Deze link werkt niet meer", "De link is al gebruikt.")
-        session_id, _ = start_session(conn, account_id=account.account_id, now=now)
+        session_id, _ = start_session(
+            conn, account_id=account.account_id, now=now, settings=_runtime(request).settings
+        )
         return session_id
 
     session_id = await run_in_threadpool(_write, request, accept)

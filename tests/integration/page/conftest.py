@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,13 @@ class Vault:
     server: ServerProcess
 
 
-@pytest.fixture(scope="module")
-def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
+@contextmanager
+def running_vault(data_dir: Path, **extra_env: str) -> Iterator[Vault]:
     """`vault init`, `vault demo` and `vault serve` on a fresh database."""
     if not CHROMIUM.exists() or not AXE.exists():
         pytest.fail("the page tests need /usr/bin/chromium and node_modules: run `make test`")
-    data_dir = tmp_path_factory.mktemp("page-vault")
     with fresh_database(data_dir) as url:
-        env = vault_env(url, VAULT_TRUST_FORWARDED_PROTO="1")
+        env = vault_env(url, VAULT_TRUST_FORWARDED_PROTO="1", **extra_env)
         for args in (("init",), ("demo",)):
             done = run_vault(*args, "--data-dir", str(data_dir), env=env)
             assert done.returncode == 0, done.stderr
@@ -83,6 +83,12 @@ def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
                 yield Vault(server.url, runtime, passwords, server)
         finally:
             runtime.close()
+
+
+@pytest.fixture(scope="module")
+def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
+    with running_vault(tmp_path_factory.mktemp("page-vault")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -160,4 +166,4 @@ def http_log_in(http: httpx.Client, username: str, password: str) -> httpx.Respo
     )
 
 
-__all__ = ["Vault", "check_page", "http_log_in", "log_in", "page_csrf"]
+__all__ = ["Vault", "check_page", "http_log_in", "log_in", "page_csrf", "running_vault"]

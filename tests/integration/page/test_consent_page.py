@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,8 @@ from playwright.sync_api import Browser, Page, expect
 from tests.integration.page.conftest import Vault, check_page, log_in
 from tests.support.smart import register_backend
 from vault.access import AccessContext
+from vault.consent.page_data import GOAL_RANK, LEGAL_BASIS
+from vault.consent.page_words import preview_actor
 from vault.errors import KeyUnavailable
 from vault.fhir.repository import Repository
 
@@ -82,6 +85,54 @@ def test_plan_goals_and_scores_are_edited_in_own_words(page: Page, vault: Vault)
     assert "Ik wil werk bij een hovenier." in texts
 
 
+def audit_events(vault: Vault, patient: str) -> list[dict[str, Any]]:
+    repo = Repository(vault.runtime, AccessContext.full())
+    with vault.runtime.db.read() as conn:
+        query = repo.parse(
+            "AuditEvent", [("patient", f"Patient/{patient}"), ("_count", "500")], lenient=False
+        )
+        return [json.loads(s.body or b"{}") for s in repo.search(conn, query).matches]
+
+
+def _goal_texts(page: Page) -> list[str]:
+    return [t.input_value() for t in page.locator("#doelen textarea").all()]
+
+
+def test_goals_are_put_in_the_inwoners_own_order_with_up_and_down(page: Page, vault: Vault) -> None:
+    log_in(page, vault, "sanne")
+    page.goto(vault.url + "/plan")
+    before = _goal_texts(page)
+    assert len(before) == 4
+    expect(page.get_by_role("button", name="Doel 1 omhoog")).to_have_count(0)
+    expect(page.get_by_role("button", name="Doel 4 omlaag")).to_have_count(0)
+    page.get_by_role("button", name="Doel 4 omhoog").click()
+    expect(page.get_by_role("status")).to_contain_text("Opgeslagen")
+    assert _goal_texts(page) == [before[0], before[1], before[3], before[2]]
+    # By keyboard, too.
+    page.get_by_role("button", name="Doel 1 omlaag").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    expected = [before[1], before[0], before[3], before[2]]
+    expect(page.locator("#doelen textarea").first).to_have_value(expected[0])
+    assert _goal_texts(page) == expected
+    check_page(page, "mijn-plan-eigen-volgorde")
+    # The order is part of the Goals, as partners read them over FHIR.
+    repo = Repository(vault.runtime, AccessContext.full())
+    with vault.runtime.db.read() as conn:
+        found = repo.search(
+            conn, repo.parse("Goal", [("patient", "Patient/demo-inwoner-sanne")], lenient=False)
+        )
+    ranks = {}
+    for stored in found.matches:
+        goal = json.loads(stored.body or b"{}")
+        rank = [e["valueInteger"] for e in goal.get("extension", []) if e["url"] == GOAL_RANK]
+        ranks[goal["description"]["text"]] = rank[0]
+    assert [text for text, _ in sorted(ranks.items(), key=lambda item: item[1])] == expected
+    # Another visit shows the same order.
+    page.goto(vault.url + "/plan")
+    assert _goal_texts(page) == expected
+
+
 def test_grant_reaches_the_partner_and_revoking_stops_its_next_read(
     page: Page, vault: Vault
 ) -> None:
@@ -110,7 +161,22 @@ def test_grant_reaches_the_partner_and_revoking_stops_its_next_read(
 
         page.goto(vault.url + "/log?wie=Organization/demo-org-mee")
         expect(page.locator("ol.log")).to_contain_text(f"{MEE} heeft je doelen bekeken")
+        # The preview was the inwoner looking, not a read by MEE.
+        expect(page.locator("ol.log")).not_to_contain_text("Jij")
+        mee_reads = page.locator("ol.log > li").count()
         check_page(page, "wie-heeft-er-gekeken-mee")
+        page.goto(vault.url + "/log?wie=iedereen")
+        expect(page.locator("ol.log")).to_contain_text(f"Jij hebt bekeken wat {MEE} ziet")
+        page.get_by_role("link", name="Wie mag wat zien").click()
+        page.get_by_role("link", name=f"Bekijk wat {MEE} ziet").click()
+        page.goto(vault.url + "/log?wie=Organization/demo-org-mee")
+        expect(page.locator("ol.log > li")).to_have_count(mee_reads)
+        events = audit_events(vault, "demo-inwoner-erik")
+        previews = [e for e in events if preview_actor(e) == "Organization/demo-org-mee"]
+        assert len(previews) == 2
+        for event in previews:
+            assert event["agent"][0]["who"] == {"reference": "Patient/demo-inwoner-erik"}
+            assert "Organization/demo-org-mee" not in json.dumps(event["agent"])
 
         page.goto(vault.url + "/")
         page.get_by_role("button", name=f"Stop met delen met {MEE}").click()
@@ -183,6 +249,120 @@ def test_invited_neighbour_logs_in_and_sees_only_what_was_granted(
 
     page.goto(vault.url + "/log?wie=iedereen")
     expect(page.locator("ol.log")).to_contain_text("Henk de Buur heeft je doelen bekeken")
+
+
+def test_a_representative_changes_a_grant_and_the_log_says_on_whose_behalf(
+    browser: Browser, page: Page, vault: Vault
+) -> None:
+    log_in(page, vault, "sanne")
+    page.goto(vault.url + "/netwerk")
+    page.get_by_label("Naam").fill("Kees Janssen")
+    page.get_by_label("Wie is het voor jou?").fill("broer")
+    page.get_by_role("button", name="Maak een uitnodiging").click()
+    link = page.get_by_label("Uitnodiging").input_value()
+
+    brother_context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        brother = brother_context.new_page()
+        brother.goto(link)
+        brother.get_by_label("Je naam").fill("Kees")
+        brother.get_by_label("Kies een gebruikersnaam").fill("kees-broer")
+        brother.get_by_label("Kies een wachtwoord").fill("broer-wachtwoord")
+        brother.get_by_label("Typ het wachtwoord nog een keer").fill("broer-wachtwoord")
+        brother.get_by_role("button", name="Account maken").click()
+        expect(brother.get_by_role("heading", level=1)).to_have_text("Wat je mag zien")
+
+        page.goto(vault.url + "/netwerk")
+        card = page.locator("li.card", has_text="Kees Janssen")
+        card.get_by_label("Mag Kees Janssen namens jou kiezen wie wat ziet?").select_option(
+            label="Ja, als mentor"
+        )
+        card.get_by_role("button", name="Opslaan").click()
+        expect(page.get_by_role("status")).to_contain_text("Opgeslagen")
+        expect(page.locator("li.card", has_text="Kees Janssen")).to_contain_text(
+            "Mag namens jou kiezen wie wat ziet (mentor)"
+        )
+        check_page(page, "mijn-netwerk-vertegenwoordiger")
+
+        brother.goto(vault.url + "/")
+        expect(brother.get_by_role("heading", level=1)).to_have_text("Wie mag wat zien")
+        expect(brother.locator("header")).to_contain_text("namens de inwoner")
+        brother.get_by_role("link", name="Kies wat Woonstichting Voorbeeldstad mag zien").click()
+        brother.get_by_label("Je doelen").first.check()
+        brother.get_by_role("button", name="Verder").click()
+        brother.get_by_role("button", name="Ja, opslaan").click()
+        expect(brother.get_by_role("status")).to_contain_text("opgeslagen")
+        check_page(brother, "vertegenwoordiger-wie-mag-wat-zien")
+        # A representative manages grants, not the inwoner's network or vault.
+        brother.goto(vault.url + "/netwerk")
+        expect(brother.get_by_role("heading", level=1)).to_have_text("Dat mag niet")
+    finally:
+        brother_context.close()
+
+    page.goto(vault.url + "/log?wie=iedereen")
+    expect(page.locator("ol.log")).to_contain_text(
+        "Kees Janssen namens jou heeft veranderd wie wat mag zien"
+    )
+    check_page(page, "wie-heeft-er-gekeken-namens")
+    # The legal basis is part of the RelatedPerson, as partners read it over FHIR.
+    repo = Repository(vault.runtime, AccessContext.full())
+    with vault.runtime.db.read() as conn:
+        people = repo.search(
+            conn,
+            repo.parse("RelatedPerson", [("patient", "Patient/demo-inwoner-sanne")], lenient=False),
+        )
+    kees = next(
+        json.loads(p.body or b"{}") for p in people.matches if b"Kees Janssen" in (p.body or b"")
+    )
+    codings = [c for r in kees["relationship"] for c in r.get("coding", [])]
+    assert {"system": LEGAL_BASIS, "code": "mentor", "display": "mentor"} in codings
+
+
+def test_the_english_switch_works_without_javascript_and_passes_axe(
+    page: Page, vault: Vault
+) -> None:
+    page.goto(vault.url + "/inloggen")
+    expect(page.locator("html")).to_have_attribute("lang", "nl")
+    page.get_by_role("link", name="English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Log in")
+    check_page(page, "en-log-in")
+    page.get_by_label("User name").fill("sanne")
+    page.get_by_label("Password").fill(vault.passwords["sanne"])
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Who may see what")
+    expect(page.locator(".sentence").first).to_contain_text(" may ")
+    check_page(page, "en-who-may-see-what")
+    page.get_by_role("link", name="Choose what Woonstichting Voorbeeldstad may see").click()
+    check_page(page, "en-choose")
+    page.get_by_label("Your goals").first.check()
+    page.get_by_label("Until which day (inclusive)?").fill("2030-03-01")
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#voorstel")).to_have_text(
+        "Woonstichting Voorbeeldstad may see your goals and your plan until 1 March 2030 "
+        "(inclusive), not your name and address, your network and your evaluation."
+    )
+    check_page(page, "en-is-this-right")
+    page.goto(vault.url + "/bekijk/Organization/demo-org-sociaal-team")
+    check_page(page, "en-look-at-what")
+    for path, heading in (
+        ("/plan", "My plan"),
+        ("/netwerk", "My network"),
+        ("/log?wie=iedereen", "Who has looked"),
+        ("/gegevens", "My data"),
+    ):
+        page.goto(vault.url + path)
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        check_page(page, "en-" + heading.lower().replace(" ", "-"))
+    expect(page.locator("body")).not_to_contain_text("Mijn")
+    page.goto(vault.url + "/log?wie=iedereen")
+    expect(page.locator("ol.log")).to_contain_text("You viewed")
+    page.goto(vault.url + "/plan")
+    page.get_by_role("link", name="Nederlands").click()
+    expect(page).to_have_url(re.compile(r"/plan$"))
+    expect(page.locator("html")).to_have_attribute("lang", "nl")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Mijn plan")
 
 
 def test_download_is_a_fhir_bundle_of_everything(page: Page, vault: Vault) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 from starlette.requests import Request
 
 from tests.integration.page.conftest import Vault, http_log_in, page_csrf
 from tests.support.smart import set_account
 from vault.config import Settings
-from vault.consent.page_session import cookie_is_secure
+from vault.consent.page_session import MICROS, cookie_is_secure, hash_secret
+from vault.consent.web_models import WebSession
+from vault.runtime import now_micros
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +129,89 @@ def test_logout_ends_the_session_in_the_database(vault: Vault, http: httpx.Clien
     with httpx.Client(base_url=vault.url, follow_redirects=False) as replay:
         replay.cookies.set("rk_session", session)
         assert replay.get("/").headers["location"] == "/inloggen"
+
+
+def _session_row(vault: Vault, session_id: str) -> tuple[int, int]:
+    with vault.runtime.db.read() as conn:
+        row = conn.execute(
+            select(WebSession.created_at, WebSession.expires_at).where(
+                WebSession.id_hash == hash_secret(session_id)
+            )
+        ).one()
+    return row.created_at, row.expires_at
+
+
+def _move_session(vault: Vault, session_id: str, **values: int) -> None:
+    with vault.runtime.db.write() as conn:
+        conn.execute(
+            update(WebSession).where(WebSession.id_hash == hash_secret(session_id)).values(**values)
+        )
+
+
+def test_a_session_ends_after_15_idle_minutes_and_activity_keeps_it_alive(
+    vault: Vault, http: httpx.Client
+) -> None:
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    session = http.cookies["rk_session"]
+    created, expires = _session_row(vault, session)
+    assert expires - created == 15 * 60 * MICROS  # the default idle time
+    # Last activity 10 minutes ago: still in, and this request moves the deadline on.
+    _move_session(vault, session, expires_at=expires - 10 * 60 * MICROS)
+    assert http.get("/").status_code == 200
+    assert _session_row(vault, session)[1] >= expires
+    # Last activity 15 minutes ago: the session has ended.
+    _move_session(vault, session, expires_at=now_micros() - 1)
+    assert http.get("/").headers["location"] == "/inloggen"
+    assert http.get("/plan").headers["location"] == "/inloggen"
+
+
+def test_a_session_ends_after_its_absolute_maximum_however_active(
+    vault: Vault, http: httpx.Client
+) -> None:
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    session = http.cookies["rk_session"]
+    now = now_micros()
+    # Begun 8 hours ago (the default maximum), active a moment ago.
+    _move_session(vault, session, created_at=now - 8 * 3600 * MICROS, expires_at=now + 60 * MICROS)
+    assert http.get("/").headers["location"] == "/inloggen"
+    # Begun 7 hours and 59 minutes ago: the deadline slides, but not past the maximum.
+    _move_session(
+        vault, session, created_at=now - (8 * 60 - 1) * 60 * MICROS, expires_at=now + MICROS
+    )
+    assert http.get("/").status_code == 200
+    created, expires = _session_row(vault, session)
+    assert expires == created + 8 * 3600 * MICROS
+
+
+def test_without_oidc_settings_the_login_page_has_only_the_password_form(
+    http: httpx.Client,
+) -> None:
+    page = http.get("/inloggen").text
+    assert "DigiD" not in page and 'name="password"' in page
+    assert http.get("/inloggen/oidc").status_code == 404
+    assert http.get("/inloggen/oidc/terug?code=x&state=y").status_code == 404
+
+
+def test_the_new_forms_refuse_a_post_without_or_with_a_wrong_csrf_token(
+    vault: Vault, http: httpx.Client
+) -> None:
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    forms = {
+        "/plan/doel/volgorde": {"goal_id": "demo-doel-sanne-rust", "richting": "omhoog"},
+        "/netwerk/vertegenwoordiger": {"person": "RelatedPerson/x", "basis": "mentor"},
+    }
+    for path, form in forms.items():
+        assert http.post(path, data=form).status_code == 403, path
+        assert http.post(path, data={**form, "csrf_token": "x" * 43}).status_code == 403, path
+
+
+def test_the_language_switch_only_sends_back_to_this_site(http: httpx.Client) -> None:
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        switched = http.get("/taal/en", params={"terug": target})
+        assert switched.status_code == 303
+        assert switched.headers["location"] == "/"
+    switched = http.get("/taal/en", params={"terug": "/plan"})
+    assert switched.headers["location"] == "/plan"
+    assert 'lang="en"' in http.get("/inloggen").text
+    http.get("/taal/xx")
+    assert 'lang="nl"' in http.get("/inloggen").text

@@ -1,0 +1,311 @@
+"""The consent page in English: each Dutch phrase of the page, and its English words.
+
+Dutch is the page's own language and the key of the catalogue, so a template reads as the
+page does: ``{{ _("Kies wat {name} mag zien", name=party.name) }}``. ``translator("en")``
+looks a phrase up and fills in its ``{fields}``; a phrase without an English entry stays
+Dutch, and ``tests/unit/consent/test_page_catalogue.py`` checks that none is missing.
+Sentences built from grants and from the access log are made in both languages in
+``page_words.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["ENGLISH", "LANGUAGE_COOKIE", "language_of", "translator"]
+
+LANGUAGE_COOKIE = "rk_lang"
+
+ENGLISH: dict[str, str] = {
+    # base.html, login.html
+    "Naar de inhoud": "Skip to content",
+    "Hoofdmenu": "Main menu",
+    "Wie mag wat zien": "Who may see what",
+    "Mijn plan": "My plan",
+    "Mijn netwerk": "My network",
+    "Wie heeft er gekeken": "Who has looked",
+    "Mijn gegevens": "My data",
+    "Wat je mag zien": "What you may see",
+    "Ingelogd als {name}": "Logged in as {name}",
+    "(namens de inwoner)": "(on behalf of the inwoner)",
+    "Uitloggen": "Log out",
+    "Inloggen": "Log in",
+    "In je kluis staat jouw plan. Jij bepaalt wie het mag zien.": (
+        "Your vault holds your plan. You decide who may see it."
+    ),
+    "Inloggen met DigiD": "Log in with DigiD",
+    "Of log in met je gebruikersnaam": "Or log in with your user name",
+    "Gebruikersnaam": "User name",
+    "Wachtwoord": "Password",
+    "Je hebt te vaak een verkeerd wachtwoord ingevuld. Wacht een kwartier en probeer het "
+    "dan opnieuw.": (
+        "You entered a wrong password too often. Wait a quarter of an hour and try again."
+    ),
+    "Je gebruikersnaam of wachtwoord klopt niet. Probeer het opnieuw.": (
+        "Your user name or password is not right. Try again."
+    ),
+    # home.html, share.html, confirm.html, stop.html, look_as.html
+    "Je keuze is opgeslagen.": "Your choice has been saved.",
+    "Je deelt nu niets meer. Niemand kan je plan nog zien.": (
+        "You share nothing now. Nobody can see your plan any more."
+    ),
+    "Hier zie je wie je plan mag zien. Jij kiest wat ze zien en tot wanneer.": (
+        "Here you see who may see your plan. You choose what they see and until when."
+    ),
+    "Kies wat {name} mag zien": "Choose what {name} may see",
+    "Bekijk wat {name} ziet": "Look at what {name} sees",
+    "Stop met delen met {name}": "Stop sharing with {name}",
+    "Delen met een andere organisatie": "Share with another organisation",
+    "Organisatie": "Organisation",
+    "Verder": "Next",
+    "Alles stoppen": "Stop everything",
+    "Wil je dat niemand meer iets ziet? Dat kan met één knop.": (
+        "Do you want nobody to see anything any more? One button does that."
+    ),
+    "Stop met alles delen": "Stop sharing everything",
+    "Wat mag {name} zien": "What may {name} see",
+    "Wat mag {name} zien?": "What may {name} see?",
+    "Nu:": "Now:",
+    "{name} mag zien:": "{name} may see:",
+    "{name} mag ook veranderen:": "{name} may also change:",
+    "Tot en met welke dag?": "Until which day (inclusive)?",
+    "Laat leeg als het geen einddatum heeft.": "Leave empty if there is no end date.",
+    "Terug, niets veranderen": "Back, change nothing",
+    "Klopt dit?": "Is this right?",
+    "Ja, opslaan": "Yes, save",
+    "Nee, ik wil het anders": "No, I want it different",
+    "Stop met alles delen?": "Stop sharing everything?",
+    "Niemand mag dan nog iets zien van je plan. Dat gaat meteen in.": (
+        "Then nobody may see anything of your plan. This starts at once."
+    ),
+    "Je kunt later weer kiezen om iets te delen.": "Later you can choose to share again.",
+    "Ja, stop met alles delen": "Yes, stop sharing everything",
+    "Nee, terug": "No, back",
+    "Wat {name} ziet": "What {name} sees",
+    "Dit ziet {name} nu": "This is what {name} sees now",
+    "{name} heeft nog geen computersysteem dat met de kluis praat. Daarom ziet {name} nu niets.": (
+        "{name} has no computer system yet that talks to the vault. So {name} sees nothing now."
+    ),
+    "{name} ziet nu niets van je plan.": "{name} sees nothing of your plan now.",
+    "Terug": "Back",
+    # _resources.html, shared_with_me.html
+    "Naam en adres": "Name and address",
+    "Doelen": "Goals",
+    "Plan": "Plan",
+    "Netwerk": "Network",
+    "Mensen in het netwerk": "People in the network",
+    "Evaluatie (cijfers)": "Evaluation (scores)",
+    "Toestemmingen": "Consents",
+    "Naam": "Name",
+    "{count} mensen en organisaties": "{count} people and organisations",
+    "Toestemming (geldt)": "Consent (in force)",
+    "Toestemming (gestopt)": "Consent (stopped)",
+    "Dit is wat de inwoner met jou deelt.": "This is what the inwoner shares with you.",
+    "Je mag nu niets zien.": "You may see nothing now.",
+    # plan.html
+    "Opgeslagen.": "Saved.",
+    "Wat wil ik?": "What do I want?",
+    "Je doelen, in je eigen woorden. Het belangrijkste staat bovenaan. Met de knoppen "
+    "omhoog en omlaag zet je ze in je eigen volgorde.": (
+        "Your goals, in your own words. The most important one is at the top. With the "
+        "up and down buttons you put them in your own order."
+    ),
+    "Doel {number}": "Goal {number}",
+    "Hoe belangrijk?": "How important?",
+    "Heel belangrijk": "Very important",
+    "Belangrijk": "Important",
+    "Minder belangrijk": "Less important",
+    "Doel opslaan": "Save goal",
+    "Doel {number} omhoog": "Goal {number} up",
+    "Doel {number} omlaag": "Goal {number} down",
+    "Nieuw doel": "New goal",
+    "Wat wil je?": "What do you want?",
+    "Waar gaat het over?": "What is it about?",
+    "Financiën": "Money",
+    "Wonen": "Housing",
+    "Relaties": "Relationships",
+    "Dagbesteding": "Daytime activities",
+    "Gezondheid": "Health",
+    "Opvoeding": "Raising children",
+    "Doel toevoegen": "Add goal",
+    "Wat kan ik?": "What can I do?",
+    "Wat je zelf doet, en wat mensen om je heen doen.": (
+        "What you do yourself, and what people around you do."
+    ),
+    "Ik": "Me",
+    "Opslaan": "Save",
+    "Wat ga jij zelf doen?": "What will you do yourself?",
+    "Toevoegen": "Add",
+    "Wat heb ik nodig?": "What do I need?",
+    "Hulp en afspraken met organisaties.": "Help and agreements with organisations.",
+    "Hoe gaat het?": "How is it going?",
+    "Je cijfers van 1 tot 10, per onderwerp.": "Your scores from 1 to 10, per subject.",
+    "Je cijfers per onderwerp door de tijd": "Your scores per subject over time",
+    "Onderwerp": "Subject",
+    "Welk cijfer geef je het nu? (1 tot 10)": "What score do you give it now? (1 to 10)",
+    "Cijfer opslaan": "Save score",
+    # network.html, invitation.html
+    "Stuur deze link naar de persoon die je uitnodigt. De link werkt één keer en 7 dagen "
+    "lang.": "Send this link to the person you invite. The link works once, for 7 days.",
+    "Uitnodiging": "Invitation",
+    "De mensen om je heen. Nodig iemand uit: die maakt een account en ziet alleen wat jij deelt.": (
+        "The people around you. Invite someone: they make an account and see only what you share."
+    ),
+    "Heeft een account.": "Has an account.",
+    "Mag namens jou kiezen wie wat ziet ({basis}).": (
+        "May choose who sees what on your behalf ({basis})."
+    ),
+    "Mag {name} namens jou kiezen wie wat ziet?": (
+        "May {name} choose who sees what on your behalf?"
+    ),
+    "Nee": "No",
+    "Ja, als {basis}": "Yes, as {basis}",
+    "machtiging": "mandate (machtiging)",
+    "mentor": "mentor",
+    "curator": "curator",
+    "ouder met gezag": "parent with parental authority",
+    "Nodig {name} uit": "Invite {name}",
+    "Iemand nieuw uitnodigen": "Invite someone new",
+    "Wie is het voor jou? (bijvoorbeeld buurman, tante, vriendin)": (
+        "Who is it to you? (for example neighbour, aunt, friend)"
+    ),
+    "Maak een uitnodiging": "Make an invitation",
+    "Je bent uitgenodigd": "You have been invited",
+    "Maak een account. Daarna zie je wat de inwoner met jou deelt. Niet meer.": (
+        "Make an account. Then you see what the inwoner shares with you. Nothing more."
+    ),
+    "Je naam": "Your name",
+    "Kies een gebruikersnaam": "Choose a user name",
+    "Kies een wachtwoord (minstens {min_length} tekens)": (
+        "Choose a password (at least {min_length} characters)"
+    ),
+    "Typ het wachtwoord nog een keer": "Type the password once more",
+    "Account maken": "Make account",
+    "Kies een naam van minstens 3 tekens en een wachtwoord van minstens {min_length} "
+    "tekens, twee keer hetzelfde.": (
+        "Choose a name of at least 3 characters and a password of at least {min_length} "
+        "characters, the same twice."
+    ),
+    "Deze naam is al in gebruik. Kies een andere.": (
+        "This name is already in use. Choose another one."
+    ),
+    # log.html
+    "Hier zie je wie je gegevens heeft bekeken of veranderd. Het nieuwste staat bovenaan.": (
+        "Here you see who viewed or changed your data. The newest is at the top."
+    ),
+    "Laat zien": "Show",
+    "Iedereen behalve jij": "Everyone but you",
+    "Iedereen, ook jij": "Everyone, you too",
+    "Alleen {name}": "Only {name}",
+    "Nog niemand heeft gekeken.": "Nobody has looked yet.",
+    # data.html, erase.html, erased.html, error.html
+    "Alles downloaden": "Download everything",
+    "Je krijgt één bestand met alles wat in je kluis staat. Andere programma's voor zorg "
+    "en hulp kunnen het lezen (het is FHIR).": (
+        "You get one file with everything in your vault. Other programs for care and "
+        "support can read it (it is FHIR)."
+    ),
+    "Download mijn gegevens": "Download my data",
+    "Mijn kluis wissen": "Erase my vault",
+    "Alles in je kluis wordt dan onleesbaar. Niemand kan er nog bij, ook jij niet. Dit kun "
+    "je niet terugdraaien.": (
+        "Everything in your vault then becomes unreadable. Nobody can get to it, you "
+        "neither. You cannot undo this."
+    ),
+    "Weet je het zeker?": "Are you sure?",
+    "Als je je kluis wist, is alles weg: je plan, je doelen, je cijfers en wie wat mag "
+    "zien. Ook organisaties kunnen er dan niet meer bij.": (
+        "If you erase your vault, everything is gone: your plan, your goals, your scores "
+        "and who may see what. Organisations cannot get to it any more either."
+    ),
+    "Download eerst je gegevens als je ze wilt bewaren.": (
+        "Download your data first if you want to keep it."
+    ),
+    "Typ WISSEN om je kluis te wissen": "Type WISSEN to erase your vault",
+    "Typ het woord WISSEN om te laten zien dat je het zeker weet.": (
+        "Type the word WISSEN to show that you are sure."
+    ),
+    "Ja, wis alles": "Yes, erase everything",
+    "Je kluis is gewist": "Your vault has been erased",
+    "Je gegevens zijn niet meer te lezen. Niemand kan er nog bij. Je bent uitgelogd.": (
+        "Your data can no longer be read. Nobody can get to it. You have been logged out."
+    ),
+    "Terug naar het begin": "Back to the start",
+    # refusals (router.py)
+    "Alleen de inwoner en een vertegenwoordiger kunnen dit.": (
+        "Only the inwoner and a representative can do this."
+    ),
+    "Alleen de inwoner zelf kan dit.": "Only the inwoner can do this.",
+    "Cijfer klopt niet": "The score is not right",
+    "Dat klopt niet": "That is not right",
+    "Dat lukte niet": "That did not work",
+    "Dat mag niet": "That is not allowed",
+    "Datum klopt niet": "The date is not right",
+    "De link is al gebruikt of is verlopen.": "The link has been used or has expired.",
+    "De link is al gebruikt of is verlopen. Vraag om een nieuwe uitnodiging.": (
+        "The link has been used or has expired. Ask for a new invitation."
+    ),
+    "De link is al gebruikt.": "The link has already been used.",
+    "Deze link werkt niet meer": "This link no longer works",
+    "Deze organisatie of persoon kennen we niet.": ("We do not know this organisation or person."),
+    "Deze pagina bestaat niet.": "This page does not exist.",
+    "Deze persoon heeft nog geen account.": "This person has no account yet.",
+    "Deze persoon kennen we niet.": "We do not know this person.",
+    "Dit doel kennen we niet.": "We do not know this goal.",
+    "Dit formulier is niet geldig": "This form is not valid",
+    "Het formulier kwam niet van deze pagina of is te oud. Ga terug, laad de pagina opnieuw "
+    "en probeer het nog een keer.": (
+        "The form did not come from this page or is too old. Go back, load the page again "
+        "and try once more."
+    ),
+    "Het inlogformulier is te oud of kwam niet van deze pagina. Laad de pagina opnieuw en "
+    "probeer het nog een keer.": (
+        "The login form is too old or did not come from this page. Load the page again and "
+        "try once more."
+    ),
+    "Inloggen lukte niet": "Logging in did not work",
+    "Je bent gestopt met inloggen. Wil je toch inloggen? Ga terug naar de inlogpagina.": (
+        "You stopped logging in. Do you want to log in after all? Go back to the login page."
+    ),
+    "Je bent ingelogd bij DigiD, maar er is nog geen kluis voor jou. Vraag je sociaal team "
+    "om een kluis voor je te maken.": (
+        "You logged in with DigiD, but there is no vault for you yet. Ask your sociaal team "
+        "to make a vault for you."
+    ),
+    "Je bent niet ingelogd": "You are not logged in",
+    "Kies een doel en omhoog of omlaag.": "Choose a goal and up or down.",
+    "Kies een onderwerp en een cijfer van 1 tot 10.": "Choose a subject and a score from 1 to 10.",
+    "Kies iemand en een reden.": "Choose someone and a reason.",
+    "Kies iemand, of vul de naam in van wie je uitnodigt.": (
+        "Choose someone, or fill in the name of who you invite."
+    ),
+    "Laad de pagina opnieuw.": "Load the page again.",
+    "Niet gevonden": "Not found",
+    "Nog geen account": "No account yet",
+    "Schrijf in je eigen woorden wat je wilt.": "Write in your own words what you want.",
+    "Schrijf op wat je doet of wat je nodig hebt.": "Write down what you do or what you need.",
+    "Vul een datum in zoals 1-3-2027.": "Fill in a date such as 1-3-2027.",
+    "Vul iets in": "Fill something in",
+    "We kennen je nog niet": "We do not know you yet",
+    "We konden niet controleren wie je bent. Er is niets opgeslagen. Ga terug naar de "
+    "inlogpagina en probeer het opnieuw.": (
+        "We could not check who you are. Nothing was saved. Go back to the login page and "
+        "try again."
+    ),
+}
+
+
+def language_of(cookie: str | None) -> str:
+    """The page's language from the switch's cookie: English when chosen, else Dutch."""
+    return "en" if cookie == "en" else "nl"
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """``_(phrase, **fields)`` for one language; fields are filled in after the lookup."""
+    table = ENGLISH if lang == "en" else {}
+
+    def translate(phrase: str, **fields: object) -> str:
+        text = table.get(phrase, phrase)
+        return text.format(**fields) if fields else text
+
+    return translate
