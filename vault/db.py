@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from sqlalchemy import (
     create_engine,
 )
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 __all__ = [
@@ -86,10 +88,9 @@ class Database:
             # Enough connections for every thread that may hold one (AnyIO's pool has 40):
             # a connection opened for one request and closed after it costs PostgreSQL
             # about 4 ms of CPU, a hundred times the read itself (docs/performance.md).
-            self.write_engine = create_engine(
-                url, pool_size=20, max_overflow=20, pool_pre_ping=True, pool_recycle=1800
-            )
+            self.write_engine = create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
             sa_event.listen(self.write_engine, "connect", _postgres_on_connect)
+            _ping_when_idle(self.write_engine)
             self.read_engine = self.write_engine
             self._statement_engine = self.write_engine.execution_options(
                 isolation_level="AUTOCOMMIT"
@@ -179,6 +180,40 @@ def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+_PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle for a while.
+
+    ``pool_pre_ping`` would send ``SELECT 1`` before every request's statement, one more
+    round trip than the read itself. A connection that was in use a moment ago is alive;
+    one that idled may have been closed by a server restart or a firewall, and a failed
+    ping makes the pool replace it before the request sees an error.
+    """
+
+    @sa_event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa_event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < _PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            _ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("stale pooled connection") from exc
+
+
+def _ping(dbapi_conn: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("SELECT 1")
+    cur.close()
+    dbapi_conn.rollback()
 
 
 def _postgres_on_connect(dbapi_conn: Any, _record: Any) -> None:

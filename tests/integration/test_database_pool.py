@@ -1,0 +1,83 @@
+"""The PostgreSQL pool: no ping on a busy connection, a replaced one after a server-side close."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from vault import db as vault_db
+from vault.db import Database
+
+# PostgreSQL runs on every machine this project tests on (README); this behaviour exists
+# only there, so the test uses it whichever database the rest of the suite runs on.
+SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def database() -> Iterator[Database]:
+    name = f"rk_pool_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db = Database(make_url(SERVER).set(database=name).render_as_string(hide_password=False))
+    try:
+        yield db
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _count_pings(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every ping sent before a checkout: the vault's own and SQLAlchemy's pre-ping."""
+    pings: list[str] = []
+    own, dialect = vault_db._ping, db.write_engine.dialect
+
+    def own_ping(dbapi_conn: object) -> None:
+        pings.append("vault")
+        own(dbapi_conn)
+
+    def pre_ping(dbapi_conn: object) -> bool:
+        pings.append("pre_ping")
+        return True
+
+    monkeypatch.setattr(vault_db, "_ping", own_ping)
+    monkeypatch.setattr(dialect, "do_ping", pre_ping)
+    return pings
+
+
+def _backend_pid(db: Database) -> int:
+    with db.read(snapshot=False) as conn:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def test_a_connection_back_from_a_request_a_moment_ago_is_not_pinged(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _backend_pid(database)  # opens the pooled connection
+    pings = _count_pings(database, monkeypatch)
+    assert _backend_pid(database) == first
+    assert pings == []
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _backend_pid(database)
+    # The pooled connection dies while it idles (a server restart, a firewall).
+    other = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    with other.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar()
+    other.dispose()
+    monkeypatch.setattr(vault_db, "_PING_AFTER_IDLE_SECONDS", 0.0)
+    pings = _count_pings(database, monkeypatch)
+    time.sleep(0.05)  # lets the terminated backend go; not a timing assertion
+    second = _backend_pid(database)
+    assert second != first
+    assert pings[0] == "vault"
