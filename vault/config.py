@@ -30,6 +30,14 @@ class Settings:
     max_page_size: int = 500
     # Seconds between background WAL checkpoints on SQLite (see db.py).
     sqlite_checkpoint_interval: float = 1.0
+    # Change notifications (vault/notify): plain http only to this machine, for development
+    # and tests; the delivery worker's poll interval; retry backoff (doubling from
+    # ``notify_retry_seconds``) and the attempts after which a Subscription goes to error.
+    notify_allow_local_http: bool = False
+    notify_poll_seconds: float = 1.0
+    notify_retry_seconds: float = 5.0
+    notify_max_attempts: int = 8
+    notify_timeout_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -48,6 +56,10 @@ class Settings:
             max_body_bytes=int(os.environ.get("VAULT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             public_base_url=os.environ.get("VAULT_PUBLIC_URL", "").rstrip("/"),
             backend_token_seconds=int(os.environ.get("VAULT_BACKEND_TOKEN_SECONDS", "300")),
+            notify_allow_local_http=os.environ.get("VAULT_NOTIFY_ALLOW_LOCAL_HTTP", "") == "1",
+            notify_poll_seconds=float(os.environ.get("VAULT_NOTIFY_POLL_SECONDS", "1.0")),
+            notify_retry_seconds=float(os.environ.get("VAULT_NOTIFY_RETRY_SECONDS", "5.0")),
+            notify_max_attempts=int(os.environ.get("VAULT_NOTIFY_MAX_ATTEMPTS", "8")),
         )
 
     @property
