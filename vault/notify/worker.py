@@ -137,7 +137,9 @@ class Notifier:
             if not events:
                 return 0
             subs = conn.execute(
-                select(S.id, S.client_id, S.types, S.events_since_start).where(S.status == "active")
+                select(S.id, S.client_id, S.types, S.events_since_start, S.created_at).where(
+                    S.status == "active"
+                )
             ).all()
             repos: dict[str, Repository | None] = {}
             counters = {sub.id: sub.events_since_start for sub in subs}
@@ -149,6 +151,8 @@ class Notifier:
                         ctx = client_context(conn, sub.client_id)
                         repos[sub.client_id] = Repository(self._rt, ctx) if ctx else None
                     repo = repos[sub.client_id]
+                    if event.created_at < sub.created_at:
+                        continue  # a Subscription hears of changes made after it began
                     if repo is None or not _concerns(conn, repo, sub.types, event):
                         continue
                     counters[sub.id] += 1
