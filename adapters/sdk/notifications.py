@@ -185,8 +185,18 @@ def apply_notification(
     client: VaultClient,
     target: SyncTarget,
     synchroniser: Synchroniser,
+    types: Collection[str] | None = None,
 ) -> None:
-    """Bring ``target`` in step with one notification, fetching with the client's own token."""
+    """Bring ``target`` in step with one notification, fetching with the client's own token.
+
+    A change of a type outside ``types`` (when given) is ignored.
+    """
+    if (
+        notification.kind == "change"
+        and types is not None
+        and notification.resource_type not in types
+    ):
+        return
     if notification.kind != "change":
         # A grant changed or ended: the id-set comparison removes what is no longer shared.
         synchroniser.sync(full=True)
