@@ -272,7 +272,9 @@ class NotificationReceiver:
         try:
             self.handler(notification)
         except Exception as exc:  # the vault retries; the reason stays here
-            log.warning("handling notification %d failed: %s", notification.event_number, exc)
+            log.warning(
+                "handling notification %d failed: %s", notification.event_number, type(exc).__name__
+            )
             return 500
         return 200
 

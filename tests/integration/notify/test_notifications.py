@@ -19,6 +19,7 @@ from tests.integration.notify.conftest import (
     share,
     subscribe,
 )
+from vault.consent.page_data import erase_vault
 
 SECRET = "s3cret-of-the-partner"
 
@@ -242,3 +243,42 @@ def _wait_for_status(http: httpx.Client, sub_id: str, status: str) -> dict[str, 
             assert body["status"] == status
             return body
         time.sleep(0.05)
+
+
+def test_deleting_the_consent_ends_the_grant_for_the_partner(
+    notify_vault: ThrowawayVault,
+    partner: RegisteredClient,
+    partner_http: httpx.Client,
+    inwoner: str,
+    receiver: Receiver,
+) -> None:
+    consent_id = share(notify_vault, inwoner, partner, "Goal")
+    subscribe(partner_http, receiver.url, types=("Goal",))
+
+    notify_vault.delete("Consent", consent_id)
+
+    event = receiver.next().parameters["notification-event"]
+    assert event["extension"][0]["valueCode"] == "access-ended"
+
+
+def test_erasing_the_vault_tells_every_grantee_that_access_ended(
+    notify_vault: ThrowawayVault,
+    partner: RegisteredClient,
+    partner_http: httpx.Client,
+    inwoner: str,
+    receiver: Receiver,
+) -> None:
+    notify_vault.write(goal(patient_id=inwoner))
+    share(notify_vault, inwoner, partner, "Goal")
+    subscribe(partner_http, receiver.url, types=("Goal",))
+    assert notify_vault.runtime is not None
+
+    with notify_vault.runtime.db.write() as conn:
+        erase_vault(conn, patient_id=inwoner)
+
+    got = receiver.next()
+    parts = {p["name"]: p for p in got.parameters["notification-event"]["part"]}
+    assert parts["additional-context"]["valueReference"]["reference"].endswith(
+        f"/Patient/{inwoner}"
+    )
+    assert got.parameters["notification-event"]["extension"][0]["valueCode"] == "access-ended"
