@@ -179,7 +179,8 @@ class Notifier:
                         .where(S.id == sub.id)
                         .values(events_since_start=counters[sub.id])
                     )
-            conn.execute(delete(NotifyEvent).where(E.id <= events[-1].id))
+            # By id, not by range: on PostgreSQL an event with a lower id may commit later.
+            conn.execute(delete(NotifyEvent).where(E.id.in_([e.id for e in events])))
         return len(events)
 
     # -- 2. delivery -----------------------------------------------------------------------
@@ -216,15 +217,13 @@ class Notifier:
             if outcome is None:
                 break
             sent += outcome
-        else:
-            outcome = None
-        if outcome is None:
-            with self._rt.db.write() as conn:
-                conn.execute(
-                    update(NotifySubscription)
-                    .where(S.id == sub_id, S.lease_until == lease)
-                    .values(lease_until=0)
-                )
+        # Give the lease back, unless a failure turned it into the retry's hold-back time.
+        with self._rt.db.write() as conn:
+            conn.execute(
+                update(NotifySubscription)
+                .where(S.id == sub_id, S.lease_until == lease)
+                .values(lease_until=0)
+            )
         return sent
 
     def _deliver_next(self, sub_id: str, lease: int) -> int | None:
