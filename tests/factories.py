@@ -210,3 +210,43 @@ def provenance(
         **extra,
     }
     return resource
+
+
+def subscription(
+    *,
+    endpoint: str,
+    secret: str = "s3cret-of-the-partner",
+    types: tuple[str, ...] = (),
+    payload_content: str = "id-only",
+    channel_type: str = "rest-hook",
+    criteria: str = "https://regiekluis.nl/fhir/SubscriptionTopic/granted-data",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A Subscription to the vault's topic, Subscriptions Backport style (R4)."""
+    backport = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+    resource: dict[str, Any] = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Wijzigingen in wat de inwoner met ons deelt",
+        "criteria": criteria,
+        "channel": {
+            "type": channel_type,
+            "endpoint": endpoint,
+            "payload": "application/fhir+json",
+            "_payload": {
+                "extension": [
+                    {"url": f"{backport}/backport-payload-content", "valueCode": payload_content}
+                ]
+            },
+            "header": [f"Authorization: Bearer {secret}"],
+        },
+        **extra,
+    }
+    if types:
+        resource["_criteria"] = {
+            "extension": [
+                {"url": f"{backport}/backport-filter-criteria", "valueString": f"{t}?"}
+                for t in types
+            ]
+        }
+    return resource

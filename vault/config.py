@@ -85,6 +85,14 @@ class Settings:
     session_idle_minutes: int = 15
     session_max_minutes: int = 8 * 60
     oidc: OidcSettings | None = None
+    # Change notifications (vault/notify): plain http only to this machine, for development
+    # and tests; the delivery worker's poll interval; retry backoff (doubling from
+    # ``notify_retry_seconds``) and the attempts after which a Subscription goes to error.
+    notify_allow_local_http: bool = False
+    notify_poll_seconds: float = 1.0
+    notify_retry_seconds: float = 5.0
+    notify_max_attempts: int = 8
+    notify_timeout_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -106,6 +114,10 @@ class Settings:
             session_idle_minutes=int(os.environ.get("VAULT_SESSION_IDLE_MINUTES", "15")),
             session_max_minutes=int(os.environ.get("VAULT_SESSION_MAX_MINUTES", str(8 * 60))),
             oidc=OidcSettings.from_env(),
+            notify_allow_local_http=os.environ.get("VAULT_NOTIFY_ALLOW_LOCAL_HTTP", "") == "1",
+            notify_poll_seconds=float(os.environ.get("VAULT_NOTIFY_POLL_SECONDS", "1.0")),
+            notify_retry_seconds=float(os.environ.get("VAULT_NOTIFY_RETRY_SECONDS", "5.0")),
+            notify_max_attempts=int(os.environ.get("VAULT_NOTIFY_MAX_ATTEMPTS", "8")),
         )
 
     @property

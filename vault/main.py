@@ -18,6 +18,8 @@ from vault.fhir.export_router import router as export_router
 from vault.fhir.outcomes import CatchAllMiddleware, install_handlers
 from vault.fhir.router import hot_router as fhir_hot_router
 from vault.fhir.router import router as fhir_router
+from vault.notify.router import router as notify_router
+from vault.notify.worker import Notifier
 from vault.oauth.protector import BearerTokenResolver
 from vault.oauth.router import capability_security
 from vault.oauth.router import router as oauth_router
@@ -52,6 +54,8 @@ def create_app(
         if own:
             _attach(app, rt, access_resolver)
         rt.db.start_background_tasks()
+        notifier = Notifier(rt)
+        notifier.start()
         # The import-time objects (fhir.resources, pydantic) never die; moving them out of
         # what the collector scans took the read p99 from 57 ms to 8 ms (docs/performance.md).
         gc.collect()
@@ -59,6 +63,7 @@ def create_app(
         try:
             yield
         finally:
+            notifier.stop()
             if own:
                 rt.close()
 
@@ -77,6 +82,7 @@ def create_app(
     app.add_middleware(CatchAllMiddleware)
     app.include_router(fhir_hot_router)  # the plain read, first: see its comment
     app.include_router(export_router)  # before fhir_router: its /{type} would take $export
+    app.include_router(notify_router)  # before fhir_router: Subscription is not a stored type
     app.include_router(fhir_router)
     app.include_router(oauth_router)
 

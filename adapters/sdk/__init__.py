@@ -1,4 +1,5 @@
-"""The partner SDK: SMART Backend Services auth, typed FHIR, paging, retries, sync, export."""
+"""The partner SDK: SMART Backend Services auth, typed FHIR, paging, retries, sync, export,
+change notifications."""
 
 from adapters.sdk.auth import ClientAssertionSigner, TokenCache, signing_algorithm
 from adapters.sdk.client import ExportManifest, RetryPolicy, VaultClient, to_model
@@ -10,15 +11,28 @@ from adapters.sdk.errors import (
     VaultClientError,
     VaultUnavailable,
 )
+from adapters.sdk.notifications import (
+    GRANTED_DATA_TOPIC,
+    Notification,
+    NotificationReceiver,
+    NotificationRejected,
+    apply_notification,
+    parse_notification,
+    subscription_resource,
+)
 from adapters.sdk.sync import DEFAULT_TYPES, Synchroniser, SyncResult, SyncTarget
 
 __all__ = [
     "DEFAULT_TYPES",
+    "GRANTED_DATA_TOPIC",
     "AccessRevoked",
     "AuthenticationFailed",
     "ClientAssertionSigner",
     "ExportFailed",
     "ExportManifest",
+    "Notification",
+    "NotificationReceiver",
+    "NotificationRejected",
     "RequestRejected",
     "RetryPolicy",
     "SyncResult",
@@ -28,6 +42,9 @@ __all__ = [
     "VaultClient",
     "VaultClientError",
     "VaultUnavailable",
+    "apply_notification",
+    "parse_notification",
     "signing_algorithm",
+    "subscription_resource",
     "to_model",
 ]

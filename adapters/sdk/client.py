@@ -275,6 +275,23 @@ class VaultClient:
         self._raise_for_status(response)
         return to_model(response.json())
 
+    def subscribe(self, subscription: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a Subscription (see ``notifications.subscription_resource``); the stored one."""
+        response = self._send(
+            "POST",
+            self._url("Subscription"),
+            headers={"content-type": FHIR_JSON},
+            json=dict(subscription),
+        )
+        self._raise_for_status(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        """Delete one of this client's Subscriptions, with what it had not yet delivered."""
+        response = self._send("DELETE", self._url(f"Subscription/{subscription_id}"))
+        self._raise_for_status(response)
+
     def bundles(self, resource_type: str, params: Params | None = None) -> Iterator[dict[str, Any]]:
         """Every page of a search, as Bundle JSON, following ``next`` links."""
         url: str | None = self._url(resource_type)

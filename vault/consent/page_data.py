@@ -29,7 +29,8 @@ from vault.errors import FhirError, KeyUnavailable, NotFound
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
 from vault.fhir.models import DataKey
 from vault.fhir.repository import Repository, Stored
-from vault.fhir.resources import RESOURCE_TYPES, format_instant, split_reference
+from vault.fhir.resources import SCOPE_TYPES, format_instant, split_reference
+from vault.notify.outbox import record_erasure
 from vault.oauth.models import Account, OAuthClient, Token
 from vault.oauth.scopes import permissions_from
 from vault.runtime import Runtime, now_micros
@@ -408,7 +409,7 @@ def partner_context(conn: Connection, grantee: str, *, account_id: str) -> Acces
             kind="system",
             organization=grantee,
             account_id=account_id,
-            permissions=permissions_from(scopes, context="system", known_types=RESOURCE_TYPES),
+            permissions=permissions_from(scopes, context="system", known_types=SCOPE_TYPES),
             purposes=purposes,
         )
     if kind == "Practitioner":
@@ -417,7 +418,7 @@ def partner_context(conn: Connection, grantee: str, *, account_id: str) -> Acces
             kind="system",
             practitioner=grantee,
             account_id=account_id,
-            permissions=permissions_from([], context="system", known_types=RESOURCE_TYPES),
+            permissions=permissions_from([], context="system", known_types=SCOPE_TYPES),
         )
     return AccessContext(
         subject=f"voorbeeld:{account_id}",
@@ -523,6 +524,7 @@ def erase_vault(conn: Connection, *, patient_id: str) -> None:
     conn.execute(
         update(DataKey).where(DataKey.owner == patient_id).values(wrapped=None, destroyed_at=now)
     )
+    record_erasure(conn, patient_id=patient_id)  # partners hear their access ended
     conn.execute(delete(ConsentGrant).where(ConsentGrant.patient_id == patient_id))
     conn.execute(update(Token).where(Token.patient_id == patient_id).values(revoked=True))
     accounts = [

@@ -16,6 +16,7 @@ from vault.consent.models import ConsentGrant
 from vault.crypto import BlindIndex
 from vault.errors import Unprocessable
 from vault.fhir.models import ResourceRow
+from vault.notify.outbox import record_grant_change
 
 __all__ = ["check_consent", "drop_grants", "replace_grants"]
 
@@ -50,7 +51,9 @@ def check_consent(conn: Connection, consent: dict[str, Any], *, patient_id: str)
 def replace_grants(
     conn: Connection, *, consent_pk: int, patient_id: str, grants: list[Grant], blind: BlindIndex
 ) -> None:
-    drop_grants(conn, consent_pk=consent_pk)
+    before = _grant_rows(conn, consent_pk)
+    conn.execute(delete(ConsentGrant).where(ConsentGrant.consent_pk == consent_pk))
+    _notify_grantees(conn, consent_pk, patient_id, before, {_shape(g) for g in grants})
     if not grants:
         return
     conn.execute(
@@ -78,4 +81,67 @@ def replace_grants(
 
 
 def drop_grants(conn: Connection, *, consent_pk: int) -> None:
+    before = _grant_rows(conn, consent_pk)
     conn.execute(delete(ConsentGrant).where(ConsentGrant.consent_pk == consent_pk))
+    if before:
+        _notify_grantees(conn, consent_pk, before[0][0], before, set())
+
+
+# -- change notifications: grantees hear that their grant changed or ended ---------------
+
+_Shape = tuple[object, ...]
+
+
+def _shape(g: Grant) -> _Shape:
+    # The label is compared by system only: stored rows hold its keyed hash, not the code.
+    return (
+        g.effect,
+        g.grantee,
+        g.action,
+        g.resource_type,
+        g.data_type,
+        g.data_id,
+        g.data_meaning,
+        g.label_system,
+        g.purpose,
+        g.valid_from,
+        g.valid_until,
+    )
+
+
+def _grant_rows(conn: Connection, consent_pk: int) -> list[tuple[str, _Shape]]:
+    c = ConsentGrant.__table__.c
+    rows = conn.execute(
+        select(
+            c.patient_id,
+            c.effect,
+            c.grantee,
+            c.action,
+            c.resource_type,
+            c.data_type,
+            c.data_id,
+            c.data_meaning,
+            c.label_system,
+            c.purpose,
+            c.valid_from,
+            c.valid_until,
+        ).where(c.consent_pk == consent_pk)
+    ).all()
+    return [(row[0], tuple(row[1:])) for row in rows]
+
+
+def _notify_grantees(
+    conn: Connection,
+    consent_pk: int,
+    patient_id: str,
+    before: list[tuple[str, _Shape]],
+    after: set[_Shape],
+) -> None:
+    old = {shape for _, shape in before}
+    if old == after:
+        return
+    had = {str(s[1]) for s in old if s[0] == "permit" and s[1] is not None}
+    has = {str(s[1]) for s in after if s[0] == "permit" and s[1] is not None}
+    record_grant_change(
+        conn, consent_pk=consent_pk, patient_id=patient_id, ended=had - has, changed=has
+    )

@@ -17,6 +17,7 @@ from typing import Any
 
 from vault import __version__
 from vault.fhir.resources import FHIR_VERSION, RESOURCE_TYPES, ResourceType
+from vault.notify.topic import subscription_capability
 
 __all__ = ["OAUTH_URIS", "SecurityFor", "capability_statement", "interactions", "smart_security"]
 
@@ -126,7 +127,8 @@ def capability_statement(
         "mode": "server",
         "documentation": "Deny by default: every request needs a bearer token issued by "
         "this vault, and sees only what the inwoner granted.",
-        "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()],
+        "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()]
+        + [subscription_capability()],
         "operation": [{"name": "export", "definition": BULK_EXPORT}],
     }
     if security is not None:

@@ -74,6 +74,7 @@ from vault.fhir.resources import (
     validate_resource,
 )
 from vault.fhir.search import Cursor, SearchQuery, parse_search
+from vault.notify.outbox import record_change
 from vault.runtime import Runtime, now_micros
 
 __all__ = ["HistoryPage", "Repository", "SearchPage", "Stored"]
@@ -329,6 +330,14 @@ class Repository:
 
     def _record_write(self, conn: Connection, interaction: str, stored: Stored) -> None:
         """Log a write in its own transaction: if the log fails, the write fails."""
+        if interaction != "read":  # the outbox of change notifications, same transaction
+            record_change(
+                conn,
+                resource_type=stored.resource_type,
+                resource_id=stored.resource_id,
+                patient_id=stored.patient_id,
+                action=interaction,
+            )
         records = self._records(interaction, [stored])
         if records:
             self._rt.audit.append(conn, records)
@@ -1094,6 +1103,27 @@ class Repository:
             "delete",
             Stored(resource_type, resource_id, version, now, True, None, row.patient_id, row.pk),
         )
+
+    # -- change notifications ------------------------------------------------------------
+
+    def may_see(self, conn: Connection, resource_type: str, resource_id: str) -> bool:
+        """Whether this caller's access decision covers the resource now, deleted or not.
+
+        The delivery worker asks this for each subscriber before it sends an id; nothing is
+        logged, because nothing of the resource is read.
+        """
+        spec = RESOURCE_TYPES.get(resource_type)
+        if spec is None or not self._ctx.may_read(spec.name):
+            return False
+        found = conn.execute(
+            select(R.pk).where(
+                R.resource_type == spec.name,
+                R.resource_id == resource_id,
+                self._visible(ROW),
+                *self._restriction(spec),
+            )
+        ).first()
+        return found is not None
 
     # -- write internals -----------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
 from fhir.resources.R4B.provenance import Provenance
 from fhir.resources.R4B.relatedperson import RelatedPerson
+from fhir.resources.R4B.subscription import Subscription
 from pydantic import ValidationError
 
 from vault.errors import BadRequest
@@ -36,6 +37,8 @@ __all__ = [
     "FHIR_VERSION",
     "ID_PATTERN",
     "RESOURCE_TYPES",
+    "SCOPE_TYPES",
+    "SUBSCRIPTION",
     "ResourceType",
     "SearchParam",
     "TokenValue",
@@ -622,6 +625,20 @@ _SECURITY = SearchParam("_security", "token", "meta.security", _tokens("meta.sec
 RESOURCE_TYPES: dict[str, ResourceType] = {
     name: replace(spec, params=(*spec.params, _SECURITY)) for name, spec in _DECLARED.items()
 }
+
+
+# Subscription is not stored in the registry's tables: a partner's Subscription belongs to
+# that client alone and is served by ``vault/notify``. Its model and its scopes live here.
+SUBSCRIPTION = ResourceType(
+    "Subscription",
+    Subscription,
+    None,
+    (),
+    required_codes={"status": frozenset({"requested", "active", "error", "off"})},
+    description="Change notifications of what an inwoner granted the client.",
+)
+# The types a SMART scope may name.
+SCOPE_TYPES: tuple[str, ...] = (*RESOURCE_TYPES, SUBSCRIPTION.name)
 
 
 def resource_type(name: str) -> ResourceType:

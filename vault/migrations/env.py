@@ -9,6 +9,7 @@ import vault.consent.models
 import vault.consent.web_models
 import vault.fhir.export_models
 import vault.fhir.models
+import vault.notify.models
 import vault.oauth.models  # noqa: F401
 from vault.db import Base
 

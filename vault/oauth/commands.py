@@ -20,7 +20,7 @@ from vault.access import AccessContext
 from vault.config import Settings
 from vault.fhir.models import ResourceRow
 from vault.fhir.repository import Repository
-from vault.fhir.resources import RESOURCE_TYPES
+from vault.fhir.resources import SCOPE_TYPES
 from vault.oauth.accounts import create_account
 from vault.oauth.keys import rotate_signing_key
 from vault.oauth.models import Account, OAuthClient, Token
@@ -77,7 +77,7 @@ def find_or_create_organization(runtime: Runtime, conn: Connection, name: str) -
 
 def _check_scopes(scopes: list[str], *, public: bool) -> None:
     for text in scopes:
-        scope = parse_scope(text, known_types=RESOURCE_TYPES)
+        scope = parse_scope(text, known_types=SCOPE_TYPES)
         if isinstance(scope, ResourceScope):
             wanted = "patient" if public else "system"
             if scope.context != wanted:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from vault.access import AccessContext
 from vault.errors import Unauthorized
-from vault.fhir.resources import RESOURCE_TYPES
+from vault.fhir.resources import SCOPE_TYPES
 from vault.oauth.scopes import permissions_from
 from vault.oauth.server import hash_token
 from vault.runtime import Runtime, now_micros
@@ -62,13 +62,13 @@ class BearerTokenResolver:
                 client_id=client_id,
                 account_id=account_id,
                 organization=organization,
-                permissions=permissions_from(scopes, context="patient", known_types=RESOURCE_TYPES),
+                permissions=permissions_from(scopes, context="patient", known_types=SCOPE_TYPES),
             )
         return AccessContext(
             subject=f"client:{client_id}",
             kind="system",
             client_id=client_id,
             organization=organization,
-            permissions=permissions_from(scopes, context="system", known_types=RESOURCE_TYPES),
+            permissions=permissions_from(scopes, context="system", known_types=SCOPE_TYPES),
             purposes=frozenset((purpose or "").split()),
         )

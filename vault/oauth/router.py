@@ -65,6 +65,7 @@ def _scopes_supported() -> list[str]:
     scopes += ["patient/*.rs", "patient/*.cruds", "patient/*.read", "patient/*.write"]
     for name in RESOURCE_TYPES:
         scopes += [f"patient/{name}.rs", f"system/{name}.rs", f"system/{name}.read"]
+    scopes.append("system/Subscription.cruds")  # change notifications (vault/notify)
     return scopes
 
 

@@ -35,7 +35,7 @@ from joserfc import jwt
 from sqlalchemy import Connection, delete, insert, select, update
 from starlette.responses import Response
 
-from vault.fhir.resources import RESOURCE_TYPES
+from vault.fhir.resources import SCOPE_TYPES
 from vault.oauth.accounts import AccountInfo, find_account
 from vault.oauth.client_assertion import PrivateKeyJwt
 from vault.oauth.keys import ClientKeyResolver, SigningKeys
@@ -73,7 +73,7 @@ class VaultClient(ClientMixin):  # type: ignore[misc]
 
     def get_allowed_scope(self, scope: str) -> str:
         try:
-            granted = grant_scopes(scope.split(), self.scope.split(), known_types=RESOURCE_TYPES)
+            granted = grant_scopes(scope.split(), self.scope.split(), known_types=SCOPE_TYPES)
         except InvalidScope as exc:
             raise InvalidScopeError(description=str(exc)) from None
         if not granted:
@@ -368,7 +368,7 @@ class VaultAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def validate_requested_scope(self, scope: str | None) -> None:
         for item in (scope or "").split():
             try:
-                parse_scope(item, known_types=RESOURCE_TYPES)
+                parse_scope(item, known_types=SCOPE_TYPES)
             except InvalidScope as exc:
                 raise InvalidScopeError(description=str(exc)) from None
 

@@ -19,7 +19,7 @@ from tests.factories import goal
 from tests.support.smart import App, inwoner_account, register_app, register_backend
 from vault.config import Settings
 from vault.fhir.capability import OAUTH_URIS
-from vault.fhir.resources import RESOURCE_TYPES
+from vault.fhir.resources import SCOPE_TYPES
 from vault.main import create_app
 from vault.oauth.scopes import parse_scope
 from vault.runtime import Runtime
@@ -120,7 +120,7 @@ def test_scopes_supported_parse_and_cover_the_smart_identity_scopes(
     smart: dict[str, Any],
 ) -> None:
     for scope in smart["scopes_supported"]:
-        parse_scope(scope, known_types=RESOURCE_TYPES)
+        parse_scope(scope, known_types=SCOPE_TYPES)
     assert {"openid", "fhirUser", "launch/patient", "offline_access"} <= set(
         smart["scopes_supported"]
     )

@@ -1,0 +1,139 @@
+"""End to end: a change in the plan reaches the partner's sink database through a
+notification, and a revoked grant empties it, with the SDK's receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from adapters.sdk import (
+    Notification,
+    NotificationReceiver,
+    Synchroniser,
+    apply_notification,
+    subscription_resource,
+)
+from adapters.sink import SinkAdapter, records
+from adapters.testing import RegisteredClient, ThrowawayVault
+from tests.factories import goal
+from tests.integration.notify.conftest import WAIT, share
+from tests.support import free_port
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[SinkAdapter]:
+    adapter = SinkAdapter({"database_url": f"sqlite:///{tmp_path / 'partner.db'}"})
+    yield adapter
+    adapter.close()
+
+
+def held(sink: SinkAdapter) -> dict[str, str | None]:
+    with sink.engine.connect() as conn:
+        rows = conn.execute(select(records.c.resource_type, records.c.resource_id, records.c.title))
+        return {f"{r.resource_type}/{r.resource_id}": r.title for r in rows}
+
+
+def test_a_plan_change_reaches_the_partner_sink_through_a_notification(
+    notify_vault: ThrowawayVault, partner: RegisteredClient, inwoner: str, sink: SinkAdapter
+) -> None:
+    mine = notify_vault.write(goal(patient_id=inwoner, text="Ik wil weer werken"))
+    consent_id = share(notify_vault, inwoner, partner, "Goal")
+    handled: queue.Queue[Notification] = queue.Queue()
+    secret = secrets.token_urlsafe(24)
+
+    with notify_vault.client(partner) as client:
+        sync = Synchroniser(client, sink, types=["Goal"], patients=[inwoner])
+        sync.sync()
+        assert held(sink) == {f"Goal/{mine['id']}": "Ik wil weer werken"}
+
+        def handle(notification: Notification) -> None:
+            apply_notification(
+                notification, client=client, target=sink, synchroniser=sync, types=["Goal"]
+            )
+            handled.put(notification)
+
+        with NotificationReceiver(handle, secret=secret) as receiver:
+            sub = client.subscribe(
+                subscription_resource(receiver.url, secret=secret, types=["Goal"])
+            )
+            receiver.subscriptions.add(sub["id"])
+            try:
+                mine["description"] = {"text": "Ik werk vier dagen per week"}
+                notify_vault.write(mine)
+                assert handled.get(timeout=WAIT).focus == f"Goal/{mine['id']}"
+                assert held(sink) == {f"Goal/{mine['id']}": "Ik werk vier dagen per week"}
+
+                notify_vault.set_consent_status(consent_id, "inactive")
+                notification = handled.get(timeout=WAIT)
+                assert notification.kind == "access-ended"
+                assert notification.patient_id == inwoner
+                assert held(sink) == {}
+            finally:
+                client.unsubscribe(sub["id"])
+
+
+def test_vault_adapter_listen_keeps_the_sink_in_step_until_stopped(
+    notify_vault: ThrowawayVault, partner: RegisteredClient, inwoner: str, tmp_path: Path
+) -> None:
+    mine = notify_vault.write(goal(patient_id=inwoner, text="Eerst"))
+    share(notify_vault, inwoner, partner, "Goal")
+    (tmp_path / "partner-private.pem").write_bytes(partner.key.as_pem(private=True))
+    config = tmp_path / "adapter.toml"
+    config.write_text(
+        f"""
+[vault]
+url = "{notify_vault.url}"
+client_id = "{partner.client_id}"
+key_file = "partner-private.pem"
+scopes = {list(partner.scopes)!r}
+
+[sync]
+types = ["Goal"]
+patients = ["{inwoner}"]
+
+[adapter]
+class = "adapters.sink:SinkAdapter"
+
+[adapter.settings]
+database_url = "sqlite:///{tmp_path / "partner.db"}"
+""".replace("'", '"')
+    )
+    command = [str(Path(sys.executable).with_name("vault-adapter")), "listen"]
+    port = free_port()
+    process = subprocess.Popen(
+        [*command, "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sink = SinkAdapter({"database_url": f"sqlite:///{tmp_path / 'partner.db'}"})
+    try:
+        assert process.stdout is not None
+        assert "listening on" in process.stdout.readline()
+        assert held(sink) == {f"Goal/{mine['id']}": "Eerst"}
+
+        notify_vault.write({**mine, "description": {"text": "Daarna"}})
+        _wait_until(lambda: held(sink).get(f"Goal/{mine['id']}") == "Daarna")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=WAIT)
+        sink.close()
+    assert process.returncode == 0, output
+    with notify_vault.client(partner) as client:
+        assert client.get_json("Subscription")["total"] == 0  # it unsubscribed on the way out
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "the sink did not follow the notification"
+        time.sleep(0.05)
