@@ -1121,7 +1121,8 @@ class Repository:
                 R.resource_id == resource_id,
                 self._visible(ROW),
                 *self._restriction(spec),
-            )
+            ),
+            self._params,
         ).first()
         return found is not None
 

@@ -24,7 +24,7 @@ from vault.fhir.bundles import history_bundle, search_bundle
 from vault.fhir.capability import capability_statement
 from vault.fhir.outcomes import FHIR_JSON
 from vault.fhir.repository import Stored
-from vault.fhir.resources import parse_date_range
+from vault.fhir.resources import RESOURCE_TYPES, parse_date_range
 from vault.fhir.search import Cursor, whole_number
 from vault.runtime import Runtime
 from vault.urls import fhir_base
@@ -44,17 +44,19 @@ class _FhirIdConvertor(Convertor[str]):
         return value
 
 
-class _TypeNameConvertor(_FhirIdConvertor):
-    regex = "[A-Z][A-Za-z]{1,63}"
+class _StoredTypeConvertor(_FhirIdConvertor):
+    """Only the types the registry stores: others (Subscription) have routers of their own."""
+
+    regex = "(?:" + "|".join(sorted(RESOURCE_TYPES)) + ")"
 
 
 register_url_convertor("fhirid", _FhirIdConvertor())
-register_url_convertor("fhirtype", _TypeNameConvertor())
+register_url_convertor("fhirtype", _StoredTypeConvertor())
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 # The read, matched before any other route of the app: routing through every route ahead of
-# it cost a read about a fifth of its time. Its path cannot match anything else (the
-# convertors admit no ``_`` or ``$``); a malformed id falls through to ``router``'s read.
+# it cost a read about a fifth of its time. Its path cannot match anything else (only
+# stored types; an id has no ``_`` or ``$``); a malformed id falls through to ``router``.
 hot_router = APIRouter(prefix="/fhir", tags=["fhir"])
 
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
