@@ -1,7 +1,9 @@
-"""The partner SDK: SMART Backend Services auth, typed FHIR, paging, retries, sync, export."""
+"""The partner SDK: SMART Backend Services auth, typed FHIR, paging, retries, sync, export;
+and SMART App Launch auth for a tool that acts for one inwoner."""
 
+from adapters.sdk.app_launch import AppLaunchAuth, LoopbackReceiver, TokenFile, pkce_pair
 from adapters.sdk.auth import ClientAssertionSigner, TokenCache, signing_algorithm
-from adapters.sdk.client import ExportManifest, RetryPolicy, VaultClient, to_model
+from adapters.sdk.client import ExportManifest, RetryPolicy, TokenSource, VaultClient, to_model
 from adapters.sdk.errors import (
     AccessRevoked,
     AuthenticationFailed,
@@ -15,19 +17,24 @@ from adapters.sdk.sync import DEFAULT_TYPES, Synchroniser, SyncResult, SyncTarge
 __all__ = [
     "DEFAULT_TYPES",
     "AccessRevoked",
+    "AppLaunchAuth",
     "AuthenticationFailed",
     "ClientAssertionSigner",
     "ExportFailed",
     "ExportManifest",
+    "LoopbackReceiver",
     "RequestRejected",
     "RetryPolicy",
     "SyncResult",
     "SyncTarget",
     "Synchroniser",
     "TokenCache",
+    "TokenFile",
+    "TokenSource",
     "VaultClient",
     "VaultClientError",
     "VaultUnavailable",
+    "pkce_pair",
     "signing_algorithm",
     "to_model",
 ]
