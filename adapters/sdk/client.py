@@ -73,6 +73,8 @@ class RetryPolicy:
     cap: float = 30.0  # no single wait is longer, not even when Retry-After asks for more
 
     def delay(self, attempt: int, retry_after: float | None, rng: Callable[[], float]) -> float:
+        """Seconds to wait before retry number ``attempt`` (0 first); ``retry_after`` is the
+        vault's ``Retry-After`` in seconds, if it sent one; ``rng`` gives 0.0 to 1.0."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.cap)
         # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter"): many
