@@ -6,7 +6,7 @@ DATA   ?= data
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test coverage page-test-deps lint bench clean
+.PHONY: run test coverage page-test-deps lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,5 +49,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fhir_read_search.py
 
+## docs: the adapter SDK's API reference, from its docstrings, as HTML in docs/api/
+# -W error: a docstring pdoc cannot read fails the build (tests/unit/adapters/test_api_reference.py).
+API_MODULES := adapters adapters.base adapters.sdk adapters.samenwerkplan adapters.sink adapters.testing
+API_OUT ?= docs/api
+docs: $(STAMP)
+	$(BIN)/python -W error -m pdoc --docformat markdown --no-show-source -o $(API_OUT) $(API_MODULES)
+
 clean:
-	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache node_modules test-artifacts
+	rm -rf $(VENV) $(DATA) docs/api .pytest_cache .mypy_cache .ruff_cache node_modules test-artifacts

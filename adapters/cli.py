@@ -1,4 +1,5 @@
-"""``vault-adapter``: run an adapter against a vault from a config file (see config.py)."""
+"""``vault-adapter``: run an adapter against a vault from a config file (see config.py), or
+import an inwoner's samenwerkplan on the inwoner's own authority (``import-plan``)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import secrets
 import signal
 import sys
 import threading
+import webbrowser
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from adapters.config import ConfigError, load_adapter_class, load_config, load_key
+from adapters.samenwerkplan import IMPORT_SCOPES, PlanError, PlanImporter, read_plan
+from adapters.sdk.app_launch import AppLaunchAuth, TokenFile
 from adapters.sdk.client import VaultClient
-from adapters.sdk.errors import VaultClientError
+from adapters.sdk.errors import AuthenticationFailed, VaultClientError
 from adapters.sdk.notifications import (
     Notification,
     NotificationReceiver,
@@ -21,6 +25,8 @@ from adapters.sdk.notifications import (
     subscription_resource,
 )
 from adapters.sdk.sync import Synchroniser
+
+DEFAULT_TOKEN_FILE = Path.home() / ".regiekluis" / "plan-import-token.json"
 
 __all__ = ["app", "main"]
 
@@ -120,3 +126,64 @@ def listen(
         raise typer.Exit(1) from exc
     finally:
         adapter.close()
+
+
+@app.command("import-plan")
+def import_plan(
+    plan_file: Annotated[Path, typer.Argument(help="the samenwerkplan (Markdown)")],
+    vault: Annotated[str, typer.Option("--vault", help="the vault's address")] = "",
+    client_id: Annotated[str, typer.Option("--client-id", help="the import tool's client_id")] = "",
+    redirect_uri: Annotated[
+        str, typer.Option(help="the loopback redirect URI the client was registered with")
+    ] = "http://127.0.0.1:8976/callback",
+    token_file: Annotated[
+        Path, typer.Option(help="where the refresh token is kept between runs (0600)")
+    ] = DEFAULT_TOKEN_FILE,
+    open_browser: Annotated[
+        bool, typer.Option("--open-browser/--no-open-browser", help="open the login page")
+    ] = True,
+    check: Annotated[
+        bool, typer.Option("--check", help="only read the file and report errors")
+    ] = False,
+) -> None:
+    """Import a samenwerkplan into the inwoner's vault, after the inwoner logs in."""
+    try:
+        plan = read_plan(plan_file)
+    except (PlanError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if check:
+        typer.echo(
+            f"{plan_file.name}: {len(plan.wishes)} wishes, {len(plan.activities)} activities, "
+            f"{len(plan.participants)} participants"
+        )
+        return
+    if not vault or not client_id:
+        typer.echo("error: --vault and --client-id are needed to import", err=True)
+        raise typer.Exit(2)
+
+    def show(url: str) -> None:
+        typer.echo("Log in and approve on this page (the inwoner themself):", err=True)
+        typer.echo(url, err=True)
+        if open_browser:
+            webbrowser.open(url)
+
+    auth = AppLaunchAuth(client_id, redirect_uri, IMPORT_SCOPES, store=TokenFile(token_file))
+    try:
+        with VaultClient(vault, client_id, auth=auth) as client:
+            try:
+                patient = auth.patient_id if auth.logged_in else None
+                if patient is not None:
+                    client.access_token()  # refresh now, so a dead token means a new login
+            except AuthenticationFailed:
+                patient = None
+            if patient is None:
+                patient = auth.login(client, show)
+            result = PlanImporter(client, patient).run(plan)
+    except VaultClientError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"{result.plan}: created {len(result.created)}, updated {len(result.updated)}, "
+        f"unchanged {len(result.unchanged)}"
+    )

@@ -70,6 +70,8 @@ DEMO_SCOPES = (
 
 @dataclass(frozen=True, slots=True)
 class RegisteredClient:
+    """A partner system registered in the throwaway vault, with its private key."""
+
     client_id: str
     key: Key
     scopes: tuple[str, ...]
@@ -105,6 +107,7 @@ class ThrowawayVault:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ThrowawayVault:
+        """Create the folder, key and database, load the demo, serve; returns self."""
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if not settings.master_key_path.exists():
@@ -138,6 +141,7 @@ class ThrowawayVault:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the runtime; safe to call twice."""
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)
@@ -207,12 +211,14 @@ class ThrowawayVault:
         return body
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        """The current version of a resource as JSON, read as the operator."""
         with self._runtime().db.read() as conn:
             stored = self._repository().read(conn, resource_type, resource_id)
         body: dict[str, Any] = orjson.loads(stored.body or b"{}")
         return body
 
     def delete(self, resource_type: str, resource_id: str) -> None:
+        """Delete a resource as the operator (a versioned tombstone)."""
         with self._runtime().db.write() as conn:
             self._repository().delete(conn, resource_type, resource_id)
 

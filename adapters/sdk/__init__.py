@@ -1,8 +1,9 @@
 """The partner SDK: SMART Backend Services auth, typed FHIR, paging, retries, sync, export,
-change notifications."""
+change notifications; and SMART App Launch auth for a tool that acts for one inwoner."""
 
+from adapters.sdk.app_launch import AppLaunchAuth, LoopbackReceiver, TokenFile, pkce_pair
 from adapters.sdk.auth import ClientAssertionSigner, TokenCache, signing_algorithm
-from adapters.sdk.client import ExportManifest, RetryPolicy, VaultClient, to_model
+from adapters.sdk.client import ExportManifest, RetryPolicy, TokenSource, VaultClient, to_model
 from adapters.sdk.errors import (
     AccessRevoked,
     AuthenticationFailed,
@@ -26,10 +27,12 @@ __all__ = [
     "DEFAULT_TYPES",
     "GRANTED_DATA_TOPIC",
     "AccessRevoked",
+    "AppLaunchAuth",
     "AuthenticationFailed",
     "ClientAssertionSigner",
     "ExportFailed",
     "ExportManifest",
+    "LoopbackReceiver",
     "Notification",
     "NotificationReceiver",
     "NotificationRejected",
@@ -39,11 +42,14 @@ __all__ = [
     "SyncTarget",
     "Synchroniser",
     "TokenCache",
+    "TokenFile",
+    "TokenSource",
     "VaultClient",
     "VaultClientError",
     "VaultUnavailable",
     "apply_notification",
     "parse_notification",
+    "pkce_pair",
     "signing_algorithm",
     "subscription_resource",
     "to_model",

@@ -65,6 +65,7 @@ class ClientAssertionSigner:
         return signing_algorithm(self.key)
 
     def sign(self, token_url: str) -> str:
+        """A signed client assertion (RFC 7523) for the token endpoint ``token_url``."""
         now = int(self.clock())
         claims = {
             "iss": self.client_id,
@@ -91,6 +92,8 @@ class ClientAssertionSigner:
 
 @dataclass(frozen=True, slots=True)
 class Token:
+    """A bearer token and when (``time.monotonic`` seconds) it expires."""
+
     access_token: str
     expires_at: float  # monotonic seconds
     scope: str
@@ -114,6 +117,7 @@ class TokenCache:
         return token.access_token
 
     def store(self, body: dict[str, Any]) -> Token:
+        """Keep the token of a token endpoint's answer (``access_token``, ``expires_in``)."""
         expires_in = float(body.get("expires_in", 300))
         token = Token(
             access_token=str(body["access_token"]),
@@ -124,4 +128,5 @@ class TokenCache:
         return token
 
     def invalidate(self) -> None:
+        """Forget the token: the vault refused it, so the next call gets a new one."""
         self._token = None

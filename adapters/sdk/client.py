@@ -2,7 +2,9 @@
 
 What it does, and the spec behind each part:
 
-- **Auth**: SMART Backend Services (``auth.py``); the token endpoint comes from
+- **Auth**: SMART Backend Services (``auth.py``) for a partner system, or any
+  ``TokenSource`` given as ``auth=`` — ``AppLaunchAuth`` (``app_launch.py``) for a tool
+  that acts for one inwoner, on the inwoner's own authority. The endpoints come from
   ``/.well-known/smart-configuration`` (SMART App Launch 2.x, "Conformance"). The token is
   cached, renewed shortly before it expires, and renewed once when the vault answers 401
   (the operator may have revoked it).
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 import httpx
@@ -42,7 +44,14 @@ from adapters.sdk.errors import (
     VaultUnavailable,
 )
 
-__all__ = ["FHIR_JSON", "ExportManifest", "RetryPolicy", "VaultClient", "to_model"]
+__all__ = [
+    "FHIR_JSON",
+    "ExportManifest",
+    "RetryPolicy",
+    "TokenSource",
+    "VaultClient",
+    "to_model",
+]
 
 FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -64,6 +73,8 @@ class RetryPolicy:
     cap: float = 30.0  # no single wait is longer, not even when Retry-After asks for more
 
     def delay(self, attempt: int, retry_after: float | None, rng: Callable[[], float]) -> float:
+        """Seconds to wait before retry number ``attempt`` (0 first); ``retry_after`` is the
+        vault's ``Retry-After`` in seconds, if it sent one; ``rng`` gives 0.0 to 1.0."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.cap)
         # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter"): many
@@ -98,20 +109,35 @@ def _outcome_text(response: httpx.Response) -> tuple[str, dict[str, Any] | None]
     return response.text[:200], None
 
 
+class TokenSource(Protocol):
+    """Where a ``VaultClient`` gets bearer tokens when it is not a Backend Services client."""
+
+    def access_token(self, client: VaultClient) -> str:
+        """A valid bearer token; may use ``client`` to reach the token endpoint."""
+        ...
+
+    def invalidate(self) -> None:
+        """Forget the current access token: the vault refused it."""
+        ...
+
+
 class VaultClient:
-    """A partner system's client of one vault.
+    """A client of one vault: a partner system's, or a tool acting for one inwoner.
 
     ``base_url`` is the vault's address (``https://vault.example.nl``); FHIR lives at
-    ``base_url + "/fhir"``. ``scopes`` are the SMART ``system/`` scopes to ask for (at most
-    what the client was registered with).
+    ``base_url + "/fhir"``. A partner system (SMART Backend Services) gives its
+    ``private_key``, and ``scopes`` are the SMART ``system/`` scopes to ask for (at most
+    what the client was registered with). A tool acting for an inwoner gives ``auth=``
+    instead (``AppLaunchAuth``), whose token carries the inwoner's ``patient/`` scopes.
     """
 
     def __init__(
         self,
         base_url: str,
         client_id: str,
-        private_key: Key,
+        private_key: Key | None = None,
         *,
+        auth: TokenSource | None = None,
         http: httpx.Client | None = None,
         scopes: Sequence[str] = ("system/*.rs",),
         retry: RetryPolicy | None = None,
@@ -124,14 +150,19 @@ class VaultClient:
         self.fhir_base = self.base_url + "/fhir"
         self.client_id = client_id
         self.scopes = tuple(scopes)
-        self._signer = ClientAssertionSigner(client_id, private_key)
+        if (private_key is None) == (auth is None):
+            raise ValueError("give either private_key (Backend Services) or auth, not both")
+        self._auth = auth
+        self._signer = (
+            ClientAssertionSigner(client_id, private_key) if private_key is not None else None
+        )
         self._tokens = TokenCache(monotonic=monotonic)
         self._own_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=timeout)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng
-        self._token_url: str | None = None
+        self._configuration: dict[str, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -148,29 +179,37 @@ class VaultClient:
 
     # -- auth ------------------------------------------------------------------------------
 
-    @property
-    def token_url(self) -> str:
-        """The token endpoint, as the vault's SMART configuration names it."""
-        if self._token_url is None:
+    def smart_configuration(self) -> dict[str, Any]:
+        """The vault's ``/.well-known/smart-configuration``, fetched once."""
+        if self._configuration is None:
             response = self._send(
                 "GET", f"{self.base_url}/.well-known/smart-configuration", authorize=False
             )
             self._raise_for_status(response)
-            self._token_url = str(response.json()["token_endpoint"])
-        return self._token_url
+            self._configuration = dict(response.json())
+        return self._configuration
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint, as the vault's SMART configuration names it."""
+        return str(self.smart_configuration()["token_endpoint"])
 
     def access_token(self) -> str:
         """A bearer token: the cached one, or a new one from the token endpoint."""
+        if self._auth is not None:
+            return self._auth.access_token(self)
         cached = self._tokens.current()
         if cached is not None:
             return cached
         token_url = self.token_url
+        signer = self._signer
+        assert signer is not None  # __init__ makes one unless auth is given
         response = self._send(
             "POST",
             token_url,
             authorize=False,
             # A new assertion per attempt: a retried request must not reuse a spent jti.
-            form=lambda: self._signer.form(token_url, self.scopes),
+            form=lambda: signer.form(token_url, self.scopes),
         )
         if response.status_code != 200:
             try:
@@ -220,6 +259,8 @@ class VaultClient:
                 continue
             if response.status_code == 401 and authorize and not renewed:
                 self._tokens.invalidate()
+                if self._auth is not None:
+                    self._auth.invalidate()
                 renewed = True
                 continue
             if response.status_code in retry_statuses:
@@ -264,6 +305,18 @@ class VaultClient:
     def read(self, resource_type: str, resource_id: str) -> Any:
         """The current version as its ``fhir.resources.R4B`` model."""
         return to_model(self.read_json(resource_type, resource_id))
+
+    def create(self, resource: Mapping[str, Any], *, if_none_exist: str | None = None) -> Any:
+        """POST a new resource; with ``if_none_exist`` (search criteria such as
+        ``identifier=sys|value``) the vault creates it only when nothing matches, and
+        otherwise answers with the match (FHIR R4 conditional create)."""
+        headers = {"content-type": FHIR_JSON, "prefer": "return=representation"}
+        if if_none_exist is not None:
+            headers["if-none-exist"] = if_none_exist
+        url = self._url(str(resource["resourceType"]))
+        response = self._send("POST", url, headers=headers, json=dict(resource))
+        self._raise_for_status(response)
+        return to_model(response.json())
 
     def update(self, resource: Mapping[str, Any], *, if_match: str | None = None) -> Any:
         """PUT a resource (a partner with a ``correct`` grant; an inwoner's app)."""

@@ -42,23 +42,35 @@ PAGE_SIZE = "500"  # the vault's largest page: fewest round trips for a listing
 class SyncTarget(Protocol):
     """What a sync writes to: the partner's own records (``adapters.base.Adapter``)."""
 
-    def transaction(self) -> AbstractContextManager[Any]: ...
+    def transaction(self) -> AbstractContextManager[Any]:
+        """One unit of work: one type for one inwoner, records and watermark together."""
+        ...
 
-    def get_watermark(self, key: str) -> str | None: ...
+    def get_watermark(self, key: str) -> str | None:
+        """The stored watermark for ``key`` (``"Goal|<patient>"``), or None."""
+        ...
 
-    def set_watermark(self, key: str, value: str) -> None: ...
+    def set_watermark(self, key: str, value: str) -> None:
+        """Store the watermark for ``key``, in the same transaction as the records."""
+        ...
 
     def known(self, resource_type: str, patient_id: str | None) -> Mapping[str, str]:
         """Ids of ``resource_type`` held for ``patient_id`` (None: all), with versionId."""
         ...
 
-    def upsert(self, resource: Any) -> None: ...
+    def upsert(self, resource: Any) -> None:
+        """Insert or replace the record of ``resource`` (an R4B model)."""
+        ...
 
-    def remove(self, reference: str) -> None: ...
+    def remove(self, reference: str) -> None:
+        """Delete the record of ``reference`` (``"Goal/<id>"``): no longer granted."""
+        ...
 
 
 @dataclass
 class SyncResult:
+    """What one sync did, as ``"Type/id"`` references."""
+
     upserted: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)  # "Type|patient" keys fully compared

@@ -4,6 +4,16 @@ Kick-off (``start``) writes a job row and runs the export in a background thread
 worker that took the request; state and output live in the database (``export_models.py``),
 so any worker answers the status poll and the downloads.
 
+**A worker that dies does not strand its jobs.** The running worker holds a lease on the
+job (``LEASE_SECONDS``) and renews it as it goes; every output file is written only in a
+transaction that proves the lease is still its own (a fence: a stalled worker that lost its
+job cannot add lines to it). A job whose lease ran out is taken over (``reclaim``) by the
+next worker that starts (``reclaim_stranded``, from the app's lifespan) or that answers a
+status poll for it: the new worker deletes the files of the types not yet done and goes on
+from there, with the same transaction time, the caller's stored ``AccessContext`` (scopes,
+not grants: every page still asks the consent engine), and only while the client that asked
+is still registered.
+
 Only granted data leaves: every line is produced by ``Repository`` search pages built with
 the requesting client's ``AccessContext`` — the same access decision (``_visible``, in SQL)
 as every read and search, never a second copy of it. A new repository per page means a
@@ -19,9 +29,13 @@ CapabilityStatement does not claim it.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import secrets
+import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,11 +51,14 @@ from vault.fhir.export_models import ExportFile, ExportJob
 from vault.fhir.repository import Repository, SearchPage
 from vault.fhir.resources import RESOURCE_TYPES, format_instant
 from vault.fhir.search import SearchQuery
+from vault.oauth.models import OAuthClient
+from vault.oauth.scopes import Permissions
 from vault.runtime import Runtime, now_micros
 
 __all__ = [
     "EXPIRES_SECONDS",
     "FILE_LINES",
+    "LEASE_SECONDS",
     "OUTPUT_FORMATS",
     "ExportRequest",
     "JobView",
@@ -51,7 +68,10 @@ __all__ = [
     "manifest",
     "open_file",
     "purge_expired",
+    "reclaim",
+    "reclaim_stranded",
     "start",
+    "worker_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,6 +81,7 @@ OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
 FILE_LINES = 1000
 PAGE_SIZE = 500
 EXPIRES_SECONDS = 3600
+LEASE_SECONDS = 30  # a job whose worker has not renewed it for this long is taken over
 NONCE_BYTES = 12
 # Types a partner never receives in an export, whatever its scopes: the access log is the
 # inwoner's own (design section 1).
@@ -84,6 +105,66 @@ class JobView:
     progress: str
     error: str | None
     files: tuple[tuple[int, str, int], ...]  # (file pk, resource type, count)
+
+
+class _LeaseLost(Exception):
+    """This worker no longer holds the job: it was cancelled or taken over."""
+
+
+_worker: tuple[int, str] | None = None
+
+
+def worker_id() -> str:
+    """This process's name as a lease owner (new after a fork: a child is another worker)."""
+    global _worker
+    if _worker is None or _worker[0] != os.getpid():
+        _worker = (os.getpid(), f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}")
+    return _worker[1]
+
+
+def _lease_until() -> int:
+    return now_micros() + LEASE_SECONDS * 1_000_000
+
+
+def _context_json(ctx: AccessContext) -> str:
+    permissions = None
+    if ctx.permissions is not None:
+        permissions = {
+            "letters": {t: sorted(ls) for t, ls in ctx.permissions.letters.items()},
+            "queries": {
+                t: [list(map(list, q)) for q in qs] for t, qs in ctx.permissions.queries.items()
+            },
+        }
+    return json.dumps(
+        {
+            "subject": ctx.subject,
+            "kind": ctx.kind,
+            "patient_id": ctx.patient_id,
+            "organization": ctx.organization,
+            "client_id": ctx.client_id,
+            "account_id": ctx.account_id,
+            "permissions": permissions,
+            "purposes": sorted(ctx.purposes),
+            "practitioner": ctx.practitioner,
+            "representative": ctx.representative,
+        }
+    )
+
+
+def _context_from(text: str) -> AccessContext:
+    data = json.loads(text)
+    stored = data.pop("permissions")
+    purposes = frozenset(data.pop("purposes", []))
+    permissions = None
+    if stored is not None:
+        permissions = Permissions(
+            {t: frozenset(ls) for t, ls in stored["letters"].items()},
+            {
+                t: tuple(tuple((str(k), str(v)) for k, v in q) for q in qs)
+                for t, qs in stored["queries"].items()
+            },
+        )
+    return AccessContext(**data, permissions=permissions, purposes=purposes)
 
 
 class _ExportRepository(Repository):
@@ -134,14 +215,124 @@ def start(runtime: Runtime, ctx: AccessContext, request: ExportRequest, *, reque
                 progress="",
                 wrapped_key=master.wrap(new_data_key(), owner=export_key_owner(job_id)),
                 master_key_id=master.key_id,
+                lease_owner=worker_id(),
+                lease_expires_at=_lease_until(),
+                types_done=0,
+                access=_context_json(ctx),
+                export_request=json.dumps(
+                    {"level": request.level, "types": list(request.types), "since": request.since}
+                ),
             )
         )
+    _launch(runtime, ctx, job_id, request, now, 0)
+    return job_id
+
+
+def _launch(
+    runtime: Runtime,
+    ctx: AccessContext,
+    job_id: str,
+    request: ExportRequest,
+    until: int,
+    types_done: int,
+) -> None:
     thread = threading.Thread(
-        target=_run, args=(runtime, ctx, job_id, request, now), name=f"export-{job_id[:8]}"
+        target=_run,
+        args=(runtime, ctx, job_id, request, until, types_done),
+        name=f"export-{job_id[:8]}",
     )
     thread.daemon = True
     thread.start()
-    return job_id
+
+
+def reclaim(runtime: Runtime, job_id: str) -> bool:
+    """Take over ``job_id`` if it is running and its lease ran out; True if this worker now
+    runs it. Safe when many workers try at once: one compare-and-set wins."""
+    now = now_micros()
+    me = worker_id()
+    with runtime.db.write() as conn:
+        job = conn.execute(
+            select(ExportJob.__table__).where(
+                ExportJob.id == job_id,
+                ExportJob.status == "running",
+                (ExportJob.lease_expires_at.is_(None)) | (ExportJob.lease_expires_at < now),
+            )
+        ).first()
+        if job is None:
+            return False
+        took = conn.execute(
+            update(ExportJob)
+            .where(
+                ExportJob.id == job_id,
+                ExportJob.status == "running",
+                # the lease seen above, unchanged: no other worker took it meanwhile
+                ExportJob.lease_owner.is_(None)
+                if job.lease_owner is None
+                else ExportJob.lease_owner == job.lease_owner,
+                ExportJob.lease_expires_at.is_(None)
+                if job.lease_expires_at is None
+                else ExportJob.lease_expires_at == job.lease_expires_at,
+            )
+            .values(lease_owner=me, lease_expires_at=_lease_until())
+        )
+        if took.rowcount != 1:
+            return False
+        reason = _unresumable(conn, job)
+        if reason is not None:
+            conn.execute(
+                update(ExportJob)
+                .where(ExportJob.id == job_id)
+                .values(
+                    status="error",
+                    error=reason,
+                    finished_at=now,
+                    expires_at=now + EXPIRES_SECONDS * 1_000_000,
+                )
+            )
+            log.warning("bulk export %s cannot be resumed: %s", job_id[:8], reason)
+            return False
+        stored = json.loads(job.export_request)
+        request = ExportRequest(stored["level"], tuple(stored["types"]), stored["since"])
+        # Lines of a type the dead worker had not finished are written again from the start.
+        conn.execute(
+            delete(ExportFile).where(
+                ExportFile.job_id == job_id,
+                ExportFile.resource_type.in_(request.types[job.types_done :]),
+            )
+        )
+    log.info("bulk export %s taken over after its worker stopped", job_id[:8])
+    _launch(
+        runtime, _context_from(job.access), job_id, request, job.transaction_time, job.types_done
+    )
+    return True
+
+
+def _unresumable(conn: Connection, job: Any) -> str | None:
+    if job.access is None or job.export_request is None:
+        return "WorkerLost"  # started by a version that stored no context to resume with
+    client_id = json.loads(job.access).get("client_id")
+    if client_id is not None:
+        removed = conn.execute(
+            select(OAuthClient.removed_at).where(OAuthClient.client_id == client_id)
+        ).first()
+        if removed is None or removed.removed_at is not None:
+            return "ClientRemoved"
+    return None
+
+
+def reclaim_stranded(runtime: Runtime) -> int:
+    """Take over every running job whose lease ran out (at start-up); returns how many."""
+    now = now_micros()
+    with runtime.db.read() as conn:
+        stranded = list(
+            conn.scalars(
+                select(ExportJob.id).where(
+                    ExportJob.status == "running",
+                    (ExportJob.lease_expires_at.is_(None)) | (ExportJob.lease_expires_at < now),
+                )
+            )
+        )
+    return sum(reclaim(runtime, job_id) for job_id in stranded)
 
 
 def export_key_owner(job_id: str) -> str:
@@ -158,15 +349,64 @@ def _aad(job_id: str, resource_type: str) -> bytes:
     return f"bulk-export\x00{job_id}\x00{resource_type}".encode()
 
 
-def _status(runtime: Runtime, job_id: str) -> str | None:
-    with runtime.db.read() as conn:
-        found = conn.scalar(select(ExportJob.status).where(ExportJob.id == job_id))
-    return None if found is None else str(found)
+class _Lease:
+    """This worker's hold on one job: renewed while it works, checked on every write."""
+
+    def __init__(self, runtime: Runtime, job_id: str) -> None:
+        self.runtime = runtime
+        self.job_id = job_id
+        self.owner = worker_id()
+        self._renewed = time.monotonic()
+
+    def hold(self, conn: Connection) -> None:
+        """Renew the lease inside ``conn``'s write transaction, or raise ``_LeaseLost``."""
+        renewed = conn.execute(
+            update(ExportJob)
+            .where(
+                ExportJob.id == self.job_id,
+                ExportJob.status == "running",
+                ExportJob.lease_owner == self.owner,
+            )
+            .values(lease_expires_at=_lease_until())
+        )
+        if renewed.rowcount != 1:
+            raise _LeaseLost
+        self._renewed = time.monotonic()
+
+    def renew_if_due(self) -> None:
+        """Renew when a third of the lease has passed (a write per page would be waste);
+        otherwise only check, so a cancel stops the export at the next page."""
+        if time.monotonic() - self._renewed >= LEASE_SECONDS / 3:
+            with self.runtime.db.write() as conn:
+                self.hold(conn)
+            return
+        with self.runtime.db.read() as conn:
+            owner = conn.scalar(
+                select(ExportJob.lease_owner).where(
+                    ExportJob.id == self.job_id, ExportJob.status == "running"
+                )
+            )
+        if owner != self.owner:
+            raise _LeaseLost
+
+    def set(self, **values: Any) -> None:
+        """Change the job, only while this worker holds it."""
+        if values.get("finished_at") is not None:
+            values["expires_at"] = values["finished_at"] + EXPIRES_SECONDS * 1_000_000
+        with self.runtime.db.write() as conn:
+            self.hold(conn)
+            conn.execute(update(ExportJob).where(ExportJob.id == self.job_id).values(**values))
 
 
 def _run(
-    runtime: Runtime, ctx: AccessContext, job_id: str, request: ExportRequest, until: int
+    runtime: Runtime,
+    ctx: AccessContext,
+    job_id: str,
+    request: ExportRequest,
+    until: int,
+    types_done: int = 0,
 ) -> None:
+    lease = _Lease(runtime, job_id)
     try:
         with runtime.db.read() as conn:
             job = conn.execute(
@@ -174,43 +414,37 @@ def _run(
             ).one()
         aead = _aead(runtime, job_id, job.wrapped_key, job.master_key_id)
         for number, resource_type in enumerate(request.types, start=1):
-            if not _export_type(runtime, ctx, job_id, request, resource_type, until, aead):
-                return  # cancelled
-            _set(runtime, job_id, progress=f"{number} of {len(request.types)} types done")
-        _set(runtime, job_id, status="complete", finished_at=now_micros())
+            if number <= types_done:
+                continue  # finished by the worker this job was taken over from
+            _export_type(runtime, ctx, lease, request, resource_type, until, aead)
+            lease.set(progress=f"{number} of {len(request.types)} types done", types_done=number)
+        lease.set(status="complete", finished_at=now_micros(), lease_expires_at=None)
+    except _LeaseLost:
+        return  # cancelled, or another worker runs it now
     except Exception as exc:
         log.exception("bulk export %s failed", job_id[:8])
-        _set(runtime, job_id, status="error", error=type(exc).__name__, finished_at=now_micros())
-
-
-def _set(runtime: Runtime, job_id: str, **values: Any) -> None:
-    if values.get("finished_at") is not None:
-        values["expires_at"] = values["finished_at"] + EXPIRES_SECONDS * 1_000_000
-    with runtime.db.write() as conn:
-        conn.execute(
-            update(ExportJob)
-            .where(ExportJob.id == job_id, ExportJob.status == "running")
-            .values(**values)
-        )
+        try:
+            lease.set(status="error", error=type(exc).__name__, finished_at=now_micros())
+        except _LeaseLost:
+            return
 
 
 def _export_type(
     runtime: Runtime,
     ctx: AccessContext,
-    job_id: str,
+    lease: _Lease,
     request: ExportRequest,
     resource_type: str,
     until: int,
     aead: AESGCM,
-) -> bool:
+) -> None:
     params = [("_count", str(PAGE_SIZE)), ("_lastUpdated", f"le{format_instant(until)}")]
     if request.since is not None:
         params.append(("_lastUpdated", f"gt{request.since}"))
     lines: list[bytes] = []
     cursor = None
     while True:
-        if _status(runtime, job_id) != "running":
-            return False
+        lease.renew_if_due()
         repo = _ExportRepository(runtime, ctx)
         query = repo.parse(resource_type, params, lenient=False)
         query.total = "none"
@@ -219,23 +453,22 @@ def _export_type(
             page = repo.export_page(conn, query)
         lines.extend(stored.body for stored in page.matches if stored.body is not None)
         while len(lines) >= FILE_LINES:
-            _write_file(runtime, job_id, resource_type, lines[:FILE_LINES], aead)
+            _write_file(lease, resource_type, lines[:FILE_LINES], aead)
             lines = lines[FILE_LINES:]
         cursor = page.next_cursor
         if cursor is None:
             break
     if lines:
-        _write_file(runtime, job_id, resource_type, lines, aead)
-    return True
+        _write_file(lease, resource_type, lines, aead)
 
 
-def _write_file(
-    runtime: Runtime, job_id: str, resource_type: str, lines: list[bytes], aead: AESGCM
-) -> None:
+def _write_file(lease: _Lease, resource_type: str, lines: list[bytes], aead: AESGCM) -> None:
+    job_id = lease.job_id
     nonce = secrets.token_bytes(NONCE_BYTES)
     body = b"\n".join(lines) + b"\n"
     sealed = nonce + aead.encrypt(nonce, body, _aad(job_id, resource_type))
-    with runtime.db.write() as conn:
+    with lease.runtime.db.write() as conn:
+        lease.hold(conn)  # the fence: no file for a job this worker no longer holds
         conn.execute(
             insert(ExportFile).values(
                 job_id=job_id, resource_type=resource_type, count=len(lines), body=sealed
@@ -252,7 +485,12 @@ def _job(conn: Connection, job_id: str, owner: str) -> Any:
 
 
 def job_view(runtime: Runtime, ctx: AccessContext, job_id: str) -> JobView:
-    """The job as its owner may see it; 404 for anyone else."""
+    """The job as its owner may see it; 404 for anyone else. A poll of a running job whose
+    worker stopped renewing its lease takes the job over in this worker."""
+    with runtime.db.read() as conn:
+        job = _job(conn, job_id, ctx.subject)
+    if job.status == "running" and (job.lease_expires_at or 0) < now_micros():
+        reclaim(runtime, job_id)
     with runtime.db.read() as conn:
         job = _job(conn, job_id, ctx.subject)
         files = conn.execute(

@@ -1,7 +1,11 @@
 """Tables of Bulk Data export jobs (``fhir/export.py``).
 
 A job and its output live in the database, not in one worker's memory, so whichever
-worker a status poll or a download reaches can answer it. The ndjson output is sealed
+worker a status poll or a download reaches can answer it. The worker running a job holds a
+lease on it (``lease_owner`` until ``lease_expires_at``) and renews it while it works; a job
+whose lease ran out is taken over by another worker (``export.reclaim``), which goes on
+from the first type not yet done (``types_done``) with the context and request stored in
+``access`` and ``export_request``. The ndjson output is sealed
 (AES-256-GCM) under a data key of the job's own, wrapped by the master key: deleting the
 job's row destroys the only way to read its files.
 """
@@ -30,6 +34,11 @@ class ExportJob(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     master_key_id: Mapped[str] = mapped_column(String(16))
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    types_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    access: Mapped[str | None] = mapped_column(Text, nullable=True)  # the AccessContext, JSON
+    export_request: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
 
     __table_args__ = (Index("ix_bulk_export_job_expires", "expires_at"),)
 

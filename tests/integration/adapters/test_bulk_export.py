@@ -8,15 +8,18 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from adapters.sdk import VaultClient
 from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import careplan, goal, patient
 from tests.integration.adapters.conftest import share
 from vault.access import AccessContext
+from vault.fhir import export
 from vault.fhir.export_models import ExportFile, ExportJob
 from vault.fhir.repository import Repository
+from vault.oauth.models import OAuthClient
+from vault.runtime import Runtime, now_micros
 
 ASYNC = {"prefer": "respond-async", "accept": "application/fhir+json"}
 
@@ -175,3 +178,124 @@ def test_kick_off_rules(throwaway_vault: ThrowawayVault, client: VaultClient) ->
         patient_entry = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
         assert patient_entry["operation"][0]["name"] == "export"
         assert not any(r["type"] == "Group" for r in statement["rest"][0]["resource"])
+
+
+# -- a worker that dies does not strand its export ------------------------------------------
+
+
+def _strand(runtime: Runtime, job_id: str, *, types_done: int) -> None:
+    """Make a finished job look like one whose worker died after ``types_done`` types."""
+    with runtime.db.write() as conn:
+        conn.execute(
+            update(ExportJob)
+            .where(ExportJob.id == job_id)
+            .values(
+                status="running",
+                types_done=types_done,
+                finished_at=None,
+                expires_at=now_micros() + 3_600_000_000,
+                lease_owner="a-worker-that-died",
+                lease_expires_at=1,
+            )
+        )
+
+
+def _files(runtime: Runtime, job_id: str) -> list[tuple[int, str, int]]:
+    with runtime.db.read() as conn:
+        rows = conn.execute(
+            select(ExportFile.pk, ExportFile.resource_type, ExportFile.count)
+            .where(ExportFile.job_id == job_id)
+            .order_by(ExportFile.pk)
+        ).all()
+    return [(int(pk), str(kind), int(count)) for pk, kind, count in rows]
+
+
+def test_a_poll_takes_over_a_job_whose_worker_died_and_it_completes_once(
+    throwaway_vault: ThrowawayVault, partner: RegisteredClient, client: VaultClient, inwoner: str
+) -> None:
+    vault = throwaway_vault
+    runtime = vault.runtime
+    assert runtime is not None
+    goals = {vault.write(goal(patient_id=inwoner))["id"] for _ in range(3)}
+    plans = {vault.write(careplan(patient_id=inwoner))["id"] for _ in range(2)}
+    share(vault, inwoner, partner, "Goal", "CarePlan")
+    found = client.bulk_export_manifest(types=["Goal", "CarePlan"])
+    job_id = found.status_url.rsplit("/", 1)[1]
+    [goal_file, plan_file] = _files(runtime, job_id)
+    # The dead worker had finished Goal and written part of CarePlan: a half file remains.
+    with runtime.db.write() as conn:
+        body = conn.scalar(select(ExportFile.body).where(ExportFile.pk == plan_file[0]))
+        conn.execute(
+            insert(ExportFile).values(job_id=job_id, resource_type="CarePlan", count=1, body=body)
+        )
+    _strand(runtime, job_id, types_done=1)
+
+    with httpx.Client(timeout=30) as http:
+        done = finished(http, found.status_url, bearer(client))
+    assert done.status_code == 200, done.text
+    files = _files(runtime, job_id)
+    assert files[0] == goal_file  # the finished type is not exported again
+    assert [(kind, count) for _, kind, count in files] == [("Goal", 3), ("CarePlan", 2)]
+    exported = {
+        (r["resourceType"], r["id"])
+        for o in done.json()["output"]
+        for r in client.bulk_download(o["url"])
+    }
+    assert exported == {("Goal", g) for g in goals} | {("CarePlan", p) for p in plans}
+    with runtime.db.read() as conn:
+        job = conn.execute(select(ExportJob.__table__).where(ExportJob.id == job_id)).one()
+    assert job.status == "complete"
+    assert job.lease_owner == export.worker_id()
+
+
+def test_stranded_jobs_are_taken_over_at_start_up_but_a_live_lease_is_left_alone(
+    throwaway_vault: ThrowawayVault, partner: RegisteredClient, client: VaultClient, inwoner: str
+) -> None:
+    vault = throwaway_vault
+    runtime = vault.runtime
+    assert runtime is not None
+    vault.write(goal(patient_id=inwoner))
+    share(vault, inwoner, partner, "Goal")
+    stranded = client.bulk_export_manifest(types=["Goal"]).status_url.rsplit("/", 1)[1]
+    alive = client.bulk_export_manifest(types=["Goal"]).status_url.rsplit("/", 1)[1]
+    _strand(runtime, stranded, types_done=0)
+    _strand(runtime, alive, types_done=0)
+    with runtime.db.write() as conn:  # another worker is still busy with this one
+        conn.execute(
+            update(ExportJob)
+            .where(ExportJob.id == alive)
+            .values(lease_owner="a-busy-worker", lease_expires_at=now_micros() + 3_600_000_000)
+        )
+
+    # What the app's lifespan runs when a worker starts; other tests' jobs are complete.
+    assert export.reclaim_stranded(runtime) == 1
+
+    with httpx.Client(timeout=30) as http:
+        done = finished(http, f"{client.fhir_base}/$export-status/{stranded}", bearer(client))
+        assert done.status_code == 200, done.text
+        assert [o["count"] for o in done.json()["output"]] == [1]
+        busy = http.get(f"{client.fhir_base}/$export-status/{alive}", headers=bearer(client))
+        assert busy.status_code == 202  # not taken from a worker that still renews its lease
+    assert export.reclaim(runtime, alive) is False
+
+
+def test_a_stranded_job_of_a_removed_client_ends_in_an_error_not_a_restart(
+    throwaway_vault: ThrowawayVault, partner: RegisteredClient, client: VaultClient, inwoner: str
+) -> None:
+    runtime = throwaway_vault.runtime
+    assert runtime is not None
+    throwaway_vault.write(goal(patient_id=inwoner))
+    share(throwaway_vault, inwoner, partner, "Goal")
+    job_id = client.bulk_export_manifest(types=["Goal"]).status_url.rsplit("/", 1)[1]
+    _strand(runtime, job_id, types_done=0)
+    with runtime.db.write() as conn:  # as `vault client remove` does
+        conn.execute(
+            update(OAuthClient)
+            .where(OAuthClient.client_id == partner.client_id)
+            .values(removed_at=now_micros())
+        )
+
+    assert export.reclaim(runtime, job_id) is False
+    with runtime.db.read() as conn:
+        job = conn.execute(select(ExportJob.__table__).where(ExportJob.id == job_id)).one()
+    assert (job.status, job.error) == ("error", "ClientRemoved")

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["adapters", "adapters.sdk", "adapters.sink"]
+PACKAGES = ["adapters", "adapters.sdk", "adapters.sink", "adapters.samenwerkplan"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
