@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from joserfc.jwk import Key
 
-from adapters.config import ConfigError, load_adapter_class, load_config, load_key
+from adapters.base import Adapter
+from adapters.config import (
+    AdapterConfig,
+    ConfigError,
+    load_adapter_class,
+    load_config,
+    load_key,
+)
 from adapters.samenwerkplan import IMPORT_SCOPES, PlanError, PlanImporter, read_plan
 from adapters.sdk.app_launch import AppLaunchAuth, TokenFile
 from adapters.sdk.client import VaultClient
@@ -38,14 +46,8 @@ def main() -> None:
     """Keep a partner system in step with what inwoners share with it."""
 
 
-@app.command()
-def sync(
-    config: Annotated[Path, typer.Option("--config", help="the adapter's TOML config file")],
-    full: Annotated[
-        bool, typer.Option("--full", help="compare every id, even if nothing hints at a change")
-    ] = False,
-) -> None:
-    """Run one sync: fetch what changed, remove what is no longer granted."""
+def _load(config: Path) -> tuple[AdapterConfig, Key, Adapter]:
+    """The config, the client's key and the adapter it names; exit 2 on any mistake."""
     # An adapter module next to the config file is found without installing it.
     sys.path.insert(0, str(config.resolve().parent))
     try:
@@ -55,6 +57,18 @@ def sync(
     except (ConfigError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    return settings, key, adapter
+
+
+@app.command()
+def sync(
+    config: Annotated[Path, typer.Option("--config", help="the adapter's TOML config file")],
+    full: Annotated[
+        bool, typer.Option("--full", help="compare every id, even if nothing hints at a change")
+    ] = False,
+) -> None:
+    """Run one sync: fetch what changed, remove what is no longer granted."""
+    settings, key, adapter = _load(config)
     try:
         with VaultClient(settings.url, settings.client_id, key, scopes=settings.scopes) as client:
             result = Synchroniser(
@@ -80,14 +94,7 @@ def listen(
     ] = "",
 ) -> None:
     """Sync once, subscribe, then apply every change notification until stopped."""
-    sys.path.insert(0, str(config.resolve().parent))
-    try:
-        settings = load_config(config)
-        key = load_key(settings.key_file)
-        adapter = load_adapter_class(settings.adapter_class)(settings.adapter_settings)
-    except (ConfigError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings, key, adapter = _load(config)
     stop = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: stop.set())
