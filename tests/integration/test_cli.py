@@ -26,7 +26,7 @@ from tests.support import (
     ServerProcess,
     free_port,
     fresh_database,
-    run_vault,
+    vault,
     vault_command,
     vault_env,
 )
@@ -66,15 +66,6 @@ def env(database_url: str) -> dict[str, str]:
 @pytest.fixture
 def settings(data_dir: Path, database_url: str) -> Settings:
     return Settings(data_dir=data_dir, database_url=database_url)
-
-
-def vault(*args: str, env: dict[str, str], ok: bool = True) -> tuple[str, str]:
-    result = run_vault(*args, env=env)
-    if ok:
-        assert result.returncode == 0, result.stderr
-    else:
-        assert result.returncode != 0, result.stdout
-    return result.stdout, result.stderr
 
 
 def init(data_dir: Path, env: dict[str, str]) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "free_port",
     "fresh_database",
     "run_vault",
+    "vault",
     "vault_command",
     "vault_env",
 ]
@@ -101,6 +102,17 @@ def run_vault(
         timeout=timeout,
         check=False,
     )
+
+
+def vault(*args: str, env: dict[str, str], ok: bool = True) -> tuple[str, str]:
+    """Run ``vault ARGS``; it must succeed (``ok``) or fail cleanly, never with a traceback."""
+    result = run_vault(*args, env=env)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0, result.stdout
+        assert "Traceback" not in result.stderr
+    return result.stdout, result.stderr
 
 
 class ServerProcess:

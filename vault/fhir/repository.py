@@ -390,19 +390,12 @@ class Repository:
         restriction = self._restriction(spec)
         if not self._fast_path or restriction:
             return self._read_composed(conn, spec, resource_id, restriction)
-        # The driver's own cursor: SQLAlchemy's result machinery would cost more than the
-        # query and the decrypt together (docs/performance.md).
-        cursor = conn.connection.cursor()
-        try:
-            if self._ctx.patient_id is None or spec.compartment is None:
-                cursor.execute(self._read_sql, (resource_type, resource_id))
-            else:
-                cursor.execute(
-                    self._read_sql_compartment, (resource_type, resource_id, self._ctx.patient_id)
-                )
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
+        if self._ctx.patient_id is None or spec.compartment is None:
+            row = _fetch_one(conn, self._read_sql, (resource_type, resource_id))
+        else:
+            row = _fetch_one(
+                conn, self._read_sql_compartment, (resource_type, resource_id, self._ctx.patient_id)
+            )
         if row is None:
             raise _not_found(resource_type, resource_id)
         if row[4]:
@@ -474,15 +467,9 @@ class Repository:
             _COMPILED_READS[key] = compiled
         sql, positions, fixed = compiled
         values = {**fixed, "rk_type": spec.name, "rk_id": resource_id, NOW.key: self._now}
-        cursor = conn.connection.cursor()
-        try:
-            if positions is None:
-                cursor.execute(sql, values)
-            else:
-                cursor.execute(sql, [values[name] for name in positions])
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
+        row = _fetch_one(
+            conn, sql, values if positions is None else [values[name] for name in positions]
+        )
         if row is None:
             raise _not_found(spec.name, resource_id)
         pk, rtype, rid, version, updated, patient, body, wrapped, key_id, deleted = row
@@ -1448,6 +1435,18 @@ class Repository:
             if keep_labels and table is SearchToken:
                 stmt = stmt.where(columns.param != "_security")
             conn.execute(stmt)
+
+
+def _fetch_one(conn: Connection, sql: str, params: Any) -> Any:
+    """One row through the driver's own cursor, for the hottest reads: SQLAlchemy's result
+    machinery would cost more than the query and the decrypt together (docs/performance.md).
+    """
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 def write_internal(

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from tests.conftest import initialise
 from tests.factories import organization
 from tests.factories import patient as patient_resource
-from tests.support import ServerProcess, fresh_database, run_vault, vault_command, vault_env
+from tests.support import ServerProcess, fresh_database, vault, vault_command, vault_env
 from tests.support.smart import BackendClient, inwoner_account, make_key, public_jwks
 from vault.access import AccessContext
 from vault.config import Settings
@@ -62,16 +62,6 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     rt = Runtime.open(settings)
     yield rt
     rt.close()
-
-
-def vault(*args: str, env: dict[str, str], ok: bool = True) -> tuple[str, str]:
-    result = run_vault(*args, env=env)
-    if ok:
-        assert result.returncode == 0, result.stderr
-    else:
-        assert result.returncode != 0, result.stdout
-        assert "Traceback" not in result.stderr
-    return result.stdout, result.stderr
 
 
 def jwks_file(directory: Path, keys: dict[str, Any]) -> Path:
