@@ -137,6 +137,17 @@ def _write(request: Request, work: Callable[[Connection], T]) -> T:
         return work(conn)
 
 
+def _write_through(request: Request, repo: Repository, work: Callable[[Connection], T]) -> T:
+    """A page write through the repository: a refusal becomes the page's error, and refused
+    writes are logged after the transaction, as on the FHIR API."""
+    try:
+        return _write(request, work)
+    except FhirError as exc:
+        raise _fhir_refused(exc) from None
+    finally:
+        repo.flush_denials()
+
+
 def current_visitor(request: Request) -> Visitor | None:
     """The visitor of the session cookie; each request counts as activity."""
     session_id = request.cookies.get(SESSION_COOKIE, "")
@@ -584,12 +595,7 @@ def sharing_save(
         updates = data.sharing_updates(consents, grantee, consent)
     else:
         updates = data.revoke_updates(consents, grantee)
-    try:
-        _write(request, lambda conn: data.apply_updates(repo, conn, updates))
-    except FhirError as exc:
-        raise _fhir_refused(exc) from None
-    finally:
-        repo.flush_denials()
+    _write_through(request, repo, lambda conn: data.apply_updates(repo, conn, updates))
     return see_other("/?opgeslagen=1")
 
 
@@ -606,12 +612,9 @@ def stop_all(request: Request, visitor: ManagerDep, _form: FormDep) -> Response:
     consents = _read(
         request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
     )
-    try:
-        _write(request, lambda conn: data.apply_updates(repo, conn, data.stop_updates(consents)))
-    except FhirError as exc:
-        raise _fhir_refused(exc) from None
-    finally:
-        repo.flush_denials()
+    _write_through(
+        request, repo, lambda conn: data.apply_updates(repo, conn, data.stop_updates(consents))
+    )
     return see_other("/?gestopt=1")
 
 
@@ -766,12 +769,7 @@ def _plan_write(
     request: Request, visitor: Visitor, work: Callable[[Repository, Connection], None]
 ) -> Response:
     repo = _repo(request, visitor)
-    try:
-        _write(request, lambda conn: work(repo, conn))
-    except FhirError as exc:
-        raise _fhir_refused(exc) from None
-    finally:
-        repo.flush_denials()
+    _write_through(request, repo, lambda conn: work(repo, conn))
     return see_other("/plan?opgeslagen=1")
 
 
@@ -960,12 +958,7 @@ def network_invite(request: Request, visitor: InwonerDep, form: FormDep) -> Resp
             )
         return data.invite(conn, patient_id=visitor.patient_id, related_person_id=person_id)
 
-    try:
-        token = _write(request, work)
-    except FhirError as exc:
-        raise _fhir_refused(exc) from None
-    finally:
-        repo.flush_denials()
+    token = _write_through(request, repo, work)
     base = str(request.base_url).rstrip("/")
     settings = _runtime(request).settings
     if settings.public_base_url:
@@ -1006,12 +999,7 @@ def network_representative(request: Request, visitor: InwonerDep, form: FormDep)
         if not done:
             raise Refused(400, "Nog geen account", "Deze persoon heeft nog geen account.")
 
-    try:
-        _write(request, work)
-    except FhirError as exc:
-        raise _fhir_refused(exc) from None
-    finally:
-        repo.flush_denials()
+    _write_through(request, repo, work)
     return see_other("/netwerk?opgeslagen=1")
 
 
