@@ -21,6 +21,7 @@ adapter forget.
 
 from __future__ import annotations
 
+import json
 import socket
 import tempfile
 import threading
@@ -34,7 +35,7 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from joserfc.jwk import ECKey, Key
+from joserfc.jwk import ECKey, Key, RSAKey
 from sqlalchemy import select
 
 from adapters.sdk.client import VaultClient
@@ -77,6 +78,46 @@ class RegisteredClient:
     scopes: tuple[str, ...]
     organization: str  # the organisation's name
     organization_ref: str  # "Organization/<id>": the actor an inwoner's Consent names
+
+    def write_config(
+        self,
+        directory: Path,
+        *,
+        vault_url: str,
+        adapter_class: str,
+        adapter_settings: dict[str, str],
+        types: Sequence[str],
+        patients: Sequence[str] = (),
+    ) -> Path:
+        """An ``adapter.toml`` for ``vault-adapter sync|listen`` as this client, with its key
+        file beside it (0600), in ``directory``."""
+        if not isinstance(self.key, ECKey | RSAKey):
+            raise TypeError("a client assertion key is an EC or RSA key pair")
+        key_file = directory / "partner-private.pem"
+        key_file.write_bytes(self.key.as_pem(private=True))
+        key_file.chmod(0o600)
+        lines = [
+            "[vault]",
+            f"url = {_toml(vault_url)}",
+            f"client_id = {_toml(self.client_id)}",
+            f"key_file = {_toml(key_file.name)}",
+            f"scopes = [{', '.join(_toml(s) for s in self.scopes)}]",
+            "",
+            "[sync]",
+            f"types = [{', '.join(_toml(t) for t in types)}]",
+        ]
+        if patients:
+            lines.append(f"patients = [{', '.join(_toml(p) for p in patients)}]")
+        lines += ["", "[adapter]", f"class = {_toml(adapter_class)}", "", "[adapter.settings]"]
+        lines += [f"{name} = {_toml(value)}" for name, value in adapter_settings.items()]
+        config = directory / "adapter.toml"
+        config.write_text("\n".join(lines) + "\n")
+        return config
+
+
+def _toml(value: str) -> str:
+    # JSON string escaping is valid TOML basic-string escaping.
+    return json.dumps(value)
 
 
 def _free_port() -> int:

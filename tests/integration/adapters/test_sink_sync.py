@@ -104,27 +104,13 @@ def test_vault_adapter_sync_command_runs_the_configured_adapter(
 ) -> None:
     shared = throwaway_vault.write(goal(patient_id=inwoner))
     consent_id = share(throwaway_vault, inwoner, partner, "Goal")
-    key_file = tmp_path / "partner-private.pem"
-    key_file.write_bytes(partner.key.as_pem(private=True))
-    config = tmp_path / "adapter.toml"
-    config.write_text(
-        f"""
-[vault]
-url = "{throwaway_vault.url}"
-client_id = "{partner.client_id}"
-key_file = "partner-private.pem"
-scopes = {list(partner.scopes)!r}
-
-[sync]
-types = ["Goal"]
-patients = ["{inwoner}"]
-
-[adapter]
-class = "adapters.sink:SinkAdapter"
-
-[adapter.settings]
-database_url = "sqlite:///{tmp_path / "partner.db"}"
-""".replace("'", '"')
+    config = partner.write_config(
+        tmp_path,
+        vault_url=throwaway_vault.url,
+        adapter_class="adapters.sink:SinkAdapter",
+        adapter_settings={"database_url": f"sqlite:///{tmp_path / 'partner.db'}"},
+        types=["Goal"],
+        patients=[inwoner],
     )
     runner = CliRunner()
     first = runner.invoke(app, ["sync", "--config", str(config)])

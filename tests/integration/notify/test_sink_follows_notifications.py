@@ -86,26 +86,13 @@ def test_vault_adapter_listen_keeps_the_sink_in_step_until_stopped(
 ) -> None:
     mine = notify_vault.write(goal(patient_id=inwoner, text="Eerst"))
     share(notify_vault, inwoner, partner, "Goal")
-    (tmp_path / "partner-private.pem").write_bytes(partner.key.as_pem(private=True))
-    config = tmp_path / "adapter.toml"
-    config.write_text(
-        f"""
-[vault]
-url = "{notify_vault.url}"
-client_id = "{partner.client_id}"
-key_file = "partner-private.pem"
-scopes = {list(partner.scopes)!r}
-
-[sync]
-types = ["Goal"]
-patients = ["{inwoner}"]
-
-[adapter]
-class = "adapters.sink:SinkAdapter"
-
-[adapter.settings]
-database_url = "sqlite:///{tmp_path / "partner.db"}"
-""".replace("'", '"')
+    config = partner.write_config(
+        tmp_path,
+        vault_url=notify_vault.url,
+        adapter_class="adapters.sink:SinkAdapter",
+        adapter_settings={"database_url": f"sqlite:///{tmp_path / 'partner.db'}"},
+        types=["Goal"],
+        patients=[inwoner],
     )
     command = [str(Path(sys.executable).with_name("vault-adapter")), "listen"]
     port = free_port()
