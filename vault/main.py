@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from vault import __version__
 from vault.config import Settings
@@ -18,7 +19,7 @@ from vault.deps import AccessResolver
 from vault.fhir.export import reclaim_stranded
 from vault.fhir.export_router import router as export_router
 from vault.fhir.outcomes import CatchAllMiddleware, install_handlers
-from vault.fhir.router import hot_router as fhir_hot_router
+from vault.fhir.router import plain_read, serve_plain_read
 from vault.fhir.router import router as fhir_router
 from vault.notify.router import router as notify_router
 from vault.notify.worker import Notifier
@@ -28,7 +29,24 @@ from vault.oauth.router import router as oauth_router
 from vault.oauth.server import VaultAuthorizationServer
 from vault.runtime import Runtime
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["VaultApp", "app_from_env", "create_app"]
+
+
+class VaultApp(FastAPI):
+    """The FastAPI app, with the plain FHIR read answered before the framework's stack.
+
+    A read by id is most of a partner's traffic. Routing it through Starlette's middleware,
+    the router and FastAPI's request handling cost about as much as reading, decrypting and
+    logging it (docs/performance.md), so it goes straight to the same route function.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = plain_read(scope)
+        if target is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self  # what Starlette sets: the route reads app.state through it
+        await serve_plain_read(scope, receive, send, *target)
 
 
 def _attach(app: FastAPI, runtime: Runtime, access_resolver: AccessResolver | None) -> None:
@@ -71,7 +89,7 @@ def create_app(
             if own:
                 rt.close()
 
-    app = FastAPI(
+    app = VaultApp(
         title="Regiekluis",
         version=__version__,
         lifespan=lifespan,
@@ -84,7 +102,6 @@ def create_app(
         _attach(app, runtime, access_resolver)
     install_handlers(app)
     app.add_middleware(CatchAllMiddleware)
-    app.include_router(fhir_hot_router)  # the plain read, first: see its comment
     app.include_router(export_router)  # before fhir_router: its /{type} would take $export
     app.include_router(notify_router)  # before fhir_router: Subscription is not a stored type
     app.include_router(fhir_router)

@@ -18,7 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.errors import FhirError, KeyUnavailable
 
-__all__ = ["FHIR_JSON", "CatchAllMiddleware", "install_handlers", "outcome", "outcome_response"]
+__all__ = [
+    "FHIR_JSON",
+    "CatchAllMiddleware",
+    "error_response",
+    "install_handlers",
+    "outcome",
+    "outcome_response",
+]
 
 FHIR_JSON = "application/fhir+json"
 log = logging.getLogger("vault.errors")
@@ -45,16 +52,29 @@ def outcome_response(
     return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
-async def _fhir_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, FhirError)
+def error_response(scope: Scope, exc: Exception) -> Response:
+    """The answer to an error raised while handling ``scope``: the one mapping, shared by
+    the exception handlers, the last-resort middleware and the plain read (``fast_read``)."""
+    if isinstance(exc, FhirError):
+        return outcome_response(
+            exc.status,
+            exc.diagnostics,
+            code=exc.code,
+            expression=exc.expression,
+            headers=exc.headers,
+        )
+    if isinstance(exc, KeyUnavailable):
+        log.error("key unavailable on %s %s: %s", scope.get("method"), scope.get("path"), exc)
+        return outcome_response(500, "The vault cannot open this data right now", code="exception")
+    # Only the type: a message may carry personal data.
+    log.error("unexpected %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
     return outcome_response(
-        exc.status, exc.diagnostics, code=exc.code, expression=exc.expression, headers=exc.headers
+        500, "Something went wrong in the vault; nothing was changed", code="exception"
     )
 
 
-async def _key_unavailable(request: Request, exc: Exception) -> Response:
-    log.error("key unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return outcome_response(500, "The vault cannot open this data right now", code="exception")
+async def _vault_error(request: Request, exc: Exception) -> Response:
+    return error_response(request.scope, exc)
 
 
 async def _validation(_request: Request, exc: Exception) -> Response:
@@ -101,19 +121,14 @@ class CatchAllMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            log.error(
-                "unexpected %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path")
-            )
+            response = error_response(scope, exc)
             if started:
                 return  # the response is under way; nothing sensible can be added
-            response = outcome_response(
-                500, "Something went wrong in the vault; nothing was changed", code="exception"
-            )
             await response(scope, receive, send)
 
 
 def install_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(FhirError, _fhir_error)
-    app.add_exception_handler(KeyUnavailable, _key_unavailable)
+    app.add_exception_handler(FhirError, _vault_error)
+    app.add_exception_handler(KeyUnavailable, _vault_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

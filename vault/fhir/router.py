@@ -7,6 +7,7 @@ caller's AccessContext. Errors become OperationOutcome in ``fhir/outcomes.py``.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -15,49 +16,30 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from vault.deps import RepositoryDep, RuntimeDep, request_repository
 from vault.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from vault.fhir.bundles import history_bundle, search_bundle
 from vault.fhir.capability import capability_statement
-from vault.fhir.outcomes import FHIR_JSON
+from vault.fhir.outcomes import FHIR_JSON, error_response
 from vault.fhir.repository import Stored
 from vault.fhir.resources import RESOURCE_TYPES, parse_date_range
 from vault.fhir.search import Cursor, whole_number
 from vault.runtime import Runtime
 from vault.urls import fhir_base
 
-__all__ = ["hot_router", "router"]
+__all__ = ["plain_read", "router", "serve_plain_read"]
 
-
-class _FhirIdConvertor(Convertor[str]):
-    """A FHIR logical id (R4 ``id`` datatype): never ``_history``, ``_search`` or ``$export``."""
-
-    regex = "[A-Za-z0-9.-]{1,64}"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-class _StoredTypeConvertor(_FhirIdConvertor):
-    """Only the types the registry stores: others (Subscription) have routers of their own."""
-
-    regex = "(?:" + "|".join(sorted(RESOURCE_TYPES)) + ")"
-
-
-register_url_convertor("fhirid", _FhirIdConvertor())
-register_url_convertor("fhirtype", _StoredTypeConvertor())
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
-# The read, matched before any other route of the app: routing through every route ahead of
-# it cost a read about a fifth of its time. Its path cannot match anything else (only
-# stored types; an id has no ``_`` or ``$``); a malformed id falls through to ``router``.
-hot_router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+# A plain read: GET of a stored type and a FHIR id, no query. Nothing else the app serves
+# has this shape (an id has no ``_`` or ``$``; Subscription is not a stored type).
+_PLAIN_READ = re.compile(
+    r"/fhir/(" + "|".join(sorted(RESOURCE_TYPES)) + r")/([A-Za-z0-9.-]{1,64})", re.ASCII
+)
 
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 _STARTED = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -278,7 +260,6 @@ async def vread(
     return _resource_response(stored)
 
 
-@hot_router.get("/{resource_type:fhirtype}/{resource_id:fhirid}")
 @router.get("/{resource_type}/{resource_id}")
 async def read(request: Request) -> Response:
     """The current version of a resource."""
@@ -291,6 +272,35 @@ async def read(request: Request) -> Response:
         with runtime.db.read(snapshot=False) as conn:
             stored = repo.read(conn, resource_type, resource_id)
     return _resource_response(stored)
+
+
+def plain_read(scope: Scope) -> tuple[str, str] | None:
+    """The type and id when ``scope`` is a plain read (GET, no query), else None."""
+    if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
+        return None
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    found = _PLAIN_READ.fullmatch(path)
+    return None if found is None else (found[1], found[2])
+
+
+async def serve_plain_read(
+    scope: Scope, receive: Receive, send: Send, resource_type: str, resource_id: str
+) -> None:
+    """:func:`read`, without the framework in between.
+
+    The most frequent request there is: routing, middleware and dependency solving cost
+    about as much as the read itself (docs/performance.md). The same function answers,
+    with the same access decision and the same error mapping as every other route.
+    """
+    scope["path_params"] = {"resource_type": resource_type, "resource_id": resource_id}
+    try:
+        response = await read(Request(scope, receive))
+    except Exception as exc:
+        response = error_response(scope, exc)
+    await response(scope, receive, send)
 
 
 @router.get("/{resource_type}")
