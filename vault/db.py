@@ -39,6 +39,7 @@ __all__ = [
     "Micros",
     "PatientId",
     "Pk",
+    "fetch_one",
     "table_of",
 ]
 
@@ -65,6 +66,19 @@ def table_of(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+def fetch_one(conn: Connection, sql: str, params: Any) -> Any:
+    """One row through the driver's own cursor, for the hottest reads: SQLAlchemy's result
+    machinery would cost more than the query and the decrypt together (docs/performance.md).
+    ``sql`` is in the driver's parameter style (:attr:`Database.paramstyle`).
+    """
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 class Database:

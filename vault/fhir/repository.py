@@ -43,7 +43,7 @@ from vault.audit import AuditRecord
 from vault.consent.enforce import NOW, RowColumns, granted, names_grantee
 from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.crypto import BlindIndex, new_data_key, open_body, seal_body
-from vault.db import table_of
+from vault.db import fetch_one, table_of
 from vault.errors import (
     BadRequest,
     Conflict,
@@ -391,9 +391,9 @@ class Repository:
         if not self._fast_path or restriction:
             return self._read_composed(conn, spec, resource_id, restriction)
         if self._ctx.patient_id is None or spec.compartment is None:
-            row = _fetch_one(conn, self._read_sql, (resource_type, resource_id))
+            row = fetch_one(conn, self._read_sql, (resource_type, resource_id))
         else:
-            row = _fetch_one(
+            row = fetch_one(
                 conn, self._read_sql_compartment, (resource_type, resource_id, self._ctx.patient_id)
             )
         if row is None:
@@ -467,7 +467,7 @@ class Repository:
             _COMPILED_READS[key] = compiled
         sql, positions, fixed = compiled
         values = {**fixed, "rk_type": spec.name, "rk_id": resource_id, NOW.key: self._now}
-        row = _fetch_one(
+        row = fetch_one(
             conn, sql, values if positions is None else [values[name] for name in positions]
         )
         if row is None:
@@ -1435,18 +1435,6 @@ class Repository:
             if keep_labels and table is SearchToken:
                 stmt = stmt.where(columns.param != "_security")
             conn.execute(stmt)
-
-
-def _fetch_one(conn: Connection, sql: str, params: Any) -> Any:
-    """One row through the driver's own cursor, for the hottest reads: SQLAlchemy's result
-    machinery would cost more than the query and the decrypt together (docs/performance.md).
-    """
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-    finally:
-        cursor.close()
 
 
 def write_internal(

@@ -8,12 +8,15 @@ so a revocation holds from the very next request.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from starlette.requests import Request
 
 from vault.access import AccessContext
+from vault.db import fetch_one
 from vault.errors import Unauthorized
 from vault.fhir.resources import SCOPE_TYPES
-from vault.oauth.scopes import permissions_from
+from vault.oauth.scopes import Permissions, permissions_from
 from vault.oauth.server import hash_token
 from vault.runtime import Runtime, now_micros
 
@@ -43,16 +46,13 @@ class BearerTokenResolver:
                 headers={"WWW-Authenticate": 'Bearer realm="regiekluis"'},
             )
         with self._runtime.db.read(snapshot=False) as conn:
-            row = conn.exec_driver_sql(
-                self._sql, (hash_token(token.strip()), False, now_micros())
-            ).first()
+            row = fetch_one(conn, self._sql, (hash_token(token.strip()), False, now_micros()))
         if row is None:
             raise Unauthorized(
                 "The access token is not valid: unknown, expired or revoked",
                 headers={"WWW-Authenticate": 'Bearer realm="regiekluis", error="invalid_token"'},
             )
         client_id, scope, patient_id, account_id, organization_id, purpose = row
-        scopes = scope.split()
         organization = f"Organization/{organization_id}" if organization_id else None
         if patient_id is not None:
             return AccessContext(
@@ -62,13 +62,19 @@ class BearerTokenResolver:
                 client_id=client_id,
                 account_id=account_id,
                 organization=organization,
-                permissions=permissions_from(scopes, context="patient", known_types=SCOPE_TYPES),
+                permissions=_permissions(scope, "patient"),
             )
         return AccessContext(
             subject=f"client:{client_id}",
             kind="system",
             client_id=client_id,
             organization=organization,
-            permissions=permissions_from(scopes, context="system", known_types=SCOPE_TYPES),
+            permissions=_permissions(scope, "system"),
             purposes=frozenset((purpose or "").split()),
         )
+
+
+@lru_cache(maxsize=1024)
+def _permissions(scope: str, context: str) -> Permissions:
+    # A token's scope string is one of a few per client: parse each once, not per request.
+    return permissions_from(scope.split(), context=context, known_types=SCOPE_TYPES)
