@@ -6,10 +6,15 @@ commit that survives a power cut. SQLite therefore runs in WAL mode with
 ``synchronous=FULL``, and its WAL is checkpointed by a background thread rather than by
 whichever request happens to cross the threshold (that request's p99 would triple).
 PostgreSQL sessions run with ``synchronous_commit=on``, and the server's ``fsync`` is checked.
+
+On PostgreSQL the hottest reads (a bearer token, a resource by id) are awaited on the
+event loop through psycopg's async connections (:meth:`Database.fetch_one_async`), so the
+server serves other requests during the round trip instead of waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -17,15 +22,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Dialect,
     Engine,
     Integer,
     LargeBinary,
     String,
     Table,
     create_engine,
+    make_url,
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DisconnectionError
@@ -113,9 +121,14 @@ class Database:
             )
             sa_event.listen(self._statement_engine, "connect", _postgres_on_connect)
             _ping_when_idle(self._statement_engine)
+        self._async_pools: dict[asyncio.AbstractEventLoop, _AsyncStatements] = {}
         self._checkpoint_interval = checkpoint_interval
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.write_engine.dialect
 
     @property
     def paramstyle(self) -> str:
@@ -143,6 +156,26 @@ class Database:
                 conn.exec_driver_sql("BEGIN")
             yield conn
 
+    async def fetch_one_async(self, sql: str, params: Any) -> Any:
+        """:func:`fetch_one` of one statement, awaited: the event loop is free during the
+        round trip. On SQLite (a local file, no round trip) it simply runs."""
+        if self.is_sqlite:
+            with self.read(snapshot=False) as conn:
+                return fetch_one(conn, sql, params)
+        loop = asyncio.get_running_loop()  # async connections belong to one event loop
+        statements = self._async_pools.get(loop)
+        if statements is None:
+            conninfo = make_url(self.url).set(drivername="postgresql")
+            statements = _AsyncStatements(conninfo.render_as_string(hide_password=False))
+            self._async_pools[loop] = statements
+        return await statements.fetch_one(sql, params)
+
+    async def close_async(self) -> None:
+        """Close this event loop's async connections (the app's lifespan calls this)."""
+        statements = self._async_pools.pop(asyncio.get_running_loop(), None)
+        if statements is not None:
+            await statements.close()
+
     def start_background_tasks(self) -> None:
         if self.is_sqlite and self._checkpointer is None:
             self._stop.clear()
@@ -166,6 +199,9 @@ class Database:
             self._checkpointer = None
         for engine in {self.write_engine, self.read_engine, self._statement_engine}:
             engine.dispose()
+        for statements in self._async_pools.values():
+            statements.abandon()
+        self._async_pools.clear()
 
 
 def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
@@ -231,6 +267,53 @@ def _ping(dbapi_conn: Any) -> None:
     cur.execute("SELECT 1")
     cur.close()
     dbapi_conn.rollback()
+
+
+class _AsyncStatements:
+    """Autocommit async connections of one event loop, for single-statement reads.
+
+    Hand-written rather than psycopg_pool's: that pool runs background tasks on the loop,
+    and a loop that ends without closing it (an app served without its lifespan, as in
+    ``httpx.ASGITransport``) then never finishes. Here nothing runs between requests: an
+    idle connection is just kept, at most ``size`` at a time and in use at once.
+    """
+
+    def __init__(self, conninfo: str, *, size: int = 20) -> None:
+        self._conninfo = conninfo
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._slots = asyncio.Semaphore(size)  # PostgreSQL limits connections: queue here
+
+    async def fetch_one(self, sql: str, params: Any) -> Any:
+        async with self._slots:
+            if self._idle:
+                try:
+                    return await self._run(self._idle.pop(), sql, params)
+                except psycopg.OperationalError:
+                    # The server closed it while it was idle (a restart, a timeout): a read
+                    # may be repeated, on a new connection.
+                    pass
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            return await self._run(conn, sql, params)
+
+    async def _run(self, conn: psycopg.AsyncConnection[Any], sql: str, params: Any) -> Any:
+        try:
+            cursor = await conn.execute(sql, params)
+            row = await cursor.fetchone()
+        except BaseException:
+            conn.pgconn.finish()  # its state is unknown (an error, a cancelled request)
+            raise
+        self._idle.append(conn)
+        return row
+
+    async def close(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
+
+    def abandon(self) -> None:
+        """Close the sockets of a loop that is gone (no awaiting possible there)."""
+        while self._idle:
+            conn = self._idle.pop()  # held: the bare expression would free it before finish()
+            conn.pgconn.finish()
 
 
 def _postgres_on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from inspect import isawaitable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -24,7 +25,8 @@ __all__ = [
     "request_repository",
 ]
 
-AccessResolver = Callable[[Request], AccessContext]
+# Plain or async: a resolver that asks the database awaits it (``oauth/protector.py``).
+AccessResolver = Callable[[Request], AccessContext | Awaitable[AccessContext]]
 
 
 def deny_all(_request: Request) -> AccessContext:
@@ -44,7 +46,8 @@ async def get_runtime(request: Request) -> Runtime:
 
 async def get_access(request: Request) -> AccessContext:
     resolver: AccessResolver = request.app.state.access_resolver
-    return resolver(request)
+    found = resolver(request)
+    return await found if isawaitable(found) else found
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -86,6 +86,7 @@ def create_app(
             yield
         finally:
             notifier.stop()
+            await rt.db.close_async()
             if own:
                 rt.close()
 

@@ -1,7 +1,10 @@
-"""The PostgreSQL pool: no ping on a busy connection, a replaced one after a server-side close."""
+"""The PostgreSQL pools: no ping on a busy connection, a replaced one after a server-side close;
+the async statements of the plain read: reused, replaced, bounded, and never in the way of a
+loop that ends."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,18 +69,74 @@ def test_a_connection_back_from_a_request_a_moment_ago_is_not_pinged(
     assert pings == []
 
 
+def _terminate(pid: int) -> None:
+    other = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    with other.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    other.dispose()
+
+
 def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = _backend_pid(database)
     # The pooled connection dies while it idles (a server restart, a firewall).
-    other = create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    with other.connect() as conn:
-        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar()
-    other.dispose()
+    _terminate(first)
     monkeypatch.setattr(vault_db, "_PING_AFTER_IDLE_SECONDS", 0.0)
     pings = _count_pings(database, monkeypatch)
     time.sleep(0.05)  # lets the terminated backend go; not a timing assertion
     second = _backend_pid(database)
     assert second != first
     assert pings[0] == "vault"
+
+
+PID = "SELECT pg_backend_pid()"
+
+
+def test_async_statements_reuse_their_connection_and_replace_one_the_server_closed(
+    database: Database,
+) -> None:
+    async def scenario() -> tuple[int, int, int]:
+        first = (await database.fetch_one_async(PID, ()))[0]
+        again = (await database.fetch_one_async(PID, ()))[0]
+        await asyncio.to_thread(_terminate, first)
+        await asyncio.sleep(0.05)  # lets the terminated backend go; not a timing assertion
+        replaced = (await database.fetch_one_async(PID, ()))[0]
+        await database.close_async()
+        return first, again, replaced
+
+    first, again, replaced = asyncio.run(scenario())
+    assert again == first  # kept between statements: no connect per read
+    assert replaced != first  # the read still answered, on a new connection
+
+
+def test_async_statements_never_open_more_connections_than_their_slots(
+    database: Database,
+) -> None:
+    async def scenario() -> list[int]:
+        sql = "SELECT pg_backend_pid(), pg_sleep(0.02)"
+        rows = await asyncio.gather(*(database.fetch_one_async(sql, ()) for _ in range(60)))
+        await database.close_async()
+        return [row[0] for row in rows]
+
+    pids = asyncio.run(scenario())
+    assert len(pids) == 60
+    assert 1 < len(set(pids)) <= 20  # concurrent, and queued beyond the 20 slots
+
+
+def test_a_loop_that_ends_without_closing_them_is_not_held_up(database: Database) -> None:
+    """An app served without its lifespan (httpx.ASGITransport) never closes them."""
+
+    async def read() -> int:
+        return int((await database.fetch_one_async(PID, ()))[0])
+
+    pid = asyncio.run(read())  # returns: nothing of the vault's still runs on that loop
+    database.dispose()  # closes what that loop left behind
+    time.sleep(0.05)
+    other = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    with other.connect() as conn:
+        alive = conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        ).scalar()
+    other.dispose()
+    assert alive == 0

@@ -13,16 +13,17 @@ the transaction the caller opened (``Database.write``); nothing here commits.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Dialect,
     Select,
     and_,
     bindparam,
@@ -95,6 +96,17 @@ _COMPILED_READS: dict[
     tuple[str, Sequence[str] | None, dict[str, Any]],
 ] = {}
 _READ_VARIABLES = frozenset({"rk_type", "rk_id", NOW.key})
+
+
+class _ReadPlan(NamedTuple):
+    """A read by id as one driver statement; ``answer`` turns its row (or None) into the
+    result, raising 404 or 410 exactly as the composed read does."""
+
+    sql: str
+    params: Any
+    answer: Callable[[Any], Stored]
+
+
 # The write path's statements, built once: building ``insert(...).values(...)`` for every
 # row cost more than executing it, and every read by a partner writes an AuditEvent.
 _INSERT_RESOURCE = insert(table_of(ResourceRow)).returning(R.pk)
@@ -384,42 +396,59 @@ class Repository:
         return stored
 
     def _read(self, conn: Connection, resource_type: str, resource_id: str) -> Stored:
+        plan = self._read_plan(resource_type, resource_id, conn.dialect)
+        if plan is None:
+            return self._read_restricted(conn, resource_type, resource_id)
+        return plan.answer(fetch_one(conn, plan.sql, plan.params))
+
+    async def read_async(self, resource_type: str, resource_id: str) -> Stored:
+        """:meth:`read` with its one statement awaited (``Database.fetch_one_async``)."""
+        db = self._rt.db
+        try:
+            plan = self._read_plan(resource_type, resource_id, db.dialect)
+            if plan is None:
+                with db.read(snapshot=False) as conn:
+                    stored = self._read_restricted(conn, resource_type, resource_id)
+            else:
+                stored = plan.answer(await db.fetch_one_async(plan.sql, plan.params))
+        except (NotFound, Gone):
+            with db.read(snapshot=False) as conn:  # rare: the statement that finds the owner
+                self._record_denied(conn, "read", resource_type, resource_id)
+            raise
+        self._record("read", [stored])
+        return stored
+
+    def _read_plan(
+        self, resource_type: str, resource_id: str, dialect: Dialect
+    ) -> _ReadPlan | None:
+        """The read as one driver-level statement and what turns its row into the answer;
+        None when granular scopes restrict the type (that needs the composed statement)."""
         spec = self._require("r", resource_type)
         if not ID_PATTERN.match(resource_id):
             raise _not_found(resource_type, resource_id)
-        restriction = self._restriction(spec)
-        if not self._fast_path or restriction:
-            return self._read_composed(conn, spec, resource_id, restriction)
-        if self._ctx.patient_id is None or spec.compartment is None:
-            row = fetch_one(conn, self._read_sql, (resource_type, resource_id))
-        else:
-            row = fetch_one(
-                conn, self._read_sql_compartment, (resource_type, resource_id, self._ctx.patient_id)
-            )
-        if row is None:
-            raise _not_found(resource_type, resource_id)
-        if row[4]:
-            raise Gone(f"{resource_type}/{resource_id} was deleted")
-        return Stored(
-            resource_type,
-            resource_id,
-            row[2],
-            row[3],
-            False,
-            self._open(resource_type, resource_id, row[2], row[1], row[5], row[6], row[7]),
-            row[1],
-            row[0],
-        )
+        if self._restriction(spec):
+            return None
+        if not self._fast_path:
+            return self._read_precompiled(dialect, spec, resource_id)
+        sql, params = self._read_sql, [resource_type, resource_id]
+        if self._ctx.patient_id is not None and spec.compartment is not None:
+            sql = self._read_sql_compartment
+            params.append(self._ctx.patient_id)
 
-    def _read_composed(
-        self,
-        conn: Connection,
-        spec: ResourceType,
-        resource_id: str,
-        restriction: list[ColumnElement[bool]],
-    ) -> Stored:
-        if not restriction:
-            return self._read_precompiled(conn, spec, resource_id)
+        def answer(row: Any) -> Stored:
+            if row is None:
+                raise _not_found(resource_type, resource_id)
+            pk, patient, version, updated, deleted, body, wrapped, key_id = row
+            if deleted:
+                raise Gone(f"{resource_type}/{resource_id} was deleted")
+            opened = self._open(resource_type, resource_id, version, patient, body, wrapped, key_id)
+            return Stored(resource_type, resource_id, version, updated, False, opened, patient, pk)
+
+        return _ReadPlan(sql, params, answer)
+
+    def _read_restricted(self, conn: Connection, resource_type: str, resource_id: str) -> Stored:
+        """A read under granular scopes (``Goal.rs?category=…``): the composed statement."""
+        spec = self._require("r", resource_type)
         stmt = (
             self._select_current()
             .add_columns(R.deleted)
@@ -427,7 +456,7 @@ class Repository:
                 R.resource_type == spec.name,
                 R.resource_id == resource_id,
                 self._visible(ROW),
-                *restriction,
+                *self._restriction(spec),
             )
         )
         row = conn.execute(stmt, self._params).first()
@@ -437,7 +466,9 @@ class Repository:
             raise Gone(f"{spec.name}/{resource_id} was deleted")
         return self._stored_from_row(row)
 
-    def _read_precompiled(self, conn: Connection, spec: ResourceType, resource_id: str) -> Stored:
+    def _read_precompiled(
+        self, dialect: Dialect, spec: ResourceType, resource_id: str
+    ) -> _ReadPlan:
         """A partner's read by id: the composed statement, compiled once per grantee set.
 
         SQLAlchemy would otherwise rebuild the cache key of the whole consent condition on
@@ -445,7 +476,7 @@ class Repository:
         type, the id and the instant change.
         """
         ctx = self._ctx
-        key = (conn.dialect.name, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
+        key = (dialect.name, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
         compiled = _COMPILED_READS.get(key)
         if compiled is None:
             stmt = (
@@ -459,7 +490,7 @@ class Repository:
                 .params({NOW.key: 0})  # placeholders: compiling renders the SQL text once
             )
             # The grantee lists are expanded into plain parameters once, here.
-            done = stmt.compile(dialect=conn.dialect).construct_expanded_state()
+            done = stmt.compile(dialect=dialect).construct_expanded_state()
             fixed = {k: v for k, v in done.parameters.items() if k not in _READ_VARIABLES}
             compiled = (done.statement, done.positiontup, fixed)
             if len(_COMPILED_READS) >= _VISIBLE_CACHE_SIZE:
@@ -467,16 +498,18 @@ class Repository:
             _COMPILED_READS[key] = compiled
         sql, positions, fixed = compiled
         values = {**fixed, "rk_type": spec.name, "rk_id": resource_id, NOW.key: self._now}
-        row = fetch_one(
-            conn, sql, values if positions is None else [values[name] for name in positions]
-        )
-        if row is None:
-            raise _not_found(spec.name, resource_id)
-        pk, rtype, rid, version, updated, patient, body, wrapped, key_id, deleted = row
-        if deleted:
-            raise Gone(f"{spec.name}/{resource_id} was deleted")
-        opened = self._open(rtype, rid, version, patient, body, wrapped, key_id)
-        return Stored(rtype, rid, version, updated, False, opened, patient, pk)
+
+        def answer(row: Any) -> Stored:
+            if row is None:
+                raise _not_found(spec.name, resource_id)
+            pk, rtype, rid, version, updated, patient, body, wrapped, key_id, deleted = row
+            if deleted:
+                raise Gone(f"{spec.name}/{resource_id} was deleted")
+            opened = self._open(rtype, rid, version, patient, body, wrapped, key_id)
+            return Stored(rtype, rid, version, updated, False, opened, patient, pk)
+
+        params = values if positions is None else [values[name] for name in positions]
+        return _ReadPlan(sql, params, answer)
 
     def vread(self, conn: Connection, resource_type: str, resource_id: str, version: str) -> Stored:
         """One version of a resource."""

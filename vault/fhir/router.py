@@ -267,10 +267,9 @@ async def read(request: Request) -> Response:
     resource_type: str = request.path_params["resource_type"]
     resource_id: str = request.path_params["resource_id"]
     _check_accept(request)
-    runtime, repo = await request_repository(request)
+    _runtime, repo = await request_repository(request)
     async with repo.audited():
-        with runtime.db.read(snapshot=False) as conn:
-            stored = repo.read(conn, resource_type, resource_id)
+        stored = await repo.read_async(resource_type, resource_id)
     return _resource_response(stored)
 
 

@@ -13,7 +13,6 @@ from functools import lru_cache
 from starlette.requests import Request
 
 from vault.access import AccessContext
-from vault.db import fetch_one
 from vault.errors import Unauthorized
 from vault.fhir.resources import SCOPE_TYPES
 from vault.oauth.scopes import Permissions, permissions_from
@@ -37,7 +36,7 @@ class BearerTokenResolver:
         self._runtime = runtime
         self._sql = _LOOKUP if runtime.db.paramstyle == "qmark" else _LOOKUP.replace("?", "%s")
 
-    def __call__(self, request: Request) -> AccessContext:
+    async def __call__(self, request: Request) -> AccessContext:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -45,8 +44,9 @@ class BearerTokenResolver:
                 "This request needs a bearer token issued by this vault",
                 headers={"WWW-Authenticate": 'Bearer realm="regiekluis"'},
             )
-        with self._runtime.db.read(snapshot=False) as conn:
-            row = fetch_one(conn, self._sql, (hash_token(token.strip()), False, now_micros()))
+        row = await self._runtime.db.fetch_one_async(
+            self._sql, (hash_token(token.strip()), False, now_micros())
+        )
         if row is None:
             raise Unauthorized(
                 "The access token is not valid: unknown, expired or revoked",

@@ -91,10 +91,10 @@ def test_an_unexpected_error_is_a_500_outcome_that_logs_only_its_type(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def broken(*_args: object, **_kwargs: object) -> None:
+    async def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("Ik wil mijn schulden op een rij")  # personal words in a message
 
-    monkeypatch.setattr(Repository, "read", broken)
+    monkeypatch.setattr(Repository, "read_async", broken)
     with caplog.at_level(logging.ERROR, logger="vault.errors"):
         plain, routed = both(client, f"/Goal/{goal_id}")
     assert plain.status_code == 500
@@ -121,7 +121,11 @@ def test_a_read_under_a_root_path(settings: Settings, runtime: Runtime, goal_id:
     async def read() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, root_path="/vault")
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            return await http.get(f"/vault/fhir/Goal/{goal_id}", headers={"x-test-access": "full"})
+            response = await http.get(
+                f"/vault/fhir/Goal/{goal_id}", headers={"x-test-access": "full"}
+            )
+        await runtime.db.close_async()  # what the lifespan would do; this app has none
+        return response
 
     response = asyncio.run(read())
     assert response.status_code == 200
