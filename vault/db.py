@@ -81,7 +81,11 @@ def fetch_one(conn: Connection, sql: str, params: Any) -> Any:
     machinery would cost more than the query and the decrypt together (docs/performance.md).
     ``sql`` is in the driver's parameter style (:attr:`Database.paramstyle`).
     """
-    cursor = conn.connection.cursor()
+    return _fetch_one_dbapi(conn.connection, sql, params)
+
+
+def _fetch_one_dbapi(dbapi_conn: Any, sql: str, params: Any) -> Any:
+    cursor = dbapi_conn.cursor()
     try:
         cursor.execute(sql, params)
         return cursor.fetchone()
@@ -160,8 +164,12 @@ class Database:
         """:func:`fetch_one` of one statement, awaited: the event loop is free during the
         round trip. On SQLite (a local file, no round trip) it simply runs."""
         if self.is_sqlite:
-            with self.read(snapshot=False) as conn:
-                return fetch_one(conn, sql, params)
+            # The pooled driver connection alone: no SQLAlchemy Connection around it.
+            pooled = self._statement_engine.raw_connection()
+            try:
+                return _fetch_one_dbapi(pooled, sql, params)
+            finally:
+                pooled.close()
         loop = asyncio.get_running_loop()  # async connections belong to one event loop
         statements = self._async_pools.get(loop)
         if statements is None:

@@ -50,7 +50,7 @@ def base_url(request: Request, runtime: Runtime) -> str:
 
 
 def _check_accept(request: Request) -> None:
-    fmt = request.query_params.get("_format")
+    fmt = request.query_params.get("_format") if request.scope["query_string"] else None
     if fmt is not None and "json" not in fmt:
         raise NotAcceptable("This server speaks FHIR JSON only")
     accept = request.headers.get("accept", "")
