@@ -13,7 +13,7 @@ reordered record is detected by ``vault audit verify``. Records that concern no 
 Writes log in their own transaction: a failed audit write fails the request. Reads log
 through a group-commit writer: the request waits until its record is durable, and many
 requests share one commit, so an acknowledged read's record survives a kill. A batch of
-records costs the same dozen statements whether it holds one record or hundreds.
+records costs the same ten or so statements whether it holds one record or hundreds.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from vault.consent.models import AuditChain, AuditChainHead
 from vault.db import table_of
-from vault.fhir.models import DataKey
+from vault.fhir.models import SHARED_OWNER
 from vault.fhir.resources import format_instant
 
 if TYPE_CHECKING:
@@ -174,10 +174,6 @@ class _Pending:
 
 
 # Built once (as on the write path): every read by a partner appends a record.
-_KEY = table_of(DataKey)
-_ERASED = select(_KEY.c.owner).where(
-    _KEY.c.owner.in_(bindparam("owners", expanding=True)), _KEY.c.wrapped.is_(None)
-)
 _HEAD = table_of(AuditChainHead)
 # Sorted, so two transactions lock the heads they share in the same order: no deadlock.
 _HEADS_OF = (
@@ -195,19 +191,14 @@ _MOVE_HEAD = (
 )
 
 
-def _away_from_erased(conn: Connection, records: list[AuditRecord]) -> list[AuditRecord]:
-    """An erased inwoner's key is gone: their records go to the vault's own chain, naming
+def _away_from_erased(record: AuditRecord, keys: Mapping[str, Any]) -> AuditRecord:
+    """An erased inwoner's key is gone: their record goes to the vault's own chain, naming
     the Patient, instead of being sealed under nothing."""
-    patients = sorted({r.patient_id for r in records if r.patient_id is not None})
-    if not patients:
-        return records
-    erased = set(conn.scalars(_ERASED, {"owners": patients}))
-    return [
-        replace(r, patient_id=None, entities=[f"Patient/{r.patient_id}", *r.entities])
-        if r.patient_id in erased
-        else r
-        for r in records
-    ]
+    key = keys.get(record.patient_id) if record.patient_id is not None else None
+    if key is None or key.wrapped is not None:
+        return record
+    entities = [f"Patient/{record.patient_id}", *record.entities]
+    return replace(record, patient_id=None, entities=entities)
 
 
 def _chain_key(runtime: Runtime) -> bytes:
@@ -234,15 +225,19 @@ class AuditLog:
 
         The whole batch goes in one pass: the same statements for one record or hundreds.
         """
-        from vault.fhir.repository import write_internal_many
+        from vault.fhir.repository import data_keys, write_internal_many
 
-        batch = _away_from_erased(conn, list(records))
+        batch = list(records)
         if not batch:
             return
+        # One read of the data keys serves both the erasure check and the sealing.
+        keys = data_keys(conn, [SHARED_OWNER, *(r.patient_id for r in batch if r.patient_id)])
+        batch = [_away_from_erased(r, keys) for r in batch]
         stored = write_internal_many(
             self._rt,
             conn,
             [("AuditEvent", r.to_fhir(resource_id=str(uuid.uuid4())), r.patient_id) for r in batch],
+            keys=keys,
         )
         self._chain(conn, batch, stored)
 

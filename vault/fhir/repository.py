@@ -13,7 +13,7 @@ the transaction the caller opened (``Database.write``); nothing here commits.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -1387,7 +1387,9 @@ class Repository:
         )
         return plaintext, sealed
 
-    def _insert_records(self, conn: Connection, items: Sequence[_Prepared]) -> list[Stored]:
+    def _insert_records(
+        self, conn: Connection, items: Sequence[_Prepared], keys: Mapping[str, Any] | None
+    ) -> list[Stored]:
         """New resources of the vault's own (version 1), in a fixed number of statements.
 
         Only types without side effects on write: a Patient needs its data key made and a
@@ -1396,8 +1398,8 @@ class Repository:
         if not items:
             return []
         assert all(p.spec.name not in ("Patient", "Consent") for p in items)
-        owners = sorted({p.patient_id or SHARED_OWNER for p in items})
-        keys = {row.owner: row for row in conn.execute(_DATA_KEYS, {"owners": owners})}
+        if keys is None:
+            keys = data_keys(conn, [p.patient_id or SHARED_OWNER for p in items])
         # Sealed before anything is written, so an erased owner fails the batch up front.
         sealed: list[tuple[int, bytes, bytes]] = []
         for prepared in items:
@@ -1566,13 +1568,27 @@ def write_internal(
     return stored
 
 
+def data_keys(conn: Connection, owners: Iterable[str]) -> dict[str, Any]:
+    """The ``data_key`` rows (owner, wrapped, master_key_id) of these owners, by owner.
+
+    An owner without a row is missing; an erased one has ``wrapped`` None.
+    """
+    rows = conn.execute(_DATA_KEYS, {"owners": sorted(set(owners))})
+    return {row.owner: row for row in rows}
+
+
 def write_internal_many(
     runtime: Runtime,
     conn: Connection,
     items: Sequence[tuple[str, dict[str, Any], str | None]],
+    *,
+    keys: Mapping[str, Any] | None = None,
 ) -> list[Stored]:
     """:func:`write_internal` for many records at once: (resource type, data, patient id)
     each, stored in that order, in the same few statements however many there are.
+
+    ``keys``: the owners' :func:`data_keys` if the caller read them already (every patient
+    id, and ``SHARED_OWNER`` for records of none); read here when None.
     """
     repo = Repository(runtime, AccessContext.full("vault"))
     return repo._insert_records(
@@ -1585,6 +1601,7 @@ def write_internal_many(
             )
             for resource_type, data, patient_id in items
         ],
+        keys,
     )
 
 
