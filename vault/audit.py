@@ -31,10 +31,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import BindParameter, Connection, Select, bindparam, insert, select, update
 
 from vault.consent.models import AuditChain, AuditChainHead
-from vault.db import table_of
+from vault.db import InList, table_of
 from vault.fhir.models import SHARED_OWNER
 from vault.fhir.resources import format_instant
 
@@ -175,13 +175,19 @@ class _Pending:
 
 # Built once (as on the write path): every read by a partner appends a record.
 _HEAD = table_of(AuditChainHead)
-# Sorted, so two transactions lock the heads they share in the same order: no deadlock.
-_HEADS_OF = (
-    select(_HEAD.c.chain, _HEAD.c.seq, _HEAD.c.hash)
-    .where(_HEAD.c.chain.in_(bindparam("chains", expanding=True)))
-    .order_by(_HEAD.c.chain)
-)
-_LOCK_HEADS = _HEADS_OF.with_for_update()
+
+
+def _heads_of(chains: list[BindParameter[Any]]) -> Select[Any]:
+    # Sorted, so two transactions lock the heads they share in the same order: no deadlock.
+    return (
+        select(_HEAD.c.chain, _HEAD.c.seq, _HEAD.c.hash)
+        .where(_HEAD.c.chain.in_(chains))
+        .order_by(_HEAD.c.chain)
+    )
+
+
+_HEADS_OF = InList(_heads_of)
+_LOCK_HEADS = InList(lambda chains: _heads_of(chains).with_for_update())
 _INSERT_LINK = insert(table_of(AuditChain))
 _INSERT_HEAD = insert(_HEAD)
 _MOVE_HEAD = (
@@ -244,8 +250,8 @@ class AuditLog:
     def _chain(self, conn: Connection, batch: list[AuditRecord], stored: list[Stored]) -> None:
         """Link each stored record to the one before it in its chain, then move the heads."""
         chains = [r.patient_id or VAULT_CHAIN for r in batch]
-        head_stmt = _LOCK_HEADS if conn.dialect.name == "postgresql" else _HEADS_OF
-        found = conn.execute(head_stmt, {"chains": sorted(set(chains))}).all()
+        heads_of = _LOCK_HEADS if conn.dialect.name == "postgresql" else _HEADS_OF
+        found = conn.execute(*heads_of.bind(chains)).all()
         heads: dict[str, tuple[int, str]] = {row.chain: (row.seq, row.hash) for row in found}
         existing = set(heads)
         links: list[dict[str, Any]] = []

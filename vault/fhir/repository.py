@@ -43,7 +43,7 @@ from vault.audit import AuditRecord
 from vault.consent.enforce import NOW, RowColumns, granted, names_grantee
 from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.crypto import BlindIndex, new_data_key, open_body, seal_body
-from vault.db import table_of
+from vault.db import InList, table_of
 from vault.errors import (
     BadRequest,
     Conflict,
@@ -106,8 +106,8 @@ _INSERT_TOKENS = insert(table_of(SearchToken))
 _INSERT_REFERENCES = insert(table_of(SearchReference))
 _INSERT_DATES = insert(table_of(SearchDate))
 _DATA_KEY = select(K.wrapped, K.master_key_id).where(K.owner == bindparam("owner"))
-_DATA_KEYS = select(K.owner, K.wrapped, K.master_key_id).where(
-    K.owner.in_(bindparam("owners", expanding=True))
+_DATA_KEYS = InList(
+    lambda owners: select(K.owner, K.wrapped, K.master_key_id).where(K.owner.in_(owners))
 )
 VERSION_ROW = RowColumns(V.resource_pk, V.resource_type, V.resource_id, V.patient_id)
 # Types outside every compartment: their rows are the vault's shared directory.
@@ -1573,8 +1573,7 @@ def data_keys(conn: Connection, owners: Iterable[str]) -> dict[str, Any]:
 
     An owner without a row is missing; an erased one has ``wrapped`` None.
     """
-    rows = conn.execute(_DATA_KEYS, {"owners": sorted(set(owners))})
-    return {row.owner: row for row in rows}
+    return {row.owner: row for row in conn.execute(*_DATA_KEYS.bind(owners))}
 
 
 def write_internal_many(
