@@ -12,7 +12,8 @@ reordered record is detected by ``vault audit verify``. Records that concern no 
 
 Writes log in their own transaction: a failed audit write fails the request. Reads log
 through a group-commit writer: the request waits until its record is durable, and many
-requests share one commit, so an acknowledged read's record survives a kill.
+requests share one commit, so an acknowledged read's record survives a kill. A batch of
+records costs the same ten or so statements whether it holds one record or hundreds.
 """
 
 from __future__ import annotations
@@ -25,19 +26,20 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import BindParameter, Connection, Select, bindparam, insert, select, update
 
 from vault.consent.models import AuditChain, AuditChainHead
-from vault.db import table_of
-from vault.fhir.models import DataKey
+from vault.db import InList, table_of
+from vault.fhir.models import SHARED_OWNER
 from vault.fhir.resources import format_instant
 
 if TYPE_CHECKING:
+    from vault.fhir.repository import Stored
     from vault.runtime import Runtime
 
 __all__ = ["VAULT_CHAIN", "AuditLog", "AuditRecord", "verify_chains"]
@@ -172,9 +174,20 @@ class _Pending:
 
 
 # Built once (as on the write path): every read by a partner appends a record.
-_KEY_OF = select(DataKey.__table__.c.wrapped).where(DataKey.__table__.c.owner == bindparam("owner"))
 _HEAD = table_of(AuditChainHead)
-_HEAD_OF = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.chain == bindparam("chain"))
+
+
+def _heads_of(chains: list[BindParameter[Any]]) -> Select[Any]:
+    # Sorted, so two transactions lock the heads they share in the same order: no deadlock.
+    return (
+        select(_HEAD.c.chain, _HEAD.c.seq, _HEAD.c.hash)
+        .where(_HEAD.c.chain.in_(chains))
+        .order_by(_HEAD.c.chain)
+    )
+
+
+_HEADS_OF = InList(_heads_of)
+_LOCK_HEADS = InList(lambda chains: _heads_of(chains).with_for_update())
 _INSERT_LINK = insert(table_of(AuditChain))
 _INSERT_HEAD = insert(_HEAD)
 _MOVE_HEAD = (
@@ -184,9 +197,14 @@ _MOVE_HEAD = (
 )
 
 
-def _erased(conn: Connection, patient_id: str) -> bool:
-    row = conn.execute(_KEY_OF, {"owner": patient_id}).first()
-    return row is not None and row.wrapped is None
+def _away_from_erased(record: AuditRecord, keys: Mapping[str, Any]) -> AuditRecord:
+    """An erased inwoner's key is gone: their record goes to the vault's own chain, naming
+    the Patient, instead of being sealed under nothing."""
+    key = keys.get(record.patient_id) if record.patient_id is not None else None
+    if key is None or key.wrapped is not None:
+        return record
+    entities = [f"Patient/{record.patient_id}", *record.entities]
+    return replace(record, patient_id=None, entities=entities)
 
 
 def _chain_key(runtime: Runtime) -> bytes:
@@ -209,48 +227,64 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def append(self, conn: Connection, records: Iterable[AuditRecord]) -> None:
-        """Write records inside the caller's transaction (used by writes)."""
-        from vault.fhir.repository import write_internal
+        """Write records inside the caller's transaction, chained in the order given.
 
-        for record in records:
-            if record.patient_id is not None and _erased(conn, record.patient_id):
-                # An erased inwoner's key is gone: the record goes to the vault's own
-                # chain, naming the Patient, instead of being sealed under nothing.
-                record = replace(
-                    record,
-                    patient_id=None,
-                    entities=[f"Patient/{record.patient_id}", *record.entities],
-                )
-            resource_id = str(uuid.uuid4())
-            stored = write_internal(
-                self._rt,
-                conn,
-                "AuditEvent",
-                record.to_fhir(resource_id=resource_id),
-                patient_id=record.patient_id,
-            )
-            chain = record.patient_id or VAULT_CHAIN
-            locking = conn.dialect.name == "postgresql"
-            head_stmt = _HEAD_OF.with_for_update() if locking else _HEAD_OF
-            head = conn.execute(head_stmt, {"chain": chain}).first()
-            seq, prev = (head.seq, head.hash) if head is not None else (0, GENESIS)
-            digest = _link(self._key, prev, stored.body or b"")
-            conn.execute(
-                _INSERT_LINK,
+        The whole batch goes in one pass: the same statements for one record or hundreds.
+        """
+        from vault.fhir.repository import data_keys, write_internal_many
+
+        batch = list(records)
+        if not batch:
+            return
+        # One read of the data keys serves both the erasure check and the sealing.
+        keys = data_keys(conn, [SHARED_OWNER, *(r.patient_id for r in batch if r.patient_id)])
+        batch = [_away_from_erased(r, keys) for r in batch]
+        stored = write_internal_many(
+            self._rt,
+            conn,
+            [("AuditEvent", r.to_fhir(resource_id=str(uuid.uuid4())), r.patient_id) for r in batch],
+            keys=keys,
+        )
+        self._chain(conn, batch, stored)
+
+    def _chain(self, conn: Connection, batch: list[AuditRecord], stored: list[Stored]) -> None:
+        """Link each stored record to the one before it in its chain, then move the heads."""
+        chains = [r.patient_id or VAULT_CHAIN for r in batch]
+        heads_of = _LOCK_HEADS if conn.dialect.name == "postgresql" else _HEADS_OF
+        found = conn.execute(*heads_of.bind(chains)).all()
+        heads: dict[str, tuple[int, str]] = {row.chain: (row.seq, row.hash) for row in found}
+        existing = set(heads)
+        links: list[dict[str, Any]] = []
+        for chain, record, written in zip(chains, batch, stored, strict=True):
+            seq, prev = heads.get(chain, (0, GENESIS))
+            digest = _link(self._key, prev, written.body or b"")
+            links.append(
                 {
                     "chain": chain,
                     "seq": seq + 1,
-                    "resource_pk": stored.pk,
+                    "resource_pk": written.pk,
                     "prev_hash": prev,
                     "hash": digest,
                     "recorded": record.recorded,
                     "version": 1,
-                },
+                }
             )
-            if head is None:
-                conn.execute(_INSERT_HEAD, {"chain": chain, "seq": 1, "hash": digest})
-            else:
-                conn.execute(_MOVE_HEAD, {"head_chain": chain, "seq": seq + 1, "hash": digest})
+            heads[chain] = (seq + 1, digest)
+        conn.execute(_INSERT_LINK, links)
+        new = [
+            {"chain": chain, "seq": seq, "hash": digest}
+            for chain, (seq, digest) in sorted(heads.items())
+            if chain not in existing
+        ]
+        moved = [
+            {"head_chain": chain, "seq": seq, "hash": digest}
+            for chain, (seq, digest) in sorted(heads.items())
+            if chain in existing
+        ]
+        if new:
+            conn.execute(_INSERT_HEAD, new)
+        if moved:
+            conn.execute(_MOVE_HEAD, moved)
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         """Write records durably before returning (used by reads); raises if that failed."""
@@ -298,8 +332,7 @@ class AuditLog:
             error: BaseException | None = None
             try:
                 with self._rt.db.write() as conn:
-                    for pending in batch:
-                        self.append(conn, pending.records)
+                    self.append(conn, [r for pending in batch for r in pending.records])
             except Exception as exc:  # every waiting request fails; none is acknowledged
                 log.error("access log write failed: %s", type(exc).__name__)
                 error = exc

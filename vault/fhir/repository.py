@@ -13,7 +13,7 @@ the transaction the caller opened (``Database.write``); nothing here commits.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -44,7 +44,7 @@ from vault.audit import AuditRecord
 from vault.consent.enforce import NOW, RowColumns, granted, names_grantee
 from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.crypto import BlindIndex, new_data_key, open_body, seal_body
-from vault.db import fetch_one, table_of
+from vault.db import InList, fetch_one, table_of
 from vault.errors import (
     BadRequest,
     Conflict,
@@ -110,11 +110,17 @@ class _ReadPlan(NamedTuple):
 # The write path's statements, built once: building ``insert(...).values(...)`` for every
 # row cost more than executing it, and every read by a partner writes an AuditEvent.
 _INSERT_RESOURCE = insert(table_of(ResourceRow)).returning(R.pk)
+# Many rows in one INSERT ("insertmanyvalues"). The rows come back matched by their unique
+# (type, id), not by order: on SQLite, sort_by_parameter_order would insert row by row.
+_INSERT_RESOURCES = insert(table_of(ResourceRow)).returning(R.pk, R.resource_type, R.resource_id)
 _INSERT_VERSION = insert(table_of(VersionRow))
 _INSERT_TOKENS = insert(table_of(SearchToken))
 _INSERT_REFERENCES = insert(table_of(SearchReference))
 _INSERT_DATES = insert(table_of(SearchDate))
 _DATA_KEY = select(K.wrapped, K.master_key_id).where(K.owner == bindparam("owner"))
+_DATA_KEYS = InList(
+    lambda owners: select(K.owner, K.wrapped, K.master_key_id).where(K.owner.in_(owners))
+)
 VERSION_ROW = RowColumns(V.resource_pk, V.resource_type, V.resource_id, V.patient_id)
 # Types outside every compartment: their rows are the vault's shared directory.
 SHARED_TYPES = tuple(sorted(t.name for t in RESOURCE_TYPES.values() if t.compartment is None))
@@ -1362,36 +1368,15 @@ class Repository:
     ) -> Stored:
         spec = prepared.spec
         data = prepared.data
-        data["meta"] = {
-            **data["meta"],
-            "versionId": str(version),
-            "lastUpdated": format_instant(now),
-        }
-        plaintext = orjson.dumps(data)
-        owner = prepared.patient_id or SHARED_OWNER
-        key = conn.execute(_DATA_KEY, {"owner": owner}).first()
-        if key is None:
-            raise Unprocessable("This inwoner's vault was erased")
-        aead = self._rt.keys.aead(owner=owner, key_id=key.master_key_id, wrapped=key.wrapped)
-        sealed = seal_body(
-            aead,
-            resource_type=spec.name,
-            resource_id=resource_id,
-            version=version,
-            plaintext=plaintext,
+        key = conn.execute(_DATA_KEY, {"owner": prepared.patient_id or SHARED_OWNER}).first()
+        plaintext, sealed = self._seal(
+            prepared, key, resource_id=resource_id, version=version, now=now
         )
         conn.execute(
             _INSERT_VERSION,
-            {
-                "resource_pk": pk,
-                "version_id": version,
-                "resource_type": spec.name,
-                "resource_id": resource_id,
-                "patient_id": prepared.patient_id,
-                "last_updated": now,
-                "deleted": False,
-                "body": sealed,
-            },
+            _version_row(
+                prepared, pk=pk, resource_id=resource_id, version=version, now=now, body=sealed
+            ),
         )
         self._write_index(conn, prepared, pk)
         if spec.name == "Consent":
@@ -1408,6 +1393,97 @@ class Repository:
             spec.name, resource_id, version, now, False, plaintext, prepared.patient_id, pk
         )
 
+    def _seal(
+        self, prepared: _Prepared, key: Any, *, resource_id: str, version: int, now: int
+    ) -> tuple[bytes, bytes]:
+        """Stamps the server's meta on the resource and seals it: (its JSON, the sealed body).
+
+        ``key`` is the owner's ``data_key`` row (wrapped, master_key_id), None if it has none.
+        """
+        data = prepared.data
+        data["meta"] = {
+            **data["meta"],
+            "versionId": str(version),
+            "lastUpdated": format_instant(now),
+        }
+        plaintext = orjson.dumps(data)
+        if key is None:
+            raise Unprocessable("This inwoner's vault was erased")
+        owner = prepared.patient_id or SHARED_OWNER
+        aead = self._rt.keys.aead(owner=owner, key_id=key.master_key_id, wrapped=key.wrapped)
+        sealed = seal_body(
+            aead,
+            resource_type=prepared.spec.name,
+            resource_id=resource_id,
+            version=version,
+            plaintext=plaintext,
+        )
+        return plaintext, sealed
+
+    def _insert_records(
+        self, conn: Connection, items: Sequence[_Prepared], keys: Mapping[str, Any] | None
+    ) -> list[Stored]:
+        """New resources of the vault's own (version 1), in a fixed number of statements.
+
+        Only types without side effects on write: a Patient needs its data key made and a
+        Consent its grants compiled, which ``_insert`` does one resource at a time.
+        """
+        if not items:
+            return []
+        assert all(p.spec.name not in ("Patient", "Consent") for p in items)
+        if keys is None:
+            keys = data_keys(conn, [p.patient_id or SHARED_OWNER for p in items])
+        # Sealed before anything is written, so an erased owner fails the batch up front.
+        sealed: list[tuple[int, bytes, bytes]] = []
+        for prepared in items:
+            now = now_micros()
+            plaintext, body = self._seal(
+                prepared,
+                keys.get(prepared.patient_id or SHARED_OWNER),
+                resource_id=prepared.data["id"],
+                version=1,
+                now=now,
+            )
+            sealed.append((now, plaintext, body))
+        inserted = conn.execute(
+            _INSERT_RESOURCES,
+            [
+                {
+                    "resource_type": prepared.spec.name,
+                    "resource_id": prepared.data["id"],
+                    "patient_id": prepared.patient_id,
+                    "version_id": 1,
+                    "last_updated": now,
+                    "deleted": False,
+                }
+                for prepared, (now, _, _) in zip(items, sealed, strict=True)
+            ],
+        )
+        pks = {(row.resource_type, row.resource_id): row.pk for row in inserted}
+        stored: list[Stored] = []
+        versions: list[dict[str, Any]] = []
+        tokens: list[dict[str, Any]] = []
+        refs: list[dict[str, Any]] = []
+        dates: list[dict[str, Any]] = []
+        for prepared, (now, plaintext, body) in zip(items, sealed, strict=True):
+            spec, resource_id = prepared.spec, prepared.data["id"]
+            pk = pks[(spec.name, resource_id)]
+            versions.append(
+                _version_row(
+                    prepared, pk=pk, resource_id=resource_id, version=1, now=now, body=body
+                )
+            )
+            more_tokens, more_refs, more_dates = self._index_rows(prepared, pk)
+            tokens += more_tokens
+            refs += more_refs
+            dates += more_dates
+            stored.append(
+                Stored(spec.name, resource_id, 1, now, False, plaintext, prepared.patient_id, pk)
+            )
+        conn.execute(_INSERT_VERSION, versions)
+        self._insert_index(conn, tokens, refs, dates)
+        return stored
+
     def _ensure_data_key(self, conn: Connection, patient_id: str) -> None:
         found = conn.execute(select(K.owner).where(K.owner == patient_id)).first()
         if found is None:
@@ -1422,6 +1498,26 @@ class Repository:
             )
 
     def _write_index(self, conn: Connection, prepared: _Prepared, pk: int) -> None:
+        self._insert_index(conn, *self._index_rows(prepared, pk))
+
+    @staticmethod
+    def _insert_index(
+        conn: Connection,
+        tokens: list[dict[str, Any]],
+        refs: list[dict[str, Any]],
+        dates: list[dict[str, Any]],
+    ) -> None:
+        if tokens:
+            conn.execute(_INSERT_TOKENS, tokens)
+        if refs:
+            conn.execute(_INSERT_REFERENCES, refs)
+        if dates:
+            conn.execute(_INSERT_DATES, dates)
+
+    def _index_rows(
+        self, prepared: _Prepared, pk: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The search index rows of one resource: (tokens, references, dates)."""
         spec, data, patient_id = prepared.spec, prepared.data, prepared.patient_id
         tokens: list[dict[str, Any]] = []
         refs: list[dict[str, Any]] = []
@@ -1453,12 +1549,7 @@ class Repository:
             else:
                 for low, high in values:
                     dates.append({**common, "param": param.name, "low": low, "high": high})
-        if tokens:
-            conn.execute(_INSERT_TOKENS, tokens)
-        if refs:
-            conn.execute(_INSERT_REFERENCES, refs)
-        if dates:
-            conn.execute(_INSERT_DATES, dates)
+        return tokens, refs, dates
 
     @staticmethod
     def _clear_index(conn: Connection, pk: int, *, keep_labels: bool = False) -> None:
@@ -1470,6 +1561,21 @@ class Repository:
             conn.execute(stmt)
 
 
+def _version_row(
+    prepared: _Prepared, *, pk: int, resource_id: str, version: int, now: int, body: bytes
+) -> dict[str, Any]:
+    return {
+        "resource_pk": pk,
+        "version_id": version,
+        "resource_type": prepared.spec.name,
+        "resource_id": resource_id,
+        "patient_id": prepared.patient_id,
+        "last_updated": now,
+        "deleted": False,
+        "body": body,
+    }
+
+
 def write_internal(
     runtime: Runtime,
     conn: Connection,
@@ -1479,13 +1585,44 @@ def write_internal(
     patient_id: str | None,
 ) -> Stored:
     """The vault's own records (AuditEvent, Provenance): no caller, no access check."""
+    (stored,) = write_internal_many(runtime, conn, [(resource_type, data, patient_id)])
+    return stored
+
+
+def data_keys(conn: Connection, owners: Iterable[str]) -> dict[str, Any]:
+    """The ``data_key`` rows (owner, wrapped, master_key_id) of these owners, by owner.
+
+    An owner without a row is missing; an erased one has ``wrapped`` None.
+    """
+    return {row.owner: row for row in conn.execute(*_DATA_KEYS.bind(owners))}
+
+
+def write_internal_many(
+    runtime: Runtime,
+    conn: Connection,
+    items: Sequence[tuple[str, dict[str, Any], str | None]],
+    *,
+    keys: Mapping[str, Any] | None = None,
+) -> list[Stored]:
+    """:func:`write_internal` for many records at once: (resource type, data, patient id)
+    each, stored in that order, in the same few statements however many there are.
+
+    ``keys``: the owners' :func:`data_keys` if the caller read them already (every patient
+    id, and ``SHARED_OWNER`` for records of none); read here when None.
+    """
     repo = Repository(runtime, AccessContext.full("vault"))
-    prepared = _Prepared(
-        RESOURCE_TYPES[resource_type],
-        {**data, "meta": {"versionId": "1", "lastUpdated": ""}},
-        patient_id,
+    return repo._insert_records(
+        conn,
+        [
+            _Prepared(
+                RESOURCE_TYPES[resource_type],
+                {**data, "meta": {"versionId": "1", "lastUpdated": ""}},
+                patient_id,
+            )
+            for resource_type, data, patient_id in items
+        ],
+        keys,
     )
-    return repo._insert(conn, prepared, data["id"])
 
 
 def _named_patient(query: SearchQuery) -> str | None:

@@ -1,0 +1,253 @@
+"""The access log's group commit: a batch of records is one pass, chained in record order.
+
+``AuditLog.append`` writes every record of a batch with the same few statements, whether the
+batch holds one record or many, and links them into their inwoners' chains in the order
+given; the writer thread appends all waiting requests as one batch in one transaction, and
+fails every one of them if that transaction fails. ``verify_chains`` (what ``vault audit
+verify`` runs) must find the result intact.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import pairwise
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import event, func, select
+
+from tests.conftest import initialise, make_settings
+from tests.factories import patient
+from tests.support import fresh_database
+from vault.access import AccessContext
+from vault.audit import VAULT_CHAIN, AuditLog, AuditRecord, _Pending, verify_chains
+from vault.consent.models import AuditChain, AuditChainHead
+from vault.consent.page_data import erase_vault
+from vault.fhir.models import ResourceRow
+from vault.fhir.repository import Repository
+from vault.runtime import Runtime, now_micros
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """A vault of its own: ``verify_chains`` checks every chain, and other tests erase
+    inwoners whose old records then no longer open."""
+    directory = tmp_path_factory.mktemp("audit-group-commit")
+    with fresh_database(directory) as url:
+        settings = make_settings(directory / "vault", url)
+        initialise(settings)
+        rt = Runtime.open(settings)
+        try:
+            yield rt
+        finally:
+            rt.close()
+
+
+def new_inwoner(runtime: Runtime) -> str:
+    with runtime.db.write() as conn:
+        stored, _ = Repository(runtime, AccessContext.full()).create(conn, "Patient", patient())
+    return stored.resource_id
+
+
+def read_by(patient_id: str | None, *, n: int) -> AuditRecord:
+    """A partner's read; ``n`` (the Goal it read) tells the records apart."""
+    return AuditRecord(
+        patient_id=patient_id,
+        interaction="read",
+        permitted=True,
+        client_id="partner-client",
+        organization="Organization/partner",
+        account_id=None,
+        entities=[f"Goal/goal-{n}"],
+        purposes=("TREAT",),
+        recorded=now_micros(),
+    )
+
+
+def append(runtime: Runtime, records: list[AuditRecord]) -> None:
+    with runtime.db.write() as conn:
+        runtime.audit.append(conn, records)
+
+
+def chain_of(runtime: Runtime, chain: str) -> list[dict[str, Any]]:
+    """The chain's links in order, each with the AuditEvent it holds."""
+    repo = Repository(runtime, AccessContext.full())
+    with runtime.db.read() as conn:
+        rows = conn.execute(
+            select(AuditChain.seq, AuditChain.prev_hash, AuditChain.hash, ResourceRow.resource_id)
+            .join(ResourceRow, ResourceRow.pk == AuditChain.resource_pk)
+            .where(AuditChain.chain == chain)
+            .order_by(AuditChain.seq)
+        ).all()
+        return [
+            {
+                "seq": row.seq,
+                "prev_hash": row.prev_hash,
+                "hash": row.hash,
+                "event": orjson.loads(
+                    repo.vread(conn, "AuditEvent", row.resource_id, "1").body or b"{}"
+                ),
+            }
+            for row in rows
+        ]
+
+
+def goals_read(links: list[dict[str, Any]]) -> list[str]:
+    return [
+        entity["what"]["reference"]
+        for link in links
+        for entity in link["event"]["entity"]
+        if entity.get("what", {}).get("reference", "").startswith("Goal/")
+    ]
+
+
+def assert_linked(links: list[dict[str, Any]]) -> None:
+    assert [link["seq"] for link in links] == list(range(1, len(links) + 1))
+    for before, after in pairwise(links):
+        assert after["prev_hash"] == before["hash"]
+
+
+@contextmanager
+def statements(runtime: Runtime) -> Iterator[list[str]]:
+    """The SQL statements the vault's write engine sends while the block runs."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(runtime.db.write_engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(runtime.db.write_engine, "before_cursor_execute", count)
+
+
+def test_a_batch_chains_records_of_one_and_of_several_inwoners_in_record_order(
+    runtime: Runtime,
+) -> None:
+    anna, bram, cor = (new_inwoner(runtime) for _ in range(3))
+    append(runtime, [read_by(anna, n=0)])  # anna's chain has a head already, the others not
+    order = [anna, bram, anna, cor, anna, bram, None]
+
+    append(runtime, [read_by(who, n=n) for n, who in enumerate(order, start=1)])
+
+    for who in (anna, bram, cor):
+        links = chain_of(runtime, who)
+        assert_linked(links)
+        expected = [0] if who == anna else []
+        expected += [n for n, w in enumerate(order, start=1) if w == who]
+        assert goals_read(links) == [f"Goal/goal-{n}" for n in expected]
+    assert goals_read(chain_of(runtime, VAULT_CHAIN))[-1] == "Goal/goal-7"
+    with runtime.db.read() as conn:
+        heads = {row.chain: row.seq for row in conn.execute(select(AuditChainHead))}
+    assert (heads[anna], heads[bram], heads[cor]) == (4, 2, 1)
+    assert verify_chains(runtime) == []
+
+
+def test_an_erased_inwoners_record_in_a_mixed_batch_goes_to_the_vault_chain(
+    runtime: Runtime,
+) -> None:
+    kept, erased = new_inwoner(runtime), new_inwoner(runtime)
+    with runtime.db.write() as conn:
+        erase_vault(conn, patient_id=erased)
+
+    append(runtime, [read_by(kept, n=1), read_by(erased, n=2), read_by(kept, n=3)])
+
+    assert goals_read(chain_of(runtime, kept)) == ["Goal/goal-1", "Goal/goal-3"]
+    assert chain_of(runtime, erased) == []
+    last = chain_of(runtime, VAULT_CHAIN)[-1]["event"]
+    whats = [e["what"]["reference"] for e in last["entity"] if "what" in e]
+    assert whats == [f"Patient/{erased}", "Goal/goal-2"]
+    assert verify_chains(runtime) == []
+
+
+def test_a_batch_of_twenty_records_costs_the_statements_of_a_batch_of_one(
+    runtime: Runtime,
+) -> None:
+    inwoners = [new_inwoner(runtime) for _ in range(5)]
+    append(runtime, [read_by(who, n=0) for who in inwoners])  # every chain has a head
+
+    with runtime.db.write() as conn, statements(runtime) as one:
+        runtime.audit.append(conn, [read_by(inwoners[0], n=1)])
+    with runtime.db.write() as conn, statements(runtime) as twenty:
+        runtime.audit.append(conn, [read_by(inwoners[n % 5], n=n) for n in range(20)])
+
+    # The data keys, the AuditEvents, their versions, their tokens, references and dates,
+    # the chain heads, the links, the heads moved.
+    assert len(twenty) == len(one) == 9, twenty
+    assert verify_chains(runtime) == []
+
+
+def queued_as_one_batch(log: AuditLog, requests: list[list[AuditRecord]]) -> list[_Pending]:
+    """Requests queued before the writer thread starts, so it takes them as one batch."""
+    waiting = [_Pending(records) for records in requests]
+    for pending in waiting:
+        log._queue.put(pending)
+    log._ensure_thread()
+    return waiting
+
+
+def test_waiting_requests_are_appended_as_one_batch_in_request_order(runtime: Runtime) -> None:
+    anna, bram = new_inwoner(runtime), new_inwoner(runtime)
+    requests = [
+        [read_by(anna, n=1)],
+        [read_by(bram, n=2), read_by(anna, n=3)],
+        [read_by(anna, n=4)],
+    ]
+
+    with statements(runtime) as sent:
+        waiting = queued_as_one_batch(AuditLog(runtime), requests)
+        for pending in waiting:
+            pending.done.result(timeout=30)
+
+    assert sum(s.startswith("INSERT INTO audit_chain ") for s in sent) == 1
+    assert goals_read(chain_of(runtime, anna)) == ["Goal/goal-1", "Goal/goal-3", "Goal/goal-4"]
+    assert goals_read(chain_of(runtime, bram)) == ["Goal/goal-2"]
+    assert verify_chains(runtime) == []
+
+
+def test_a_failing_batch_writes_nothing_and_fails_every_waiting_request(
+    runtime: Runtime,
+) -> None:
+    anna, bram = new_inwoner(runtime), new_inwoner(runtime)
+    append(runtime, [read_by(anna, n=0)])
+    log = AuditLog(runtime)
+
+    def count_rows() -> tuple[int, int, list[tuple[str, int]]]:
+        with runtime.db.read() as conn:
+            events = conn.scalar(
+                select(func.count()).where(ResourceRow.resource_type == "AuditEvent")
+            )
+            links = conn.scalar(select(func.count()).select_from(AuditChain))
+            heads = conn.execute(
+                select(AuditChainHead.chain, AuditChainHead.seq).order_by(AuditChainHead.chain)
+            )
+            return events or 0, links or 0, [(row.chain, row.seq) for row in heads]
+
+    before = count_rows()
+
+    def fail_the_links(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # After the AuditEvents, their versions and index rows are written.
+        if threading.current_thread() is log._thread and statement.startswith(
+            "INSERT INTO audit_chain "
+        ):
+            raise RuntimeError("the disk is full")
+
+    event.listen(runtime.db.write_engine, "before_cursor_execute", fail_the_links)
+    try:
+        waiting = queued_as_one_batch(
+            log, [[read_by(anna, n=1)], [read_by(bram, n=2)], [read_by(anna, n=3)]]
+        )
+        errors = [pending.done.exception(timeout=30) for pending in waiting]
+    finally:
+        event.remove(runtime.db.write_engine, "before_cursor_execute", fail_the_links)
+
+    assert all(isinstance(error, RuntimeError) for error in errors), errors
+    assert count_rows() == before
+    assert goals_read(chain_of(runtime, anna)) == ["Goal/goal-0"]
+    log.record([read_by(bram, n=4)])  # the writer goes on after a failed batch
+    assert goals_read(chain_of(runtime, bram)) == ["Goal/goal-4"]
+    assert verify_chains(runtime) == []
