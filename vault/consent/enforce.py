@@ -43,6 +43,13 @@ _DENY = ConsentGrant.__table__.alias("d")
 _NAMED = ResourceRow.__table__.alias("named")
 
 
+def _one_of(values: Iterable[str]) -> list[ColumnElement[str]]:
+    """``IN`` with one bound value each, not SQLAlchemy's expanding parameter: that one
+    renders the statement again at every execution, which cost a partner's search more
+    than its queries. The lists here are fixed per cached condition (grantees, purposes)."""
+    return [literal(value) for value in values]
+
+
 @dataclass(frozen=True, slots=True)
 class RowColumns:
     """The columns that identify a resource row: of fhir_resource or of fhir_version."""
@@ -61,13 +68,13 @@ def _match(
     return [
         g.patient_id == row.patient_id,
         or_(
-            and_(g.resource_type == "*", row.resource_type.in_(sorted(GRANTABLE_TYPES))),
+            and_(g.resource_type == "*", row.resource_type.in_(_one_of(sorted(GRANTABLE_TYPES)))),
             g.resource_type == row.resource_type,
         ),
         or_(g.action.is_(None), g.action == action),
         or_(g.valid_from.is_(None), g.valid_from <= now),
         or_(g.valid_until.is_(None), g.valid_until > now),
-        or_(g.purpose.is_(None), g.purpose.in_(purpose_list))
+        or_(g.purpose.is_(None), g.purpose.in_(_one_of(purpose_list)))
         if purpose_list
         else g.purpose.is_(None),
         or_(
@@ -128,7 +135,7 @@ def granted(
         .where(
             d.c.consent_pk == g.c.consent_pk,
             d.c.effect == "deny",
-            or_(d.c.grantee.is_(None), d.c.grantee.in_(who)),
+            or_(d.c.grantee.is_(None), d.c.grantee.in_(_one_of(who))),
             *_match(d.c, row, action=action, purposes=purposes, now=now),
         )
         .correlate_except(d)
@@ -137,7 +144,7 @@ def granted(
         select(g.c.id)
         .where(
             g.c.effect == "permit",
-            g.c.grantee.in_(who),
+            g.c.grantee.in_(_one_of(who)),
             *_match(g.c, row, action=action, purposes=purposes, now=now),
             ~denied,
         )
