@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     BindParameter,
+    Boolean,
     ColumnElement,
     and_,
     bindparam,
@@ -24,12 +25,15 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from vault.consent.compile import GRANTABLE_TYPES
 from vault.consent.models import ConsentGrant
 from vault.fhir.models import ResourceRow, SearchReference, SearchToken
 
-__all__ = ["NOW", "RowColumns", "granted"]
+__all__ = ["NOW", "Decided", "RowColumns", "granted"]
 
 # The instant of the decision as a bind parameter: a condition built with it can be built
 # once and reused, with the instant passed at execution (``{NOW.key: now}``).
@@ -41,6 +45,33 @@ ST = SearchToken.__table__.c
 _PERMIT = ConsentGrant.__table__.alias("g")
 _DENY = ConsentGrant.__table__.alias("d")
 _NAMED = ResourceRow.__table__.alias("named")
+
+
+class Decided(ColumnElement[bool]):
+    """A built access condition whose cache key is ``decision``, not its whole tree.
+
+    SQLAlchemy walks an expression on every execution to find its compiled form; for the
+    consent condition (subqueries, lists of grantees) that walk cost a partner's search
+    more than its SQL. ``decision`` must name everything the condition was built from. Its
+    only value that changes between runs, the instant, is :data:`NOW`, which every
+    execution passes by name; a run without it fails instead of using a stale instant.
+    """
+
+    __visit_name__ = "rk_decided"
+    _traverse_internals = [("decision", InternalTraversal.dp_plain_obj)]
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a condition, not a column: no "= 1" around it
+
+    def __init__(self, condition: ColumnElement[bool], decision: tuple[Any, ...]) -> None:
+        self.condition = condition
+        self.decision = decision
+
+
+@compiles(Decided)
+def _compile_decided(element: Decided, compiler: SQLCompiler, **kw: Any) -> str:
+    # Always in parentheses: it is an OR, and may stand inside an AND.
+    return "(" + compiler.process(element.condition, **kw) + ")"
 
 
 def _one_of(values: Iterable[str]) -> list[ColumnElement[str]]:

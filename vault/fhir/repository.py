@@ -41,7 +41,7 @@ from sqlalchemy import (
 
 from vault.access import AccessContext, Interaction
 from vault.audit import AuditRecord
-from vault.consent.enforce import NOW, RowColumns, granted, names_grantee
+from vault.consent.enforce import NOW, Decided, RowColumns, granted, names_grantee
 from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.crypto import BlindIndex, new_data_key, open_body, seal_body
 from vault.db import InList, fetch_one, table_of
@@ -223,7 +223,7 @@ class Repository:
             ]
             if action == "access":
                 conditions.append(names_grantee(row, grantees=ctx.grantees))
-            cached = or_(*conditions)
+            cached = Decided(or_(*conditions), key)
             if len(_VISIBLE_CACHE) >= _VISIBLE_CACHE_SIZE:
                 _VISIBLE_CACHE.clear()
             _VISIBLE_CACHE[key] = cached
