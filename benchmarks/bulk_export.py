@@ -28,7 +28,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -100,16 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if shutil.which("taskset") is None:
         sys.exit("taskset is not installed: `apt-get install util-linux`")
-    os.environ.pop("VAULT_MASTER_KEY", None)
-    data_dir = Path(tempfile.mkdtemp(prefix="regiekluis-export-bench-"))
-    try:
-        with base.fresh_database(args.database_url, data_dir) as url:
-            bench(args, data_dir, url)
-    finally:
-        if args.keep:
-            print(f"kept {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    base.in_scratch(args, bench, name="export-bench")
 
 
 def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:

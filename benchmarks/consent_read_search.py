@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -502,16 +500,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     base.check_tools(args)
-    os.environ.pop("VAULT_MASTER_KEY", None)
-    data_dir = Path(tempfile.mkdtemp(prefix="regiekluis-consent-bench-"))
-    try:
-        with base.fresh_database(args.database_url, data_dir) as url:
-            bench(args, data_dir, url)
-    finally:
-        if args.keep:
-            print(f"kept {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    base.in_scratch(args, bench, name="consent-bench")
 
 
 def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:

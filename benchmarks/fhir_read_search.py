@@ -42,7 +42,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -870,11 +870,13 @@ def check_tools(args: argparse.Namespace) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    check_tools(args)
+def in_scratch(
+    args: argparse.Namespace, bench: Callable[[argparse.Namespace, Path, str], None], *, name: str
+) -> None:
+    """Run ``bench`` on a temporary data folder and a fresh database, both removed after
+    it unless ``--keep``; every benchmark script starts this way."""
     os.environ.pop("VAULT_MASTER_KEY", None)  # the benchmark's vault uses its own key file
-    data_dir = Path(tempfile.mkdtemp(prefix="regiekluis-bench-"))
+    data_dir = Path(tempfile.mkdtemp(prefix=f"regiekluis-{name}-"))
     try:
         with fresh_database(args.database_url, data_dir) as url:
             bench(args, data_dir, url)
@@ -883,6 +885,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"kept {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    check_tools(args)
+    in_scratch(args, bench, name="bench")
 
 
 def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
