@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from adapters.testing import RegisteredClient, ThrowawayVault, vault_partner
-from tests.factories import consent, patient
+from tests.factories import patient
 from tests.support import fresh_database
 
 # An adapter's own conftest says ``pytest_plugins = ["adapters.testing"]``; pytest allows
@@ -34,9 +34,3 @@ def partner(throwaway_vault: ThrowawayVault) -> RegisteredClient:
 @pytest.fixture
 def inwoner(throwaway_vault: ThrowawayVault) -> str:
     return str(throwaway_vault.write(patient())["id"])
-
-
-def share(vault: ThrowawayVault, inwoner: str, partner: RegisteredClient, *classes: str) -> str:
-    """The inwoner's Consent for ``partner`` on ``classes``; returns the Consent id."""
-    body = consent(patient_id=inwoner, actors=[partner.organization_ref], classes=classes)
-    return str(vault.write(body)["id"])

@@ -13,7 +13,7 @@ from sqlalchemy import insert, select, update
 from adapters.sdk import VaultClient
 from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import careplan, goal, patient
-from tests.integration.adapters.conftest import share
+from tests.support.partners import share
 from vault.access import AccessContext
 from vault.fhir import export
 from vault.fhir.export_models import ExportFile, ExportJob

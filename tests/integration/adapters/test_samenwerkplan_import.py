@@ -16,8 +16,8 @@ from adapters.samenwerkplan import IDENTIFIER_SYSTEM, IMPORT_SCOPES, PlanImporte
 from adapters.sdk import AppLaunchAuth, AuthenticationFailed, TokenFile, VaultClient
 from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import related_person
-from tests.integration.adapters.conftest import share
 from tests.support import REPO_ROOT, free_port
+from tests.support.partners import share
 from tests.support.smart import inwoner_account
 from vault.oauth.commands import register_client
 

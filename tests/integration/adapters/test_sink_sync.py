@@ -5,29 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from adapters.cli import app
 from adapters.sdk import AccessRevoked, VaultClient
 from adapters.sdk.sync import Synchroniser
-from adapters.sink import SinkAdapter, records
+from adapters.sink import SinkAdapter
 from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import careplan, goal
-from tests.integration.adapters.conftest import share
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> SinkAdapter:
-    adapter = SinkAdapter({"database_url": f"sqlite:///{tmp_path / 'partner.db'}"})
-    yield adapter
-    adapter.close()
-
-
-def held(sink: SinkAdapter) -> dict[str, str | None]:
-    with sink.engine.connect() as conn:
-        rows = conn.execute(select(records.c.resource_type, records.c.resource_id, records.c.title))
-        return {f"{r.resource_type}/{r.resource_id}": r.title for r in rows}
+from tests.support.partners import held, share
 
 
 def test_sink_syncs_grants_updates_and_forgets_a_revoked_grant(

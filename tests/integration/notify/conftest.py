@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from adapters.testing import DEMO_SCOPES, RegisteredClient, ThrowawayVault
-from tests.factories import consent, patient, subscription
+from tests.factories import patient, subscription
 from tests.support import fresh_database
 
 SUBSCRIBER_SCOPES = (*DEMO_SCOPES, "system/Subscription.cruds")
@@ -57,11 +57,6 @@ def partner(notify_vault: ThrowawayVault) -> RegisteredClient:
 @pytest.fixture
 def inwoner(notify_vault: ThrowawayVault) -> str:
     return str(notify_vault.write(patient())["id"])
-
-
-def share(vault: ThrowawayVault, inwoner: str, partner: RegisteredClient, *classes: str) -> str:
-    body = consent(patient_id=inwoner, actors=[partner.organization_ref], classes=classes)
-    return str(vault.write(body)["id"])
 
 
 @dataclass

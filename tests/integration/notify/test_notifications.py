@@ -16,9 +16,9 @@ from tests.integration.notify.conftest import (
     Receiver,
     fhir,
     register,
-    share,
     subscribe,
 )
+from tests.support.partners import share
 from vault.consent.page_data import erase_vault
 
 SECRET = "s3cret-of-the-partner"

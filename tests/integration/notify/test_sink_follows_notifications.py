@@ -9,11 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
-from sqlalchemy import select
 
 from adapters.sdk import (
     Notification,
@@ -22,24 +19,12 @@ from adapters.sdk import (
     apply_notification,
     subscription_resource,
 )
-from adapters.sink import SinkAdapter, records
+from adapters.sink import SinkAdapter
 from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import goal
-from tests.integration.notify.conftest import WAIT, share
+from tests.integration.notify.conftest import WAIT
 from tests.support import free_port
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[SinkAdapter]:
-    adapter = SinkAdapter({"database_url": f"sqlite:///{tmp_path / 'partner.db'}"})
-    yield adapter
-    adapter.close()
-
-
-def held(sink: SinkAdapter) -> dict[str, str | None]:
-    with sink.engine.connect() as conn:
-        rows = conn.execute(select(records.c.resource_type, records.c.resource_id, records.c.title))
-        return {f"{r.resource_type}/{r.resource_id}": r.title for r in rows}
+from tests.support.partners import held, share
 
 
 def test_a_plan_change_reaches_the_partner_sink_through_a_notification(
