@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from fastapi import Request
 
+from adapters.sink import SinkAdapter
 from tests.support import free_port, fresh_database
 from vault.access import AccessContext
 from vault.config import Settings
@@ -141,3 +142,11 @@ def create(client: httpx.Client, resource: dict[str, object]) -> dict[str, objec
     assert response.status_code == 201, response.text
     body: dict[str, object] = response.json()
     return body
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[SinkAdapter]:
+    """A partner's own database, as the sink adapter keeps it (SQLite in ``tmp_path``)."""
+    adapter = SinkAdapter({"database_url": f"sqlite:///{tmp_path / 'partner.db'}"})
+    yield adapter
+    adapter.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -71,13 +70,6 @@ class FakeFhir:
 @pytest.fixture
 def fake() -> FakeFhir:
     return FakeFhir()
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> SinkAdapter:
-    adapter = SinkAdapter({"database_url": f"sqlite:///{tmp_path / 'partner.db'}"})
-    yield adapter
-    adapter.close()
 
 
 def synchroniser(fake: FakeFhir, sink: SinkAdapter) -> Synchroniser:
