@@ -15,7 +15,7 @@ from vault.fhir.repository import HistoryPage, SearchPage, Stored
 from vault.fhir.resources import format_instant
 from vault.fhir.search import Cursor
 
-__all__ = ["history_bundle", "search_bundle"]
+__all__ = ["complete_searchset", "history_bundle", "search_bundle"]
 
 
 def _link(relation: str, url: str) -> dict[str, str]:
@@ -65,6 +65,22 @@ def search_bundle(page: SearchPage, *, base: str, count: int) -> bytes:
                 "search": {"mode": "outcome"},
             },
         ]
+    return orjson.dumps(bundle)
+
+
+def complete_searchset(
+    self_url: str, entries: list[tuple[str, Any]], *, timestamp: int | None = None
+) -> bytes:
+    """A searchset that holds every match on one page: (fullUrl, resource) per entry."""
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if timestamp is not None:
+        bundle["timestamp"] = format_instant(timestamp)
+    bundle["total"] = len(entries)
+    bundle["link"] = [_link("self", self_url)]
+    bundle["entry"] = [
+        {"fullUrl": url, "resource": resource, "search": {"mode": "match"}}
+        for url, resource in entries
+    ]
     return orjson.dumps(bundle)
 
 

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from vault.deps import RepositoryDep, RuntimeDep, request_repository
 from vault.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
-from vault.fhir.bundles import history_bundle, search_bundle
+from vault.fhir.bundles import complete_searchset, history_bundle, search_bundle
 from vault.fhir.capability import capability_statement
 from vault.fhir.outcomes import FHIR_JSON, error_response
 from vault.fhir.repository import Stored
@@ -158,21 +158,14 @@ def patient_everything(
     with runtime.db.read() as conn:
         found = repo.everything(conn, patient_id, since=since)
     base = base_url(request, runtime)
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(found),
-        "link": [{"relation": "self", "url": f"{base}/Patient/{patient_id}/$everything"}],
-        "entry": [
-            {
-                "fullUrl": f"{base}/{s.resource_type}/{s.resource_id}",
-                "resource": orjson.Fragment(s.body or b"{}"),
-                "search": {"mode": "match"},
-            }
+    bundle = complete_searchset(
+        f"{base}/Patient/{patient_id}/$everything",
+        [
+            (f"{base}/{s.resource_type}/{s.resource_id}", orjson.Fragment(s.body or b"{}"))
             for s in found
         ],
-    }
-    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+    )
+    return Response(bundle, media_type=FHIR_JSON)
 
 
 @router.get("/{resource_type}/_history")

@@ -17,8 +17,8 @@ from starlette.responses import Response
 from vault.access import AccessContext
 from vault.deps import AccessDep, RuntimeDep
 from vault.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from vault.fhir.bundles import complete_searchset
 from vault.fhir.outcomes import FHIR_JSON
-from vault.fhir.resources import format_instant
 from vault.notify.subscriptions import SubscriptionStore
 from vault.runtime import Runtime, now_micros
 from vault.urls import fhir_base
@@ -102,22 +102,12 @@ def _search(request: Request, runtime: Runtime, ctx: AccessContext, names: list[
     base = fhir_base(request, runtime.settings)
     with runtime.db.read() as conn:
         found = SubscriptionStore(runtime, ctx).search(conn)
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "timestamp": format_instant(now_micros()),
-        "total": len(found),
-        "link": [{"relation": "self", "url": f"{base}/Subscription"}],
-        "entry": [
-            {
-                "fullUrl": f"{base}/Subscription/{s['id']}",
-                "resource": s,
-                "search": {"mode": "match"},
-            }
-            for s in found
-        ],
-    }
-    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+    bundle = complete_searchset(
+        f"{base}/Subscription",
+        [(f"{base}/Subscription/{s['id']}", s) for s in found],
+        timestamp=now_micros(),
+    )
+    return Response(bundle, media_type=FHIR_JSON)
 
 
 @router.get("/{subscription_id}")
