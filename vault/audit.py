@@ -13,7 +13,9 @@ reordered record is detected by ``vault audit verify``. Records that concern no 
 Writes log in their own transaction: a failed audit write fails the request. Reads log
 through a group-commit writer: the request waits until its record is durable, and many
 requests share one commit, so an acknowledged read's record survives a kill. A batch of
-records costs the same ten or so statements whether it holds one record or hundreds.
+records costs the same ten or so statements whether it holds one record or hundreds. When
+a group's commit fails, each request in it is written again on its own, so one record that
+cannot be written fails only the request it belongs to.
 """
 
 from __future__ import annotations
@@ -198,10 +200,14 @@ _MOVE_HEAD = (
 
 
 def _away_from_erased(record: AuditRecord, keys: Mapping[str, Any]) -> AuditRecord:
-    """An erased inwoner's key is gone: their record goes to the vault's own chain, naming
-    the Patient, instead of being sealed under nothing."""
-    key = keys.get(record.patient_id) if record.patient_id is not None else None
-    if key is None or key.wrapped is not None:
+    """A record about an inwoner id without a live data key goes to the vault's own chain,
+    naming the Patient, instead of being sealed under nothing: an erased inwoner's key is
+    gone, and an id a caller made up (``Goal?patient=ghost-1``) never had one. Either way
+    the decision is still logged, and the answer cannot tell the two apart."""
+    if record.patient_id is None:
+        return record
+    key = keys.get(record.patient_id)
+    if key is not None and key.wrapped is not None:
         return record
     entities = [f"Patient/{record.patient_id}", *record.entities]
     return replace(record, patient_id=None, entities=entities)
@@ -329,18 +335,31 @@ class AuditLog:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            error: BaseException | None = None
             try:
                 with self._rt.db.write() as conn:
                     self.append(conn, [r for pending in batch for r in pending.records])
-            except Exception as exc:  # every waiting request fails; none is acknowledged
+            except Exception as exc:
                 log.error("access log write failed: %s", type(exc).__name__)
-                error = exc
+                if len(batch) == 1:
+                    batch[0].done.set_exception(exc)
+                    continue
+                # One request's records must never fail another's: the group is rolled
+                # back whole, so each request is written again in a transaction of its own.
+                for pending in batch:
+                    self._write_alone(pending)
+                continue
             for pending in batch:
-                if error is None:
-                    pending.done.set_result(None)
-                else:
-                    pending.done.set_exception(error)
+                pending.done.set_result(None)
+
+    def _write_alone(self, pending: _Pending) -> None:
+        try:
+            with self._rt.db.write() as conn:
+                self.append(conn, pending.records)
+        except Exception as exc:  # only this request fails; it is not acknowledged
+            log.error("access log write failed: %s", type(exc).__name__)
+            pending.done.set_exception(exc)
+        else:
+            pending.done.set_result(None)
 
 
 def verify_chains(runtime: Runtime) -> list[str]:
