@@ -362,10 +362,16 @@ class AuditLog:
             pending.done.set_result(None)
 
 
-def verify_chains(runtime: Runtime) -> list[str]:
-    """Check every chain; returns one message per broken chain (empty: all intact)."""
+def verify_chains(runtime: Runtime, *, notes: list[str] | None = None) -> list[str]:
+    """Check every chain; returns one message per broken chain (empty: all intact).
+
+    The chain of an erased inwoner cannot be opened any more (its data key is destroyed):
+    it is reported in ``notes`` as erased, not as broken, and what can still be checked is
+    checked: the erasure record (the destroyed key's row) is in place, every link is there
+    in order, each follows the one before it, and the head is the last link.
+    """
     from vault.access import AccessContext
-    from vault.fhir.models import ResourceRow
+    from vault.fhir.models import DataKey, ResourceRow
     from vault.fhir.repository import Repository
 
     key = _chain_key(runtime)
@@ -374,7 +380,14 @@ def verify_chains(runtime: Runtime) -> list[str]:
     with runtime.db.read() as conn:
         heads = {row.chain: row for row in conn.execute(select(AuditChainHead))}
         chains = sorted({row[0] for row in conn.execute(select(AuditChain.chain))} | set(heads))
+        shredded = {
+            row.owner: row.destroyed_at
+            for row in conn.execute(
+                select(DataKey.owner, DataKey.destroyed_at).where(DataKey.wrapped.is_(None))
+            )
+        }
         for chain in chains:
+            erased = chain in shredded
             prev, expected_seq = GENESIS, 1
             links = conn.execute(
                 select(AuditChain, ResourceRow.resource_id)
@@ -383,7 +396,9 @@ def verify_chains(runtime: Runtime) -> list[str]:
                 .order_by(AuditChain.seq)
             ).all()
             broken = None
-            for link in links:
+            if erased and shredded[chain] is None:
+                broken = f"chain {chain}: its data key is gone without a record of the erasure"
+            for link in links if broken is None else ():
                 where = f"chain {chain}, record {link.seq} (AuditEvent/{link.resource_id})"
                 if link.seq != expected_seq:
                     broken = f"{where}: record {expected_seq} is missing"
@@ -391,14 +406,15 @@ def verify_chains(runtime: Runtime) -> list[str]:
                 if link.prev_hash != prev:
                     broken = f"{where}: does not follow the record before it"
                     break
-                try:
-                    body = repo.vread(conn, "AuditEvent", link.resource_id, "1").body or b""
-                except Exception:
-                    broken = f"{where}: the record cannot be opened"
-                    break
-                if not hmac.compare_digest(_link(key, prev, body), link.hash):
-                    broken = f"{where}: the record was changed"
-                    break
+                if not erased:
+                    try:
+                        body = repo.vread(conn, "AuditEvent", link.resource_id, "1").body or b""
+                    except Exception:
+                        broken = f"{where}: the record cannot be opened"
+                        break
+                    if not hmac.compare_digest(_link(key, prev, body), link.hash):
+                        broken = f"{where}: the record was changed"
+                        break
                 prev, expected_seq = link.hash, expected_seq + 1
             head = heads.get(chain)
             if (
@@ -409,4 +425,10 @@ def verify_chains(runtime: Runtime) -> list[str]:
                 broken = f"chain {chain}: records after {expected_seq - 1} are missing"
             if broken is not None:
                 problems.append(broken)
+            elif erased and notes is not None:
+                when = format_instant(shredded[chain] or 0)
+                notes.append(
+                    f"chain {chain}: erased at {when}; its {expected_seq - 1} records can no "
+                    "longer be opened, their links are in place and in order"
+                )
     return problems

@@ -31,7 +31,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from vault.consent.compile import GRANTABLE_TYPES
 from vault.consent.models import ConsentGrant
-from vault.fhir.models import ResourceRow, SearchReference, SearchToken
+from vault.fhir.models import DataKey, ResourceRow, SearchReference, SearchToken
 
 __all__ = ["NOW", "Decided", "RowColumns", "granted"]
 
@@ -41,6 +41,7 @@ NOW: BindParameter[int] = bindparam("rk_now", type_=BigInteger)
 
 SR = SearchReference.__table__.c
 ST = SearchToken.__table__.c
+DK = DataKey.__table__.c
 # Built once: an alias's column collection costs more to set up than the rest of the query.
 _PERMIT = ConsentGrant.__table__.alias("g")
 _DENY = ConsentGrant.__table__.alias("d")
@@ -199,5 +200,11 @@ def names_grantee(row: RowColumns, *, grantees: Iterable[str]) -> ColumnElement[
                 or_(*(and_(SR.target_type == t, SR.target_id == i) for t, i in pairs)),
             )
             .correlate_except(SearchReference.__table__)
+        ),
+        # An erased inwoner's Consents cannot be opened: they are gone, as if never written.
+        exists(
+            select(DK.owner)
+            .where(DK.owner == row.patient_id, DK.wrapped.is_not(None))
+            .correlate_except(DataKey.__table__)
         ),
     )
