@@ -89,11 +89,13 @@ def test_a_decision_about_an_id_without_a_data_key_is_logged_in_the_vault_chain(
 
     assert partner.get("/Goal", patient=ghost).status_code == 200
 
-    events = _vault_chain_events(runtime, last=50)
+    events = _vault_chain_events(runtime, last=200)
     about = [
         e
         for e in events
-        if any(x.get("what", {}).get("reference") == f"Patient/{ghost}" for x in e["entity"])
+        if any(
+            x.get("what", {}).get("reference") == f"Patient/{ghost}" for x in e.get("entity", [])
+        )
     ]
     assert len(about) == 1
     assert about[0]["agent"][0]["who"]["reference"] == partner.organization
