@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from vault.access import AccessContext
 from vault.audit import AuditRecord
@@ -190,39 +191,29 @@ class _ExportRepository(Repository):
         spec = self._require("s", resource_type)
         wanted: dict[str, bytes] = {}
         for line in lines:
-            resource_id = json.loads(line).get("id")
+            resource_id = orjson.loads(line).get("id")
             if isinstance(resource_id, str):
                 wanted[resource_id] = line
-        found = {
-            row.resource_id: row
-            for row in conn.execute(
-                select(R.resource_id, R.patient_id).where(
-                    R.resource_type == resource_type,
-                    R.resource_id.in_(sorted(wanted)),
-                    R.deleted.is_(False),
-                    self._visible(ROW),
-                    *self._restriction(spec),
-                ),
-                self._params,
-            )
-        }
+        decision = and_(R.deleted.is_(False), self._visible(ROW), *self._restriction(spec))
+        rows = conn.execute(
+            select(R.resource_id, R.patient_id, decision.label("granted")).where(
+                R.resource_type == resource_type, R.resource_id.in_(sorted(wanted))
+            ),
+            self._params,
+        ).all()
         served: list[Stored] = []
         withheld: list[Stored] = []
-        owners = conn.execute(
-            select(R.resource_id, R.patient_id).where(
-                R.resource_type == resource_type, R.resource_id.in_(sorted(wanted))
-            )
-        ).all()
-        for owner in owners:
-            item = Stored(resource_type, owner.resource_id, 0, 0, False, None, owner.patient_id)
-            (served if owner.resource_id in found else withheld).append(item)
+        for row in rows:
+            item = Stored(resource_type, row.resource_id, 0, 0, False, None, row.patient_id)
+            (served if row.granted else withheld).append(item)
         records = self._records("export", served, query=file_url)
         if withheld:
             records += self._records("export", withheld, permitted=False, query=file_url)
         if not records:  # an empty file: its download is still a decision on the record
             records = self._records("export", [], query=file_url)
         self._record_all(records)
-        return [wanted[i] for i in wanted if i in found]
+        kept = {item.resource_id for item in served}
+        return [line for resource_id, line in wanted.items() if resource_id in kept]
 
     def _record_all(self, records: list[AuditRecord]) -> None:
         if records:
