@@ -13,7 +13,9 @@ reordered record is detected by ``vault audit verify``. Records that concern no 
 Writes log in their own transaction: a failed audit write fails the request. Reads log
 through a group-commit writer: the request waits until its record is durable, and many
 requests share one commit, so an acknowledged read's record survives a kill. A batch of
-records costs the same ten or so statements whether it holds one record or hundreds.
+records costs the same ten or so statements whether it holds one record or hundreds. When
+a group's commit fails, each request in it is written again on its own, so one record that
+cannot be written fails only the request it belongs to.
 """
 
 from __future__ import annotations
@@ -198,10 +200,14 @@ _MOVE_HEAD = (
 
 
 def _away_from_erased(record: AuditRecord, keys: Mapping[str, Any]) -> AuditRecord:
-    """An erased inwoner's key is gone: their record goes to the vault's own chain, naming
-    the Patient, instead of being sealed under nothing."""
-    key = keys.get(record.patient_id) if record.patient_id is not None else None
-    if key is None or key.wrapped is not None:
+    """A record about an inwoner id without a live data key goes to the vault's own chain,
+    naming the Patient, instead of being sealed under nothing: an erased inwoner's key is
+    gone, and an id a caller made up (``Goal?patient=ghost-1``) never had one. Either way
+    the decision is still logged, and the answer cannot tell the two apart."""
+    if record.patient_id is None:
+        return record
+    key = keys.get(record.patient_id)
+    if key is not None and key.wrapped is not None:
         return record
     entities = [f"Patient/{record.patient_id}", *record.entities]
     return replace(record, patient_id=None, entities=entities)
@@ -329,24 +335,43 @@ class AuditLog:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            error: BaseException | None = None
             try:
                 with self._rt.db.write() as conn:
                     self.append(conn, [r for pending in batch for r in pending.records])
-            except Exception as exc:  # every waiting request fails; none is acknowledged
+            except Exception as exc:
                 log.error("access log write failed: %s", type(exc).__name__)
-                error = exc
+                if len(batch) == 1:
+                    batch[0].done.set_exception(exc)
+                    continue
+                # One request's records must never fail another's: the group is rolled
+                # back whole, so each request is written again in a transaction of its own.
+                for pending in batch:
+                    self._write_alone(pending)
+                continue
             for pending in batch:
-                if error is None:
-                    pending.done.set_result(None)
-                else:
-                    pending.done.set_exception(error)
+                pending.done.set_result(None)
+
+    def _write_alone(self, pending: _Pending) -> None:
+        try:
+            with self._rt.db.write() as conn:
+                self.append(conn, pending.records)
+        except Exception as exc:  # only this request fails; it is not acknowledged
+            log.error("access log write failed: %s", type(exc).__name__)
+            pending.done.set_exception(exc)
+        else:
+            pending.done.set_result(None)
 
 
-def verify_chains(runtime: Runtime) -> list[str]:
-    """Check every chain; returns one message per broken chain (empty: all intact)."""
+def verify_chains(runtime: Runtime, *, notes: list[str] | None = None) -> list[str]:
+    """Check every chain; returns one message per broken chain (empty: all intact).
+
+    The chain of an erased inwoner cannot be opened any more (its data key is destroyed):
+    it is reported in ``notes`` as erased, not as broken, and what can still be checked is
+    checked: the erasure record (the destroyed key's row) is in place, every link is there
+    in order, each follows the one before it, and the head is the last link.
+    """
     from vault.access import AccessContext
-    from vault.fhir.models import ResourceRow
+    from vault.fhir.models import DataKey, ResourceRow
     from vault.fhir.repository import Repository
 
     key = _chain_key(runtime)
@@ -355,7 +380,14 @@ def verify_chains(runtime: Runtime) -> list[str]:
     with runtime.db.read() as conn:
         heads = {row.chain: row for row in conn.execute(select(AuditChainHead))}
         chains = sorted({row[0] for row in conn.execute(select(AuditChain.chain))} | set(heads))
+        shredded = {
+            row.owner: row.destroyed_at
+            for row in conn.execute(
+                select(DataKey.owner, DataKey.destroyed_at).where(DataKey.wrapped.is_(None))
+            )
+        }
         for chain in chains:
+            erased = chain in shredded
             prev, expected_seq = GENESIS, 1
             links = conn.execute(
                 select(AuditChain, ResourceRow.resource_id)
@@ -364,7 +396,9 @@ def verify_chains(runtime: Runtime) -> list[str]:
                 .order_by(AuditChain.seq)
             ).all()
             broken = None
-            for link in links:
+            if erased and shredded[chain] is None:
+                broken = f"chain {chain}: its data key is gone without a record of the erasure"
+            for link in links if broken is None else ():
                 where = f"chain {chain}, record {link.seq} (AuditEvent/{link.resource_id})"
                 if link.seq != expected_seq:
                     broken = f"{where}: record {expected_seq} is missing"
@@ -372,14 +406,15 @@ def verify_chains(runtime: Runtime) -> list[str]:
                 if link.prev_hash != prev:
                     broken = f"{where}: does not follow the record before it"
                     break
-                try:
-                    body = repo.vread(conn, "AuditEvent", link.resource_id, "1").body or b""
-                except Exception:
-                    broken = f"{where}: the record cannot be opened"
-                    break
-                if not hmac.compare_digest(_link(key, prev, body), link.hash):
-                    broken = f"{where}: the record was changed"
-                    break
+                if not erased:
+                    try:
+                        body = repo.vread(conn, "AuditEvent", link.resource_id, "1").body or b""
+                    except Exception:
+                        broken = f"{where}: the record cannot be opened"
+                        break
+                    if not hmac.compare_digest(_link(key, prev, body), link.hash):
+                        broken = f"{where}: the record was changed"
+                        break
                 prev, expected_seq = link.hash, expected_seq + 1
             head = heads.get(chain)
             if (
@@ -390,4 +425,10 @@ def verify_chains(runtime: Runtime) -> list[str]:
                 broken = f"chain {chain}: records after {expected_seq - 1} are missing"
             if broken is not None:
                 problems.append(broken)
+            elif erased and notes is not None:
+                when = format_instant(shredded[chain] or 0)
+                notes.append(
+                    f"chain {chain}: erased at {when}; its {expected_seq - 1} records can no "
+                    "longer be opened, their links are in place and in order"
+                )
     return problems

@@ -258,10 +258,13 @@ def audit_verify(data_dir: DataDir) -> None:
 
     settings = Settings.from_env(data_dir)
     runtime = _open(settings)
+    notes: list[str] = []
     try:
-        problems = verify_chains(runtime)
+        problems = verify_chains(runtime, notes=notes)
     finally:
         runtime.close()
+    for note in notes:
+        typer.echo(f"erased: {note}")
     if problems:
         for problem in problems:
             typer.echo(f"BROKEN: {problem}", err=True)

@@ -2,14 +2,16 @@
 
 ``AuditLog.append`` writes every record of a batch with the same few statements, whether the
 batch holds one record or many, and links them into their inwoners' chains in the order
-given; the writer thread appends all waiting requests as one batch in one transaction, and
-fails every one of them if that transaction fails. ``verify_chains`` (what ``vault audit
+given; the writer thread appends all waiting requests as one batch in one transaction; if
+that transaction fails, each request is written again on its own, so only the requests
+whose own records cannot be written fail. ``verify_chains`` (what ``vault audit
 verify`` runs) must find the result intact.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
@@ -17,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, insert, select
 
 from tests.conftest import initialise, make_settings
 from tests.factories import patient
@@ -26,7 +28,7 @@ from vault.access import AccessContext
 from vault.audit import VAULT_CHAIN, AuditLog, AuditRecord, _Pending, verify_chains
 from vault.consent.models import AuditChain, AuditChainHead
 from vault.consent.page_data import erase_vault
-from vault.fhir.models import ResourceRow
+from vault.fhir.models import DataKey, ResourceRow
 from vault.fhir.repository import Repository
 from vault.runtime import Runtime, now_micros
 
@@ -250,4 +252,27 @@ def test_a_failing_batch_writes_nothing_and_fails_every_waiting_request(
     assert goals_read(chain_of(runtime, anna)) == ["Goal/goal-0"]
     log.record([read_by(bram, n=4)])  # the writer goes on after a failed batch
     assert goals_read(chain_of(runtime, bram)) == ["Goal/goal-4"]
+    assert verify_chains(runtime) == []
+
+
+def test_a_record_that_cannot_be_written_fails_only_its_own_request(runtime: Runtime) -> None:
+    anna, bram = new_inwoner(runtime), new_inwoner(runtime)
+    broken = f"broken-{uuid.uuid4().hex[:8]}"
+    with runtime.db.write() as conn:
+        # A data key wrapped by a master key this vault does not hold: it cannot seal.
+        conn.execute(
+            insert(DataKey).values(
+                owner=broken, wrapped=b"\0" * 60, master_key_id="gone", created_at=now_micros()
+            )
+        )
+
+    waiting = queued_as_one_batch(
+        AuditLog(runtime), [[read_by(anna, n=1)], [read_by(broken, n=2)], [read_by(bram, n=3)]]
+    )
+    errors = [pending.done.exception(timeout=30) for pending in waiting]
+
+    assert errors[0] is None and errors[2] is None, errors
+    assert errors[1] is not None
+    assert goals_read(chain_of(runtime, anna)) == ["Goal/goal-1"]
+    assert goals_read(chain_of(runtime, bram)) == ["Goal/goal-3"]
     assert verify_chains(runtime) == []

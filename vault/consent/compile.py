@@ -14,7 +14,9 @@ constraints of its ancestors folded in (a nested provision narrows its parent):
   types an inwoner's plan is made of. AuditEvent is never granted to anyone else, and a
   Consent is shown only to the actors it names, never granted.
 - ``data``: specific resources, ``meaning`` ``instance`` (that resource) or ``related``
-  (that resource and the resources it refers to, FHIR's consent-data-meaning).
+  (that resource and the resources it refers to, FHIR's consent-data-meaning: both when
+  the Consent is written and now, so a later write never widens it; see
+  ``consent/service.py`` and docs/partner-writes.md).
 - ``securityLabel``: one label per provision; the rows then apply to resources carrying it.
 - ``period``: from/until; ``purpose``: the purpose of use a request must have.
 

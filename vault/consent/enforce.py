@@ -30,8 +30,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from vault.consent.compile import GRANTABLE_TYPES
-from vault.consent.models import ConsentGrant
-from vault.fhir.models import ResourceRow, SearchReference, SearchToken
+from vault.consent.models import ConsentGrant, ConsentRelated
+from vault.fhir.models import DataKey, ResourceRow, SearchReference, SearchToken
 
 __all__ = ["NOW", "Decided", "RowColumns", "granted"]
 
@@ -41,6 +41,8 @@ NOW: BindParameter[int] = bindparam("rk_now", type_=BigInteger)
 
 SR = SearchReference.__table__.c
 ST = SearchToken.__table__.c
+DK = DataKey.__table__.c
+CR = ConsentRelated.__table__.c
 # Built once: an alias's column collection costs more to set up than the rest of the query.
 _PERMIT = ConsentGrant.__table__.alias("g")
 _DENY = ConsentGrant.__table__.alias("d")
@@ -91,11 +93,53 @@ class RowColumns:
     patient_id: Any
 
 
+def _related(g: Any, row: RowColumns, *, effect: str) -> ColumnElement[bool]:
+    """FHIR consent-data-meaning ``related``: the named resource and what it refers to.
+
+    "What it refers to" is read twice: what the named resource referred to when the
+    Consent was written (``consent_related``) and what it refers to now. A permit needs
+    both, so a later write (a partner's ``correct`` above all) never widens it, while a
+    reference the inwoner removes ends at once; a deny takes either, so it never narrows.
+    """
+    named = _NAMED.c
+    now_refers = exists(
+        select(SR.id)
+        .select_from(_NAMED.join(SearchReference.__table__, SR.resource_pk == named.pk))
+        .where(
+            named.resource_type == g.data_type,
+            named.resource_id == g.data_id,
+            named.deleted.is_(False),
+            SR.target_type == row.resource_type,
+            SR.target_id == row.resource_id,
+        )
+        .correlate_except(SearchReference.__table__, _NAMED)
+    )
+    referred_then = exists(
+        select(CR.id)
+        .where(
+            CR.consent_pk == g.consent_pk,
+            CR.data_type == g.data_type,
+            CR.data_id == g.data_id,
+            CR.target_type == row.resource_type,
+            CR.target_id == row.resource_id,
+        )
+        .correlate_except(ConsentRelated.__table__)
+    )
+    if effect == "permit":
+        return and_(now_refers, referred_then)
+    return or_(now_refers, referred_then)
+
+
 def _match(
-    g: Any, row: RowColumns, *, action: str, purposes: Iterable[str], now: int | BindParameter[int]
+    g: Any,
+    row: RowColumns,
+    *,
+    effect: str,
+    action: str,
+    purposes: Iterable[str],
+    now: int | BindParameter[int],
 ) -> list[ColumnElement[bool]]:
     purpose_list = sorted(set(purposes))
-    named = _NAMED.c
     return [
         g.patient_id == row.patient_id,
         or_(
@@ -111,22 +155,7 @@ def _match(
         or_(
             g.data_type.is_(None),
             and_(g.data_type == row.resource_type, g.data_id == row.resource_id),
-            # "related" (FHIR consent-data-meaning): the named resource and what it refers to.
-            and_(
-                g.data_meaning == "related",
-                exists(
-                    select(SR.id)
-                    .select_from(_NAMED.join(SearchReference.__table__, SR.resource_pk == named.pk))
-                    .where(
-                        named.resource_type == g.data_type,
-                        named.resource_id == g.data_id,
-                        named.deleted.is_(False),
-                        SR.target_type == row.resource_type,
-                        SR.target_id == row.resource_id,
-                    )
-                    .correlate_except(SearchReference.__table__, _NAMED)
-                ),
-            ),
+            and_(g.data_meaning == "related", _related(g, row, effect=effect)),
         ),
         or_(
             g.label_hash.is_(None),
@@ -167,7 +196,7 @@ def granted(
             d.c.consent_pk == g.c.consent_pk,
             d.c.effect == "deny",
             or_(d.c.grantee.is_(None), d.c.grantee.in_(_one_of(who))),
-            *_match(d.c, row, action=action, purposes=purposes, now=now),
+            *_match(d.c, row, effect="deny", action=action, purposes=purposes, now=now),
         )
         .correlate_except(d)
     )
@@ -176,7 +205,7 @@ def granted(
         .where(
             g.c.effect == "permit",
             g.c.grantee.in_(_one_of(who)),
-            *_match(g.c, row, action=action, purposes=purposes, now=now),
+            *_match(g.c, row, effect="permit", action=action, purposes=purposes, now=now),
             ~denied,
         )
         .correlate_except(g)
@@ -199,5 +228,11 @@ def names_grantee(row: RowColumns, *, grantees: Iterable[str]) -> ColumnElement[
                 or_(*(and_(SR.target_type == t, SR.target_id == i) for t, i in pairs)),
             )
             .correlate_except(SearchReference.__table__)
+        ),
+        # An erased inwoner's Consents cannot be opened: they are gone, as if never written.
+        exists(
+            select(DK.owner)
+            .where(DK.owner == row.patient_id, DK.wrapped.is_not(None))
+            .correlate_except(DataKey.__table__)
         ),
     )

@@ -1,7 +1,8 @@
 """Tables of the consent engine and the access log.
 
 ``consent_grant`` holds the rows compiled from active Consents (``consent/compile.py``),
-rewritten in the transaction that writes the Consent. Every row carries the inwoner's
+rewritten in the transaction that writes the Consent, with ``consent_related``: what each
+``related`` data grant reaches, fixed when the Consent is written. Every row carries the inwoner's
 patient id, the partition key. ``audit_chain`` links each inwoner's AuditEvents into a
 hash chain so that a changed, removed or reordered record is detected.
 """
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.db import Base, BigIntPk, Micros
 
-__all__ = ["AuditChain", "AuditChainHead", "ConsentGrant"]
+__all__ = ["AuditChain", "AuditChainHead", "ConsentGrant", "ConsentRelated"]
 
 
 class ConsentGrant(Base):
@@ -38,6 +39,23 @@ class ConsentGrant(Base):
         Index("ix_consent_grant_lookup", "patient_id", "grantee", "resource_type"),
         Index("ix_consent_grant_consent", "consent_pk"),
     )
+
+
+class ConsentRelated(Base):
+    """What a ``related`` data grant reaches: the references its named resource held when
+    the Consent was written (``consent/service.py``). A later write of the named resource,
+    by a partner or anyone, adds nothing here: a write never widens a grant."""
+
+    __tablename__ = "consent_related"
+    id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    consent_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resource.pk", ondelete="CASCADE"))
+    patient_id: Mapped[str] = mapped_column(String(64))
+    data_type: Mapped[str] = mapped_column(String(40))  # the resource the Consent names
+    data_id: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(40))  # what it referred to then
+    target_id: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_consent_related_target", "consent_pk", "target_type", "target_id"),)
 
 
 class AuditChainHead(Base):

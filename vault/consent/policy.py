@@ -41,9 +41,14 @@ class Facts:
     patient_id: str | None
     labels: frozenset[tuple[str | None, str]] = frozenset()  # meta.security (system, code)
     referenced_by: frozenset[tuple[str, str]] = frozenset()  # (type, id) of those pointing at it
+    # Per Consent key: (type, id) of those that pointed at it when that Consent was written.
+    # None: nothing changed since every Consent was written, so the same as referenced_by.
+    referenced_by_then: Mapping[str, frozenset[tuple[str, str]]] | None = None
 
 
-def _matches(grant: Grant, facts: Facts, request: Request) -> bool:
+def _matches(
+    grant: Grant, facts: Facts, request: Request, then: frozenset[tuple[str, str]]
+) -> bool:
     if grant.grantee is not None and grant.grantee not in request.grantees:
         return False
     if grant.action is not None and grant.action != request.action:
@@ -56,8 +61,12 @@ def _matches(grant: Grant, facts: Facts, request: Request) -> bool:
     if grant.data_type is not None:
         target = (grant.data_type, grant.data_id)
         direct = (facts.resource_type, facts.resource_id) == target
-        # "related" (FHIR consent-data-meaning): the named resource and what it refers to.
-        related = grant.data_meaning == "related" and target in facts.referenced_by
+        # "related" (FHIR consent-data-meaning): the named resource and what it refers to,
+        # read both now and when the Consent was written: a permit needs both (a later
+        # write never widens it), a deny takes either (a later write never narrows it).
+        now, before = target in facts.referenced_by, target in then
+        refers = (now and before) if grant.effect == "permit" else (now or before)
+        related = grant.data_meaning == "related" and refers
         if not (direct or related):
             return False
     if grant.label_code is not None and not any(
@@ -84,13 +93,18 @@ def permits(
         # The shared directory belongs to no inwoner. Any other row without an inwoner (the
         # vault's own access log) is nobody's to grant.
         return facts.resource_type in SHARED_TYPES
-    for patient_id, grants in consents.values():
+    for key, (patient_id, grants) in consents.items():
         if patient_id != facts.patient_id:
             continue
         rows = list(grants)
-        denied = any(g.effect == "deny" and _matches(g, facts, request) for g in rows)
+        then = (
+            facts.referenced_by
+            if facts.referenced_by_then is None
+            else facts.referenced_by_then.get(key, frozenset())
+        )
+        denied = any(g.effect == "deny" and _matches(g, facts, request, then) for g in rows)
         if denied:
             continue
-        if any(g.effect == "permit" and _matches(g, facts, request) for g in rows):
+        if any(g.effect == "permit" and _matches(g, facts, request, then) for g in rows):
             return True
     return False

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, tuple_
 
 from vault.consent.compile import Grant, compile_consent
-from vault.consent.models import ConsentGrant
+from vault.consent.models import ConsentGrant, ConsentRelated
 from vault.crypto import BlindIndex
 from vault.errors import Unprocessable
-from vault.fhir.models import ResourceRow
+from vault.fhir.models import ResourceRow, SearchReference
 from vault.notify.outbox import record_grant_change
 
 __all__ = ["check_consent", "drop_grants", "replace_grants"]
@@ -53,9 +53,11 @@ def replace_grants(
 ) -> None:
     before = _grant_rows(conn, consent_pk)
     conn.execute(delete(ConsentGrant).where(ConsentGrant.consent_pk == consent_pk))
+    conn.execute(delete(ConsentRelated).where(ConsentRelated.consent_pk == consent_pk))
     _notify_grantees(conn, consent_pk, patient_id, before, {_shape(g) for g in grants})
     if not grants:
         return
+    _fix_related(conn, consent_pk=consent_pk, patient_id=patient_id, grants=grants)
     conn.execute(
         insert(ConsentGrant),
         [
@@ -80,9 +82,54 @@ def replace_grants(
     )
 
 
+def _fix_related(
+    conn: Connection, *, consent_pk: int, patient_id: str, grants: list[Grant]
+) -> None:
+    """Record what each ``related`` data grant reaches now, as the inwoner sees it while she
+    writes the Consent. Later writes of the named resource add nothing to it (a partner
+    with ``correct`` would otherwise widen its own grant by adding references); see
+    docs/partner-writes.md."""
+    named = sorted(
+        {
+            (g.data_type, g.data_id)
+            for g in grants
+            if g.data_meaning == "related" and g.data_type is not None and g.data_id is not None
+        }
+    )
+    if not named:
+        return
+    r, sr = ResourceRow.__table__.c, SearchReference.__table__.c
+    targets = conn.execute(
+        select(r.resource_type, r.resource_id, sr.target_type, sr.target_id)
+        .distinct()
+        .select_from(ResourceRow.__table__.join(SearchReference.__table__, sr.resource_pk == r.pk))
+        .where(
+            tuple_(r.resource_type, r.resource_id).in_(named),
+            r.patient_id == patient_id,
+            r.deleted.is_(False),
+        )
+    ).all()
+    if targets:
+        conn.execute(
+            insert(ConsentRelated),
+            [
+                {
+                    "consent_pk": consent_pk,
+                    "patient_id": patient_id,
+                    "data_type": t.resource_type,
+                    "data_id": t.resource_id,
+                    "target_type": t.target_type,
+                    "target_id": t.target_id,
+                }
+                for t in targets
+            ],
+        )
+
+
 def drop_grants(conn: Connection, *, consent_pk: int) -> None:
     before = _grant_rows(conn, consent_pk)
     conn.execute(delete(ConsentGrant).where(ConsentGrant.consent_pk == consent_pk))
+    conn.execute(delete(ConsentRelated).where(ConsentRelated.consent_pk == consent_pk))
     if before:
         _notify_grantees(conn, consent_pk, before[0][0], before, set())
 

@@ -41,14 +41,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from vault.access import AccessContext
+from vault.audit import AuditRecord
 from vault.crypto import new_data_key
 from vault.errors import BadRequest, Forbidden, NotFound
 from vault.fhir.export_models import ExportFile, ExportJob
-from vault.fhir.repository import Repository, SearchPage
+from vault.fhir.repository import ROW, R, Repository, SearchPage, Stored
 from vault.fhir.resources import RESOURCE_TYPES, format_instant
 from vault.fhir.search import SearchQuery
 from vault.oauth.models import OAuthClient
@@ -168,12 +170,54 @@ def _context_from(text: str) -> AccessContext:
 
 
 class _ExportRepository(Repository):
-    """The repository, with one more read interaction: a page of an export."""
+    """The repository, with two more read interactions: a page of an export, and the
+    download of a file made from such pages."""
 
     def export_page(self, conn: Connection, query: SearchQuery) -> SearchPage:
         page = self._search(conn, query)
         self._record("export", page.matches, query=urlencode(query.applied))
         return page
+
+    def still_granted(
+        self, conn: Connection, resource_type: str, lines: list[bytes], *, file_url: str
+    ) -> list[bytes]:
+        """The lines of a file whose resource this caller may read now, at this request.
+
+        A file keeps what was granted when it was made; revoking or narrowing a grant
+        afterwards must hold for the file too, so each download asks the same access
+        decision (``_visible``, in SQL) as a live read. What is served is logged, one
+        record per inwoner; what is withheld is logged as denied, also per inwoner.
+        """
+        spec = self._require("s", resource_type)
+        wanted: dict[str, bytes] = {}
+        for line in lines:
+            resource_id = orjson.loads(line).get("id")
+            if isinstance(resource_id, str):
+                wanted[resource_id] = line
+        decision = and_(R.deleted.is_(False), self._visible(ROW), *self._restriction(spec))
+        rows = conn.execute(
+            select(R.resource_id, R.patient_id, decision.label("granted")).where(
+                R.resource_type == resource_type, R.resource_id.in_(sorted(wanted))
+            ),
+            self._params,
+        ).all()
+        served: list[Stored] = []
+        withheld: list[Stored] = []
+        for row in rows:
+            item = Stored(resource_type, row.resource_id, 0, 0, False, None, row.patient_id)
+            (served if row.granted else withheld).append(item)
+        records = self._records("export", served, query=file_url)
+        if withheld:
+            records += self._records("export", withheld, permitted=False, query=file_url)
+        if not records:  # an empty file: its download is still a decision on the record
+            records = self._records("export", [], query=file_url)
+        self._record_all(records)
+        kept = {item.resource_id for item in served}
+        return [line for resource_id, line in wanted.items() if resource_id in kept]
+
+    def _record_all(self, records: list[AuditRecord]) -> None:
+        if records:
+            self._rt.audit.record(records)
 
 
 def resolve_types(ctx: AccessContext, level: Level, requested: Sequence[str]) -> tuple[str, ...]:
@@ -537,7 +581,18 @@ def open_file(runtime: Runtime, ctx: AccessContext, job_id: str, file_pk: int) -
         raise NotFound("This export file is not known")
     aead = _aead(runtime, job_id, job.wrapped_key, job.master_key_id)
     sealed: bytes = row.body
-    return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(job_id, row.resource_type))
+    body = aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(job_id, row.resource_type))
+    # The file was made under the grants of its transaction time; it is served under
+    # the grants of now (issue 11: a revoked or narrowed grant holds for files too).
+    repo = _ExportRepository(runtime, ctx)
+    with runtime.db.read() as conn:
+        kept = repo.still_granted(
+            conn,
+            str(row.resource_type),
+            [line for line in body.split(b"\n") if line.strip()],
+            file_url=f"$export-file/{job_id[:8]}/{file_pk}",
+        )
+    return b"".join(line + b"\n" for line in kept)
 
 
 def cancel(runtime: Runtime, ctx: AccessContext, job_id: str) -> None:

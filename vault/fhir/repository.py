@@ -1089,7 +1089,15 @@ class Repository:
         prepared = self._prepare(conn, spec, body, resource_id=resource_id)
         if prepared.patient_id != row.patient_id:
             raise Unprocessable("A resource cannot move to another inwoner's compartment")
+        labels = self._labels(conn, row.pk)
         stored = self._new_version(conn, prepared, row)
+        if self._labels(conn, row.pk) != labels:
+            # Labels decide who else may see a resource: a partner's write never changes
+            # that (docs/partner-writes.md); the inwoner labels her own data.
+            self._deny_write("update", spec.name, resource_id, row.patient_id)
+            raise Forbidden(
+                "A partner cannot change meta.security; send the labels the resource has"
+            )
         if not visible("correct"):
             # The change would take the resource out of what was granted (e.g. a label).
             self._deny_write("update", spec.name, resource_id, row.patient_id)
@@ -1097,6 +1105,14 @@ class Repository:
         self._provenance(conn, stored)
         self._record_write(conn, "update", stored)
         return stored
+
+    @staticmethod
+    def _labels(conn: Connection, pk: int) -> list[tuple[str | None, str]]:
+        t = SearchToken.__table__.c
+        rows = conn.execute(
+            select(t.system, t.code_hash).where(t.resource_pk == pk, t.param == "_security")
+        )
+        return sorted(set((row.system, row.code_hash) for row in rows), key=str)
 
     def _provenance(self, conn: Connection, stored: Stored) -> None:
         ctx = self._ctx

@@ -132,6 +132,31 @@ def test_related_data_covers_what_the_named_resource_refers_to() -> None:
     assert permits({"c": instance}, plan, request())
 
 
+def test_related_reads_the_references_of_when_the_consent_was_written_and_of_now() -> None:
+    related = rows(data=[{"meaning": "related", "reference": {"reference": "CarePlan/cp"}}])
+    plan = frozenset({("CarePlan", "cp")})
+    added_since = replace(goal(referenced_by=plan), referenced_by_then={"c": frozenset()})
+    removed_since = replace(goal(), referenced_by_then={"c": plan})
+    always = replace(goal(referenced_by=plan), referenced_by_then={"c": plan})
+    # A reference added after the Consent was written (by a partner's write, say) grants
+    # nothing; one removed since ends at once.
+    assert not permits({"c": related}, added_since, request())
+    assert not permits({"c": related}, removed_since, request())
+    assert permits({"c": related}, always, request())
+    # A related deny holds for either: a later write never narrows it.
+    all_goals = rows(
+        provision=[
+            {
+                "type": "deny",
+                "data": [{"meaning": "related", "reference": {"reference": "CarePlan/cp"}}],
+            }
+        ]
+    )
+    assert not permits({"c": all_goals}, added_since, request())
+    assert not permits({"c": all_goals}, removed_since, request())
+    assert permits({"c": all_goals}, goal(), request())
+
+
 def test_the_shared_directory_is_open_and_unowned_records_are_not() -> None:
     assert permits({}, Facts("Organization", "o-1", None), request())
     assert not permits({"c": rows()}, Facts("AuditEvent", "a-1", None), request())
