@@ -33,6 +33,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from joserfc import jwt
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 
 from vault.fhir.resources import SCOPE_TYPES
@@ -334,9 +335,10 @@ class VaultAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             PrivateKeyJwt.METHOD,
             PrivateKeyJwt(
                 audiences=lambda request: [request.token_endpoint],
-                key_set=lambda client, kid: self.client_keys.key_set(
+                keys=lambda client, kid: self.client_keys.keys(
                     client_id=client.client_id, jwks=client.jwks, jwks_uri=client.jwks_uri, kid=kid
                 ),
+                jti_seen=self.jti_seen,
                 remember_jti=self.remember_jti,
             ),
         )
@@ -383,23 +385,38 @@ class VaultAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             ).first()
         return VaultClient(row) if row is not None else None
 
+    def jti_seen(self, client_id: str, jti: str) -> bool:
+        """Whether an assertion id was used before: a cheap look before any key is fetched."""
+        with self.runtime.db.read(snapshot=False) as conn:
+            seen = conn.execute(
+                select(UsedJti.jti).where(
+                    UsedJti.client_id == client_id,
+                    UsedJti.jti == jti,
+                    UsedJti.expires_at >= now_micros(),
+                )
+            ).first()
+        return seen is not None
+
     def remember_jti(self, client_id: str, jti: str, expires_at_seconds: int) -> bool:
         """Record an assertion id; False when it was seen before (a replay)."""
         now = now_micros()
-        with self.runtime.db.write() as conn:
-            conn.execute(
-                delete(UsedJti).where(UsedJti.client_id == client_id, UsedJti.expires_at < now)
-            )
-            seen = conn.execute(
-                select(UsedJti.jti).where(UsedJti.client_id == client_id, UsedJti.jti == jti)
-            ).first()
-            if seen is not None:
-                return False
-            conn.execute(
-                insert(UsedJti).values(
-                    client_id=client_id, jti=jti, expires_at=expires_at_seconds * 1_000_000
+        try:
+            with self.runtime.db.write() as conn:
+                conn.execute(
+                    delete(UsedJti).where(UsedJti.client_id == client_id, UsedJti.expires_at < now)
                 )
-            )
+                seen = conn.execute(
+                    select(UsedJti.jti).where(UsedJti.client_id == client_id, UsedJti.jti == jti)
+                ).first()
+                if seen is not None:
+                    return False
+                conn.execute(
+                    insert(UsedJti).values(
+                        client_id=client_id, jti=jti, expires_at=expires_at_seconds * 1_000_000
+                    )
+                )
+        except IntegrityError:
+            return False  # the same assertion, sent twice at once: the other one won
         return True
 
     def generate_token(
