@@ -11,9 +11,12 @@ import secrets
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import orjson
 import typer
+from joserfc import jwk
+from joserfc.errors import JoseError
 from sqlalchemy import Connection, insert, select, update
 
 from vault.access import AccessContext
@@ -22,7 +25,7 @@ from vault.fhir.models import ResourceRow
 from vault.fhir.repository import Repository
 from vault.fhir.resources import SCOPE_TYPES
 from vault.oauth.accounts import create_account
-from vault.oauth.keys import rotate_signing_key
+from vault.oauth.keys import key_problem, rotate_signing_key
 from vault.oauth.models import Account, OAuthClient, Token
 from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
 from vault.oauth.server import APP_TOKEN_SECONDS
@@ -30,6 +33,8 @@ from vault.runtime import Runtime, now_micros
 
 __all__ = [
     "account_app",
+    "check_public_keys",
+    "check_redirect_uri",
     "client_app",
     "find_or_create_organization",
     "register_client",
@@ -42,6 +47,8 @@ client_app = typer.Typer(
 account_app = typer.Typer(
     help="Accounts of inwoners (log in on the page and for apps).", no_args_is_help=True
 )
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="The vault's data folder.", envvar="VAULT_DATA_DIR")
@@ -89,6 +96,46 @@ def _check_scopes(scopes: list[str], *, public: bool) -> None:
             raise InvalidScope(f"'{text}' is for apps that an inwoner logs in to")
 
 
+def check_redirect_uri(uri: str) -> None:
+    """Refuse a redirect URI an authorization code must never be sent to (ValueError).
+
+    RFC 6749, section 3.1.2: absolute, without a fragment. Only https, or http to this
+    machine for native apps (RFC 8252, section 7.3); ``javascript:``, ``data:`` and other
+    schemes are refused, and so is a user part (``https://app.example@evil.example``).
+    """
+    if not uri or len(uri) > 2000 or any(c.isspace() or ord(c) < 32 for c in uri):
+        raise ValueError(f"redirect URI {uri!r}: empty, too long or with spaces")
+    if "#" in uri:
+        raise ValueError(f"redirect URI {uri!r}: a redirect URI may not have a fragment (#)")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise ValueError(f"redirect URI {uri!r} is not a URL") from None
+    loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+    if not (parts.scheme == "https" or loopback) or not parts.hostname:
+        raise ValueError(
+            f"redirect URI {uri!r} must be https:// (or http:// on 127.0.0.1, [::1] or "
+            "localhost)"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"redirect URI {uri!r} may not have a user part (user@host)")
+
+
+def check_public_keys(keys: list[Any]) -> None:
+    """Refuse keys that may not sign client assertions: too small, wrong type, unreadable."""
+    for key in keys:
+        if not isinstance(key, dict):
+            raise ValueError("the JWKS holds something that is not a key")
+        problem = key_problem(key)
+        if problem is not None:
+            raise ValueError(f"key {key.get('kid', '(no kid)')}: {problem}")
+        try:
+            jwk.import_key(key)
+        except (JoseError, ValueError, TypeError):
+            raise ValueError(f"key {key.get('kid', '(no kid)')} cannot be read") from None
+
+
 def register_client(
     runtime: Runtime,
     *,
@@ -103,6 +150,8 @@ def register_client(
     public = redirect_uris is not None
     if public and not redirect_uris:
         raise ValueError("a public app needs at least one --redirect-uri")
+    for uri in redirect_uris or []:
+        check_redirect_uri(uri)
     if not public and (jwks is None) == (jwks_uri is None):
         raise ValueError("a backend client needs exactly one of --jwks-file or --jwks-uri")
     if jwks is not None:
@@ -111,6 +160,7 @@ def register_client(
             raise ValueError("the JWKS has no keys")
         if any(isinstance(k, dict) and ("d" in k or k.get("kty") == "oct") for k in keys):
             raise ValueError("the JWKS holds a private or symmetric key; register public keys only")
+        check_public_keys(keys)
     if jwks_uri is not None and not jwks_uri.startswith(
         ("https://", "http://127.0.0.1", "http://localhost")
     ):

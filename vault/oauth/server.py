@@ -212,7 +212,17 @@ class AuthorizationCodeGrant(_ClientScope, rfc6749_grants.AuthorizationCodeGrant
             row = conn.execute(
                 select(AuthorizationCode).where(AuthorizationCode.code_hash == code_hash)
             ).first()
-            if row is None or row.client_id != client.client_id:
+            if row is None:
+                return None
+            if row.client_id != client.client_id:
+                # RFC 6749 sections 4.1.2 and 10.5: a code in the wrong hands may be stolen;
+                # it is burnt, and what its rightful exchange gave is revoked.
+                conn.execute(
+                    update(AuthorizationCode)
+                    .where(AuthorizationCode.code_hash == code_hash)
+                    .values(used=True)
+                )
+                self.server.revoke_family(conn, code_hash)
                 return None
             # Claiming the code is one conditional update, so two racing exchanges
             # cannot both win; a second use revokes what the first one received.
