@@ -114,10 +114,8 @@ def check_redirect_uri(uri: str) -> None:
         raise ValueError(f"redirect URI {uri!r} is not a URL") from None
     loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
     if not (parts.scheme == "https" or loopback) or not parts.hostname:
-        raise ValueError(
-            f"redirect URI {uri!r} must be https:// (or http:// on 127.0.0.1, [::1] or "
-            "localhost)"
-        )
+        where = "127.0.0.1, [::1] or localhost"
+        raise ValueError(f"redirect URI {uri!r} must be https:// (or http:// on {where})")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"redirect URI {uri!r} may not have a user part (user@host)")
 
@@ -158,9 +156,9 @@ def register_client(
         keys = jwks.get("keys")
         if not isinstance(keys, list) or not keys:
             raise ValueError("the JWKS has no keys")
+        check_public_keys(keys)
         if any(isinstance(k, dict) and ("d" in k or k.get("kty") == "oct") for k in keys):
             raise ValueError("the JWKS holds a private or symmetric key; register public keys only")
-        check_public_keys(keys)
     if jwks_uri is not None and not jwks_uri.startswith(
         ("https://", "http://127.0.0.1", "http://localhost")
     ):
