@@ -11,7 +11,6 @@ import secrets
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import orjson
 import typer
@@ -27,6 +26,7 @@ from vault.fhir.resources import SCOPE_TYPES
 from vault.oauth.accounts import create_account
 from vault.oauth.keys import key_problem, rotate_signing_key
 from vault.oauth.models import Account, OAuthClient, Token
+from vault.oauth.redirect_uris import check_redirect_uri
 from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
 from vault.oauth.server import APP_TOKEN_SECONDS
 from vault.runtime import Runtime, now_micros
@@ -34,7 +34,6 @@ from vault.runtime import Runtime, now_micros
 __all__ = [
     "account_app",
     "check_public_keys",
-    "check_redirect_uri",
     "client_app",
     "find_or_create_organization",
     "register_client",
@@ -47,8 +46,6 @@ client_app = typer.Typer(
 account_app = typer.Typer(
     help="Accounts of inwoners (log in on the page and for apps).", no_args_is_help=True
 )
-
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="The vault's data folder.", envvar="VAULT_DATA_DIR")
@@ -94,30 +91,6 @@ def _check_scopes(scopes: list[str], *, public: bool) -> None:
                 )
         elif not public:
             raise InvalidScope(f"'{text}' is for apps that an inwoner logs in to")
-
-
-def check_redirect_uri(uri: str) -> None:
-    """Refuse a redirect URI an authorization code must never be sent to (ValueError).
-
-    RFC 6749, section 3.1.2: absolute, without a fragment. Only https, or http to this
-    machine for native apps (RFC 8252, section 7.3); ``javascript:``, ``data:`` and other
-    schemes are refused, and so is a user part (``https://app.example@evil.example``).
-    """
-    if not uri or len(uri) > 2000 or any(c.isspace() or ord(c) < 32 for c in uri):
-        raise ValueError(f"redirect URI {uri!r}: empty, too long or with spaces")
-    if "#" in uri:
-        raise ValueError(f"redirect URI {uri!r}: a redirect URI may not have a fragment (#)")
-    try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        raise ValueError(f"redirect URI {uri!r} is not a URL") from None
-    loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
-    if not (parts.scheme == "https" or loopback) or not parts.hostname:
-        where = "127.0.0.1, [::1] or localhost"
-        raise ValueError(f"redirect URI {uri!r} must be https:// (or http:// on {where})")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"redirect URI {uri!r} may not have a user part (user@host)")
 
 
 def check_public_keys(keys: list[Any]) -> None:

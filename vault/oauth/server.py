@@ -41,6 +41,7 @@ from vault.oauth.accounts import AccountInfo, find_account
 from vault.oauth.client_assertion import PrivateKeyJwt
 from vault.oauth.keys import ClientKeyResolver, SigningKeys
 from vault.oauth.models import AuthorizationCode, OAuthClient, Token, UsedJti
+from vault.oauth.redirect_uris import is_safe_redirect_uri
 from vault.oauth.scopes import InvalidScope, grant_scopes, parse_scope
 from vault.runtime import Runtime, now_micros
 
@@ -70,7 +71,9 @@ class VaultClient(ClientMixin):  # type: ignore[misc]
         return str(self.client_id)
 
     def get_default_redirect_uri(self) -> str | None:
-        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+        if len(self.redirect_uris) != 1 or not is_safe_redirect_uri(self.redirect_uris[0]):
+            return None
+        return str(self.redirect_uris[0])
 
     def get_allowed_scope(self, scope: str) -> str:
         try:
@@ -82,7 +85,8 @@ class VaultClient(ClientMixin):  # type: ignore[misc]
         return " ".join(granted)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris  # exact match only
+        # Exact match only; a URI registered before the rules of redirect_uris.py is not used.
+        return redirect_uri in self.redirect_uris and is_safe_redirect_uri(redirect_uri)
 
     def check_client_secret(self, client_secret: str) -> bool:
         return False  # no shared secrets in this vault

@@ -10,13 +10,15 @@ import uuid
 import warnings
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc import jwk
 from joserfc.errors import SecurityWarning
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from tests.support.smart import make_key, public_jwks
+from tests.conftest import ServerThread
+from tests.support.smart import App, make_key, pkce, public_jwks
 from vault.oauth.commands import register_client
 from vault.oauth.models import OAuthClient
 from vault.runtime import Runtime
@@ -140,3 +142,31 @@ def test_a_redirect_uri_a_code_must_never_go_to_is_refused(runtime: Runtime, uri
 )
 def test_https_and_loopback_redirect_uris_are_registered(runtime: Runtime, uri: str) -> None:
     assert app(runtime, uri)
+
+
+@pytest.mark.parametrize(
+    "uri", ["javascript:alert(document.cookie)", "https://app.example@evil.example/cb"]
+)
+def test_a_redirect_uri_registered_before_the_rules_gets_no_code(
+    runtime: Runtime, vault: ServerThread, http: httpx.Client, uri: str
+) -> None:
+    # A row as an older vault could have written it, past today's registration checks.
+    client_id = app(runtime, "https://app.example/callback")
+    with runtime.db.write() as conn:
+        conn.execute(
+            update(OAuthClient).where(OAuthClient.client_id == client_id).values(redirect_uris=uri)
+        )
+    _, challenge = pkce()
+    stale = App(vault.url, client_id, uri, ["launch/patient", "patient/Goal.rs"])
+    for params in (
+        stale.authorize_params(challenge=challenge),
+        {
+            k: v
+            for k, v in stale.authorize_params(challenge=challenge).items()
+            if k != "redirect_uri"
+        },
+    ):
+        page = http.get(f"{vault.url}/oauth/authorize", params=params)
+        assert page.status_code == 400, page.text
+        assert "location" not in page.headers
+        assert "csrf_token" not in page.text
