@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-__all__ = ["OidcSettings", "Settings"]
+__all__ = ["OidcSettings", "Settings", "public_url"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -66,6 +67,29 @@ class OidcSettings:
 PLACEHOLDERS = {"changeme", "change-me", "secret", "changethis", "xxx"}
 
 
+def public_url(value: str) -> str:
+    """``VAULT_PUBLIC_URL`` checked: the issuer and every audience are made from it.
+
+    https only (RFC 6749, section 3.1: the endpoints require TLS), except plain http on
+    this machine for development; no user, query or fragment, which an issuer may not have
+    (RFC 8414, section 2).
+    """
+    value = value.strip().rstrip("/")
+    if not value:
+        return ""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise ValueError("VAULT_PUBLIC_URL is not a URL") from None
+    local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if parts.scheme != "https" and not local:
+        raise ValueError("VAULT_PUBLIC_URL must be an https address (http only on 127.0.0.1)")
+    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("VAULT_PUBLIC_URL must be https://host[:port][/path], nothing more")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
@@ -109,7 +133,7 @@ class Settings:
             data_dir=directory,
             database_url=url,
             max_body_bytes=int(os.environ.get("VAULT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
-            public_base_url=os.environ.get("VAULT_PUBLIC_URL", "").rstrip("/"),
+            public_base_url=public_url(os.environ.get("VAULT_PUBLIC_URL", "")),
             backend_token_seconds=int(os.environ.get("VAULT_BACKEND_TOKEN_SECONDS", "300")),
             session_idle_minutes=int(os.environ.get("VAULT_SESSION_IDLE_MINUTES", "15")),
             session_max_minutes=int(os.environ.get("VAULT_SESSION_MAX_MINUTES", str(8 * 60))),

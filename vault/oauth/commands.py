@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from joserfc import jwk
+from joserfc.errors import JoseError
 from sqlalchemy import Connection, insert, select, update
 
 from vault.access import AccessContext
@@ -22,14 +24,16 @@ from vault.fhir.models import ResourceRow
 from vault.fhir.repository import Repository
 from vault.fhir.resources import SCOPE_TYPES
 from vault.oauth.accounts import create_account
-from vault.oauth.keys import rotate_signing_key
+from vault.oauth.keys import key_problem, rotate_signing_key
 from vault.oauth.models import Account, OAuthClient, Token
+from vault.oauth.redirect_uris import check_redirect_uri
 from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
 from vault.oauth.server import APP_TOKEN_SECONDS
 from vault.runtime import Runtime, now_micros
 
 __all__ = [
     "account_app",
+    "check_public_keys",
     "client_app",
     "find_or_create_organization",
     "register_client",
@@ -89,6 +93,20 @@ def _check_scopes(scopes: list[str], *, public: bool) -> None:
             raise InvalidScope(f"'{text}' is for apps that an inwoner logs in to")
 
 
+def check_public_keys(keys: list[Any]) -> None:
+    """Refuse keys that may not sign client assertions: too small, wrong type, unreadable."""
+    for key in keys:
+        if not isinstance(key, dict):
+            raise ValueError("the JWKS holds something that is not a key")
+        problem = key_problem(key)
+        if problem is not None:
+            raise ValueError(f"key {key.get('kid', '(no kid)')}: {problem}")
+        try:
+            jwk.import_key(key)
+        except (JoseError, ValueError, TypeError):
+            raise ValueError(f"key {key.get('kid', '(no kid)')} cannot be read") from None
+
+
 def register_client(
     runtime: Runtime,
     *,
@@ -103,12 +121,15 @@ def register_client(
     public = redirect_uris is not None
     if public and not redirect_uris:
         raise ValueError("a public app needs at least one --redirect-uri")
+    for uri in redirect_uris or []:
+        check_redirect_uri(uri)
     if not public and (jwks is None) == (jwks_uri is None):
         raise ValueError("a backend client needs exactly one of --jwks-file or --jwks-uri")
     if jwks is not None:
         keys = jwks.get("keys")
         if not isinstance(keys, list) or not keys:
             raise ValueError("the JWKS has no keys")
+        check_public_keys(keys)
         if any(isinstance(k, dict) and ("d" in k or k.get("kty") == "oct") for k in keys):
             raise ValueError("the JWKS holds a private or symmetric key; register public keys only")
     if jwks_uri is not None and not jwks_uri.startswith(

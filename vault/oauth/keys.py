@@ -8,15 +8,22 @@ Clients of SMART Backend Services register a JWKS inline or as a ``jwks_uri``
 (https://hl7.org/fhir/smart-app-launch/backend-services.html#registering-a-smart-backend-service).
 A fetched JWKS is cached; an assertion with an unknown ``kid`` triggers one refetch, at
 most once per ``REFETCH_INTERVAL`` per client, so a client can rotate its keys without
-re-registering and nobody can make the vault hammer a client's server.
+re-registering and nobody can make the vault hammer a client's server. A key may sign
+assertions only when ``key_problem`` finds nothing wrong with it: RSA of at least 2048 bits
+(NIST SP 800-131A rev. 2) or EC on P-256, P-384 or P-521, for the algorithms that
+``ALGORITHMS`` allows.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -27,16 +34,31 @@ from vault.crypto import MasterKey, MasterKeyring
 from vault.oauth.models import SigningKey
 
 __all__ = [
+    "ALGORITHMS",
     "ClientKeyResolver",
+    "ClientKeysUnavailable",
     "SigningKeys",
     "ensure_signing_key",
+    "key_problem",
     "rotate_signing_key",
     "signing_key_owner",
 ]
 
 SIGNING_ALGORITHM = "RS256"  # what OpenID Connect relying parties must support
+# Asymmetric only (SMART Backend Services); HMAC would let a public key act as a secret.
+ALGORITHMS = ("RS384", "ES384", "RS256", "ES256", "RS512", "ES512", "PS384", "PS256")
 REFETCH_INTERVAL = 60.0
 CACHE_SECONDS = 600.0
+# A key server gets this long for the whole answer, once per client at a time; after a
+# failure it is left alone for BACKOFF_FIRST seconds, doubling up to BACKOFF_MAX.
+FETCH_TIMEOUT = 3.0
+BACKOFF_FIRST = 30.0
+BACKOFF_MAX = 600.0
+JWKS_MAX_BYTES = 64 * 1024
+MIN_RSA_BITS = 2048
+EC_CURVES = ("P-256", "P-384", "P-521")
+
+log = logging.getLogger(__name__)
 
 
 def signing_key_owner(kid: str) -> str:
@@ -106,57 +128,136 @@ class SigningKeys:
         return {"keys": [json.loads(row) for row in rows]}
 
 
-class ClientKeyResolver:
-    """The public keys of a client, from its inline JWKS or its cached ``jwks_uri``."""
+class ClientKeysUnavailable(Exception):
+    """The client's ``jwks_uri`` gave no usable key set, and none is cached."""
 
-    def __init__(self, *, http: httpx.Client | None = None) -> None:
-        self._http = http or httpx.Client(timeout=5.0, follow_redirects=False)
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._last_forced: dict[str, float] = {}
+
+@dataclass
+class _Cached:
+    """What the vault knows of one client's ``jwks_uri``."""
+
+    uri: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    keys: list[dict[str, Any]] | None = None
+    fetched_at: float = 0.0
+    failures: int = 0
+    retry_at: float = 0.0
+
+
+class ClientKeyResolver:
+    """The public keys of a client, from its inline JWKS or its cached ``jwks_uri``.
+
+    Outbound fetches are bounded, so a forged assertion that names a ``jwks_uri`` client
+    cannot make the vault hammer (or wait on) that client's key server: one fetch at a
+    time per client, a short overall deadline and size cap, a refetch for an unknown
+    ``kid`` at most once per ``REFETCH_INTERVAL``, and after a failure no new attempt
+    before a back-off that doubles up to ``BACKOFF_MAX`` (the last good keys stay in use).
+    """
+
+    def __init__(
+        self,
+        *,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: float = FETCH_TIMEOUT,
+    ) -> None:
+        self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
+        self._clock = clock
+        self._timeout = timeout
+        self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
 
-    def key_set(
+    def keys(
         self, *, client_id: str, jwks: str | None, jwks_uri: str | None, kid: str | None
-    ) -> jwk.KeySet:
+    ) -> list[dict[str, Any]]:
+        """The client's public keys as JWK dicts; raises ClientKeysUnavailable."""
         if jwks:
-            return jwk.KeySet.import_key_set(json.loads(jwks))
+            found = json.loads(jwks).get("keys", [])
+            return [k for k in found if isinstance(k, dict)]
         if not jwks_uri:
-            return jwk.KeySet([])
-        data = self._fetch(client_id, jwks_uri, force=False)
-        if kid is not None and not any(k.get("kid") == kid for k in data.get("keys", [])):
-            data = self._fetch(client_id, jwks_uri, force=True)
-        return jwk.KeySet.import_key_set(data)  # type: ignore[arg-type]
-
-    def _fetch(self, client_id: str, uri: str, *, force: bool) -> dict[str, Any]:
-        now = time.monotonic()
+            return []
         with self._lock:
             cached = self._cache.get(client_id)
-            if cached is not None and not force and now - cached[0] < CACHE_SECONDS:
-                return cached[1]
-            if force and cached is not None:
-                # An unknown kid may mean the client rotated its keys: fetch again, but at
-                # most once per interval, so unknown kids cannot make us hammer its server.
-                if now - self._last_forced.get(client_id, -1e9) < REFETCH_INTERVAL:
-                    return cached[1]
-                self._last_forced[client_id] = now
-        try:
-            response = self._http.get(uri, headers={"accept": "application/json"})
+            if cached is None or cached.uri != jwks_uri:
+                cached = self._cache[client_id] = _Cached(uri=jwks_uri)
+        # One fetch at a time per client: concurrent assertions wait for it and share it.
+        with cached.lock:
+            now = self._clock()
+            if cached.keys is not None:
+                age = now - cached.fetched_at
+                known = kid is None or any(k.get("kid") == kid for k in cached.keys)
+                if age < CACHE_SECONDS and (known or age < REFETCH_INTERVAL):
+                    return cached.keys
+            if now < cached.retry_at:
+                return self._last_good(cached)
+            try:
+                cached.keys = self._fetch(jwks_uri)
+            except (httpx.HTTPError, ValueError) as exc:
+                cached.failures += 1
+                backoff = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (cached.failures - 1))
+                cached.retry_at = self._clock() + backoff
+                log.warning(
+                    "client %s: its jwks_uri failed (%s); next try in %.0f s",
+                    client_id,
+                    type(exc).__name__,
+                    backoff,
+                )
+                return self._last_good(cached)
+            cached.fetched_at = now
+            cached.failures = 0
+            cached.retry_at = 0.0
+            return cached.keys
+
+    @staticmethod
+    def _last_good(cached: _Cached) -> list[dict[str, Any]]:
+        if cached.keys is None:
+            raise ClientKeysUnavailable
+        return cached.keys
+
+    def _fetch(self, uri: str) -> list[dict[str, Any]]:
+        deadline = self._clock() + self._timeout
+        body = bytearray()
+        with self._http.stream("GET", uri, headers={"accept": "application/json"}) as response:
             response.raise_for_status()
-            data = response.json()
-            if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-                raise ValueError("not a JWKS")
-            # Only public keys belong in a client's JWKS; private members are dropped.
-            data = {"keys": [_public_only(k) for k in data["keys"] if isinstance(k, dict)]}
-        except (httpx.HTTPError, ValueError):
-            return cached[1] if cached is not None else {"keys": []}
-        with self._lock:
-            self._cache[client_id] = (now, data)
-        return data
+            # A slow drip of bytes must not hold the request past the deadline either.
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > JWKS_MAX_BYTES:
+                    raise ValueError("JWKS too large")
+                if self._clock() > deadline:
+                    raise httpx.ReadTimeout("JWKS fetch took too long")
+        data = json.loads(body)
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise ValueError("not a JWKS")
+        # Only public keys belong in a client's JWKS; private members are dropped.
+        return [_public_only(k) for k in data["keys"] if isinstance(k, dict)]
 
     def forget(self, client_id: str) -> None:
         with self._lock:
             self._cache.pop(client_id, None)
-            self._last_forced.pop(client_id, None)
+
+
+def key_problem(key: dict[str, Any]) -> str | None:
+    """Why a client's public JWK may not sign assertions here, or None when it may."""
+    kty = key.get("kty")
+    if key.get("use") not in (None, "sig"):
+        return "the key is not a signing key ('use' is not 'sig')"
+    alg = key.get("alg")
+    if alg is not None and alg not in ALGORITHMS:
+        return f"the key's 'alg' must be one of {', '.join(ALGORITHMS)}"
+    if kty == "RSA":
+        try:
+            modulus = base64.urlsafe_b64decode(str(key["n"]) + "==")
+        except (KeyError, ValueError):
+            return "the RSA key has no valid modulus 'n'"
+        if int.from_bytes(modulus, "big").bit_length() < MIN_RSA_BITS:
+            return f"RSA keys need at least {MIN_RSA_BITS} bits"
+        return None
+    if kty == "EC":
+        if key.get("crv") not in EC_CURVES:
+            return f"EC keys must use one of the curves {', '.join(EC_CURVES)}"
+        return None
+    return "only RSA and EC public keys can sign client assertions"
 
 
 _PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}

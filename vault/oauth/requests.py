@@ -63,8 +63,13 @@ class StarletteOAuth2Request(OAuth2Request):  # type: ignore[misc]
         return self._form
 
 
-async def oauth2_request(request: Request) -> StarletteOAuth2Request:
-    """Read the form body (if any) and wrap the request for authlib."""
+async def oauth2_request(request: Request, *, origin: str) -> StarletteOAuth2Request:
+    """Read the form body (if any) and wrap the request for authlib.
+
+    The URI authlib sees is the vault's configured ``origin`` plus the path, never the
+    request's Host header (``vault/urls.py``). authlib refuses a URI that is neither https
+    nor loopback http with ``InsecureTransportError``.
+    """
     items: list[tuple[str, str]] = []
     if request.method == "POST":
         form: FormData = await request.form()
@@ -72,9 +77,12 @@ async def oauth2_request(request: Request) -> StarletteOAuth2Request:
     first: dict[str, str] = {}
     for key, value in items:
         first.setdefault(key, value)
+    root = str(request.scope.get("root_path", ""))
+    path = request.url.path.removeprefix(root) if root else request.url.path
+    query = request.url.query
     return StarletteOAuth2Request(
         method=request.method,
-        uri=str(request.url),
+        uri=f"{origin}{path}" + (f"?{query}" if query else ""),
         headers=request.headers,
         args=request.query_params,
         form=first,

@@ -19,13 +19,14 @@ from typing import Any
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InsecureTransportError
 from fastapi import APIRouter, Request
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from vault.config import Settings
-from vault.consent.page_session import LoginOutcome, log_in
+from vault.consent.page_session import LoginOutcome, cookie_is_secure, log_in
 from vault.deps import RuntimeDep
 from vault.fhir.capability import SecurityFor, smart_security
 from vault.fhir.resources import RESOURCE_TYPES
@@ -150,9 +151,22 @@ def jwks(request: Request, runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(keys, headers={"cache-control": "public, max-age=300"})
 
 
-async def _prepared(request: Request, runtime: Runtime) -> StarletteOAuth2Request:
-    oauth_request = await oauth2_request(request)
+async def _prepared(request: Request, runtime: Runtime) -> StarletteOAuth2Request | Response:
+    """The request for authlib, or the answer when OAuth cannot run at this address."""
     endpoints = _endpoints(request, runtime)
+    try:
+        oauth_request = await oauth2_request(request, origin=endpoints["issuer"])
+    except InsecureTransportError as error:
+        # Plain http on an address other than loopback, without an https VAULT_PUBLIC_URL:
+        # a clear refusal, not a 500.
+        if request.url.path.endswith("/authorize"):
+            return _error_page(request, error.error)
+        body = {
+            "error": error.error,
+            "error_description": "OAuth needs https: reach the vault through its https "
+            "address (VAULT_PUBLIC_URL) or on 127.0.0.1",
+        }
+        return JSONResponse(body, status_code=400, headers={"cache-control": "no-store"})
     oauth_request.issuer = endpoints["issuer"]
     oauth_request.token_endpoint = endpoints["token_endpoint"]
     oauth_request.fhir_base = fhir_base(request, runtime.settings)
@@ -163,6 +177,8 @@ async def _prepared(request: Request, runtime: Runtime) -> StarletteOAuth2Reques
 async def token(request: Request, runtime: RuntimeDep) -> Response:
     """The token endpoint: client_credentials, authorization_code and refresh_token."""
     oauth_request = await _prepared(request, runtime)
+    if isinstance(oauth_request, Response):
+        return oauth_request
     response: Response = await run_in_threadpool(
         _server(request).create_token_response, oauth_request
     )
@@ -173,6 +189,8 @@ async def token(request: Request, runtime: RuntimeDep) -> Response:
 async def revoke(request: Request, runtime: RuntimeDep) -> Response:
     """RFC 7009 token revocation."""
     oauth_request = await _prepared(request, runtime)
+    if isinstance(oauth_request, Response):
+        return oauth_request
     response: Response = await run_in_threadpool(
         _server(request).create_endpoint_response, "revocation", oauth_request
     )
@@ -183,6 +201,8 @@ async def revoke(request: Request, runtime: RuntimeDep) -> Response:
 async def introspect(request: Request, runtime: RuntimeDep) -> Response:
     """RFC 7662 token introspection, for authenticated backend clients."""
     oauth_request = await _prepared(request, runtime)
+    if isinstance(oauth_request, Response):
+        return oauth_request
     response: Response = await run_in_threadpool(
         _server(request).create_endpoint_response, "introspection", oauth_request
     )
@@ -283,7 +303,7 @@ def _render(
         csrf,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=cookie_is_secure(request, request.app.state.settings),
         path="/oauth/authorize",
     )
     return response
@@ -330,6 +350,8 @@ def _validate(
 async def authorize_page(request: Request, runtime: RuntimeDep) -> Response:
     """Show which app asks for what; the inwoner logs in and says yes or no."""
     oauth_request = await _prepared(request, runtime)
+    if isinstance(oauth_request, Response):
+        return oauth_request
     grant = await run_in_threadpool(_validate, request, runtime, oauth_request)
     if isinstance(grant, Response):
         return grant
@@ -340,6 +362,8 @@ async def authorize_page(request: Request, runtime: RuntimeDep) -> Response:
 async def authorize_decision(request: Request, runtime: RuntimeDep) -> Response:
     """The inwoner's answer: log in and approve, or deny."""
     oauth_request = await _prepared(request, runtime)
+    if isinstance(oauth_request, Response):
+        return oauth_request
     form = oauth_request.form
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie, form.get("csrf_token", "")):

@@ -33,6 +33,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from joserfc import jwt
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 
 from vault.fhir.resources import SCOPE_TYPES
@@ -40,6 +41,7 @@ from vault.oauth.accounts import AccountInfo, find_account
 from vault.oauth.client_assertion import PrivateKeyJwt
 from vault.oauth.keys import ClientKeyResolver, SigningKeys
 from vault.oauth.models import AuthorizationCode, OAuthClient, Token, UsedJti
+from vault.oauth.redirect_uris import is_safe_redirect_uri
 from vault.oauth.scopes import InvalidScope, grant_scopes, parse_scope
 from vault.runtime import Runtime, now_micros
 
@@ -69,7 +71,9 @@ class VaultClient(ClientMixin):  # type: ignore[misc]
         return str(self.client_id)
 
     def get_default_redirect_uri(self) -> str | None:
-        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+        if len(self.redirect_uris) != 1 or not is_safe_redirect_uri(self.redirect_uris[0]):
+            return None
+        return str(self.redirect_uris[0])
 
     def get_allowed_scope(self, scope: str) -> str:
         try:
@@ -81,7 +85,8 @@ class VaultClient(ClientMixin):  # type: ignore[misc]
         return " ".join(granted)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris  # exact match only
+        # Exact match only; a URI registered before the rules of redirect_uris.py is not used.
+        return redirect_uri in self.redirect_uris and is_safe_redirect_uri(redirect_uri)
 
     def check_client_secret(self, client_secret: str) -> bool:
         return False  # no shared secrets in this vault
@@ -211,7 +216,17 @@ class AuthorizationCodeGrant(_ClientScope, rfc6749_grants.AuthorizationCodeGrant
             row = conn.execute(
                 select(AuthorizationCode).where(AuthorizationCode.code_hash == code_hash)
             ).first()
-            if row is None or row.client_id != client.client_id:
+            if row is None:
+                return None
+            if row.client_id != client.client_id:
+                # RFC 6749 sections 4.1.2 and 10.5: a code in the wrong hands may be stolen;
+                # it is burnt, and what its rightful exchange gave is revoked.
+                conn.execute(
+                    update(AuthorizationCode)
+                    .where(AuthorizationCode.code_hash == code_hash)
+                    .values(used=True)
+                )
+                self.server.revoke_family(conn, code_hash)
                 return None
             # Claiming the code is one conditional update, so two racing exchanges
             # cannot both win; a second use revokes what the first one received.
@@ -334,9 +349,10 @@ class VaultAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             PrivateKeyJwt.METHOD,
             PrivateKeyJwt(
                 audiences=lambda request: [request.token_endpoint],
-                key_set=lambda client, kid: self.client_keys.key_set(
+                keys=lambda client, kid: self.client_keys.keys(
                     client_id=client.client_id, jwks=client.jwks, jwks_uri=client.jwks_uri, kid=kid
                 ),
+                jti_seen=self.jti_seen,
                 remember_jti=self.remember_jti,
             ),
         )
@@ -383,23 +399,38 @@ class VaultAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             ).first()
         return VaultClient(row) if row is not None else None
 
+    def jti_seen(self, client_id: str, jti: str) -> bool:
+        """Whether an assertion id was used before: a cheap look before any key is fetched."""
+        with self.runtime.db.read(snapshot=False) as conn:
+            seen = conn.execute(
+                select(UsedJti.jti).where(
+                    UsedJti.client_id == client_id,
+                    UsedJti.jti == jti,
+                    UsedJti.expires_at >= now_micros(),
+                )
+            ).first()
+        return seen is not None
+
     def remember_jti(self, client_id: str, jti: str, expires_at_seconds: int) -> bool:
         """Record an assertion id; False when it was seen before (a replay)."""
         now = now_micros()
-        with self.runtime.db.write() as conn:
-            conn.execute(
-                delete(UsedJti).where(UsedJti.client_id == client_id, UsedJti.expires_at < now)
-            )
-            seen = conn.execute(
-                select(UsedJti.jti).where(UsedJti.client_id == client_id, UsedJti.jti == jti)
-            ).first()
-            if seen is not None:
-                return False
-            conn.execute(
-                insert(UsedJti).values(
-                    client_id=client_id, jti=jti, expires_at=expires_at_seconds * 1_000_000
+        try:
+            with self.runtime.db.write() as conn:
+                conn.execute(
+                    delete(UsedJti).where(UsedJti.client_id == client_id, UsedJti.expires_at < now)
                 )
-            )
+                seen = conn.execute(
+                    select(UsedJti.jti).where(UsedJti.client_id == client_id, UsedJti.jti == jti)
+                ).first()
+                if seen is not None:
+                    return False
+                conn.execute(
+                    insert(UsedJti).values(
+                        client_id=client_id, jti=jti, expires_at=expires_at_seconds * 1_000_000
+                    )
+                )
+        except IntegrityError:
+            return False  # the same assertion, sent twice at once: the other one won
         return True
 
     def generate_token(

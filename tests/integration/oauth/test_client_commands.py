@@ -6,6 +6,7 @@ Each test runs the installed console script against a fresh data folder and data
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from tests.conftest import initialise
@@ -196,7 +198,29 @@ def test_client_add_registers_a_public_app_with_its_redirect_uri(
     assert row.jwks is None
 
 
+def small_rsa_jwks() -> dict[str, Any]:
+    """A public RSA key of 1024 bits, as a JWKS (written out by hand: joserfc warns)."""
+    numbers = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    n, e = numbers.public_numbers().n, numbers.public_numbers().e
+
+    def b64(value: int) -> str:
+        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    return {"keys": [{"kty": "RSA", "n": b64(n), "e": b64(e), "kid": "small", "alg": "RS384"}]}
+
+
 REFUSALS = {
+    "an RSA key under 2048 bits": (
+        lambda d: ["--jwks-file", str(jwks_file(d, small_rsa_jwks()))],
+        ["--scope", "system/Goal.rs"],
+        "2048 bits",
+    ),
+    "a javascript: redirect URI": (
+        lambda d: ["--public", "--redirect-uri", "javascript:alert(1)"],
+        ["--scope", "launch/patient", "--scope", "patient/Goal.rs"],
+        "must be https://",
+    ),
     "a JWKS with a private key": (
         lambda d: ["--jwks-file", str(jwks_file(d, {"keys": [make_key().as_dict(private=True)]}))],
         ["--scope", "system/Goal.rs"],
