@@ -1,6 +1,8 @@
 """HTTP endpoints of the authorization server, and its discovery documents.
 
-- ``/.well-known/smart-configuration`` (SMART App Launch 2.x, section "Conformance").
+- ``/.well-known/smart-configuration`` and ``/fhir/.well-known/smart-configuration``
+  (SMART App Launch 2.x, section "Conformance": clients look below the FHIR base URL; the
+  root one stays for clients that look at the server's root). Both need no token.
 - ``/.well-known/oauth-authorization-server`` (RFC 8414).
 - ``/oauth/authorize``, ``/oauth/token``, ``/oauth/revoke``, ``/oauth/introspect``,
   ``/oauth/jwks``.
@@ -109,6 +111,7 @@ def capability_security(settings: Settings) -> SecurityFor:
 
 
 @router.get("/.well-known/smart-configuration")
+@router.get("/fhir/.well-known/smart-configuration")
 def smart_configuration(request: Request, runtime: RuntimeDep) -> JSONResponse:
     """SMART App Launch discovery: what this authorization server supports."""
     return JSONResponse(
