@@ -106,7 +106,8 @@ def parse_summary(value: str) -> SummaryMode:
 def parse_elements(value: str, *, type_name: str) -> frozenset[str]:
     """The element names of ``_elements``: top-level elements of ``type_name`` only."""
     names = [n.strip() for n in value.split(",") if n.strip()]
-    known = set(element_names(type_name).base.values())
+    # resourceType is no element, but clients name it (fhirpy's ``.elements()`` always does).
+    known = set(element_names(type_name).base.values()) | {"resourceType"}
     unknown = [n for n in names if n not in known]
     if not names or unknown:
         raise BadRequest(

@@ -210,6 +210,11 @@ def test_elements_names_top_level_elements_of_the_type() -> None:
     # A known parameter with a wrong value is an error under lenient handling too.
     refused("Observation", [("_elements", "colour")], lenient=True)
     refused("Goal", [("_elements", "id"), ("_summary", "true")])
+    # fhirpy's .elements() always adds resourceType; it is kept anyway.
+    assert parse("Goal", [("_elements", "resourceType,id")]).subset.elements == {
+        "resourceType",
+        "id",
+    }
 
 
 def test_includes_name_a_reference_parameter() -> None:
