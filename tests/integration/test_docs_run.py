@@ -347,3 +347,19 @@ def test_import_a_samenwerkplan_runs_as_written(tmp_path: Path, guide_database: 
     ran = run_guide("samenwerkplan.md", folder, database_url=guide_database)
     assert len([r for r in ran if "output" not in r]) >= 6, ran
     assert len([r for r in ran if "output" in r]) >= 5, ran
+
+
+RUN_GUIDES = {"connect-your-system.md", "adapters.md", "samenwerkplan.md"}
+# Benchmarks for the maintainers, not commands an integrator runs against a vault.
+NOT_FOR_INTEGRATORS = {"performance.md"}
+_VAULT_COMMAND = re.compile(r"^\s*(\S+=\S+ )*(curl|vault|vault-adapter|python|\S*/python)\b", re.M)
+
+
+def test_every_guide_with_commands_against_a_vault_is_run_here() -> None:
+    # A new guide, or a command block added to one that is not run, fails here first.
+    with_commands = {
+        doc.name
+        for doc in DOCS.glob("*.md")
+        if any(b.lang == "sh" and _VAULT_COMMAND.search(b.text) for b in blocks(doc))
+    }
+    assert with_commands - NOT_FOR_INTEGRATORS == RUN_GUIDES
