@@ -30,6 +30,7 @@ from adapters.sdk.notifications import (
     Notification,
     NotificationReceiver,
     apply_notification,
+    describe_notification,
     subscription_resource,
 )
 from adapters.sdk.sync import Synchroniser
@@ -106,13 +107,15 @@ def listen(
 
             def handle(notification: Notification) -> None:
                 with lock:
-                    apply_notification(
+                    applied = apply_notification(
                         notification,
                         client=client,
                         target=adapter,
                         synchroniser=sync,
                         types=settings.types,
                     )
+                    # One line per event: what arrived and what it changed here.
+                    typer.echo(f"{describe_notification(notification)}: {applied}")
 
             with NotificationReceiver(handle, secret=secret, host=host, port=port) as receiver:
                 subscription = client.subscribe(

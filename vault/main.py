@@ -105,8 +105,9 @@ def create_app(
     app.add_middleware(CatchAllMiddleware)
     app.include_router(export_router)  # before fhir_router: its /{type} would take $export
     app.include_router(notify_router)  # before fhir_router: Subscription is not a stored type
-    app.include_router(fhir_router)
+    # before fhir_router: its /{type}/{id} would take /fhir/.well-known/smart-configuration
     app.include_router(oauth_router)
+    app.include_router(fhir_router)
 
     install_page(app)
 

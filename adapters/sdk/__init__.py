@@ -18,6 +18,7 @@ from adapters.sdk.notifications import (
     NotificationReceiver,
     NotificationRejected,
     apply_notification,
+    describe_notification,
     parse_notification,
     subscription_resource,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "VaultClientError",
     "VaultUnavailable",
     "apply_notification",
+    "describe_notification",
     "parse_notification",
     "pkce_pair",
     "signing_algorithm",

@@ -37,6 +37,7 @@ __all__ = [
     "NotificationReceiver",
     "NotificationRejected",
     "apply_notification",
+    "describe_notification",
     "parse_notification",
     "subscription_resource",
 ]
@@ -186,28 +187,40 @@ def apply_notification(
     target: SyncTarget,
     synchroniser: Synchroniser,
     types: Collection[str] | None = None,
-) -> None:
+) -> str:
     """Bring ``target`` in step with one notification, fetching with the client's own token.
 
-    A change of a type outside ``types`` (when given) is ignored.
+    A change of a type outside ``types`` (when given) is ignored. Returns what was applied,
+    in one line (``"upserted Goal/123"``), for a log.
     """
     if (
         notification.kind == "change"
         and types is not None
         and notification.resource_type not in types
     ):
-        return
+        return f"ignored {notification.focus} (type not synced)"
     if notification.kind != "change":
         # A grant changed or ended: the id-set comparison removes what is no longer shared.
-        synchroniser.sync(full=True)
-        return
+        result = synchroniser.sync(full=True)
+        return f"full sync: upserted {len(result.upserted)}, removed {len(result.removed)}"
     with target.transaction():
         try:
             data = client.read_json(notification.resource_type, notification.resource_id)
         except AccessRevoked:
             target.remove(notification.focus)
-            return
+            return f"removed {notification.focus} (no longer readable)"
         target.upsert(to_model(data))
+    return f"upserted {notification.focus}"
+
+
+def describe_notification(notification: Notification) -> str:
+    """What arrived, in one line: ``"event 3 change Goal/123 (PUT)"``."""
+    what = f"event {notification.event_number} {notification.kind} {notification.focus}"
+    if notification.method:
+        what += f" ({notification.method})"
+    if notification.patient_id and notification.kind != "change":
+        what += f" for Patient/{notification.patient_id}"
+    return what
 
 
 Handler = Callable[[Notification], None]

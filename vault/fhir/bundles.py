@@ -14,6 +14,7 @@ import orjson
 from vault.fhir.repository import HistoryPage, SearchPage, Stored
 from vault.fhir.resources import format_instant
 from vault.fhir.search import Cursor
+from vault.fhir.subsetting import Subset
 
 __all__ = ["complete_searchset", "history_bundle", "search_bundle"]
 
@@ -39,8 +40,9 @@ def search_bundle(page: SearchPage, *, base: str, count: int) -> bytes:
         links.append(_link("next", _page_url(base, path, params, page.next_cursor)))
     if page.previous_cursor is not None:
         links.append(_link("previous", _page_url(base, path, params, page.previous_cursor)))
-    entries: list[dict[str, Any]] = [_entry(s, base, "match") for s in page.matches]
-    entries.extend(_entry(s, base, "include") for s in page.includes)
+    subset = query.subset
+    entries: list[dict[str, Any]] = [_entry(s, base, "match", subset) for s in page.matches]
+    entries.extend(_entry(s, base, "include", subset) for s in page.includes)
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if page.total is not None:
         bundle["total"] = page.total
@@ -84,11 +86,14 @@ def complete_searchset(
     return orjson.dumps(bundle)
 
 
-def _entry(stored: Stored, base: str, mode: str) -> dict[str, Any]:
+def _entry(stored: Stored, base: str, mode: str, subset: Subset | None = None) -> dict[str, Any]:
     assert stored.body is not None
+    body = (
+        stored.body if subset is None else subset.apply_bytes(stored.body, included=mode != "match")
+    )
     return {
         "fullUrl": f"{base}/{stored.resource_type}/{stored.resource_id}",
-        "resource": orjson.Fragment(stored.body),
+        "resource": orjson.Fragment(body),
         "search": {"mode": mode},
     }
 

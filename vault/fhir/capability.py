@@ -126,7 +126,11 @@ def capability_statement(
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "Deny by default: every request needs a bearer token issued by "
-        "this vault, and sees only what the inwoner granted.",
+        "this vault, and sees only what the inwoner granted. Read and search take _summary "
+        "(true, text, data, false; count on search) and _elements; a part of a resource is "
+        "tagged SUBSETTED. A parameter this server does not know is refused with 400 "
+        "(strict handling, the default); with the header Prefer: handling=lenient it is "
+        "ignored, and a search names it in a warning OperationOutcome entry.",
         "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()]
         + [subscription_capability()],
         "operation": [{"name": "export", "definition": BULK_EXPORT}],

@@ -11,6 +11,7 @@ Search parameter names and expressions follow the FHIR R4 search parameter regis
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -39,9 +40,11 @@ __all__ = [
     "RESOURCE_TYPES",
     "SCOPE_TYPES",
     "SUBSCRIPTION",
+    "ElementNames",
     "ResourceType",
     "SearchParam",
     "TokenValue",
+    "element_names",
     "parse_date_range",
     "resource_type",
     "validate_resource",
@@ -692,3 +695,48 @@ def _describe(error: Any) -> str:
     message = str(error.get("msg", "is invalid"))
     # Pydantic messages may echo the input back; keep only the first clause, no values.
     return message.split(" [", 1)[0].removeprefix("Value error, ")
+
+
+# -- element names, for _summary and _elements (R4 search.html, sections 3.1.1.5.8-9) ------
+
+
+@dataclass(frozen=True, slots=True)
+class ElementNames:
+    """A type's top-level elements as the base definition flags them.
+
+    ``base`` maps each JSON member name (``valueQuantity``, ``_status``) to the element it
+    belongs to (``value``, ``status``); ``summary`` and ``mandatory`` hold element names
+    (isSummary, and min >= 1).
+    """
+
+    base: dict[str, str]
+    summary: frozenset[str]
+    mandatory: frozenset[str]
+
+
+@functools.cache
+def element_names(name: str) -> ElementNames:
+    """The element flags of a stored type, read from its R4B model once."""
+    model = RESOURCE_TYPES[name].model
+    base: dict[str, str] = {}
+    summary: set[str] = set()
+    mandatory: set[str] = set()
+    for field_name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        json_name = info.alias or field_name
+        if field_name.endswith("__ext"):
+            # The primitive's extension member (``_status``) goes with the primitive.
+            base[json_name] = base.get(json_name[1:], json_name[1:])
+            continue
+        if not extra.get("element_property"):
+            continue
+        element = str(extra.get("one_of_many") or json_name)
+        base[json_name] = element
+        if extra.get("summary_element_property"):
+            summary.add(element)
+        if extra.get("element_required") or info.is_required():
+            mandatory.add(element)
+    for json_name in list(base):
+        if json_name.startswith("_") and json_name[1:] in base:
+            base[json_name] = base[json_name[1:]]
+    return ElementNames(base=base, summary=frozenset(summary), mandatory=frozenset(mandatory))

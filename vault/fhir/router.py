@@ -8,6 +8,7 @@ caller's AccessContext. Errors become OperationOutcome in ``fhir/outcomes.py``.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -27,6 +28,7 @@ from vault.fhir.outcomes import FHIR_JSON, error_response
 from vault.fhir.repository import Stored
 from vault.fhir.resources import RESOURCE_TYPES, parse_date_range
 from vault.fhir.search import Cursor, whole_number
+from vault.fhir.subsetting import Subset, from_params
 from vault.runtime import Runtime
 from vault.urls import fhir_base
 
@@ -260,10 +262,28 @@ async def read(request: Request) -> Response:
     resource_type: str = request.path_params["resource_type"]
     resource_id: str = request.path_params["resource_id"]
     _check_accept(request)
+    subset = _read_subset(request, resource_type) if request.scope["query_string"] else None
     _runtime, repo = await request_repository(request)
     async with repo.audited():
         stored = await repo.read_async(resource_type, resource_id)
+    if subset is not None and subset.active and stored.body is not None:
+        stored = replace(stored, body=subset.apply_bytes(stored.body))
     return _resource_response(stored)
+
+
+_READ_PARAMS = frozenset({"_format", "_pretty", "_summary", "_elements"})
+
+
+def _read_subset(request: Request, resource_type: str) -> Subset | None:
+    """``_summary`` / ``_elements`` of a read (fhir/subsetting.py); any other parameter is
+    refused, or ignored under ``Prefer: handling=lenient`` (R4 search.html, 3.1.1.4)."""
+    if resource_type not in RESOURCE_TYPES:
+        return None  # the read answers 404 for the type
+    params = request.query_params.multi_items()
+    unknown = [name for name, _ in params if name not in _READ_PARAMS]
+    if unknown and not _prefers(request, "handling", "lenient"):
+        raise BadRequest(f"Unknown parameter '{unknown[0]}' for a read", expression=[unknown[0]])
+    return from_params(params, type_name=resource_type)
 
 
 def plain_read(scope: Scope) -> tuple[str, str] | None:

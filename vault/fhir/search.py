@@ -3,12 +3,15 @@
 Implements the parts of FHIR R4 search (https://hl7.org/fhir/R4/search.html) the
 CapabilityStatement declares: token, reference and date parameters with OR (``,``) and AND
 (repeated name) semantics, the date prefixes eq ne lt gt le ge sa eb ap, ``_id``,
-``_lastUpdated``, ``_count``, ``_sort``, ``_total``, ``_summary=count``, ``_include`` and
-``_revinclude``. Paging is keyset-based (an opaque cursor holding the sort key and the row
-key of the page edge), so next and previous links stay valid while data changes.
+``_lastUpdated``, ``_count``, ``_sort``, ``_total``, ``_summary``, ``_elements`` (both in
+``fhir/subsetting.py``), ``_include`` and ``_revinclude``. Paging is keyset-based (an opaque
+cursor holding the sort key and the row key of the page edge), so next and previous links
+stay valid while data changes.
 
 An unknown parameter is refused with 400 unless the request says
-``Prefer: handling=lenient``, in which case it is ignored and left out of the self link.
+``Prefer: handling=lenient``, in which case it is ignored, left out of the self link and
+named in a warning OperationOutcome entry (R4 search.html, section 3.1.1.4 "Handling
+errors": strict is this server's default; the CapabilityStatement says so).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from vault.fhir.resources import (
     parse_date_range,
     split_reference,
 )
+from vault.fhir.subsetting import Subset
 
 __all__ = ["Cursor", "Include", "SearchQuery", "parse_search", "whole_number"]
 
@@ -106,6 +110,7 @@ class SearchQuery:
     descending: bool = False
     total: Literal["none", "estimate", "accurate"] = "accurate"
     summary_count: bool = False
+    subset: Subset = field(default_factory=Subset)
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     cursor: Cursor | None = None
@@ -178,6 +183,7 @@ def _is_syntax_of_known(name: str, by_name: dict[str, SearchParam]) -> bool:
         "_sort",
         "_total",
         "_summary",
+        "_elements",
         "_include",
         "_revinclude",
     }
@@ -222,11 +228,14 @@ def _apply_result_param(
         if value not in ("none", "estimate", "accurate"):
             raise BadRequest("_total must be none, estimate or accurate", expression=["_total"])
         query.total = value  # type: ignore[assignment]
-    elif name == "_summary":
-        if value == "count":
-            query.summary_count = True
-        elif value != "false":
-            raise BadRequest("Only _summary=count is supported", expression=["_summary"])
+    elif name in ("_summary", "_elements"):
+        # fhir/subsetting.py: which part of each match the bundle carries.
+        query.subset = query.subset.combined(
+            summary=value if name == "_summary" else None,
+            elements=value if name == "_elements" else None,
+            type_name=spec.name,
+        )
+        query.summary_count = query.subset.summary == "count"
     elif name in ("_include", "_revinclude"):
         include = _parse_include(value, registry)
         if name == "_include":

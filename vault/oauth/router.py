@@ -1,6 +1,8 @@
 """HTTP endpoints of the authorization server, and its discovery documents.
 
-- ``/.well-known/smart-configuration`` (SMART App Launch 2.x, section "Conformance").
+- ``/.well-known/smart-configuration`` and ``/fhir/.well-known/smart-configuration``
+  (SMART App Launch 2.x, section "Conformance": clients look below the FHIR base URL; the
+  root one stays for clients that look at the server's root). Both need no token.
 - ``/.well-known/oauth-authorization-server`` (RFC 8414).
 - ``/oauth/authorize``, ``/oauth/token``, ``/oauth/revoke``, ``/oauth/introspect``,
   ``/oauth/jwks``.
@@ -12,10 +14,12 @@ Thin: requests are wrapped for authlib (``oauth/requests.py``) and handed to the
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
@@ -108,6 +112,7 @@ def capability_security(settings: Settings) -> SecurityFor:
 
 
 @router.get("/.well-known/smart-configuration")
+@router.get("/fhir/.well-known/smart-configuration")
 def smart_configuration(request: Request, runtime: RuntimeDep) -> JSONResponse:
     """SMART App Launch discovery: what this authorization server supports."""
     return JSONResponse(
@@ -297,7 +302,8 @@ def _render(
         },
         status_code=status,
     )
-    _security_headers(response)
+    # The form's answer is a redirect to the grant's (registered, exactly matched) URI.
+    _security_headers(response, redirect_uri=grant.redirect_uri)
     response.set_cookie(
         CSRF_COOKIE,
         csrf,
@@ -309,9 +315,44 @@ def _render(
     return response
 
 
-def _security_headers(response: Response) -> None:
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_HOST = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
+
+
+def _redirect_source(redirect_uri: str | None) -> str:
+    """The CSP source expression (CSP Level 3, section 2.3.1) for a redirect URI: its origin.
+
+    Chromium checks ``form-action`` against every hop of the navigation a form starts (CSP
+    Level 3, section 6.3.1), so the 302 from the approval form to the app's redirect URI
+    must be allowed as well. Only the origin is named: after a redirect, paths are not
+    compared anyway (section 6.7.2.13), and an origin needs no escaping. Anything that does
+    not parse as a plain origin adds nothing, so the policy never gets wider than 'self'.
+    """
+    if not redirect_uri:
+        return ""
+    try:
+        parts = urlsplit(redirect_uri)
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme = parts.scheme.lower()
+    if not _SCHEME.fullmatch(scheme):
+        return ""
+    if scheme not in ("http", "https"):
+        # A private-use scheme (RFC 8252 section 7.1), e.g. ``nl.example.app:/callback``.
+        return "" if scheme in ("javascript", "data", "blob", "filesystem") else f" {scheme}:"
+    host = (parts.hostname or "").lower()
+    if "[" in parts.netloc:
+        host = f"[{host}]"
+    if not _HOST.fullmatch(host):
+        return ""
+    return f" {scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _security_headers(response: Response, *, redirect_uri: str | None = None) -> None:
     response.headers["content-security-policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        f"form-action 'self'{_redirect_source(redirect_uri)}; "
         "frame-ancestors 'none'; base-uri 'none'"
     )
     response.headers["x-content-type-options"] = "nosniff"

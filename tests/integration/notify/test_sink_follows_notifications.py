@@ -4,6 +4,7 @@ notification, and a revoked grant empties it, with the SDK's receiver on 127.0.0
 from __future__ import annotations
 
 import queue
+import re
 import secrets
 import signal
 import subprocess
@@ -70,7 +71,7 @@ def test_vault_adapter_listen_keeps_the_sink_in_step_until_stopped(
     notify_vault: ThrowawayVault, partner: RegisteredClient, inwoner: str, tmp_path: Path
 ) -> None:
     mine = notify_vault.write(goal(patient_id=inwoner, text="Eerst"))
-    share(notify_vault, inwoner, partner, "Goal")
+    consent_id = share(notify_vault, inwoner, partner, "Goal")
     config = partner.write_config(
         tmp_path,
         vault_url=notify_vault.url,
@@ -95,11 +96,24 @@ def test_vault_adapter_listen_keeps_the_sink_in_step_until_stopped(
 
         notify_vault.write({**mine, "description": {"text": "Daarna"}})
         _wait_until(lambda: held(sink).get(f"Goal/{mine['id']}") == "Daarna")
+        notify_vault.set_consent_status(consent_id, "inactive")
+        _wait_until(lambda: held(sink) == {})
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=WAIT)
         sink.close()
     assert process.returncode == 0, output
+    # One line per event: what arrived, and what the adapter did with it.
+    goal_ref = f"Goal/{mine['id']}"
+    assert re.search(
+        rf"^event \d+ change {goal_ref} \(PUT\): upserted {goal_ref}$", output, re.M
+    ), output
+    assert re.search(
+        rf"^event \d+ access-ended Consent/{consent_id} for Patient/{inwoner}: "
+        r"full sync: upserted 0, removed 1$",
+        output,
+        re.M,
+    ), output
     with notify_vault.client(partner) as client:
         assert client.get_json("Subscription")["total"] == 0  # it unsubscribed on the way out
 

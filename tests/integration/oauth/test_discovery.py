@@ -82,6 +82,17 @@ def test_smart_configuration_has_every_field_smart_app_launch_requires(
     assert smart["response_types_supported"] == ["code"]
 
 
+def test_smart_configuration_is_also_at_the_fhir_base_without_and_with_a_token(
+    smart: dict[str, Any], vault: ServerThread, http: httpx.Client, runtime: Runtime
+) -> None:
+    # SMART App Launch 2.x, "Conformance": clients look at [FHIR base]/.well-known/...
+    at_base = f"{vault.url}/fhir/.well-known/smart-configuration"
+    assert get_json(http, at_base) == smart
+    token = register_backend(runtime, vault.url).token(http)
+    assert get_json(http, at_base, headers={"authorization": f"Bearer {token}"}) == smart
+    assert get_json(http, at_base, headers={"authorization": "Bearer not-a-token"}) == smart
+
+
 def test_pkce_is_s256_only(smart: dict[str, Any]) -> None:
     assert smart["code_challenge_methods_supported"] == ["S256"]
 

@@ -116,14 +116,14 @@ def test_unknown_parameter_is_refused_and_named() -> None:
 
 
 def test_unknown_result_parameter_is_refused() -> None:
-    assert refused("Goal", [("_elements", "id")]).expression == ["_elements"]
+    assert refused("Goal", [("_contained", "true")]).expression == ["_contained"]
 
 
 def test_lenient_handling_ignores_unknown_parameters() -> None:
     query = parse(
-        "Goal", [("colour", "blue"), ("status:x", "y"), ("_elements", "id")], lenient=True
+        "Goal", [("colour", "blue"), ("status:x", "y"), ("_contained", "true")], lenient=True
     )
-    assert query.ignored == ["colour", "status:x", "_elements"]
+    assert query.ignored == ["colour", "status:x", "_contained"]
     assert query.applied == []
     assert query.conditions == []
 
@@ -198,7 +198,23 @@ def test_total_and_summary() -> None:
     assert parse("Goal", [("_summary", "count")]).summary_count is True
     assert parse("Goal", [("_summary", "false")]).summary_count is False
     refused("Goal", [("_total", "some")])
-    refused("Goal", [("_summary", "text")])
+    refused("Goal", [("_summary", "some")])
+    assert parse("Goal", [("_summary", "text")]).subset.summary == "text"
+
+
+def test_elements_names_top_level_elements_of_the_type() -> None:
+    query = parse("Observation", [("_elements", "status,value, subject")])
+    assert query.subset.elements == {"status", "value", "subject"}
+    assert refused("Observation", [("_elements", "colour")]).expression == ["_elements"]
+    refused("Observation", [("_elements", ",")])
+    # A known parameter with a wrong value is an error under lenient handling too.
+    refused("Observation", [("_elements", "colour")], lenient=True)
+    refused("Goal", [("_elements", "id"), ("_summary", "true")])
+    # fhirpy's .elements() always adds resourceType; it is kept anyway.
+    assert parse("Goal", [("_elements", "resourceType,id")]).subset.elements == {
+        "resourceType",
+        "id",
+    }
 
 
 def test_includes_name_a_reference_parameter() -> None:
