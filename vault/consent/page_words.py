@@ -440,12 +440,8 @@ def describe_event(
             person = names.get(agent_of, w("someone of your network"))
             who = w("{person} for you", person=person) if acting else person
             sentence = w(sentence_key, who=who, seen=seen, has="heeft")
-            return LogLine(
-                recorded, who, sentence, None, True, False, f"{party} {agent_of}", kind
-            )
-        you_key = (
-            "you looked at what {seen} sees" if kind == "preview" else "you stopped {seen}"
-        )
+            return LogLine(recorded, who, sentence, None, True, False, f"{party} {agent_of}", kind)
+        you_key = "you looked at what {seen} sees" if kind == "preview" else "you stopped {seen}"
         sentence = w(you_key, seen=seen)
         return LogLine(recorded, w("you"), sentence, None, True, own, party, kind)
     you = False

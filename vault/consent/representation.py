@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from vault.consent.web_models import NetworkLink, Representation
 from vault.fhir.models import ResourceRow
@@ -107,7 +107,7 @@ def set_role(
     end_roles(conn, patient_id=patient_id, related_person_id=related_person_id, now=now)
     if legal_basis is not None:
         conn.execute(
-            Representation.__table__.insert().values(
+            insert(Representation).values(
                 patient_id=patient_id,
                 related_person_id=related_person_id,
                 legal_basis=legal_basis,
@@ -149,9 +149,7 @@ def current_roles(conn: Connection, *, patient_id: str) -> dict[str, str]:
 def role_history(conn: Connection, *, patient_id: str) -> dict[str, list[Role]]:
     """Every role the inwoner's network ever had, per person."""
     found: dict[str, list[Role]] = {}
-    for row in conn.execute(
-        select(Representation).where(Representation.patient_id == patient_id)
-    ):
+    for row in conn.execute(select(Representation).where(Representation.patient_id == patient_id)):
         ref = f"RelatedPerson/{row.related_person_id}"
         found.setdefault(ref, []).append(Role(ref, row.legal_basis, row.started_at, row.ended_at))
     return found

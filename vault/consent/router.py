@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
+from vault.audit import AuditRecord
 from vault.config import OidcSettings
 from vault.consent import page_data as data
 from vault.consent import page_oidc
@@ -46,7 +47,6 @@ from vault.consent.page_session import (
     start_session,
     touch_session,
 )
-from vault.audit import AuditRecord
 from vault.consent.page_words import (
     PARTS,
     STOP_APP_QUERY,
@@ -58,11 +58,11 @@ from vault.consent.page_words import (
     preview_actor,
 )
 from vault.consent.representation import role_at, role_history
-from vault.oauth.apps import apps_with_access, stop_apps
 from vault.errors import FhirError
 from vault.fhir.repository import Repository
 from vault.fhir.resources import ID_PATTERN, format_instant
 from vault.oauth.accounts import MIN_PASSWORD_LENGTH, create_account
+from vault.oauth.apps import apps_with_access, stop_apps
 from vault.runtime import Runtime, now_micros
 
 __all__ = ["install_page", "router"]
@@ -505,9 +505,7 @@ def _app_name(conn: Connection, client_id: str) -> str | None:
 
     from vault.oauth.models import OAuthClient
 
-    return conn.execute(
-        select(OAuthClient.name).where(OAuthClient.client_id == client_id)
-    ).scalar()
+    return conn.execute(select(OAuthClient.name).where(OAuthClient.client_id == client_id)).scalar()
 
 
 def _log_app_stop(request: Request, visitor: Visitor, client_ids: Iterable[str]) -> None:
@@ -775,11 +773,9 @@ def access_log(
 
         lines = []
         last_ms: int | None = None
-        scanned = 0
         done = True
         groups_seen: set[str] = set()
-        for event in data.audit_events(repo, conn, params):
-            scanned += 1
+        for scanned, event in enumerate(data.audit_events(repo, conn, params), start=1):
             refs = {preview_actor(event)} | {
                 (a.get("who") or {}).get("reference") for a in event.get("agent") or []
             }
@@ -831,8 +827,7 @@ def _app_names(conn: Connection, patient_id: str) -> dict[str, str]:
     from vault.oauth.models import OAuthClient, Token
 
     rows = conn.execute(
-        select(OAuthClient.client_id, OAuthClient.name)
-        .where(
+        select(OAuthClient.client_id, OAuthClient.name).where(
             OAuthClient.kind == "public",
             OAuthClient.client_id.in_(
                 select(Token.client_id).where(Token.patient_id == patient_id)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.integration.page.conftest import Vault, check_page, http_log_in, log_in, page_csrf
-from tests.support.smart import App, register_app, register_backend
+from tests.support.smart import App, make_key, register_app, register_backend
 from vault.oauth.commands import register_client
 
 MEE = "MEE Voorbeeldregio"  # the demo's Organization/demo-org-mee; Daan shares his goals
@@ -118,19 +119,25 @@ def test_stop_everything_ends_apps_and_a_machtiging_and_names_who_stays(
     assert mo.get("/plan").status_code == 200
     assert kees.get("/plan").status_code == 200
     with app_reader(vault, app, "sanne") as (fhir, tokens), httpx.Client(timeout=30) as http:
-        assert fhir.get("/Goal", params={"patient": "Patient/demo-inwoner-sanne"}).status_code == 200
+        assert (
+            fhir.get("/Goal", params={"patient": "Patient/demo-inwoner-sanne"}).status_code == 200
+        )
         page.goto(vault.url + "/")
         page.get_by_role("button", name="Stop met alles delen").click()
         expect(page.locator("main")).to_contain_text("Ook je apps stoppen")
         page.get_by_role("button", name="Ja, stop met alles delen").click()
         notice = page.locator("#na-stoppen")
         expect(notice).to_contain_text("Organisaties en apps kunnen niets meer zien.")
-        expect(notice).to_contain_text("Kees Mentor blijft je mentor. Dat heeft de rechter besloten.")
+        expect(notice).to_contain_text(
+            "Kees Mentor blijft je mentor. Dat heeft de rechter besloten."
+        )
         expect(notice).not_to_contain_text("Mo Machtiging")
         expect(notice).not_to_contain_text("Niemand kan je plan nog zien")
         expect(page.locator("main")).to_contain_text("Geen enkele app kan nu je plan zien.")
         check_page(page, "na-stoppen")
-        assert fhir.get("/Goal", params={"patient": "Patient/demo-inwoner-sanne"}).status_code == 401
+        assert (
+            fhir.get("/Goal", params={"patient": "Patient/demo-inwoner-sanne"}).status_code == 401
+        )
         assert app.refresh(http, tokens["refresh_token"]).status_code == 400
     # Mo's live session lost the machtiging with this very request; Kees keeps his role.
     assert mo.get("/plan").status_code == 403
@@ -247,7 +254,7 @@ def test_the_log_shows_one_line_per_visit_survives_a_flood_and_keeps_the_past(
     expect(lines.filter(has_text=re.compile(r"^Noor Helpt keek"))).to_have_count(1)
     # Her own page views are grouped the same way: never the same sentence twice in a row.
     texts = [t.split(", ")[0] for t in page.locator("ol.log > li > .visit").all_inner_texts()]
-    assert all(a != b for a, b in zip(texts, texts[1:], strict=False)), texts
+    assert all(a != b for a, b in pairwise(texts)), texts
     check_page(page, "log-een-regel-per-bezoek")
 
     page.get_by_label("Wie").select_option(label=f"Alleen {MEE}")
@@ -259,3 +266,28 @@ def test_the_log_shows_one_line_per_visit_survives_a_flood_and_keeps_the_past(
     page.get_by_role("button", name="Laat zien").click()
     expect(page.locator("ol.log > li")).to_have_count(1)
     expect(page.locator("ol.log")).to_contain_text("Stichting Nieuwsgierig probeerde 310 keer")
+
+
+def test_the_log_pages_back_in_time_to_the_oldest_record(page: Page, vault: Vault) -> None:
+    key = make_key()
+    partners = [
+        register_backend(
+            vault.runtime, vault.url, organization=f"Stichting Pagina {n:02d}", key=key
+        )
+        for n in range(55)
+    ]
+    with httpx.Client(timeout=30) as http:
+        for partner in partners:  # the oldest first: Stichting Pagina 00
+            with partner.fhir(http) as fhir:
+                assert fhir.get("/CarePlan/demo-plan-erik").status_code == 404
+    log_in(page, vault, "erik")
+    page.goto(vault.url + "/log?wie=iedereen&soort=geweigerd")
+    lines = page.locator("ol.log > li")
+    expect(lines.filter(has_text="Stichting Pagina 54")).to_have_count(1)
+    expect(lines.filter(has_text="Stichting Pagina 00")).to_have_count(0)
+    page.get_by_role("link", name="Eerder").click()
+    expect(lines.filter(has_text="Stichting Pagina 00")).to_have_count(1)
+    expect(lines.filter(has_text="Stichting Pagina 54")).to_have_count(0)
+    check_page(page, "log-eerder")
+    page.get_by_role("link", name="Naar het nieuwste").click()
+    expect(lines.filter(has_text="Stichting Pagina 54")).to_have_count(1)

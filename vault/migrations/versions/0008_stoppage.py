@@ -24,7 +24,10 @@ def upgrade() -> None:
     op.create_table(
         "web_representation",
         sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
         ),
         sa.Column("patient_id", sa.String(length=64), nullable=False),
         sa.Column("related_person_id", sa.String(length=64), nullable=False),
