@@ -28,7 +28,7 @@ from vault.consent.representation import current_roles, end_roles, set_role
 from vault.consent.web_models import Invitation, NetworkLink, Representation, WebSession
 from vault.errors import FhirError, KeyUnavailable, NotFound
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
-from vault.fhir.models import DataKey
+from vault.fhir.models import DataKey, ResourceRow
 from vault.fhir.repository import Repository, Stored
 from vault.fhir.resources import SCOPE_TYPES, format_instant, split_reference
 from vault.notify.outbox import record_erasure
@@ -150,6 +150,26 @@ def name_of(repo: Repository, conn: Connection, reference: str) -> str:
         return display_name(load(repo.read(conn, parsed[0], parsed[1])))
     except (FhirError, KeyUnavailable):
         return "Onbekend"
+
+
+def name_then(repo: Repository, conn: Connection, reference: str) -> str:
+    """The name, also of someone since removed: the log tells who it was (the last version
+    before the delete), never "Onbekend" for a person the inwoner knew."""
+    name = name_of(repo, conn, reference)
+    parsed = split_reference(reference)
+    if name != "Onbekend" or parsed is None:
+        return name
+    row = conn.execute(
+        select(ResourceRow.version_id, ResourceRow.deleted).where(
+            ResourceRow.resource_type == parsed[0], ResourceRow.resource_id == parsed[1]
+        )
+    ).first()
+    if row is None or not row.deleted or row.version_id < 2:
+        return name
+    try:
+        return display_name(load(repo.vread(conn, parsed[0], parsed[1], str(row.version_id - 1))))
+    except (FhirError, KeyUnavailable):
+        return name
 
 
 # -- who may see what ------------------------------------------------------------------------

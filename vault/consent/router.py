@@ -743,7 +743,10 @@ def access_log(
         ("_sort", "-date"),
         *LOG_KINDS.get(soort, []),
     ]
-    if wie.split("/", 1)[0] in GRANTEE_KINDS:
+    kind, _, ident = wie.partition("/")
+    if kind in GRANTEE_KINDS:
+        if not ID_PATTERN.match(ident):
+            raise Refused(404, "Niet gevonden", "Deze organisatie of persoon kennen we niet.")
         params.append(("agent", wie))
     if voor:
         if not _INSTANT.fullmatch(voor):
@@ -768,7 +771,7 @@ def access_log(
 
         def name(ref: str) -> str:
             if ref not in names:
-                names[ref] = data.name_of(repo, conn, ref)
+                names[ref] = data.name_then(repo, conn, ref)
             return names[ref]
 
         lines = []

@@ -155,6 +155,9 @@ def test_stop_everything_ends_apps_and_a_machtiging_and_names_who_stays(
         assert response.status_code == 303 and response.headers["location"] == "/inloggen"
     with httpx.Client(base_url=vault.url, timeout=30) as again:
         assert http_log_in(again, "kees-mentor", "kees-mentor-wachtwoord").status_code == 400
+    # The log still tells who it was, and that he was her mentor when he wrote.
+    page.goto(vault.url + "/log")
+    expect(page.locator("ol.log")).to_contain_text("Kees Mentor namens jou heeft 1 doel toegevoegd")
     mo.close()
     kees.close()
 
@@ -291,3 +294,12 @@ def test_the_log_pages_back_in_time_to_the_oldest_record(page: Page, vault: Vaul
     check_page(page, "log-eerder")
     page.get_by_role("link", name="Naar het nieuwste").click()
     expect(lines.filter(has_text="Stichting Pagina 54")).to_have_count(1)
+    # Whatever the address holds, the answer is a page in plain Dutch, never an error 500.
+    for query, title in (
+        ("voor=gisteren", "Dat klopt niet"),
+        ("wie=Organization/..%2F..", "Niet gevonden"),
+        ("wie=Organization/" + "x" * 300, "Niet gevonden"),
+        ("soort=alles-en-meer&wie=app%20onbekend", "Wie heeft er gekeken"),
+    ):
+        page.goto(f"{vault.url}/log?{query}")
+        expect(page.get_by_role("heading", level=1)).to_have_text(title)
