@@ -113,7 +113,7 @@ def audit_events(
     repo: Repository, conn: Connection, params: Sequence[tuple[str, str]]
 ) -> Iterator[dict[str, Any]]:
     """AuditEvents of a search, newest first, read page by page only as far as needed."""
-    query = repo.parse("AuditEvent", [*params, ("_count", "200")], lenient=False)
+    query = repo.parse("AuditEvent", [*params, ("_count", "500")], lenient=False)
     while True:
         page = repo.search(conn, query)
         yield from (load(s) for s in page.matches)

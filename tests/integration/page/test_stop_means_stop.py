@@ -125,6 +125,7 @@ def test_stop_everything_ends_apps_and_a_machtiging_and_names_who_stays(
         page.goto(vault.url + "/")
         page.get_by_role("button", name="Stop met alles delen").click()
         expect(page.locator("main")).to_contain_text("Ook je apps stoppen")
+        check_page(page, "stop-met-alles-delen-vraag")
         page.get_by_role("button", name="Ja, stop met alles delen").click()
         notice = page.locator("#na-stoppen")
         expect(notice).to_contain_text("Organisaties en apps kunnen niets meer zien.")
