@@ -39,8 +39,7 @@ def test_a_long_pause_starts_a_new_visit() -> None:
 
 def test_writes_are_counted_per_thing_and_searches_without_results_say_so() -> None:
     added = [
-        line("app", 10 * MINUTE, "changed", verb="added", entities=(f"Goal/{n}",))
-        for n in range(7)
+        line("app", 10 * MINUTE, "changed", verb="added", entities=(f"Goal/{n}",)) for n in range(7)
     ]
     assert visit_sentence(added) == "app heeft 7 doelen toegevoegd"
     assert visit_sentence(added, "en") == "app added 7 goals"
