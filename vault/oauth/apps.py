@@ -23,12 +23,21 @@ class AppAccess:
     client_id: str
     name: str
     scopes: tuple[str, ...]  # what its live tokens allow
-    since: int  # microseconds: its oldest live token (when she said yes)
+    since: int  # microseconds: when she said yes (the first token of a live approval)
     last_seen: int  # microseconds: its newest token (it last signed in or refreshed)
 
 
 def apps_with_access(conn: Connection, *, patient_id: str, now: int) -> list[AppAccess]:
     """Every app (public client, not removed) with a live token for this inwoner."""
+    # A family is one approval: the access and refresh tokens of one "ja", and every token
+    # refreshed from them. It is live while one of its tokens still works.
+    live_families = select(Token.family_id).where(
+        Token.patient_id == patient_id,
+        Token.revoked.is_(False),
+        Token.expires_at > now,
+        # A rotated refresh token is spent: the app holds the newer one.
+        or_(Token.kind == "access", Token.rotated.is_(False)),
+    )
     rows = conn.execute(
         select(
             Token.client_id,
@@ -40,12 +49,10 @@ def apps_with_access(conn: Connection, *, patient_id: str, now: int) -> list[App
         .join(OAuthClient, OAuthClient.client_id == Token.client_id)
         .where(
             Token.patient_id == patient_id,
+            Token.revoked.is_(False),
+            Token.family_id.in_(live_families),
             OAuthClient.kind == "public",
             OAuthClient.removed_at.is_(None),
-            Token.revoked.is_(False),
-            Token.expires_at > now,
-            # A rotated refresh token is spent: the app holds the newer one.
-            or_(Token.kind == "access", Token.rotated.is_(False)),
         )
         .group_by(Token.client_id, OAuthClient.name, Token.scope)
     ).all()

@@ -84,6 +84,10 @@ def test_the_inwoner_sees_her_apps_and_stop_ends_access_and_refresh_at_once(
     app = register_app(vault.runtime, vault.url)
     with app_reader(vault, app, "daan") as (fhir, tokens), httpx.Client(timeout=30) as http:
         assert fhir.get("/Goal", params={"patient": "Patient/demo-inwoner-daan"}).status_code == 200
+        # The app refreshes once: one approval, still one app, and both token pairs must end.
+        rotated = app.refresh(http, tokens["refresh_token"])
+        assert rotated.status_code == 200, rotated.text
+        newer = rotated.json()
         log_in(page, vault, "daan")
         card = page.locator("li.card", has=page.get_by_role("heading", name="Mijn Plan app"))
         expect(card).to_have_count(1)
@@ -98,9 +102,18 @@ def test_the_inwoner_sees_her_apps_and_stop_ends_access_and_refresh_at_once(
             "Mijn Plan app is gestopt. Deze app kan nu niets meer zien of doen."
         )
         expect(page.get_by_role("heading", name="Mijn Plan app")).to_have_count(0)
-        # The very next request with the same access token, and the refresh token.
+        # The very next request with either access token, and the live refresh token.
         assert fhir.get("/Goal", params={"patient": "Patient/demo-inwoner-daan"}).status_code == 401
-        refreshed = app.refresh(http, tokens["refresh_token"])
+        with httpx.Client(
+            base_url=f"{vault.url}/fhir",
+            timeout=30,
+            headers={"authorization": f"Bearer {newer['access_token']}"},
+        ) as later:
+            assert (
+                later.get("/Goal", params={"patient": "Patient/demo-inwoner-daan"}).status_code
+                == 401
+            )
+        refreshed = app.refresh(http, newer["refresh_token"])
         assert refreshed.status_code == 400, refreshed.text
         assert refreshed.json()["error"] == "invalid_grant"
     page.goto(vault.url + "/log?wie=jij")
