@@ -552,6 +552,7 @@ NOUNS = {
         "Observation": ("cijfer", "cijfers"),
         "RelatedPerson": ("persoon uit je netwerk", "personen uit je netwerk"),
         "CareTeam": ("netwerk", "netwerken"),
+        "Consent": ("keuze wie wat mag zien", "keuzes wie wat mag zien"),
         "Patient": ("keer je naam en adres", "keer je naam en adres"),
     },
     "en": {
@@ -560,6 +561,7 @@ NOUNS = {
         "Observation": ("score", "scores"),
         "RelatedPerson": ("person of your network", "people of your network"),
         "CareTeam": ("network", "networks"),
+        "Consent": ("choice of who may see what", "choices of who may see what"),
         "Patient": ("time your name and address", "times your name and address"),
     },
 }
