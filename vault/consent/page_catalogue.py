@@ -292,6 +292,59 @@ ENGLISH: dict[str, str] = {
         "We could not check who you are. Nothing was saved. Go back to the login page and "
         "try again."
     ),
+    # stoppen: apps, roles that stay, the network, the log's visits (issue 11, issue 18)
+    "Je deelt nu niets meer. Organisaties en apps kunnen niets meer zien.": (
+        "You share nothing now. Organisations and apps can see nothing any more."
+    ),
+    "{name} blijft je ouder met gezag. Dat staat in de wet, omdat je nog geen 18 bent.": (
+        "{name} stays your parent with authority. The law says so, because you are not 18 yet."
+    ),
+    "{name} blijft je curator. Dat heeft de rechter besloten.": (
+        "{name} stays your curator. A judge decided that."
+    ),
+    "{name} blijft je mentor. Dat heeft de rechter besloten.": (
+        "{name} stays your mentor. A judge decided that."
+    ),
+    "{name} is gestopt. Deze app kan nu niets meer zien of doen.": (
+        "{name} has been stopped. This app can no longer see or do anything."
+    ),
+    "Apps die je gebruikt": "Apps you use",
+    "Mag sinds {day}:": "Allowed since {day} to:",
+    "Laatst gebruikt: {moment}": "Last used: {moment}",
+    "Stop {name}": "Stop {name}",
+    "Geen enkele app kan nu je plan zien.": "No app can see your plan now.",
+    "Ook je apps stoppen, en iemand met een machtiging mag dan niet meer namens jou kiezen.": (
+        "Your apps stop too, and someone with a mandate may no longer choose for you."
+    ),
+    "Een mentor of curator van de rechter, of een ouder met gezag, blijft. Dat kun je niet "
+    "zelf stoppen.": (
+        "A mentor or curator appointed by a judge, or a parent with authority, stays. You "
+        "cannot stop that yourself."
+    ),
+    "Weggehaald. Deze persoon kan nu niets meer zien.": (
+        "Removed. This person can no longer see anything."
+    ),
+    "Haal {name} weg uit je netwerk": "Remove {name} from your network",
+    "Deze app kennen we niet.": "We do not know this app.",
+    "Deze pagina van het logboek bestaat niet.": "This page of the log does not exist.",
+    "Hier zie je wie je gegevens heeft bekeken of veranderd. Het nieuwste staat bovenaan. "
+    "Eén bezoek is één regel.": (
+        "Here you see who looked at or changed your data. The newest is at the top. One "
+        "visit is one line."
+    ),
+    "Wie": "Who",
+    "Wat": "What",
+    "Alleen jij": "Only you",
+    "Alles": "Everything",
+    "Bekeken": "Looked at",
+    "Veranderd": "Changed",
+    "Mocht niet": "Not allowed",
+    "tussen {start} en {end}": "between {start} and {end}",
+    "Bekijk alle {n} keren": "See all {n} times",
+    "En nog {n} keer.": "And {n} more times.",
+    "Bladeren in het logboek": "Browse the log",
+    "Naar het nieuwste": "To the newest",
+    "Eerder": "Earlier",
 }
 
 

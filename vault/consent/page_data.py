@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -24,13 +24,15 @@ from vault.audit import AuditRecord
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.models import ConsentGrant
 from vault.consent.page_words import PART_BY_KEY, PARTS, PREVIEW_QUERY, Summary, summarize
-from vault.consent.web_models import Invitation, NetworkLink, WebSession
+from vault.consent.representation import current_roles, end_roles, set_role
+from vault.consent.web_models import Invitation, NetworkLink, Representation, WebSession
 from vault.errors import FhirError, KeyUnavailable, NotFound
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
-from vault.fhir.models import DataKey
+from vault.fhir.models import DataKey, ResourceRow
 from vault.fhir.repository import Repository, Stored
 from vault.fhir.resources import SCOPE_TYPES, format_instant, split_reference
 from vault.notify.outbox import record_erasure
+from vault.oauth.apps import revoke_account_tokens, stop_apps
 from vault.oauth.models import Account, OAuthClient, Token
 from vault.oauth.scopes import permissions_from
 from vault.runtime import Runtime, now_micros
@@ -107,6 +109,19 @@ def search_all(
         query.cursor = page.next_cursor
 
 
+def audit_events(
+    repo: Repository, conn: Connection, params: Sequence[tuple[str, str]]
+) -> Iterator[dict[str, Any]]:
+    """AuditEvents of a search, newest first, read page by page only as far as needed."""
+    query = repo.parse("AuditEvent", [*params, ("_count", "500")], lenient=False)
+    while True:
+        page = repo.search(conn, query)
+        yield from (load(s) for s in page.matches)
+        if page.next_cursor is None:
+            return
+        query.cursor = page.next_cursor
+
+
 def compartment_search(
     repo: Repository, conn: Connection, resource_type: str, patient_id: str
 ) -> list[dict[str, Any]]:
@@ -135,6 +150,26 @@ def name_of(repo: Repository, conn: Connection, reference: str) -> str:
         return display_name(load(repo.read(conn, parsed[0], parsed[1])))
     except (FhirError, KeyUnavailable):
         return "Onbekend"
+
+
+def name_then(repo: Repository, conn: Connection, reference: str) -> str:
+    """The name, also of someone since removed: the log tells who it was (the last version
+    before the delete), never "Onbekend" for a person the inwoner knew."""
+    name = name_of(repo, conn, reference)
+    parsed = split_reference(reference)
+    if name != "Onbekend" or parsed is None:
+        return name
+    row = conn.execute(
+        select(ResourceRow.version_id, ResourceRow.deleted).where(
+            ResourceRow.resource_type == parsed[0], ResourceRow.resource_id == parsed[1]
+        )
+    ).first()
+    if row is None or not row.deleted or row.version_id < 2:
+        return name
+    try:
+        return display_name(load(repo.vread(conn, parsed[0], parsed[1], str(row.version_id - 1))))
+    except (FhirError, KeyUnavailable):
+        return name
 
 
 # -- who may see what ------------------------------------------------------------------------
@@ -536,6 +571,7 @@ def erase_vault(conn: Connection, *, patient_id: str) -> None:
         conn.execute(delete(NetworkLink).where(NetworkLink.account_id.in_(accounts)))
         conn.execute(delete(Account).where(Account.account_id.in_(accounts)))
     conn.execute(delete(Invitation).where(Invitation.patient_id == patient_id))
+    conn.execute(delete(Representation).where(Representation.patient_id == patient_id))
 
 
 # -- mijn plan ----------------------------------------------------------------------------------
@@ -775,6 +811,7 @@ def network(repo: Repository, conn: Connection, *, patient_id: str) -> list[Memb
         f"RelatedPerson/{link.related_person_id}": link
         for link in conn.execute(select(NetworkLink).where(NetworkLink.patient_id == patient_id))
     }
+    roles = current_roles(conn, patient_id=patient_id)
     members = []
     for person in compartment_search(repo, conn, "RelatedPerson", patient_id):
         ref = f"RelatedPerson/{person['id']}"
@@ -786,7 +823,7 @@ def network(repo: Repository, conn: Connection, *, patient_id: str) -> list[Memb
                 display_name(person),
                 relation,
                 link is not None,
-                link.legal_basis if link is not None else None,
+                roles.get(ref) if link is not None else None,
             )
         )
     members.sort(key=lambda m: m.name.casefold())
@@ -868,22 +905,28 @@ def set_representative(
     person: dict[str, Any],
     legal_basis: str | None,
 ) -> bool:
-    """Name a representative (or undo it), in FHIR and in the login table, in one go.
+    """Name a representative (or undo it), in FHIR and in the role table, in one go.
 
     The RelatedPerson carries the legal basis as a relationship coding, so partners and the
-    inwoner's download see it; ``web_network_link.legal_basis`` is what a session reads to
-    let the representative manage grants. False when the person has no account yet.
+    inwoner's download see it; the right itself comes only from ``web_representation``
+    (``consent/representation.py``), which a partner's write cannot touch. False when the
+    person has no account yet.
     """
-    result = conn.execute(
-        update(NetworkLink)
-        .where(
+    linked = conn.execute(
+        select(NetworkLink.account_id).where(
             NetworkLink.patient_id == patient_id,
             NetworkLink.related_person_id == str(person["id"]),
         )
-        .values(legal_basis=legal_basis)
-    )
-    if not result.rowcount:
+    ).first()
+    if linked is None:
         return False
+    set_role(
+        conn,
+        patient_id=patient_id,
+        related_person_id=str(person["id"]),
+        legal_basis=legal_basis,
+        now=now_micros(),
+    )
     body = _strip_meta(person)
     relationships = [
         concept
@@ -909,14 +952,74 @@ def set_representative(
 
 
 def representatives(conn: Connection, *, patient_id: str) -> dict[str, str]:
-    return {
-        f"RelatedPerson/{link.related_person_id}": str(link.legal_basis)
-        for link in conn.execute(
-            select(NetworkLink).where(
-                NetworkLink.patient_id == patient_id, NetworkLink.legal_basis.is_not(None)
+    return current_roles(conn, patient_id=patient_id)
+
+
+def remove_person(
+    repo: Repository,
+    conn: Connection,
+    *,
+    patient_id: str,
+    person: dict[str, Any],
+    consents: Iterable[dict[str, Any]],
+) -> None:
+    """Take someone out of the network: every way in ends in this one transaction.
+
+    Their Consents stop naming them, their role ends, their RelatedPerson is deleted (its
+    history stays), and their account's sessions, link, invitations and tokens go.
+    ``consents`` were read before the write began (If-Match guards them).
+    """
+    ident = str(person["id"])
+    reference = f"RelatedPerson/{ident}"
+    apply_updates(repo, conn, revoke_updates(consents, reference))
+    end_roles(conn, patient_id=patient_id, related_person_id=ident, now=now_micros())
+    accounts = list(
+        conn.scalars(
+            select(NetworkLink.account_id).where(
+                NetworkLink.patient_id == patient_id, NetworkLink.related_person_id == ident
             )
         )
-    }
+    )
+    for account_id in accounts:
+        conn.execute(delete(WebSession).where(WebSession.account_id == account_id))
+        revoke_account_tokens(conn, account_id=account_id)
+    conn.execute(
+        delete(NetworkLink).where(
+            NetworkLink.patient_id == patient_id, NetworkLink.related_person_id == ident
+        )
+    )
+    conn.execute(
+        delete(Invitation).where(
+            Invitation.patient_id == patient_id, Invitation.related_person_id == ident
+        )
+    )
+    repo.delete(conn, "RelatedPerson", ident)
+
+
+def stop_everything(
+    repo: Repository, conn: Connection, *, patient_id: str, consents: Iterable[dict[str, Any]]
+) -> None:
+    """ "Stop met alles delen": every Consent, every app, every role the inwoner may end."""
+    apply_updates(repo, conn, stop_updates(consents))
+    stop_apps(conn, patient_id=patient_id)
+    end_roles(conn, patient_id=patient_id, now=now_micros(), voluntary_only=True)
+
+
+@dataclass
+class Remaining:
+    """Someone who still may act for the inwoner after she stopped everything."""
+
+    name: str
+    legal_basis: str
+
+
+def remaining_roles(repo: Repository, conn: Connection, *, patient_id: str) -> list[Remaining]:
+    """The roles that hold now, by name: after "stop", only those she cannot end herself."""
+    found = [
+        Remaining(name_of(repo, conn, ref), basis)
+        for ref, basis in current_roles(conn, patient_id=patient_id).items()
+    ]
+    return sorted(found, key=lambda r: r.name.casefold())
 
 
 def parse_day(text: str) -> date | None:

@@ -28,7 +28,8 @@ from starlette.responses import Response
 
 from vault.access import AccessContext
 from vault.config import Settings
-from vault.consent.web_models import LoginFailure, NetworkLink, WebSession
+from vault.consent.representation import standing
+from vault.consent.web_models import LoginFailure, WebSession
 from vault.crypto import BlindIndex
 from vault.oauth.accounts import AccountInfo, authenticate, find_account
 
@@ -164,7 +165,7 @@ def touch_session(conn: Connection, session_hash: str, *, now: int, settings: Se
 
 def _visitor(
     conn: Connection, account: AccountInfo, *, session_hash: str, csrf: str, expires_at: int
-) -> Visitor:
+) -> Visitor | None:
     if account.patient_id is not None:
         return Visitor(
             session_hash,
@@ -174,19 +175,17 @@ def _visitor(
             account.patient_id,
             expires_at=expires_at,
         )
-    link = conn.execute(
-        select(NetworkLink).where(NetworkLink.account_id == account.account_id)
-    ).first()
-    if link is None:
-        raise LookupError("an account without an inwoner or a network link")
+    place = standing(conn, account_id=account.account_id)
+    if place is None:
+        return None  # removed from the network: the session ends with this request
     return Visitor(
         session_hash,
         csrf,
         account.account_id,
         account.display_name,
-        link.patient_id,
-        related_person=f"RelatedPerson/{link.related_person_id}",
-        legal_basis=link.legal_basis,
+        place.patient_id,
+        related_person=f"RelatedPerson/{place.related_person_id}",
+        legal_basis=place.legal_basis,
         expires_at=expires_at,
     )
 
@@ -266,9 +265,4 @@ def log_in(
 
 
 def _has_link(conn: Connection, account: AccountInfo) -> bool:
-    return (
-        conn.execute(
-            select(NetworkLink.account_id).where(NetworkLink.account_id == account.account_id)
-        ).first()
-        is not None
-    )
+    return standing(conn, account_id=account.account_id) is not None

@@ -8,7 +8,7 @@ back is what the vault will enforce.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -288,6 +288,17 @@ LOG_WORDS = {
         "{who} searched and found nothing": "{who} {has} gezocht in je gegevens en niets gevonden",
         "{who} {verb} {what}": "{who} {has} {what} {verb}",
         "{who} was refused {what}": "{who} wilde {what} zien, maar mocht dat niet",
+        "an app": "Een app",
+        "{who} stopped {seen}": "{who} heeft {seen} gestopt",
+        "you stopped {seen}": "Jij hebt {seen} gestopt",
+        "{who} tried {n} times to see something not allowed": (
+            "{who} probeerde {n} keer iets te zien wat niet mocht"
+        ),
+        "{who} looked {n} times and saw nothing": "{who} keek {n} keer, maar zag niets",
+        "{who} looked and saw nothing": "{who} keek, maar zag niets",
+        "{who} {changes}": "{who} {has} {changes}",
+        "{count} {noun} {verb}": "{count} {noun} {verb}",
+        "({n} times)": "({n} keer)",
     },
     "en": {
         "you": "You",
@@ -303,6 +314,17 @@ LOG_WORDS = {
         "{who} searched and found nothing": "{who} searched your data and found nothing",
         "{who} {verb} {what}": "{who} {verb} {what}",
         "{who} was refused {what}": "{who} wanted to see {what}, but was not allowed to",
+        "an app": "An app",
+        "{who} stopped {seen}": "{who} stopped {seen}",
+        "you stopped {seen}": "You stopped {seen}",
+        "{who} tried {n} times to see something not allowed": (
+            "{who} tried {n} times to see something that was not allowed"
+        ),
+        "{who} looked {n} times and saw nothing": "{who} looked {n} times, but saw nothing",
+        "{who} looked and saw nothing": "{who} looked, but saw nothing",
+        "{who} {changes}": "{who} {changes}",
+        "{count} {noun} {verb}": "{verb} {count} {noun}",
+        "({n} times)": "({n} times)",
     },
 }
 
@@ -315,9 +337,18 @@ class LogLine:
     organization: str | None
     permitted: bool
     own: bool
+    # How lines are grouped into visits: who (as they were then), and what kind of access.
+    party: str = ""
+    kind: str = "viewed"  # viewed, empty, changed, denied, consent, preview, stop
+    types: tuple[str, ...] = ()
+    verb: str = "viewed"
+    entities: tuple[str, ...] = ()
+    has: str = "heeft"
 
 
 PREVIEW_QUERY = "$preview?actor="
+# The inwoner (or her representative) stopped an app: logged like a preview, by query.
+STOP_APP_QUERY = "$stop-app?client="
 
 
 def _queries(event: Mapping[str, Any]) -> list[str]:
@@ -362,11 +393,17 @@ def describe_event(
     *,
     names: Mapping[str, str],
     own_account: str | None,
-    representatives: Mapping[str, str],
+    role_at: Callable[[str, int], str | None],
     patient_ref: str,
+    apps: Mapping[str, str] | None = None,
     lang: str = "nl",
 ) -> LogLine:
-    """ "MEE heeft je doelen bekeken" for one AuditEvent; ``names`` maps references to names."""
+    """ "MEE heeft je doelen bekeken" for one AuditEvent; ``names`` maps references to names.
+
+    The line tells the access as it was when it happened: ``role_at(person, instant)`` is
+    the role someone had at that instant, never the one they have now (issue 18). An app
+    the inwoner approved is named, never "Jij" (``apps``: client id -> name).
+    """
     table = LOG_WORDS["en" if lang == "en" else "nl"]
 
     def w(key: str, **fields: str) -> str:
@@ -387,31 +424,51 @@ def describe_event(
     account_name = first.get("name", "")
     own = bool(own_account) and account_name == f"account {own_account}" and agent_of is None
     recorded = _parse_instant(str(event.get("recorded", "")))
+    acting = agent_of is not None and role_at(agent_of, recorded) is not None
     previewed = preview_actor(event)
-    if previewed is not None:
-        seen = names.get(previewed, w("an organisation or person"))
+    stopped = _stopped_app(event)
+    if previewed is not None or stopped is not None:
+        if previewed is not None:
+            seen = names.get(previewed, w("an organisation or person"))
+            sentence_key = "{who} looked at what {seen} sees"
+            party, kind = f"preview {previewed}", "preview"
+        else:
+            seen = (apps or {}).get(stopped or "", w("an app"))
+            sentence_key = "{who} stopped {seen}"
+            party, kind = f"stop {stopped}", "stop"
         if agent_of is not None:
-            who = w("{person} for you", person=names.get(agent_of, w("someone of your network")))
-            sentence = w("{who} looked at what {seen} sees", who=who, seen=seen)
-            return LogLine(recorded, who, sentence, None, True, False)
-        sentence = w("you looked at what {seen} sees", seen=seen)
-        return LogLine(recorded, w("you"), sentence, None, True, own)
+            person = names.get(agent_of, w("someone of your network"))
+            who = w("{person} for you", person=person) if acting else person
+            sentence = w(sentence_key, who=who, seen=seen, has="heeft")
+            return LogLine(recorded, who, sentence, None, True, False, f"{party} {agent_of}", kind)
+        you_key = "you looked at what {seen} sees" if kind == "preview" else "you stopped {seen}"
+        sentence = w(you_key, seen=seen)
+        return LogLine(recorded, w("you"), sentence, None, True, own, party, kind)
     you = False
-    if organization and own and not first.get("altId"):
+    app = first.get("altId")
+    party = who_ref or ""
+    if organization and own and not app:
         who = w(
             "you (looking at what {org} sees)", org=names.get(organization, w("an organisation"))
         )
         you = True
     elif organization:
         who = names.get(organization, w("an organisation"))
-        if first.get("altId") and who_ref == organization and account_name:
+        if app and who_ref == organization and account_name:
             who = w("an app of {who}", who=who)
+            party = f"{organization} app {app}"
     elif agent_of is not None:
         person = names.get(agent_of, w("someone of your network"))
-        who = w("{person} for you", person=person) if agent_of in representatives else person
+        who = w("{person} for you", person=person) if acting else person
+        party = f"{agent_of} {'for' if acting else 'own'}"
         own = False
+    elif who_ref == patient_ref and app:
+        # The inwoner's own app acts for her, but it is not her: it has a name.
+        who = (apps or {}).get(str(app), w("an app"))
+        party, own = f"app {app}", False
     elif who_ref == patient_ref:
         who, you = w("you"), True
+        party = "you"
     else:
         who = w("someone")
     subtype = ((event.get("subtype") or [{}])[0]).get("code", "read")
@@ -425,13 +482,42 @@ def describe_event(
     about_consent = any(t == "Consent" for t in _types(event))
     if permitted and about_consent and verb in ("added", "changed"):
         sentence = w("{who} changed who may see what", who=who, has=has)
+        kind = "consent"
     elif permitted and searched and not _what(event):
         sentence = w("{who} searched and found nothing", who=who, has=has)
+        kind = "empty"
     elif permitted:
         sentence = w("{who} {verb} {what}", who=who, has=has, verb=w(verb), what=what)
+        kind = "viewed" if verb in ("viewed", "fetched", "used") else "changed"
     else:
         sentence = w("{who} was refused {what}", who=who, what=what)
-    return LogLine(recorded, who, sentence, organization, permitted, own)
+        kind = "denied"
+    entities = tuple(
+        str((e.get("what") or {}).get("reference"))
+        for e in event.get("entity") or []
+        if (e.get("what") or {}).get("reference") and (e.get("type") or {}).get("code") != "1"
+    )
+    return LogLine(
+        recorded,
+        who,
+        sentence,
+        organization,
+        permitted,
+        own,
+        party,
+        kind,
+        tuple(_types(event)),
+        verb,
+        entities,
+        has,
+    )
+
+
+def _stopped_app(event: Mapping[str, Any]) -> str | None:
+    for query in _queries(event):
+        if query.startswith(STOP_APP_QUERY):
+            return query[len(STOP_APP_QUERY) :]
+    return None
 
 
 def _types(event: Mapping[str, Any]) -> list[str]:
@@ -453,3 +539,207 @@ def _parse_instant(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1_000_000)
+
+
+# -- one visit, one line -------------------------------------------------------------------
+
+# Records of one party less than this far apart are one visit (issue 11 item 5, issue 18).
+VISIT_GAP = 30 * 60 * 1_000_000
+NOUNS = {
+    "nl": {
+        "Goal": ("doel", "doelen"),
+        "CarePlan": ("plan", "plannen"),
+        "Observation": ("cijfer", "cijfers"),
+        "RelatedPerson": ("persoon uit je netwerk", "personen uit je netwerk"),
+        "CareTeam": ("netwerk", "netwerken"),
+        "Consent": ("keuze wie wat mag zien", "keuzes wie wat mag zien"),
+        "Patient": ("keer je naam en adres", "keer je naam en adres"),
+    },
+    "en": {
+        "Goal": ("goal", "goals"),
+        "CarePlan": ("plan", "plans"),
+        "Observation": ("score", "scores"),
+        "RelatedPerson": ("person of your network", "people of your network"),
+        "CareTeam": ("network", "networks"),
+        "Consent": ("choice of who may see what", "choices of who may see what"),
+        "Patient": ("time your name and address", "times your name and address"),
+    },
+}
+
+
+@dataclass
+class LogGroup:
+    """What one party did in one visit: one line of the log, with its records as details."""
+
+    lines: list[LogLine]
+
+    @property
+    def newest(self) -> int:
+        return self.lines[0].when
+
+    @property
+    def oldest(self) -> int:
+        return self.lines[-1].when
+
+    @property
+    def count(self) -> int:
+        return len(self.lines)
+
+    @property
+    def permitted(self) -> bool:
+        return any(line.permitted for line in self.lines)
+
+    @property
+    def own(self) -> bool:
+        return all(line.own for line in self.lines)
+
+    def sentence(self, lang: str = "nl") -> str:
+        return visit_sentence(self.lines, lang)
+
+
+def group_visits(lines: Iterable[LogLine], *, gap: int = VISIT_GAP) -> list[LogGroup]:
+    """Lines (newest first) of one party close together in time become one group.
+
+    Parties interleave (a flood of denials during a partner's real reads): each party
+    has its own open visit, so neither breaks the other's into pieces.
+    """
+    groups: list[LogGroup] = []
+    open_visit: dict[str, LogGroup] = {}
+    for line in lines:
+        visit = open_visit.get(line.party)
+        if visit is not None and visit.oldest - line.when <= gap:
+            visit.lines.append(line)
+            continue
+        visit = LogGroup([line])
+        open_visit[line.party] = visit
+        groups.append(visit)
+    return groups
+
+
+def _times(n: int, table: Mapping[str, str]) -> str:
+    return "" if n <= 1 else " " + table["({n} times)"].format(n=n)
+
+
+def visit_sentence(lines: Sequence[LogLine], lang: str = "nl") -> str:
+    """One sentence (or two) for one visit, the same rule for reads, searches and denials."""
+    table = LOG_WORDS["en" if lang == "en" else "nl"]
+    first = lines[0]
+    who, has = first.who, first.has
+    by_kind: dict[str, list[LogLine]] = {}
+    for line in lines:
+        by_kind.setdefault(line.kind, []).append(line)
+    clauses: list[str] = []
+    for kind in ("preview", "stop", "consent"):
+        if kind in by_kind:
+            clauses.append(by_kind[kind][0].sentence + _times(len(by_kind[kind]), table))
+    viewed = by_kind.get("viewed", [])
+    empty = by_kind.get("empty", [])
+    if viewed:
+        what = _what_of(viewed, lang)
+        verb = table.get("viewed", "viewed")
+        text = table["{who} {verb} {what}"].format(who=who, has=has, verb=verb, what=what)
+        clauses.append(text + _times(len(viewed) + len(empty), table))
+    elif empty:
+        if len(empty) == 1:
+            clauses.append(table["{who} looked and saw nothing"].format(who=who))
+        else:
+            key = "{who} looked {n} times and saw nothing"
+            clauses.append(table[key].format(who=who, n=len(empty)))
+    changed = by_kind.get("changed", [])
+    if changed:
+        clauses.append(_changes(changed, who=who, has=has, lang=lang))
+    denied = by_kind.get("denied", [])
+    if len(denied) == 1:
+        clauses.append(denied[0].sentence)
+    elif denied:
+        key = "{who} tried {n} times to see something not allowed"
+        clauses.append(table[key].format(who=who, n=len(denied)))
+    return ". ".join(clauses)
+
+
+def _what_of(lines: Sequence[LogLine], lang: str) -> str:
+    words = TYPE_WORDS_EN if lang == "en" else TYPE_WORDS
+    kinds = [t for line in lines for t in line.types if t in words]
+    if not kinds:
+        return "your data" if lang == "en" else "je gegevens"
+    return join_words([words[t] for t in kinds], lang)
+
+
+def _changes(lines: Sequence[LogLine], *, who: str, has: str, lang: str) -> str:
+    """ "Samenwerkplan-import heeft 7 doelen toegevoegd": counted per thing and per change."""
+    table = LOG_WORDS["en" if lang == "en" else "nl"]
+    nouns = NOUNS["en" if lang == "en" else "nl"]
+    counts: dict[tuple[str, str], set[str]] = {}
+    for line in lines:
+        for ref in line.entities or tuple(f"{t}/?{line.when}" for t in line.types):
+            kind = ref.split("/", 1)[0]
+            counts.setdefault((line.verb, kind), set()).add(ref)
+    parts = []
+    for (verb, kind), refs in counts.items():
+        one, many = nouns.get(kind, (TYPE_WORDS.get(kind, kind), TYPE_WORDS.get(kind, kind)))
+        noun = one if len(refs) == 1 else many
+        verb_words = table.get(verb, verb)
+        parts.append(
+            table["{count} {noun} {verb}"].format(count=len(refs), noun=noun, verb=verb_words)
+        )
+    changes = join_words(parts, lang)
+    return table["{who} {changes}"].format(who=who, has=has, changes=changes)
+
+
+# -- apps ---------------------------------------------------------------------------------
+
+# The approval page's words (``oauth/router.py`` describe_scope), in English.
+SCOPE_WORDS_EN = {
+    "Patient": "your name and details",
+    "CarePlan": "your plan",
+    "Goal": "your goals",
+    "CareTeam": "who helps you",
+    "RelatedPerson": "the people around you",
+    "Organization": "the organisations",
+    "Practitioner": "the professionals",
+    "Consent": "who may see what",
+    "Observation": "your scores",
+    "Provenance": "who changed something",
+    "AuditEvent": "who has looked",
+    "*": "all your data",
+}
+
+
+def app_may(scopes: Iterable[str], lang: str = "nl") -> list[str]:
+    """What an app may do, in the same plain sentences as the page where she said yes."""
+    from vault.fhir.resources import RESOURCE_TYPES
+    from vault.oauth.router import describe_scope
+    from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
+
+    lines: list[str] = []
+    for text in scopes:
+        if lang != "en":
+            line = describe_scope(text)
+        else:
+            try:
+                scope = parse_scope(text, known_types=RESOURCE_TYPES)
+            except InvalidScope:
+                continue
+            if isinstance(scope, str):
+                line = {
+                    "openid": "know who you are",
+                    "offline_access": "use your data later too, when you are not logged in",
+                }.get(scope)
+            else:
+                assert isinstance(scope, ResourceScope)
+                verbs = [
+                    verb
+                    for letters, verb in (
+                        ({"r", "s"}, "see"),
+                        ({"c"}, "add"),
+                        ({"u"}, "change"),
+                        ({"d"}, "remove"),
+                    )
+                    if scope.permissions & letters
+                ]
+                what = SCOPE_WORDS_EN.get(scope.resource_type, scope.resource_type)
+                limit = " (part of it)" if scope.query else ""
+                line = f"{join_words(verbs, 'en')} {what}{limit}" if verbs else None
+        if line and line not in lines:
+            lines.append(line)
+    return lines

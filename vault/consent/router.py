@@ -10,9 +10,10 @@ CSRF token.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -27,6 +28,7 @@ from sqlalchemy import Connection
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
+from vault.audit import AuditRecord
 from vault.config import OidcSettings
 from vault.consent import page_data as data
 from vault.consent import page_oidc
@@ -47,15 +49,20 @@ from vault.consent.page_session import (
 )
 from vault.consent.page_words import (
     PARTS,
+    STOP_APP_QUERY,
+    app_may,
     describe_event,
     format_day,
     format_moment,
+    group_visits,
     preview_actor,
 )
+from vault.consent.representation import role_at, role_history
 from vault.errors import FhirError
 from vault.fhir.repository import Repository
-from vault.fhir.resources import ID_PATTERN
+from vault.fhir.resources import ID_PATTERN, format_instant
 from vault.oauth.accounts import MIN_PASSWORD_LENGTH, create_account
+from vault.oauth.apps import apps_with_access, stop_apps
 from vault.runtime import Runtime, now_micros
 
 __all__ = ["install_page", "router"]
@@ -470,14 +477,73 @@ def home(request: Request) -> Response:
         )
         return render(request, "shared_with_me.html", {"preview": shown}, visitor=visitor)
 
+    stopped = request.query_params.get("gestopt") == "1"
+
     def load(conn: Connection) -> dict[str, Any]:
         around = data.parties(repo, conn, visitor.patient_id)
         return {
             "parties": around,
             "others": data.other_organizations(repo, conn, (p.reference for p in around)),
+            "apps": apps_with_access(conn, patient_id=visitor.patient_id, now=now_micros()),
+            # After "stop": exactly who still may act for her, and why.
+            "remaining": (
+                data.remaining_roles(repo, conn, patient_id=visitor.patient_id) if stopped else []
+            ),
+            "stopped_app": _app_name(conn, request.query_params.get("app_gestopt", "")),
         }
 
-    return render(request, "home.html", _read(request, load), visitor=visitor)
+    context = _read(request, load)
+    return render(
+        request, "home.html", {**context, "app_may": app_may, "stopped": stopped}, visitor=visitor
+    )
+
+
+def _app_name(conn: Connection, client_id: str) -> str | None:
+    if not client_id or len(client_id) > 64:
+        return None
+    from sqlalchemy import select
+
+    from vault.oauth.models import OAuthClient
+
+    return conn.execute(select(OAuthClient.name).where(OAuthClient.client_id == client_id)).scalar()
+
+
+def _log_app_stop(request: Request, visitor: Visitor, client_ids: Iterable[str]) -> None:
+    """ "Stop" is in the access log: who stopped which app, and when."""
+    now = now_micros()
+    records = [
+        AuditRecord(
+            patient_id=visitor.patient_id,
+            interaction="delete",
+            permitted=True,
+            client_id=None,
+            organization=None,
+            account_id=visitor.account_id,
+            query=STOP_APP_QUERY + client_id,
+            representative=visitor.related_person,
+            recorded=now,
+        )
+        for client_id in client_ids
+    ]
+    if records:
+        _runtime(request).audit.record(records)
+
+
+@router.post("/apps/{client_id}/stoppen")
+def app_stop(request: Request, client_id: str, visitor: ManagerDep, _form: FormDep) -> Response:
+    """End every token of one app for the inwoner: its next request is refused."""
+
+    def work(conn: Connection) -> bool:
+        live = apps_with_access(conn, patient_id=visitor.patient_id, now=now_micros())
+        if not any(app.client_id == client_id for app in live):
+            return False
+        stop_apps(conn, patient_id=visitor.patient_id, client_id=client_id)
+        return True
+
+    if not _write(request, work):
+        raise Refused(404, "Niet gevonden", "Deze app kennen we niet.")
+    _log_app_stop(request, visitor, [client_id])
+    return see_other(f"/?app_gestopt={quote(client_id)}")
 
 
 @router.post("/delen/nieuw")
@@ -607,14 +673,23 @@ def stop_check(request: Request, visitor: ManagerDep, _form: FormDep) -> Respons
 
 @router.post("/stoppen/zeker")
 def stop_all(request: Request, visitor: ManagerDep, _form: FormDep) -> Response:
-    """Every Consent of the inwoner becomes inactive: nobody sees anything any more."""
+    """Every Consent becomes inactive, every app stops, every machtiging ends."""
     repo = _repo(request, visitor)
     consents = _read(
         request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
     )
-    _write_through(
-        request, repo, lambda conn: data.apply_updates(repo, conn, data.stop_updates(consents))
+    apps = _read(
+        request,
+        lambda conn: apps_with_access(conn, patient_id=visitor.patient_id, now=now_micros()),
     )
+    _write_through(
+        request,
+        repo,
+        lambda conn: data.stop_everything(
+            repo, conn, patient_id=visitor.patient_id, consents=consents
+        ),
+    )
+    _log_app_stop(request, visitor, [app.client_id for app in apps])
     return see_other("/?gestopt=1")
 
 
@@ -640,58 +715,129 @@ def look_as(request: Request, kind: str, ident: str, visitor: ManagerDep) -> Res
 # -- wie heeft er gekeken --------------------------------------------------------------------
 
 
+LOG_LINES = 50  # visits per page of the log
+LOG_SCAN = 5000  # records read for one page at most; "Eerder" goes on from there
+LOG_KINDS = {
+    "bekeken": [("outcome", "0"), ("action", "R,E")],
+    "veranderd": [("outcome", "0"), ("action", "C,U,D")],
+    "geweigerd": [("outcome", "4")],
+}
+
+
 @router.get("/log")
-def access_log(request: Request, visitor: ManagerDep, wie: str = "") -> Response:
-    """The inwoner's AuditEvents in plain words, newest first."""
+def access_log(
+    request: Request, visitor: ManagerDep, wie: str = "", soort: str = "", voor: str = ""
+) -> Response:
+    """The inwoner's AuditEvents in plain words, newest first: one line per visit.
+
+    Every record can be reached: paging goes back in time (``voor``: the instant of the
+    oldest record on the page), and the filters by party and kind run in the search, so
+    a flood of one party never hides another.
+    """
     repo = _repo(request, visitor)
     now = now_micros()
     lang = language_of(request.cookies.get(LANGUAGE_COOKIE))
+    wie, soort, voor = wie[:200], soort if soort in LOG_KINDS else "", voor[:40]
+    params: list[tuple[str, str]] = [
+        ("patient", f"Patient/{visitor.patient_id}"),
+        ("_sort", "-date"),
+        *LOG_KINDS.get(soort, []),
+    ]
+    kind, _, ident = wie.partition("/")
+    if kind in GRANTEE_KINDS:
+        if not ID_PATTERN.match(ident):
+            raise Refused(404, "Niet gevonden", "Deze organisatie of persoon kennen we niet.")
+        params.append(("agent", wie))
+    if voor:
+        if not _INSTANT.fullmatch(voor):
+            raise Refused(400, "Dat klopt niet", "Deze pagina van het logboek bestaat niet.")
+        params.append(("date", "lt" + voor))
+
+    def keep(line: Any) -> bool:
+        if wie == "iedereen":
+            return True
+        if wie == "jij":
+            return bool(line.own)
+        if wie.startswith("app "):
+            return bool(line.party == wie)
+        if wie:
+            return True  # narrowed by the search itself
+        return not line.own
 
     def load(conn: Connection) -> dict[str, Any]:
-        events = data.search_all(
-            repo,
-            conn,
-            "AuditEvent",
-            [("patient", f"Patient/{visitor.patient_id}"), ("_sort", "-date")],
-        )[:300]
-        refs: set[str] = set()
-        for event in events:
-            if actor := preview_actor(event):
-                refs.add(actor)
-            for agent in event.get("agent") or []:
-                ref = (agent.get("who") or {}).get("reference")
+        history = role_history(conn, patient_id=visitor.patient_id)
+        names: dict[str, str] = {}
+        apps = _app_names(conn, visitor.patient_id)
+
+        def name(ref: str) -> str:
+            if ref not in names:
+                names[ref] = data.name_then(repo, conn, ref)
+            return names[ref]
+
+        lines = []
+        last_ms: int | None = None
+        done = True
+        groups_seen: set[str] = set()
+        for scanned, event in enumerate(data.audit_events(repo, conn, params), start=1):
+            refs = {preview_actor(event)} | {
+                (a.get("who") or {}).get("reference") for a in event.get("agent") or []
+            }
+            for ref in refs:
                 if ref and ref.split("/", 1)[0] in GRANTEE_KINDS:
-                    refs.add(ref)
-        names = {ref: data.name_of(repo, conn, ref) for ref in sorted(refs)}
-        reps = data.representatives(conn, patient_id=visitor.patient_id)
-        lines = [
-            describe_event(
-                e,
+                    name(ref)
+            line = describe_event(
+                event,
                 names=names,
                 own_account=visitor.account_id if visitor.is_inwoner else None,
-                representatives=reps,
+                role_at=lambda person, when: role_at(history, person, when),
                 patient_ref=f"Patient/{visitor.patient_id}",
+                apps=apps,
                 lang=lang,
             )
-            for e in events
-        ]
-        orgs = sorted(
-            {
-                (line.organization, names.get(line.organization or "", ""))
-                for line in lines
-                if line.organization
-            },
-            key=lambda item: item[1].casefold(),
-        )
-        if wie == "iedereen":
-            shown = lines
-        elif wie:
-            shown = [line for line in lines if line.organization == wie and not line.own]
-        else:
-            shown = [line for line in lines if not line.own]
-        return {"lines": shown, "organizations": orgs, "wie": wie, "now": now}
+            moment = line.when // 1000
+            if last_ms is not None and moment != last_ms:
+                full = len(groups_seen) >= LOG_LINES and line.party not in groups_seen
+                if full or scanned > LOG_SCAN:
+                    done = False
+                    break
+            last_ms = moment
+            if keep(line):
+                lines.append(line)
+                groups_seen.add(line.party)
+        groups = group_visits(lines)
+        options = [(p.reference, p.name) for p in data.parties(repo, conn, visitor.patient_id)]
+        options += [(f"app {cid}", app_name) for cid, app_name in apps.items()]
+        return {
+            "groups": groups,
+            "options": sorted(set(options), key=lambda item: item[1].casefold()),
+            "wie": wie,
+            "soort": soort,
+            "older": None if done or last_ms is None else format_instant(last_ms * 1000),
+            "newest_page": not voor,
+            "now": now,
+        }
 
     return render(request, "log.html", _read(request, load), visitor=visitor)
+
+
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def _app_names(conn: Connection, patient_id: str) -> dict[str, str]:
+    """Every app that ever held a token for this inwoner, by client id."""
+    from sqlalchemy import select
+
+    from vault.oauth.models import OAuthClient, Token
+
+    rows = conn.execute(
+        select(OAuthClient.client_id, OAuthClient.name).where(
+            OAuthClient.kind == "public",
+            OAuthClient.client_id.in_(
+                select(Token.client_id).where(Token.patient_id == patient_id)
+            ),
+        )
+    )
+    return {row.client_id: row.name for row in rows}
 
 
 # -- mijn gegevens ---------------------------------------------------------------------------
@@ -1001,6 +1147,33 @@ def network_representative(request: Request, visitor: InwonerDep, form: FormDep)
 
     _write_through(request, repo, work)
     return see_other("/netwerk?opgeslagen=1")
+
+
+@router.post("/netwerk/weghalen")
+def network_remove(request: Request, visitor: InwonerDep, form: FormDep) -> Response:
+    """Take someone out of the network: their access ends with their next request."""
+    person = _text(form, "person", limit=200)
+    kind, _, ident = person.partition("/")
+    if kind != "RelatedPerson" or not ID_PATTERN.match(ident):
+        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.")
+    repo = _repo(request, visitor)
+    try:
+        found = _read(request, lambda conn: data.load(repo.read(conn, "RelatedPerson", ident)))
+    except FhirError:
+        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.") from None
+    if (found.get("patient") or {}).get("reference") != f"Patient/{visitor.patient_id}":
+        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.")
+    consents = _read(
+        request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
+    )
+    _write_through(
+        request,
+        repo,
+        lambda conn: data.remove_person(
+            repo, conn, patient_id=visitor.patient_id, person=found, consents=consents
+        ),
+    )
+    return see_other("/netwerk?weggehaald=1")
 
 
 @router.get("/uitnodiging/{token}")

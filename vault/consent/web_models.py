@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.db import Base, Micros, Pk
 
-__all__ = ["Invitation", "LoginFailure", "NetworkLink", "WebSession"]
+__all__ = ["Invitation", "LoginFailure", "NetworkLink", "Representation", "WebSession"]
 
 
 class WebSession(Base):
@@ -69,3 +69,22 @@ class NetworkLink(Base):
     created_at: Mapped[Micros]
 
     __table_args__ = (Index("ix_web_network_link_patient", "patient_id"),)
+
+
+class Representation(Base):
+    """Someone of the network acting for the inwoner, and from when until when.
+
+    The one place the right to act for the inwoner comes from (``consent/representation.py``
+    reads it on every page request). Rows are never changed back: a role that ends gets
+    ``ended_at``, so the access log can say what someone's role was at any past instant.
+    """
+
+    __tablename__ = "web_representation"
+    id: Mapped[Pk]
+    patient_id: Mapped[str] = mapped_column(String(64))
+    related_person_id: Mapped[str] = mapped_column(String(64))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[Micros]
+    ended_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (Index("ix_web_representation_patient", "patient_id", "related_person_id"),)
