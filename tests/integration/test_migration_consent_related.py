@@ -1,4 +1,4 @@
-"""Migration 0008_stopdata: ``consent_related`` is filled for the Consents already in force.
+"""Migration 0008: ``consent_related`` is filled for the Consents already in force.
 
 A vault upgraded from 0007 has ``related`` grants but no record of what they reached; the
 upgrade takes the references their named resources hold at that moment, so no grant in

@@ -1,6 +1,6 @@
 """A related data grant reaches what its resource referred to when the Consent was written
 
-Revision ID: 0008_stopdata
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-04 10:10:00
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_stopdata"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None

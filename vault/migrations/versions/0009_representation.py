@@ -1,7 +1,7 @@
 """Representation: who acts for an inwoner, from when until when
 
-Revision ID: 0008_stoppage
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-04 10:45:00
 
 Adds web_representation. ``web_network_link.legal_basis`` is no longer read; a role that
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_stoppage"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
