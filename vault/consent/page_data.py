@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
-from vault.access import AccessContext
+from vault.access import AccessContext, registered_purposes
 from vault.audit import AuditRecord
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.models import ConsentGrant
@@ -403,7 +403,7 @@ def partner_context(conn: Connection, grantee: str, *, account_id: str) -> Acces
             )
         ).all()
         scopes = [s for row in rows for s in row.scope.split()]
-        purposes = frozenset(p for row in rows for p in (row.purpose or "").split())
+        purposes = frozenset().union(*(registered_purposes(row.purpose) for row in rows))
         return AccessContext(
             subject=f"voorbeeld:{account_id}",
             kind="system",
