@@ -211,12 +211,22 @@ def _today() -> date:
 
 
 def _load(conn: Connection, organization: str, codes: Iterable[str]) -> dict[str, FrozenFigures]:
-    rows = conn.scalars(
-        select(FrozenFigures).where(
-            FrozenFigures.organization == organization, FrozenFigures.period.in_(list(codes))
+    t = FrozenFigures.__table__.c
+    rows = conn.execute(
+        select(t.period, t.k, t.frozen_at, t.figures).where(
+            t.organization == organization, t.period.in_(list(codes))
         )
     ).all()
-    return {row.period: row for row in rows}
+    return {
+        row.period: FrozenFigures(
+            organization=organization,
+            period=row.period,
+            k=row.k,
+            frozen_at=row.frozen_at,
+            figures=row.figures,
+        )
+        for row in rows
+    }
 
 
 def figures_for(

@@ -4,7 +4,7 @@ Three rules, applied until nothing changes (the statistical-disclosure-control p
 CBS and Eurostat, written for the few fixed tables this vault publishes):
 
 1. Primary: a figure whose contributors (the inwoners it is computed from) number fewer
-   than ``k`` is suppressed.
+   than ``k`` is suppressed (a count of nobody, 0, is shown: it tells about no one).
 2. Complementary (sums): where a figure is the sum of others (all domains = the sum of the
    domains; a year = the sum of its quarters; all plans = the plans per phase), and the
    total is published, the suppressed parts together must rest on ``k`` or more inwoners;
@@ -49,7 +49,10 @@ def suppress(figures: Mapping[Any, Figure], relations: Iterable[Relation], *, k:
     """Mark figures suppressed in place, by the three rules above."""
     relations = [r for r in relations if r.total in figures]
     for figure in figures.values():
-        if not figure.locked and len(figure.contributors) < k:
+        # A count of nobody tells nothing about anyone, and hiding it would only hide its
+        # neighbours too; a mean of nobody has no value to show.
+        small = 0 < len(figure.contributors) < k or figure.value is None
+        if not figure.locked and small:
             figure.suppressed = True
     by_measure: dict[str, list[Figure]] = {}
     for figure in figures.values():
@@ -82,7 +85,7 @@ def _complement(figures: Mapping[Any, Figure], relation: Relation, *, k: int) ->
     if len(covered) >= k and len(hidden) >= 2:
         return False
     candidates = sorted(
-        (p for p in parts if not p.suppressed and not p.locked),
+        (p for p in parts if not p.suppressed and not p.locked and p.contributors),
         key=lambda p: (len(p.contributors), p.measure),
     )
     for candidate in candidates:
