@@ -33,6 +33,7 @@ from vault.runtime import Runtime
 __all__ = ["Member", "load_cohort", "member", "statistics_consent"]
 
 Resource = dict[str, Any]
+FICTIEF = "https://regiekluis.nl/fhir/NamingSystem/fictief-inwoner"
 STATISTICS_CLASSES = ("CarePlan", "Goal", "Observation", "CareTeam")
 
 
@@ -117,14 +118,24 @@ def member(
     *,
     name: str,
     consent_for: str | None,
+    number: str | None = None,
 ) -> str:
-    """Write one inwoner with ``plan``; with ``consent_for``, her statistics Consent."""
-    stored, _ = repo.create(
+    """Write one inwoner with ``plan``; with ``consent_for``, her statistics Consent.
+
+    With ``number`` the inwoner is written once: a second run finds her and writes nothing.
+    """
+    patient: Resource = {"resourceType": "Patient", "active": True, "name": [{"text": name}]}
+    if number is not None:
+        patient["identifier"] = [{"system": FICTIEF, "value": number}]
+    stored, created = repo.create(
         conn,
         "Patient",
-        {"resourceType": "Patient", "active": True, "name": [{"text": name}]},
+        patient,
+        if_none_exist=f"identifier={FICTIEF}|{number}" if number is not None else None,
     )
     pid = stored.resource_id
+    if not created:
+        return pid
     subject = _ref("Patient", pid)
     people = []
     for index in range(plan.network):
@@ -255,13 +266,14 @@ def load_cohort(
     size: int = 60,
     seed: int = 14,
     year: int = 2025,
+    first: int = 1,
 ) -> list[str]:
     """Write ``size`` fictional inwoners; about four in five allow the statistics purpose."""
     rng = random.Random(seed)  # noqa: S311 - a repeatable fictional cohort, not a secret
     repo = Repository(runtime, AccessContext.full("demo"))
     made = []
     with runtime.db.write() as conn:
-        for number in range(1, size + 1):
+        for number in range(first, first + size):
             plan = _random_member(rng, year, [organization, *partners])
             consenting = rng.random() < 0.8
             made.append(
@@ -271,6 +283,7 @@ def load_cohort(
                     plan,
                     name=f"Fictief inwoner {number:03d}",
                     consent_for=organization if consenting else None,
+                    number=f"{number:03d}",
                 )
             )
     return made

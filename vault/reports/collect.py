@@ -53,7 +53,13 @@ from vault.reports.models import FrozenFigures
 from vault.reports.suppress import Figure, suppress
 from vault.runtime import Runtime, now_micros
 
-__all__ = ["Report", "consenting", "figures_for", "statistics_context"]
+__all__ = [
+    "Report",
+    "consenting",
+    "figures_for",
+    "organization_named",
+    "statistics_context",
+]
 
 COUNTED_TYPES = ("CarePlan", "Goal", "Observation", "CareTeam")
 
@@ -77,6 +83,14 @@ def statistics_context(*, organization: str, client_id: str | None) -> AccessCon
         ),
         purposes=frozenset({STATISTICS_PURPOSE}),
     )
+
+
+def organization_named(runtime: Runtime, name: str) -> str:
+    """``Organization/<id>`` of the Organization called ``name``, made when there is none."""
+    from vault.oauth.commands import find_or_create_organization
+
+    with runtime.db.write() as conn:
+        return f"Organization/{find_or_create_organization(runtime, conn, name)}"
 
 
 def consenting(conn: Connection, *, organization: str, now: int) -> list[str]:
