@@ -33,6 +33,7 @@ from vault.fhir.resources import SCOPE_TYPES, format_instant, split_reference
 from vault.notify.outbox import record_erasure
 from vault.oauth.models import Account, OAuthClient, Token
 from vault.oauth.scopes import permissions_from
+from vault.reports.page import is_statistics
 from vault.runtime import Runtime, now_micros
 
 __all__ = [
@@ -173,6 +174,8 @@ def consent_grants(
     """Per grantee: the rows its active Consents compile to, and those Consents' ids."""
     per: dict[str, tuple[list[Grant], list[str]]] = {}
     for consent in consents:
+        if is_statistics(consent):
+            continue  # being counted opens no plan: it is asked and shown on "Mijn plan"
         try:
             grants = compile_consent(consent, patient_id=patient_id)
         except FhirError:

@@ -72,9 +72,9 @@ def load_demo_cohort(runtime: Runtime) -> int:
     reference = organization_named(runtime, runtime.settings.report_organization)
     partners = [o.reference for o in ORGANIZATIONS]
     before = _count(runtime)
-    load_cohort(runtime, organization=reference, partners=partners, size=80, year=2025)
+    load_cohort(runtime, organization=reference, partners=partners, size=50, year=2025)
     load_cohort(
-        runtime, organization=reference, partners=partners, size=80, seed=26, year=2026, first=81
+        runtime, organization=reference, partners=partners, size=40, seed=26, year=2026, first=51
     )
     return _count(runtime) - before
 

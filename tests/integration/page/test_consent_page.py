@@ -64,6 +64,7 @@ def test_every_page_logs_in_passes_axe_and_is_screenshotted(page: Page, vault: V
 def test_plan_goals_and_scores_are_edited_in_own_words(page: Page, vault: Vault) -> None:
     log_in(page, vault, "erik")
     page.goto(vault.url + "/plan")
+    page.get_by_text("Verander doel 1").click()  # her words first; the edit box one tap away
     first = page.get_by_label("Doel 1")
     first.fill("Ik wil werk bij een hovenier.")
     page.get_by_role("button", name="Doel opslaan").first.click()
