@@ -329,6 +329,14 @@ ENGLISH: dict[str, str] = {
     "Kies een van de stappen.": "Choose one of the steps.",
     "Kies een cijfer van 1 tot 10.": "Choose a mark from 1 to 10.",
     "Kies ja of nee.": "Choose yes or no.",
+    # invitation.html, network.html: who invites, and sharing the link (issue 14)
+    "{name} nodigt je uit": "{name} invites you",
+    "Maak een account. Daarna zie je wat {name} met jou deelt. Niet meer.": (
+        "Make an account. Then you see what {name} shares with you. Nothing more."
+    ),
+    "Uitnodiging voor mijn plan": "Invitation to my plan",
+    "Stuur de link per e-mail": "Send the link by e-mail",
+    "Stuur de link in een bericht": "Send the link in a text message",
 }
 
 

@@ -288,6 +288,9 @@ LOG_WORDS = {
         "{who} searched and found nothing": "{who} {has} gezocht in je gegevens en niets gevonden",
         "{who} {verb} {what}": "{who} {has} {what} {verb}",
         "{who} was refused {what}": "{who} wilde {what} zien, maar mocht dat niet",
+        "{who} counted you in figures without names": (
+            "{who} heeft je meegeteld in cijfers zonder namen (je plan zelf is niet bekeken)"
+        ),
     },
     "en": {
         "you": "You",
@@ -303,6 +306,9 @@ LOG_WORDS = {
         "{who} searched and found nothing": "{who} searched your data and found nothing",
         "{who} {verb} {what}": "{who} {verb} {what}",
         "{who} was refused {what}": "{who} wanted to see {what}, but was not allowed to",
+        "{who} counted you in figures without names": (
+            "{who} counted you in figures without names (your plan itself was not viewed)"
+        ),
     },
 }
 
@@ -423,7 +429,15 @@ def describe_event(
     permitted = event.get("outcome", "0") == "0"
     has = "hebt" if you else "heeft"
     about_consent = any(t == "Consent" for t in _types(event))
-    if permitted and about_consent and verb in ("added", "changed"):
+    counted = any(
+        c.get("code") == "HRESCH"
+        for concept in event.get("purposeOfEvent") or []
+        for c in concept.get("coding") or []
+    )
+    if permitted and counted:
+        # vault/reports: a report run counted her; it is no read of her plan.
+        sentence = w("{who} counted you in figures without names", who=who)
+    elif permitted and about_consent and verb in ("added", "changed"):
         sentence = w("{who} changed who may see what", who=who, has=has)
     elif permitted and searched and not _what(event):
         sentence = w("{who} searched and found nothing", who=who, has=has)

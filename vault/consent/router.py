@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
+from vault.access import AccessContext
 from vault.config import OidcSettings
 from vault.consent import page_data as data
 from vault.consent import page_oidc
@@ -1102,11 +1103,14 @@ def _invitation_form(
     request: Request, token: str, *, error: str | None = None, username: str = "", status: int = 200
 ) -> Response:
     csrf = secrets.token_urlsafe(32)
+    inviter, invitee = _invitation_names(request, token)
     response = render(
         request,
         "invitation.html",
         {
             "token": token,
+            "inviter": inviter,
+            "invitee": invitee,
             "error": error,
             "username": username,
             "login_csrf": csrf,
@@ -1116,6 +1120,22 @@ def _invitation_form(
     )
     _set_login_csrf(response, request, csrf, path="/uitnodiging")
     return response
+
+
+def _invitation_names(request: Request, token: str) -> tuple[str, str]:
+    """Who invites, and the name she gave the invited person (issue 14): the link holder
+    was chosen by the inwoner, so the page may say her name."""
+    repo = Repository(_runtime(request), AccessContext.full("uitnodiging"))
+
+    def names(conn: Connection) -> tuple[str, str]:
+        found = data.open_invitation(conn, token[:100], now=now_micros())
+        if found is None:
+            return "", ""
+        inviter = data.name_of(repo, conn, f"Patient/{found.patient_id}")
+        invitee = data.name_of(repo, conn, f"RelatedPerson/{found.related_person_id}")
+        return inviter, invitee
+
+    return _read(request, names)
 
 
 @router.post("/uitnodiging/{token}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -211,12 +212,20 @@ def test_invited_neighbour_logs_in_and_sees_only_what_was_granted(
     page.get_by_role("button", name="Maak een uitnodiging").click()
     link = page.get_by_label("Uitnodiging").input_value()
     assert "/uitnodiging/" in link
+    # The link can go out by e-mail or a message, not only by copying it.
+    mail = page.get_by_role("link", name="Stuur de link per e-mail").get_attribute("href")
+    assert mail is not None and mail.startswith("mailto:") and quote(link, safe="") in mail
+    sms = page.get_by_role("link", name="Stuur de link in een bericht").get_attribute("href")
+    assert sms is not None and sms.startswith("sms:")
 
     neighbour_context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         neighbour = neighbour_context.new_page()
         neighbour.goto(link)
         check_page(neighbour, "uitnodiging")
+        # Who invites is named, and the name Sanne typed is filled in (issue 14).
+        expect(neighbour.get_by_role("heading", level=1)).to_have_text("Sanne Bakker nodigt je uit")
+        expect(neighbour.get_by_label("Je naam")).to_have_value("Henk de Buur")
         neighbour.get_by_label("Je naam").fill("Henk")
         neighbour.get_by_label("Kies een gebruikersnaam").fill("henk-buur")
         neighbour.get_by_label("Kies een wachtwoord").fill("buurman-wachtwoord")
