@@ -18,6 +18,7 @@ from typing import Any
 from vault import __version__
 from vault.fhir.resources import FHIR_VERSION, RESOURCE_TYPES, ResourceType
 from vault.notify.topic import subscription_capability
+from vault.reports.measure import measure_capability
 
 __all__ = ["OAUTH_URIS", "SecurityFor", "capability_statement", "interactions", "smart_security"]
 
@@ -128,7 +129,7 @@ def capability_statement(
         "documentation": "Deny by default: every request needs a bearer token issued by "
         "this vault, and sees only what the inwoner granted.",
         "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()]
-        + [subscription_capability()],
+        + [subscription_capability(), measure_capability()],
         "operation": [{"name": "export", "definition": BULK_EXPORT}],
     }
     if security is not None:

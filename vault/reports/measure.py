@@ -12,19 +12,44 @@ FHIR R4 Measure (https://hl7.org/fhir/R4/measure.html) and MeasureReport
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
 from vault.fhir.resources import format_instant
-from vault.reports.collect import Report
 from vault.reports.figures import ALL_DOMAINS, MEASURES
 
-__all__ = ["MEASURE_BASE", "measure_id", "measure_of", "measure_report", "measures"]
+if TYPE_CHECKING:
+    from vault.reports.collect import Report
+
+__all__ = [
+    "MEASURE_BASE",
+    "measure_capability",
+    "measure_id",
+    "measure_of",
+    "measure_report",
+    "measures",
+]
 
 MEASURE_BASE = "https://regiekluis.nl/fhir/Measure"
 DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 SCORING = "http://terminology.hl7.org/CodeSystem/measure-scoring"
 POPULATION = "http://terminology.hl7.org/CodeSystem/measure-population"
+
+
+def measure_capability() -> dict[str, Any]:
+    """The CapabilityStatement entry of ``Measure`` (only what ``reports/router.py`` does)."""
+    return {
+        "type": "Measure",
+        "documentation": "The figures of outcome reports; needs the scope "
+        "system/MeasureReport.r. Only closed calendar quarters and years; summary only.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "operation": [
+            {
+                "name": "evaluate-measure",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+            }
+        ],
+    }
 
 
 def measure_id(measure: str) -> str:
