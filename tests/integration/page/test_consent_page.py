@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -214,7 +214,7 @@ def test_invited_neighbour_logs_in_and_sees_only_what_was_granted(
     assert "/uitnodiging/" in link
     # The link can go out by e-mail or a message, not only by copying it.
     mail = page.get_by_role("link", name="Stuur de link per e-mail").get_attribute("href")
-    assert mail is not None and mail.startswith("mailto:") and quote(link, safe="") in mail
+    assert mail is not None and mail.startswith("mailto:") and link in unquote(mail)
     sms = page.get_by_role("link", name="Stuur de link in een bericht").get_attribute("href")
     assert sms is not None and sms.startswith("sms:")
 
