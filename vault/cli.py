@@ -126,7 +126,15 @@ def serve(
 
 
 @app.command()
-def demo(data_dir: DataDir) -> None:
+def demo(
+    data_dir: DataDir,
+    cohort: Annotated[
+        bool,
+        typer.Option(
+            "--cohort", help="Also load 90 fictional inwoners, so `vault report` shows figures."
+        ),
+    ] = False,
+) -> None:
     """Load the demo family (idempotent) and give each inwoner an account to log in with."""
     from vault.demo import DEMO_PATIENT_IDS, load_demo
     from vault.oauth.commands import new_password, set_account
@@ -136,7 +144,8 @@ def demo(data_dir: DataDir) -> None:
     logins = []
     try:
         changed = load_demo(runtime)
-        changed += load_demo_cohort(runtime)
+        if cohort:
+            changed += load_demo_cohort(runtime)
         # Fresh passwords on every run: a demo password that was lost is never a dead end.
         for patient_id in DEMO_PATIENT_IDS:
             username, password = patient_id.rsplit("-", 1)[-1], new_password()

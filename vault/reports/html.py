@@ -136,7 +136,8 @@ def report_html(
     """The page: what the figures are, then per period the charts and tables."""
     k = reports[0].k if reports else 10
     sections = []
-    for report in reports:
+    # The year first: it is what a policy officer looks for; its quarters follow.
+    for report in sorted(reports, key=lambda r: ("-Q" in r.period.code, r.period.code)):
         overall = report.values
         charts = [
             _bars(

@@ -18,6 +18,7 @@ from tests.integration.page.conftest import Vault, check_page, log_in
 from tests.support import run_vault, vault_env
 from vault.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.reports.cli import load_demo_cohort
 from vault.reports.codes import PLAN_AGREED, PLAN_PHASE
 
 
@@ -120,6 +121,7 @@ def test_counting_the_step_and_the_mark_are_the_inwoners_to_set(page: Page, vaul
 def test_the_report_page_reads_well_and_hides_small_figures(
     page: Page, vault: Vault, tmp_path: Path
 ) -> None:
+    load_demo_cohort(vault.runtime)  # what `vault demo --cohort` adds
     env = vault_env(vault.runtime.settings.database_url)
     data_dir = str(vault.runtime.settings.data_dir)
     done = run_vault(
