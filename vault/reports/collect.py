@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 COUNTED_TYPES = ("CarePlan", "Goal", "Observation", "CareTeam")
+_CHUNK = 100
 
 
 class _CountingRepository(Repository):
@@ -133,26 +134,38 @@ def _extension(resource: dict[str, Any], url: str) -> dict[str, Any]:
     return next((e for e in resource.get("extension") or [] if e.get("url") == url), {})
 
 
-def _search(
-    repo: Repository, conn: Connection, resource_type: str, patient_id: str
-) -> list[dict[str, Any]]:
-    query = repo.parse(
-        resource_type, [("patient", f"Patient/{patient_id}"), ("_count", "200")], lenient=False
-    )
-    found: list[dict[str, Any]] = []
-    while True:
-        page = repo.search(conn, query)
-        found.extend(orjson.loads(s.body or b"{}") for s in page.matches)
-        if page.next_cursor is None:
-            return found
-        query.cursor = page.next_cursor
+def _gather(
+    repo: Repository, conn: Connection, patients: list[str]
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Each inwoner's counted resources, a hundred inwoners per search (one search each
+    took a report of 800 inwoners 20 s); the access decision runs in every one of them."""
+    found: dict[str, dict[str, list[dict[str, Any]]]] = {
+        pid: {t: [] for t in COUNTED_TYPES} for pid in patients
+    }
+    for start in range(0, len(patients), _CHUNK):
+        wanted = ",".join(f"Patient/{pid}" for pid in patients[start : start + _CHUNK])
+        for resource_type in COUNTED_TYPES:
+            query = repo.parse(
+                resource_type, [("patient", wanted), ("_count", "500")], lenient=False
+            )
+            while True:
+                page = repo.search(conn, query)
+                for stored in page.matches:
+                    if stored.patient_id in found:
+                        found[stored.patient_id][resource_type].append(
+                            orjson.loads(stored.body or b"{}")
+                        )
+                if page.next_cursor is None:
+                    break
+                query.cursor = page.next_cursor
+    return found
 
 
-def _facts(repo: Repository, conn: Connection, patient_id: str) -> InwonerFacts | None:
-    plans = _search(repo, conn, "CarePlan", patient_id)
+def _facts(patient_id: str, found: dict[str, list[dict[str, Any]]]) -> InwonerFacts | None:
+    plans = found["CarePlan"]
     if not plans:
         return None
-    teams = _search(repo, conn, "CareTeam", patient_id)
+    teams = found["CareTeam"]
     members = {
         str((p.get("member") or {}).get("reference", ""))
         for team in teams
@@ -176,7 +189,7 @@ def _facts(repo: Repository, conn: Connection, patient_id: str) -> InwonerFacts 
         if phase not in AGREED_FROM:
             agreed = None
         facts.plans.append(PlanFacts(created, phase, agreed, organisations, network))
-    for goal in _search(repo, conn, "Goal", patient_id):
+    for goal in found["Goal"]:
         domains = [
             c for concept in goal.get("category") or [] for c in _codes(concept, LEVENSDOMEIN)
         ]
@@ -193,7 +206,7 @@ def _facts(repo: Repository, conn: Connection, patient_id: str) -> InwonerFacts 
         facts.goals.append(
             GoalFacts(domains[0] if domains else "", _day(goal.get("startDate")), achieved, stopped)
         )
-    for obs in _search(repo, conn, "Observation", patient_id):
+    for obs in found["Observation"]:
         value = obs.get("valueInteger")
         when = _day(obs.get("effectiveDateTime"))
         if not isinstance(value, int) or when is None:
@@ -269,11 +282,8 @@ def figures_for(
         runtime, statistics_context(organization=organization, client_id=client_id)
     )
     with runtime.db.read() as conn:
-        people = [
-            f
-            for pid in consenting(conn, organization=organization, now=now)
-            if (f := _facts(repo, conn, pid)) is not None
-        ]
+        gathered = _gather(repo, conn, consenting(conn, organization=organization, now=now))
+    people = [f for pid, found in gathered.items() if (f := _facts(pid, found)) is not None]
     frozen: dict[FigureKey, float | None] = {}
     for code, row in stored.items():
         for domain, measure, value in orjson.loads(row.figures):
