@@ -19,10 +19,20 @@ from typing import Literal
 
 from vault.oauth.scopes import Permissions
 
-__all__ = ["AccessContext", "Interaction"]
+__all__ = ["AccessContext", "Interaction", "registered_purposes"]
 
 # SMART v2 permission letters: create, read, update, delete, search.
 Interaction = Literal["c", "r", "u", "d", "s"]
+
+
+# The statistics purpose (vault/reports/codes.py) is the vault's own: a Consent permitting
+# it lets the vault count the inwoner, never lets a client read her plan.
+_VAULT_PURPOSES = frozenset({"HRESCH"})
+
+
+def registered_purposes(text: str | None) -> frozenset[str]:
+    """The purposes of use a client may act under: its registration, minus the vault's."""
+    return frozenset((text or "").split()) - _VAULT_PURPOSES
 
 
 @dataclass(frozen=True, slots=True)

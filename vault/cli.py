@@ -126,15 +126,26 @@ def serve(
 
 
 @app.command()
-def demo(data_dir: DataDir) -> None:
+def demo(
+    data_dir: DataDir,
+    cohort: Annotated[
+        bool,
+        typer.Option(
+            "--cohort", help="Also load 90 fictional inwoners, so `vault report` shows figures."
+        ),
+    ] = False,
+) -> None:
     """Load the demo family (idempotent) and give each inwoner an account to log in with."""
     from vault.demo import DEMO_PATIENT_IDS, load_demo
     from vault.oauth.commands import new_password, set_account
+    from vault.reports.cli import load_demo_cohort
 
     runtime = _open(Settings.from_env(data_dir), prepare=True)
     logins = []
     try:
         changed = load_demo(runtime)
+        if cohort:
+            changed += load_demo_cohort(runtime)
         # Fresh passwords on every run: a demo password that was lost is never a dead end.
         for patient_id in DEMO_PATIENT_IDS:
             username, password = patient_id.rsplit("-", 1)[-1], new_password()
@@ -152,6 +163,30 @@ def demo(data_dir: DataDir) -> None:
     typer.echo("demo accounts (user name / password), new passwords on every run:")
     for username, password in logins:
         typer.echo(f"  {username:8} {password}")
+
+
+@app.command()
+def report(
+    data_dir: DataDir,
+    period: Annotated[str, typer.Option(help="A year (2026) or a quarter (2026-Q3).")],
+    out: Annotated[Path, typer.Option(help="Folder for the HTML page and the CSV.")] = Path(),
+    organization: Annotated[
+        str, typer.Option(help="The gemeente, by name; default VAULT_REPORT_ORGANIZATION.")
+    ] = "",
+) -> None:
+    """Write the outcome figures of closed periods as an HTML page with charts, and CSV."""
+    from vault.reports.cli import write_report
+
+    settings = Settings.from_env(data_dir)
+    runtime = _open(settings)
+    try:
+        written = write_report(runtime, period=period, out=out, organization=organization or None)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        runtime.close()
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 @keys_app.command("rotate")

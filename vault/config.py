@@ -117,6 +117,10 @@ class Settings:
     notify_retry_seconds: float = 5.0
     notify_max_attempts: int = 8
     notify_timeout_seconds: float = 10.0
+    # Outcome reports (vault/reports): a figure resting on fewer inwoners is suppressed;
+    # the Organization (by name) the consent page asks inwoners to be counted for.
+    report_min_cell: int = 10
+    report_organization: str = "Gemeente"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -142,6 +146,8 @@ class Settings:
             notify_poll_seconds=float(os.environ.get("VAULT_NOTIFY_POLL_SECONDS", "1.0")),
             notify_retry_seconds=float(os.environ.get("VAULT_NOTIFY_RETRY_SECONDS", "5.0")),
             notify_max_attempts=int(os.environ.get("VAULT_NOTIFY_MAX_ATTEMPTS", "8")),
+            report_min_cell=max(2, int(os.environ.get("VAULT_REPORT_K", "10"))),
+            report_organization=os.environ.get("VAULT_REPORT_ORGANIZATION", "Gemeente"),
         )
 
     @property

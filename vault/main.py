@@ -27,6 +27,7 @@ from vault.oauth.protector import BearerTokenResolver
 from vault.oauth.router import capability_security
 from vault.oauth.router import router as oauth_router
 from vault.oauth.server import VaultAuthorizationServer
+from vault.reports.router import router as reports_router
 from vault.runtime import Runtime
 
 __all__ = ["VaultApp", "app_from_env", "create_app"]
@@ -105,6 +106,7 @@ def create_app(
     app.add_middleware(CatchAllMiddleware)
     app.include_router(export_router)  # before fhir_router: its /{type} would take $export
     app.include_router(notify_router)  # before fhir_router: Subscription is not a stored type
+    app.include_router(reports_router)  # before fhir_router: Measure is not a stored type
     # before fhir_router: its /{type}/{id} would take /fhir/.well-known/smart-configuration
     app.include_router(oauth_router)
     app.include_router(fhir_router)

@@ -345,6 +345,51 @@ ENGLISH: dict[str, str] = {
     "Bladeren in het logboek": "Browse the log",
     "Naar het nieuwste": "To the newest",
     "Eerder": "Earlier",
+    # plan.html: outcome reports and the plan on a phone (issue 14)
+    "Verander": "Change",
+    "doel {number}": "goal {number}",
+    "Hoe vind je de manier van werken?": "What do you think of the way of working?",
+    "Geef de manier waarop we samen aan je plan werken een cijfer.": (
+        "Give the way we work on your plan together a mark."
+    ),
+    "Je laatste cijfer: {rating}.": "Your last mark: {rating}.",
+    "Welk cijfer geef je de manier van werken? (1 tot 10)": (
+        "What mark do you give the way of working? (1 to 10)"
+    ),
+    "Cijfer voor de werkwijze opslaan": "Save the mark for the way of working",
+    "Waar staat je plan?": "Where is your plan now?",
+    "Kies de stap waar je plan nu is": "Choose the step your plan is at now",
+    "Contact": "Contact",
+    "Verkennen": "Exploring",
+    "Samenwerkoverleg": "Meeting of everyone involved",
+    "Samen op weg": "On our way together",
+    "Evaluatie": "Evaluation",
+    "Stap opslaan": "Save the step",
+    "Meetellen zonder naam": "Being counted without your name",
+    "Mag de gemeente je plan meetellen in een overzicht zonder namen? Niemand ziet dan "
+    "jouw naam of jouw plan.": (
+        "May the municipality count your plan in an overview without names? Nobody sees "
+        "your name or your plan."
+    ),
+    "Ja, tel mij mee": "Yes, count me",
+    "Nee, tel mij niet mee": "No, do not count me",
+    "Je kunt dit altijd weer veranderen. Een overzicht van een periode die al voorbij is, "
+    "blijft zoals het was.": (
+        "You can always change this. An overview of a period that has already ended stays "
+        "as it was."
+    ),
+    "Keuze opslaan": "Save your choice",
+    "Kies een van de stappen.": "Choose one of the steps.",
+    "Kies een cijfer van 1 tot 10.": "Choose a mark from 1 to 10.",
+    "Kies ja of nee.": "Choose yes or no.",
+    # invitation.html, network.html: who invites, and sharing the link (issue 14)
+    "{name} nodigt je uit": "{name} invites you",
+    "Maak een account. Daarna zie je wat {name} met jou deelt. Niet meer.": (
+        "Make an account. Then you see what {name} shares with you. Nothing more."
+    ),
+    "Uitnodiging voor mijn plan": "Invitation to my plan",
+    "Stuur de link per e-mail": "Send the link by e-mail",
+    "Stuur de link in een bericht": "Send the link in a text message",
 }
 
 

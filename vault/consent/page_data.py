@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
-from vault.access import AccessContext
+from vault.access import AccessContext, registered_purposes
 from vault.audit import AuditRecord
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.models import ConsentGrant
@@ -35,6 +35,7 @@ from vault.notify.outbox import record_erasure
 from vault.oauth.apps import revoke_account_tokens, stop_apps
 from vault.oauth.models import Account, OAuthClient, Token
 from vault.oauth.scopes import permissions_from
+from vault.reports.page import is_statistics
 from vault.runtime import Runtime, now_micros
 
 __all__ = [
@@ -208,6 +209,8 @@ def consent_grants(
     """Per grantee: the rows its active Consents compile to, and those Consents' ids."""
     per: dict[str, tuple[list[Grant], list[str]]] = {}
     for consent in consents:
+        if is_statistics(consent):
+            continue  # being counted opens no plan: it is asked and shown on "Mijn plan"
         try:
             grants = compile_consent(consent, patient_id=patient_id)
         except FhirError:
@@ -438,7 +441,7 @@ def partner_context(conn: Connection, grantee: str, *, account_id: str) -> Acces
             )
         ).all()
         scopes = [s for row in rows for s in row.scope.split()]
-        purposes = frozenset(p for row in rows for p in (row.purpose or "").split())
+        purposes = frozenset().union(*(registered_purposes(row.purpose) for row in rows))
         return AccessContext(
             subject=f"voorbeeld:{account_id}",
             kind="system",

@@ -299,6 +299,9 @@ LOG_WORDS = {
         "{who} {changes}": "{who} {has} {changes}",
         "{count} {noun} {verb}": "{count} {noun} {verb}",
         "({n} times)": "({n} keer)",
+        "{who} counted you in figures without names": (
+            "{who} heeft je meegeteld in cijfers zonder namen (je plan zelf is niet bekeken)"
+        ),
     },
     "en": {
         "you": "You",
@@ -325,6 +328,9 @@ LOG_WORDS = {
         "{who} {changes}": "{who} {changes}",
         "{count} {noun} {verb}": "{verb} {count} {noun}",
         "({n} times)": "({n} times)",
+        "{who} counted you in figures without names": (
+            "{who} counted you in figures without names (your plan itself was not viewed)"
+        ),
     },
 }
 
@@ -339,7 +345,7 @@ class LogLine:
     own: bool
     # How lines are grouped into visits: who (as they were then), and what kind of access.
     party: str = ""
-    kind: str = "viewed"  # viewed, empty, changed, denied, consent, preview, stop
+    kind: str = "viewed"  # viewed, empty, changed, denied, consent, counted, preview, stop
     types: tuple[str, ...] = ()
     verb: str = "viewed"
     entities: tuple[str, ...] = ()
@@ -480,7 +486,16 @@ def describe_event(
     permitted = event.get("outcome", "0") == "0"
     has = "hebt" if you else "heeft"
     about_consent = any(t == "Consent" for t in _types(event))
-    if permitted and about_consent and verb in ("added", "changed"):
+    counted = any(
+        c.get("code") == "HRESCH"
+        for concept in event.get("purposeOfEvent") or []
+        for c in concept.get("coding") or []
+    )
+    if permitted and counted:
+        # vault/reports: a report run counted her; it is no read of her plan.
+        sentence = w("{who} counted you in figures without names", who=who)
+        kind = "counted"
+    elif permitted and about_consent and verb in ("added", "changed"):
         sentence = w("{who} changed who may see what", who=who, has=has)
         kind = "consent"
     elif permitted and searched and not _what(event):
@@ -629,7 +644,7 @@ def visit_sentence(lines: Sequence[LogLine], lang: str = "nl") -> str:
     for line in lines:
         by_kind.setdefault(line.kind, []).append(line)
     clauses: list[str] = []
-    for kind in ("preview", "stop", "consent"):
+    for kind in ("preview", "stop", "consent", "counted"):
         if kind in by_kind:
             clauses.append(by_kind[kind][0].sentence + _times(len(by_kind[kind]), table))
     viewed = by_kind.get("viewed", [])

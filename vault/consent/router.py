@@ -29,6 +29,7 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from vault.audit import AuditRecord
+from vault.access import AccessContext
 from vault.config import OidcSettings
 from vault.consent import page_data as data
 from vault.consent import page_oidc
@@ -63,6 +64,9 @@ from vault.fhir.repository import Repository
 from vault.fhir.resources import ID_PATTERN, format_instant
 from vault.oauth.accounts import MIN_PASSWORD_LENGTH, create_account
 from vault.oauth.apps import apps_with_access, stop_apps
+from vault.reports import page as outcome_page
+from vault.reports.codes import PHASES
+from vault.reports.collect import organization_named
 from vault.runtime import Runtime, now_micros
 
 __all__ = ["install_page", "router"]
@@ -900,6 +904,7 @@ def plan(request: Request, visitor: ManagerDep) -> Response:
         request,
         "plan.html",
         {
+            **_outcome_context(request, repo, visitor, current.care_plan),
             "plan": current,
             "chart": chart(current.scores),
             "goal_text": data.goal_text,
@@ -1012,6 +1017,84 @@ def score_add(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
         visitor,
         lambda repo, conn: data.add_score(
             repo, conn, patient_id=visitor.patient_id, domain=domain, score=int(raw)
+        ),
+    )
+
+
+# -- outcome reports: being counted, the plan's phase, the own rating (issue 14) -----------
+
+
+def _outcome_context(
+    request: Request, repo: Repository, visitor: Visitor, care_plan: dict[str, Any] | None
+) -> dict[str, Any]:
+    pid = visitor.patient_id
+    return {
+        "phases": PHASES,
+        "phase": outcome_page.plan_phase(care_plan),
+        "counting": outcome_page.counting(
+            _read(request, lambda c: outcome_page.statistics_consents(repo, c, patient_id=pid))
+        ),
+        "rating": _read(request, lambda c: outcome_page.latest_rating(repo, c, patient_id=pid)),
+    }
+
+
+@router.post("/plan/fase")
+def phase_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
+    """The phase the plan is in: contact, verkennen, samenwerkoverleg, samen op weg, evaluatie."""
+    phase = _text(form, "fase", limit=40)
+    if phase not in PHASES:
+        raise Refused(400, "Dat klopt niet", "Kies een van de stappen.")
+    reader = _repo(request, visitor)
+    care_plan = _read(
+        request, lambda conn: data.read_plan(reader, conn, patient_id=visitor.patient_id)
+    ).care_plan
+    return _plan_write(
+        request,
+        visitor,
+        lambda repo, conn: outcome_page.set_phase(
+            repo, conn, care_plan=care_plan, patient_id=visitor.patient_id, phase=phase
+        ),
+    )
+
+
+@router.post("/plan/werkwijze")
+def rating_add(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
+    """The inwoner's own mark, 1-10, for the way of working together."""
+    raw = _text(form, "cijfer", limit=3)
+    if not raw.isdigit() or not 1 <= int(raw) <= 10:
+        raise Refused(400, "Cijfer klopt niet", "Kies een cijfer van 1 tot 10.")
+    return _plan_write(
+        request,
+        visitor,
+        lambda repo, conn: outcome_page.add_rating(
+            repo, conn, patient_id=visitor.patient_id, score=int(raw)
+        ),
+    )
+
+
+@router.post("/plan/meetellen")
+def counting_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
+    """Yes or no to being counted, without a name, in the gemeente's figures."""
+    answer = _text(form, "meetellen", limit=4)
+    if answer not in ("ja", "nee"):
+        raise Refused(400, "Dat klopt niet", "Kies ja of nee.")
+    runtime = _runtime(request)
+    organization = organization_named(runtime, runtime.settings.report_organization)
+    reader = _repo(request, visitor)
+    consents = _read(
+        request,
+        lambda conn: outcome_page.statistics_consents(reader, conn, patient_id=visitor.patient_id),
+    )
+    return _plan_write(
+        request,
+        visitor,
+        lambda repo, conn: outcome_page.set_counting(
+            repo,
+            conn,
+            consents=consents,
+            patient_id=visitor.patient_id,
+            organization=organization,
+            allow=answer == "ja",
         ),
     )
 
@@ -1193,11 +1276,14 @@ def _invitation_form(
     request: Request, token: str, *, error: str | None = None, username: str = "", status: int = 200
 ) -> Response:
     csrf = secrets.token_urlsafe(32)
+    inviter, invitee = _invitation_names(request, token)
     response = render(
         request,
         "invitation.html",
         {
             "token": token,
+            "inviter": inviter,
+            "invitee": invitee,
             "error": error,
             "username": username,
             "login_csrf": csrf,
@@ -1207,6 +1293,22 @@ def _invitation_form(
     )
     _set_login_csrf(response, request, csrf, path="/uitnodiging")
     return response
+
+
+def _invitation_names(request: Request, token: str) -> tuple[str, str]:
+    """Who invites, and the name she gave the invited person (issue 14): the link holder
+    was chosen by the inwoner, so the page may say her name."""
+    repo = Repository(_runtime(request), AccessContext.full("uitnodiging"))
+
+    def names(conn: Connection) -> tuple[str, str]:
+        found = data.open_invitation(conn, token[:100], now=now_micros())
+        if found is None:
+            return "", ""
+        inviter = data.name_of(repo, conn, f"Patient/{found.patient_id}")
+        invitee = data.name_of(repo, conn, f"RelatedPerson/{found.related_person_id}")
+        return inviter, invitee
+
+    return _read(request, names)
 
 
 @router.post("/uitnodiging/{token}")

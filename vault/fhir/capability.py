@@ -18,6 +18,7 @@ from typing import Any
 from vault import __version__
 from vault.fhir.resources import FHIR_VERSION, RESOURCE_TYPES, ResourceType
 from vault.notify.topic import subscription_capability
+from vault.reports.measure import measure_capability
 
 __all__ = ["OAUTH_URIS", "SecurityFor", "capability_statement", "interactions", "smart_security"]
 
@@ -132,7 +133,7 @@ def capability_statement(
         "(strict handling, the default); with the header Prefer: handling=lenient it is "
         "ignored, and a search names it in a warning OperationOutcome entry.",
         "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()]
-        + [subscription_capability()],
+        + [subscription_capability(), measure_capability()],
         "operation": [{"name": "export", "definition": BULK_EXPORT}],
     }
     if security is not None:

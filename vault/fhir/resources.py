@@ -641,7 +641,8 @@ SUBSCRIPTION = ResourceType(
     description="Change notifications of what an inwoner granted the client.",
 )
 # The types a SMART scope may name.
-SCOPE_TYPES: tuple[str, ...] = (*RESOURCE_TYPES, SUBSCRIPTION.name)
+# Measure and MeasureReport: the reporting scope of vault/reports (figures, no records).
+SCOPE_TYPES: tuple[str, ...] = (*RESOURCE_TYPES, SUBSCRIPTION.name, "Measure", "MeasureReport")
 
 
 def resource_type(name: str) -> ResourceType:

@@ -10,7 +10,8 @@ import vault.consent.web_models
 import vault.fhir.export_models
 import vault.fhir.models
 import vault.notify.models
-import vault.oauth.models  # noqa: F401
+import vault.oauth.models
+import vault.reports.models  # noqa: F401
 from vault.db import Base
 
 target_metadata = Base.metadata

@@ -30,7 +30,7 @@ import httpx
 import orjson
 from sqlalchemy import Connection, delete, exists, insert, select, text, update
 
-from vault.access import AccessContext
+from vault.access import AccessContext, registered_purposes
 from vault.crypto import open_body
 from vault.fhir.models import SHARED_OWNER, DataKey
 from vault.fhir.repository import Repository
@@ -70,7 +70,7 @@ def client_context(conn: Connection, client_id: str) -> AccessContext | None:
         client_id=client_id,
         organization=f"Organization/{row.organization_id}" if row.organization_id else None,
         permissions=permissions_from(row.scope.split(), context="system", known_types=SCOPE_TYPES),
-        purposes=frozenset((row.purpose or "").split()),
+        purposes=registered_purposes(row.purpose),
     )
 
 

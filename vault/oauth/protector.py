@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from starlette.requests import Request
 
-from vault.access import AccessContext
+from vault.access import AccessContext, registered_purposes
 from vault.errors import Unauthorized
 from vault.fhir.resources import SCOPE_TYPES
 from vault.oauth.scopes import Permissions, permissions_from
@@ -70,7 +70,7 @@ class BearerTokenResolver:
             client_id=client_id,
             organization=organization,
             permissions=_permissions(scope, "system"),
-            purposes=frozenset((purpose or "").split()),
+            purposes=registered_purposes(purpose),
         )
 
 

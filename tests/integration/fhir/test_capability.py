@@ -41,7 +41,7 @@ def test_metadata_is_an_r4_capability_statement(statement: dict[str, Any]) -> No
 
 def test_metadata_lists_exactly_the_registry_types(statement: dict[str, Any]) -> None:
     listed = [r["type"] for r in statement["rest"][0]["resource"]]
-    assert sorted(listed) == sorted([*RESOURCE_TYPES, "Subscription"])
+    assert sorted(listed) == sorted([*RESOURCE_TYPES, "Subscription", "Measure"])
     assert len(listed) == len(set(listed))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -64,6 +65,7 @@ def test_every_page_logs_in_passes_axe_and_is_screenshotted(page: Page, vault: V
 def test_plan_goals_and_scores_are_edited_in_own_words(page: Page, vault: Vault) -> None:
     log_in(page, vault, "erik")
     page.goto(vault.url + "/plan")
+    page.get_by_text("Verander doel 1").click()  # her words first; the edit box one tap away
     first = page.get_by_label("Doel 1")
     first.fill("Ik wil werk bij een hovenier.")
     page.get_by_role("button", name="Doel opslaan").first.click()
@@ -210,12 +212,20 @@ def test_invited_neighbour_logs_in_and_sees_only_what_was_granted(
     page.get_by_role("button", name="Maak een uitnodiging").click()
     link = page.get_by_label("Uitnodiging").input_value()
     assert "/uitnodiging/" in link
+    # The link can go out by e-mail or a message, not only by copying it.
+    mail = page.get_by_role("link", name="Stuur de link per e-mail").get_attribute("href")
+    assert mail is not None and mail.startswith("mailto:") and link in unquote(mail)
+    sms = page.get_by_role("link", name="Stuur de link in een bericht").get_attribute("href")
+    assert sms is not None and sms.startswith("sms:")
 
     neighbour_context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         neighbour = neighbour_context.new_page()
         neighbour.goto(link)
         check_page(neighbour, "uitnodiging")
+        # Who invites is named, and the name Sanne typed is filled in (issue 14).
+        expect(neighbour.get_by_role("heading", level=1)).to_have_text("Sanne Bakker nodigt je uit")
+        expect(neighbour.get_by_label("Je naam")).to_have_value("Henk de Buur")
         neighbour.get_by_label("Je naam").fill("Henk")
         neighbour.get_by_label("Kies een gebruikersnaam").fill("henk-buur")
         neighbour.get_by_label("Kies een wachtwoord").fill("buurman-wachtwoord")
