@@ -28,8 +28,8 @@ from sqlalchemy import Connection
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from vault.audit import AuditRecord
 from vault.access import AccessContext
+from vault.audit import AuditRecord
 from vault.config import OidcSettings
 from vault.consent import page_data as data
 from vault.consent import page_oidc
