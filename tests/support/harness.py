@@ -103,7 +103,7 @@ class Party:
     key: Any = None
 
 
-@dataclass
+@dataclass(repr=False)
 class Harness:
     runtime: Runtime
     settings: Settings
@@ -111,6 +111,8 @@ class Harness:
     counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # What a never-existing id answers, per caller and path shape: hidden must match it.
+        self._ghosts: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
         self.http = InProcess(create_app(self.settings, runtime=self.runtime))
 
     def close(self) -> None:
@@ -240,11 +242,16 @@ class Harness:
 
     def _missing_like(self, party: Party, response: httpx.Response, path: str, ident: str) -> None:
         """A hidden resource answers exactly as one that never existed (design section 3)."""
-        ghost = uuid.uuid4().hex[:16]
-        other = self.fhir(party, "get", path.replace(ident, ghost))
-        assert response.status_code == other.status_code == 404, (path, response.text)
-        assert response.text.replace(ident, "ID") == other.text.replace(ghost, "ID")
-        assert _plain(response.headers) == _plain(other.headers)
+        shape = (party.caller.name, path.replace(ident, "ID"))
+        if shape not in self._ghosts:
+            ghost = uuid.uuid4().hex[:16]
+            other = self.fhir(party, "get", path.replace(ident, ghost))
+            assert other.status_code == 404, (path, other.text)
+            self._ghosts[shape] = (other.text.replace(ghost, "ID"), _plain(other.headers))
+        text, headers = self._ghosts[shape]
+        assert response.status_code == 404, (party.caller.name, path, response.text)
+        assert response.text.replace(ident, "ID") == text, (party.caller.name, path)
+        assert _plain(response.headers) == headers, (party.caller.name, path)
 
     def check_read(self, party: Party, record: Record) -> None:
         caller, now = party.caller, now_micros()
