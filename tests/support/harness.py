@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import httpx
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from tests.support.reference import Caller, Record, World
 from tests.support.smart import (
@@ -40,14 +40,16 @@ from tests.support.smart import (
 )
 from vault.access import AccessContext
 from vault.config import Settings
+from vault.consent.web_models import NetworkLink
 from vault.fhir.models import ResourceRow, SearchReference
 from vault.fhir.repository import Repository
 from vault.main import create_app
-from vault.oauth.commands import register_client
+from vault.oauth.accounts import authenticate
+from vault.oauth.commands import register_client, set_account
 from vault.oauth.models import OAuthClient
 from vault.runtime import Runtime, now_micros
 
-__all__ = ["BASE", "Harness", "InProcess", "Party"]
+__all__ = ["BASE", "Harness", "InProcess", "PageVisitor", "Party", "network_account", "page_login"]
 
 # authlib refuses plain http except on loopback: the in-process app is addressed as such.
 BASE = "http://127.0.0.1:8000"
@@ -464,6 +466,53 @@ class Harness:
         expected = {r for r in expected if not r.startswith("AuditEvent/")}
         found = {r for r in found if not r.startswith("AuditEvent/")}
         assert found == expected, (caller.name, found ^ expected)
+
+
+@dataclass
+class PageVisitor:
+    """Someone logged in on the consent page: their own client (cookies) and CSRF token."""
+
+    http: InProcess
+    csrf: str
+
+
+def page_login(app: Any, username: str, password: str) -> PageVisitor:
+    """Log in on the consent page through its own form (double-submit CSRF cookie)."""
+    http = InProcess(app)
+    form = http.get("/inloggen")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    done = http.post(
+        "/inloggen",
+        data={"csrf_token": token.group(1), "username": username, "password": password},
+    )
+    assert done.status_code == 303, done.text
+    home = http.get("/")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', home.text)
+    assert csrf is not None, home.text
+    return PageVisitor(http, csrf.group(1))
+
+
+def network_account(
+    runtime: Runtime, *, patient_id: str, related_person: str, legal_basis: str | None
+) -> tuple[str, str]:
+    """An account of someone of the network (a representative with ``legal_basis``)."""
+    username = f"netwerk-{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    set_account(runtime, username=username, patient_id=None, display_name="Ans", password=password)
+    with runtime.db.write() as conn:
+        account = authenticate(conn, username=username, password=password)
+        assert account is not None
+        conn.execute(
+            insert(NetworkLink).values(
+                account_id=account.account_id,
+                patient_id=patient_id,
+                related_person_id=related_person,
+                legal_basis=legal_basis,
+                created_at=now_micros(),
+            )
+        )
+    return username, password
 
 
 _PARAM_PATHS = {

@@ -15,26 +15,21 @@ database, so ``make mutate`` can run these against the page's session checks.
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from fastapi.routing import APIRoute
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from tests.factories import organization, patient, related_person
-from tests.support.harness import Harness, InProcess
+from tests.support.harness import Harness, InProcess, PageVisitor, network_account, page_login
 from tests.support.smart import inwoner_account
 from vault.config import Settings
 from vault.consent.router import router
-from vault.consent.web_models import NetworkLink
 from vault.fhir.models import VersionRow
 from vault.main import create_app
-from vault.oauth.accounts import authenticate
-from vault.oauth.commands import set_account
-from vault.runtime import Runtime, now_micros
+from vault.runtime import Runtime
 
 # Who may post to each route once the form is valid.
 ANYONE = "anyone"  # a form shown before there is a session (double-submit cookie)
@@ -77,52 +72,11 @@ def _post_routes() -> list[str]:
 
 
 @dataclass
-class Visitor:
-    http: InProcess
-    csrf: str
-
-
-@dataclass
 class Page:
     runtime: Runtime
     org: str
-    visitors: dict[str, Visitor]
+    visitors: dict[str, PageVisitor]
     anonymous: InProcess
-
-
-def _log_in(page_app: object, username: str, password: str) -> Visitor:
-    http = InProcess(page_app)
-    form = http.get("/inloggen")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token is not None
-    done = http.post(
-        "/inloggen",
-        data={"csrf_token": token.group(1), "username": username, "password": password},
-    )
-    assert done.status_code == 303, done.text
-    home = http.get("/")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', home.text)
-    assert csrf is not None, home.text
-    return Visitor(http, csrf.group(1))
-
-
-def _network_account(runtime: Runtime, *, patient_id: str, rp: str, legal: str | None) -> str:
-    username = f"netwerk-{uuid.uuid4().hex[:8]}"
-    password = uuid.uuid4().hex
-    set_account(runtime, username=username, patient_id=None, display_name="Ans", password=password)
-    with runtime.db.write() as conn:
-        account = authenticate(conn, username=username, password=password)
-        assert account is not None
-        conn.execute(
-            insert(NetworkLink).values(
-                account_id=account.account_id,
-                patient_id=patient_id,
-                related_person_id=rp,
-                legal_basis=legal,
-                created_at=now_micros(),
-            )
-        )
-    return f"{username}\n{password}"
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +85,13 @@ def page(settings: Settings, runtime: Runtime) -> Iterator[Page]:
     app = create_app(settings, runtime=runtime)
     pid = harness.create(patient(), patient_id=None).resource_id
     org = harness.create(organization(name="Buurtteam"), patient_id=None).resource_id
-    logins = {"inwoner": "\n".join(inwoner_account(runtime, pid))}
+    logins = {"inwoner": inwoner_account(runtime, pid)}
     for name, legal in (("representative", "mentor"), ("network", None)):
         rp = harness.create(related_person(patient_id=pid), patient_id=pid).resource_id
-        logins[name] = _network_account(runtime, patient_id=pid, rp=rp, legal=legal)
-    visitors = {name: _log_in(app, *login.split("\n")) for name, login in logins.items()}
+        logins[name] = network_account(
+            runtime, patient_id=pid, related_person=rp, legal_basis=legal
+        )
+    visitors = {name: page_login(app, *login) for name, login in logins.items()}
     yield Page(runtime, org, visitors, InProcess(app))
     for visitor in visitors.values():
         visitor.http.close()
@@ -151,7 +107,7 @@ def _versions(runtime: Runtime) -> int:
         return int(conn.scalar(select(func.count()).select_from(VersionRow)) or 0)
 
 
-def _still_logged_in(visitor: Visitor) -> None:
+def _still_logged_in(visitor: PageVisitor) -> None:
     home = visitor.http.get("/")
     assert home.status_code == 200 and 'name="csrf_token"' in home.text
 
