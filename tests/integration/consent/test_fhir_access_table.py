@@ -16,16 +16,19 @@ Each cell runs on a goal of its own, so a delete in one cell changes no other.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from tests.factories import consent, goal, patient
 from tests.support.harness import FHIR_JSON, Harness, Party
 from tests.support.reference import Record
 from vault.config import Settings
+from vault.fhir.models import ResourceRow
 from vault.runtime import Runtime
 
 CALLERS = ("partner", "partner-without-consent", "app", "app-read-only", "app-other", "nobody")
@@ -152,3 +155,32 @@ def test_fhir_interaction_by_caller(
         assert response.status_code == 404, response.text
     else:
         assert response.status_code in (200, 201, 204), response.text
+
+
+def _vault_chain_record(scene: Scene) -> str:
+    """An access-log record of nobody's compartment: a denied read of an unknown id."""
+    scene.harness.fhir(scene.parties["partner"], "get", f"/Goal/{uuid.uuid4().hex}")
+    r = ResourceRow.__table__.c
+    with scene.harness.runtime.db.read() as conn:
+        found = conn.scalar(
+            select(r.resource_id)
+            .where(r.resource_type == "AuditEvent", r.patient_id.is_(None))
+            .order_by(r.pk.desc())
+            .limit(1)
+        )
+    assert found is not None
+    return str(found)
+
+
+@pytest.mark.parametrize("caller", [c for c in CALLERS if c != "nobody"])
+def test_the_vaults_own_access_log_is_nobodys_to_read(scene: Scene, caller: str) -> None:
+    """Rows outside every compartment are only the shared directory's (design section 3)."""
+    ident = _vault_chain_record(scene)
+    party = scene.parties[caller]
+    read = scene.harness.fhir(party, "get", f"/AuditEvent/{ident}")
+    assert read.status_code in (403, 404), read.text
+    listed = scene.harness.fhir(party, "get", "/AuditEvent", params={"_id": ident})
+    if listed.status_code == 200:
+        assert listed.json().get("total", 0) == 0 and not listed.json().get("entry")
+    else:
+        assert listed.status_code == 403, listed.text
