@@ -55,6 +55,16 @@ __all__ = ["BASE", "Harness", "InProcess", "PageVisitor", "Party", "network_acco
 BASE = "http://127.0.0.1:8000"
 FHIR_JSON = {"content-type": "application/fhir+json"}
 T = TypeVar("T")
+# What the page's preview lists (vault/consent/page_data.py leaves out the logs).
+PREVIEW_TYPES = (
+    "Patient",
+    "CarePlan",
+    "Goal",
+    "Observation",
+    "CareTeam",
+    "RelatedPerson",
+    "Consent",
+)
 # Tokens are re-issued well before they expire, so a long run never sees a stale one.
 TOKEN_AGE = 120.0
 
@@ -318,6 +328,26 @@ class Harness:
                     )
                 )
             )
+
+    def check_preview(self, visitor: PageVisitor, party: Party, *, patient_id: str) -> None:
+        """The page's "see what X sees" for a partner: per kind, exactly what X may search."""
+        (grantee,) = party.caller.grantees
+        kind, ident = grantee.split("/", 1)
+        response = visitor.http.get(f"/bekijk/{kind}/{ident}")
+        self.count("page-preview")
+        assert response.status_code == 200, response.text
+        now = now_micros()
+        for resource_type in PREVIEW_TYPES:
+            expected = (
+                len(self.world.search(party.caller, resource_type, patient=patient_id, now=now))
+                if party.caller.may("s", resource_type)
+                else 0
+            )
+            section = re.search(
+                rf'data-type="{resource_type}">(.*?)\n  </ul>', response.text, re.DOTALL
+            )
+            shown = len(re.findall(r"^    <li>", section.group(1), re.M)) if section else 0
+            assert shown == expected, (party.caller.name, resource_type, shown, expected)
 
     def forget(self, record: Record) -> None:
         """Drop a record the checks will not ask about again (keeps long runs fast)."""

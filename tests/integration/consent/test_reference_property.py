@@ -47,9 +47,11 @@ from tests.factories import (
     related_person,
 )
 from tests.support import PG_URL, REPO_ROOT, fresh_database
-from tests.support.harness import Harness, Party
+from tests.support.harness import Harness, PageVisitor, Party, page_login
 from tests.support.reference import Record
+from tests.support.smart import inwoner_account
 from vault.errors import Unprocessable
+from vault.main import create_app
 from vault.runtime import Runtime
 
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
@@ -90,6 +92,7 @@ class Scene:
     plans: list[dict[str, Record]]
     actors: dict[str, str]
     parties: dict[str, Party]
+    inwoners: list[PageVisitor]
 
 
 def _periods() -> dict[str, dict[str, str]]:
@@ -193,7 +196,14 @@ def scene(own_runtime: Runtime) -> Iterator[Scene]:
         scopes=(f"patient/Goal.rs?category={DOMAIN_SYSTEM}|financien", "patient/CarePlan.rs"),
     )
     parties["app-other"] = harness.app("app-other", patient_id=p1, scopes=("patient/*.rs",))
-    yield Scene(harness, plans, actors, parties)
+    page_app = create_app(own_runtime.settings, runtime=own_runtime)
+    inwoners = [
+        page_login(page_app, *inwoner_account(own_runtime, plan["patient"].resource_id))
+        for plan in plans
+    ]
+    yield Scene(harness, plans, actors, parties, inwoners)
+    for visitor in inwoners:
+        visitor.http.close()
     line = "reference property checks: " + ", ".join(
         f"{k} {v}" for k, v in sorted(harness.counts.items())
     )
@@ -339,6 +349,7 @@ questions = st.one_of(
     st.tuples(st.just("type-history"), st.just(0), st.sampled_from(("Goal", "CarePlan"))),
     st.tuples(st.just("everything"), st.integers(0, 1), st.just("")),
     st.tuples(st.just("consent"), st.integers(0, 3), st.just("")),
+    st.tuples(st.just("preview"), st.integers(0, 1), st.just("")),
 )
 
 
@@ -371,6 +382,11 @@ def ask(scene: Scene, party: Party, question: tuple[Any, ...], written: list[Rec
         h.check_type_history(party, what)
     elif kind == "everything":
         h.check_everything(party, scene.plans[which]["patient"].resource_id)
+    elif kind == "preview" and party.caller.kind == "system":
+        # The inwoner looks, on the page, at what this partner sees of her.
+        h.check_preview(
+            scene.inwoners[which], party, patient_id=scene.plans[which]["patient"].resource_id
+        )
     elif kind == "consent" and written:
         h.check_read(party, written[which % len(written)])
 
