@@ -24,11 +24,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.factories import consent, goal, patient
-from tests.support.harness import FHIR_JSON, Harness, Party
+from tests.factories import consent, goal, patient, related_person
+from tests.support.harness import FHIR_JSON, Harness, Party, network_account, page_login
 from tests.support.reference import Record
 from vault.config import Settings
 from vault.fhir.models import ResourceRow
+from vault.main import create_app
 from vault.runtime import Runtime
 
 CALLERS = ("partner", "partner-without-consent", "app", "app-read-only", "app-other", "nobody")
@@ -184,3 +185,32 @@ def test_the_vaults_own_access_log_is_nobodys_to_read(scene: Scene, caller: str)
         assert listed.json().get("total", 0) == 0 and not listed.json().get("entry")
     else:
         assert listed.status_code == 403, listed.text
+
+
+def test_a_consent_is_shown_to_the_actors_it_names_not_to_what_its_data_names(
+    scene: Scene,
+) -> None:
+    """A party sees its own grant (enforce.names_grantee), and only through
+    ``provision.actor``: someone of the network whom a partner's Consent merely names in
+    ``provision.data`` learns nothing of that Consent."""
+    h, pid = scene.harness, scene.inwoner
+    person = h.create(related_person(patient_id=pid), patient_id=pid)
+    login = network_account(
+        h.runtime, patient_id=pid, related_person=person.resource_id, legal_basis=None
+    )
+    visitor = page_login(create_app(h.settings, runtime=h.runtime), *login)
+    try:
+        (org,) = scene.parties["partner"].caller.grantees
+        body = consent(patient_id=pid, actors=[org])
+        body["provision"]["data"] = [
+            {"meaning": "instance", "reference": {"reference": person.ref}}
+        ]
+        h.create(body, patient_id=pid)
+        page = visitor.http.get("/")
+        assert page.status_code == 200, page.text
+        assert 'data-type="Consent"' not in page.text
+        # Named as an actor, the same person does see that grant.
+        h.create(consent(patient_id=pid, actors=[person.ref], classes=("Goal",)), patient_id=pid)
+        assert 'data-type="Consent"' in visitor.http.get("/").text
+    finally:
+        visitor.http.close()
