@@ -214,3 +214,21 @@ def test_a_consent_is_shown_to_the_actors_it_names_not_to_what_its_data_names(
         assert 'data-type="Consent"' in visitor.http.get("/").text
     finally:
         visitor.http.close()
+
+
+def test_a_consent_naming_another_type_with_the_same_id_is_not_the_partners(
+    scene: Scene,
+) -> None:
+    """Ids are chosen by clients on update-as-create, so ``RelatedPerson/x`` and
+    ``Organization/x`` can share ``x``: naming the one never shows the Consent to the other."""
+    h, pid = scene.harness, scene.inwoner
+    reader = h.partner("reader", scopes=("system/Consent.rs",))
+    (org,) = reader.caller.grantees
+    twin = related_person(patient_id=pid, id=org.split("/", 1)[1])
+    with h.runtime.db.write() as conn:
+        h._repo().update(conn, "RelatedPerson", twin["id"], twin)
+    record = h.create(
+        consent(patient_id=pid, actors=[f"RelatedPerson/{twin['id']}"], classes=("Goal",)),
+        patient_id=pid,
+    )
+    h.check_read(reader, record)
