@@ -62,9 +62,9 @@ SCALE = int(os.environ.get("REGIEKLUIS_PROPERTY_EXAMPLES", "0")) or None
 # changes). The decision is the same SQL on PostgreSQL, where each round trip costs more:
 # 600 there keep the suite inside its ten minutes.
 TOTAL = SCALE or (600 if PG_URL else 2000)
-PARTNER_READS = TOTAL * 45 // 100
+PARTNER_READS = TOTAL * 50 // 100
 APP_READS = TOTAL * 30 // 100
-SEQUENCES = TOTAL * 25 // 100
+SEQUENCES = TOTAL * 20 // 100  # the dearest: a fresh inwoner and up to four changes each
 
 PLAN_KEYS = ("patient", "rp", "g0", "g1", "g2", "obs", "team", "cp0", "cp1", "pv0", "pv1")
 CLASSES = ("Patient", "RelatedPerson", "Goal", "Observation", "CareTeam", "CarePlan", "Provenance")
