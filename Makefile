@@ -6,7 +6,7 @@ DATA   ?= data
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test coverage page-test-deps lint bench docs clean
+.PHONY: run test test-deep mutate coverage page-test-deps lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,22 @@ run: $(STAMP)
 ## test: the whole test suite (SQLite; set VAULT_DATABASE_URL for PostgreSQL)
 test: $(STAMP) page-test-deps
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+## test-deep: the reference property tests at 50,000 examples (docs/testing.md; not in CI)
+DEEP_EXAMPLES ?= 50000
+test-deep: $(STAMP)
+	REGIEKLUIS_PROPERTY_EXAMPLES=$(DEEP_EXAMPLES) $(BIN)/python -m pytest -n 2 \
+		tests/integration/consent/test_reference_property.py $(PYTEST_ARGS)
+	@tail -n 3 test-artifacts/property-counts.txt
+
+## mutate: mutation testing of the access decision with mutmut (docs/testing.md; not in CI)
+MUTANTS ?= vault.consent.enforce.* vault.fhir.repository.xǁRepositoryǁ_visible* \
+	vault.fhir.repository.xǁRepositoryǁ_restriction* \
+	vault.fhir.repository.xǁRepositoryǁ_correct* vault.oauth.protector.* vault.consent.compile.* \
+	vault.consent.page_session.*
+mutate: $(STAMP)
+	REGIEKLUIS_PROPERTY_EXAMPLES=120 $(BIN)/mutmut run $(MUTANTS)
+	$(BIN)/mutmut results
 
 # The consent page's browser tests drive Debian's Chromium (never a browser download) and
 # inject axe-core from npm; install both when missing (CI runs as root).
@@ -57,4 +73,4 @@ docs: $(STAMP)
 	$(BIN)/python -W error -m pdoc --docformat markdown --no-show-source -o $(API_OUT) $(API_MODULES)
 
 clean:
-	rm -rf $(VENV) $(DATA) docs/api .pytest_cache .mypy_cache .ruff_cache node_modules test-artifacts
+	rm -rf $(VENV) $(DATA) docs/api .pytest_cache .mypy_cache .ruff_cache node_modules test-artifacts mutants

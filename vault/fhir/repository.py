@@ -920,6 +920,8 @@ class Repository:
                     R.resource_type == resource_type,
                     R.resource_id == resource_id,
                     self._visible(ROW),
+                    # Outside a granular scope is hidden, and hidden answers as missing.
+                    *restriction,
                 ),
                 self._params,
             ).first()
