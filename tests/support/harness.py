@@ -40,6 +40,7 @@ from tests.support.smart import (
 )
 from vault.access import AccessContext
 from vault.config import Settings
+from vault.consent.representation import set_role
 from vault.consent.web_models import NetworkLink
 from vault.fhir.models import ResourceRow, SearchReference
 from vault.fhir.repository import Repository
@@ -538,9 +539,16 @@ def network_account(
                 account_id=account.account_id,
                 patient_id=patient_id,
                 related_person_id=related_person,
-                legal_basis=legal_basis,
                 created_at=now_micros(),
             )
+        )
+        # The one place the right to act for her comes from (vault/consent/representation.py).
+        set_role(
+            conn,
+            patient_id=patient_id,
+            related_person_id=related_person,
+            legal_basis=legal_basis,
+            now=now_micros(),
         )
     return username, password
 

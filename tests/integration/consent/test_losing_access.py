@@ -3,8 +3,8 @@
 
 Each row first proves the party can see the inwoner's goal (so the row cannot pass by
 seeing nothing to begin with), then takes access away one way, then asks again at once.
-Rows for the findings of issue 11 that other branches fix are strict xfails naming the
-branch; the lead removes each mark when that branch lands.
+The rows for the findings of issue 11 (an app after stop-all, a deleted RelatedPerson,
+erasure) failed before its fixes landed.
 
     partner         a partner system with a Consent (real client-credentials token)
     app             the inwoner's own app (authorization code + PKCE)
@@ -37,9 +37,6 @@ from vault.config import Settings
 from vault.main import create_app
 from vault.oauth.models import OAuthClient
 from vault.runtime import Runtime, now_micros
-
-STOPPAGE = "fixed on branch stoppage"
-STOPDATA = "fixed on branch stopdata"
 
 
 @dataclass
@@ -198,25 +195,13 @@ ROWS = [
     ("partner", "client-removed"),
     ("partner", "erased"),
     ("app", "token-revoked"),
-    pytest.param(
-        "app", "stop-all", marks=pytest.mark.xfail(strict=True, reason=f"issue 11.1 — {STOPPAGE}")
-    ),
+    ("app", "stop-all"),
     ("app", "erased"),
     ("network", "consent-inactive"),
     ("network", "stop-all"),
-    # Found here: the Consent that names the deleted RelatedPerson still lets its account in.
-    # Same class as issue 11.3 ("whichever way it is removed"); see notes/property.md.
-    pytest.param(
-        "network",
-        "related-person-deleted",
-        marks=pytest.mark.xfail(strict=True, reason=f"issue 11.3 (network member) — {STOPPAGE}"),
-    ),
+    ("network", "related-person-deleted"),
     ("network", "erased"),
-    pytest.param(
-        "representative",
-        "related-person-deleted",
-        marks=pytest.mark.xfail(strict=True, reason=f"issue 11.3 — {STOPPAGE}"),
-    ),
+    ("representative", "related-person-deleted"),
     ("representative", "erased"),
 ]
 
@@ -235,7 +220,6 @@ def test_the_next_request_after_losing_access_fails(
             close()
 
 
-@pytest.mark.xfail(strict=True, reason=f"issue 11.6 — {STOPDATA}")
 def test_after_erasure_a_partner_named_in_a_consent_searches_as_if_she_never_existed(
     harness: Harness, page_app: Any
 ) -> None:

@@ -3,13 +3,10 @@
 A Consent grants a partner ``access`` and ``correct`` on one CarePlan with meaning
 ``related`` (FHIR consent-data-meaning: the plan and what it refers to). The partner adds a
 goal it may not see to the plan; whether the vault refuses the write or accepts it, that
-goal must stay hidden from the partner. Today it becomes readable: a strict xfail until the
-fix on branch stopdata lands.
+goal must stay hidden from the partner (it became readable before the fix of issue 11.2).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from tests.factories import careplan, consent, goal, patient
 from tests.support.harness import FHIR_JSON, Harness
@@ -17,7 +14,6 @@ from vault.config import Settings
 from vault.runtime import Runtime
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11.2 — fixed on branch stopdata")
 def test_a_partner_cannot_widen_a_related_grant_by_adding_a_reference(
     settings: Settings, runtime: Runtime
 ) -> None:

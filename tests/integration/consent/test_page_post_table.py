@@ -49,10 +49,15 @@ POST_ROUTES = {
     "/plan/doel/volgorde": MANAGER,
     "/plan/activiteit": MANAGER,
     "/plan/cijfer": MANAGER,
+    "/plan/fase": MANAGER,
+    "/plan/werkwijze": MANAGER,
+    "/plan/meetellen": MANAGER,
+    "/apps/{client_id}/stoppen": MANAGER,
     "/gegevens/wissen": INWONER,
     "/gegevens/wissen/zeker": INWONER,
     "/netwerk/uitnodigen": INWONER,
     "/netwerk/vertegenwoordiger": INWONER,
+    "/netwerk/weghalen": INWONER,
 }
 MAY_POST = {
     "inwoner": {VISITOR, MANAGER, INWONER},
@@ -99,7 +104,9 @@ def page(settings: Settings, runtime: Runtime) -> Iterator[Page]:
 
 
 def _path(template: str, page: Page) -> str:
-    return template.format(kind="Organization", ident=page.org, token="t" * 32)
+    return template.format(
+        kind="Organization", ident=page.org, token="t" * 32, client_id="app-" + "c" * 8
+    )
 
 
 def _versions(runtime: Runtime) -> int:
