@@ -17,6 +17,7 @@ from typing import Any
 
 from vault import __version__
 from vault.fhir.resources import FHIR_VERSION, RESOURCE_TYPES, ResourceType
+from vault.fhir.search import MAX_ALTERNATIVES, MAX_INCLUDES, MAX_PARAMETERS, MAX_VALUES
 from vault.notify.topic import subscription_capability
 
 __all__ = ["OAUTH_URIS", "SecurityFor", "capability_statement", "interactions", "smart_security"]
@@ -37,6 +38,14 @@ BULK_PATIENT_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patie
 COMMON_PARAMS = (
     ("_id", "token", "Logical id of the resource"),
     ("_lastUpdated", "date", "When the resource version last changed"),
+)
+
+
+# Issue 12 B8: what one search may ask; more answers 400 (too-costly), naming the limit.
+SEARCH_LIMITS = (
+    f"A search takes at most {MAX_PARAMETERS} parameters, {MAX_ALTERNATIVES} comma-separated "
+    f"values per parameter (also _id), {MAX_VALUES} values in all, and {MAX_INCLUDES} "
+    "_include/_revinclude together; a larger search is refused with 400 (too-costly)."
 )
 
 
@@ -126,7 +135,7 @@ def capability_statement(
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "Deny by default: every request needs a bearer token issued by "
-        "this vault, and sees only what the inwoner granted.",
+        "this vault, and sees only what the inwoner granted. " + SEARCH_LIMITS,
         "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()]
         + [subscription_capability()],
         "operation": [{"name": "export", "definition": BULK_EXPORT}],

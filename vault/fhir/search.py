@@ -50,6 +50,14 @@ _ESCAPE = re.compile(r"\\(.?)", re.DOTALL)
 # Result parameters that change nothing about which rows match and are simply accepted.
 _PASSIVE = {"_format", "_pretty"}
 SortKey = Literal["_id", "_lastUpdated", "date"]
+# The size of one search (issue 12 B8). Each OR alternative becomes bound SQL variables;
+# without a bound, 1,000 of them overran SQLite's variable limit (a 500) and would make
+# PostgreSQL plan a huge statement. Declared in the CapabilityStatement and
+# docs/fhir-api-limits.md; exceeding one answers 400 (issue type too-costly) naming it.
+MAX_PARAMETERS = 40  # name=value pairs in one request, result parameters included
+MAX_ALTERNATIVES = 50  # comma-separated values of one parameter (also _id)
+MAX_VALUES = 200  # alternatives summed over all parameters of the request
+MAX_INCLUDES = 10  # _include and _revinclude together
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,7 @@ def parse_search(
 ) -> SearchQuery:
     query = SearchQuery(spec=spec, count=default_count)
     by_name = spec.params_by_name
+    _check_size(params)
     for raw_name, value in params:
         name, _, modifier = raw_name.partition(":")
         if raw_name == "_cursor":
@@ -150,9 +159,36 @@ def parse_search(
                 continue
             raise
         query.applied.append((raw_name, value))
+    if len(query.includes) + len(query.revincludes) > MAX_INCLUDES:
+        raise _too_costly(f"at most {MAX_INCLUDES} _include and _revinclude together")
     if query.cursor is not None:
         _check_cursor_fits(query)
     return query
+
+
+def _too_costly(limit: str, name: str | None = None) -> BadRequest:
+    return BadRequest(
+        f"This search is too large: {limit} (see the CapabilityStatement)",
+        expression=[name[:64]] if name else None,
+        code="too-costly",
+    )
+
+
+def _check_size(params: Sequence[tuple[str, str]]) -> None:
+    """Refuse a search over the limits before anything is parsed or bound."""
+    if len(params) > MAX_PARAMETERS:
+        raise _too_costly(f"at most {MAX_PARAMETERS} parameters per request")
+    total = 0
+    for name, value in params:
+        if name == "_cursor":
+            continue
+        # Escaped commas (\,) do not separate: counting them too only errs on the safe side.
+        alternatives = value.count(",") + 1
+        if alternatives > MAX_ALTERNATIVES:
+            raise _too_costly(f"at most {MAX_ALTERNATIVES} values per parameter", name)
+        total += alternatives
+    if total > MAX_VALUES:
+        raise _too_costly(f"at most {MAX_VALUES} values in all parameters together")
 
 
 def _check_cursor_fits(query: SearchQuery) -> None:
