@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
 
 from vault.crypto import BlindIndex
@@ -34,7 +38,7 @@ from vault.fhir.resources import (
     split_reference,
 )
 
-__all__ = ["Cursor", "Include", "SearchQuery", "parse_search", "whole_number"]
+__all__ = ["Cursor", "Include", "SearchQuery", "cursor_secret", "parse_search", "whole_number"]
 
 R = ResourceRow.__table__.c
 ST = SearchToken.__table__.c
@@ -46,6 +50,8 @@ DATE_PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
 # and an id's length, or the driver fails on them (500) instead of the cursor (400).
 _INT64 = range(-(2**63), 2**63)
 _MAX_KEY_CHARS = 64
+_NONCE_BYTES = 12
+_CURSOR_CONTEXT = b"_cursor"
 _ESCAPE = re.compile(r"\\(.?)", re.DOTALL)
 # Result parameters that change nothing about which rows match and are simply accepted.
 _PASSIVE = {"_format", "_pretty"}
@@ -69,18 +75,33 @@ class Include:
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
+    """The edge of a page: its sort key and row key, sealed into an opaque ``_cursor``.
+
+    Sealed with AES-GCM under a key derived from the vault's blind-index key (issue 12 B9):
+    the row key is a vault-wide row number, which would tell a caller how many resources
+    the vault holds and how fast they grow. The nonce is an HMAC of the content, so the
+    same page edge always gives the same cursor (links stay stable), and any change to
+    it fails authentication (400).
+    """
+
     key: int | str | None
     pk: int
     backward: bool
 
-    def encode(self) -> str:
+    def encode(self, *, secret: bytes) -> str:
         raw = orjson.dumps([self.key, self.pk, 1 if self.backward else 0])
-        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        nonce = hmac.new(secret, raw, hashlib.sha256).digest()[:_NONCE_BYTES]
+        sealed = nonce + AESGCM(secret).encrypt(nonce, raw, _CURSOR_CONTEXT)
+        return base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
 
     @classmethod
-    def decode(cls, text: str) -> Cursor:
+    def decode(cls, text: str, *, secret: bytes) -> Cursor:
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            if base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=") != text:
+                raise ValueError  # another spelling of the same bytes is not our cursor
+            nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+            raw = AESGCM(secret).decrypt(nonce, body, _CURSOR_CONTEXT)
             key, pk, backward = orjson.loads(raw)
             if not _is_int64(pk) or not (
                 key is None
@@ -88,9 +109,14 @@ class Cursor:
                 or (isinstance(key, str) and len(key) <= _MAX_KEY_CHARS)
             ):
                 raise ValueError
-        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        except (binascii.Error, ValueError, TypeError, InvalidTag, orjson.JSONDecodeError):
             raise BadRequest("The paging cursor is not valid", expression=["_cursor"]) from None
         return cls(key=key, pk=pk, backward=bool(backward))
+
+
+def cursor_secret(blind: BlindIndex) -> bytes:
+    """The key that seals paging cursors: the same in every process of one vault."""
+    return blind.derive(b"regiekluis paging cursor v1")
 
 
 def whole_number(value: str, name: str) -> int:
@@ -138,7 +164,7 @@ def parse_search(
     for raw_name, value in params:
         name, _, modifier = raw_name.partition(":")
         if raw_name == "_cursor":
-            query.cursor = Cursor.decode(value)
+            query.cursor = Cursor.decode(value, secret=cursor_secret(blind))
             continue
         if name in _PASSIVE:
             continue
