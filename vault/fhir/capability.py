@@ -135,7 +135,10 @@ def capability_statement(
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "Deny by default: every request needs a bearer token issued by "
-        "this vault, and sees only what the inwoner granted. " + SEARCH_LIMITS,
+        "this vault, and sees only what the inwoner granted. " + SEARCH_LIMITS + " "
+        "Update-as-create (PUT to a new id) is for the operator only: an inwoner's app "
+        "creates with POST, and its PUT to an id it cannot see answers 404, whether or not "
+        "the id is in use.",
         "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()]
         + [subscription_capability()],
         "operation": [{"name": "export", "definition": BULK_EXPORT}],
