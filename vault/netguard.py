@@ -187,7 +187,11 @@ def pinned_request(
     # Header names are case-insensitive: a partner's own "host" line must not survive.
     sent = {k: v for k, v in headers.items() if k.lower() != "host"}
     sent["Host"] = host_header
-    named = target.host != target.address
+    try:
+        ipaddress.ip_address(target.host)
+        named = False  # an address literal is no server name (RFC 6066, section 3)
+    except ValueError:
+        named = True
     extensions = {"sni_hostname": target.host} if target.scheme == "https" and named else {}
     request = http.build_request(method, url, headers=sent, content=content, extensions=extensions)
     return http.send(request)
