@@ -292,10 +292,25 @@ def _resource_body(resource_type: str, own: str) -> dict[str, Any]:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | junk,
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)  # what JSON encoders write
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | junk,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(junk, children, max_size=3),
     max_leaves=8,
 )
+RAW_BODIES = [
+    b"",
+    b"{",
+    b"[]",
+    b"null",
+    b'{"resourceType": "Goal", "x": 123456789012345678901234567890}',
+    b'{"resourceType": "Goal", "x": 1e999}',
+    b'{"resourceType": "Goal", "resourceType": "Patient"}',
+    b'{"resourceType": "Goal", "id": "\\u0000"}',
+    b"\xef\xbb\xbf{}",
+]
 NARRATIVES = [
     '<div xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></div>',
     '<div xmlns="http://www.w3.org/1999/xhtml"><p onclick="x()">a</p></div>',
@@ -325,7 +340,7 @@ ENDPOINTS = [
 def bodies(draw: st.DrawFn, resource_type: str, own: str) -> bytes:
     kind = draw(st.sampled_from(["valid", "mutated", "mutated", "raw", "deep", "other-type"]))
     if kind == "raw":
-        return draw(st.one_of(st.binary(max_size=64), st.sampled_from([b"", b"{", b"[]", b"null"])))
+        return draw(st.one_of(st.binary(max_size=64), st.sampled_from(RAW_BODIES)))
     if kind == "deep":
         depth = draw(st.integers(100, 3000))
         return b'{"resourceType":"Goal","note":' + b"[" * depth + b"]" * depth + b"}"
