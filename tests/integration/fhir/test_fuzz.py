@@ -337,14 +337,16 @@ ENDPOINTS = [
 
 
 @st.composite
-def bodies(draw: st.DrawFn, resource_type: str, own: str) -> bytes:
-    kind = draw(st.sampled_from(["valid", "mutated", "mutated", "raw", "deep", "other-type"]))
+def bodies(draw: st.DrawFn, resource_type: str, own: str, *, with_id: bool = False) -> bytes:
+    kind = draw(st.sampled_from(["valid"] * 3 + ["mutated"] * 2 + ["raw", "deep", "other-type"]))
     if kind == "raw":
         return draw(st.one_of(st.binary(max_size=64), st.sampled_from(RAW_BODIES)))
     if kind == "deep":
         depth = draw(st.integers(100, 3000))
         return b'{"resourceType":"Goal","note":' + b"[" * depth + b"]" * depth + b"}"
     base = _resource_body(resource_type, own)
+    if with_id:
+        base["id"] = "{ID}"  # an update names the id of its URL
     if kind == "other-type":
         base["resourceType"] = draw(st.sampled_from(["Patient", "Bundle", "x", ""]))
     if kind == "mutated":
@@ -390,20 +392,25 @@ HEADERS = {
 @st.composite
 def shapes(draw: st.DrawFn, capability: dict[str, Any], own: str) -> Shape:
     entries = {r["type"]: r for r in capability["rest"][0]["resource"]}
+    # The types that have a visible and a hidden id here come up more often.
     resource_type = draw(
-        st.one_of(st.sampled_from(sorted(entries)), st.sampled_from(["Nope", "x"]))
+        st.one_of(
+            st.sampled_from(["Goal", "CarePlan", "Patient"]),
+            st.sampled_from(sorted(entries)),
+            st.sampled_from(["Nope", "x"]),
+        )
     )
     entry = entries.get(resource_type, {"interaction": [{"code": "read"}]})
     declared = [i["code"] for i in entry.get("interaction", [])]
     reads = [code for code in declared if code in ("read", "search-type")]
-    interactions = declared + reads * 3 + ["everything", "weird"]
+    interactions = declared * 2 + reads * 2 + ["everything", "weird"]
     interaction = draw(st.sampled_from(interactions))
-    id_kind = draw(st.sampled_from(["pair", "pair", "visible", "junk"]))
+    id_kind = draw(st.sampled_from(["pair", "pair", "pair", "visible", "junk"]))
     rid = "{ID}" if id_kind != "junk" else draw(ids)
     headers = [
         (name, draw(st.sampled_from(values)))
         for name, values in HEADERS.items()
-        if draw(st.integers(0, 3)) == 0
+        if draw(st.integers(0, 5)) == 0
     ]
     params: list[tuple[str, str]] = []
     body = None
@@ -443,7 +450,7 @@ def shapes(draw: st.DrawFn, capability: dict[str, Any], own: str) -> Shape:
         body = draw(bodies(resource_type, own))
     elif interaction == "update":
         method = "PUT"
-        body = draw(bodies(resource_type, own))
+        body = draw(bodies(resource_type, own, with_id=True))
     elif interaction == "delete":
         method = "DELETE"
     elif interaction == "everything":
@@ -460,6 +467,54 @@ def shapes(draw: st.DrawFn, capability: dict[str, Any], own: str) -> Shape:
     return Shape(method, path, tuple(params), tuple(headers), body, id_kind, resource_type)
 
 
+@st.composite
+def well_formed(draw: st.DrawFn, capability: dict[str, Any], own: str) -> Shape:
+    """A request a correct client would send, about a hidden, missing or visible id: these
+    reach the access decision and the writes, where hidden and missing could differ."""
+    entries = {r["type"]: r for r in capability["rest"][0]["resource"]}
+    resource_type = draw(st.sampled_from(["Goal", "CarePlan", "Patient"]))
+    entry = entries[resource_type]
+    declared = {p["name"]: p["type"] for p in entry["searchParam"]}
+    id_kind = draw(st.sampled_from(["pair", "pair", "visible"]))
+    interaction = draw(
+        st.sampled_from(
+            ["read", "vread", "history", "search", "update", "delete", "create", "everything"]
+        )
+    )
+    path, method, body = f"/fhir/{resource_type}/{{ID}}", "GET", None
+    params: list[tuple[str, str]] = []
+    if interaction == "vread":
+        path += "/_history/" + draw(st.sampled_from(["1", "2"]))
+    elif interaction == "history":
+        path += "/_history"
+    elif interaction == "search":
+        path = f"/fhir/{resource_type}"
+        refs = [n for n, t in declared.items() if t == "reference"]
+        name = draw(st.sampled_from([*refs, "_id"]))
+        value = draw(st.sampled_from(["{ID}", f"{resource_type}/{{ID}}", "Patient/{PID}"]))
+        if name in ("patient", "subject") and not GHOST_PATIENTS:
+            value = "Patient/{PID}"  # issue 12 B4 (stopdata): see GHOST_PATIENTS
+        params = [(name, value if name != "_id" else "{ID}")]
+        if draw(st.booleans()):
+            params.append(("_summary", "count"))
+        if entry.get("searchRevInclude") and draw(st.booleans()):
+            params.append(("_revinclude", draw(st.sampled_from(entry["searchRevInclude"]))))
+    elif interaction == "update":
+        method = "PUT"
+        base = _resource_body(resource_type, own)
+        body = orjson.dumps({**base, "id": "{ID}"})
+    elif interaction == "delete":
+        method = "DELETE"
+    elif interaction == "create":
+        method, path = "POST", f"/fhir/{resource_type}"
+        body = orjson.dumps(_resource_body(resource_type, own))
+        headers = (("if-none-exist", "_id={ID}"),) if draw(st.booleans()) else ()
+        return Shape(method, path, (), headers, body, id_kind, resource_type)
+    elif interaction == "everything":
+        path = "/fhir/Patient/{PID}/$everything"
+    return Shape(method, path, tuple(params), (), body, id_kind, resource_type)
+
+
 # -- sending and checking ----------------------------------------------------------------------
 
 
@@ -471,6 +526,8 @@ def _send(
     world: World, shape: Shape, caller: str, rid: str, pid: str, served: bool
 ) -> httpx.Response:
     headers = {name: _fill(value, rid=rid, pid=pid) for name, value in shape.headers}
+    if shape.body is not None:
+        headers.setdefault("content-type", "application/fhir+json")
     token = world.tokens[caller]
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
@@ -537,8 +594,9 @@ def _run(world: World, shape: Shape, caller: str, served: bool) -> None:
         _check(first, shape, caller)
         second = _send(world, shape, caller, missing_id, missing_pid, served)
         _check(second, shape, caller)
-        # A write may change what the next request sees; reads must match exactly.
-        if shape.method in ("GET", "HEAD"):
+        # A hidden id is never writable, so a write answers alike too; only two successful
+        # creates (an If-None-Exist that names the id) differ by the new id they report.
+        if not (first.is_success and second.is_success and shape.method == "POST"):
             a = _normal(first, hidden_id, hidden_pid)
             b = _normal(second, missing_id, missing_pid)
             assert a == b, f"{caller} {shape}: hidden {a} != missing {b}"
@@ -561,7 +619,13 @@ def test_the_fhir_api_answers_every_generated_request_cleanly(world: World) -> N
     @options
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
-        shape = data.draw(shapes(world.capability, world.own_patient))
+        shape = data.draw(
+            st.one_of(
+                shapes(world.capability, world.own_patient),
+                shapes(world.capability, world.own_patient),
+                well_formed(world.capability, world.own_patient),
+            )
+        )
         served = data.draw(st.integers(0, 9)) == 0
         for caller in CALLERS:
             _run(world, shape, caller, served)
