@@ -55,6 +55,12 @@ node_modules/axe-core/axe.min.js: package.json package-lock.json
 coverage: $(STAMP) page-test-deps
 	$(BIN)/python -m pytest -n 2 --cov --cov-report=term $(PYTEST_ARGS)
 
+## fuzz: the FHIR API fuzzer, 15,000 random request shapes (>100,000 requests; docs/testing.md)
+.PHONY: fuzz
+fuzz: $(STAMP)
+	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-15000} $(BIN)/python -m pytest -p no:xdist -s \
+		tests/integration/fhir/test_fuzz.py $(PYTEST_ARGS)
+
 ## lint: ruff (lint + format check) and mypy strict
 lint: $(STAMP)
 	$(BIN)/ruff check .

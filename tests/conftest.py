@@ -50,7 +50,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def make_settings(data_dir: Path, database_url: str) -> Settings:
-    return Settings(data_dir=data_dir, database_url=database_url, sqlite_checkpoint_interval=0.2)
+    # The development switch lets test key servers listen on http://127.0.0.1 (netguard).
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        sqlite_checkpoint_interval=0.2,
+        notify_allow_local_http=True,
+    )
 
 
 def initialise(settings: Settings) -> None:

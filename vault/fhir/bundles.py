@@ -23,23 +23,25 @@ def _link(relation: str, url: str) -> dict[str, str]:
     return {"relation": relation, "url": url}
 
 
-def _page_url(base: str, path: str, params: list[tuple[str, str]], cursor: Cursor | None) -> str:
+def _page_url(
+    base: str, path: str, params: list[tuple[str, str]], cursor: Cursor | None, secret: bytes
+) -> str:
     items = list(params)
     if cursor is not None:
-        items.append(("_cursor", cursor.encode()))
+        items.append(("_cursor", cursor.encode(secret=secret)))
     query = urlencode(items)
     return f"{base}/{path}" + (f"?{query}" if query else "")
 
 
-def search_bundle(page: SearchPage, *, base: str, count: int) -> bytes:
+def search_bundle(page: SearchPage, *, base: str, count: int, secret: bytes) -> bytes:
     query = page.query
     params = [(k, v) for k, v in query.applied if k != "_count"] + [("_count", str(count))]
     path = query.spec.name
-    links = [_link("self", _page_url(base, path, params, query.cursor))]
+    links = [_link("self", _page_url(base, path, params, query.cursor, secret))]
     if page.next_cursor is not None:
-        links.append(_link("next", _page_url(base, path, params, page.next_cursor)))
+        links.append(_link("next", _page_url(base, path, params, page.next_cursor, secret)))
     if page.previous_cursor is not None:
-        links.append(_link("previous", _page_url(base, path, params, page.previous_cursor)))
+        links.append(_link("previous", _page_url(base, path, params, page.previous_cursor, secret)))
     subset = query.subset
     entries: list[dict[str, Any]] = [_entry(s, base, "match", subset) for s in page.matches]
     entries.extend(_entry(s, base, "include", subset) for s in page.includes)
@@ -104,11 +106,12 @@ def history_bundle(
     base: str,
     path: str,
     params: list[tuple[str, str]],
+    secret: bytes,
     cursor: Cursor | None = None,
 ) -> bytes:
-    links = [_link("self", _page_url(base, path, params, cursor))]
+    links = [_link("self", _page_url(base, path, params, cursor, secret))]
     if page.next_cursor is not None:
-        links.append(_link("next", _page_url(base, path, params, page.next_cursor)))
+        links.append(_link("next", _page_url(base, path, params, page.next_cursor, secret)))
     entries = []
     for stored in page.entries:
         url = f"{stored.resource_type}/{stored.resource_id}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from vault import __version__
 from vault.fhir.resources import FHIR_VERSION, RESOURCE_TYPES, ResourceType
+from vault.fhir.search import MAX_ALTERNATIVES, MAX_INCLUDES, MAX_PARAMETERS, MAX_VALUES
 from vault.notify.topic import subscription_capability
 from vault.reports.measure import measure_capability
 
@@ -38,6 +39,14 @@ BULK_PATIENT_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patie
 COMMON_PARAMS = (
     ("_id", "token", "Logical id of the resource"),
     ("_lastUpdated", "date", "When the resource version last changed"),
+)
+
+
+# Issue 12 B8: what one search may ask; more answers 400 (too-costly), naming the limit.
+SEARCH_LIMITS = (
+    f"A search takes at most {MAX_PARAMETERS} parameters, {MAX_ALTERNATIVES} comma-separated "
+    f"values per parameter (also _id), {MAX_VALUES} values in all, and {MAX_INCLUDES} "
+    "_include/_revinclude together; a larger search is refused with 400 (too-costly)."
 )
 
 
@@ -127,11 +136,15 @@ def capability_statement(
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "Deny by default: every request needs a bearer token issued by "
-        "this vault, and sees only what the inwoner granted. Read and search take _summary "
-        "(true, text, data, false; count on search) and _elements; a part of a resource is "
-        "tagged SUBSETTED. A parameter this server does not know is refused with 400 "
-        "(strict handling, the default); with the header Prefer: handling=lenient it is "
-        "ignored, and a search names it in a warning OperationOutcome entry.",
+        "this vault, and sees only what the inwoner granted. " + SEARCH_LIMITS + " "
+        "Read and search take _summary (true, text, data, false; count on search) and "
+        "_elements; a part of a resource is tagged SUBSETTED. A parameter this server does "
+        "not know is refused with 400 (strict handling, the default); with the header "
+        "Prefer: handling=lenient it is ignored, and a search names it in a warning "
+        "OperationOutcome entry. "
+        "Update-as-create (PUT to a new id) is for the operator only: an inwoner's app "
+        "creates with POST, and its PUT to an id it cannot see answers 404, whether or not "
+        "the id is in use.",
         "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()]
         + [subscription_capability(), measure_capability()],
         "operation": [{"name": "export", "definition": BULK_EXPORT}],

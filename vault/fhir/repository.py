@@ -1029,6 +1029,13 @@ class Repository:
         expected = _parse_if_match(if_match) if if_match is not None else None
         if self._ctx.kind == "system":
             return self._correct(conn, spec, resource_id, body, row, expected), False
+        if self._ctx.patient_id is not None and (
+            row is None or row.patient_id != self._ctx.patient_id
+        ):
+            # No update-as-create for an inwoner's app (issue 12 B9): a free id and an id
+            # of another inwoner answer alike, before the body is even looked at, so a
+            # PUT cannot tell which ids exist. Apps create with POST.
+            raise _not_found(resource_type, resource_id)
         if row is None:
             if expected is not None:
                 raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")

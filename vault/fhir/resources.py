@@ -33,6 +33,7 @@ from fhir.resources.R4B.subscription import Subscription
 from pydantic import ValidationError
 
 from vault.errors import BadRequest
+from vault.fhir.narrative import check_narratives
 
 __all__ = [
     "FHIR_VERSION",
@@ -685,6 +686,8 @@ def validate_resource(spec: ResourceType, data: dict[str, Any]) -> None:
                 expression=[f"{spec.name}.{element}"],
                 code="code-invalid",
             )
+    # Narrative XHTML is shown to people: only what FHIR R4 allows (issue 12 B9).
+    check_narratives(spec.name, data)
 
 
 def _describe(error: Any) -> str:

@@ -27,7 +27,7 @@ from vault.fhir.capability import capability_statement
 from vault.fhir.outcomes import FHIR_JSON, error_response
 from vault.fhir.repository import Stored
 from vault.fhir.resources import RESOURCE_TYPES, parse_date_range
-from vault.fhir.search import Cursor, whole_number
+from vault.fhir.search import Cursor, cursor_secret, whole_number
 from vault.fhir.subsetting import Subset, from_params
 from vault.runtime import Runtime
 from vault.urls import fhir_base
@@ -138,7 +138,12 @@ def _search(
     query = repo.parse(resource_type, params, lenient=_prefers(request, "handling", "lenient"))
     with runtime.db.read() as conn:
         page = repo.search(conn, query)
-    body = search_bundle(page, base=base_url(request, runtime), count=query.count)
+    body = search_bundle(
+        page,
+        base=base_url(request, runtime),
+        count=query.count,
+        secret=cursor_secret(runtime.blind),
+    )
     return Response(body, media_type=FHIR_JSON)
 
 
@@ -207,7 +212,7 @@ def _history(
             count = min(whole_number(value, "_count"), runtime.settings.max_page_size)
             applied.append((name, value))
         elif name == "_cursor":
-            cursor = Cursor.decode(value)
+            cursor = Cursor.decode(value, secret=cursor_secret(runtime.blind))
         elif name not in ("_format", "_pretty"):
             raise BadRequest(f"Unknown _history parameter '{name}'", expression=[name])
     with runtime.db.read() as conn:
@@ -226,7 +231,12 @@ def _history(
     )
     return Response(
         history_bundle(
-            page, base=base_url(request, runtime), path=path, params=applied, cursor=cursor
+            page,
+            base=base_url(request, runtime),
+            path=path,
+            params=applied,
+            secret=cursor_secret(runtime.blind),
+            cursor=cursor,
         ),
         media_type=FHIR_JSON,
     )

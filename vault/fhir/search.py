@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
 
 from vault.crypto import BlindIndex
@@ -38,7 +42,7 @@ from vault.fhir.resources import (
 )
 from vault.fhir.subsetting import Subset
 
-__all__ = ["Cursor", "Include", "SearchQuery", "parse_search", "whole_number"]
+__all__ = ["Cursor", "Include", "SearchQuery", "cursor_secret", "parse_search", "whole_number"]
 
 R = ResourceRow.__table__.c
 ST = SearchToken.__table__.c
@@ -50,10 +54,20 @@ DATE_PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
 # and an id's length, or the driver fails on them (500) instead of the cursor (400).
 _INT64 = range(-(2**63), 2**63)
 _MAX_KEY_CHARS = 64
+_NONCE_BYTES = 12
+_CURSOR_CONTEXT = b"_cursor"
 _ESCAPE = re.compile(r"\\(.?)", re.DOTALL)
 # Result parameters that change nothing about which rows match and are simply accepted.
 _PASSIVE = {"_format", "_pretty"}
 SortKey = Literal["_id", "_lastUpdated", "date"]
+# The size of one search (issue 12 B8). Each OR alternative becomes bound SQL variables;
+# without a bound, 1,000 of them overran SQLite's variable limit (a 500) and would make
+# PostgreSQL plan a huge statement. Declared in the CapabilityStatement and
+# docs/fhir-api-limits.md; exceeding one answers 400 (issue type too-costly) naming it.
+MAX_PARAMETERS = 40  # name=value pairs in one request, result parameters included
+MAX_ALTERNATIVES = 50  # comma-separated values of one parameter (also _id)
+MAX_VALUES = 200  # alternatives summed over all parameters of the request
+MAX_INCLUDES = 10  # _include and _revinclude together
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +79,33 @@ class Include:
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
+    """The edge of a page: its sort key and row key, sealed into an opaque ``_cursor``.
+
+    Sealed with AES-GCM under a key derived from the vault's blind-index key (issue 12 B9):
+    the row key is a vault-wide row number, which would tell a caller how many resources
+    the vault holds and how fast they grow. The nonce is an HMAC of the content, so the
+    same page edge always gives the same cursor (links stay stable), and any change to
+    it fails authentication (400).
+    """
+
     key: int | str | None
     pk: int
     backward: bool
 
-    def encode(self) -> str:
+    def encode(self, *, secret: bytes) -> str:
         raw = orjson.dumps([self.key, self.pk, 1 if self.backward else 0])
-        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        nonce = hmac.new(secret, raw, hashlib.sha256).digest()[:_NONCE_BYTES]
+        sealed = nonce + AESGCM(secret).encrypt(nonce, raw, _CURSOR_CONTEXT)
+        return base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
 
     @classmethod
-    def decode(cls, text: str) -> Cursor:
+    def decode(cls, text: str, *, secret: bytes) -> Cursor:
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            if base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=") != text:
+                raise ValueError  # another spelling of the same bytes is not our cursor
+            nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+            raw = AESGCM(secret).decrypt(nonce, body, _CURSOR_CONTEXT)
             key, pk, backward = orjson.loads(raw)
             if not _is_int64(pk) or not (
                 key is None
@@ -84,9 +113,14 @@ class Cursor:
                 or (isinstance(key, str) and len(key) <= _MAX_KEY_CHARS)
             ):
                 raise ValueError
-        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        except (binascii.Error, ValueError, TypeError, InvalidTag, orjson.JSONDecodeError):
             raise BadRequest("The paging cursor is not valid", expression=["_cursor"]) from None
         return cls(key=key, pk=pk, backward=bool(backward))
+
+
+def cursor_secret(blind: BlindIndex) -> bytes:
+    """The key that seals paging cursors: the same in every process of one vault."""
+    return blind.derive(b"regiekluis paging cursor v1")
 
 
 def whole_number(value: str, name: str) -> int:
@@ -131,10 +165,11 @@ def parse_search(
 ) -> SearchQuery:
     query = SearchQuery(spec=spec, count=default_count)
     by_name = spec.params_by_name
+    _check_size(params)
     for raw_name, value in params:
         name, _, modifier = raw_name.partition(":")
         if raw_name == "_cursor":
-            query.cursor = Cursor.decode(value)
+            query.cursor = Cursor.decode(value, secret=cursor_secret(blind))
             continue
         if name in _PASSIVE:
             continue
@@ -155,9 +190,36 @@ def parse_search(
                 continue
             raise
         query.applied.append((raw_name, value))
+    if len(query.includes) + len(query.revincludes) > MAX_INCLUDES:
+        raise _too_costly(f"at most {MAX_INCLUDES} _include and _revinclude together")
     if query.cursor is not None:
         _check_cursor_fits(query)
     return query
+
+
+def _too_costly(limit: str, name: str | None = None) -> BadRequest:
+    return BadRequest(
+        f"This search is too large: {limit} (see the CapabilityStatement)",
+        expression=[name[:64]] if name else None,
+        code="too-costly",
+    )
+
+
+def _check_size(params: Sequence[tuple[str, str]]) -> None:
+    """Refuse a search over the limits before anything is parsed or bound."""
+    if len(params) > MAX_PARAMETERS:
+        raise _too_costly(f"at most {MAX_PARAMETERS} parameters per request")
+    total = 0
+    for name, value in params:
+        if name == "_cursor":
+            continue
+        # Escaped commas (\,) do not separate: counting them too only errs on the safe side.
+        alternatives = value.count(",") + 1
+        if alternatives > MAX_ALTERNATIVES:
+            raise _too_costly(f"at most {MAX_ALTERNATIVES} values per parameter", name)
+        total += alternatives
+    if total > MAX_VALUES:
+        raise _too_costly(f"at most {MAX_VALUES} values in all parameters together")
 
 
 def _check_cursor_fits(query: SearchQuery) -> None:

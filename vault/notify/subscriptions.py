@@ -13,11 +13,9 @@ OperationOutcome (422), never silently ignored.
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import Connection, delete, insert, select, update
@@ -35,6 +33,7 @@ from vault.fhir.resources import (
     parse_date_range,
     validate_resource,
 )
+from vault.netguard import Refused, check_url
 from vault.notify.models import NotifyDelivery, NotifySubscription
 from vault.notify.topic import (
     FILTER_CRITERIA,
@@ -50,7 +49,6 @@ S = NotifySubscription.__table__.c
 K = DataKey.__table__.c
 MAX_HEADERS = 5
 FHIR_JSON = "application/fhir+json"
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,29 +72,15 @@ def _extensions(node: Any, url: str) -> list[Any]:
 
 
 def check_endpoint(endpoint: str, settings: Settings) -> str:
-    """https anywhere; plain http only to this machine, and only when the setting allows."""
-    parts = urlsplit(endpoint)
-    host = (parts.hostname or "").lower()
-    if not host or parts.username or parts.password or parts.fragment:
-        raise _unprocessable("channel.endpoint must be an absolute https URL", "channel.endpoint")
-    if parts.scheme == "http":
-        if not (settings.notify_allow_local_http and host in _LOCAL_HOSTS):
-            raise _unprocessable(
-                "channel.endpoint must use https (plain http is not allowed here)",
-                "channel.endpoint",
-            )
-        return endpoint
-    if parts.scheme != "https":
-        raise _unprocessable("channel.endpoint must be an absolute https URL", "channel.endpoint")
+    """https to a public address (vault/netguard.py); http only to 127.0.0.1 when allowed."""
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return endpoint
-    if not address.is_global:
-        # The vault must not be made to knock on doors inside its own network.
-        raise _unprocessable(
-            "channel.endpoint may not point at a private or local address", "channel.endpoint"
+        check_url(
+            endpoint,
+            allow_local_dev=settings.notify_allow_local_http,
+            what="channel.endpoint",
         )
+    except Refused as exc:
+        raise _unprocessable(str(exc), "channel.endpoint") from None
     return endpoint
 
 

@@ -35,6 +35,7 @@ from vault.crypto import open_body
 from vault.fhir.models import SHARED_OWNER, DataKey
 from vault.fhir.repository import Repository
 from vault.fhir.resources import SCOPE_TYPES
+from vault.netguard import Refused, check_url, pinned_request
 from vault.notify.models import NotifyDelivery, NotifyEvent, NotifySubscription
 from vault.notify.payload import Event, notification_bundle
 from vault.oauth.models import OAuthClient
@@ -81,7 +82,11 @@ class Notifier:
         self._rt = runtime
         settings = runtime.settings
         self._http = http or httpx.Client(
-            timeout=settings.notify_timeout_seconds, follow_redirects=False
+            # No proxy from the environment: a proxy would resolve the name itself and
+            # undo the address check (vault/netguard.py).
+            timeout=settings.notify_timeout_seconds,
+            follow_redirects=False,
+            trust_env=False,
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -331,7 +336,19 @@ class Notifier:
     def _post(self, endpoint: str, headers: dict[str, str], body: bytes) -> str | None:
         """None when the endpoint took it (2xx); else a short reason without any data."""
         try:
-            response = self._http.post(endpoint, content=body, headers=headers)
+            # Checked again now, not only at registration: the name may point elsewhere by
+            # now (DNS rebinding); the POST goes to the address this check approved.
+            target = check_url(
+                endpoint,
+                allow_local_dev=self._rt.settings.notify_allow_local_http,
+                what="the endpoint",
+            )
+        except Refused as exc:
+            return f"refused: {exc}"
+        try:
+            response = pinned_request(
+                self._http, target, method="POST", headers=headers, content=body
+            )
         except httpx.HTTPError as exc:
             return f"no answer ({type(exc).__name__})"
         if 200 <= response.status_code < 300:

@@ -23,6 +23,7 @@ from vault.config import Settings
 from vault.fhir.models import ResourceRow
 from vault.fhir.repository import Repository
 from vault.fhir.resources import SCOPE_TYPES
+from vault.netguard import Refused, check_url
 from vault.oauth.accounts import create_account
 from vault.oauth.keys import key_problem, rotate_signing_key
 from vault.oauth.models import Account, OAuthClient, Token
@@ -132,10 +133,17 @@ def register_client(
         check_public_keys(keys)
         if any(isinstance(k, dict) and ("d" in k or k.get("kty") == "oct") for k in keys):
             raise ValueError("the JWKS holds a private or symmetric key; register public keys only")
-    if jwks_uri is not None and not jwks_uri.startswith(
-        ("https://", "http://127.0.0.1", "http://localhost")
-    ):
-        raise ValueError("--jwks-uri must be an https:// address")
+    if jwks_uri is not None:
+        # The same address check as a Subscription's endpoint (vault/netguard.py): https to
+        # a public address; http://127.0.0.1 only under the operator's development switch.
+        try:
+            check_url(
+                jwks_uri,
+                allow_local_dev=runtime.settings.notify_allow_local_http,
+                what="--jwks-uri",
+            )
+        except Refused as exc:
+            raise ValueError(str(exc)) from None
     try:
         _check_scopes(scopes, public=public)
     except InvalidScope as exc:

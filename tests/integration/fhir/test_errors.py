@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -425,3 +426,30 @@ def test_another_inwoners_resource_is_404_for_every_interaction(
     assert_outcome(hidden, 404)
     assert hidden.json()["issue"][0]["code"] == missing.json()["issue"][0]["code"]
     assert client.get(url).json() == stored
+
+
+def test_an_app_cannot_create_by_put_and_learns_nothing_about_taken_ids(
+    client: httpx.Client, pid: str
+) -> None:
+    """Issue 12 B9: a free id and another inwoner's id answer alike; apps create by POST."""
+    other = str(create(client, patient_resource())["id"])
+    taken = create(client, goal(patient_id=other))
+    app = {**FHIR_JSON, "x-test-access": f"patient:{pid}"}
+    free_id = str(uuid.uuid4())  # the same length as the server-assigned id of ``taken``
+    answers = []
+    for goal_id in (free_id, str(taken["id"])):
+        body = {**goal(patient_id=pid), "id": goal_id}
+        answers.append(client.put(f"/Goal/{goal_id}", json=body, headers=app))
+        # With If-Match too: no 412 for "does not exist" against 404 for "not yours".
+        answers.append(
+            client.put(f"/Goal/{goal_id}", json=body, headers={**app, "if-match": 'W/"1"'})
+        )
+    for response, goal_id in zip(answers, [free_id, free_id, taken["id"], taken["id"]]):
+        assert_outcome(response, 404)
+        assert response.text.replace(str(goal_id), "X") == answers[0].text.replace(free_id, "X")
+        # Both ids are UUIDs of one length: every header but Date is the same.
+        assert {k: v for k, v in response.headers.items() if k != "date"} == {
+            k: v for k, v in answers[0].headers.items() if k != "date"
+        }
+    assert client.get(f"/Goal/{free_id}").status_code == 404
+    assert client.get(f"/Goal/{taken['id']}").json() == taken

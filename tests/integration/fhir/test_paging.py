@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,12 +10,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import FHIR_JSON, create
 from tests.factories import careplan, goal, new_id
 from tests.factories import patient as patient_resource
-from vault.fhir.search import Cursor
+from vault.fhir.search import Cursor, cursor_secret
+from vault.runtime import Runtime
 
 
 def get(client: httpx.Client, url: str, params: Any = None) -> dict[str, Any]:
@@ -225,26 +228,31 @@ def test_total_counts_all_matches_while_paging(client: httpx.Client, pid: str) -
     assert sum(len(p) for p in pages) == 5
 
 
-def tampered_cursors(real: str) -> list[str]:
+def tampered_cursors(real: str, secret: bytes) -> list[str]:
+    pk = Cursor.decode(real, secret=secret).pk
     return [
         real[:-2],
         real + "x",
         real[::-1],
         real[:-1] + ("B" if real[-1] == "A" else "A"),
         "not-a-cursor",
-        Cursor(key="text", pk=Cursor.decode(real).pk, backward=False).encode(),
+        Cursor(key="text", pk=pk, backward=False).encode(secret=secret),
+        # Well-formed, but sealed with another key: a cursor of another vault.
+        Cursor(key=None, pk=pk, backward=False).encode(secret=bytes(32)),
     ]
 
 
 @pytest.mark.parametrize("sort", [None, "_lastUpdated", "date"])
-def test_a_tampered_cursor_is_400(client: httpx.Client, pid: str, sort: str | None) -> None:
+def test_a_tampered_cursor_is_400(
+    client: httpx.Client, runtime: Runtime, pid: str, sort: str | None
+) -> None:
     for day in ("2026-01-01", "2026-02-01", "2026-03-01"):
         create(client, careplan(patient_id=pid, start=day))
     params = {"patient": pid, "_count": "1", **({"_sort": sort} if sort else {})}
     next_url = str(link(get(client, "/CarePlan", params), "next"))
     real = parse_qs(urlsplit(next_url).query)["_cursor"][0]
     assert ids(get(client, "/CarePlan", {**params, "_cursor": real}))
-    for cursor in tampered_cursors(real):
+    for cursor in tampered_cursors(real, cursor_secret(runtime.blind)):
         response = client.get("/CarePlan", params={**params, "_cursor": cursor})
         assert response.status_code == 400, (cursor, response.text)
         outcome = response.json()
@@ -257,13 +265,31 @@ def test_a_tampered_cursor_is_400(client: httpx.Client, pid: str, sort: str | No
     [
         "%%%",
         "bm9wZQ",
-        Cursor(key="text", pk=1, backward=False).encode(),
-        Cursor(key=None, pk=1, backward=False).encode(),
-        "WzEsIDE4NDQ2NzQ0MDczNzA5NTUxNjE1LCAwXQ",  # [1, 2**64 - 1, 0]
-        "WzkyMjMzNzIwMzY4NTQ3NzU4MDgsIDEsIDBd",  # [2**63, 1, 0]
+        Cursor(key="text", pk=1, backward=False),
+        Cursor(key=None, pk=1, backward=False),
+        "WzEsIDE4NDQ2NzQ0MDczNzA5NTUxNjE1LCAwXQ",  # [1, 2**64 - 1, 0], unsealed
+        "WzkyMjMzNzIwMzY4NTQ3NzU4MDgsIDEsIDBd",  # [2**63, 1, 0], unsealed
     ],
 )
-def test_a_cursor_that_does_not_fit_is_400(client: httpx.Client, cursor: str) -> None:
+def test_a_cursor_that_does_not_fit_is_400(
+    client: httpx.Client, runtime: Runtime, cursor: str | Cursor
+) -> None:
+    if isinstance(cursor, Cursor):
+        cursor = cursor.encode(secret=cursor_secret(runtime.blind))
     response = client.get("/Goal", params={"_sort": "_lastUpdated", "_cursor": cursor})
     assert response.status_code == 400, response.text
     assert response.json()["issue"][0]["expression"] == ["_cursor"]
+
+
+def test_the_cursor_does_not_show_the_row_number(client: httpx.Client, pid: str) -> None:
+    """Issue 12 B9: the cursor is sealed, its content is the vault's alone."""
+    make_goals(client, pid, 3)
+    first = get(client, "/Goal", {"patient": pid, "_count": "1"})
+    real = parse_qs(urlsplit(str(link(first, "next"))).query)["_cursor"][0]
+    raw = base64.urlsafe_b64decode(real + "=" * (-len(real) % 4))
+    with pytest.raises(ValueError):
+        orjson.loads(raw)
+    # Stable: the same page edge gives the same cursor, also after other writes.
+    make_goals(client, str(create(client, patient_resource())["id"]), 2)
+    again = get(client, "/Goal", {"patient": pid, "_count": "1"})
+    assert link(again, "next") == link(first, "next")

@@ -262,6 +262,27 @@ REFUSALS = {
         ["--scope", "system/Goal.rs"],
         "https",
     ),
+    # Issue 12 B5: the address check of Subscription endpoints (vault/netguard.py).
+    "a jwks_uri with userinfo": (
+        lambda d: ["--jwks-uri", "http://localhost@evil.example/jwks.json"],
+        ["--scope", "system/Goal.rs"],
+        "user name or password",
+    ),
+    "a jwks_uri at the cloud metadata address": (
+        lambda d: ["--jwks-uri", "https://169.254.169.254/latest/meta-data"],
+        ["--scope", "system/Goal.rs"],
+        "non-public address",
+    ),
+    "a jwks_uri that only starts like 127.0.0.1": (
+        lambda d: ["--jwks-uri", "http://127.0.0.1.evil.example/jwks.json"],
+        ["--scope", "system/Goal.rs"],
+        "https",
+    ),
+    "a jwks_uri on a loopback spelling": (
+        lambda d: ["--jwks-uri", "https://0x7f000001/jwks.json"],
+        ["--scope", "system/Goal.rs"],
+        "non-public address",
+    ),
 }
 
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Sequence
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.sql import ClauseElement
 
 from vault.crypto import BlindIndex
 from vault.errors import BadRequest
 from vault.fhir.resources import RESOURCE_TYPES
-from vault.fhir.search import Cursor, SearchQuery, parse_search
+from vault.fhir.search import Cursor, SearchQuery, cursor_secret, parse_search
 
 BLIND = BlindIndex(b"k" * 32)
+SECRET = cursor_secret(BLIND)
 
 
 def parse(
@@ -298,13 +302,20 @@ def test_invalid_ids_are_refused(value: str) -> None:
     ],
 )
 def test_cursor_round_trip(cursor: Cursor) -> None:
-    text = cursor.encode()
+    text = cursor.encode(secret=SECRET)
     assert text.isascii() and "=" not in text and "/" not in text and "+" not in text
-    assert Cursor.decode(text) == cursor
+    assert Cursor.decode(text, secret=SECRET) == cursor
+    # Opaque: the row number is not readable from the cursor (issue 12 B9).
+    assert str(cursor.pk).encode() not in base64.urlsafe_b64decode(text + "==")
+    assert Cursor.decode(cursor.encode(secret=SECRET), secret=SECRET) == cursor
 
 
 def _raw(value: object) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    """``value`` sealed as the vault seals a cursor: only its content is wrong."""
+    raw = json.dumps(value).encode()
+    nonce = hmac.new(SECRET, raw, hashlib.sha256).digest()[:12]
+    sealed = nonce + AESGCM(SECRET).encrypt(nonce, raw, b"_cursor")
+    return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
 
 
 @pytest.mark.parametrize(
@@ -326,11 +337,13 @@ def _raw(value: object) -> str:
         _raw([1, 2**70, 0]),
         _raw(["x" * 1000, 2, 0]),
         "é",
+        Cursor(key=None, pk=1, backward=False).encode(secret=bytes(32)),  # another vault's
+        base64.urlsafe_b64encode(b"[1, 2, 0]").decode(),  # the old, readable form
     ],
 )
 def test_a_tampered_cursor_is_refused(text: str) -> None:
     with pytest.raises(BadRequest) as raised:
-        Cursor.decode(text)
+        Cursor.decode(text, secret=SECRET)
     assert raised.value.expression == ["_cursor"]
 
 
@@ -339,16 +352,16 @@ def test_a_tampered_cursor_is_refused(text: str) -> None:
     [("_lastUpdated", "text"), ("_id", 5), (None, 5), ("date", None), ("-_lastUpdated", None)],
 )
 def test_a_cursor_must_fit_the_sort(sort: str | None, key: object) -> None:
-    cursor = Cursor(key=key, pk=1, backward=False).encode()  # type: ignore[arg-type]
+    cursor = Cursor(key=key, pk=1, backward=False).encode(secret=SECRET)  # type: ignore[arg-type]
     params = [("_cursor", cursor)] + ([("_sort", sort)] if sort else [])
     assert refused("CarePlan", params).expression == ["_cursor"]
 
 
 def test_a_cursor_that_fits_the_sort_is_taken() -> None:
     cursor = Cursor(key=5, pk=1, backward=True)
-    query = parse("CarePlan", [("_sort", "date"), ("_cursor", cursor.encode())])
+    query = parse("CarePlan", [("_sort", "date"), ("_cursor", cursor.encode(secret=SECRET))])
     assert query.cursor == cursor
-    assert ("_cursor", cursor.encode()) not in query.applied
+    assert ("_cursor", cursor.encode(secret=SECRET)) not in query.applied
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,17 @@ import pytest
 from tests.factories import subscription
 from vault.config import Settings
 from vault.errors import BadRequest, Unprocessable
+from vault.netguard import use_resolver
 from vault.notify.subscriptions import check_subscription
 
 READABLE = frozenset({"Goal", "CarePlan", "Consent"})
+
+
+@pytest.fixture(autouse=True)
+def partner_dns() -> Iterator[None]:
+    """partner.example.nl has a public address (DNS lies outside this machine)."""
+    with use_resolver(lambda host, port: ["93.184.215.14"] if host == "partner.example.nl" else []):
+        yield
 
 
 def settings(*, local_http: bool = False) -> Settings:
