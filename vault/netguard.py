@@ -47,6 +47,7 @@ __all__ = [
     "Refused",
     "Resolver",
     "Target",
+    "build_pinned_request",
     "check_url",
     "forbidden_address",
     "pinned_request",
@@ -171,7 +172,17 @@ def check_url(url: str, *, allow_local_dev: bool, what: str = "The URL") -> Targ
 def pinned_request(
     http: httpx.Client, target: Target, *, method: str, headers: dict[str, str], content: bytes
 ) -> httpx.Response:
-    """Send to the checked address of ``target`` only, never to a fresh resolution.
+    """Send to the checked address of ``target`` only, never to a fresh resolution."""
+    return http.send(
+        build_pinned_request(http, target, method=method, headers=headers, content=content)
+    )
+
+
+def build_pinned_request(
+    http: httpx.Client, target: Target, *, method: str, headers: dict[str, str], content: bytes
+) -> httpx.Request:
+    """A request to the checked address of ``target`` (send it with ``stream=True`` to cap
+    what is read).
 
     The URL's host is replaced by the address; ``Host`` and the TLS server name (SNI, and
     so the certificate check) keep the name the partner registered.
@@ -193,5 +204,4 @@ def pinned_request(
     except ValueError:
         named = True
     extensions = {"sni_hostname": target.host} if target.scheme == "https" and named else {}
-    request = http.build_request(method, url, headers=sent, content=content, extensions=extensions)
-    return http.send(request)
+    return http.build_request(method, url, headers=sent, content=content, extensions=extensions)

@@ -23,6 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from joserfc import jwk
 from sqlalchemy import Connection, insert, select, update
 
 from vault.crypto import MasterKey, MasterKeyring
+from vault.netguard import build_pinned_request, check_url
 from vault.oauth.models import SigningKey
 
 __all__ = [
@@ -160,8 +162,14 @@ class ClientKeyResolver:
         http: httpx.Client | None = None,
         clock: Callable[[], float] = time.monotonic,
         timeout: float = FETCH_TIMEOUT,
+        guard: bool = True,
+        allow_local_dev: bool = False,
     ) -> None:
         self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
+        # The address guard of vault/netguard.py, checked at every fetch (DNS rebinding):
+        # only tests of the caching rules, on a mock transport, switch it off.
+        self._guard = guard
+        self._allow_local_dev = allow_local_dev
         self._clock = clock
         self._timeout = timeout
         self._cache: dict[str, _Cached] = {}
@@ -217,7 +225,16 @@ class ClientKeyResolver:
     def _fetch(self, uri: str) -> list[dict[str, Any]]:
         deadline = self._clock() + self._timeout
         body = bytearray()
-        with self._http.stream("GET", uri, headers={"accept": "application/json"}) as response:
+        headers = {"accept": "application/json"}
+        if self._guard:
+            # Registration checked the address once; the name may point elsewhere by now.
+            target = check_url(uri, allow_local_dev=self._allow_local_dev, what="The jwks_uri")
+            request = build_pinned_request(
+                self._http, target, method="GET", headers=headers, content=b""
+            )
+        else:
+            request = self._http.build_request("GET", uri, headers=headers)
+        with closing(self._http.send(request, stream=True)) as response:
             response.raise_for_status()
             # A slow drip of bytes must not hold the request past the deadline either.
             for chunk in response.iter_bytes():

@@ -343,7 +343,9 @@ class VaultAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         super().__init__()
         self.runtime = runtime
         self.backend_token_seconds = backend_token_seconds
-        self.client_keys = ClientKeyResolver()
+        self.client_keys = ClientKeyResolver(
+            allow_local_dev=runtime.settings.notify_allow_local_http
+        )
         self.signing_keys = SigningKeys(runtime.keys.keyring)
         self.register_client_auth_method(
             PrivateKeyJwt.METHOD,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from joserfc.errors import SecurityWarning
 
 from tests.conftest import ServerThread
 from tests.support.smart import BackendClient, client_assertion, make_key, register_backend
+from vault import netguard
 from vault.runtime import Runtime
 
 
@@ -243,3 +245,41 @@ def test_an_rsa_key_under_2048_bits_from_a_jwks_uri_is_refused(
     response = client.token_request(http, assertion=assertion)
     assert refused(response) == "invalid_client"
     assert "2048" in response.json()["error_description"]
+
+
+def test_a_jwks_uri_that_now_points_inside_is_never_fetched(
+    runtime: Runtime, vault: ServerThread, http: httpx.Client
+) -> None:
+    """DNS rebinding: the name resolved to a public address at registration and to the
+    vault's own loopback at the assertion; the vault checks again and never connects."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    connections = 0
+    stop = threading.Event()
+
+    def accept() -> None:
+        nonlocal connections
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connections += 1
+            conn.close()
+
+    watcher = threading.Thread(target=accept, daemon=True)
+    watcher.start()
+    # "localhost" resolves to loopback for real, so an unchecked fetch would connect.
+    uri = f"https://localhost:{listener.getsockname()[1]}/jwks.json"
+    try:
+        with netguard.use_resolver(lambda host, port: ["93.184.216.34"]):
+            client = register_backend(
+                runtime, vault.url, scopes=["system/Organization.rs"], jwks_uri=uri
+            )
+        with netguard.use_resolver(lambda host, port: ["127.0.0.1"]):
+            assert refused(client.token_request(http)) == "invalid_client"
+    finally:
+        stop.set()
+        watcher.join()
+        listener.close()
+    assert connections == 0

@@ -43,7 +43,8 @@ class KeyServer:
 
     def resolver(self) -> ClientKeyResolver:
         http = httpx.Client(transport=httpx.MockTransport(self.handle))
-        return ClientKeyResolver(http=http, clock=lambda: self.now)
+        # The caching rules only; the address guard has tests of its own (test_netguard.py).
+        return ClientKeyResolver(http=http, clock=lambda: self.now, guard=False)
 
 
 @pytest.fixture
@@ -130,7 +131,9 @@ def test_an_oversized_key_set_is_a_failure() -> None:
     def huge(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=b'{"keys": [' + b" " * 200_000 + b"]}")
 
-    resolver = ClientKeyResolver(http=httpx.Client(transport=httpx.MockTransport(huge)))
+    resolver = ClientKeyResolver(
+        http=httpx.Client(transport=httpx.MockTransport(huge)), guard=False
+    )
     with pytest.raises(ClientKeysUnavailable):
         resolver.keys(client_id="c1", jwks=None, jwks_uri=URI, kid=None)
 
