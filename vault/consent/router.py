@@ -68,6 +68,7 @@ from vault.reports import page as outcome_page
 from vault.reports.codes import PHASES
 from vault.reports.collect import organization_named
 from vault.runtime import Runtime, now_micros
+from vault.urls import origin
 
 __all__ = ["install_page", "router"]
 
@@ -321,7 +322,7 @@ def oidc_start(request: Request) -> Response:
     """Send the browser to the identity provider (a link, so CSP form-action stays 'self')."""
     settings = _oidc_settings(request)
     runtime = _runtime(request)
-    base = runtime.settings.public_base_url or str(request.base_url).rstrip("/")
+    base = origin(request, runtime.settings)
     try:
         with httpx.Client(timeout=10) as http:
             url, sealed = page_oidc.begin(
@@ -1188,10 +1189,7 @@ def network_invite(request: Request, visitor: InwonerDep, form: FormDep) -> Resp
         return data.invite(conn, patient_id=visitor.patient_id, related_person_id=person_id)
 
     token = _write_through(request, repo, work)
-    base = str(request.base_url).rstrip("/")
-    settings = _runtime(request).settings
-    if settings.public_base_url:
-        base = settings.public_base_url
+    base = origin(request, _runtime(request).settings)
     members = _read(request, lambda conn: data.network(repo, conn, patient_id=visitor.patient_id))
     return render(
         request,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from sqlalchemy import select, update
@@ -215,3 +217,16 @@ def test_the_language_switch_only_sends_back_to_this_site(http: httpx.Client) ->
     assert 'lang="en"' in http.get("/inloggen").text
     http.get("/taal/xx")
     assert 'lang="nl"' in http.get("/inloggen").text
+
+
+def test_an_invitation_link_names_the_vault_whatever_host_the_browser_sent(
+    vault: Vault, http: httpx.Client
+) -> None:
+    """A forged Host header must not put another site into the link the inwoner sends on."""
+    assert http_log_in(http, "sanne", vault.passwords["sanne"]).status_code == 303
+    form = {"name": "Buurvrouw Els", "relation": "buurvrouw", "csrf_token": page_csrf(http)}
+    answer = http.post("/netwerk/uitnodigen", data=form, headers={"host": "evil.example"})
+    assert answer.status_code == 200, answer.text
+    links = re.findall(r'id="invite-link"[^>]*value="([^"]+)"', answer.text)
+    assert links and links[0].startswith(vault.url + "/uitnodiging/")
+    assert "evil.example" not in answer.text
