@@ -117,6 +117,8 @@ class Settings:
     notify_retry_seconds: float = 5.0
     notify_max_attempts: int = 8
     notify_timeout_seconds: float = 10.0
+    # /metrics is served only when VAULT_METRICS=on (docs/operating.md, "Metrics and health").
+    metrics: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -142,6 +144,7 @@ class Settings:
             notify_poll_seconds=float(os.environ.get("VAULT_NOTIFY_POLL_SECONDS", "1.0")),
             notify_retry_seconds=float(os.environ.get("VAULT_NOTIFY_RETRY_SECONDS", "5.0")),
             notify_max_attempts=int(os.environ.get("VAULT_NOTIFY_MAX_ATTEMPTS", "8")),
+            metrics=os.environ.get("VAULT_METRICS", "off").lower() == "on",
         )
 
     @property
