@@ -27,6 +27,7 @@ import hmac
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -39,6 +40,7 @@ from vault.consent.models import AuditChain, AuditChainHead
 from vault.db import InList, table_of
 from vault.fhir.models import SHARED_OWNER
 from vault.fhir.resources import format_instant
+from vault.metrics import count_decisions, group_committed
 
 if TYPE_CHECKING:
     from vault.fhir.repository import Stored
@@ -173,6 +175,7 @@ class _Pending:
     # A concurrent Future: a thread-pool route blocks on it, an async route awaits it,
     # and the event loop stays free while the group commit is on its way to disk.
     done: Future[None] = field(default_factory=Future)
+    queued: float = field(default_factory=time.perf_counter)  # for the group-wait metric
 
 
 # Built once (as on the write path): every read by a partner appends a record.
@@ -252,6 +255,7 @@ class AuditLog:
             keys=keys,
         )
         self._chain(conn, batch, stored)
+        count_decisions(batch)
 
     def _chain(self, conn: Connection, batch: list[AuditRecord], stored: list[Stored]) -> None:
         """Link each stored record to the one before it in its chain, then move the heads."""
@@ -348,6 +352,9 @@ class AuditLog:
                 for pending in batch:
                     self._write_alone(pending)
                 continue
+            group_committed(
+                records=sum(len(p.records) for p in batch), oldest_queued=batch[0].queued
+            )
             for pending in batch:
                 pending.done.set_result(None)
 

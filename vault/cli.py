@@ -106,6 +106,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    worker_timeout: Annotated[
+        int,
+        typer.Option(help="Seconds a worker may not answer the supervisor before it is replaced."),
+    ] = 60,
 ) -> None:
     """Migrate the database to the newest schema, then serve the vault."""
     import uvicorn
@@ -119,6 +123,9 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        # uvicorn's 5 s default killed workers that a busy machine starved for a few seconds
+        # (mid-request, and over and over while they imported): replace only a hung one.
+        timeout_worker_healthcheck=worker_timeout,
         log_level="info",
         access_log=False,
         proxy_headers=False,

@@ -121,6 +121,8 @@ class Settings:
     # the Organization (by name) the consent page asks inwoners to be counted for.
     report_min_cell: int = 10
     report_organization: str = "Gemeente"
+    # /metrics is served only when VAULT_METRICS=on (docs/operating.md, "Metrics and health").
+    metrics: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -148,6 +150,7 @@ class Settings:
             notify_max_attempts=int(os.environ.get("VAULT_NOTIFY_MAX_ATTEMPTS", "8")),
             report_min_cell=max(2, int(os.environ.get("VAULT_REPORT_K", "10"))),
             report_organization=os.environ.get("VAULT_REPORT_ORGANIZATION", "Gemeente"),
+            metrics=os.environ.get("VAULT_METRICS", "off").lower() == "on",
         )
 
     @property

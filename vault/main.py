@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from vault import __version__
@@ -21,6 +21,7 @@ from vault.fhir.export_router import router as export_router
 from vault.fhir.outcomes import CatchAllMiddleware, install_handlers
 from vault.fhir.router import plain_read, serve_plain_read
 from vault.fhir.router import router as fhir_router
+from vault.metrics import metrics_response, readiness, served
 from vault.notify.router import router as notify_router
 from vault.notify.worker import Notifier
 from vault.oauth.protector import BearerTokenResolver
@@ -44,10 +45,13 @@ class VaultApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = plain_read(scope)
         if target is None:
-            await super().__call__(scope, receive, send)
+            if scope["type"] == "http":  # counted by route template and status (/metrics)
+                await served(super().__call__, scope, receive, send, plain=False)
+            else:
+                await super().__call__(scope, receive, send)
             return
         scope["app"] = self  # what Starlette sets: the route reads app.state through it
-        await serve_plain_read(scope, receive, send, *target)
+        await served(serve_plain_read, scope, receive, send, *target, plain=True)
 
 
 def _attach(app: FastAPI, runtime: Runtime, access_resolver: AccessResolver | None) -> None:
@@ -120,6 +124,18 @@ def create_app(
         with rt.db.read() as conn:
             conn.exec_driver_sql("SELECT 1")
         return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        """Ready to serve: database reachable, migrations at head, keys loadable."""
+        return readiness(app.state.runtime)
+
+    if settings.metrics:  # off by default: docs/operating.md, "Metrics and health"
+
+        @app.get("/metrics", tags=["operations"])
+        def metrics() -> Response:
+            """Prometheus exposition of this vault's counters and queues."""
+            return metrics_response(app.state.runtime)
 
     return app
 

@@ -35,6 +35,7 @@ from vault.crypto import open_body
 from vault.fhir.models import SHARED_OWNER, DataKey
 from vault.fhir.repository import Repository
 from vault.fhir.resources import SCOPE_TYPES
+from vault.metrics import DELIVERY_FAILURES
 from vault.netguard import Refused, check_url, pinned_request
 from vault.notify.models import NotifyDelivery, NotifyEvent, NotifySubscription
 from vault.notify.payload import Event, notification_bundle
@@ -288,6 +289,7 @@ class Notifier:
                 conn.execute(delete(NotifyDelivery).where(D.id == item.id))
                 return 1
             attempts = item.attempts + 1
+            DELIVERY_FAILURES.inc()
             settings = self._rt.settings
             delay = min(settings.notify_retry_seconds * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
             retry_at = now + int(delay * 1e6)

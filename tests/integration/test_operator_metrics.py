@@ -1,0 +1,123 @@
+"""What an operator watches (issue 13): /healthz, /readyz and /metrics on a real server."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+
+from tests.conftest import ServerThread, create, initialise, make_settings
+from tests.conftest import test_access as access_of
+from tests.factories import goal, patient
+from tests.support import fresh_database
+from vault.config import Settings
+from vault.main import create_app
+from vault.runtime import Runtime
+
+PLAIN_READ = "/fhir/{resource_type}/{resource_id}"
+
+
+@pytest.fixture
+def metered(settings: Settings, runtime: Runtime) -> Iterator[ServerThread]:
+    app = create_app(
+        dataclasses.replace(settings, metrics=True), access_resolver=access_of, runtime=runtime
+    )
+    with ServerThread(app) as running:
+        yield running
+
+
+def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    answer = httpx.get(url + "/metrics", timeout=30)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def requests(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], route: str, status: str
+) -> float:
+    return found.get(("vault_http_requests_total", (("route", route), ("status", status))), 0.0)
+
+
+def test_ready_when_database_migrations_and_keys_are(server: ServerThread) -> None:
+    assert httpx.get(server.url + "/healthz", timeout=10).json() == {"status": "ok"}
+    answer = httpx.get(server.url + "/readyz", timeout=10)
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok", "keys": "ok"},
+    }
+
+
+def test_metrics_are_not_served_unless_switched_on(server: ServerThread) -> None:
+    assert httpx.get(server.url + "/metrics", timeout=10).status_code == 404
+
+
+def test_not_ready_when_the_schema_is_behind_or_the_keys_do_not_load(tmp_path: Path) -> None:
+    with fresh_database(tmp_path) as url:
+        settings = make_settings(tmp_path / "vault", url)
+        initialise(settings)
+        runtime = Runtime.open(settings)
+        try:
+            with ServerThread(create_app(settings, runtime=runtime)) as running:
+                with runtime.db.write() as conn:
+                    conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+                answer = httpx.get(running.url + "/readyz", timeout=10)
+                assert answer.status_code == 503
+                assert answer.json()["checks"]["migrations"] == "behind"
+                with runtime.db.write() as conn:
+                    conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": "x"})
+                    conn.execute(text("UPDATE data_key SET wrapped = :w"), {"w": b"\0" * 40})
+                answer = httpx.get(running.url + "/readyz", timeout=10)
+                assert answer.status_code == 503
+                assert answer.json() == {
+                    "status": "not ready",
+                    "checks": {"database": "ok", "migrations": "behind", "keys": "unavailable"},
+                }
+        finally:
+            runtime.close()
+
+
+def test_metrics_count_routes_decisions_and_queues_without_ids(
+    metered: ServerThread, client: httpx.Client
+) -> None:
+    inwoner = str(create(client, patient())["id"])
+    other = str(create(client, patient())["id"])
+    mine = str(create(client, goal(patient_id=inwoner))["id"])
+    before = samples(metered.url)
+    with httpx.Client(
+        base_url=metered.url + "/fhir", headers={"x-test-access": f"patient:{inwoner}"}, timeout=30
+    ) as own:
+        assert own.get(f"/Goal/{mine}").status_code == 200  # the plain read, before the router
+        assert own.get(f"/Patient/{other}").status_code == 404  # denied, answered as missing
+        assert own.get("/Goal", params={"patient": inwoner}).status_code == 200
+    after = samples(metered.url)
+
+    assert requests(after, PLAIN_READ, "200") == requests(before, PLAIN_READ, "200") + 1
+    assert requests(after, PLAIN_READ, "404") == requests(before, PLAIN_READ, "404") + 1
+    assert requests(after, "/fhir/{resource_type}", "200") >= (
+        requests(before, "/fhir/{resource_type}", "200") + 1
+    )
+    latency = ("vault_http_request_seconds_count", (("route", PLAIN_READ),))
+    assert after[latency] >= before.get(latency, 0.0) + 2
+    permits = ("vault_access_decisions_total", (("outcome", "permit"),))
+    denies = ("vault_access_decisions_total", (("outcome", "deny"),))
+    assert after[permits] >= before.get(permits, 0.0) + 2
+    assert after[denies] >= before.get(denies, 0.0) + 1
+    groups = ("vault_access_log_group_records_count", ())
+    assert after[groups] > before.get(groups, 0.0)
+    assert ("vault_notify_queue_depth", ()) in after
+    assert ("vault_notify_delivery_failures_total", ()) in after
+
+    exposition = httpx.get(metered.url + "/metrics", timeout=30).text
+    for identifier in (inwoner, other, mine):
+        assert identifier not in exposition

@@ -1,0 +1,258 @@
+"""What an operator watches: ``/readyz`` and Prometheus ``/metrics`` (issue 13).
+
+The metrics follow the Prometheus exposition format (text format 0.0.4) through the
+``prometheus-client`` library. Labels carry route templates, statuses and outcomes only:
+never a raw path, an id or anything else that could name an inwoner. ``/metrics`` is served
+only when ``VAULT_METRICS=on`` (docs/operating.md, "Metrics and health"); counting is always
+on because a counter costs less than asking whether to count.
+
+Gauges that live in the database (notification queue depth, export jobs by status) are read
+when scraped, so the code that writes those tables needs no hook. With ``vault serve
+--workers N`` and ``PROMETHEUS_MULTIPROC_DIR`` set, the counters of all workers are summed
+(prometheus-client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from vault.audit import AuditRecord
+    from vault.runtime import Runtime
+
+__all__ = [
+    "DELIVERY_FAILURES",
+    "count_decisions",
+    "group_committed",
+    "metrics_response",
+    "readiness",
+    "served",
+]
+
+# The route template of the plain read, which answers before the router (vault/main.py).
+PLAIN_READ_ROUTE = "/fhir/{resource_type}/{resource_id}"
+
+REQUESTS = Counter(
+    "vault_http_requests_total", "HTTP requests by route template and status", ["route", "status"]
+)
+LATENCY = Histogram(
+    "vault_http_request_seconds",
+    "Time from request to the end of the response, by route template",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+DECISIONS = Counter(
+    "vault_access_decisions_total",
+    "Access decisions written to the access log, by outcome",
+    ["outcome"],
+)
+GROUP_SIZE = Histogram(
+    "vault_access_log_group_records",
+    "Access-log records per group commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+GROUP_WAIT = Histogram(
+    "vault_access_log_group_wait_seconds",
+    "Time from the oldest request of a group joining the queue to its durable commit",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+DELIVERY_FAILURES = Counter(
+    "vault_notify_delivery_failures_total", "Notification deliveries that failed (each attempt)"
+)
+
+# Bound label lookups once: the plain read counts with no dictionary work per request.
+_PERMIT = DECISIONS.labels(outcome="permit")
+_DENY = DECISIONS.labels(outcome="deny")
+_PLAIN_LATENCY = LATENCY.labels(route=PLAIN_READ_ROUTE)
+_plain_counts: dict[int, Any] = {}
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    # No route matched (a 404 from the router): one label for all such paths, never the path.
+    return path if isinstance(path, str) else "(unmatched)"
+
+
+async def served(
+    app: Any, scope: Scope, receive: Receive, send: Send, *args: str, plain: bool
+) -> None:
+    """Run ``app`` (with ``args`` after the ASGI three) for one HTTP request and count it by
+    route template and status."""
+    started = time.perf_counter()
+    status = 500
+
+    async def sending(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    try:
+        await app(scope, receive, sending, *args)
+    finally:
+        elapsed = time.perf_counter() - started
+        if plain:
+            counter = _plain_counts.get(status)
+            if counter is None:
+                counter = _plain_counts[status] = REQUESTS.labels(
+                    route=PLAIN_READ_ROUTE, status=str(status)
+                )
+            counter.inc()
+            _PLAIN_LATENCY.observe(elapsed)
+        else:
+            route = _route_of(scope)
+            REQUESTS.labels(route=route, status=str(status)).inc()
+            LATENCY.labels(route=route).observe(elapsed)
+
+
+def count_decisions(records: Iterable[AuditRecord]) -> None:
+    """Count the access log's decisions by outcome (called as they are appended)."""
+    permitted = denied = 0
+    for record in records:
+        if record.permitted:
+            permitted += 1
+        else:
+            denied += 1
+    if permitted:
+        _PERMIT.inc(permitted)
+    if denied:
+        _DENY.inc(denied)
+
+
+def group_committed(*, records: int, oldest_queued: float) -> None:
+    """One group commit of the access log: its size and how long its oldest request waited."""
+    GROUP_SIZE.observe(records)
+    GROUP_WAIT.observe(time.perf_counter() - oldest_queued)
+
+
+class _DatabaseGauges:
+    """Gauges read from the database when scraped: the queues are tables, not counters."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        from vault.fhir.export_models import ExportJob
+        from vault.notify.models import NotifyDelivery, NotifySubscription
+
+        with self._rt.db.read() as conn:
+            queued = conn.scalar(select(func.count()).select_from(NotifyDelivery)) or 0
+            subs = conn.execute(
+                select(NotifySubscription.status, func.count()).group_by(NotifySubscription.status)
+            ).all()
+            jobs = conn.execute(
+                select(ExportJob.status, func.count()).group_by(ExportJob.status)
+            ).all()
+        depth = GaugeMetricFamily(
+            "vault_notify_queue_depth", "Notifications waiting for delivery (all subscriptions)"
+        )
+        depth.add_metric([], queued)
+        yield depth
+        by_status = GaugeMetricFamily(
+            "vault_notify_subscriptions", "Subscriptions by status", labels=["status"]
+        )
+        for status, count in subs:
+            by_status.add_metric([str(status)], count)
+        yield by_status
+        exports = GaugeMetricFamily(
+            "vault_export_jobs", "Bulk export jobs kept, by status", labels=["status"]
+        )
+        for status, count in jobs:
+            exports.add_metric([str(status)], count)
+        yield exports
+
+
+def metrics_response(runtime: Runtime) -> Response:
+    """The exposition of this process (or of all workers, in multiprocess mode)."""
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = _with_default(registry)
+    registry.register(_DatabaseGauges(runtime))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _with_default(registry: CollectorRegistry) -> CollectorRegistry:
+    class _Default:
+        def collect(self) -> Iterable[Metric]:
+            return REGISTRY.collect()
+
+    registry.register(_Default())
+    return registry
+
+
+def readiness(runtime: Runtime) -> JSONResponse:
+    """``/readyz``: 200 when this process can serve, 503 naming the check that failed.
+
+    The checks: the database answers, its schema is at the migrations' head, and the master
+    key unwraps the vault's shared data key (so data keys can be loaded). Only check names and
+    fixed words go out: never an exception's text, which could carry a URL or a path.
+    """
+    checks: dict[str, str] = {}
+    try:
+        with runtime.db.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            checks["database"] = "ok"
+            checks["migrations"] = "ok" if _at_head(conn) else "behind"
+            checks["keys"] = "ok" if _keys_load(runtime, conn) else "unavailable"
+    except Exception:
+        checks.setdefault("database", "unreachable")
+    ready = checks.get("database") == "ok" and all(v == "ok" for v in checks.values())
+    for name in ("migrations", "keys"):
+        checks.setdefault(name, "unknown")
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+        headers={"cache-control": "no-store"},
+    )
+
+
+_heads: Sequence[str] | None = None
+
+
+def _at_head(conn: Any) -> bool:
+    global _heads
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from vault.migrations import alembic_config
+
+    if _heads is None:
+        _heads = tuple(sorted(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()))
+    current = tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
+    return current == _heads
+
+
+def _keys_load(runtime: Runtime, conn: Any) -> bool:
+    from vault.fhir.models import SHARED_OWNER, DataKey
+
+    try:
+        row = conn.execute(
+            select(DataKey.wrapped, DataKey.master_key_id).where(DataKey.owner == SHARED_OWNER)
+        ).one_or_none()
+        if row is None or row.wrapped is None:
+            return False
+        runtime.keys.keyring.unwrap(row.wrapped, owner=SHARED_OWNER, key_id=row.master_key_id)
+    except Exception:
+        return False
+    return True
