@@ -10,13 +10,14 @@ tokens; the erasure is the page's own ``erase_vault``; verify runs as the instal
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import delete, select
 
-from tests.conftest import initialise, make_settings
+from tests.conftest import ServerThread, initialise, make_settings
 from tests.factories import goal, patient
 from tests.integration.consent.bulk import download, export_manifest, lines
 from tests.integration.consent.conftest import (
@@ -34,6 +35,7 @@ from vault.consent.models import AuditChain
 from vault.consent.page_data import erase_vault
 from vault.fhir.models import ResourceRow
 from vault.fhir.repository import Repository
+from vault.main import create_app
 from vault.runtime import Runtime, now_micros
 
 
@@ -49,6 +51,32 @@ def _like_missing(
     assert response.content.replace(resource_id.encode(), b"<id>") == missing.content.replace(
         missing_id.encode(), b"<id>"
     )
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """A vault of its own: an erased inwoner's rows stay in the database (unreadable), and
+    the operator's full-access tools of other tests would meet them."""
+    directory = tmp_path_factory.mktemp("erasure")
+    with fresh_database(directory) as url:
+        settings = make_settings(directory / "vault", url)
+        initialise(settings)
+        rt = Runtime.open(settings)
+        try:
+            yield rt
+        finally:
+            rt.close()
+
+
+@pytest.fixture(scope="module")
+def vault(runtime: Runtime) -> Iterator[ServerThread]:
+    with ServerThread(create_app(runtime.settings, runtime=runtime)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def operator(runtime: Runtime) -> Operator:
+    return Operator(runtime)
 
 
 @pytest.fixture
