@@ -158,16 +158,19 @@ class Harness:
         with self.runtime.db.write() as conn:
             self._repo().update(conn, record.resource_type, record.resource_id, body)
         record.versions.append(self._stored(record.resource_type, record.resource_id))
+        self.world.written(record)
 
     def delete(self, record: Record) -> None:
         with self.runtime.db.write() as conn:
             self._repo().delete(conn, record.resource_type, record.resource_id)
         if not record.deleted:
             record.versions.append(None)
+        self.world.written(record)
 
     def written(self, record: Record) -> None:
         """A caller changed ``record`` over HTTP: take the vault's new version into the world."""
         record.versions.append(self._stored(record.resource_type, record.resource_id))
+        self.world.written(record)
 
     # -- callers -------------------------------------------------------------------------
 
@@ -285,7 +288,12 @@ class Harness:
         """A partner's write (Consent action ``correct``): allowed exactly where granted."""
         caller, now = party.caller, now_micros()
         path = f"/{record.resource_type}/{record.resource_id}"
-        body = {k: v for k, v in (record.last_live()).items() if k != "meta"}
+        live = record.last_live()
+        body = {k: v for k, v in live.items() if k != "meta"}
+        # A partner sends the labels the resource has: changing them is the inwoner's (403).
+        labels = (live.get("meta") or {}).get("security")
+        if labels:
+            body["meta"] = {"security": labels}
         if record.resource_type == "Goal":
             body["description"] = {"text": f"bijgewerkt {len(record.versions)}"}
         else:

@@ -24,7 +24,9 @@ The rules the vault keeps, written out once:
   that same Consent matches. Deny by default. AuditEvent and Consent are never granted.
 - A partner also sees every live Consent that names it as an actor, in any provision,
   whatever its status: it may know its own grant.
-- ``related`` data: the named resource (while it exists) and the resources it refers to.
+- ``related`` data: the named resource (while it exists) and the resources it refers to,
+  read twice: when the Consent was written and now. A permit needs both (a later write,
+  a partner's ``correct`` above all, never widens it); a deny takes either.
 - A deleted resource keeps its labels for the decision; what it referred to no longer
   counts, and it is answered 410 to whoever may see it, 404 to everyone else.
 - Versions and history are decided by the resource as it is now.
@@ -240,11 +242,35 @@ class World:
     def __init__(self) -> None:
         self.records: dict[str, Record] = {}
         self._by_type: dict[str, dict[str, Record]] = {}
+        # Consent ref -> named ref -> what the named resource referred to when that Consent
+        # was last written (see ``written``).
+        self._then: dict[str, dict[str, frozenset[tuple[str, str]]]] = {}
 
     def add(self, record: Record) -> Record:
         self.records[record.ref] = record
         self._by_type.setdefault(record.resource_type, {})[record.ref] = record
+        self.written(record)
         return record
+
+    def written(self, record: Record) -> None:
+        """``record`` has a new version: a Consent fixes what its ``related`` data reach."""
+        body = record.current
+        if record.resource_type != "Consent" or body is None:
+            return
+        provisions = [body["provision"], *body["provision"].get("provision", [])]
+        named = {
+            item["reference"]["reference"]
+            for node in provisions
+            for item in node.get("data", [])
+            if item.get("meaning") == "related"
+        }
+        self._then[record.ref] = {ref: self._references_of(ref) for ref in named}
+
+    def _references_of(self, ref: str) -> frozenset[tuple[str, str]]:
+        source = self.records.get(ref)
+        if source is None or source.deleted:
+            return frozenset()
+        return frozenset(references_in(source.current))
 
     def drop(self, ref: str) -> None:
         record = self.records.pop(ref, None)
@@ -259,14 +285,25 @@ class World:
 
     # -- the decision -------------------------------------------------------------------
 
-    def _refers_to(self, named: tuple[str, str], target: Record) -> bool:
-        source = self.records.get(f"{named[0]}/{named[1]}")
-        if source is None or source.deleted:
-            return False
-        return (target.resource_type, target.resource_id) in set(references_in(source.current))
+    def _refers_to(
+        self, named: tuple[str, str], target: Record, *, effect: str, consent: str
+    ) -> bool:
+        ref = f"{named[0]}/{named[1]}"
+        wanted = (target.resource_type, target.resource_id)
+        now = wanted in self._references_of(ref)
+        snapshot = self._then.get(consent)
+        then = now if snapshot is None else wanted in snapshot.get(ref, frozenset())
+        return (now and then) if effect == "permit" else (now or then)
 
     def _matches(
-        self, rule: _Rule, record: Record, caller: Caller, *, action: str, now: int
+        self,
+        rule: _Rule,
+        record: Record,
+        caller: Caller,
+        *,
+        action: str,
+        now: int,
+        consent: str = "",
     ) -> bool:
         if rule.actors is not None and not rule.actors & caller.grantees:
             return False
@@ -278,7 +315,10 @@ class World:
             return False
         if rule.data is not None and not any(
             (kind, ident) == (record.resource_type, record.resource_id)
-            or (meaning == "related" and self._refers_to((kind, ident), record))
+            or (
+                meaning == "related"
+                and self._refers_to((kind, ident), record, effect=rule.effect, consent=consent)
+            )
             for kind, ident, meaning in rule.data
         ):
             return False
@@ -320,13 +360,16 @@ class World:
             if consent.patient_id != record.patient_id:
                 continue
             rules = _rules(body)
+            ref = consent.ref
             if any(
-                r.effect == "deny" and self._matches(r, record, caller, action=action, now=now)
+                r.effect == "deny"
+                and self._matches(r, record, caller, action=action, now=now, consent=ref)
                 for r in rules
             ):
                 continue
             if any(
-                r.effect == "permit" and self._matches(r, record, caller, action=action, now=now)
+                r.effect == "permit"
+                and self._matches(r, record, caller, action=action, now=now, consent=ref)
                 for r in rules
             ):
                 return True

@@ -414,7 +414,11 @@ def reusable_consent_id(consents: Iterable[dict[str, Any]], grantee: str) -> str
 def apply_updates(repo: Repository, conn: Connection, updates: Iterable[Update]) -> None:
     """Write Consents; If-Match makes a change made meanwhile fail instead of vanish."""
     for consent_id, body, if_match in updates:
-        repo.update(conn, "Consent", consent_id, body, if_match=if_match)
+        if if_match is None:
+            # A new Consent gets the server's id: nobody but the operator creates by PUT.
+            repo.create(conn, "Consent", body)
+        else:
+            repo.update(conn, "Consent", consent_id, body, if_match=if_match)
 
 
 def _strip_meta(resource: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from vault.errors import Unprocessable
 from vault.fhir.codesystems import LEVENSDOMEIN
 from vault.fhir.repository import Repository
 from vault.fhir.resources import SCOPE_TYPES
+from vault.fhir.search import MAX_ALTERNATIVES
 from vault.oauth.scopes import permissions_from
 from vault.reports.codes import (
     AGREED_FROM,
@@ -62,7 +63,8 @@ __all__ = [
 ]
 
 COUNTED_TYPES = ("CarePlan", "Goal", "Observation", "CareTeam")
-_CHUNK = 100
+# As many inwoners per search as a search parameter may name (vault/fhir/search.py).
+_CHUNK = MAX_ALTERNATIVES
 
 
 class _CountingRepository(Repository):

@@ -110,7 +110,7 @@ def test_the_access_log_says_counted_never_viewed() -> None:
         event,
         names={"Organization/g": "Gemeente Voorbeeldstad"},
         own_account=None,
-        representatives={},
+        role_at=lambda person, instant: None,
         patient_ref="Patient/p1",
     )
     assert line.sentence == (

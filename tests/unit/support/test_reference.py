@@ -103,6 +103,26 @@ def test_related_data_is_the_named_resource_and_what_it_refers_to() -> None:
     assert not _sees(world, "Goal/g")
 
 
+def test_related_data_never_grows_by_a_later_write_of_the_named_resource() -> None:
+    permit = {
+        **PERMIT_GOALS,
+        "data": [{"meaning": "related", "reference": {"reference": "CarePlan/c"}}],
+    }
+    permit.pop("class")
+    world = _world(_consent(permit))
+    plan = world.get("CarePlan/c")
+    assert plan is not None
+    widened = {**plan.last_live(), "goal": [{"reference": "Goal/g"}, {"reference": "Goal/r"}]}
+    plan.versions.append(widened)
+    world.written(plan)
+    assert _sees(world, "Goal/g") and not _sees(world, "Goal/r")
+    consent = world.get("Consent/k0")
+    assert consent is not None
+    consent.versions.append(dict(consent.last_live()))  # she writes her Consent again
+    world.written(consent)
+    assert _sees(world, "Goal/r")
+
+
 @pytest.mark.parametrize(
     ("period", "visible"),
     [
