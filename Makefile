@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 ## run: start the vault with demo data on SQLite at http://127.0.0.1:8000
 run: $(STAMP)
 	$(BIN)/vault init --data-dir $(DATA)
-	$(BIN)/vault demo --data-dir $(DATA)
+	$(BIN)/vault demo --data-dir $(DATA) --cohort
 	$(BIN)/vault serve --data-dir $(DATA) --host 127.0.0.1 --port 8000
 
 ## test: the whole test suite (SQLite; set VAULT_DATABASE_URL for PostgreSQL)
