@@ -956,6 +956,12 @@ def goal_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     )
 
 
+def _plan_now(request: Request, visitor: Visitor) -> data.Plan:
+    """The plan as it is, read before a write changes it (the write checks its version)."""
+    reader = _repo(request, visitor)
+    return _read(request, lambda conn: data.read_plan(reader, conn, patient_id=visitor.patient_id))
+
+
 @router.post("/plan/doel/volgorde")
 def goal_move(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     """Move a goal one place up or down in the inwoner's own order."""
@@ -963,10 +969,7 @@ def goal_move(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     direction = _text(form, "richting", limit=10)
     if direction not in ("omhoog", "omlaag") or not ID_PATTERN.match(goal_id):
         raise Refused(400, "Dat klopt niet", "Kies een doel en omhoog of omlaag.")
-    reader = _repo(request, visitor)
-    goals = _read(
-        request, lambda conn: data.read_plan(reader, conn, patient_id=visitor.patient_id)
-    ).goals
+    goals = _plan_now(request, visitor).goals
     if not any(g.get("id") == goal_id for g in goals):
         raise Refused(404, "Niet gevonden", "Dit doel kennen we niet.")
     return _plan_write(
@@ -987,10 +990,7 @@ def activity_save(request: Request, visitor: ManagerDep, form: FormDep) -> Respo
     raw_index = _text(form, "index", limit=6)
     index = int(raw_index) if raw_index.isdigit() else None
     performer = f"Patient/{visitor.patient_id}"
-    reader = _repo(request, visitor)
-    care_plan = _read(
-        request, lambda conn: data.read_plan(reader, conn, patient_id=visitor.patient_id)
-    ).care_plan
+    care_plan = _plan_now(request, visitor).care_plan
     return _plan_write(
         request,
         visitor,
@@ -1045,10 +1045,7 @@ def phase_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response
     phase = _text(form, "fase", limit=40)
     if phase not in PHASES:
         raise Refused(400, "Dat klopt niet", "Kies een van de stappen.")
-    reader = _repo(request, visitor)
-    care_plan = _read(
-        request, lambda conn: data.read_plan(reader, conn, patient_id=visitor.patient_id)
-    ).care_plan
+    care_plan = _plan_now(request, visitor).care_plan
     return _plan_write(
         request,
         visitor,
