@@ -1196,6 +1196,17 @@ def network_invite(request: Request, visitor: InwonerDep, form: FormDep) -> Resp
     )
 
 
+def _own_person(request: Request, repo: Repository, visitor: Visitor, ident: str) -> dict[str, Any]:
+    """A RelatedPerson of this inwoner's network; anyone else's is 'not found'."""
+    try:
+        found = _read(request, lambda conn: data.load(repo.read(conn, "RelatedPerson", ident)))
+    except FhirError:
+        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.") from None
+    if (found.get("patient") or {}).get("reference") != f"Patient/{visitor.patient_id}":
+        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.")
+    return found
+
+
 @router.post("/netwerk/vertegenwoordiger")
 def network_representative(request: Request, visitor: InwonerDep, form: FormDep) -> Response:
     """Name someone with an account as representative, with the legal basis; or undo it."""
@@ -1209,12 +1220,7 @@ def network_representative(request: Request, visitor: InwonerDep, form: FormDep)
     ):
         raise Refused(400, "Dat klopt niet", "Kies iemand en een reden.")
     repo = _repo(request, visitor)
-    try:
-        found = _read(request, lambda conn: data.load(repo.read(conn, "RelatedPerson", ident)))
-    except FhirError:
-        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.") from None
-    if (found.get("patient") or {}).get("reference") != f"Patient/{visitor.patient_id}":
-        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.")
+    found = _own_person(request, repo, visitor, ident)
 
     def work(conn: Connection) -> None:
         done = data.set_representative(
@@ -1235,12 +1241,7 @@ def network_remove(request: Request, visitor: InwonerDep, form: FormDep) -> Resp
     if kind != "RelatedPerson" or not ID_PATTERN.match(ident):
         raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.")
     repo = _repo(request, visitor)
-    try:
-        found = _read(request, lambda conn: data.load(repo.read(conn, "RelatedPerson", ident)))
-    except FhirError:
-        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.") from None
-    if (found.get("patient") or {}).get("reference") != f"Patient/{visitor.patient_id}":
-        raise Refused(404, "Niet gevonden", "Deze persoon kennen we niet.")
+    found = _own_person(request, repo, visitor, ident)
     consents = _read(
         request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
     )
