@@ -37,7 +37,7 @@ test-deep: $(STAMP)
 MUTANTS ?= vault.consent.enforce.* vault.fhir.repository.xǁRepositoryǁ_visible* \
 	vault.fhir.repository.xǁRepositoryǁ_restriction* \
 	vault.fhir.repository.xǁRepositoryǁ_correct* vault.oauth.protector.* vault.consent.compile.* \
-	vault.consent.page_session.*
+	vault.oauth.sessions.*
 mutate: $(STAMP)
 	REGIEKLUIS_PROPERTY_EXAMPLES=120 $(BIN)/mutmut run $(MUTANTS)
 	$(BIN)/mutmut results
@@ -73,7 +73,7 @@ bench: $(STAMP)
 
 ## docs: the adapter SDK's API reference, from its docstrings, as HTML in docs/api/
 # -W error: a docstring pdoc cannot read fails the build (tests/unit/adapters/test_api_reference.py).
-API_MODULES := adapters adapters.base adapters.sdk adapters.samenwerkplan adapters.sink adapters.testing
+API_MODULES := adapters adapters.base adapters.sdk adapters.samenwerkplan adapters.sink vault.testing
 API_OUT ?= docs/api
 docs: $(STAMP)
 	$(BIN)/python -W error -m pdoc --docformat markdown --no-show-source -o $(API_OUT) $(API_MODULES)

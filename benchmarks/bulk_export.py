@@ -41,11 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fhir_read_search as base
 
 from adapters.sdk import VaultClient
-from vault.access import AccessContext
-from vault.config import Settings
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 from vault.oauth.commands import find_or_create_organization, register_client
-from vault.runtime import Runtime
 
 PARTNER = "Bulk Export Bench"
 TYPES = ("Patient", "RelatedPerson", "Goal", "CareTeam", "CarePlan", "Observation", "Consent")

@@ -49,16 +49,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fhir_read_search as base
 
-from vault.access import AccessContext
-from vault.config import Settings
+from vault.app.main import create_app
+from vault.consent.access import AccessContext
 from vault.consent.models import ConsentGrant
-from vault.fhir.models import ResourceRow
 from vault.fhir.repository import Repository
 from vault.fhir.resources import RESOURCE_TYPES
-from vault.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 from vault.oauth.commands import find_or_create_organization, register_client
 from vault.oauth.scopes import permissions_from
-from vault.runtime import Runtime
+from vault.store.models import ResourceRow
 
 PARTNER = "MEE Veluwe"  # one of fhir_read_search.ORGANISATIONS: the data refers to it
 SCOPES = ["system/Goal.rs"]

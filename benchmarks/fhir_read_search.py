@@ -51,14 +51,14 @@ from fastapi import FastAPI, Request
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from vault.access import AccessContext
-from vault.config import Settings
-from vault.crypto import MasterKey
-from vault.db import Database
+from vault.app.main import create_app
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.crypto import MasterKey
+from vault.kernel.db import Database
+from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
-from vault.runtime import Runtime
 
 HERE = Path(__file__).resolve().parent
 BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
@@ -759,7 +759,7 @@ LAYERS = (
         (
             *("/pool/", "Engine.connect", "Connection.close", "Connection.__exit__"),
             *("_on_begin", "_begin_impl", "_rollback_impl", "Connection.__init__"),
-            *("Transaction", "vault/db.py"),
+            *("Transaction", "vault/kernel/db.py"),
         ),
     ),
     ("SQLAlchemy: execute and result overhead", ("sqlalchemy/",)),

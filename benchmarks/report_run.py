@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fhir_read_search as base
 
-from vault.config import Settings
-from vault.crypto import MasterKey
-from vault.db import Database
+from vault.kernel.config import Settings
+from vault.kernel.crypto import MasterKey
+from vault.kernel.db import Database
+from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
 from vault.reports.cohort import load_cohort
 from vault.reports.collect import figures_for, organization_named
 from vault.reports.figures import parse_period
-from vault.runtime import Runtime
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -20,14 +20,14 @@ from fastapi import Request
 
 from adapters.sink import SinkAdapter
 from tests.support import free_port, fresh_database
-from vault.access import AccessContext
-from vault.config import Settings
-from vault.crypto import MasterKey
-from vault.db import Database
-from vault.errors import Unauthorized
-from vault.main import create_app
+from vault.app.main import create_app
+from vault.consent.access import AccessContext
+from vault.kernel.config import Settings
+from vault.kernel.crypto import MasterKey
+from vault.kernel.db import Database
+from vault.kernel.errors import Unauthorized
+from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
-from vault.runtime import Runtime
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
 

@@ -24,13 +24,13 @@ from sqlalchemy import event, func, insert, select
 from tests.conftest import initialise, make_settings
 from tests.factories import patient
 from tests.support import fresh_database
-from vault.access import AccessContext
-from vault.audit import VAULT_CHAIN, AuditLog, AuditRecord, _Pending, verify_chains
-from vault.consent.models import AuditChain, AuditChainHead
-from vault.consent.page_data import erase_vault
-from vault.fhir.models import DataKey, ResourceRow
+from vault.audit.log import VAULT_CHAIN, AuditLog, AuditRecord, _Pending, verify_chains
+from vault.audit.models import AuditChain, AuditChainHead
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.runtime import Runtime, now_micros
+from vault.kernel.runtime import Runtime, now_micros
+from vault.page.data import erase_vault
+from vault.store.models import DataKey, ResourceRow
 
 
 @pytest.fixture(scope="module")

@@ -30,18 +30,18 @@ from tests.support import (
     vault_command,
     vault_env,
 )
-from vault import cli
-from vault.access import AccessContext
-from vault.config import Settings
-from vault.crypto import MasterKey, pending_key_path
-from vault.db import Database
-from vault.errors import KeyUnavailable
-from vault.fhir.models import DataKey, VaultMeta
+from vault.app import cli
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.config import Settings
+from vault.kernel.crypto import MasterKey, pending_key_path
+from vault.kernel.db import Database
+from vault.kernel.errors import KeyUnavailable
+from vault.kernel.runtime import Runtime
 from vault.migrations import alembic_config
 from vault.oauth.keys import signing_key_owner
 from vault.oauth.models import SigningKey
-from vault.runtime import Runtime
+from vault.store.models import DataKey, VaultMeta
 
 pytestmark = pytest.mark.slow
 

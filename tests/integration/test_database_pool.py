@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from vault import db as vault_db
-from vault.db import Database
+from vault.kernel import db as vault_db
+from vault.kernel.db import Database
 
 # PostgreSQL runs on every machine this project tests on (README); this behaviour exists
 # only there, so the test uses it whichever database the rest of the suite runs on.

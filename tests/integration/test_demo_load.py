@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import ServerThread
-from vault.demo import DEMO_PATIENT_IDS, demo_resources, load_demo
-from vault.runtime import Runtime
+from vault.app.demo import DEMO_PATIENT_IDS, demo_resources, load_demo
+from vault.kernel.runtime import Runtime
 
 
 def test_demo_loads_once_and_a_second_run_writes_nothing(

@@ -27,9 +27,10 @@ from tests.conftest import FHIR_JSON, initialise
 from tests.factories import goal
 from tests.factories import patient as patient_resource
 from tests.support import ServerProcess, fresh_database, vault_env
-from vault.config import Settings
-from vault.crypto import open_body
-from vault.fhir.models import (
+from vault.kernel.config import Settings
+from vault.kernel.crypto import open_body
+from vault.kernel.runtime import Runtime
+from vault.store.models import (
     SHARED_OWNER,
     DataKey,
     ResourceRow,
@@ -38,7 +39,6 @@ from vault.fhir.models import (
     SearchToken,
     VersionRow,
 )
-from vault.runtime import Runtime
 
 pytestmark = pytest.mark.slow
 

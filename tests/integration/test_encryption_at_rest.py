@@ -23,9 +23,9 @@ from tests.conftest import test_access as access_from_header
 from tests.factories import bsn, careplan, goal
 from tests.factories import patient as patient_resource
 from tests.support import fresh_database
-from vault.fhir.models import ResourceRow, SearchToken, VersionRow
-from vault.main import create_app
-from vault.runtime import Runtime
+from vault.app.main import create_app
+from vault.kernel.runtime import Runtime
+from vault.store.models import ResourceRow, SearchToken, VersionRow
 
 FAMILY = "Wiersma-Tjoelker"
 GIVEN = "Sjoukje-Marrit"

@@ -16,12 +16,12 @@ from sqlalchemy import select
 from tests.conftest import initialise, make_settings
 from tests.factories import careplan, consent, goal, patient
 from tests.support import fresh_database
-from vault.access import AccessContext
+from vault.consent.access import AccessContext
 from vault.consent.models import ConsentRelated
-from vault.db import Database
 from vault.fhir.repository import Repository
+from vault.kernel.db import Database
+from vault.kernel.runtime import Runtime
 from vault.migrations import alembic_config, upgrade
-from vault.runtime import Runtime
 
 
 def _reached(runtime: Runtime) -> set[tuple[str, str, str, str]]:

@@ -23,11 +23,11 @@ from tests.conftest import FHIR_JSON
 from tests.factories import consent, goal, patient
 from tests.support import ServerProcess, fresh_database, run_vault, vault_command, vault_env
 from tests.support.smart import inwoner_account, register_app, register_backend
-from vault.access import AccessContext
-from vault.config import Settings
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 from vault.oauth.models import OAuthClient
-from vault.runtime import Runtime
 
 INWONERS = 2
 WRITERS = 4  # threads, two per inwoner: writes of one inwoner's chain come from both processes

@@ -15,9 +15,9 @@ from tests.conftest import ServerThread, create, initialise, make_settings
 from tests.conftest import test_access as access_of
 from tests.factories import goal, patient
 from tests.support import fresh_database
-from vault.config import Settings
-from vault.main import create_app
-from vault.runtime import Runtime
+from vault.app.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 
 PLAIN_READ = "/fhir/{resource_type}/{resource_id}"
 

@@ -51,7 +51,7 @@ def free_port() -> int:
 def fresh_database(directory: Path) -> Iterator[str]:
     """The URL of a new, empty database that is dropped afterwards.
 
-    SQLite: ``vault.db`` in ``directory`` (where ``vault`` itself would put it).
+    SQLite: ``vault.kernel.db`` in ``directory`` (where ``vault`` itself would put it).
     PostgreSQL: a new database on the server ``VAULT_DATABASE_URL`` names.
     """
     if not PG_URL.startswith("postgresql"):
@@ -87,7 +87,7 @@ def vault_command() -> list[str]:
     script = Path(sys.executable).with_name("vault")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from vault.cli import app; app(prog_name='vault')"]
+    return [sys.executable, "-c", "from vault.app.cli import app; app(prog_name='vault')"]
 
 
 def run_vault(

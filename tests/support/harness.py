@@ -38,17 +38,17 @@ from tests.support.smart import (
     make_key,
     public_jwks,
 )
-from vault.access import AccessContext
-from vault.config import Settings
+from vault.app.main import create_app
+from vault.consent.access import AccessContext
+from vault.consent.models import NetworkLink
 from vault.consent.representation import set_role
-from vault.consent.web_models import NetworkLink
-from vault.fhir.models import ResourceRow, SearchReference
 from vault.fhir.repository import Repository
-from vault.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.accounts import authenticate
 from vault.oauth.commands import register_client, set_account
 from vault.oauth.models import OAuthClient
-from vault.runtime import Runtime, now_micros
+from vault.store.models import ResourceRow, SearchReference
 
 __all__ = ["BASE", "Harness", "InProcess", "PageVisitor", "Party", "network_account", "page_login"]
 
@@ -56,7 +56,7 @@ __all__ = ["BASE", "Harness", "InProcess", "PageVisitor", "Party", "network_acco
 BASE = "http://127.0.0.1:8000"
 FHIR_JSON = {"content-type": "application/fhir+json"}
 T = TypeVar("T")
-# What the page's preview lists (vault/consent/page_data.py leaves out the logs).
+# What the page's preview lists (vault/page/data.py leaves out the logs).
 PREVIEW_TYPES = (
     "Patient",
     "CarePlan",

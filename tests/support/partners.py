@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from adapters.sink import SinkAdapter, records
-from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import consent
+from vault.testing import RegisteredClient, ThrowawayVault
 
 __all__ = ["held", "share"]
 

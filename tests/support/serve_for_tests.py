@@ -17,8 +17,8 @@ from pathlib import Path
 import uvicorn
 
 from tests.conftest import test_access
-from vault.config import Settings
-from vault.main import create_app
+from vault.app.main import create_app
+from vault.kernel.config import Settings
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 from joserfc import jwk, jwt
 
+from vault.kernel.runtime import Runtime
 from vault.oauth.commands import register_client, set_account
-from vault.runtime import Runtime
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vault.crypto import (
+from vault.kernel.crypto import (
     BlindIndex,
     DataKeyCache,
     MasterKey,
@@ -20,7 +20,7 @@ from vault.crypto import (
     pending_key_path,
     seal_body,
 )
-from vault.errors import KeyUnavailable
+from vault.kernel.errors import KeyUnavailable
 
 PLAINTEXT = b'{"resourceType":"Goal","description":{"text":"Ik wil weer werken"}}'
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Column, Connection, MetaData, String, Table, create_engine, insert, select
 
-from vault.db import InList
+from vault.kernel.db import InList
 
 NAMES = Table("names", MetaData(), Column("name", String(10), primary_key=True))
 NAMED = InList(lambda names: select(NAMES.c.name).where(NAMES.c.name.in_(names)))

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from vault.demo import DEMO_PATIENT_IDS, demo_resources
-from vault.fhir.resources import RESOURCE_TYPES, split_reference, validate_resource
+from vault.app.demo import DEMO_PATIENT_IDS, demo_resources
+from vault.fhir.resources import RESOURCE_TYPES, validate_resource
+from vault.kernel.fhirdata import split_reference
 
 BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
 LEVENSDOMEIN = "https://regiekluis.nl/fhir/CodeSystem/levensdomein"

@@ -1,4 +1,4 @@
-"""The address check of vault/netguard.py, and that a request goes to the checked address."""
+"""The address check of vault/kernel/netguard.py, and that a request goes to the checked address."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vault.netguard import Refused, Target, check_url, forbidden_address, pinned_request
+from vault.kernel.netguard import Refused, Target, check_url, forbidden_address, pinned_request
 
 FORBIDDEN = [
     "127.0.0.1",

@@ -31,7 +31,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from vault.consent.compile import GRANTABLE_TYPES
 from vault.consent.models import ConsentGrant, ConsentRelated
-from vault.fhir.models import DataKey, ResourceRow, SearchReference, SearchToken
+from vault.store.models import DataKey, ResourceRow, SearchReference, SearchToken
 
 __all__ = ["NOW", "Decided", "RowColumns", "granted"]
 

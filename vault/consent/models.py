@@ -1,20 +1,22 @@
-"""Tables of the consent engine and the access log.
+"""Tables of the consent engine: grants, and who may act for the inwoner.
 
 ``consent_grant`` holds the rows compiled from active Consents (``consent/compile.py``),
 rewritten in the transaction that writes the Consent, with ``consent_related``: what each
-``related`` data grant reaches, fixed when the Consent is written. Every row carries the inwoner's
-patient id, the partition key. ``audit_chain`` links each inwoner's AuditEvents into a
-hash chain so that a changed, removed or reordered record is detected.
+``related`` data grant reaches, fixed when the Consent is written. Every row carries the
+inwoner's patient id, the partition key. ``web_network_link`` ties an account to the
+RelatedPerson it is, and ``web_representation`` says who may act for the inwoner and from
+when until when (``consent/representation.py``). The table names keep their ``web_``
+prefix from when the consent page held them: renaming tables buys nothing.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vault.db import Base, BigIntPk, Micros
+from vault.kernel.db import Base, BigIntPk, Micros, Pk
 
-__all__ = ["AuditChain", "AuditChainHead", "ConsentGrant", "ConsentRelated"]
+__all__ = ["ConsentGrant", "ConsentRelated", "NetworkLink", "Representation"]
 
 
 class ConsentGrant(Base):
@@ -58,21 +60,38 @@ class ConsentRelated(Base):
     __table_args__ = (Index("ix_consent_related_target", "consent_pk", "target_type", "target_id"),)
 
 
-class AuditChainHead(Base):
-    """The newest link of each chain; locking this row serialises appends to a chain."""
+class NetworkLink(Base):
+    """The account of someone of an inwoner's network, and the RelatedPerson it is.
 
-    __tablename__ = "audit_chain_head"
-    chain: Mapped[str] = mapped_column(String(64), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger)
-    hash: Mapped[str] = mapped_column(String(64))
+    ``legal_basis`` set: a representative (machtiging, mentor, curator, ouder met gezag)
+    who may manage the inwoner's grants; what they do is logged as them acting for the
+    inwoner.
+    """
+
+    __tablename__ = "web_network_link"
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64))
+    related_person_id: Mapped[str] = mapped_column(String(64))
+    legal_basis: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[Micros]
+
+    __table_args__ = (Index("ix_web_network_link_patient", "patient_id"),)
 
 
-class AuditChain(Base):
-    __tablename__ = "audit_chain"
-    chain: Mapped[str] = mapped_column(String(64), primary_key=True)  # patient id or "_vault"
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resource.pk"))
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-    recorded: Mapped[Micros]
-    version: Mapped[int] = mapped_column(Integer, default=1)
+class Representation(Base):
+    """Someone of the network acting for the inwoner, and from when until when.
+
+    The one place the right to act for the inwoner comes from (``consent/representation.py``
+    reads it on every page request). Rows are never changed back: a role that ends gets
+    ``ended_at``, so the access log can say what someone's role was at any past instant.
+    """
+
+    __tablename__ = "web_representation"
+    id: Mapped[Pk]
+    patient_id: Mapped[str] = mapped_column(String(64))
+    related_person_id: Mapped[str] = mapped_column(String(64))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[Micros]
+    ended_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (Index("ix_web_representation_patient", "patient_id", "related_person_id"),)

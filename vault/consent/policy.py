@@ -18,12 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from vault.consent.compile import GRANTABLE_TYPES, Grant
-from vault.fhir.resources import RESOURCE_TYPES
+from vault.kernel.fhirdata import SHARED_TYPES
 
 __all__ = ["Facts", "Request", "permits"]
-
-# Types outside every compartment (Organization, Practitioner): the shared directory.
-SHARED_TYPES = frozenset(name for name, spec in RESOURCE_TYPES.items() if spec.compartment is None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 Design section 2: someone of the network may act for the inwoner as a representative
 (wettelijk vertegenwoordiger or machtiging, design section 7). That right is a row of
 ``web_representation`` with no end; the consent page reads it on every request
-(``page_session.load_visitor``), so ending it ends live sessions at once. Someone of the
+(``oauth/sessions.load_visitor``), so ending it ends live sessions at once. Someone of the
 network counts only while their RelatedPerson exists: a DELETE over the FHIR API (by the
 inwoner's app) or removal on the page ends their access on their very next request.
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select, update
 
-from vault.consent.web_models import NetworkLink, Representation
-from vault.fhir.models import ResourceRow
+from vault.consent.models import NetworkLink, Representation
+from vault.store.models import ResourceRow
 
 __all__ = [
     "COURT_ROLES",

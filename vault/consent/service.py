@@ -13,12 +13,12 @@ from sqlalchemy import Connection, delete, insert, select, tuple_
 
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.models import ConsentGrant, ConsentRelated
-from vault.crypto import BlindIndex
-from vault.errors import Unprocessable
-from vault.fhir.models import ResourceRow, SearchReference
-from vault.notify.outbox import record_grant_change
+from vault.kernel.crypto import BlindIndex
+from vault.kernel.errors import Unprocessable
+from vault.store.models import ResourceRow, SearchReference
+from vault.store.outbox import record_grant_change
 
-__all__ = ["check_consent", "drop_grants", "replace_grants"]
+__all__ = ["check_consent", "drop_grants", "record_erasure", "replace_grants"]
 
 
 def check_consent(conn: Connection, consent: dict[str, Any], *, patient_id: str) -> list[Grant]:
@@ -192,3 +192,23 @@ def _notify_grantees(
     record_grant_change(
         conn, consent_pk=consent_pk, patient_id=patient_id, ended=had - has, changed=has
     )
+
+
+def record_erasure(conn: Connection, *, patient_id: str) -> None:
+    """Every grantee of the inwoner's Consents loses access; call before grants go."""
+    pairs = conn.execute(
+        select(ConsentGrant.consent_pk, ConsentGrant.grantee)
+        .where(
+            ConsentGrant.patient_id == patient_id,
+            ConsentGrant.effect == "permit",
+            ConsentGrant.grantee.is_not(None),
+        )
+        .distinct()
+    ).all()
+    by_consent: dict[int, set[str]] = {}
+    for consent_pk, grantee in pairs:
+        by_consent.setdefault(consent_pk, set()).add(str(grantee))
+    for consent_pk, grantees in sorted(by_consent.items()):
+        record_grant_change(
+            conn, consent_pk=consent_pk, patient_id=patient_id, ended=grantees, changed=()
+        )

@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 import orjson
 
 from vault.fhir.repository import HistoryPage, SearchPage, Stored
-from vault.fhir.resources import format_instant
 from vault.fhir.search import Cursor
 from vault.fhir.subsetting import Subset
+from vault.kernel.fhirdata import format_instant
 
 __all__ = ["complete_searchset", "history_bundle", "search_bundle"]
 

@@ -12,19 +12,14 @@ the OAuth endpoints ride in the ``oauth-uris`` extension. The same endpoints are
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vault import __version__
 from vault.fhir.resources import FHIR_VERSION, RESOURCE_TYPES, ResourceType
 from vault.fhir.search import MAX_ALTERNATIVES, MAX_INCLUDES, MAX_PARAMETERS, MAX_VALUES
-from vault.notify.topic import subscription_capability
-from vault.reports.measure import measure_capability
 
-__all__ = ["OAUTH_URIS", "SecurityFor", "capability_statement", "interactions", "smart_security"]
-
-RESTFUL_SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
-OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+__all__ = ["SecurityFor", "capability_statement", "interactions"]
 
 # ``rest.security`` for the FHIR base URL of one request (the endpoints depend on the address
 # the client used, unless a public URL is configured).
@@ -98,39 +93,15 @@ def _resource(spec: ResourceType) -> dict[str, Any]:
     return entry
 
 
-def smart_security(*, authorize: str, token: str, revoke: str, introspect: str) -> dict[str, Any]:
-    """``rest.security`` of a SMART on FHIR server with these OAuth endpoints."""
-    uris = {"authorize": authorize, "token": token, "revoke": revoke, "introspect": introspect}
-    return {
-        "extension": [
-            {
-                "url": OAUTH_URIS,
-                "extension": [{"url": name, "valueUri": uri} for name, uri in uris.items()],
-            }
-        ],
-        "service": [
-            {
-                "coding": [
-                    {
-                        "system": RESTFUL_SECURITY_SERVICE,
-                        "code": "SMART-on-FHIR",
-                        "display": "SMART-on-FHIR",
-                    }
-                ],
-                "text": "OAuth 2.0 with the SMART App Launch 2.x and Backend Services profiles",
-            }
-        ],
-        "description": "Bearer tokens from this vault's authorization server; discovery at "
-        "/.well-known/smart-configuration.",
-    }
-
-
 def capability_statement(
     *,
     base: str,
     software_date: str,
     security: Mapping[str, Any] | SecurityFor | None = None,
+    more_resources: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
+    """The statement; ``more_resources``: what the layers above add to ``rest.resource``
+    (their Subscription and Measure entries, registered by the app)."""
     if callable(security):
         security = security(base)
     rest: dict[str, Any] = {
@@ -146,7 +117,7 @@ def capability_statement(
         "creates with POST, and its PUT to an id it cannot see answers 404, whether or not "
         "the id is in use.",
         "resource": [_resource(spec) for spec in RESOURCE_TYPES.values()]
-        + [subscription_capability(), measure_capability()],
+        + [dict(entry) for entry in more_resources],
         "operation": [{"name": "export", "definition": BULK_EXPORT}],
     }
     if security is not None:

@@ -45,17 +45,17 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from vault.access import AccessContext
-from vault.audit import AuditRecord
-from vault.crypto import new_data_key
-from vault.errors import BadRequest, Forbidden, NotFound
+from vault.audit.log import AuditRecord
+from vault.consent.access import AccessContext, Permissions
 from vault.fhir.export_models import ExportFile, ExportJob
 from vault.fhir.repository import ROW, R, Repository, SearchPage, Stored
-from vault.fhir.resources import RESOURCE_TYPES, format_instant
+from vault.fhir.resources import RESOURCE_TYPES
 from vault.fhir.search import SearchQuery
+from vault.kernel.crypto import new_data_key
+from vault.kernel.errors import BadRequest, Forbidden, NotFound
+from vault.kernel.fhirdata import format_instant
+from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.models import OAuthClient
-from vault.oauth.scopes import Permissions
-from vault.runtime import Runtime, now_micros
 
 __all__ = [
     "EXPIRES_SECONDS",

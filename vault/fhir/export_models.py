@@ -15,7 +15,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vault.db import Base, Micros, Pk
+from vault.kernel.db import Base, Micros, Pk
 
 __all__ = ["ExportFile", "ExportJob"]
 

@@ -15,12 +15,13 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from vault.deps import AccessDep, RuntimeDep
-from vault.errors import BadRequest, NotAcceptable, NotFound
+from vault.consent.caller import AccessDep
 from vault.fhir import export
 from vault.fhir.outcomes import FHIR_JSON
-from vault.fhir.resources import parse_date_range
-from vault.urls import fhir_base
+from vault.kernel.errors import BadRequest, NotAcceptable, NotFound
+from vault.kernel.fhirdata import parse_date_range
+from vault.kernel.urls import fhir_base
+from vault.kernel.web import RuntimeDep
 
 __all__ = ["router"]
 

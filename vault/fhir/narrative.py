@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
-from vault.errors import Unprocessable
+from vault.kernel.errors import Unprocessable
 
 __all__ = ["check_narratives", "narrative_problem"]
 

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vault.errors import FhirError, KeyUnavailable
+from vault.kernel.errors import FhirError, KeyUnavailable
 
 __all__ = [
     "FHIR_JSON",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 FHIR_JSON = "application/fhir+json"
-log = logging.getLogger("vault.errors")
+log = logging.getLogger("vault.kernel.errors")
 
 
 def outcome(

@@ -39,13 +39,22 @@ from sqlalchemy import (
     update,
 )
 
-from vault.access import AccessContext, Interaction
-from vault.audit import AuditRecord
+from vault.audit.log import AuditRecord
+from vault.consent.access import AccessContext, Interaction
 from vault.consent.enforce import NOW, Decided, RowColumns, granted, names_grantee
 from vault.consent.service import check_consent, drop_grants, replace_grants
-from vault.crypto import BlindIndex, new_data_key, open_body, seal_body
-from vault.db import InList, fetch_one, table_of
-from vault.errors import (
+from vault.fhir.resources import (
+    ID_PATTERN,
+    RESOURCE_TYPES,
+    ResourceType,
+    TokenValue,
+    resource_type,
+    validate_resource,
+)
+from vault.fhir.search import Cursor, SearchQuery, parse_search
+from vault.kernel.crypto import BlindIndex, new_data_key, open_body, seal_body
+from vault.kernel.db import InList, fetch_one, table_of
+from vault.kernel.errors import (
     BadRequest,
     Conflict,
     Forbidden,
@@ -55,7 +64,9 @@ from vault.errors import (
     PreconditionFailed,
     Unprocessable,
 )
-from vault.fhir.models import (
+from vault.kernel.fhirdata import format_instant, split_reference
+from vault.kernel.runtime import Runtime, now_micros
+from vault.store.models import (
     SHARED_OWNER,
     DataKey,
     ResourceRow,
@@ -64,19 +75,7 @@ from vault.fhir.models import (
     SearchToken,
     VersionRow,
 )
-from vault.fhir.resources import (
-    ID_PATTERN,
-    RESOURCE_TYPES,
-    ResourceType,
-    TokenValue,
-    format_instant,
-    resource_type,
-    split_reference,
-    validate_resource,
-)
-from vault.fhir.search import Cursor, SearchQuery, parse_search
-from vault.notify.outbox import record_change
-from vault.runtime import Runtime, now_micros
+from vault.store.outbox import record_change
 
 __all__ = ["HistoryPage", "Repository", "SearchPage", "Stored"]
 

@@ -15,7 +15,6 @@ import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Literal
 
 from fhir.resources.R4B.auditevent import AuditEvent
@@ -32,29 +31,31 @@ from fhir.resources.R4B.relatedperson import RelatedPerson
 from fhir.resources.R4B.subscription import Subscription
 from pydantic import ValidationError
 
-from vault.errors import BadRequest
 from vault.fhir.narrative import check_narratives
+from vault.kernel.errors import BadRequest
+from vault.kernel.fhirdata import (
+    MAX_MICROS,
+    MIN_MICROS,
+    parse_date_range,
+    split_reference,
+)
 
 __all__ = [
     "FHIR_VERSION",
     "ID_PATTERN",
     "RESOURCE_TYPES",
-    "SCOPE_TYPES",
     "SUBSCRIPTION",
     "ElementNames",
     "ResourceType",
     "SearchParam",
     "TokenValue",
     "element_names",
-    "parse_date_range",
     "resource_type",
     "validate_resource",
 ]
 
 FHIR_VERSION = "4.0.1"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-MIN_MICROS = -(2**62)
-MAX_MICROS = 2**62
 
 ParamType = Literal["token", "reference", "date"]
 
@@ -159,106 +160,6 @@ def _dates(*paths: str) -> Callable[[dict[str, Any]], Iterator[Any]]:
                     yield (low, high)
 
     return extract
-
-
-_REFERENCE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
-
-
-def split_reference(reference: Any) -> tuple[str, str] | None:
-    """``Patient/123`` or ``https://host/fhir/Patient/123`` -> ``("Patient", "123")``."""
-    if not isinstance(reference, str):
-        return None
-    match = _REFERENCE.match(reference)
-    if match is None:
-        return None
-    return match.group(1), match.group(2)
-
-
-# -- dates -------------------------------------------------------------------------------
-
-_DATE = re.compile(
-    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
-    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _micros(moment: datetime) -> int:
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _month_start(year: int, month: int) -> int:
-    # The month after December 9999 lies beyond datetime: the range is open there.
-    if year > 9999:
-        return MAX_MICROS
-    return _micros(datetime(year, month, 1, tzinfo=UTC))
-
-
-def _plus(start: datetime, step: timedelta) -> int:
-    try:
-        return _micros(start + step)
-    except OverflowError:  # the last day or second of 9999
-        return MAX_MICROS
-
-
-def parse_date_range(text: str) -> tuple[int, int]:
-    """A FHIR date, dateTime or instant as the half-open range [low, high) it denotes.
-
-    ``2024`` is the whole year, ``2024-03-01`` the whole day, ``2024-03-01T10:00:00Z`` that
-    second. Times without a zone (only allowed in search values) are read as UTC.
-    """
-    match = _DATE.match(text.strip())
-    if match is None:
-        raise ValueError(f"not a FHIR date: {text!r}")
-    parts = match.groupdict()
-    year = int(parts["y"])
-    try:
-        if parts["m"] is None:
-            start = datetime(year, 1, 1, tzinfo=UTC)
-            return _micros(start), _month_start(year + 1, 1)
-        month = int(parts["m"])
-        if parts["d"] is None:
-            start = datetime(year, month, 1, tzinfo=UTC)
-            return _micros(start), _month_start(year + (month == 12), month % 12 + 1)
-        day = date(year, month, int(parts["d"]))
-        if parts["H"] is None:
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return _micros(start), _plus(start, timedelta(days=1))
-        tz: timezone = UTC
-        if parts["tz"] and parts["tz"] != "Z":
-            sign = 1 if parts["tz"][0] == "+" else -1
-            hours, minutes = int(parts["tz"][1:3]), int(parts["tz"][4:6])
-            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-        fraction = parts["f"] or ""
-        micro = int((fraction + "000000")[:6]) if fraction else 0
-        # FHIR's time allows the leap second 60; Python's datetime does not: count it as 59.
-        second = 59 if parts["S"] == "60" else int(parts["S"] or 0)
-        start = datetime(
-            day.year,
-            day.month,
-            day.day,
-            int(parts["H"]),
-            int(parts["M"]),
-            second,
-            micro,
-            tzinfo=tz,
-        )
-    except ValueError as exc:
-        raise ValueError(f"not a valid date: {text!r}") from exc
-    if parts["S"] is None:
-        step = timedelta(minutes=1)
-    elif fraction:
-        step = timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
-    else:
-        step = timedelta(seconds=1)
-    return _micros(start), _plus(start, step)
-
-
-def format_instant(micros: int) -> str:
-    moment = _EPOCH + timedelta(microseconds=micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}"[:3] + "Z"
 
 
 # -- the registry ------------------------------------------------------------------------
@@ -641,13 +542,10 @@ SUBSCRIPTION = ResourceType(
     required_codes={"status": frozenset({"requested", "active", "error", "off"})},
     description="Change notifications of what an inwoner granted the client.",
 )
-# The types a SMART scope may name.
-# Measure and MeasureReport: the reporting scope of vault/reports (figures, no records).
-SCOPE_TYPES: tuple[str, ...] = (*RESOURCE_TYPES, SUBSCRIPTION.name, "Measure", "MeasureReport")
 
 
 def resource_type(name: str) -> ResourceType:
-    from vault.errors import NotFound
+    from vault.kernel.errors import NotFound
 
     found = RESOURCE_TYPES.get(name)
     if found is None:

@@ -20,17 +20,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from vault.deps import RepositoryDep, RuntimeDep, request_repository
-from vault.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from vault.fhir.bundles import complete_searchset, history_bundle, search_bundle
 from vault.fhir.capability import capability_statement
+from vault.fhir.deps import RepositoryDep, request_repository
 from vault.fhir.outcomes import FHIR_JSON, error_response
 from vault.fhir.repository import Stored
-from vault.fhir.resources import RESOURCE_TYPES, parse_date_range
+from vault.fhir.resources import RESOURCE_TYPES
 from vault.fhir.search import Cursor, cursor_secret, whole_number
 from vault.fhir.subsetting import Subset, from_params
-from vault.runtime import Runtime
-from vault.urls import fhir_base
+from vault.kernel.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from vault.kernel.fhirdata import parse_date_range
+from vault.kernel.runtime import Runtime
+from vault.kernel.urls import fhir_base
+from vault.kernel.web import RuntimeDep
 
 __all__ = ["plain_read", "router", "serve_plain_read"]
 
@@ -123,6 +125,7 @@ def metadata(request: Request, runtime: RuntimeDep) -> Response:
         base=base_url(request, runtime),
         software_date=_STARTED,
         security=getattr(request.app.state, "capability_security", None),
+        more_resources=getattr(request.app.state, "capability_resources", ()),
     )
     return Response(orjson.dumps(statement), media_type=FHIR_JSON)
 

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import orjson
 
-from vault.errors import BadRequest
 from vault.fhir.resources import element_names
+from vault.kernel.errors import BadRequest
 
 __all__ = ["SUBSETTED", "Subset", "from_params", "parse_elements", "parse_summary"]
 

@@ -5,14 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import vault.consent.models
-import vault.consent.web_models
-import vault.fhir.export_models
-import vault.fhir.models
-import vault.notify.models
-import vault.oauth.models
-import vault.reports.models  # noqa: F401
-from vault.db import Base
+from vault.kernel.db import Base
 
 target_metadata = Base.metadata
 config = context.config

@@ -2,8 +2,8 @@
 
 ``notify_subscription`` holds each partner's Subscription (its body sealed under the
 vault's shared data key: channel headers may carry the partner's secret).
-``notify_event`` is the outbox: a row per change, written in the transaction of the change
-itself, so a committed change is never lost before it is fanned out. ``notify_delivery``
+The outbox ``notify_event`` lives in ``vault/store/outbox.py``: every write records its
+change there. ``notify_delivery``
 holds one row per (subscription, event) still to be sent; it carries ids only.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vault.db import Base, BigIntPk, Micros
+from vault.kernel.db import Base, BigIntPk, Micros
 
-__all__ = ["NotifyDelivery", "NotifyEvent", "NotifySubscription"]
+__all__ = ["NotifyDelivery", "NotifySubscription"]
 
 
 class NotifySubscription(Base):
@@ -35,18 +35,6 @@ class NotifySubscription(Base):
     error: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # A worker that is delivering for this subscription holds it until then (microseconds).
     lease_until: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class NotifyEvent(Base):
-    __tablename__ = "notify_event"
-    id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16))  # change | access-ended | access-changed
-    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    resource_type: Mapped[str] = mapped_column(String(40))
-    resource_id: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(8))  # create | update | delete
-    grantee: Mapped[str | None] = mapped_column(String(110), nullable=True)
-    created_at: Mapped[Micros]
 
 
 class NotifyDelivery(Base):

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from vault.fhir.resources import format_instant
+from vault.kernel.fhirdata import format_instant
 from vault.notify.topic import EVENT_KIND, GRANTED_DATA_TOPIC, NOTIFICATION_PROFILE, STATUS_PROFILE
 
 __all__ = ["Event", "notification_bundle"]

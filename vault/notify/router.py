@@ -14,14 +14,15 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from vault.access import AccessContext
-from vault.deps import AccessDep, RuntimeDep
-from vault.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from vault.consent.access import AccessContext
+from vault.consent.caller import AccessDep
 from vault.fhir.bundles import complete_searchset
 from vault.fhir.outcomes import FHIR_JSON
+from vault.kernel.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from vault.kernel.runtime import Runtime, now_micros
+from vault.kernel.urls import fhir_base
+from vault.kernel.web import RuntimeDep
 from vault.notify.subscriptions import SubscriptionStore
-from vault.runtime import Runtime, now_micros
-from vault.urls import fhir_base
 
 __all__ = ["router"]
 

@@ -20,20 +20,14 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
-from vault.access import AccessContext, Interaction
-from vault.config import Settings
-from vault.crypto import open_body, seal_body
-from vault.errors import BadRequest, Forbidden, NotFound, PreconditionFailed, Unprocessable
-from vault.fhir.models import SHARED_OWNER, DataKey
-from vault.fhir.resources import (
-    ID_PATTERN,
-    RESOURCE_TYPES,
-    SUBSCRIPTION,
-    format_instant,
-    parse_date_range,
-    validate_resource,
-)
-from vault.netguard import Refused, check_url
+from vault.consent.access import AccessContext, Interaction
+from vault.fhir.resources import ID_PATTERN, RESOURCE_TYPES, SUBSCRIPTION, validate_resource
+from vault.kernel.config import Settings
+from vault.kernel.crypto import open_body, seal_body
+from vault.kernel.errors import BadRequest, Forbidden, NotFound, PreconditionFailed, Unprocessable
+from vault.kernel.fhirdata import format_instant, parse_date_range
+from vault.kernel.netguard import Refused, check_url
+from vault.kernel.runtime import Runtime, now_micros
 from vault.notify.models import NotifyDelivery, NotifySubscription
 from vault.notify.topic import (
     FILTER_CRITERIA,
@@ -41,7 +35,7 @@ from vault.notify.topic import (
     PAYLOAD_CONTENT,
     SUBSCRIPTION_PROFILE,
 )
-from vault.runtime import Runtime, now_micros
+from vault.store.models import SHARED_OWNER, DataKey
 
 __all__ = ["Checked", "SubscriptionStore", "check_subscription"]
 
@@ -72,7 +66,7 @@ def _extensions(node: Any, url: str) -> list[Any]:
 
 
 def check_endpoint(endpoint: str, settings: Settings) -> str:
-    """https to a public address (vault/netguard.py); http only to 127.0.0.1 when allowed."""
+    """https to a public address (vault/kernel/netguard.py); http only to 127.0.0.1 when allowed."""
     try:
         check_url(
             endpoint,

@@ -30,18 +30,19 @@ import httpx
 import orjson
 from sqlalchemy import Connection, delete, exists, insert, select, text, update
 
-from vault.access import AccessContext, registered_purposes
-from vault.crypto import open_body
-from vault.fhir.models import SHARED_OWNER, DataKey
+from vault.consent.access import AccessContext, registered_purposes
 from vault.fhir.repository import Repository
-from vault.fhir.resources import SCOPE_TYPES
-from vault.metrics import DELIVERY_FAILURES
-from vault.netguard import Refused, check_url, pinned_request
-from vault.notify.models import NotifyDelivery, NotifyEvent, NotifySubscription
+from vault.kernel.crypto import open_body
+from vault.kernel.fhirdata import SCOPE_TYPES
+from vault.kernel.metrics import DELIVERY_FAILURES
+from vault.kernel.netguard import Refused, check_url, pinned_request
+from vault.kernel.runtime import Runtime, now_micros
+from vault.notify.models import NotifyDelivery, NotifySubscription
 from vault.notify.payload import Event, notification_bundle
 from vault.oauth.models import OAuthClient
 from vault.oauth.scopes import permissions_from
-from vault.runtime import Runtime, now_micros
+from vault.store.models import SHARED_OWNER, DataKey
+from vault.store.outbox import NotifyEvent
 
 __all__ = ["Notifier", "client_context"]
 
@@ -84,7 +85,7 @@ class Notifier:
         settings = runtime.settings
         self._http = http or httpx.Client(
             # No proxy from the environment: a proxy would resolve the name itself and
-            # undo the address check (vault/netguard.py).
+            # undo the address check (vault/kernel/netguard.py).
             timeout=settings.notify_timeout_seconds,
             follow_redirects=False,
             trust_env=False,

@@ -18,19 +18,19 @@ from joserfc import jwk
 from joserfc.errors import JoseError
 from sqlalchemy import Connection, insert, select, update
 
-from vault.access import AccessContext
-from vault.config import Settings
-from vault.fhir.models import ResourceRow
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.fhir.resources import SCOPE_TYPES
-from vault.netguard import Refused, check_url
+from vault.kernel.config import Settings
+from vault.kernel.fhirdata import SCOPE_TYPES
+from vault.kernel.netguard import Refused, check_url
+from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.accounts import create_account
 from vault.oauth.keys import key_problem, rotate_signing_key
 from vault.oauth.models import Account, OAuthClient, Token
 from vault.oauth.redirect_uris import check_redirect_uri
 from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
 from vault.oauth.server import APP_TOKEN_SECONDS
-from vault.runtime import Runtime, now_micros
+from vault.store.models import ResourceRow
 
 __all__ = [
     "account_app",
@@ -134,7 +134,7 @@ def register_client(
         if any(isinstance(k, dict) and ("d" in k or k.get("kty") == "oct") for k in keys):
             raise ValueError("the JWKS holds a private or symmetric key; register public keys only")
     if jwks_uri is not None:
-        # The same address check as a Subscription's endpoint (vault/netguard.py): https to
+        # The same address check as a Subscription's endpoint (vault/kernel/netguard.py): https to
         # a public address; http://127.0.0.1 only under the operator's development switch.
         try:
             check_url(

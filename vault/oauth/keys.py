@@ -31,8 +31,8 @@ import httpx
 from joserfc import jwk
 from sqlalchemy import Connection, insert, select, update
 
-from vault.crypto import MasterKey, MasterKeyring
-from vault.netguard import build_pinned_request, check_url
+from vault.kernel.crypto import MasterKey, MasterKeyring
+from vault.kernel.netguard import build_pinned_request, check_url
 from vault.oauth.models import SigningKey
 
 __all__ = [
@@ -166,7 +166,7 @@ class ClientKeyResolver:
         allow_local_dev: bool = False,
     ) -> None:
         self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
-        # The address guard of vault/netguard.py, checked at every fetch (DNS rebinding):
+        # The address guard of vault/kernel/netguard.py, checked at every fetch (DNS rebinding):
         # only tests of the caching rules, on a mock transport, switch it off.
         self._guard = guard
         self._allow_local_dev = allow_local_dev

@@ -1,4 +1,5 @@
-"""Tables of the authorization server: clients, tokens, codes, used assertion ids, keys.
+"""Tables of the authorization server: clients, tokens, codes, used assertion ids, keys,
+and the login sessions of people (``oauth/sessions.py``) with their failed logins.
 
 Tokens and codes are stored only as SHA-256 hashes: a copy of the database gives no one a
 working credential. Sessions, tokens and replay records live in the database, not in a
@@ -10,9 +11,18 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vault.db import Base, Micros
+from vault.kernel.db import Base, Micros, Pk
 
-__all__ = ["Account", "AuthorizationCode", "OAuthClient", "SigningKey", "Token", "UsedJti"]
+__all__ = [
+    "Account",
+    "AuthorizationCode",
+    "LoginFailure",
+    "OAuthClient",
+    "SigningKey",
+    "Token",
+    "UsedJti",
+    "WebSession",
+]
 
 
 class OAuthClient(Base):
@@ -102,3 +112,25 @@ class Account(Base):
     patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     display_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[Micros]
+
+
+class WebSession(Base):
+    __tablename__ = "web_session"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[Micros]
+    expires_at: Mapped[Micros]
+
+    __table_args__ = (Index("ix_web_session_account", "account_id"),)
+
+
+class LoginFailure(Base):
+    """One failed login, by a keyed hash of the user name (which need not exist)."""
+
+    __tablename__ = "web_login_failure"
+    id: Mapped[Pk]
+    username_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[Micros]
+
+    __table_args__ = (Index("ix_web_login_failure_user", "username_hash", "at"),)

@@ -12,12 +12,12 @@ from functools import lru_cache
 
 from starlette.requests import Request
 
-from vault.access import AccessContext, registered_purposes
-from vault.errors import Unauthorized
-from vault.fhir.resources import SCOPE_TYPES
-from vault.oauth.scopes import Permissions, permissions_from
+from vault.consent.access import AccessContext, Permissions, registered_purposes
+from vault.kernel.errors import Unauthorized
+from vault.kernel.fhirdata import SCOPE_TYPES
+from vault.kernel.runtime import Runtime, now_micros
+from vault.oauth.scopes import permissions_from
 from vault.oauth.server import hash_token
-from vault.runtime import Runtime, now_micros
 
 __all__ = ["BearerTokenResolver"]
 

@@ -67,7 +67,7 @@ async def oauth2_request(request: Request, *, origin: str) -> StarletteOAuth2Req
     """Read the form body (if any) and wrap the request for authlib.
 
     The URI authlib sees is the vault's configured ``origin`` plus the path, never the
-    request's Host header (``vault/urls.py``). authlib refuses a URI that is neither https
+    request's Host header (``vault/kernel/urls.py``). authlib refuses a URI that is neither https
     nor loopback http with ``InsecureTransportError``.
     """
     items: list[tuple[str, str]] = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,17 +29,16 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from vault.config import Settings
-from vault.consent.page_session import LoginOutcome, cookie_is_secure, log_in
-from vault.deps import RuntimeDep
-from vault.fhir.capability import SecurityFor, smart_security
-from vault.fhir.resources import RESOURCE_TYPES
+from vault.kernel.config import Settings
+from vault.kernel.fhirdata import STORED_TYPES
+from vault.kernel.runtime import Runtime, now_micros
+from vault.kernel.urls import fhir_base, origin
+from vault.kernel.web import RuntimeDep
 from vault.oauth.client_assertion import ALGORITHMS
 from vault.oauth.requests import StarletteOAuth2Request, oauth2_request
 from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
 from vault.oauth.server import VaultAuthorizationServer
-from vault.runtime import Runtime, now_micros
-from vault.urls import fhir_base, origin
+from vault.oauth.sessions import LoginOutcome, cookie_is_secure, log_in
 
 __all__ = ["capability_security", "describe_scope", "endpoints_at", "router"]
 
@@ -60,6 +59,10 @@ CAPABILITIES = [
 ]
 
 
+RESTFUL_SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
 def _server(request: Request) -> VaultAuthorizationServer:
     server: VaultAuthorizationServer = request.app.state.oauth_server
     return server
@@ -68,7 +71,7 @@ def _server(request: Request) -> VaultAuthorizationServer:
 def _scopes_supported() -> list[str]:
     scopes = ["openid", "fhirUser", "launch/patient", "offline_access"]
     scopes += ["patient/*.rs", "patient/*.cruds", "patient/*.read", "patient/*.write"]
-    for name in RESOURCE_TYPES:
+    for name in STORED_TYPES:
         scopes += [f"patient/{name}.rs", f"system/{name}.rs", f"system/{name}.read"]
     scopes.append("system/Subscription.cruds")  # change notifications (vault/notify)
     return scopes
@@ -90,11 +93,38 @@ def _endpoints(request: Request, runtime: Runtime) -> dict[str, str]:
     return endpoints_at(origin(request, runtime.settings))
 
 
-def capability_security(settings: Settings) -> SecurityFor:
+def smart_security(*, authorize: str, token: str, revoke: str, introspect: str) -> dict[str, Any]:
+    """``rest.security`` of a SMART on FHIR server with these OAuth endpoints."""
+    uris = {"authorize": authorize, "token": token, "revoke": revoke, "introspect": introspect}
+    return {
+        "extension": [
+            {
+                "url": OAUTH_URIS,
+                "extension": [{"url": name, "valueUri": uri} for name, uri in uris.items()],
+            }
+        ],
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": RESTFUL_SECURITY_SERVICE,
+                        "code": "SMART-on-FHIR",
+                        "display": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth 2.0 with the SMART App Launch 2.x and Backend Services profiles",
+            }
+        ],
+        "description": "Bearer tokens from this vault's authorization server; discovery at "
+        "/.well-known/smart-configuration.",
+    }
+
+
+def capability_security(settings: Settings) -> Callable[[str], Mapping[str, Any]]:
     """The CapabilityStatement's ``rest.security``, for the FHIR base URL of one request.
 
     The metadata route hands over the FHIR base it computed from the request; the origin
-    is that without ``/fhir`` (``vault.urls``), so the statement names the same endpoints
+    is that without ``/fhir`` (``vault.kernel.urls``), so the statement names the same endpoints
     as the discovery documents.
     """
 
@@ -235,7 +265,7 @@ _TYPE_WORDS = {
 def describe_scope(text: str) -> str | None:
     """One scope in plain Dutch (B1), for the page where the inwoner says yes or no."""
     try:
-        scope = parse_scope(text, known_types=RESOURCE_TYPES)
+        scope = parse_scope(text, known_types=STORED_TYPES)
     except InvalidScope:
         return None
     if isinstance(scope, str):

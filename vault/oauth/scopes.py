@@ -20,10 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from vault.consent.access import Permissions
+
 __all__ = [
     "IDENTITY_SCOPES",
     "InvalidScope",
-    "Permissions",
     "ResourceScope",
     "grant_scopes",
     "parse_scope",
@@ -122,30 +123,6 @@ def grant_scopes(
             raise InvalidScope(f"'{text[:80]}' is wider than this client's registration")
         granted.append(text)
     return granted
-
-
-@dataclass(frozen=True, slots=True)
-class Permissions:
-    """What a token's resource scopes allow, per resource type.
-
-    ``letters`` maps a type (or ``*``) to the interactions of ``cruds`` it allows;
-    ``queries`` holds the granular v2 restrictions: a type whose reads are allowed only
-    where one of the listed searches matches (an empty list: no restriction).
-    """
-
-    letters: dict[str, frozenset[str]]
-    queries: dict[str, tuple[tuple[tuple[str, str], ...], ...]]
-
-    def allows(self, letter: str, resource_type: str) -> bool:
-        return letter in self.letters.get(resource_type, frozenset()) or letter in (
-            self.letters.get("*", frozenset())
-        )
-
-    def types_with(self, letter: str) -> frozenset[str] | None:
-        """The types on which ``letter`` is allowed; None when every type is."""
-        if letter in self.letters.get("*", frozenset()):
-            return None
-        return frozenset(t for t, ls in self.letters.items() if letter in ls)
 
 
 def permissions_from(

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from vault.demo import ORGANIZATIONS
+from vault.app.demo import ORGANIZATIONS
+from vault.kernel.runtime import Runtime
 from vault.reports.cohort import load_cohort
 from vault.reports.collect import Report, figures_for, organization_named
 from vault.reports.figures import parse_period
 from vault.reports.html import report_csv, report_html
-from vault.runtime import Runtime
 
 __all__ = ["load_demo_cohort", "write_report"]
 
@@ -82,7 +82,7 @@ def load_demo_cohort(runtime: Runtime) -> int:
 def _count(runtime: Runtime) -> int:
     from sqlalchemy import func, select
 
-    from vault.fhir.models import ResourceRow
+    from vault.store.models import ResourceRow
 
     with runtime.db.read() as conn:
         return int(conn.scalar(select(func.count()).select_from(ResourceRow)) or 0)

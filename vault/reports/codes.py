@@ -4,7 +4,7 @@ Statistics purpose: a Consent provision whose ``purpose`` is ``HRESCH`` (v3-ActR
 "healthcare research": use of data for research and statistics, not for the care of this
 person) lets the vault count the inwoner in figures without names. The vault alone uses
 that purpose, inside ``vault/reports``; a client can never act under it (see
-``vault.access.registered_purposes``), so the grant never opens a read of the plan.
+``vault.consent.access.registered_purposes``), so the grant never opens a read of the plan.
 
 Plan phase: an extension on CarePlan whose ``valueCoding`` comes from the vault CodeSystem
 ``plan-fase`` (the five steps of a samenwerkplan). When a plan first reaches "samen op

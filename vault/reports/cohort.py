@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from vault.access import AccessContext
+from vault.consent.access import AccessContext
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
 from vault.fhir.repository import Repository
+from vault.kernel.runtime import Runtime
 from vault.reports.codes import (
     AGREED_FROM,
     EVALUATIE,
@@ -28,7 +29,6 @@ from vault.reports.codes import (
     STATISTICS_PURPOSE,
     STATISTICS_PURPOSE_SYSTEM,
 )
-from vault.runtime import Runtime
 
 __all__ = ["Member", "load_cohort", "member", "statistics_consent"]
 

@@ -24,14 +24,15 @@ import orjson
 from sqlalchemy import Connection, and_, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from vault.access import AccessContext
-from vault.audit import AuditRecord
+from vault.audit.log import AuditRecord
+from vault.consent.access import AccessContext
 from vault.consent.models import ConsentGrant
-from vault.errors import Unprocessable
 from vault.fhir.codesystems import LEVENSDOMEIN
 from vault.fhir.repository import Repository
-from vault.fhir.resources import SCOPE_TYPES
 from vault.fhir.search import MAX_ALTERNATIVES
+from vault.kernel.errors import Unprocessable
+from vault.kernel.fhirdata import SCOPE_TYPES
+from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.scopes import permissions_from
 from vault.reports.codes import (
     AGREED_FROM,
@@ -52,7 +53,6 @@ from vault.reports.figures import (
 )
 from vault.reports.models import FrozenFigures
 from vault.reports.suppress import Figure, suppress
-from vault.runtime import Runtime, now_micros
 
 __all__ = [
     "Report",

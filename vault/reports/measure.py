@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
-from vault.fhir.resources import format_instant
+from vault.kernel.fhirdata import format_instant
 from vault.reports.figures import ALL_DOMAINS, MEASURES
 
 if TYPE_CHECKING:

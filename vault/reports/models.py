@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vault.db import Base, BigIntPk, Micros
+from vault.kernel.db import Base, BigIntPk, Micros
 
 __all__ = ["FrozenFigures"]
 

@@ -19,14 +19,15 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from vault.access import AccessContext
-from vault.deps import AccessDep, RuntimeDep
-from vault.errors import BadRequest, Forbidden, NotFound
+from vault.consent.access import AccessContext
+from vault.consent.caller import AccessDep
 from vault.fhir.outcomes import FHIR_JSON
+from vault.kernel.errors import BadRequest, Forbidden, NotFound
+from vault.kernel.urls import fhir_base
+from vault.kernel.web import RuntimeDep
 from vault.reports.collect import figures_for
 from vault.reports.figures import Period, parse_period
 from vault.reports.measure import MEASURE_BASE, measure_of, measure_report, measures
-from vault.urls import fhir_base
 
 __all__ = ["REPORTING_SCOPE", "router"]
 

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.testing import RegisteredClient, ThrowawayVault, vault_partner
 from tests.factories import patient
 from tests.support import fresh_database
+from vault.testing import RegisteredClient, ThrowawayVault, vault_partner
 
-# An adapter's own conftest says ``pytest_plugins = ["adapters.testing"]``; pytest allows
+# An adapter's own conftest says ``pytest_plugins = ["vault.testing"]``; pytest allows
 # that only in the root conftest, so this suite imports the kit's fixture instead.
 __all__ = ["vault_partner"]
 

@@ -11,15 +11,15 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from adapters.sdk import VaultClient
-from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import careplan, goal, patient
 from tests.support.partners import share
-from vault.access import AccessContext
+from vault.consent.access import AccessContext
 from vault.fhir import export
 from vault.fhir.export_models import ExportFile, ExportJob
 from vault.fhir.repository import Repository
+from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.models import OAuthClient
-from vault.runtime import Runtime, now_micros
+from vault.testing import RegisteredClient, ThrowawayVault
 
 ASYNC = {"prefer": "respond-async", "accept": "application/fhir+json"}
 

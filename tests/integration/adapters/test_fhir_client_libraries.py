@@ -17,11 +17,11 @@ import pytest
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome
 
-from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import careplan, goal
 from tests.support import REPO_ROOT
 from tests.support.docs import DOCS, file_block
 from tests.support.partners import share
+from vault.testing import RegisteredClient, ThrowawayVault
 
 GUIDE = DOCS / "connect-your-system.md"
 

@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 from adapters.cli import app
 from adapters.samenwerkplan import IDENTIFIER_SYSTEM, IMPORT_SCOPES, PlanImporter, read_plan
 from adapters.sdk import AppLaunchAuth, AuthenticationFailed, TokenFile, VaultClient
-from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import related_person
 from tests.support import REPO_ROOT, free_port
 from tests.support.partners import share
 from tests.support.smart import inwoner_account
 from vault.oauth.commands import register_client
+from vault.testing import RegisteredClient, ThrowawayVault
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "samenwerkplan-noor.md"
 

@@ -11,9 +11,9 @@ from adapters.cli import app
 from adapters.sdk import AccessRevoked, VaultClient
 from adapters.sdk.sync import Synchroniser
 from adapters.sink import SinkAdapter
-from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import careplan, goal
 from tests.support.partners import held, share
+from vault.testing import RegisteredClient, ThrowawayVault
 
 
 def test_sink_syncs_grants_updates_and_forgets_a_revoked_grant(

@@ -22,12 +22,12 @@ from sqlalchemy import select, update
 from tests.conftest import FHIR_JSON, ServerThread
 from tests.factories import consent, patient
 from tests.support.smart import BackendClient, inwoner_account, register_app, register_backend
-from vault.access import AccessContext
-from vault.config import Settings
+from vault.app.main import create_app
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 from vault.oauth.models import OAuthClient
-from vault.runtime import Runtime
 
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 RESTRICTED = {"system": CONF, "code": "R"}

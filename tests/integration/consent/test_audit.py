@@ -30,12 +30,12 @@ from tests.integration.consent.conftest import (
     grant,
 )
 from tests.support import fresh_database, run_vault, vault_env
-from vault.access import AccessContext
-from vault.consent.models import AuditChain
-from vault.crypto import seal_body
-from vault.fhir.models import DataKey, ResourceRow, VersionRow
+from vault.audit.models import AuditChain
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.runtime import Runtime
+from vault.kernel.crypto import seal_body
+from vault.kernel.runtime import Runtime
+from vault.store.models import DataKey, ResourceRow, VersionRow
 
 InwonerApp = Callable[[str], httpx.Client]
 

@@ -29,14 +29,14 @@ from tests.integration.consent.conftest import (
     ids,
 )
 from tests.support import fresh_database, run_vault, vault_env
-from vault.access import AccessContext
-from vault.audit import AuditRecord
-from vault.consent.models import AuditChain
-from vault.consent.page_data import erase_vault
-from vault.fhir.models import ResourceRow
+from vault.app.main import create_app
+from vault.audit.log import AuditRecord
+from vault.audit.models import AuditChain
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.main import create_app
-from vault.runtime import Runtime, now_micros
+from vault.kernel.runtime import Runtime, now_micros
+from vault.page.data import erase_vault
+from vault.store.models import ResourceRow
 
 
 def _erase(runtime: Runtime, patient_id: str) -> None:

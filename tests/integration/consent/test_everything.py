@@ -9,8 +9,8 @@ from tests.conftest import ServerThread, create
 from tests.factories import careplan, consent, goal, observation
 from tests.factories import patient as patient_resource
 from tests.support.smart import register_backend
+from vault.kernel.runtime import Runtime
 from vault.oauth.models import OAuthClient
-from vault.runtime import Runtime
 
 
 def _organization_of(runtime: Runtime, client_id: str) -> str:

@@ -27,10 +27,10 @@ from sqlalchemy import select
 from tests.factories import consent, goal, patient, related_person
 from tests.support.harness import FHIR_JSON, Harness, Party, network_account, page_login
 from tests.support.reference import Record
-from vault.config import Settings
-from vault.fhir.models import ResourceRow
-from vault.main import create_app
-from vault.runtime import Runtime
+from vault.app.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
+from vault.store.models import ResourceRow
 
 CALLERS = ("partner", "partner-without-consent", "app", "app-read-only", "app-other", "nobody")
 A, H, S, L = "allow", "hidden", "scope", "login"

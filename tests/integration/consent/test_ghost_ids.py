@@ -20,12 +20,12 @@ from sqlalchemy import select
 
 from tests.factories import goal, patient
 from tests.integration.consent.conftest import Operator, Partner, PartnerFactory, grant
-from vault.access import AccessContext
-from vault.audit import VAULT_CHAIN
-from vault.consent.models import AuditChain
-from vault.fhir.models import ResourceRow
+from vault.audit.log import VAULT_CHAIN
+from vault.audit.models import AuditChain
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.runtime import Runtime
+from vault.kernel.runtime import Runtime
+from vault.store.models import ResourceRow
 
 SEARCHES = (
     ("Goal", {}),

@@ -13,8 +13,8 @@ import uuid
 
 from tests.factories import DOMAIN_SYSTEM, goal, patient
 from tests.support.harness import Harness
-from vault.config import Settings
-from vault.runtime import Runtime
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 
 
 def test_history_outside_a_granular_scope_answers_like_a_missing_goal(

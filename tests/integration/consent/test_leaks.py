@@ -23,10 +23,10 @@ from tests.integration.consent.conftest import (
     grant,
     ids,
 )
-from vault.audit import VAULT_CHAIN
-from vault.consent.models import AuditChain
-from vault.fhir.models import ResourceRow
-from vault.runtime import Runtime
+from vault.audit.log import VAULT_CHAIN
+from vault.audit.models import AuditChain
+from vault.kernel.runtime import Runtime
+from vault.store.models import ResourceRow
 
 
 def _goals(operator: Operator, patient_id: str, count: int) -> list[str]:

@@ -33,10 +33,10 @@ from tests.support.harness import (
 )
 from tests.support.reference import Record
 from tests.support.smart import inwoner_account
-from vault.config import Settings
-from vault.main import create_app
+from vault.app.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.models import OAuthClient
-from vault.runtime import Runtime, now_micros
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from tests.factories import careplan, consent, goal, patient
 from tests.support.harness import FHIR_JSON, Harness
-from vault.config import Settings
-from vault.runtime import Runtime
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 
 
 def test_a_partner_cannot_widen_a_related_grant_by_adding_a_reference(

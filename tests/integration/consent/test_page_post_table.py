@@ -4,7 +4,7 @@ checks").
 
 OWASP CSRF cheat sheet, synchronizer token pattern: every state-changing form of a session
 echoes the session's token; the login and invitation forms, before there is a session, a
-double-submit cookie (``vault/consent/page_session.py``). Who may post what is written
+double-submit cookie (``vault/oauth/sessions.py``). Who may post what is written
 out below by hand: a new route fails :func:`test_the_table_names_every_post_route` until
 someone decides who may use it. Every refusal changes nothing: no version is written and
 the visitor's session still works.
@@ -25,11 +25,11 @@ from sqlalchemy import func, select
 from tests.factories import organization, patient, related_person
 from tests.support.harness import Harness, InProcess, PageVisitor, network_account, page_login
 from tests.support.smart import inwoner_account
-from vault.config import Settings
-from vault.consent.router import router
-from vault.fhir.models import VersionRow
-from vault.main import create_app
-from vault.runtime import Runtime
+from vault.app.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
+from vault.page.router import router
+from vault.store.models import VersionRow
 
 # Who may post to each route once the form is valid.
 ANYONE = "anyone"  # a form shown before there is a session (double-submit cookie)

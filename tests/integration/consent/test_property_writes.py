@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 
 from tests.factories import careplan, careteam, goal, patient, related_person
 from tests.integration.consent.conftest import RESTRICTED, Operator, grant
-from vault.access import AccessContext
-from vault.errors import VaultError
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.fhir.resources import RESOURCE_TYPES
+from vault.kernel.errors import VaultError
+from vault.kernel.runtime import Runtime
 from vault.oauth.scopes import permissions_from
-from vault.runtime import Runtime
 
 GOALS = ("goal0", "goal1", "goal2")
 PEOPLE = ("rp0", "rp1", "rp2")

@@ -50,9 +50,9 @@ from tests.support import PG_URL, REPO_ROOT, fresh_database
 from tests.support.harness import Harness, PageVisitor, Party, page_login
 from tests.support.reference import Record
 from tests.support.smart import inwoner_account
-from vault.errors import Unprocessable
-from vault.main import create_app
-from vault.runtime import Runtime
+from vault.app.main import create_app
+from vault.kernel.errors import Unprocessable
+from vault.kernel.runtime import Runtime
 
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 OTHER = "https://regiekluis.nl/fhir/CodeSystem/label"

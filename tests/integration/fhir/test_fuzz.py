@@ -40,13 +40,13 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.testing import DEMO_SCOPES, ThrowawayVault
 from tests.factories import careplan, goal, patient, subscription
 from tests.support import fresh_database
 from tests.support.partners import share
 from tests.support.smart import inwoner_account, register_app
-from vault.main import create_app
-from vault.netguard import use_resolver
+from vault.app.main import create_app
+from vault.kernel.netguard import use_resolver
+from vault.testing import DEMO_SCOPES, ThrowawayVault
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "450"))
 RANDOM = os.environ.get("FUZZ_RANDOM", "") == "1"  # `make fuzz`: new inputs every run

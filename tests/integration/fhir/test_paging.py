@@ -17,7 +17,7 @@ from tests.conftest import FHIR_JSON, create
 from tests.factories import careplan, goal, new_id
 from tests.factories import patient as patient_resource
 from vault.fhir.search import Cursor, cursor_secret
-from vault.runtime import Runtime
+from vault.kernel.runtime import Runtime
 
 
 def get(client: httpx.Client, url: str, params: Any = None) -> dict[str, Any]:

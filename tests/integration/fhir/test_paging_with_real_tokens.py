@@ -17,8 +17,8 @@ import pytest
 
 from tests.factories import consent, goal, patient
 from tests.support.harness import BASE, Harness, Party
-from vault.config import Settings
-from vault.runtime import Runtime
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 GOALS = 23

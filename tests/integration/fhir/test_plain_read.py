@@ -10,15 +10,15 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-import vault.main
+import vault.app.main
 from tests.conftest import create
 from tests.conftest import test_access as header_access
 from tests.factories import goal, new_id
 from tests.factories import patient as patient_resource
-from vault.config import Settings
+from vault.app.main import create_app
 from vault.fhir.repository import Repository
-from vault.main import create_app
-from vault.runtime import Runtime
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 
 COMPARED = ("content-type", "etag", "last-modified", "www-authenticate")
 
@@ -48,13 +48,13 @@ def test_a_read_answers_as_the_routed_read(
     client: httpx.Client, goal_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     taken: list[tuple[str, str]] = []
-    serve = vault.main.serve_plain_read
+    serve = vault.app.main.serve_plain_read
 
     async def spy(scope: Scope, receive: Receive, send: Send, *target: str) -> None:
         taken.append((target[0], target[1]))
         await serve(scope, receive, send, *target)
 
-    monkeypatch.setattr(vault.main, "serve_plain_read", spy)
+    monkeypatch.setattr(vault.app.main, "serve_plain_read", spy)
     plain, routed = both(client, f"/Goal/{goal_id}")
     assert taken == [("Goal", goal_id)]  # the plain path, once; the query kept the other off
     assert plain.status_code == 200
@@ -95,7 +95,7 @@ def test_an_unexpected_error_is_a_500_outcome_that_logs_only_its_type(
         raise RuntimeError("Ik wil mijn schulden op een rij")  # personal words in a message
 
     monkeypatch.setattr(Repository, "read_async", broken)
-    with caplog.at_level(logging.ERROR, logger="vault.errors"):
+    with caplog.at_level(logging.ERROR, logger="vault.kernel.errors"):
         plain, routed = both(client, f"/Goal/{goal_id}")
     assert plain.status_code == 500
     assert plain.json()["resourceType"] == "OperationOutcome"

@@ -32,8 +32,8 @@ from tests.factories import (
     related_person,
 )
 from tests.factories import patient as patient_resource
-from vault.fhir.models import ResourceRow, SearchToken
-from vault.runtime import Runtime
+from vault.kernel.runtime import Runtime
+from vault.store.models import ResourceRow, SearchToken
 
 Params = Sequence[tuple[str, str]] | dict[str, str]
 

@@ -16,9 +16,9 @@ import httpx
 import orjson
 import pytest
 
-from adapters.testing import DEMO_SCOPES, RegisteredClient, ThrowawayVault
 from tests.factories import patient, subscription
 from tests.support import fresh_database
+from vault.testing import DEMO_SCOPES, RegisteredClient, ThrowawayVault
 
 SUBSCRIBER_SCOPES = (*DEMO_SCOPES, "system/Subscription.cruds")
 MAX_ATTEMPTS = 3

@@ -3,7 +3,7 @@
 At registration (422 OperationOutcome) and again at each delivery: a name that resolved to a
 public address when the partner subscribed may point at 127.0.0.1 later (DNS rebinding).
 Name resolution lies outside this machine, so the rebinding test swaps the resolver of
-vault/netguard.py; the worker, its check and its connection are the real ones.
+vault/kernel/netguard.py; the worker, its check and its connection are the real ones.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import httpx
 import orjson
 import pytest
 
-from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import goal, subscription
 from tests.integration.notify.conftest import MAX_ATTEMPTS, WAIT, Receiver, subscribe
 from tests.support.partners import share
-from vault.netguard import use_resolver
+from vault.kernel.netguard import use_resolver
+from vault.testing import RegisteredClient, ThrowawayVault
 
 PUBLIC = "93.184.215.14"  # a globally routable address (nothing connects to it here)
 

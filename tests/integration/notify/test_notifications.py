@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import orjson
 
-from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import careplan, goal, patient
 from tests.integration.notify.conftest import (
     MAX_ATTEMPTS,
@@ -19,7 +18,8 @@ from tests.integration.notify.conftest import (
     subscribe,
 )
 from tests.support.partners import share
-from vault.consent.page_data import erase_vault
+from vault.page.data import erase_vault
+from vault.testing import RegisteredClient, ThrowawayVault
 
 SECRET = "s3cret-of-the-partner"
 

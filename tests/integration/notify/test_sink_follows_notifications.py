@@ -21,11 +21,11 @@ from adapters.sdk import (
     subscription_resource,
 )
 from adapters.sink import SinkAdapter
-from adapters.testing import RegisteredClient, ThrowawayVault
 from tests.factories import goal
 from tests.integration.notify.conftest import WAIT
 from tests.support import free_port
 from tests.support.partners import held, share
+from vault.testing import RegisteredClient, ThrowawayVault
 
 
 def test_a_plan_change_reaches_the_partner_sink_through_a_notification(

@@ -17,12 +17,12 @@ from adapters.sdk import VaultClient
 from tests.factories import consent, goal, patient
 from tests.integration.notify.conftest import SUBSCRIBER_SCOPES, Receiver, subscribe
 from tests.support import ServerProcess, fresh_database, run_vault, vault_command, vault_env
-from vault.access import AccessContext
-from vault.config import Settings
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 from vault.oauth.commands import register_client
 from vault.oauth.models import OAuthClient
-from vault.runtime import Runtime
 
 CHANGES = 12
 

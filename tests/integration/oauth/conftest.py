@@ -9,9 +9,9 @@ import pytest
 
 from tests.conftest import ServerThread, create
 from tests.factories import patient as patient_resource
-from vault.config import Settings
-from vault.main import create_app
-from vault.runtime import Runtime
+from vault.app.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 
 
 @pytest.fixture(scope="session")

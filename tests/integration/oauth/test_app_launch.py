@@ -20,8 +20,8 @@ from tests.conftest import FHIR_JSON, ServerThread, create
 from tests.factories import goal, observation
 from tests.factories import patient as patient_resource
 from tests.support.smart import App, inwoner_account, pkce, register_app
+from vault.kernel.runtime import Runtime
 from vault.oauth.router import describe_scope
-from vault.runtime import Runtime
 
 
 @dataclass

@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import ServerThread
 from tests.support.smart import BackendClient, client_assertion, register_backend
+from vault.kernel.runtime import Runtime
 from vault.oauth.client_assertion import CLOCK_SKEW_SECONDS
-from vault.runtime import Runtime
 
 # Margins well clear of the edges, so a slow test machine cannot flip an answer.
 INSIDE = CLOCK_SKEW_SECONDS // 2

@@ -24,13 +24,13 @@ from tests.factories import organization
 from tests.factories import patient as patient_resource
 from tests.support import ServerProcess, fresh_database, vault, vault_command, vault_env
 from tests.support.smart import BackendClient, inwoner_account, make_key, public_jwks
-from vault.access import AccessContext
-from vault.config import Settings
-from vault.fhir.models import ResourceRow
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 from vault.oauth.accounts import authenticate
 from vault.oauth.models import Account, OAuthClient
-from vault.runtime import Runtime
+from vault.store.models import ResourceRow
 
 pytestmark = pytest.mark.slow
 
@@ -262,7 +262,7 @@ REFUSALS = {
         ["--scope", "system/Goal.rs"],
         "https",
     ),
-    # Issue 12 B5: the address check of Subscription endpoints (vault/netguard.py).
+    # Issue 12 B5: the address check of Subscription endpoints (vault/kernel/netguard.py).
     "a jwks_uri with userinfo": (
         lambda d: ["--jwks-uri", "http://localhost@evil.example/jwks.json"],
         ["--scope", "system/Goal.rs"],

@@ -26,8 +26,8 @@ from joserfc.errors import SecurityWarning
 
 from tests.conftest import ServerThread
 from tests.support.smart import BackendClient, client_assertion, make_key, register_backend
-from vault import netguard
-from vault.runtime import Runtime
+from vault.kernel import netguard
+from vault.kernel.runtime import Runtime
 
 
 class KeyServer:

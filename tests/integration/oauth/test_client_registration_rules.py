@@ -19,9 +19,9 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import ServerThread
 from tests.support.smart import App, make_key, pkce, public_jwks
+from vault.kernel.runtime import Runtime
 from vault.oauth.commands import register_client
 from vault.oauth.models import OAuthClient
-from vault.runtime import Runtime
 
 
 def client_count(runtime: Runtime) -> int:

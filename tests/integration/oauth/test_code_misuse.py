@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ServerThread
 from tests.support.smart import App, inwoner_account, pkce, register_app
-from vault.runtime import Runtime
+from vault.kernel.runtime import Runtime
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ from joserfc import jwk, jwt
 from tests.conftest import ServerThread, create
 from tests.factories import goal
 from tests.support.smart import App, inwoner_account, register_app, register_backend
-from vault.config import Settings
-from vault.fhir.capability import OAUTH_URIS
-from vault.fhir.resources import SCOPE_TYPES
-from vault.main import create_app
+from vault.app.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.fhirdata import SCOPE_TYPES
+from vault.kernel.runtime import Runtime
+from vault.oauth.router import OAUTH_URIS
 from vault.oauth.scopes import parse_scope
-from vault.runtime import Runtime
 
 SMART_REQUIRED = (
     "issuer",
@@ -348,7 +348,7 @@ def test_endpoints_are_those_of_the_bound_address_whatever_the_host_header(
     vault: ServerThread, http: httpx.Client
 ) -> None:
     # Without a configured public URL, every document names the address the vault is bound
-    # to: a Host header is the client's to choose, the issuer is not (vault/urls.py).
+    # to: a Host header is the client's to choose, the issuer is not (vault/kernel/urls.py).
     host = {"host": f"localhost:{vault.port}"}
     smart = get_json(http, f"{vault.url}/.well-known/smart-configuration", headers=host)
     statement = http.get(f"{vault.url}/fhir/metadata", headers=host).json()

@@ -29,9 +29,9 @@ from tests.support.smart import (
     register_app,
     register_backend,
 )
-from vault.config import Settings
-from vault.main import create_app
-from vault.runtime import Runtime
+from vault.app.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 
 PUBLIC = "https://vault.example"
 FORGED_HOSTS = ["evil.example", "evil.example:443", f"{PUBLIC.removeprefix('https://')}"]

@@ -21,12 +21,12 @@ from tests.conftest import ServerThread, initialise, make_settings
 from tests.factories import patient as patient_resource
 from tests.support import fresh_database, run_vault, vault_env
 from tests.support.smart import App, inwoner_account, register_app
-from vault.access import AccessContext
+from vault.app.main import create_app
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.main import create_app
+from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.commands import rotate_signing
 from vault.oauth.models import SigningKey
-from vault.runtime import Runtime, now_micros
 
 
 @dataclass

@@ -26,8 +26,8 @@ from tests.support import (
     vault_command,
     vault_env,
 )
-from vault.config import Settings
-from vault.runtime import Runtime
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"

@@ -14,11 +14,11 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.integration.page.conftest import Vault, check_page, log_in
 from tests.support.smart import register_backend
-from vault.access import AccessContext
-from vault.consent.page_data import GOAL_RANK, LEGAL_BASIS
-from vault.consent.page_words import preview_actor
-from vault.errors import KeyUnavailable
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.errors import KeyUnavailable
+from vault.page.data import GOAL_RANK, LEGAL_BASIS
+from vault.page.words import preview_actor
 
 MEE = "MEE Voorbeeldregio"  # the demo's Organization/demo-org-mee
 

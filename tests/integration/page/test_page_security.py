@@ -11,10 +11,10 @@ from starlette.requests import Request
 
 from tests.integration.page.conftest import Vault, http_log_in, page_csrf
 from tests.support.smart import set_account
-from vault.config import Settings
-from vault.consent.page_session import MICROS, cookie_is_secure, hash_secret
-from vault.consent.web_models import WebSession
-from vault.runtime import now_micros
+from vault.kernel.config import Settings
+from vault.kernel.runtime import now_micros
+from vault.oauth.models import WebSession
+from vault.oauth.sessions import MICROS, cookie_is_secure, hash_secret
 
 pytestmark = pytest.mark.slow
 

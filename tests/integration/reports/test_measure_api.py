@@ -20,10 +20,10 @@ from fhirclient.models.measurereport import MeasureReport as ClientMeasureReport
 
 from tests.factories import consent
 from tests.integration.consent.conftest import Operator, Partner, PartnerFactory
-from vault.access import AccessContext
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.runtime import Runtime
 from vault.reports.cohort import Member, member
-from vault.runtime import Runtime
 
 REPORTING = ["system/MeasureReport.r"]
 YEAR = (("periodStart", "2025-01-01"), ("periodEnd", "2025-12-31"))

@@ -12,8 +12,8 @@ import pytest
 
 from tests.factories import consent
 from vault.consent.compile import Grant, compile_consent
-from vault.errors import Unprocessable
-from vault.fhir.resources import parse_date_range
+from vault.kernel.errors import Unprocessable
+from vault.kernel.fhirdata import parse_date_range
 
 PATIENT = "p-1"
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vault.consent.page_words import LogLine, group_visits, visit_sentence
 from vault.consent.representation import Role, role_at
+from vault.page.words import LogLine, group_visits, visit_sentence
 
 MINUTE = 60 * 1_000_000
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from jinja2 import Environment, nodes
 
-from vault.consent import page_catalogue
-from vault.consent.page_catalogue import ENGLISH, translator
-from vault.consent.page_data import DOMAINS, LEGAL_BASIS_WORDS, PRIORITIES
+from vault.page import catalogue as page_catalogue
+from vault.page.catalogue import ENGLISH, translator
+from vault.page.data import DOMAINS, LEGAL_BASIS_WORDS, PRIORITIES
 
 CONSENT = Path(page_catalogue.__file__).parent
 

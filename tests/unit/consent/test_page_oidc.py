@@ -9,8 +9,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from vault.config import OidcSettings
-from vault.consent import page_oidc
+from vault.kernel.config import OidcSettings
+from vault.page import oidc as page_oidc
 
 
 def test_with_a_key_file_the_token_request_carries_a_private_key_jwt(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vault.errors import Unprocessable
 from vault.fhir.narrative import check_narratives, narrative_problem
+from vault.kernel.errors import Unprocessable
 
 NS = 'xmlns="http://www.w3.org/1999/xhtml"'
 

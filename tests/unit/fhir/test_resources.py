@@ -6,16 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vault.errors import BadRequest
-from vault.fhir.resources import (
-    MAX_MICROS,
-    RESOURCE_TYPES,
-    TokenValue,
-    format_instant,
-    parse_date_range,
-    split_reference,
-    validate_resource,
-)
+from vault.fhir.resources import RESOURCE_TYPES, TokenValue, validate_resource
+from vault.kernel.errors import BadRequest
+from vault.kernel.fhirdata import MAX_MICROS, format_instant, parse_date_range, split_reference
 
 
 def micros(*args: int, tz: object = UTC) -> int:

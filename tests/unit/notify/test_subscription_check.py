@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.factories import subscription
-from vault.config import Settings
-from vault.errors import BadRequest, Unprocessable
-from vault.netguard import use_resolver
+from vault.kernel.config import Settings
+from vault.kernel.errors import BadRequest, Unprocessable
+from vault.kernel.netguard import use_resolver
 from vault.notify.subscriptions import check_subscription
 
 READABLE = frozenset({"Goal", "CarePlan", "Consent"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vault.config import public_url
+from vault.kernel.config import public_url
 
 
 @pytest.mark.parametrize(

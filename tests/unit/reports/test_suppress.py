@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from vault.audit import AuditRecord
-from vault.consent.page_words import describe_event
+from vault.audit.log import AuditRecord
+from vault.page.words import describe_event
 from vault.reports.figures import parse_period
 from vault.reports.suppress import Figure, Relation, suppress
 

@@ -41,13 +41,13 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import Connection, select
 
-from vault.access import AccessContext
-from vault.config import OidcSettings
-from vault.consent.page_data import display_name
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.config import OidcSettings
+from vault.kernel.runtime import Runtime
 from vault.oauth.accounts import AccountInfo, create_account, find_account
 from vault.oauth.models import Account
-from vault.runtime import Runtime
+from vault.page.data import display_name
 
 __all__ = [
     "BSN_SYSTEM",

@@ -5,7 +5,7 @@ give) serves HTTP on 127.0.0.1 with its real token endpoint, and the client sign
 client assertions with a key made for the test. Use it as a pytest plugin::
 
     # conftest.py of your adapter
-    pytest_plugins = ["adapters.testing"]
+    pytest_plugins = ["vault.testing"]
 
     def test_my_adapter_syncs(vault_partner):          # a VaultClient of MEE Voorbeeldregio
         ...
@@ -39,17 +39,17 @@ from joserfc.jwk import ECKey, Key, RSAKey
 from sqlalchemy import select
 
 from adapters.sdk.client import VaultClient
-from vault.access import AccessContext
-from vault.config import Settings
-from vault.crypto import MasterKey
-from vault.db import Database
-from vault.demo import load_demo
+from vault.app.demo import load_demo
+from vault.app.main import create_app
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.main import create_app
+from vault.kernel.config import Settings
+from vault.kernel.crypto import MasterKey
+from vault.kernel.db import Database
+from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
 from vault.oauth.commands import register_client
 from vault.oauth.models import OAuthClient
-from vault.runtime import Runtime
 
 __all__ = [
     "DEMO_PARTNER",

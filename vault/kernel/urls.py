@@ -14,7 +14,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import Scope
 
-from vault.config import Settings
+from vault.kernel.config import Settings
 
 __all__ = ["bound_origin", "fhir_base", "origin"]
 

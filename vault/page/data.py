@@ -19,24 +19,24 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
-from vault.access import AccessContext, registered_purposes
-from vault.audit import AuditRecord
+from vault.audit.log import AuditRecord
+from vault.consent.access import AccessContext, registered_purposes
 from vault.consent.compile import Grant, compile_consent
-from vault.consent.models import ConsentGrant
-from vault.consent.page_words import PART_BY_KEY, PARTS, PREVIEW_QUERY, Summary, summarize
+from vault.consent.models import ConsentGrant, NetworkLink, Representation
 from vault.consent.representation import current_roles, end_roles, set_role
-from vault.consent.web_models import Invitation, NetworkLink, Representation, WebSession
-from vault.errors import FhirError, KeyUnavailable, NotFound
+from vault.consent.service import record_erasure
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
-from vault.fhir.models import DataKey, ResourceRow
 from vault.fhir.repository import Repository, Stored
-from vault.fhir.resources import SCOPE_TYPES, format_instant, split_reference
-from vault.notify.outbox import record_erasure
+from vault.kernel.errors import FhirError, KeyUnavailable, NotFound
+from vault.kernel.fhirdata import SCOPE_TYPES, format_instant, split_reference
+from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.apps import revoke_account_tokens, stop_apps
-from vault.oauth.models import Account, OAuthClient, Token
+from vault.oauth.models import Account, OAuthClient, Token, WebSession
 from vault.oauth.scopes import permissions_from
+from vault.page.models import Invitation
+from vault.page.words import PART_BY_KEY, PARTS, PREVIEW_QUERY, Summary, summarize
 from vault.reports.page import is_statistics
-from vault.runtime import Runtime, now_micros
+from vault.store.models import DataKey, ResourceRow
 
 __all__ = [
     "Party",

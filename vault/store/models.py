@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vault.db import Base, FhirId, Micros, PatientId, Pk
+from vault.kernel.db import Base, FhirId, Micros, PatientId, Pk
 
 __all__ = [
     "DataKey",

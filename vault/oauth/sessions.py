@@ -26,12 +26,12 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from vault.access import AccessContext
-from vault.config import Settings
+from vault.consent.access import AccessContext
 from vault.consent.representation import standing
-from vault.consent.web_models import LoginFailure, WebSession
-from vault.crypto import BlindIndex
+from vault.kernel.config import Settings
+from vault.kernel.crypto import BlindIndex
 from vault.oauth.accounts import AccountInfo, authenticate, find_account
+from vault.oauth.models import LoginFailure, WebSession
 
 __all__ = [
     "LOGIN_CSRF_COOKIE",

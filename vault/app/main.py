@@ -13,23 +13,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from vault import __version__
-from vault.config import Settings
-from vault.consent.router import install_page
-from vault.deps import AccessResolver
+from vault.app.metrics import metrics_response, readiness, served
+from vault.consent.caller import AccessResolver
 from vault.fhir.export import reclaim_stranded
 from vault.fhir.export_router import router as export_router
 from vault.fhir.outcomes import CatchAllMiddleware, install_handlers
 from vault.fhir.router import plain_read, serve_plain_read
 from vault.fhir.router import router as fhir_router
-from vault.metrics import metrics_response, readiness, served
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 from vault.notify.router import router as notify_router
+from vault.notify.topic import subscription_capability
 from vault.notify.worker import Notifier
 from vault.oauth.protector import BearerTokenResolver
 from vault.oauth.router import capability_security
 from vault.oauth.router import router as oauth_router
 from vault.oauth.server import VaultAuthorizationServer
+from vault.page.router import install_page
+from vault.reports.measure import measure_capability
 from vault.reports.router import router as reports_router
-from vault.runtime import Runtime
 
 __all__ = ["VaultApp", "app_from_env", "create_app"]
 
@@ -61,6 +63,7 @@ def _attach(app: FastAPI, runtime: Runtime, access_resolver: AccessResolver | No
     )
     app.state.access_resolver = access_resolver or BearerTokenResolver(runtime)
     app.state.capability_security = capability_security(runtime.settings)
+    app.state.capability_resources = (subscription_capability(), measure_capability())
 
 
 def create_app(

@@ -1,8 +1,10 @@
 """The outbox: a change is recorded for notification in the transaction that makes it.
 
-Called by the repository for every create, update and delete, and by the consent engine
-when a Consent's grants change or an inwoner's vault is erased. Nothing here decides who
-hears about it: that is the delivery worker's job (``notify/worker.py``), which asks each
+``notify_event`` has a row per change, written in the transaction of the change itself, so
+a committed change is never lost before it is fanned out. Every write of the store records
+here (the repository for each create, update and delete; the consent engine when a
+Consent's grants change or an inwoner's vault is erased). Nothing here decides who hears
+about it: that is the delivery worker's job (``vault/notify/worker.py``), which asks each
 subscriber's own access decision.
 """
 
@@ -10,14 +12,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, String, insert, select
+from sqlalchemy.orm import Mapped, mapped_column
 
-from vault.consent.models import ConsentGrant
-from vault.fhir.models import ResourceRow
-from vault.notify.models import NotifyEvent
-from vault.runtime import now_micros
+from vault.kernel.db import Base, BigIntPk, Micros
+from vault.kernel.runtime import now_micros
+from vault.store.models import ResourceRow
 
-__all__ = ["record_change", "record_erasure", "record_grant_change"]
+__all__ = ["NotifyEvent", "record_change", "record_grant_change"]
+
+
+class NotifyEvent(Base):
+    __tablename__ = "notify_event"
+    id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # change | access-ended | access-changed
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resource_type: Mapped[str] = mapped_column(String(40))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(8))  # create | update | delete
+    grantee: Mapped[str | None] = mapped_column(String(110), nullable=True)
+    created_at: Mapped[Micros]
+
 
 _NOT_NOTIFIED = frozenset({"AuditEvent", "Provenance"})  # the vault's own records
 
@@ -77,23 +92,3 @@ def record_grant_change(
             for kind, grantee in rows
         ],
     )
-
-
-def record_erasure(conn: Connection, *, patient_id: str) -> None:
-    """Every grantee of the inwoner's Consents loses access; call before grants go."""
-    pairs = conn.execute(
-        select(ConsentGrant.consent_pk, ConsentGrant.grantee)
-        .where(
-            ConsentGrant.patient_id == patient_id,
-            ConsentGrant.effect == "permit",
-            ConsentGrant.grantee.is_not(None),
-        )
-        .distinct()
-    ).all()
-    by_consent: dict[int, set[str]] = {}
-    for consent_pk, grantee in pairs:
-        by_consent.setdefault(consent_pk, set()).add(str(grantee))
-    for consent_pk, grantees in sorted(by_consent.items()):
-        record_grant_change(
-            conn, consent_pk=consent_pk, patient_id=patient_id, ended=grantees, changed=()
-        )

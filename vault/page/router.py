@@ -28,13 +28,19 @@ from sqlalchemy import Connection
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from vault.access import AccessContext
-from vault.audit import AuditRecord
-from vault.config import OidcSettings
-from vault.consent import page_data as data
-from vault.consent import page_oidc
-from vault.consent.page_catalogue import LANGUAGE_COOKIE, language_of, translator
-from vault.consent.page_session import (
+from vault.audit.log import AuditRecord
+from vault.consent.access import AccessContext
+from vault.consent.representation import role_at, role_history
+from vault.fhir.repository import Repository
+from vault.fhir.resources import ID_PATTERN
+from vault.kernel.config import OidcSettings
+from vault.kernel.errors import FhirError
+from vault.kernel.fhirdata import format_instant
+from vault.kernel.runtime import Runtime, now_micros
+from vault.kernel.urls import origin
+from vault.oauth.accounts import MIN_PASSWORD_LENGTH, create_account
+from vault.oauth.apps import apps_with_access, stop_apps
+from vault.oauth.sessions import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Visitor,
@@ -48,7 +54,10 @@ from vault.consent.page_session import (
     start_session,
     touch_session,
 )
-from vault.consent.page_words import (
+from vault.page import data
+from vault.page import oidc as page_oidc
+from vault.page.catalogue import LANGUAGE_COOKIE, language_of, translator
+from vault.page.words import (
     PARTS,
     STOP_APP_QUERY,
     app_may,
@@ -58,17 +67,9 @@ from vault.consent.page_words import (
     group_visits,
     preview_actor,
 )
-from vault.consent.representation import role_at, role_history
-from vault.errors import FhirError
-from vault.fhir.repository import Repository
-from vault.fhir.resources import ID_PATTERN, format_instant
-from vault.oauth.accounts import MIN_PASSWORD_LENGTH, create_account
-from vault.oauth.apps import apps_with_access, stop_apps
 from vault.reports import page as outcome_page
 from vault.reports.codes import PHASES
 from vault.reports.collect import organization_named
-from vault.runtime import Runtime, now_micros
-from vault.urls import origin
 
 __all__ = ["install_page", "router"]
 
@@ -570,7 +571,7 @@ def _party(request: Request, visitor: Visitor, grantee: str) -> data.Party:
         name = data.name_of(repo, conn, grantee)
         if name == "Onbekend":
             raise Refused(404, "Niet gevonden", "Deze organisatie of persoon kennen we niet.")
-        from vault.consent.page_words import summarize
+        from vault.page.words import summarize
 
         return data.Party(grantee, name, "organisatie", "", summarize(name, [], now=now_micros()))
 

@@ -29,7 +29,7 @@ from threading import Lock
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vault.errors import KeyUnavailable
+from vault.kernel.errors import KeyUnavailable
 
 __all__ = [
     "BlindIndex",

@@ -1,6 +1,6 @@
 """Who is asking: the immutable context every FHIR request carries.
 
-One FastAPI dependency (``vault.deps.AccessDep``) builds an ``AccessContext`` per request
+One FastAPI dependency (``vault.consent.caller.AccessDep``) builds an ``AccessContext`` per request
 (from the bearer token, in ``oauth/protector.py``); the repository is constructed with it
 and applies it inside every query. The context says who is asking, on behalf of which
 organisation or inwoner, and what the token's scopes allow; the consent engine narrows a
@@ -17,9 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vault.oauth.scopes import Permissions
-
-__all__ = ["AccessContext", "Interaction", "registered_purposes"]
+__all__ = ["AccessContext", "Interaction", "Permissions", "registered_purposes"]
 
 # SMART v2 permission letters: create, read, update, delete, search.
 Interaction = Literal["c", "r", "u", "d", "s"]
@@ -33,6 +31,30 @@ _VAULT_PURPOSES = frozenset({"HRESCH"})
 def registered_purposes(text: str | None) -> frozenset[str]:
     """The purposes of use a client may act under: its registration, minus the vault's."""
     return frozenset((text or "").split()) - _VAULT_PURPOSES
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """What a token's resource scopes allow, per resource type.
+
+    ``letters`` maps a type (or ``*``) to the interactions of ``cruds`` it allows;
+    ``queries`` holds the granular v2 restrictions: a type whose reads are allowed only
+    where one of the listed searches matches (an empty list: no restriction).
+    """
+
+    letters: dict[str, frozenset[str]]
+    queries: dict[str, tuple[tuple[tuple[str, str], ...], ...]]
+
+    def allows(self, letter: str, resource_type: str) -> bool:
+        return letter in self.letters.get(resource_type, frozenset()) or letter in (
+            self.letters.get("*", frozenset())
+        )
+
+    def types_with(self, letter: str) -> frozenset[str] | None:
+        """The types on which ``letter`` is allowed; None when every type is."""
+        if letter in self.letters.get("*", frozenset()):
+            return None
+        return frozenset(t for t, ls in self.letters.items() if letter in ls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, insert, select
 
-from vault.audit import AuditLog
-from vault.config import Settings
-from vault.crypto import BlindIndex, DataKeyCache, MasterKey, MasterKeyring, new_data_key
-from vault.db import Database
-from vault.errors import KeyUnavailable
-from vault.fhir.models import SHARED_OWNER, DataKey, VaultMeta
+from vault.audit.log import AuditLog
+from vault.kernel.config import Settings
+from vault.kernel.crypto import BlindIndex, DataKeyCache, MasterKey, MasterKeyring, new_data_key
+from vault.kernel.db import Database
+from vault.kernel.errors import KeyUnavailable
+from vault.store.models import SHARED_OWNER, DataKey, VaultMeta
 
 __all__ = ["Runtime", "now_micros"]
 

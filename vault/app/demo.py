@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from vault.access import AccessContext
-from vault.errors import Gone, NotFound
+from vault.consent.access import AccessContext
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
 from vault.fhir.repository import Repository
+from vault.kernel.errors import Gone, NotFound
 
 if TYPE_CHECKING:
-    from vault.runtime import Runtime
+    from vault.kernel.runtime import Runtime
 
 __all__ = ["DEMO_PATIENT_IDS", "demo_resources", "load_demo"]
 

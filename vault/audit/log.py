@@ -36,15 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BindParameter, Connection, Select, bindparam, insert, select, update
 
-from vault.consent.models import AuditChain, AuditChainHead
-from vault.db import InList, table_of
-from vault.fhir.models import SHARED_OWNER
-from vault.fhir.resources import format_instant
-from vault.metrics import count_decisions, group_committed
+from vault.audit.models import AuditChain, AuditChainHead
+from vault.kernel.db import InList, table_of
+from vault.kernel.fhirdata import format_instant
+from vault.kernel.metrics import count_decisions, group_committed
+from vault.store.models import SHARED_OWNER
 
 if TYPE_CHECKING:
     from vault.fhir.repository import Stored
-    from vault.runtime import Runtime
+    from vault.kernel.runtime import Runtime
 
 __all__ = ["VAULT_CHAIN", "AuditLog", "AuditRecord", "verify_chains"]
 
@@ -377,9 +377,9 @@ def verify_chains(runtime: Runtime, *, notes: list[str] | None = None) -> list[s
     checked: the erasure record (the destroyed key's row) is in place, every link is there
     in order, each follows the one before it, and the head is the last link.
     """
-    from vault.access import AccessContext
-    from vault.fhir.models import DataKey, ResourceRow
+    from vault.consent.access import AccessContext
     from vault.fhir.repository import Repository
+    from vault.store.models import DataKey, ResourceRow
 
     key = _chain_key(runtime)
     repo = Repository(runtime, AccessContext.full("audit-verify"))

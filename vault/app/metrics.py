@@ -35,19 +35,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from vault.audit import AuditRecord
-    from vault.runtime import Runtime
+    from vault.kernel.runtime import Runtime
 
 __all__ = [
-    "DELIVERY_FAILURES",
-    "count_decisions",
-    "group_committed",
     "metrics_response",
     "readiness",
     "served",
 ]
 
-# The route template of the plain read, which answers before the router (vault/main.py).
+# The route template of the plain read, which answers before the router (vault/app/main.py).
 PLAIN_READ_ROUTE = "/fhir/{resource_type}/{resource_id}"
 
 REQUESTS = Counter(
@@ -59,28 +55,8 @@ LATENCY = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
-DECISIONS = Counter(
-    "vault_access_decisions_total",
-    "Access decisions written to the access log, by outcome",
-    ["outcome"],
-)
-GROUP_SIZE = Histogram(
-    "vault_access_log_group_records",
-    "Access-log records per group commit",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
-)
-GROUP_WAIT = Histogram(
-    "vault_access_log_group_wait_seconds",
-    "Time from the oldest request of a group joining the queue to its durable commit",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-)
-DELIVERY_FAILURES = Counter(
-    "vault_notify_delivery_failures_total", "Notification deliveries that failed (each attempt)"
-)
 
 # Bound label lookups once: the plain read counts with no dictionary work per request.
-_PERMIT = DECISIONS.labels(outcome="permit")
-_DENY = DECISIONS.labels(outcome="deny")
 _PLAIN_LATENCY = LATENCY.labels(route=PLAIN_READ_ROUTE)
 _plain_counts: dict[int, Any] = {}
 
@@ -122,26 +98,6 @@ async def served(
             route = _route_of(scope)
             REQUESTS.labels(route=route, status=str(status)).inc()
             LATENCY.labels(route=route).observe(elapsed)
-
-
-def count_decisions(records: Iterable[AuditRecord]) -> None:
-    """Count the access log's decisions by outcome (called as they are appended)."""
-    permitted = denied = 0
-    for record in records:
-        if record.permitted:
-            permitted += 1
-        else:
-            denied += 1
-    if permitted:
-        _PERMIT.inc(permitted)
-    if denied:
-        _DENY.inc(denied)
-
-
-def group_committed(*, records: int, oldest_queued: float) -> None:
-    """One group commit of the access log: its size and how long its oldest request waited."""
-    GROUP_SIZE.observe(records)
-    GROUP_WAIT.observe(time.perf_counter() - oldest_queued)
 
 
 class _DatabaseGauges:
@@ -244,7 +200,7 @@ def _at_head(conn: Any) -> bool:
 
 
 def _keys_load(runtime: Runtime, conn: Any) -> bool:
-    from vault.fhir.models import SHARED_OWNER, DataKey
+    from vault.store.models import SHARED_OWNER, DataKey
 
     try:
         row = conn.execute(

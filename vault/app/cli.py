@@ -13,18 +13,18 @@ from typing import Annotated
 import typer
 from sqlalchemy import select, update
 
-from vault.config import Settings
-from vault.crypto import MasterKey, MasterKeyring, fsync_dir, pending_key_path
-from vault.db import Database
-from vault.errors import KeyUnavailable
 from vault.fhir.export import export_key_owner
 from vault.fhir.export_models import ExportJob
-from vault.fhir.models import DataKey, VaultMeta
+from vault.kernel.config import Settings
+from vault.kernel.crypto import MasterKey, MasterKeyring, fsync_dir, pending_key_path
+from vault.kernel.db import Database
+from vault.kernel.errors import KeyUnavailable
+from vault.kernel.runtime import CURRENT_MASTER_KEY, Runtime, ensure_vault_keys
 from vault.migrations import upgrade
 from vault.oauth.commands import account_app, client_app, rotate_signing
 from vault.oauth.keys import signing_key_owner
 from vault.oauth.models import SigningKey
-from vault.runtime import CURRENT_MASTER_KEY, Runtime, ensure_vault_keys
+from vault.store.models import DataKey, VaultMeta
 
 __all__ = ["app"]
 
@@ -118,7 +118,7 @@ def serve(
     _open(settings, prepare=True).close()
     os.environ["VAULT_DATA_DIR"] = str(settings.data_dir)
     uvicorn.run(
-        "vault.main:app_from_env",
+        "vault.app.main:app_from_env",
         factory=True,
         host=host,
         port=port,
@@ -143,7 +143,7 @@ def demo(
     ] = False,
 ) -> None:
     """Load the demo family (idempotent) and give each inwoner an account to log in with."""
-    from vault.demo import DEMO_PATIENT_IDS, load_demo
+    from vault.app.demo import DEMO_PATIENT_IDS, load_demo
     from vault.oauth.commands import new_password, set_account
     from vault.reports.cli import load_demo_cohort
 
@@ -296,7 +296,7 @@ def rotate_signing_command(data_dir: DataDir) -> None:
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir) -> None:
     """Check every inwoner's access-log chain; names the first broken link of each."""
-    from vault.audit import verify_chains
+    from vault.audit.log import verify_chains
 
     settings = Settings.from_env(data_dir)
     runtime = _open(settings)

@@ -1,0 +1,1 @@
+"""app layer (docs/architecture.md)."""

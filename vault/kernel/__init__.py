@@ -1,0 +1,1 @@
+"""kernel layer (docs/architecture.md)."""

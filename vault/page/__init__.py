@@ -1,0 +1,1 @@
+"""page layer (docs/architecture.md)."""

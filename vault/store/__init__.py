@@ -1,0 +1,1 @@
+"""store layer (docs/architecture.md)."""
