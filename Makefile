@@ -61,11 +61,12 @@ fuzz: $(STAMP)
 	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-15000} $(BIN)/python -m pytest -p no:xdist -s \
 		tests/integration/fhir/test_fuzz.py $(PYTEST_ARGS)
 
-## lint: ruff (lint + format check) and mypy strict
+## lint: ruff (lint + format check), mypy strict and the import contracts (docs/architecture.md)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 ## bench: the read/search benchmark on SQLite (see docs/performance.md)
 bench: $(STAMP)

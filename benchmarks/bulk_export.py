@@ -41,11 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fhir_read_search as base
 
 from adapters.sdk import VaultClient
+from vault.app.clients import register_client
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
+from vault.fhir.directory import find_or_create_organization
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime
-from vault.oauth.commands import find_or_create_organization, register_client
 
 PARTNER = "Bulk Export Bench"
 TYPES = ("Patient", "RelatedPerson", "Goal", "CareTeam", "CarePlan", "Observation", "Consent")
@@ -112,7 +114,7 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
 
     settings = Settings(data_dir=data_dir, database_url=url)
     base.initialise(settings)
-    runtime = Runtime.open(settings)
+    runtime = open_runtime(settings)
     try:
         print(f"Loading {args.inwoners} inwoners (20 resources each) ...", flush=True)
         loaded = base.load(runtime, inwoners=args.inwoners)

@@ -49,16 +49,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fhir_read_search as base
 
+from vault.app.clients import register_client
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.consent.models import ConsentGrant
+from vault.fhir.directory import find_or_create_organization
 from vault.fhir.repository import Repository
-from vault.fhir.resources import RESOURCE_TYPES
 from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime
-from vault.oauth.commands import find_or_create_organization, register_client
 from vault.oauth.scopes import permissions_from
 from vault.store.models import ResourceRow
+from vault.store.registry import RESOURCE_TYPES
 
 PARTNER = "MEE Veluwe"  # one of fhir_read_search.ORGANISATIONS: the data refers to it
 SCOPES = ["system/Goal.rs"]
@@ -514,7 +516,7 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
 
     settings = Settings(data_dir=data_dir, database_url=url)
     base.initialise(settings)
-    runtime = Runtime.open(settings)
+    runtime = open_runtime(settings)
     rows: list[Row] = []
     plans: dict[int, list[str]] = {}
     try:

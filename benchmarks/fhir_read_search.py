@@ -52,6 +52,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
@@ -352,7 +353,7 @@ def initialise(settings: Settings) -> None:
         upgrade(db.write_engine)
     finally:
         db.dispose()
-    Runtime.open(settings, bootstrap=True).close()
+    open_runtime(settings, bootstrap=True).close()
 
 
 def settle(runtime: Runtime) -> None:
@@ -902,7 +903,7 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     pg_name = None if url.startswith("sqlite") else make_url(url).database
     initialise(settings)
     print(f"Loading {args.inwoners} inwoners (about 20 resources each) ...", flush=True)
-    runtime = Runtime.open(settings)
+    runtime = open_runtime(settings)
     try:
         loaded = load(runtime, inwoners=args.inwoners)
         settle(runtime)

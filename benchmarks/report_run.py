@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fhir_read_search as base
 
+from vault.audit.runtime import open_runtime
 from vault.kernel.config import Settings
 from vault.kernel.crypto import MasterKey
 from vault.kernel.db import Database
-from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
 from vault.reports.cohort import load_cohort
 from vault.reports.collect import figures_for, organization_named
@@ -51,7 +51,7 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
         upgrade(db.write_engine)
     finally:
         db.dispose()
-    runtime = Runtime.open(settings, bootstrap=True)
+    runtime = open_runtime(settings, bootstrap=True)
     try:
         gemeente = organization_named(runtime, "Gemeente Bench")
         started = time.perf_counter()

@@ -21,6 +21,7 @@ from fastapi import Request
 from adapters.sink import SinkAdapter
 from tests.support import free_port, fresh_database
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.kernel.config import Settings
 from vault.kernel.crypto import MasterKey
@@ -69,7 +70,7 @@ def initialise(settings: Settings) -> None:
         upgrade(db.write_engine)
     finally:
         db.dispose()
-    Runtime.open(settings, bootstrap=True).close()
+    open_runtime(settings, bootstrap=True).close()
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +82,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Set
 
 @pytest.fixture(scope="session")
 def runtime(settings: Settings) -> Iterator[Runtime]:
-    rt = Runtime.open(settings)
+    rt = open_runtime(settings)
     yield rt
     rt.close()
 

@@ -39,8 +39,10 @@ from joserfc.jwk import ECKey, Key, RSAKey
 from sqlalchemy import select
 
 from adapters.sdk.client import VaultClient
+from vault.app.clients import register_client
 from vault.app.demo import load_demo
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
@@ -48,7 +50,6 @@ from vault.kernel.crypto import MasterKey
 from vault.kernel.db import Database
 from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
-from vault.oauth.commands import register_client
 from vault.oauth.models import OAuthClient
 
 __all__ = [
@@ -158,7 +159,7 @@ class ThrowawayVault:
             upgrade(db.write_engine)
         finally:
             db.dispose()
-        self.runtime = Runtime.open(settings, bootstrap=True)
+        self.runtime = open_runtime(settings, bootstrap=True)
         if self._demo:
             load_demo(self.runtime)
         self.port = _free_port()

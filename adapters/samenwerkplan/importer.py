@@ -27,10 +27,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.samenwerkplan.codes import LEVENSDOMEIN, LEVENSDOMEINEN
 from adapters.samenwerkplan.plan import Activity, Participant, Plan, Wish
 from adapters.sdk.client import VaultClient
 from adapters.sdk.errors import VaultClientError
-from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
 
 __all__ = [
     "GOAL_PRIORITY",

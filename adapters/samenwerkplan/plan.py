@@ -34,7 +34,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from vault.fhir.codesystems import LEVENSDOMEINEN
+from adapters.samenwerkplan.codes import LEVENSDOMEINEN
 
 __all__ = [
     "SECTIONS",

@@ -26,6 +26,7 @@ from tests.factories import patient
 from tests.support import fresh_database
 from vault.audit.log import VAULT_CHAIN, AuditLog, AuditRecord, _Pending, verify_chains
 from vault.audit.models import AuditChain, AuditChainHead
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.runtime import Runtime, now_micros
@@ -41,7 +42,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     with fresh_database(directory) as url:
         settings = make_settings(directory / "vault", url)
         initialise(settings)
-        rt = Runtime.open(settings)
+        rt = open_runtime(settings)
         try:
             yield rt
         finally:

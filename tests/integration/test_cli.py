@@ -31,17 +31,16 @@ from tests.support import (
     vault_env,
 )
 from vault.app import cli
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
 from vault.kernel.crypto import MasterKey, pending_key_path
 from vault.kernel.db import Database
 from vault.kernel.errors import KeyUnavailable
-from vault.kernel.runtime import Runtime
 from vault.migrations import alembic_config
-from vault.oauth.keys import signing_key_owner
-from vault.oauth.models import SigningKey
-from vault.store.models import DataKey, VaultMeta
+from vault.store.keys import signing_key_owner
+from vault.store.models import DataKey, SigningKey, VaultMeta
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +91,7 @@ Plan = dict[tuple[str, str, int], bytes]
 
 def store_plan(settings: Settings) -> Plan:
     """Write two inwoners' data and a shared Organization in process; return every version."""
-    rt = Runtime.open(settings)
+    rt = open_runtime(settings)
     stored: Plan = {}
     try:
         repo = Repository(rt, AccessContext.full())
@@ -119,7 +118,7 @@ def store_plan(settings: Settings) -> Plan:
 
 
 def read_plan(settings: Settings, plan: Plan) -> Plan:
-    rt = Runtime.open(settings)
+    rt = open_runtime(settings)
     try:
         repo = Repository(rt, AccessContext.full())
         found: Plan = {}
@@ -185,7 +184,7 @@ def test_init_creates_a_0600_master_key_and_a_database_at_head(
     finally:
         engine.dispose()
     assert versions == [head]
-    Runtime.open(settings).close()  # the vault's own keys are there and open
+    open_runtime(settings).close()  # the vault's own keys are there and open
 
 
 def test_second_init_keeps_the_master_key(data_dir: Path, env: dict[str, str]) -> None:
@@ -223,7 +222,7 @@ def test_keys_rotate_keeps_everything_readable_and_retires_the_old_key(
     assert_only_opened_by(settings.database_url, new, old)
     monkeypatch.setenv("VAULT_MASTER_KEY", old.to_text())
     with pytest.raises(KeyUnavailable):
-        Runtime.open(settings)
+        open_runtime(settings)
 
 
 def test_rotation_interrupted_before_the_database_changed_is_finished_by_the_next(

@@ -27,9 +27,9 @@ from tests.conftest import FHIR_JSON, initialise
 from tests.factories import goal
 from tests.factories import patient as patient_resource
 from tests.support import ServerProcess, fresh_database, vault_env
+from vault.audit.runtime import open_runtime
 from vault.kernel.config import Settings
 from vault.kernel.crypto import open_body
-from vault.kernel.runtime import Runtime
 from vault.store.models import (
     SHARED_OWNER,
     DataKey,
@@ -196,7 +196,7 @@ def assert_acknowledged_writes_are_there(http: httpx.Client, ledger: Ledger) -> 
 def assert_search_finds_exactly_the_readable_goals(
     http: httpx.Client, settings: Settings, patient_id: str, ledger: Ledger
 ) -> None:
-    rt = Runtime.open(settings)
+    rt = open_runtime(settings)
     try:
         with rt.db.read() as conn:
             stored = set(
@@ -223,7 +223,7 @@ def assert_search_finds_exactly_the_readable_goals(
 
 def assert_no_half_applied_write(settings: Settings) -> None:
     """Row by row: current versions exist, every body opens, no index row is orphaned."""
-    rt = Runtime.open(settings)
+    rt = open_runtime(settings)
     try:
         with rt.db.read() as conn:
             resources = conn.execute(select(ResourceRow.__table__)).all()

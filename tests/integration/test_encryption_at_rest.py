@@ -24,6 +24,7 @@ from tests.factories import bsn, careplan, goal
 from tests.factories import patient as patient_resource
 from tests.support import fresh_database
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.kernel.runtime import Runtime
 from vault.store.models import ResourceRow, SearchToken, VersionRow
 
@@ -49,7 +50,7 @@ def vault(tmp_path: Path) -> Iterator[Vault]:
     with fresh_database(tmp_path) as url:
         settings = make_settings(tmp_path / "vault", url)
         initialise(settings)
-        runtime = Runtime.open(settings)
+        runtime = open_runtime(settings)
         try:
             app = create_app(settings, access_resolver=access_from_header, runtime=runtime)
             with (

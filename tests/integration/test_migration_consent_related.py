@@ -16,6 +16,7 @@ from sqlalchemy import select
 from tests.conftest import initialise, make_settings
 from tests.factories import careplan, consent, goal, patient
 from tests.support import fresh_database
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.consent.models import ConsentRelated
 from vault.fhir.repository import Repository
@@ -35,7 +36,7 @@ def test_the_upgrade_records_what_related_grants_in_force_reach(tmp_path: Path) 
     with fresh_database(tmp_path) as url:
         settings = make_settings(tmp_path / "vault", url)
         initialise(settings)
-        runtime = Runtime.open(settings)
+        runtime = open_runtime(settings)
         try:
             with runtime.db.write() as conn:
                 repo = Repository(runtime, AccessContext.full())
@@ -66,7 +67,7 @@ def test_the_upgrade_records_what_related_grants_in_force_reach(tmp_path: Path) 
         finally:
             database.dispose()
 
-        runtime = Runtime.open(settings)
+        runtime = open_runtime(settings)
         try:
             assert _reached(runtime) == written
         finally:

@@ -23,6 +23,7 @@ from tests.conftest import FHIR_JSON
 from tests.factories import consent, goal, patient
 from tests.support import ServerProcess, fresh_database, run_vault, vault_command, vault_env
 from tests.support.smart import inwoner_account, register_app, register_backend
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
@@ -54,7 +55,7 @@ def two_servers(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess, 
                 command, env=env, log_path=tmp_path / f"serve{len(extra)}.log", start_timeout=120
             )
 
-        runtime = Runtime.open(Settings(data_dir=data_dir, database_url=url))
+        runtime = open_runtime(Settings(data_dir=data_dir, database_url=url))
         try:
             with serve("--workers", "2") as first, serve() as second:
                 yield first, second, runtime, str(data_dir)

@@ -16,6 +16,7 @@ from tests.conftest import test_access as access_of
 from tests.factories import goal, patient
 from tests.support import fresh_database
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime
 
@@ -66,7 +67,7 @@ def test_not_ready_when_the_schema_is_behind_or_the_keys_do_not_load(tmp_path: P
     with fresh_database(tmp_path) as url:
         settings = make_settings(tmp_path / "vault", url)
         initialise(settings)
-        runtime = Runtime.open(settings)
+        runtime = open_runtime(settings)
         try:
             with ServerThread(create_app(settings, runtime=runtime)) as running:
                 with runtime.db.write() as conn:

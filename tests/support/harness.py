@@ -38,6 +38,7 @@ from tests.support.smart import (
     make_key,
     public_jwks,
 )
+from vault.app.clients import register_client, set_account
 from vault.app.main import create_app
 from vault.consent.access import AccessContext
 from vault.consent.models import NetworkLink
@@ -46,7 +47,6 @@ from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.accounts import authenticate
-from vault.oauth.commands import register_client, set_account
 from vault.oauth.models import OAuthClient
 from vault.store.models import ResourceRow, SearchReference
 

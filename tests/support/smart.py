@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 from joserfc import jwk, jwt
 
+from vault.app.clients import register_client, set_account
 from vault.kernel.runtime import Runtime
-from vault.oauth.commands import register_client, set_account
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 

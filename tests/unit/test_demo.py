@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from vault.app.demo import DEMO_PATIENT_IDS, demo_resources
-from vault.fhir.resources import RESOURCE_TYPES, validate_resource
+from vault.fhir.resources import validate_resource
 from vault.kernel.fhirdata import split_reference
+from vault.store.registry import RESOURCE_TYPES
 
 BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
 LEVENSDOMEIN = "https://regiekluis.nl/fhir/CodeSystem/levensdomein"

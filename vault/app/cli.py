@@ -13,18 +13,21 @@ from typing import Annotated
 import typer
 from sqlalchemy import select, update
 
+from vault.app.clients import account_app, client_app, new_password, rotate_signing, set_account
+from vault.app.demo import DEMO_PATIENT_IDS, load_demo
+from vault.app.reports import load_demo_cohort, write_report
+from vault.audit.log import verify_chains
+from vault.audit.runtime import open_runtime
 from vault.fhir.export import export_key_owner
 from vault.fhir.export_models import ExportJob
 from vault.kernel.config import Settings
 from vault.kernel.crypto import MasterKey, MasterKeyring, fsync_dir, pending_key_path
 from vault.kernel.db import Database
 from vault.kernel.errors import KeyUnavailable
-from vault.kernel.runtime import CURRENT_MASTER_KEY, Runtime, ensure_vault_keys
+from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
-from vault.oauth.commands import account_app, client_app, rotate_signing
-from vault.oauth.keys import signing_key_owner
-from vault.oauth.models import SigningKey
-from vault.store.models import DataKey, VaultMeta
+from vault.store.keys import CURRENT_MASTER_KEY, ensure_vault_keys, signing_key_owner
+from vault.store.models import DataKey, SigningKey, VaultMeta
 
 __all__ = ["app"]
 
@@ -69,7 +72,7 @@ def _open(settings: Settings, *, prepare: bool = False) -> Runtime:
     if prepare:
         _migrate(settings)
     try:
-        return Runtime.open(settings, bootstrap=prepare)
+        return open_runtime(settings, bootstrap=prepare)
     except KeyUnavailable as exc:
         raise _fail(str(exc)) from None
 
@@ -143,9 +146,6 @@ def demo(
     ] = False,
 ) -> None:
     """Load the demo family (idempotent) and give each inwoner an account to log in with."""
-    from vault.app.demo import DEMO_PATIENT_IDS, load_demo
-    from vault.oauth.commands import new_password, set_account
-    from vault.reports.cli import load_demo_cohort
 
     runtime = _open(Settings.from_env(data_dir), prepare=True)
     logins = []
@@ -182,7 +182,6 @@ def report(
     ] = "",
 ) -> None:
     """Write the outcome figures of closed periods as an HTML page with charts, and CSV."""
-    from vault.reports.cli import write_report
 
     settings = Settings.from_env(data_dir)
     runtime = _open(settings)
@@ -296,7 +295,6 @@ def rotate_signing_command(data_dir: DataDir) -> None:
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir) -> None:
     """Check every inwoner's access-log chain; names the first broken link of each."""
-    from vault.audit.log import verify_chains
 
     settings = Settings.from_env(data_dir)
     runtime = _open(settings)

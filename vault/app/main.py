@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from vault import __version__
 from vault.app.metrics import metrics_response, readiness, served
+from vault.audit.runtime import open_runtime
 from vault.consent.caller import AccessResolver
 from vault.fhir.export import reclaim_stranded
 from vault.fhir.export_router import router as export_router
@@ -25,6 +26,7 @@ from vault.kernel.runtime import Runtime
 from vault.notify.router import router as notify_router
 from vault.notify.topic import subscription_capability
 from vault.notify.worker import Notifier
+from vault.oauth.clients import is_registered
 from vault.oauth.protector import BearerTokenResolver
 from vault.oauth.router import capability_security
 from vault.oauth.router import router as oauth_router
@@ -64,6 +66,7 @@ def _attach(app: FastAPI, runtime: Runtime, access_resolver: AccessResolver | No
     app.state.access_resolver = access_resolver or BearerTokenResolver(runtime)
     app.state.capability_security = capability_security(runtime.settings)
     app.state.capability_resources = (subscription_capability(), measure_capability())
+    app.state.client_registered = is_registered
 
 
 def create_app(
@@ -78,14 +81,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = runtime is None
-        rt = runtime if runtime is not None else Runtime.open(settings)
+        rt = runtime if runtime is not None else open_runtime(settings)
         if own:
             _attach(app, rt, access_resolver)
         rt.db.start_background_tasks()
         notifier = Notifier(rt)
         notifier.start()
         # Exports whose worker died (a crash, a deploy) go on here rather than hang.
-        await run_in_threadpool(reclaim_stranded, rt)
+        await run_in_threadpool(reclaim_stranded, rt, client_registered=is_registered)
         # The import-time objects (fhir.resources, pydantic) never die; moving them out of
         # what the collector scans took the read p99 from 57 ms to 8 ms (docs/performance.md).
         gc.collect()

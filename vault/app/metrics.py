@@ -34,6 +34,11 @@ from sqlalchemy import func, select
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
+from vault.fhir.export_models import ExportJob
+from vault.migrations import alembic_config
+from vault.notify.models import NotifyDelivery, NotifySubscription
+from vault.store.models import SHARED_OWNER, DataKey
+
 if TYPE_CHECKING:
     from vault.kernel.runtime import Runtime
 
@@ -107,8 +112,6 @@ class _DatabaseGauges:
         self._rt = runtime
 
     def collect(self) -> Iterator[Metric]:
-        from vault.fhir.export_models import ExportJob
-        from vault.notify.models import NotifyDelivery, NotifySubscription
 
         with self._rt.db.read() as conn:
             queued = conn.scalar(select(func.count()).select_from(NotifyDelivery)) or 0
@@ -191,8 +194,6 @@ def _at_head(conn: Any) -> bool:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from vault.migrations import alembic_config
-
     if _heads is None:
         _heads = tuple(sorted(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()))
     current = tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
@@ -200,7 +201,6 @@ def _at_head(conn: Any) -> bool:
 
 
 def _keys_load(runtime: Runtime, conn: Any) -> bool:
-    from vault.store.models import SHARED_OWNER, DataKey
 
     try:
         row = conn.execute(

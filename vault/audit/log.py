@@ -40,10 +40,11 @@ from vault.audit.models import AuditChain, AuditChainHead
 from vault.kernel.db import InList, table_of
 from vault.kernel.fhirdata import format_instant
 from vault.kernel.metrics import count_decisions, group_committed
-from vault.store.models import SHARED_OWNER
+from vault.store.models import SHARED_OWNER, DataKey, ResourceRow
+from vault.store.reads import open_version
+from vault.store.writes import Stored, data_keys, write_internal_many
 
 if TYPE_CHECKING:
-    from vault.fhir.repository import Stored
     from vault.kernel.runtime import Runtime
 
 __all__ = ["VAULT_CHAIN", "AuditLog", "AuditRecord", "verify_chains"]
@@ -240,8 +241,6 @@ class AuditLog:
 
         The whole batch goes in one pass: the same statements for one record or hundreds.
         """
-        from vault.fhir.repository import data_keys, write_internal_many
-
         batch = list(records)
         if not batch:
             return
@@ -377,12 +376,7 @@ def verify_chains(runtime: Runtime, *, notes: list[str] | None = None) -> list[s
     checked: the erasure record (the destroyed key's row) is in place, every link is there
     in order, each follows the one before it, and the head is the last link.
     """
-    from vault.consent.access import AccessContext
-    from vault.fhir.repository import Repository
-    from vault.store.models import DataKey, ResourceRow
-
     key = _chain_key(runtime)
-    repo = Repository(runtime, AccessContext.full("audit-verify"))
     problems: list[str] = []
     with runtime.db.read() as conn:
         heads = {row.chain: row for row in conn.execute(select(AuditChainHead))}
@@ -415,7 +409,7 @@ def verify_chains(runtime: Runtime, *, notes: list[str] | None = None) -> list[s
                     break
                 if not erased:
                     try:
-                        body = repo.vread(conn, "AuditEvent", link.resource_id, "1").body or b""
+                        body = open_version(runtime, conn, link.resource_pk, 1)
                     except Exception:
                         broken = f"{where}: the record cannot be opened"
                         break

@@ -35,7 +35,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vault.kernel.errors import Unprocessable
-from vault.kernel.fhirdata import STORED_TYPES, parse_date_range, split_reference
+from vault.kernel.fhirdata import parse_date_range, split_reference
+from vault.store.registry import RESOURCE_TYPES
 
 __all__ = ["GRANTABLE_TYPES", "Grant", "compile_consent"]
 
@@ -46,7 +47,7 @@ GRANTEE_TYPES = frozenset({"Organization", "Practitioner", "RelatedPerson"})
 # What a Consent can open up: the inwoner's plan and what surrounds it. AuditEvent (the
 # access log) belongs to the inwoner alone; a partner sees only the Consents that name it
 # (enforce.names_grantee), so one partner never learns what another was granted.
-GRANTABLE_TYPES = frozenset(STORED_TYPES) - {"AuditEvent", "Consent"}
+GRANTABLE_TYPES = frozenset(RESOURCE_TYPES) - {"AuditEvent", "Consent"}
 MEANINGS = frozenset({"instance", "related"})
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from vault.consent.compile import GRANTABLE_TYPES, Grant
-from vault.kernel.fhirdata import SHARED_TYPES
+from vault.store.registry import SHARED_TYPES
 
 __all__ = ["Facts", "Request", "permits"]
 

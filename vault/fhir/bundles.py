@@ -11,10 +11,11 @@ from urllib.parse import urlencode
 
 import orjson
 
-from vault.fhir.repository import HistoryPage, SearchPage, Stored
+from vault.fhir.repository import HistoryPage, SearchPage
 from vault.fhir.search import Cursor
 from vault.fhir.subsetting import Subset
 from vault.kernel.fhirdata import format_instant
+from vault.store.writes import Stored
 
 __all__ = ["complete_searchset", "history_bundle", "search_bundle"]
 

@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vault import __version__
-from vault.fhir.resources import FHIR_VERSION, RESOURCE_TYPES, ResourceType
+from vault.fhir.resources import FHIR_VERSION
 from vault.fhir.search import MAX_ALTERNATIVES, MAX_INCLUDES, MAX_PARAMETERS, MAX_VALUES
+from vault.store.registry import RESOURCE_TYPES, ResourceType
 
 __all__ = ["SecurityFor", "capability_statement", "interactions"]
 

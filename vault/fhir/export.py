@@ -36,7 +36,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -48,14 +48,15 @@ from sqlalchemy import Connection, and_, delete, insert, select, update
 from vault.audit.log import AuditRecord
 from vault.consent.access import AccessContext, Permissions
 from vault.fhir.export_models import ExportFile, ExportJob
-from vault.fhir.repository import ROW, R, Repository, SearchPage, Stored
-from vault.fhir.resources import RESOURCE_TYPES
+from vault.fhir.repository import ROW, R, Repository, SearchPage
 from vault.fhir.search import SearchQuery
 from vault.kernel.crypto import new_data_key
 from vault.kernel.errors import BadRequest, Forbidden, NotFound
 from vault.kernel.fhirdata import format_instant
 from vault.kernel.runtime import Runtime, now_micros
-from vault.oauth.models import OAuthClient
+from vault.store.keys import wrapping_key
+from vault.store.registry import RESOURCE_TYPES
+from vault.store.writes import Stored
 
 __all__ = [
     "EXPIRES_SECONDS",
@@ -246,7 +247,7 @@ def start(runtime: Runtime, ctx: AccessContext, request: ExportRequest, *, reque
     job_id = secrets.token_urlsafe(24)
     now = now_micros()
     with runtime.db.write() as conn:
-        master = runtime.wrapping_key(conn)
+        master = wrapping_key(conn, runtime.keys.keyring)
         conn.execute(
             insert(ExportJob).values(
                 id=job_id,
@@ -289,9 +290,15 @@ def _launch(
     thread.start()
 
 
-def reclaim(runtime: Runtime, job_id: str) -> bool:
+# Whether a client is still registered: the authorization server's answer, which the app
+# registers (``vault.oauth.clients.is_registered``); this layer cannot read client tables.
+ClientRegistered = Callable[[Connection, str], bool]
+
+
+def reclaim(runtime: Runtime, job_id: str, *, client_registered: ClientRegistered) -> bool:
     """Take over ``job_id`` if it is running and its lease ran out; True if this worker now
-    runs it. Safe when many workers try at once: one compare-and-set wins."""
+    runs it. Safe when many workers try at once: one compare-and-set wins. A job whose
+    client was removed meanwhile ends with the error ``ClientRemoved``."""
     now = now_micros()
     me = worker_id()
     with runtime.db.write() as conn:
@@ -321,7 +328,7 @@ def reclaim(runtime: Runtime, job_id: str) -> bool:
         )
         if took.rowcount != 1:
             return False
-        reason = _unresumable(conn, job)
+        reason = _unresumable(conn, job, client_registered)
         if reason is not None:
             conn.execute(
                 update(ExportJob)
@@ -351,20 +358,16 @@ def reclaim(runtime: Runtime, job_id: str) -> bool:
     return True
 
 
-def _unresumable(conn: Connection, job: Any) -> str | None:
+def _unresumable(conn: Connection, job: Any, client_registered: ClientRegistered) -> str | None:
     if job.access is None or job.export_request is None:
         return "WorkerLost"  # started by a version that stored no context to resume with
     client_id = json.loads(job.access).get("client_id")
-    if client_id is not None:
-        removed = conn.execute(
-            select(OAuthClient.removed_at).where(OAuthClient.client_id == client_id)
-        ).first()
-        if removed is None or removed.removed_at is not None:
-            return "ClientRemoved"
+    if client_id is not None and not client_registered(conn, client_id):
+        return "ClientRemoved"
     return None
 
 
-def reclaim_stranded(runtime: Runtime) -> int:
+def reclaim_stranded(runtime: Runtime, *, client_registered: ClientRegistered) -> int:
     """Take over every running job whose lease ran out (at start-up); returns how many."""
     now = now_micros()
     with runtime.db.read() as conn:
@@ -376,7 +379,7 @@ def reclaim_stranded(runtime: Runtime) -> int:
                 )
             )
         )
-    return sum(reclaim(runtime, job_id) for job_id in stranded)
+    return sum(reclaim(runtime, job_id, client_registered=client_registered) for job_id in stranded)
 
 
 def export_key_owner(job_id: str) -> str:
@@ -528,13 +531,15 @@ def _job(conn: Connection, job_id: str, owner: str) -> Any:
     return row
 
 
-def job_view(runtime: Runtime, ctx: AccessContext, job_id: str) -> JobView:
+def job_view(
+    runtime: Runtime, ctx: AccessContext, job_id: str, *, client_registered: ClientRegistered
+) -> JobView:
     """The job as its owner may see it; 404 for anyone else. A poll of a running job whose
     worker stopped renewing its lease takes the job over in this worker."""
     with runtime.db.read() as conn:
         job = _job(conn, job_id, ctx.subject)
     if job.status == "running" and (job.lease_expires_at or 0) < now_micros():
-        reclaim(runtime, job_id)
+        reclaim(runtime, job_id, client_registered=client_registered)
     with runtime.db.read() as conn:
         job = _job(conn, job_id, ctx.subject)
         files = conn.execute(

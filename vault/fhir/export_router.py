@@ -93,14 +93,26 @@ async def export_status(
     request: Request, runtime: RuntimeDep, ctx: AccessDep, job_id: str
 ) -> Response:
     """Poll an export: 202 while it runs, the manifest when done."""
-    view = await run_in_threadpool(export.job_view, runtime, ctx, job_id)
+    view = await run_in_threadpool(
+        export.job_view,
+        runtime,
+        ctx,
+        job_id,
+        client_registered=request.app.state.client_registered,
+    )
     # Small exports finish in well under a second: wait a little before answering 202,
     # so a client need not sleep a whole Retry-After for them (asleep, not in a thread).
     for _ in range(SHORT_WAIT_STEPS):
         if view.status != "running":
             break
         await asyncio.sleep(0.05)
-        view = await run_in_threadpool(export.job_view, runtime, ctx, job_id)
+        view = await run_in_threadpool(
+            export.job_view,
+            runtime,
+            ctx,
+            job_id,
+            client_registered=request.app.state.client_registered,
+        )
     if view.status == "running":
         return Response(
             status_code=202,

@@ -13,13 +13,12 @@ the transaction the caller opened (``Database.write``); nothing here commits.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -27,7 +26,6 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    delete,
     func,
     insert,
     literal,
@@ -43,17 +41,10 @@ from vault.audit.log import AuditRecord
 from vault.consent.access import AccessContext, Interaction
 from vault.consent.enforce import NOW, Decided, RowColumns, granted, names_grantee
 from vault.consent.service import check_consent, drop_grants, replace_grants
-from vault.fhir.resources import (
-    ID_PATTERN,
-    RESOURCE_TYPES,
-    ResourceType,
-    TokenValue,
-    resource_type,
-    validate_resource,
-)
+from vault.fhir.resources import ID_PATTERN, validate_resource
 from vault.fhir.search import Cursor, SearchQuery, parse_search
-from vault.kernel.crypto import BlindIndex, new_data_key, open_body, seal_body
-from vault.kernel.db import InList, fetch_one, table_of
+from vault.kernel.crypto import BlindIndex
+from vault.kernel.db import fetch_one
 from vault.kernel.errors import (
     BadRequest,
     Conflict,
@@ -76,6 +67,21 @@ from vault.store.models import (
     VersionRow,
 )
 from vault.store.outbox import record_change
+from vault.store.reads import open_sealed
+from vault.store.registry import RESOURCE_TYPES, ResourceType, resource_type
+from vault.store.writes import (
+    DATA_KEY,
+    INSERT_RESOURCE,
+    INSERT_VERSION,
+    Prepared,
+    Stored,
+    clear_index,
+    ensure_data_key,
+    seal,
+    version_row,
+    write_index,
+    write_internal,
+)
 
 __all__ = ["HistoryPage", "Repository", "SearchPage", "Stored"]
 
@@ -106,39 +112,9 @@ class _ReadPlan(NamedTuple):
     answer: Callable[[Any], Stored]
 
 
-# The write path's statements, built once: building ``insert(...).values(...)`` for every
-# row cost more than executing it, and every read by a partner writes an AuditEvent.
-_INSERT_RESOURCE = insert(table_of(ResourceRow)).returning(R.pk)
-# Many rows in one INSERT ("insertmanyvalues"). The rows come back matched by their unique
-# (type, id), not by order: on SQLite, sort_by_parameter_order would insert row by row.
-_INSERT_RESOURCES = insert(table_of(ResourceRow)).returning(R.pk, R.resource_type, R.resource_id)
-_INSERT_VERSION = insert(table_of(VersionRow))
-_INSERT_TOKENS = insert(table_of(SearchToken))
-_INSERT_REFERENCES = insert(table_of(SearchReference))
-_INSERT_DATES = insert(table_of(SearchDate))
-_DATA_KEY = select(K.wrapped, K.master_key_id).where(K.owner == bindparam("owner"))
-_DATA_KEYS = InList(
-    lambda owners: select(K.owner, K.wrapped, K.master_key_id).where(K.owner.in_(owners))
-)
 VERSION_ROW = RowColumns(V.resource_pk, V.resource_type, V.resource_id, V.patient_id)
 # Types outside every compartment: their rows are the vault's shared directory.
 SHARED_TYPES = tuple(sorted(t.name for t in RESOURCE_TYPES.values() if t.compartment is None))
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    resource_type: str
-    resource_id: str
-    version_id: int
-    last_updated: int
-    deleted: bool
-    body: bytes | None  # the resource's JSON, None for a deletion
-    patient_id: str | None = None  # the compartment it belongs to
-    pk: int = 0
-
-    @property
-    def etag(self) -> str:
-        return f'W/"{self.version_id}"'
 
 
 @dataclass(slots=True)
@@ -155,13 +131,6 @@ class SearchPage:
 class HistoryPage:
     entries: list[Stored]
     next_cursor: Cursor | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    spec: ResourceType
-    data: dict[str, Any]
-    patient_id: str | None
 
 
 _READ_SQL = (
@@ -589,16 +558,16 @@ class Repository:
         wrapped: bytes | None,
         key_id: str | None,
     ) -> bytes:
-        aead = self._rt.keys.aead(
-            owner=patient_id or SHARED_OWNER, key_id=key_id or "", wrapped=wrapped
-        )
         assert sealed is not None
-        return open_body(
-            aead,
+        return open_sealed(
+            self._rt,
             resource_type=resource_type,
             resource_id=resource_id,
             version=version,
+            patient_id=patient_id,
             sealed=sealed,
+            wrapped=wrapped,
+            key_id=key_id,
         )
 
     # -- search --------------------------------------------------------------------------
@@ -1201,7 +1170,7 @@ class Repository:
             )
         )
         # The labels stay: a deny by label must keep hiding the history of a deleted resource.
-        self._clear_index(conn, row.pk, keep_labels=True)
+        clear_index(conn, row.pk, keep_labels=True)
         if spec.name == "Consent":
             drop_grants(conn, consent_pk=row.pk)
         self._record_write(
@@ -1264,7 +1233,7 @@ class Repository:
 
     def _prepare(
         self, conn: Connection, spec: ResourceType, body: Any, *, resource_id: str
-    ) -> _Prepared:
+    ) -> Prepared:
         if not isinstance(body, dict):
             raise BadRequest("The body must be a JSON object (a FHIR resource)")
         if body.get("resourceType") != spec.name:
@@ -1281,7 +1250,7 @@ class Repository:
         data["meta"] = {**(meta or {}), "versionId": "1", "lastUpdated": "1970-01-01T00:00:00Z"}
         validate_resource(spec, data)
         patient_id = self._compartment(conn, spec, data, resource_id)
-        return _Prepared(spec, data, patient_id)
+        return Prepared(spec, data, patient_id)
 
     def _compartment(
         self, conn: Connection, spec: ResourceType, data: dict[str, Any], resource_id: str
@@ -1336,13 +1305,13 @@ class Repository:
         ).all()
         return {("Patient", row.patient_id) for row in rows if row.patient_id}
 
-    def _insert(self, conn: Connection, prepared: _Prepared, resource_id: str) -> Stored:
+    def _insert(self, conn: Connection, prepared: Prepared, resource_id: str) -> Stored:
         spec = prepared.spec
         if spec.name == "Patient":
-            self._ensure_data_key(conn, resource_id)
+            ensure_data_key(self._rt, conn, resource_id)
         now = now_micros()
         pk = conn.execute(
-            _INSERT_RESOURCE,
+            INSERT_RESOURCE,
             {
                 "resource_type": spec.name,
                 "resource_id": resource_id,
@@ -1356,11 +1325,11 @@ class Repository:
             conn, prepared, pk=pk, resource_id=resource_id, version=1, now=now
         )
 
-    def _new_version(self, conn: Connection, prepared: _Prepared, row: Any) -> Stored:
+    def _new_version(self, conn: Connection, prepared: Prepared, row: Any) -> Stored:
         now = self._next_instant(row.last_updated)
         version = row.version_id + 1
         if prepared.spec.name == "Patient":
-            self._ensure_data_key(conn, prepared.data["id"])
+            ensure_data_key(self._rt, conn, prepared.data["id"])
         result = conn.execute(
             update(ResourceRow)
             .where(R.pk == row.pk, R.version_id == row.version_id)
@@ -1370,7 +1339,7 @@ class Repository:
         )
         if result.rowcount != 1:
             raise PreconditionFailed("The resource changed while this update was made")
-        self._clear_index(conn, row.pk)
+        clear_index(conn, row.pk)
         return self._write_version(
             conn, prepared, pk=row.pk, resource_id=prepared.data["id"], version=version, now=now
         )
@@ -1383,7 +1352,7 @@ class Repository:
     def _write_version(
         self,
         conn: Connection,
-        prepared: _Prepared,
+        prepared: Prepared,
         *,
         pk: int,
         resource_id: str,
@@ -1392,17 +1361,17 @@ class Repository:
     ) -> Stored:
         spec = prepared.spec
         data = prepared.data
-        key = conn.execute(_DATA_KEY, {"owner": prepared.patient_id or SHARED_OWNER}).first()
-        plaintext, sealed = self._seal(
-            prepared, key, resource_id=resource_id, version=version, now=now
+        key = conn.execute(DATA_KEY, {"owner": prepared.patient_id or SHARED_OWNER}).first()
+        plaintext, sealed = seal(
+            self._rt, prepared, key, resource_id=resource_id, version=version, now=now
         )
         conn.execute(
-            _INSERT_VERSION,
-            _version_row(
+            INSERT_VERSION,
+            version_row(
                 prepared, pk=pk, resource_id=resource_id, version=version, now=now, body=sealed
             ),
         )
-        self._write_index(conn, prepared, pk)
+        write_index(self._rt, conn, prepared, pk)
         if spec.name == "Consent":
             assert prepared.patient_id is not None
             grants = check_consent(conn, data, patient_id=prepared.patient_id)
@@ -1416,237 +1385,6 @@ class Repository:
         return Stored(
             spec.name, resource_id, version, now, False, plaintext, prepared.patient_id, pk
         )
-
-    def _seal(
-        self, prepared: _Prepared, key: Any, *, resource_id: str, version: int, now: int
-    ) -> tuple[bytes, bytes]:
-        """Stamps the server's meta on the resource and seals it: (its JSON, the sealed body).
-
-        ``key`` is the owner's ``data_key`` row (wrapped, master_key_id), None if it has none.
-        """
-        data = prepared.data
-        data["meta"] = {
-            **data["meta"],
-            "versionId": str(version),
-            "lastUpdated": format_instant(now),
-        }
-        plaintext = orjson.dumps(data)
-        if key is None:
-            raise Unprocessable("This inwoner's vault was erased")
-        owner = prepared.patient_id or SHARED_OWNER
-        aead = self._rt.keys.aead(owner=owner, key_id=key.master_key_id, wrapped=key.wrapped)
-        sealed = seal_body(
-            aead,
-            resource_type=prepared.spec.name,
-            resource_id=resource_id,
-            version=version,
-            plaintext=plaintext,
-        )
-        return plaintext, sealed
-
-    def _insert_records(
-        self, conn: Connection, items: Sequence[_Prepared], keys: Mapping[str, Any] | None
-    ) -> list[Stored]:
-        """New resources of the vault's own (version 1), in a fixed number of statements.
-
-        Only types without side effects on write: a Patient needs its data key made and a
-        Consent its grants compiled, which ``_insert`` does one resource at a time.
-        """
-        if not items:
-            return []
-        assert all(p.spec.name not in ("Patient", "Consent") for p in items)
-        if keys is None:
-            keys = data_keys(conn, [p.patient_id or SHARED_OWNER for p in items])
-        # Sealed before anything is written, so an erased owner fails the batch up front.
-        sealed: list[tuple[int, bytes, bytes]] = []
-        for prepared in items:
-            now = now_micros()
-            plaintext, body = self._seal(
-                prepared,
-                keys.get(prepared.patient_id or SHARED_OWNER),
-                resource_id=prepared.data["id"],
-                version=1,
-                now=now,
-            )
-            sealed.append((now, plaintext, body))
-        inserted = conn.execute(
-            _INSERT_RESOURCES,
-            [
-                {
-                    "resource_type": prepared.spec.name,
-                    "resource_id": prepared.data["id"],
-                    "patient_id": prepared.patient_id,
-                    "version_id": 1,
-                    "last_updated": now,
-                    "deleted": False,
-                }
-                for prepared, (now, _, _) in zip(items, sealed, strict=True)
-            ],
-        )
-        pks = {(row.resource_type, row.resource_id): row.pk for row in inserted}
-        stored: list[Stored] = []
-        versions: list[dict[str, Any]] = []
-        tokens: list[dict[str, Any]] = []
-        refs: list[dict[str, Any]] = []
-        dates: list[dict[str, Any]] = []
-        for prepared, (now, plaintext, body) in zip(items, sealed, strict=True):
-            spec, resource_id = prepared.spec, prepared.data["id"]
-            pk = pks[(spec.name, resource_id)]
-            versions.append(
-                _version_row(
-                    prepared, pk=pk, resource_id=resource_id, version=1, now=now, body=body
-                )
-            )
-            more_tokens, more_refs, more_dates = self._index_rows(prepared, pk)
-            tokens += more_tokens
-            refs += more_refs
-            dates += more_dates
-            stored.append(
-                Stored(spec.name, resource_id, 1, now, False, plaintext, prepared.patient_id, pk)
-            )
-        conn.execute(_INSERT_VERSION, versions)
-        self._insert_index(conn, tokens, refs, dates)
-        return stored
-
-    def _ensure_data_key(self, conn: Connection, patient_id: str) -> None:
-        found = conn.execute(select(K.owner).where(K.owner == patient_id)).first()
-        if found is None:
-            master = self._rt.wrapping_key(conn)
-            conn.execute(
-                insert(DataKey).values(
-                    owner=patient_id,
-                    wrapped=master.wrap(new_data_key(), owner=patient_id),
-                    master_key_id=master.key_id,
-                    created_at=now_micros(),
-                )
-            )
-
-    def _write_index(self, conn: Connection, prepared: _Prepared, pk: int) -> None:
-        self._insert_index(conn, *self._index_rows(prepared, pk))
-
-    @staticmethod
-    def _insert_index(
-        conn: Connection,
-        tokens: list[dict[str, Any]],
-        refs: list[dict[str, Any]],
-        dates: list[dict[str, Any]],
-    ) -> None:
-        if tokens:
-            conn.execute(_INSERT_TOKENS, tokens)
-        if refs:
-            conn.execute(_INSERT_REFERENCES, refs)
-        if dates:
-            conn.execute(_INSERT_DATES, dates)
-
-    def _index_rows(
-        self, prepared: _Prepared, pk: int
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-        """The search index rows of one resource: (tokens, references, dates)."""
-        spec, data, patient_id = prepared.spec, prepared.data, prepared.patient_id
-        tokens: list[dict[str, Any]] = []
-        refs: list[dict[str, Any]] = []
-        dates: list[dict[str, Any]] = []
-        common = {"resource_pk": pk, "resource_type": spec.name, "patient_id": patient_id}
-        for param in spec.params:
-            values: Iterable[Any] = set(param.extract(data))
-            if param.type == "token":
-                for token in values:
-                    assert isinstance(token, TokenValue)
-                    tokens.append(
-                        {
-                            **common,
-                            "param": param.name,
-                            "system": token.system,
-                            "code_hash": self._blind.token(token.code),
-                        }
-                    )
-            elif param.type == "reference":
-                for target_type, target_id in values:
-                    refs.append(
-                        {
-                            **common,
-                            "param": param.name,
-                            "target_type": target_type,
-                            "target_id": target_id,
-                        }
-                    )
-            else:
-                for low, high in values:
-                    dates.append({**common, "param": param.name, "low": low, "high": high})
-        return tokens, refs, dates
-
-    @staticmethod
-    def _clear_index(conn: Connection, pk: int, *, keep_labels: bool = False) -> None:
-        for table in (SearchToken, SearchReference, SearchDate):
-            columns = table.__table__.c
-            stmt = delete(table).where(columns.resource_pk == pk)
-            if keep_labels and table is SearchToken:
-                stmt = stmt.where(columns.param != "_security")
-            conn.execute(stmt)
-
-
-def _version_row(
-    prepared: _Prepared, *, pk: int, resource_id: str, version: int, now: int, body: bytes
-) -> dict[str, Any]:
-    return {
-        "resource_pk": pk,
-        "version_id": version,
-        "resource_type": prepared.spec.name,
-        "resource_id": resource_id,
-        "patient_id": prepared.patient_id,
-        "last_updated": now,
-        "deleted": False,
-        "body": body,
-    }
-
-
-def write_internal(
-    runtime: Runtime,
-    conn: Connection,
-    resource_type: str,
-    data: dict[str, Any],
-    *,
-    patient_id: str | None,
-) -> Stored:
-    """The vault's own records (AuditEvent, Provenance): no caller, no access check."""
-    (stored,) = write_internal_many(runtime, conn, [(resource_type, data, patient_id)])
-    return stored
-
-
-def data_keys(conn: Connection, owners: Iterable[str]) -> dict[str, Any]:
-    """The ``data_key`` rows (owner, wrapped, master_key_id) of these owners, by owner.
-
-    An owner without a row is missing; an erased one has ``wrapped`` None.
-    """
-    return {row.owner: row for row in conn.execute(*_DATA_KEYS.bind(owners))}
-
-
-def write_internal_many(
-    runtime: Runtime,
-    conn: Connection,
-    items: Sequence[tuple[str, dict[str, Any], str | None]],
-    *,
-    keys: Mapping[str, Any] | None = None,
-) -> list[Stored]:
-    """:func:`write_internal` for many records at once: (resource type, data, patient id)
-    each, stored in that order, in the same few statements however many there are.
-
-    ``keys``: the owners' :func:`data_keys` if the caller read them already (every patient
-    id, and ``SHARED_OWNER`` for records of none); read here when None.
-    """
-    repo = Repository(runtime, AccessContext.full("vault"))
-    return repo._insert_records(
-        conn,
-        [
-            _Prepared(
-                RESOURCE_TYPES[resource_type],
-                {**data, "meta": {"versionId": "1", "lastUpdated": ""}},
-                patient_id,
-            )
-            for resource_type, data, patient_id in items
-        ],
-        keys,
-    )
 
 
 def _named_patient(query: SearchQuery) -> str | None:

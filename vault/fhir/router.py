@@ -24,8 +24,6 @@ from vault.fhir.bundles import complete_searchset, history_bundle, search_bundle
 from vault.fhir.capability import capability_statement
 from vault.fhir.deps import RepositoryDep, request_repository
 from vault.fhir.outcomes import FHIR_JSON, error_response
-from vault.fhir.repository import Stored
-from vault.fhir.resources import RESOURCE_TYPES
 from vault.fhir.search import Cursor, cursor_secret, whole_number
 from vault.fhir.subsetting import Subset, from_params
 from vault.kernel.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
@@ -33,6 +31,8 @@ from vault.kernel.fhirdata import parse_date_range
 from vault.kernel.runtime import Runtime
 from vault.kernel.urls import fhir_base
 from vault.kernel.web import RuntimeDep
+from vault.store.registry import RESOURCE_TYPES
+from vault.store.writes import Stored
 
 __all__ = ["plain_read", "router", "serve_plain_read"]
 

@@ -30,12 +30,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
 
-from vault.fhir.resources import ID_PATTERN, ResourceType, SearchParam
+from vault.fhir.resources import ID_PATTERN
 from vault.fhir.subsetting import Subset
 from vault.kernel.crypto import BlindIndex
 from vault.kernel.errors import BadRequest
 from vault.kernel.fhirdata import parse_date_range, split_reference
 from vault.store.models import ResourceRow, SearchDate, SearchReference, SearchToken
+from vault.store.registry import ResourceType, SearchParam
 
 __all__ = ["Cursor", "Include", "SearchQuery", "cursor_secret", "parse_search", "whole_number"]
 

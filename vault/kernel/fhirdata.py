@@ -1,9 +1,8 @@
-"""FHIR data types the vault's lower layers need without the FHIR models.
+"""FHIR data types every layer needs, without the FHIR models.
 
-References, dates as half-open microsecond ranges, instants, and the names of the types the
-vault stores. The consent engine, the audit log, the authorization server and notifications
-read and write these; only ``vault/fhir/`` loads ``fhir.resources`` (the registry in
-``vault/fhir/resources.py`` is checked against these names by a unit test).
+References, dates as half-open microsecond ranges, and instants. The registry of search
+parameters, the consent engine, the access log and notifications read and write these;
+only ``vault/fhir/`` loads ``fhir.resources``.
 """
 
 from __future__ import annotations
@@ -15,9 +14,6 @@ from typing import Any
 __all__ = [
     "MAX_MICROS",
     "MIN_MICROS",
-    "SCOPE_TYPES",
-    "SHARED_TYPES",
-    "STORED_TYPES",
     "format_instant",
     "parse_date_range",
     "split_reference",
@@ -25,27 +21,6 @@ __all__ = [
 
 MIN_MICROS = -(2**62)
 MAX_MICROS = 2**62
-
-# The resource types the vault stores, in the order of the registry.
-STORED_TYPES: tuple[str, ...] = (
-    "Patient",
-    "CarePlan",
-    "Goal",
-    "CareTeam",
-    "RelatedPerson",
-    "Organization",
-    "Practitioner",
-    "Consent",
-    "Observation",
-    "Provenance",
-    "AuditEvent",
-)
-# Types outside every compartment (the shared directory), sealed with the shared data key.
-SHARED_TYPES = frozenset({"Organization", "Practitioner"})
-# The types a SMART scope may name: the stored ones, a client's own Subscriptions, and the
-# reporting scope of vault/reports (figures, no records).
-SCOPE_TYPES: tuple[str, ...] = (*STORED_TYPES, "Subscription", "Measure", "MeasureReport")
-
 
 _REFERENCE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 

@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
 from vault.consent.access import AccessContext, Interaction
-from vault.fhir.resources import ID_PATTERN, RESOURCE_TYPES, SUBSCRIPTION, validate_resource
+from vault.fhir.resources import ID_PATTERN, validate_resource
 from vault.kernel.config import Settings
 from vault.kernel.crypto import open_body, seal_body
 from vault.kernel.errors import BadRequest, Forbidden, NotFound, PreconditionFailed, Unprocessable
@@ -36,6 +36,7 @@ from vault.notify.topic import (
     SUBSCRIPTION_PROFILE,
 )
 from vault.store.models import SHARED_OWNER, DataKey
+from vault.store.registry import RESOURCE_TYPES, SUBSCRIPTION
 
 __all__ = ["Checked", "SubscriptionStore", "check_subscription"]
 

@@ -33,7 +33,6 @@ from sqlalchemy import Connection, delete, exists, insert, select, text, update
 from vault.consent.access import AccessContext, registered_purposes
 from vault.fhir.repository import Repository
 from vault.kernel.crypto import open_body
-from vault.kernel.fhirdata import SCOPE_TYPES
 from vault.kernel.metrics import DELIVERY_FAILURES
 from vault.kernel.netguard import Refused, check_url, pinned_request
 from vault.kernel.runtime import Runtime, now_micros
@@ -43,6 +42,7 @@ from vault.oauth.models import OAuthClient
 from vault.oauth.scopes import permissions_from
 from vault.store.models import SHARED_OWNER, DataKey
 from vault.store.outbox import NotifyEvent
+from vault.store.registry import SCOPE_TYPES
 
 __all__ = ["Notifier", "client_context"]
 

@@ -1,8 +1,10 @@
 """Keys of the authorization server: the vault's signing keys and the clients' public keys.
 
 The vault signs id tokens (OpenID Connect Core 1.0, section 2) with its own keys, published
-at ``/oauth/jwks``. ``vault keys rotate-signing`` adds a new key and retires the old one: the
-old public key stays in the JWKS until every token it signed has expired.
+at ``/oauth/jwks``; the keys themselves are made, sealed and rotated by the store
+(``vault/store/keys.py``, with the vault's other keys). ``vault keys rotate-signing`` adds a
+new key and retires the old one: the old public key stays in the JWKS until every token it
+signed has expired.
 
 Clients of SMART Backend Services register a JWKS inline or as a ``jwks_uri``
 (https://hl7.org/fhir/smart-app-launch/backend-services.html#registering-a-smart-backend-service).
@@ -19,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -29,24 +30,21 @@ from typing import Any
 
 import httpx
 from joserfc import jwk
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 
-from vault.kernel.crypto import MasterKey, MasterKeyring
+from vault.kernel.crypto import MasterKeyring
 from vault.kernel.netguard import build_pinned_request, check_url
-from vault.oauth.models import SigningKey
+from vault.store.keys import signing_key_owner
+from vault.store.models import SigningKey
 
 __all__ = [
     "ALGORITHMS",
     "ClientKeyResolver",
     "ClientKeysUnavailable",
     "SigningKeys",
-    "ensure_signing_key",
     "key_problem",
-    "rotate_signing_key",
-    "signing_key_owner",
 ]
 
-SIGNING_ALGORITHM = "RS256"  # what OpenID Connect relying parties must support
 # Asymmetric only (SMART Backend Services); HMAC would let a public key act as a secret.
 ALGORITHMS = ("RS384", "ES384", "RS256", "ES256", "RS512", "ES512", "PS384", "PS256")
 REFETCH_INTERVAL = 60.0
@@ -61,48 +59,6 @@ MIN_RSA_BITS = 2048
 EC_CURVES = ("P-256", "P-384", "P-521")
 
 log = logging.getLogger(__name__)
-
-
-def signing_key_owner(kid: str) -> str:
-    return f"signing-key/{kid}"
-
-
-def create_signing_key(conn: Connection, master: MasterKey, *, now: int) -> str:
-    kid = secrets.token_hex(8)
-    key = jwk.RSAKey.generate_key(
-        2048, parameters={"kid": kid, "alg": SIGNING_ALGORITHM, "use": "sig"}
-    )
-    private_pem = key.as_pem(private=True)
-    conn.execute(
-        insert(SigningKey).values(
-            kid=kid,
-            algorithm=SIGNING_ALGORITHM,
-            private_sealed=master.wrap(private_pem, owner=signing_key_owner(kid)),
-            master_key_id=master.key_id,
-            public_jwk=json.dumps(key.as_dict(private=False)),
-            created_at=now,
-            retire_after=None,
-        )
-    )
-    return kid
-
-
-def ensure_signing_key(conn: Connection, master: MasterKey, *, now: int) -> None:
-    active = conn.execute(select(SigningKey.kid).where(SigningKey.retire_after.is_(None))).first()
-    if active is None:
-        create_signing_key(conn, master, now=now)
-
-
-def rotate_signing_key(
-    conn: Connection, master: MasterKey, *, now: int, keep_public_for: int
-) -> str:
-    """New signing key; the old ones stay published for ``keep_public_for`` microseconds."""
-    conn.execute(
-        update(SigningKey)
-        .where(SigningKey.retire_after.is_(None))
-        .values(retire_after=now + keep_public_for)
-    )
-    return create_signing_key(conn, master, now=now)
 
 
 class SigningKeys:

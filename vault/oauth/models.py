@@ -8,7 +8,7 @@ process, so any number of workers can serve behind a load balancer (design secti
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Index, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.kernel.db import Base, Micros, Pk
@@ -18,7 +18,6 @@ __all__ = [
     "AuthorizationCode",
     "LoginFailure",
     "OAuthClient",
-    "SigningKey",
     "Token",
     "UsedJti",
     "WebSession",
@@ -86,20 +85,6 @@ class UsedJti(Base):
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[Micros]
-
-
-class SigningKey(Base):
-    """The vault's own signing keys (id tokens). Private halves sealed by the master key."""
-
-    __tablename__ = "oauth_signing_key"
-    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    algorithm: Mapped[str] = mapped_column(String(16))
-    private_sealed: Mapped[bytes] = mapped_column(LargeBinary)
-    master_key_id: Mapped[str] = mapped_column(String(16))
-    public_jwk: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[Micros]
-    # Set when a newer key takes over; the public key stays published until this passes.
-    retire_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Account(Base):

@@ -14,10 +14,10 @@ from starlette.requests import Request
 
 from vault.consent.access import AccessContext, Permissions, registered_purposes
 from vault.kernel.errors import Unauthorized
-from vault.kernel.fhirdata import SCOPE_TYPES
 from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.scopes import permissions_from
 from vault.oauth.server import hash_token
+from vault.store.registry import SCOPE_TYPES
 
 __all__ = ["BearerTokenResolver"]
 

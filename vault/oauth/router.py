@@ -30,7 +30,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from vault.kernel.config import Settings
-from vault.kernel.fhirdata import STORED_TYPES
 from vault.kernel.runtime import Runtime, now_micros
 from vault.kernel.urls import fhir_base, origin
 from vault.kernel.web import RuntimeDep
@@ -39,6 +38,7 @@ from vault.oauth.requests import StarletteOAuth2Request, oauth2_request
 from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
 from vault.oauth.server import VaultAuthorizationServer
 from vault.oauth.sessions import LoginOutcome, cookie_is_secure, log_in
+from vault.store.registry import RESOURCE_TYPES
 
 __all__ = ["capability_security", "describe_scope", "endpoints_at", "router"]
 
@@ -71,7 +71,7 @@ def _server(request: Request) -> VaultAuthorizationServer:
 def _scopes_supported() -> list[str]:
     scopes = ["openid", "fhirUser", "launch/patient", "offline_access"]
     scopes += ["patient/*.rs", "patient/*.cruds", "patient/*.read", "patient/*.write"]
-    for name in STORED_TYPES:
+    for name in RESOURCE_TYPES:
         scopes += [f"patient/{name}.rs", f"system/{name}.rs", f"system/{name}.read"]
     scopes.append("system/Subscription.cruds")  # change notifications (vault/notify)
     return scopes
@@ -265,7 +265,7 @@ _TYPE_WORDS = {
 def describe_scope(text: str) -> str | None:
     """One scope in plain Dutch (B1), for the page where the inwoner says yes or no."""
     try:
-        scope = parse_scope(text, known_types=STORED_TYPES)
+        scope = parse_scope(text, known_types=RESOURCE_TYPES)
     except InvalidScope:
         return None
     if isinstance(scope, str):

@@ -36,7 +36,6 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 
-from vault.kernel.fhirdata import SCOPE_TYPES
 from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.accounts import AccountInfo, find_account
 from vault.oauth.client_assertion import PrivateKeyJwt
@@ -44,6 +43,7 @@ from vault.oauth.keys import ClientKeyResolver, SigningKeys
 from vault.oauth.models import AuthorizationCode, OAuthClient, Token, UsedJti
 from vault.oauth.redirect_uris import is_safe_redirect_uri
 from vault.oauth.scopes import InvalidScope, grant_scopes, parse_scope
+from vault.store.registry import SCOPE_TYPES
 
 __all__ = ["VaultAuthorizationServer", "VaultClient", "hash_token"]
 

@@ -26,9 +26,9 @@ from vault.consent.models import ConsentGrant, NetworkLink, Representation
 from vault.consent.representation import current_roles, end_roles, set_role
 from vault.consent.service import record_erasure
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
-from vault.fhir.repository import Repository, Stored
+from vault.fhir.repository import Repository
 from vault.kernel.errors import FhirError, KeyUnavailable, NotFound
-from vault.kernel.fhirdata import SCOPE_TYPES, format_instant, split_reference
+from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.apps import revoke_account_tokens, stop_apps
 from vault.oauth.models import Account, OAuthClient, Token, WebSession
@@ -37,6 +37,8 @@ from vault.page.models import Invitation
 from vault.page.words import PART_BY_KEY, PARTS, PREVIEW_QUERY, Summary, summarize
 from vault.reports.page import is_statistics
 from vault.store.models import DataKey, ResourceRow
+from vault.store.registry import SCOPE_TYPES
+from vault.store.writes import Stored
 
 __all__ = [
     "Party",

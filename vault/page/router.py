@@ -40,6 +40,7 @@ from vault.kernel.runtime import Runtime, now_micros
 from vault.kernel.urls import origin
 from vault.oauth.accounts import MIN_PASSWORD_LENGTH, create_account
 from vault.oauth.apps import apps_with_access, stop_apps
+from vault.oauth.models import Account, OAuthClient, Token
 from vault.oauth.sessions import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -66,6 +67,7 @@ from vault.page.words import (
     format_moment,
     group_visits,
     preview_actor,
+    summarize,
 )
 from vault.reports import page as outcome_page
 from vault.reports.codes import PHASES
@@ -509,8 +511,6 @@ def _app_name(conn: Connection, client_id: str) -> str | None:
         return None
     from sqlalchemy import select
 
-    from vault.oauth.models import OAuthClient
-
     return conn.execute(select(OAuthClient.name).where(OAuthClient.client_id == client_id)).scalar()
 
 
@@ -571,7 +571,6 @@ def _party(request: Request, visitor: Visitor, grantee: str) -> data.Party:
         name = data.name_of(repo, conn, grantee)
         if name == "Onbekend":
             raise Refused(404, "Niet gevonden", "Deze organisatie of persoon kennen we niet.")
-        from vault.page.words import summarize
 
         return data.Party(grantee, name, "organisatie", "", summarize(name, [], now=now_micros()))
 
@@ -832,8 +831,6 @@ _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 def _app_names(conn: Connection, patient_id: str) -> dict[str, str]:
     """Every app that ever held a token for this inwoner, by client id."""
     from sqlalchemy import select
-
-    from vault.oauth.models import OAuthClient, Token
 
     rows = conn.execute(
         select(OAuthClient.client_id, OAuthClient.name).where(
@@ -1341,8 +1338,6 @@ async def invitation_accept(request: Request, token: str) -> Response:
                 404, "Deze link werkt niet meer", "De link is al gebruikt of is verlopen."
             )
         from sqlalchemy import select
-
-        from vault.oauth.models import Account
 
         if conn.execute(
             select(Account.account_id).where(Account.username == username.lower())

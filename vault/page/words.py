@@ -14,6 +14,9 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from vault.consent.compile import Grant
+from vault.oauth.router import describe_scope
+from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
+from vault.store.registry import RESOURCE_TYPES
 
 __all__ = [
     "PARTS",
@@ -722,9 +725,6 @@ SCOPE_WORDS_EN = {
 
 def app_may(scopes: Iterable[str], lang: str = "nl") -> list[str]:
     """What an app may do, in the same plain sentences as the page where she said yes."""
-    from vault.fhir.resources import RESOURCE_TYPES
-    from vault.oauth.router import describe_scope
-    from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
 
     lines: list[str] = []
     for text in scopes:

@@ -28,10 +28,10 @@ from vault.audit.log import AuditRecord
 from vault.consent.access import AccessContext
 from vault.consent.models import ConsentGrant
 from vault.fhir.codesystems import LEVENSDOMEIN
+from vault.fhir.directory import find_or_create_organization
 from vault.fhir.repository import Repository
 from vault.fhir.search import MAX_ALTERNATIVES
 from vault.kernel.errors import Unprocessable
-from vault.kernel.fhirdata import SCOPE_TYPES
 from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.scopes import permissions_from
 from vault.reports.codes import (
@@ -53,6 +53,7 @@ from vault.reports.figures import (
 )
 from vault.reports.models import FrozenFigures
 from vault.reports.suppress import Figure, suppress
+from vault.store.registry import SCOPE_TYPES
 
 __all__ = [
     "Report",
@@ -90,7 +91,6 @@ def statistics_context(*, organization: str, client_id: str | None) -> AccessCon
 
 def organization_named(runtime: Runtime, name: str) -> str:
     """``Organization/<id>`` of the Organization called ``name``, made when there is none."""
-    from vault.oauth.commands import find_or_create_organization
 
     with runtime.db.write() as conn:
         return f"Organization/{find_or_create_organization(runtime, conn, name)}"

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,6 +32,7 @@ __all__ = [
     "SearchDate",
     "SearchReference",
     "SearchToken",
+    "SigningKey",
     "VaultMeta",
     "VersionRow",
 ]
@@ -141,3 +143,17 @@ class SearchDate(Base):
         Index("ix_search_date_lookup", "resource_type", "param", "low"),
         Index("ix_search_date_resource", "resource_pk", "param"),
     )
+
+
+class SigningKey(Base):
+    """The vault's own signing keys (id tokens). Private halves sealed by the master key."""
+
+    __tablename__ = "oauth_signing_key"
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    private_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[Micros]
+    # Set when a newer key takes over; the public key stays published until this passes.
+    retire_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

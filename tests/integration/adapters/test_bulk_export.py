@@ -18,6 +18,7 @@ from vault.fhir import export
 from vault.fhir.export_models import ExportFile, ExportJob
 from vault.fhir.repository import Repository
 from vault.kernel.runtime import Runtime, now_micros
+from vault.oauth.clients import is_registered
 from vault.oauth.models import OAuthClient
 from vault.testing import RegisteredClient, ThrowawayVault
 
@@ -268,7 +269,7 @@ def test_stranded_jobs_are_taken_over_at_start_up_but_a_live_lease_is_left_alone
         )
 
     # What the app's lifespan runs when a worker starts; other tests' jobs are complete.
-    assert export.reclaim_stranded(runtime) == 1
+    assert export.reclaim_stranded(runtime, client_registered=is_registered) == 1
 
     with httpx.Client(timeout=30) as http:
         done = finished(http, f"{client.fhir_base}/$export-status/{stranded}", bearer(client))
@@ -276,7 +277,7 @@ def test_stranded_jobs_are_taken_over_at_start_up_but_a_live_lease_is_left_alone
         assert [o["count"] for o in done.json()["output"]] == [1]
         busy = http.get(f"{client.fhir_base}/$export-status/{alive}", headers=bearer(client))
         assert busy.status_code == 202  # not taken from a worker that still renews its lease
-    assert export.reclaim(runtime, alive) is False
+    assert export.reclaim(runtime, alive, client_registered=is_registered) is False
 
 
 def test_a_stranded_job_of_a_removed_client_ends_in_an_error_not_a_restart(
@@ -295,7 +296,7 @@ def test_a_stranded_job_of_a_removed_client_ends_in_an_error_not_a_restart(
             .values(removed_at=now_micros())
         )
 
-    assert export.reclaim(runtime, job_id) is False
+    assert export.reclaim(runtime, job_id, client_registered=is_registered) is False
     with runtime.db.read() as conn:
         job = conn.execute(select(ExportJob.__table__).where(ExportJob.id == job_id)).one()
     assert (job.status, job.error) == ("error", "ClientRemoved")

@@ -18,7 +18,7 @@ from tests.factories import related_person
 from tests.support import REPO_ROOT, free_port
 from tests.support.partners import share
 from tests.support.smart import inwoner_account
-from vault.oauth.commands import register_client
+from vault.app.clients import register_client
 from vault.testing import RegisteredClient, ThrowawayVault
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "samenwerkplan-noor.md"

@@ -31,6 +31,7 @@ from tests.integration.consent.conftest import (
 )
 from tests.support import fresh_database, run_vault, vault_env
 from vault.audit.models import AuditChain
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.crypto import seal_body
@@ -284,7 +285,7 @@ def audited(tmp_path: Path) -> Iterator[AuditedVault]:
     with fresh_database(tmp_path) as url:
         settings = make_settings(data_dir, url)
         initialise(settings)
-        runtime = Runtime.open(settings)
+        runtime = open_runtime(settings)
         try:
             with runtime.db.write() as conn:
                 stored, _ = Repository(runtime, AccessContext.full()).create(

@@ -32,6 +32,7 @@ from tests.support import fresh_database, run_vault, vault_env
 from vault.app.main import create_app
 from vault.audit.log import AuditRecord
 from vault.audit.models import AuditChain
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.runtime import Runtime, now_micros
@@ -61,7 +62,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     with fresh_database(directory) as url:
         settings = make_settings(directory / "vault", url)
         initialise(settings)
-        rt = Runtime.open(settings)
+        rt = open_runtime(settings)
         try:
             yield rt
         finally:
@@ -175,7 +176,7 @@ def test_vault_audit_verify_reports_an_erased_chain_as_erased_and_still_checks_i
     with fresh_database(tmp_path) as url:
         settings = make_settings(tmp_path / "vault", url)
         initialise(settings)
-        runtime = Runtime.open(settings)
+        runtime = open_runtime(settings)
         try:
             with runtime.db.write() as conn:
                 repo = Repository(runtime, AccessContext.full())
@@ -197,7 +198,7 @@ def test_vault_audit_verify_reports_an_erased_chain_as_erased_and_still_checks_i
         assert "3 records" in intact.stdout
         assert "the access log is intact" in intact.stdout
 
-        runtime = Runtime.open(settings)
+        runtime = open_runtime(settings)
         try:
             with runtime.db.write() as conn:  # someone removes a record of the erased chain
                 conn.execute(

@@ -45,11 +45,11 @@ from vault.consent.access import AccessContext
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.policy import Facts, Request, permits
 from vault.fhir.repository import Repository
-from vault.fhir.resources import RESOURCE_TYPES
 from vault.kernel.errors import NotFound
 from vault.kernel.fhirdata import split_reference
 from vault.kernel.runtime import Runtime
 from vault.oauth.scopes import permissions_from
+from vault.store.registry import RESOURCE_TYPES
 
 OTHER_SYSTEM = "https://regiekluis.nl/fhir/CodeSystem/label"
 # (system, code) as a provision's securityLabel; system None: any system.

@@ -22,10 +22,10 @@ from tests.factories import careplan, careteam, goal, patient, related_person
 from tests.integration.consent.conftest import RESTRICTED, Operator, grant
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.fhir.resources import RESOURCE_TYPES
 from vault.kernel.errors import VaultError
 from vault.kernel.runtime import Runtime
 from vault.oauth.scopes import permissions_from
+from vault.store.registry import RESOURCE_TYPES
 
 GOALS = ("goal0", "goal1", "goal2")
 PEOPLE = ("rp0", "rp1", "rp2")

@@ -51,6 +51,7 @@ from tests.support.harness import Harness, PageVisitor, Party, page_login
 from tests.support.reference import Record
 from tests.support.smart import inwoner_account
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.kernel.errors import Unprocessable
 from vault.kernel.runtime import Runtime
 
@@ -128,7 +129,7 @@ def own_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
         with fresh_database(folder) as url:
             own = make_settings(folder / "data", url)
             initialise(own)
-            rt = Runtime.open(own)
+            rt = open_runtime(own)
             try:
                 yield rt
             finally:

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vault.fhir.resources import RESOURCE_TYPES
+from vault.store.registry import RESOURCE_TYPES
 
 # A value of the right kind for each search parameter type: enough to prove that the
 # server accepts the parameter (any 200), not what it finds.

@@ -17,11 +17,12 @@ from adapters.sdk import VaultClient
 from tests.factories import consent, goal, patient
 from tests.integration.notify.conftest import SUBSCRIBER_SCOPES, Receiver, subscribe
 from tests.support import ServerProcess, fresh_database, run_vault, vault_command, vault_env
+from vault.app.clients import register_client
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime
-from vault.oauth.commands import register_client
 from vault.oauth.models import OAuthClient
 
 CHANGES = 12
@@ -52,7 +53,7 @@ def served(tmp_path: Path) -> Iterator[tuple[ServerProcess, Runtime]]:
                 "2",
             ]
 
-        runtime = Runtime.open(Settings(data_dir=data_dir, database_url=url))
+        runtime = open_runtime(Settings(data_dir=data_dir, database_url=url))
         try:
             with ServerProcess(command, env=env, log_path=tmp_path / "serve.log") as server:
                 yield server, runtime

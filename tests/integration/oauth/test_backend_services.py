@@ -24,8 +24,8 @@ from tests.support.smart import (
     public_jwks,
     register_backend,
 )
+from vault.app.clients import register_client
 from vault.kernel.runtime import Runtime
-from vault.oauth.commands import register_client
 
 
 def _error(response: httpx.Response) -> str:

@@ -24,6 +24,7 @@ from tests.factories import organization
 from tests.factories import patient as patient_resource
 from tests.support import ServerProcess, fresh_database, vault, vault_command, vault_env
 from tests.support.smart import BackendClient, inwoner_account, make_key, public_jwks
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
@@ -61,7 +62,7 @@ def settings(data_dir: Path, database_url: str) -> Settings:
 
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
-    rt = Runtime.open(settings)
+    rt = open_runtime(settings)
     yield rt
     rt.close()
 

@@ -19,8 +19,8 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import ServerThread
 from tests.support.smart import App, make_key, pkce, public_jwks
+from vault.app.clients import register_client
 from vault.kernel.runtime import Runtime
-from vault.oauth.commands import register_client
 from vault.oauth.models import OAuthClient
 
 

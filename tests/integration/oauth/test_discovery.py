@@ -18,11 +18,12 @@ from tests.conftest import ServerThread, create
 from tests.factories import goal
 from tests.support.smart import App, inwoner_account, register_app, register_backend
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.kernel.config import Settings
-from vault.kernel.fhirdata import SCOPE_TYPES
 from vault.kernel.runtime import Runtime
 from vault.oauth.router import OAUTH_URIS
 from vault.oauth.scopes import parse_scope
+from vault.store.registry import SCOPE_TYPES
 
 SMART_REQUIRED = (
     "issuer",
@@ -360,7 +361,7 @@ def test_endpoints_are_those_of_the_bound_address_whatever_the_host_header(
 @pytest.fixture
 def behind_proxy(settings: Settings) -> Iterator[ServerThread]:
     """The same vault, configured with a public URL (as behind a reverse proxy)."""
-    proxied = Runtime.open(replace(settings, public_base_url="https://vault.example.nl"))
+    proxied = open_runtime(replace(settings, public_base_url="https://vault.example.nl"))
     try:
         with ServerThread(create_app(proxied.settings, runtime=proxied)) as running:
             yield running

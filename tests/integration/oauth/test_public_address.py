@@ -30,6 +30,7 @@ from tests.support.smart import (
     register_backend,
 )
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime
 
@@ -163,7 +164,7 @@ class ServedAsVaultServe(ServerThread):
 @pytest.fixture
 def proxied(settings: Settings) -> Iterator[tuple[ServerThread, Runtime]]:
     """The vault configured with VAULT_PUBLIC_URL=https://vault.example, as behind a proxy."""
-    runtime = Runtime.open(replace(settings, public_base_url=PUBLIC))
+    runtime = open_runtime(replace(settings, public_base_url=PUBLIC))
     try:
         with ServedAsVaultServe(create_app(runtime.settings, runtime=runtime)) as running:
             yield running, runtime

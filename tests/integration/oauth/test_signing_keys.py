@@ -21,12 +21,13 @@ from tests.conftest import ServerThread, initialise, make_settings
 from tests.factories import patient as patient_resource
 from tests.support import fresh_database, run_vault, vault_env
 from tests.support.smart import App, inwoner_account, register_app
+from vault.app.clients import rotate_signing
 from vault.app.main import create_app
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.runtime import Runtime, now_micros
-from vault.oauth.commands import rotate_signing
-from vault.oauth.models import SigningKey
+from vault.store.models import SigningKey
 
 
 @dataclass
@@ -61,7 +62,7 @@ def own_vault(tmp_path: Path) -> Iterator[Vault]:
     with fresh_database(tmp_path) as url:
         settings = make_settings(tmp_path / "vault", url)
         initialise(settings)
-        runtime = Runtime.open(settings)
+        runtime = open_runtime(settings)
         try:
             with runtime.db.write() as conn:
                 person, _ = Repository(runtime, AccessContext.full()).create(
@@ -167,7 +168,7 @@ def test_vault_keys_rotate_signing_command_rotates_the_key(tmp_path: Path) -> No
         env = vault_env(url)
         assert run_vault("init", "--data-dir", str(data_dir), env=env).returncode == 0
         settings = make_settings(data_dir, url)
-        runtime = Runtime.open(settings)
+        runtime = open_runtime(settings)
         try:
             with runtime.db.read() as conn:
                 (old,) = conn.execute(select(SigningKey.kid)).scalars()

@@ -26,6 +26,7 @@ from tests.support import (
     vault_command,
     vault_env,
 )
+from vault.audit.runtime import open_runtime
 from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime
 
@@ -77,7 +78,7 @@ def running_vault(data_dir: Path, **extra_env: str) -> Iterator[Vault]:
             env=env,
             log_path=data_dir / "serve.log",
         )
-        runtime = Runtime.open(Settings(data_dir=data_dir, database_url=url))
+        runtime = open_runtime(Settings(data_dir=data_dir, database_url=url))
         try:
             with server:
                 yield Vault(server.url, runtime, passwords, server)

@@ -26,7 +26,7 @@ from adapters.sdk.app_launch import LoopbackReceiver
 from tests.integration.page.conftest import Vault, check_page
 from tests.support import REPO_ROOT, free_port
 from tests.support.smart import App, inwoner_account, pkce, register_app
-from vault.oauth.commands import register_client
+from vault.app.clients import register_client
 
 pytestmark = pytest.mark.slow
 

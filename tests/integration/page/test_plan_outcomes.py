@@ -16,9 +16,9 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.integration.page.conftest import Vault, check_page, log_in
 from tests.support import run_vault, vault_env
+from vault.app.reports import load_demo_cohort
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.reports.cli import load_demo_cohort
 from vault.reports.codes import PLAN_AGREED, PLAN_PHASE
 
 

@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 
 from tests.integration.page.conftest import Vault, check_page, http_log_in, log_in, page_csrf
 from tests.support.smart import App, make_key, register_app, register_backend
-from vault.oauth.commands import register_client
+from vault.app.clients import register_client
 
 MEE = "MEE Voorbeeldregio"  # the demo's Organization/demo-org-mee; Daan shares his goals
 

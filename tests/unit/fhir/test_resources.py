@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vault.fhir.resources import RESOURCE_TYPES, TokenValue, validate_resource
+from vault.fhir.resources import validate_resource
 from vault.kernel.errors import BadRequest
 from vault.kernel.fhirdata import MAX_MICROS, format_instant, parse_date_range, split_reference
+from vault.store.registry import RESOURCE_TYPES, TokenValue
 
 
 def micros(*args: int, tz: object = UTC) -> int:

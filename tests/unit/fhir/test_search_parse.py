@@ -12,10 +12,10 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.sql import ClauseElement
 
-from vault.fhir.resources import RESOURCE_TYPES
 from vault.fhir.search import Cursor, SearchQuery, cursor_secret, parse_search
 from vault.kernel.crypto import BlindIndex
 from vault.kernel.errors import BadRequest
+from vault.store.registry import RESOURCE_TYPES
 
 BLIND = BlindIndex(b"k" * 32)
 SECRET = cursor_secret(BLIND)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vault.fhir.resources import RESOURCE_TYPES
 from vault.oauth.router import describe_scope
+from vault.store.registry import RESOURCE_TYPES
 
 
 @pytest.mark.parametrize(

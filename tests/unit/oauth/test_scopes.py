@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from vault.fhir.resources import RESOURCE_TYPES
 from vault.oauth.scopes import (
     InvalidScope,
     ResourceScope,
@@ -12,6 +11,7 @@ from vault.oauth.scopes import (
     parse_scope,
     permissions_from,
 )
+from vault.store.registry import RESOURCE_TYPES
 
 TYPES = tuple(RESOURCE_TYPES)
 

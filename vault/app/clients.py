@@ -12,25 +12,26 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 from joserfc import jwk
 from joserfc.errors import JoseError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import insert, select, update
 
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
+from vault.fhir.directory import find_or_create_organization
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
-from vault.kernel.fhirdata import SCOPE_TYPES
 from vault.kernel.netguard import Refused, check_url
 from vault.kernel.runtime import Runtime, now_micros
-from vault.oauth.accounts import create_account
-from vault.oauth.keys import key_problem, rotate_signing_key
+from vault.oauth.accounts import create_account, hash_password
+from vault.oauth.keys import key_problem
 from vault.oauth.models import Account, OAuthClient, Token
 from vault.oauth.redirect_uris import check_redirect_uri
 from vault.oauth.scopes import InvalidScope, ResourceScope, parse_scope
 from vault.oauth.server import APP_TOKEN_SECONDS
-from vault.store.models import ResourceRow
+from vault.store.keys import rotate_signing_key, wrapping_key
+from vault.store.registry import SCOPE_TYPES
 
 __all__ = [
     "account_app",
@@ -55,29 +56,10 @@ DataDir = Annotated[
 
 def _open(data_dir: Path) -> Runtime:
     try:
-        return Runtime.open(Settings.from_env(data_dir))
+        return open_runtime(Settings.from_env(data_dir))
     except Exception as exc:
         typer.echo(f"error: cannot open the vault in {data_dir}: {exc}", err=True)
         raise typer.Exit(code=1) from None
-
-
-def find_or_create_organization(runtime: Runtime, conn: Connection, name: str) -> str:
-    """The id of the Organization called ``name`` (any case), created when there is none."""
-    repo = Repository(runtime, AccessContext.full("operator"))
-    ids = conn.scalars(
-        select(ResourceRow.resource_id).where(
-            ResourceRow.resource_type == "Organization", ResourceRow.deleted.is_(False)
-        )
-    ).all()
-    wanted = name.strip().casefold()
-    for resource_id in ids:
-        body = orjson.loads(repo.read(conn, "Organization", resource_id).body or b"{}")
-        if str(body.get("name", "")).strip().casefold() == wanted:
-            return str(resource_id)
-    stored, _ = repo.create(
-        conn, "Organization", {"resourceType": "Organization", "active": True, "name": name}
-    )
-    return stored.resource_id
 
 
 def _check_scopes(scopes: list[str], *, public: bool) -> None:
@@ -257,7 +239,6 @@ def set_account(
     runtime: Runtime, *, username: str, patient_id: str | None, display_name: str, password: str
 ) -> None:
     """Create the account, or give an existing one this password."""
-    from vault.oauth.accounts import hash_password
 
     with runtime.db.write() as conn:
         existing = conn.execute(
@@ -317,7 +298,7 @@ def rotate_signing(runtime: Runtime) -> str:
         # Keep the old public key published for as long as a token it signed may live.
         return rotate_signing_key(
             conn,
-            runtime.wrapping_key(conn),
+            wrapping_key(conn, runtime.keys.keyring),
             now=now_micros(),
             keep_public_for=(APP_TOKEN_SECONDS + 300) * 1_000_000,
         )

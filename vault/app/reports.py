@@ -16,6 +16,7 @@ from vault.reports.cohort import load_cohort
 from vault.reports.collect import Report, figures_for, organization_named
 from vault.reports.figures import parse_period
 from vault.reports.html import report_csv, report_html
+from vault.store.models import ResourceRow
 
 __all__ = ["load_demo_cohort", "write_report"]
 
@@ -81,8 +82,6 @@ def load_demo_cohort(runtime: Runtime) -> int:
 
 def _count(runtime: Runtime) -> int:
     from sqlalchemy import func, select
-
-    from vault.store.models import ResourceRow
 
     with runtime.db.read() as conn:
         return int(conn.scalar(select(func.count()).select_from(ResourceRow)) or 0)

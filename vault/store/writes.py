@@ -1,0 +1,333 @@
+"""Writing resources into the store: seal, insert the row and version, index, keys.
+
+The FHIR layer's repository decides whether a caller may write and what the write means
+(versions, Consent grants, Provenance); what lands in the tables is done here, the same for
+every writer. The vault's own records (AuditEvent, Provenance) are written with
+``write_internal_many``: no caller, no access check, a fixed number of statements however
+many records there are. Nothing here commits: every function runs inside the transaction
+the caller opened (``Database.write``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, bindparam, delete, insert, select
+
+from vault.kernel.crypto import new_data_key, seal_body
+from vault.kernel.db import InList, table_of
+from vault.kernel.errors import Unprocessable
+from vault.kernel.fhirdata import format_instant
+from vault.kernel.runtime import Runtime, now_micros
+from vault.store.keys import wrapping_key
+from vault.store.models import (
+    SHARED_OWNER,
+    DataKey,
+    ResourceRow,
+    SearchDate,
+    SearchReference,
+    SearchToken,
+    VersionRow,
+)
+from vault.store.registry import RESOURCE_TYPES, ResourceType, TokenValue
+
+__all__ = [
+    "DATA_KEY",
+    "INSERT_RESOURCE",
+    "INSERT_VERSION",
+    "Prepared",
+    "Stored",
+    "clear_index",
+    "data_keys",
+    "ensure_data_key",
+    "index_rows",
+    "insert_index",
+    "insert_records",
+    "seal",
+    "version_row",
+    "write_index",
+    "write_internal",
+    "write_internal_many",
+]
+
+R = ResourceRow.__table__.c
+K = DataKey.__table__.c
+
+# The write path's statements, built once: building ``insert(...).values(...)`` for every
+# row cost more than executing it, and every read by a partner writes an AuditEvent.
+INSERT_RESOURCE = insert(table_of(ResourceRow)).returning(R.pk)
+# Many rows in one INSERT ("insertmanyvalues"). The rows come back matched by their unique
+# (type, id), not by order: on SQLite, sort_by_parameter_order would insert row by row.
+_INSERT_RESOURCES = insert(table_of(ResourceRow)).returning(R.pk, R.resource_type, R.resource_id)
+INSERT_VERSION = insert(table_of(VersionRow))
+_INSERT_TOKENS = insert(table_of(SearchToken))
+_INSERT_REFERENCES = insert(table_of(SearchReference))
+_INSERT_DATES = insert(table_of(SearchDate))
+DATA_KEY = select(K.wrapped, K.master_key_id).where(K.owner == bindparam("owner"))
+_DATA_KEYS = InList(
+    lambda owners: select(K.owner, K.wrapped, K.master_key_id).where(K.owner.in_(owners))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: int
+    deleted: bool
+    body: bytes | None  # the resource's JSON, None for a deletion
+    patient_id: str | None = None  # the compartment it belongs to
+    pk: int = 0
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A resource ready to be written: its type, its JSON (meta stamped on sealing) and the
+    compartment it belongs to."""
+
+    spec: ResourceType
+    data: dict[str, Any]
+    patient_id: str | None
+
+
+def seal(
+    runtime: Runtime, prepared: Prepared, key: Any, *, resource_id: str, version: int, now: int
+) -> tuple[bytes, bytes]:
+    """Stamps the server's meta on the resource and seals it: (its JSON, the sealed body).
+
+    ``key`` is the owner's ``data_key`` row (wrapped, master_key_id), None if it has none.
+    """
+    data = prepared.data
+    data["meta"] = {
+        **data["meta"],
+        "versionId": str(version),
+        "lastUpdated": format_instant(now),
+    }
+    plaintext = orjson.dumps(data)
+    if key is None:
+        raise Unprocessable("This inwoner's vault was erased")
+    owner = prepared.patient_id or SHARED_OWNER
+    aead = runtime.keys.aead(owner=owner, key_id=key.master_key_id, wrapped=key.wrapped)
+    sealed = seal_body(
+        aead,
+        resource_type=prepared.spec.name,
+        resource_id=resource_id,
+        version=version,
+        plaintext=plaintext,
+    )
+    return plaintext, sealed
+
+
+def insert_records(
+    runtime: Runtime, conn: Connection, items: Sequence[Prepared], keys: Mapping[str, Any] | None
+) -> list[Stored]:
+    """New resources of the vault's own (version 1), in a fixed number of statements.
+
+    Only types without side effects on write: a Patient needs its data key made and a
+    Consent its grants compiled, which ``_insert`` does one resource at a time.
+    """
+    if not items:
+        return []
+    assert all(p.spec.name not in ("Patient", "Consent") for p in items)
+    if keys is None:
+        keys = data_keys(conn, [p.patient_id or SHARED_OWNER for p in items])
+    # Sealed before anything is written, so an erased owner fails the batch up front.
+    sealed: list[tuple[int, bytes, bytes]] = []
+    for prepared in items:
+        now = now_micros()
+        plaintext, body = seal(
+            runtime,
+            prepared,
+            keys.get(prepared.patient_id or SHARED_OWNER),
+            resource_id=prepared.data["id"],
+            version=1,
+            now=now,
+        )
+        sealed.append((now, plaintext, body))
+    inserted = conn.execute(
+        _INSERT_RESOURCES,
+        [
+            {
+                "resource_type": prepared.spec.name,
+                "resource_id": prepared.data["id"],
+                "patient_id": prepared.patient_id,
+                "version_id": 1,
+                "last_updated": now,
+                "deleted": False,
+            }
+            for prepared, (now, _, _) in zip(items, sealed, strict=True)
+        ],
+    )
+    pks = {(row.resource_type, row.resource_id): row.pk for row in inserted}
+    stored: list[Stored] = []
+    versions: list[dict[str, Any]] = []
+    tokens: list[dict[str, Any]] = []
+    refs: list[dict[str, Any]] = []
+    dates: list[dict[str, Any]] = []
+    for prepared, (now, plaintext, body) in zip(items, sealed, strict=True):
+        spec, resource_id = prepared.spec, prepared.data["id"]
+        pk = pks[(spec.name, resource_id)]
+        versions.append(
+            version_row(prepared, pk=pk, resource_id=resource_id, version=1, now=now, body=body)
+        )
+        more_tokens, more_refs, more_dates = index_rows(runtime, prepared, pk)
+        tokens += more_tokens
+        refs += more_refs
+        dates += more_dates
+        stored.append(
+            Stored(spec.name, resource_id, 1, now, False, plaintext, prepared.patient_id, pk)
+        )
+    conn.execute(INSERT_VERSION, versions)
+    insert_index(conn, tokens, refs, dates)
+    return stored
+
+
+def ensure_data_key(runtime: Runtime, conn: Connection, patient_id: str) -> None:
+    found = conn.execute(select(K.owner).where(K.owner == patient_id)).first()
+    if found is None:
+        master = wrapping_key(conn, runtime.keys.keyring)
+        conn.execute(
+            insert(DataKey).values(
+                owner=patient_id,
+                wrapped=master.wrap(new_data_key(), owner=patient_id),
+                master_key_id=master.key_id,
+                created_at=now_micros(),
+            )
+        )
+
+
+def write_index(runtime: Runtime, conn: Connection, prepared: Prepared, pk: int) -> None:
+    insert_index(conn, *index_rows(runtime, prepared, pk))
+
+
+def insert_index(
+    conn: Connection,
+    tokens: list[dict[str, Any]],
+    refs: list[dict[str, Any]],
+    dates: list[dict[str, Any]],
+) -> None:
+    if tokens:
+        conn.execute(_INSERT_TOKENS, tokens)
+    if refs:
+        conn.execute(_INSERT_REFERENCES, refs)
+    if dates:
+        conn.execute(_INSERT_DATES, dates)
+
+
+def index_rows(
+    runtime: Runtime, prepared: Prepared, pk: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The search index rows of one resource: (tokens, references, dates)."""
+    spec, data, patient_id = prepared.spec, prepared.data, prepared.patient_id
+    tokens: list[dict[str, Any]] = []
+    refs: list[dict[str, Any]] = []
+    dates: list[dict[str, Any]] = []
+    common = {"resource_pk": pk, "resource_type": spec.name, "patient_id": patient_id}
+    for param in spec.params:
+        values: Iterable[Any] = set(param.extract(data))
+        if param.type == "token":
+            for token in values:
+                assert isinstance(token, TokenValue)
+                tokens.append(
+                    {
+                        **common,
+                        "param": param.name,
+                        "system": token.system,
+                        "code_hash": runtime.blind.token(token.code),
+                    }
+                )
+        elif param.type == "reference":
+            for target_type, target_id in values:
+                refs.append(
+                    {
+                        **common,
+                        "param": param.name,
+                        "target_type": target_type,
+                        "target_id": target_id,
+                    }
+                )
+        else:
+            for low, high in values:
+                dates.append({**common, "param": param.name, "low": low, "high": high})
+    return tokens, refs, dates
+
+
+def clear_index(conn: Connection, pk: int, *, keep_labels: bool = False) -> None:
+    for table in (SearchToken, SearchReference, SearchDate):
+        columns = table.__table__.c
+        stmt = delete(table).where(columns.resource_pk == pk)
+        if keep_labels and table is SearchToken:
+            stmt = stmt.where(columns.param != "_security")
+        conn.execute(stmt)
+
+
+def version_row(
+    prepared: Prepared, *, pk: int, resource_id: str, version: int, now: int, body: bytes
+) -> dict[str, Any]:
+    return {
+        "resource_pk": pk,
+        "version_id": version,
+        "resource_type": prepared.spec.name,
+        "resource_id": resource_id,
+        "patient_id": prepared.patient_id,
+        "last_updated": now,
+        "deleted": False,
+        "body": body,
+    }
+
+
+def write_internal(
+    runtime: Runtime,
+    conn: Connection,
+    resource_type: str,
+    data: dict[str, Any],
+    *,
+    patient_id: str | None,
+) -> Stored:
+    """The vault's own records (AuditEvent, Provenance): no caller, no access check."""
+    (stored,) = write_internal_many(runtime, conn, [(resource_type, data, patient_id)])
+    return stored
+
+
+def data_keys(conn: Connection, owners: Iterable[str]) -> dict[str, Any]:
+    """The ``data_key`` rows (owner, wrapped, master_key_id) of these owners, by owner.
+
+    An owner without a row is missing; an erased one has ``wrapped`` None.
+    """
+    return {row.owner: row for row in conn.execute(*_DATA_KEYS.bind(owners))}
+
+
+def write_internal_many(
+    runtime: Runtime,
+    conn: Connection,
+    items: Sequence[tuple[str, dict[str, Any], str | None]],
+    *,
+    keys: Mapping[str, Any] | None = None,
+) -> list[Stored]:
+    """:func:`write_internal` for many records at once: (resource type, data, patient id)
+    each, stored in that order, in the same few statements however many there are.
+
+    ``keys``: the owners' :func:`data_keys` if the caller read them already (every patient
+    id, and ``SHARED_OWNER`` for records of none); read here when None.
+    """
+    return insert_records(
+        runtime,
+        conn,
+        [
+            Prepared(
+                RESOURCE_TYPES[resource_type],
+                {**data, "meta": {"versionId": "1", "lastUpdated": ""}},
+                patient_id,
+            )
+            for resource_type, data, patient_id in items
+        ],
+        keys,
+    )
