@@ -34,7 +34,7 @@ test-deep: $(STAMP)
 	@tail -n 3 test-artifacts/property-counts.txt
 
 ## mutate: mutation testing of the access decision with mutmut (docs/testing.md; not in CI)
-MUTANTS ?= vault.consent.enforce.* vault.fhir.repository.xǁRepositoryǁ_visible* \
+MUTANTS ?= vault.consent.decision.* vault.consent.enforce.* \
 	vault.fhir.repository.xǁRepositoryǁ_restriction* \
 	vault.fhir.repository.xǁRepositoryǁ_correct* vault.oauth.protector.* vault.consent.compile.* \
 	vault.oauth.sessions.*

@@ -283,6 +283,11 @@ def partner_context(runtime: Runtime, client_id: str, partner_org: str) -> Acces
         client_id=client_id,
         organization=partner_org,
         permissions=permissions_from(SCOPES, context="system", known_types=RESOURCE_TYPES),
+        patient_id=None,
+        account_id=None,
+        purposes=frozenset(),
+        practitioner=None,
+        representative=None,
     )
 
 

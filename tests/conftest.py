@@ -22,7 +22,7 @@ from adapters.sink import SinkAdapter
 from tests.support import free_port, fresh_database
 from vault.app.main import create_app
 from vault.audit.runtime import open_runtime
-from vault.consent.access import AccessContext
+from vault.consent.access import AccessContext, Permissions
 from vault.kernel.config import Settings
 from vault.kernel.crypto import MasterKey
 from vault.kernel.db import Database
@@ -39,7 +39,18 @@ def test_access(request: Request) -> AccessContext:
         return AccessContext.full("test")
     if value.startswith("patient:"):
         patient = value.split(":", 1)[1]
-        return AccessContext(subject=f"inwoner:{patient}", kind="patient", patient_id=patient)
+        return AccessContext(
+            subject=f"inwoner:{patient}",
+            kind="patient",
+            patient_id=patient,
+            organization=None,
+            client_id=None,
+            account_id=None,
+            permissions=Permissions.everything(),
+            purposes=frozenset(),
+            practitioner=None,
+            representative=None,
+        )
     raise Unauthorized("no test access", headers={"WWW-Authenticate": "Bearer"})
 
 

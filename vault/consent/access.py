@@ -56,19 +56,28 @@ class Permissions:
             return None
         return frozenset(t for t, ls in self.letters.items() if letter in ls)
 
+    @classmethod
+    def everything(cls) -> Permissions:
+        """Every interaction on every type: the operator, and the inwoner on her own page
+        (what she sees is still bounded by the context's kind: her own compartment)."""
+        return cls({"*": frozenset("cruds")}, {})
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AccessContext:
+    """No field has a default: whoever builds a context says what every part of it is, so
+    a context can never be the operator's by omission. ``full`` builds the operator's."""
+
     subject: str  # "operator", "client:<client_id>", ...
-    kind: Literal["full", "patient", "system"] = "full"
-    patient_id: str | None = None  # the compartment of a patient-context token
-    organization: str | None = None  # "Organization/<id>" the client acts for
-    client_id: str | None = None
-    account_id: str | None = None  # the person who logged in, for app tokens
-    permissions: Permissions | None = None  # None: every interaction on every type
-    purposes: frozenset[str] = frozenset()  # purposes of use the client is registered for
-    practitioner: str | None = None  # "Practitioner/<id>" when the person is known
-    representative: str | None = None  # "RelatedPerson/<id>" acting for the inwoner
+    kind: Literal["full", "patient", "system"]
+    patient_id: str | None  # the compartment of a patient-context token
+    organization: str | None  # "Organization/<id>" the client acts for
+    client_id: str | None
+    account_id: str | None  # the person who logged in, for app tokens
+    permissions: Permissions  # what the scopes allow (``Permissions.everything()``: all)
+    purposes: frozenset[str]  # purposes of use the client is registered for
+    practitioner: str | None  # "Practitioner/<id>" when the person is known
+    representative: str | None  # "RelatedPerson/<id>" acting for the inwoner
 
     @property
     def grantees(self) -> frozenset[str]:
@@ -80,10 +89,21 @@ class AccessContext:
     @classmethod
     def full(cls, subject: str = "operator") -> AccessContext:
         """Unrestricted access: the operator's tools and tests of the store itself."""
-        return cls(subject=subject)
+        return cls(
+            subject=subject,
+            kind="full",
+            patient_id=None,
+            organization=None,
+            client_id=None,
+            account_id=None,
+            permissions=Permissions.everything(),
+            purposes=frozenset(),
+            practitioner=None,
+            representative=None,
+        )
 
     def allows(self, interaction: Interaction, resource_type: str) -> bool:
-        return self.permissions is None or self.permissions.allows(interaction, resource_type)
+        return self.permissions.allows(interaction, resource_type)
 
     def may_read(self, resource_type: str) -> bool:
         return self.allows("r", resource_type) or self.allows("s", resource_type)
@@ -93,6 +113,4 @@ class AccessContext:
 
     def query_restrictions(self, resource_type: str) -> tuple[tuple[tuple[str, str], ...], ...]:
         """Granular SMART v2 scopes: a read must match one of these searches (none: free)."""
-        if self.permissions is None:
-            return ()
         return self.permissions.queries.get(resource_type, ())

@@ -54,9 +54,10 @@ class Decided(ColumnElement[bool]):
 
     SQLAlchemy walks an expression on every execution to find its compiled form; for the
     consent condition (subqueries, lists of grantees) that walk cost a partner's search
-    more than its SQL. ``decision`` must name everything the condition was built from. Its
-    only value that changes between runs, the instant, is :data:`NOW`, which every
-    execution passes by name; a run without it fails instead of using a stale instant.
+    more than its SQL. ``decision`` must name everything the condition was built from. The
+    values that change between runs, the instant (:data:`NOW`) and the inwoner of a
+    patient-kind caller (``consent/decision.py`` ``PATIENT``), are bind parameters every
+    execution passes by name; a run without them fails instead of using a stale value.
     """
 
     __visit_name__ = "rk_decided"

@@ -15,10 +15,10 @@ not grants: every page still asks the consent engine), and only while the client
 is still registered.
 
 Only granted data leaves: every line is produced by ``Repository`` search pages built with
-the requesting client's ``AccessContext`` — the same access decision (``_visible``, in SQL)
-as every read and search, never a second copy of it. A new repository per page means a
-grant revoked during a long export stops it from the next page on. Each page is written to
-the access log as interaction ``export``.
+the requesting client's ``AccessContext``: the same access decision
+(``consent/decision.py``, in SQL) as every read and search, never a second copy of it. A
+new repository per page means a grant revoked during a long export stops it from the next
+page on. Each page is written to the access log as interaction ``export``.
 
 Files are ndjson, at most ``FILE_LINES`` resources each, sealed with the job's own data
 key; they live ``EXPIRES_SECONDS`` after the job finishes, then any request purges them
@@ -47,6 +47,7 @@ from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from vault.audit.log import AuditRecord
 from vault.consent.access import AccessContext, Permissions
+from vault.consent.decision import visible
 from vault.fhir.export_models import ExportFile, ExportJob
 from vault.fhir.repository import ROW, R, Repository, SearchPage
 from vault.fhir.search import SearchQuery
@@ -130,14 +131,12 @@ def _lease_until() -> int:
 
 
 def _context_json(ctx: AccessContext) -> str:
-    permissions = None
-    if ctx.permissions is not None:
-        permissions = {
-            "letters": {t: sorted(ls) for t, ls in ctx.permissions.letters.items()},
-            "queries": {
-                t: [list(map(list, q)) for q in qs] for t, qs in ctx.permissions.queries.items()
-            },
-        }
+    permissions = {
+        "letters": {t: sorted(ls) for t, ls in ctx.permissions.letters.items()},
+        "queries": {
+            t: [list(map(list, q)) for q in qs] for t, qs in ctx.permissions.queries.items()
+        },
+    }
     return json.dumps(
         {
             "subject": ctx.subject,
@@ -158,7 +157,8 @@ def _context_from(text: str) -> AccessContext:
     data = json.loads(text)
     stored = data.pop("permissions")
     purposes = frozenset(data.pop("purposes", []))
-    permissions = None
+    # A job stored before permissions were always explicit has null: that meant everything.
+    permissions = Permissions.everything()
     if stored is not None:
         permissions = Permissions(
             {t: frozenset(ls) for t, ls in stored["letters"].items()},
@@ -186,7 +186,7 @@ class _ExportRepository(Repository):
 
         A file keeps what was granted when it was made; revoking or narrowing a grant
         afterwards must hold for the file too, so each download asks the same access
-        decision (``_visible``, in SQL) as a live read. What is served is logged, one
+        decision (``consent/decision.py``, in SQL) as a live read. What is served is logged, one
         record per inwoner; what is withheld is logged as denied, also per inwoner.
         """
         spec = self._require("s", resource_type)
@@ -195,7 +195,7 @@ class _ExportRepository(Repository):
             resource_id = orjson.loads(line).get("id")
             if isinstance(resource_id, str):
                 wanted[resource_id] = line
-        decision = and_(R.deleted.is_(False), self._visible(ROW), *self._restriction(spec))
+        decision = and_(R.deleted.is_(False), visible(self.context, ROW), *self._restriction(spec))
         rows = conn.execute(
             select(R.resource_id, R.patient_id, decision.label("granted")).where(
                 R.resource_type == resource_type, R.resource_id.in_(sorted(wanted))

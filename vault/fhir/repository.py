@@ -1,13 +1,15 @@
 """The FHIR store: versioned, encrypted resources, read and written under an AccessContext.
 
 Every interaction of the FHIR REST API (https://hl7.org/fhir/R4/http.html) lands here. The
-repository is constructed with the caller's ``AccessContext`` and applies it inside each
-SQL statement (``_visible``), so a page, its total, its includes and its history only ever
-contain rows the caller may see; nothing is fetched first and filtered afterwards.
+repository is constructed with the caller's ``AccessContext`` and applies the one access
+decision (``consent/decision.py``) inside each SQL statement, so a page, its total, its
+includes and its history only ever contain rows the caller may see; nothing is fetched
+first and filtered afterwards.
 
-The read hot path (read by id) is one hand-written statement run on the driver: the ORM
-and even Core cost more than the rest of a read together. Writes use SQLAlchemy Core inside
-the transaction the caller opened (``Database.write``); nothing here commits.
+The read hot path (read by id) is one statement, compiled once per kind of caller and run
+on the driver: the ORM and even Core cost more than the rest of a read together. Writes
+use SQLAlchemy Core inside the transaction the caller opened (``Database.write``); nothing
+here commits.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from sqlalchemy import (
 
 from vault.audit.log import AuditRecord
 from vault.consent.access import AccessContext, Interaction
-from vault.consent.enforce import NOW, Decided, RowColumns, granted, names_grantee
+from vault.consent.decision import PATIENT, decision_params, visible
+from vault.consent.enforce import NOW, RowColumns
 from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.fhir.resources import ID_PATTERN, validate_resource
 from vault.fhir.search import Cursor, SearchQuery, parse_search
@@ -90,17 +93,14 @@ V = VersionRow.__table__.c
 K = DataKey.__table__.c
 MAX_INCLUDES = 1000
 ROW = RowColumns(R.pk, R.resource_type, R.resource_id, R.patient_id)
-# Access conditions by (row columns, action, grantees, purposes): few distinct keys, one
-# per partner organisation and action, so a plain dict that is emptied when full will do.
-_VISIBLE_CACHE: dict[tuple[int, str, tuple[str, ...], tuple[str, ...]], ColumnElement[bool]] = {}
-_VISIBLE_CACHE_SIZE = 1024
-# A partner's read by id as SQL text: (dialect, grantees, purposes) -> (sql, positional
+# A read by id as SQL text: (dialect, kind, grantees, purposes) -> (sql, positional
 # parameter names or None for named, the parameters that do not change).
 _COMPILED_READS: dict[
-    tuple[str, tuple[str, ...], tuple[str, ...]],
+    tuple[str, str, tuple[str, ...], tuple[str, ...]],
     tuple[str, Sequence[str] | None, dict[str, Any]],
 ] = {}
-_READ_VARIABLES = frozenset({"rk_type", "rk_id", NOW.key})
+_READ_VARIABLES = frozenset({"rk_type", "rk_id", NOW.key, PATIENT.key})
+_COMPILED_READS_SIZE = 1024
 
 
 class _ReadPlan(NamedTuple):
@@ -133,69 +133,21 @@ class HistoryPage:
     next_cursor: Cursor | None
 
 
-_READ_SQL = (
-    "SELECT r.pk, r.patient_id, r.version_id, r.last_updated, r.deleted, v.body, "
-    "k.wrapped, k.master_key_id "
-    "FROM fhir_resource r "
-    "JOIN fhir_version v ON v.resource_pk = r.pk AND v.version_id = r.version_id "
-    "LEFT JOIN data_key k ON k.owner = COALESCE(r.patient_id, '" + SHARED_OWNER + "') "
-    "WHERE r.resource_type = ? AND r.resource_id = ?"
-)
-
-
 class Repository:
     def __init__(self, runtime: Runtime, ctx: AccessContext) -> None:
         self._rt = runtime
         self._ctx = ctx
         self._now = now_micros()  # one instant per request: every check sees the same time
-        self._params = {NOW.key: self._now}  # bind values of the access condition
+        self._params = decision_params(ctx, self._now)  # bind values of the access decision
         self.pending_denials: list[AuditRecord] = []
         self._deferred: list[AuditRecord] | None = None
         self._blind: BlindIndex = runtime.blind
-        style = runtime.db.paramstyle
-        self._read_sql = _READ_SQL if style == "qmark" else _READ_SQL.replace("?", "%s")
-        self._read_sql_compartment = self._read_sql + (
-            " AND r.patient_id = ?" if style == "qmark" else " AND r.patient_id = %s"
-        )
 
     @property
     def context(self) -> AccessContext:
         return self._ctx
 
     # -- access --------------------------------------------------------------------------
-
-    def _visible(self, row: RowColumns, *, action: str = "access") -> ColumnElement[bool]:
-        """The access decision as a SQL condition on a resource row (design section 3).
-
-        Rows outside every compartment (Organization, Practitioner) are visible to anyone
-        whose scopes cover their type. An inwoner's app sees its own compartment. A partner
-        system sees compartment rows only where an active Consent of that inwoner grants
-        them (``consent/enforce.py``), plus the Consents that name it, so it can see its own
-        grant. Nothing else: deny by default.
-        """
-        ctx = self._ctx
-        if ctx.kind == "full":
-            return true()
-        shared = and_(row.patient_id.is_(None), row.resource_type.in_(SHARED_TYPES))
-        if ctx.kind == "patient":
-            return or_(row.patient_id == ctx.patient_id, shared)
-        # Building this condition cost a partner's read more than a millisecond, so it is
-        # built once per grantee set and reused; the instant is a bind parameter
-        # (``self._params``), never part of the cached expression.
-        key = (id(row), action, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
-        cached = _VISIBLE_CACHE.get(key)
-        if cached is None:
-            conditions = [
-                shared,
-                granted(row, grantees=ctx.grantees, action=action, purposes=ctx.purposes, now=NOW),
-            ]
-            if action == "access":
-                conditions.append(names_grantee(row, grantees=ctx.grantees))
-            cached = Decided(or_(*conditions), key)
-            if len(_VISIBLE_CACHE) >= _VISIBLE_CACHE_SIZE:
-                _VISIBLE_CACHE.clear()
-            _VISIBLE_CACHE[key] = cached
-        return cached
 
     def _require(self, interaction: Interaction, resource_type: str) -> ResourceType:
         """The type must exist and the caller's scopes must cover the interaction (403)."""
@@ -229,12 +181,6 @@ class Repository:
             )
             alternatives.append(and_(true(), *parsed.conditions))
         return [or_(*alternatives)]
-
-    @property
-    def _fast_path(self) -> bool:
-        # The hand-written read serves the operator and the inwoner's own app; partner
-        # systems and granular scopes go through the composed query.
-        return self._ctx.kind in ("full", "patient")
 
     # -- the access log ------------------------------------------------------------------
 
@@ -402,23 +348,7 @@ class Repository:
             raise _not_found(resource_type, resource_id)
         if self._restriction(spec):
             return None
-        if not self._fast_path:
-            return self._read_precompiled(dialect, spec, resource_id)
-        sql, params = self._read_sql, [resource_type, resource_id]
-        if self._ctx.patient_id is not None and spec.compartment is not None:
-            sql = self._read_sql_compartment
-            params.append(self._ctx.patient_id)
-
-        def answer(row: Any) -> Stored:
-            if row is None:
-                raise _not_found(resource_type, resource_id)
-            pk, patient, version, updated, deleted, body, wrapped, key_id = row
-            if deleted:
-                raise Gone(f"{resource_type}/{resource_id} was deleted")
-            opened = self._open(resource_type, resource_id, version, patient, body, wrapped, key_id)
-            return Stored(resource_type, resource_id, version, updated, False, opened, patient, pk)
-
-        return _ReadPlan(sql, params, answer)
+        return self._read_precompiled(dialect, spec, resource_id)
 
     def _read_restricted(self, conn: Connection, resource_type: str, resource_id: str) -> Stored:
         """A read under granular scopes (``Goal.rs?category=…``): the composed statement."""
@@ -429,7 +359,7 @@ class Repository:
             .where(
                 R.resource_type == spec.name,
                 R.resource_id == resource_id,
-                self._visible(ROW),
+                visible(self._ctx, ROW),
                 *self._restriction(spec),
             )
         )
@@ -443,14 +373,15 @@ class Repository:
     def _read_precompiled(
         self, dialect: Dialect, spec: ResourceType, resource_id: str
     ) -> _ReadPlan:
-        """A partner's read by id: the composed statement, compiled once per grantee set.
+        """A read by id: the composed statement, compiled once per kind of caller and
+        grantee set, for every caller (the operator, the inwoner, a partner).
 
         SQLAlchemy would otherwise rebuild the cache key of the whole consent condition on
         every read (more CPU than the query); the SQL text is the same each time, only the
-        type, the id and the instant change.
+        type, the id, the instant and the inwoner change.
         """
         ctx = self._ctx
-        key = (dialect.name, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
+        key = (dialect.name, ctx.kind, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
         compiled = _COMPILED_READS.get(key)
         if compiled is None:
             stmt = (
@@ -459,19 +390,19 @@ class Repository:
                 .where(
                     R.resource_type == bindparam("rk_type", ""),
                     R.resource_id == bindparam("rk_id", ""),
-                    self._visible(ROW),
+                    visible(self._ctx, ROW),
                 )
-                .params({NOW.key: 0})  # placeholders: compiling renders the SQL text once
+                .params({NOW.key: 0, PATIENT.key: ""})  # placeholders: compiled text once
             )
             # The grantee lists are expanded into plain parameters once, here.
             done = stmt.compile(dialect=dialect).construct_expanded_state()
             fixed = {k: v for k, v in done.parameters.items() if k not in _READ_VARIABLES}
             compiled = (done.statement, done.positiontup, fixed)
-            if len(_COMPILED_READS) >= _VISIBLE_CACHE_SIZE:
+            if len(_COMPILED_READS) >= _COMPILED_READS_SIZE:
                 _COMPILED_READS.clear()
             _COMPILED_READS[key] = compiled
         sql, positions, fixed = compiled
-        values = {**fixed, "rk_type": spec.name, "rk_id": resource_id, NOW.key: self._now}
+        values = {**fixed, **self._params, "rk_type": spec.name, "rk_id": resource_id}
 
         def answer(row: Any) -> Stored:
             if row is None:
@@ -521,7 +452,7 @@ class Repository:
                 R.resource_type == resource_type,
                 R.resource_id == resource_id,
                 V.version_id == number,
-                self._visible(ROW),
+                visible(self._ctx, ROW),
                 *self._restriction(spec),
             )
         )
@@ -608,7 +539,7 @@ class Repository:
         where = [
             R.resource_type == spec.name,
             R.deleted.is_(False),
-            self._visible(ROW),
+            visible(self._ctx, ROW),
             *self._restriction(spec),
             *query.conditions,
         ]
@@ -701,7 +632,7 @@ class Repository:
         where = [
             R.resource_type == query.spec.name,
             R.deleted.is_(False),
-            self._visible(ROW),
+            visible(self._ctx, ROW),
             *query.conditions,
         ]
         return list(conn.scalars(select(R.resource_id).where(*where).limit(2), self._params))
@@ -788,7 +719,7 @@ class Repository:
                         R.resource_type == target_type,
                         R.resource_id.in_(sorted(target_ids)),
                         R.deleted.is_(False),
-                        self._visible(ROW),
+                        visible(self._ctx, ROW),
                         *self._restriction(RESOURCE_TYPES[target_type]),
                     )
                     .limit(MAX_INCLUDES)
@@ -809,7 +740,7 @@ class Repository:
                 .where(
                     R.pk.in_(refs),
                     R.deleted.is_(False),
-                    self._visible(ROW),
+                    visible(self._ctx, ROW),
                     *self._restriction(RESOURCE_TYPES[inc.source_type]),
                 )
                 .limit(MAX_INCLUDES)
@@ -875,7 +806,7 @@ class Repository:
             .outerjoin(
                 DataKey.__table__, K.owner == func.coalesce(V.patient_id, literal(SHARED_OWNER))
             )
-            .where(V.resource_type == resource_type, self._visible(VERSION_ROW))
+            .where(V.resource_type == resource_type, visible(self._ctx, VERSION_ROW))
         )
         restriction = self._restriction(spec)
         if restriction:
@@ -887,7 +818,7 @@ class Repository:
                 select(R.pk).where(
                     R.resource_type == resource_type,
                     R.resource_id == resource_id,
-                    self._visible(ROW),
+                    visible(self._ctx, ROW),
                     # Outside a granular scope is hidden, and hidden answers as missing.
                     *restriction,
                 ),
@@ -1038,22 +969,22 @@ class Repository:
     ) -> Stored:
         """A partner changes what a Consent lets it correct; a Provenance says who did."""
 
-        def visible(action: str) -> bool:
+        def may(action: str) -> bool:
             found = conn.execute(
                 select(R.pk).where(
                     R.pk == row.pk,
                     R.deleted.is_(False),
-                    self._visible(ROW, action=action),
+                    visible(self._ctx, ROW, action=action),
                     *self._restriction(spec),
                 ),
                 self._params,
             ).first()
             return found is not None
 
-        if row is None or not visible("access"):
+        if row is None or not may("access"):
             self._deny_write("update", spec.name, resource_id, row.patient_id if row else None)
             raise _not_found(spec.name, resource_id)
-        if spec.name == "Consent" or not visible("correct"):
+        if spec.name == "Consent" or not may("correct"):
             self._deny_write("update", spec.name, resource_id, row.patient_id)
             raise Forbidden(
                 f"The inwoner did not allow this client to change {spec.name}/{resource_id}"
@@ -1075,7 +1006,7 @@ class Repository:
             raise Forbidden(
                 "A partner cannot change meta.security; send the labels the resource has"
             )
-        if not visible("correct"):
+        if not may("correct"):
             # The change would take the resource out of what was granted (e.g. a label).
             self._deny_write("update", spec.name, resource_id, row.patient_id)
             raise Forbidden("This change would take the resource outside your grant")
@@ -1194,7 +1125,7 @@ class Repository:
             select(R.pk).where(
                 R.resource_type == spec.name,
                 R.resource_id == resource_id,
-                self._visible(ROW),
+                visible(self._ctx, ROW),
                 *self._restriction(spec),
             ),
             self._params,
@@ -1281,7 +1212,7 @@ class Repository:
                 R.deleted.is_(False),
                 # A partner correcting a resource keeps it where it is (checked by the
                 # caller); it need not be able to read the Patient itself.
-                true() if self._ctx.kind == "system" else self._visible(ROW),
+                true() if self._ctx.kind == "system" else visible(self._ctx, ROW),
             ),
             self._params,
         ).first()

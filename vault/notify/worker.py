@@ -74,6 +74,10 @@ def client_context(conn: Connection, client_id: str) -> AccessContext | None:
         organization=f"Organization/{row.organization_id}" if row.organization_id else None,
         permissions=permissions_from(row.scope.split(), context="system", known_types=SCOPE_TYPES),
         purposes=registered_purposes(row.purpose),
+        patient_id=None,
+        account_id=None,
+        practitioner=None,
+        representative=None,
     )
 
 

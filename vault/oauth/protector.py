@@ -63,6 +63,9 @@ class BearerTokenResolver:
                 account_id=account_id,
                 organization=organization,
                 permissions=_permissions(scope, "patient"),
+                purposes=frozenset(),
+                practitioner=None,
+                representative=None,
             )
         return AccessContext(
             subject=f"client:{client_id}",
@@ -71,6 +74,10 @@ class BearerTokenResolver:
             organization=organization,
             permissions=_permissions(scope, "system"),
             purposes=registered_purposes(purpose),
+            patient_id=None,
+            account_id=None,
+            practitioner=None,
+            representative=None,
         )
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from vault.consent.access import AccessContext
+from vault.consent.access import AccessContext, Permissions
 from vault.consent.representation import standing
 from vault.kernel.config import Settings
 from vault.kernel.crypto import BlindIndex
@@ -98,6 +98,12 @@ class Visitor:
                 kind="patient",
                 patient_id=self.patient_id,
                 account_id=self.account_id,
+                organization=None,
+                client_id=None,
+                permissions=Permissions.everything(),
+                purposes=frozenset(),
+                practitioner=None,
+                representative=None,
             )
         if self.legal_basis is not None:
             return AccessContext(
@@ -106,6 +112,11 @@ class Visitor:
                 patient_id=self.patient_id,
                 account_id=self.account_id,
                 representative=self.related_person,
+                organization=None,
+                client_id=None,
+                permissions=Permissions.everything(),
+                purposes=frozenset(),
+                practitioner=None,
             )
         # Someone of the network sees what a Consent grants their RelatedPerson: the same
         # decision a partner system gets, with their RelatedPerson as the grantee.
@@ -114,6 +125,12 @@ class Visitor:
             kind="system",
             account_id=self.account_id,
             representative=self.related_person,
+            patient_id=None,
+            organization=None,
+            client_id=None,
+            permissions=Permissions.everything(),
+            purposes=frozenset(),
+            practitioner=None,
         )
 
 

@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
 from vault.audit.log import AuditRecord
-from vault.consent.access import AccessContext, registered_purposes
+from vault.consent.access import AccessContext, Permissions, registered_purposes
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.models import ConsentGrant, NetworkLink, Representation
 from vault.consent.representation import current_roles, end_roles, set_role
@@ -455,6 +455,10 @@ def partner_context(conn: Connection, grantee: str, *, account_id: str) -> Acces
             account_id=account_id,
             permissions=permissions_from(scopes, context="system", known_types=SCOPE_TYPES),
             purposes=purposes,
+            patient_id=None,
+            client_id=None,
+            practitioner=None,
+            representative=None,
         )
     if kind == "Practitioner":
         return AccessContext(
@@ -463,12 +467,23 @@ def partner_context(conn: Connection, grantee: str, *, account_id: str) -> Acces
             practitioner=grantee,
             account_id=account_id,
             permissions=permissions_from([], context="system", known_types=SCOPE_TYPES),
+            patient_id=None,
+            organization=None,
+            client_id=None,
+            purposes=frozenset(),
+            representative=None,
         )
     return AccessContext(
         subject=f"voorbeeld:{account_id}",
         kind="system",
         account_id=account_id,
         representative=grantee,
+        patient_id=None,
+        organization=None,
+        client_id=None,
+        permissions=Permissions.everything(),
+        purposes=frozenset(),
+        practitioner=None,
     )
 
 
@@ -514,7 +529,7 @@ def preview(
         found = compartment_search(repo, conn, resource_type, patient_id)
         if found:
             sections.append((resource_type, found))
-    has_systems = ctx.permissions is None or bool(ctx.permissions.letters)
+    has_systems = bool(ctx.permissions.letters)
     if previewer is not None:
         runtime.audit.record(
             [

@@ -86,6 +86,10 @@ def statistics_context(*, organization: str, client_id: str | None) -> AccessCon
             [f"system/{t}.rs" for t in COUNTED_TYPES], context="system", known_types=SCOPE_TYPES
         ),
         purposes=frozenset({STATISTICS_PURPOSE}),
+        patient_id=None,
+        account_id=None,
+        practitioner=None,
+        representative=None,
     )
 
 

@@ -37,9 +37,7 @@ router = APIRouter(prefix="/fhir/Measure", tags=["reports"])
 
 def _reporter(ctx: AccessContext) -> str:
     """The Organization a reporting client reports for; 403 for any other caller."""
-    explicit = ctx.permissions is not None and "r" in ctx.permissions.letters.get(
-        "MeasureReport", frozenset()
-    )
+    explicit = "r" in ctx.permissions.letters.get("MeasureReport", frozenset())
     if ctx.kind != "system" or not explicit or ctx.organization is None:
         raise Forbidden(
             f"Reports are for a client with the scope {REPORTING_SCOPE} that acts for an "

@@ -32,7 +32,7 @@ from tests.integration.consent.conftest import (
 from tests.support import fresh_database, run_vault, vault_env
 from vault.audit.models import AuditChain
 from vault.audit.runtime import open_runtime
-from vault.consent.access import AccessContext
+from vault.consent.access import AccessContext, Permissions
 from vault.fhir.repository import Repository
 from vault.kernel.crypto import seal_body
 from vault.kernel.runtime import Runtime
@@ -292,7 +292,18 @@ def audited(tmp_path: Path) -> Iterator[AuditedVault]:
                     conn, "Patient", patient()
                 )
             inwoner = stored.resource_id
-            own = AccessContext(subject="app", kind="patient", patient_id=inwoner, client_id="app")
+            own = AccessContext(
+                subject="app",
+                kind="patient",
+                patient_id=inwoner,
+                client_id="app",
+                organization=None,
+                account_id=None,
+                permissions=Permissions.everything(),
+                purposes=frozenset(),
+                practitioner=None,
+                representative=None,
+            )
             for n in range(4):
                 with runtime.db.write() as conn:
                     Repository(runtime, own).create(

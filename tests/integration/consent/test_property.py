@@ -462,6 +462,8 @@ def test_sql_decides_exactly_like_the_reference(
         representative=world.actors[ask.representative] if ask.representative else None,
         permissions=permissions_from(["system/*.rs"], context="system", known_types=RESOURCE_TYPES),
         purposes=frozenset(ask.purposes),
+        patient_id=None,
+        account_id=None,
     )
     repo = Repository(runtime, ctx)
     now = repo._now  # the instant every query of this repository decides at

@@ -92,6 +92,11 @@ def _partner(organization: str) -> AccessContext:
         client_id=organization,
         organization=organization,
         permissions=permissions_from(SCOPES, context="system", known_types=RESOURCE_TYPES),
+        patient_id=None,
+        account_id=None,
+        purposes=frozenset(),
+        practitioner=None,
+        representative=None,
     )
 
 

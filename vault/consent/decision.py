@@ -1,0 +1,83 @@
+"""The one access decision: which stored rows a caller may see, as a SQL condition.
+
+Every path that shows stored data (read, vread, search and its total, ``_include`` and
+``_revinclude``, history, ``$everything``, Bulk export, notifications and the consent page)
+asks this module, for every kind of caller (design section 3):
+
+    kind      who                                       rows visible
+    full      the operator's tools                      all
+    patient   the inwoner (her app, her page, someone   her own compartment, plus the
+              acting for her)                           shared directory
+    system    a partner system, a practitioner, the     compartment rows an active Consent
+              page's preview of what a party sees       grants them (``consent/enforce.py``),
+                                                        the Consents that name them, plus
+                                                        the shared directory
+
+Nothing else: deny by default. ``consent/policy.py`` is the plain-Python reference of the
+same rule, and the property tests compare the two for random vaults and callers.
+
+A condition is built once per kind of caller and reused: the values that change between
+requests (the instant, the inwoner) are bind parameters that ``decision_params`` gives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BindParameter, ColumnElement, String, and_, bindparam, or_, true
+
+from vault.consent.access import AccessContext
+from vault.consent.enforce import NOW, Decided, RowColumns, granted, names_grantee
+from vault.store.registry import SHARED_TYPES
+
+__all__ = ["PATIENT", "decision_params", "visible"]
+
+# The inwoner whose compartment a patient-kind caller sees, passed at execution.
+PATIENT: BindParameter[str] = bindparam("rk_patient", type_=String)
+
+# Conditions by (row columns, kind, action, grantees, purposes): few distinct keys, one per
+# partner organisation and action, so a plain dict that is emptied when full will do.
+_CACHE: dict[tuple[int, str, str, tuple[str, ...], tuple[str, ...]], ColumnElement[bool]] = {}
+_CACHE_SIZE = 1024
+_SHARED_TYPES = tuple(sorted(SHARED_TYPES))
+
+
+def decision_params(ctx: AccessContext, now: int) -> dict[str, Any]:
+    """The bind values every statement built with :func:`visible` is executed with."""
+    params: dict[str, Any] = {NOW.key: now}
+    if ctx.kind == "patient":
+        params[PATIENT.key] = ctx.patient_id
+    return params
+
+
+def visible(ctx: AccessContext, row: RowColumns, *, action: str = "access") -> ColumnElement[bool]:
+    """The rows of ``row``'s table that ``ctx`` may see (``action`` "access"), or may
+    change under a Consent's ``correct`` (``action`` "correct")."""
+    if ctx.kind == "full":
+        return true()
+    if ctx.kind == "patient":
+        grantees: tuple[str, ...] = ()
+        purposes: tuple[str, ...] = ()
+    else:
+        grantees, purposes = tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes))
+    # Building the partner condition cost a read more than a millisecond, so it is built
+    # once per key and reused; the instant and the inwoner are bind parameters.
+    key = (id(row), ctx.kind, action, grantees, purposes)
+    cached = _CACHE.get(key)
+    if cached is None:
+        shared = and_(row.patient_id.is_(None), row.resource_type.in_(_SHARED_TYPES))
+        if ctx.kind == "patient":
+            condition = or_(row.patient_id == PATIENT, shared)
+        else:
+            conditions = [
+                shared,
+                granted(row, grantees=grantees, action=action, purposes=purposes, now=NOW),
+            ]
+            if action == "access":
+                conditions.append(names_grantee(row, grantees=grantees))
+            condition = or_(*conditions)
+        cached = Decided(condition, key)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[key] = cached
+    return cached
