@@ -10,16 +10,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
 
 from vault import __version__
-from vault.app.metrics import metrics_response, readiness, served
+from vault.app.metrics import MetricsMiddleware, metrics_response, readiness
 from vault.audit.runtime import open_runtime
 from vault.consent.caller import AccessResolver
 from vault.fhir.export import reclaim_stranded
 from vault.fhir.export_router import router as export_router
 from vault.fhir.outcomes import CatchAllMiddleware, install_handlers
-from vault.fhir.router import plain_read, serve_plain_read
+from vault.fhir.router import PlainReadMiddleware
 from vault.fhir.router import router as fhir_router
 from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime
@@ -35,27 +34,7 @@ from vault.page.router import install_page
 from vault.reports.measure import measure_capability
 from vault.reports.router import router as reports_router
 
-__all__ = ["VaultApp", "app_from_env", "create_app"]
-
-
-class VaultApp(FastAPI):
-    """The FastAPI app, with the plain FHIR read answered before the framework's stack.
-
-    A read by id is most of a partner's traffic. Routing it through Starlette's middleware,
-    the router and FastAPI's request handling cost about as much as reading, decrypting and
-    logging it (docs/performance.md), so it goes straight to the same route function.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = plain_read(scope)
-        if target is None:
-            if scope["type"] == "http":  # counted by route template and status (/metrics)
-                await served(super().__call__, scope, receive, send, plain=False)
-            else:
-                await super().__call__(scope, receive, send)
-            return
-        scope["app"] = self  # what Starlette sets: the route reads app.state through it
-        await served(serve_plain_read, scope, receive, send, *target, plain=True)
+__all__ = ["app_from_env", "create_app"]
 
 
 def _attach(app: FastAPI, runtime: Runtime, access_resolver: AccessResolver | None) -> None:
@@ -101,7 +80,7 @@ def create_app(
             if own:
                 rt.close()
 
-    app = VaultApp(
+    app = FastAPI(
         title="Regiekluis",
         version=__version__,
         lifespan=lifespan,
@@ -113,7 +92,10 @@ def create_app(
     if runtime is not None:
         _attach(app, runtime, access_resolver)
     install_handlers(app)
+    # Outermost last: metrics see every request, the error handling wraps the plain read.
+    app.add_middleware(PlainReadMiddleware)
     app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(MetricsMiddleware)
     app.include_router(export_router)  # before fhir_router: its /{type} would take $export
     app.include_router(notify_router)  # before fhir_router: Subscription is not a stored type
     app.include_router(reports_router)  # before fhir_router: Measure is not a stored type

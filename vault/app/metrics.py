@@ -32,9 +32,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.fhir.export_models import ExportJob
+from vault.fhir.router import plain_read
 from vault.migrations import alembic_config
 from vault.notify.models import NotifyDelivery, NotifySubscription
 from vault.store.models import SHARED_OWNER, DataKey
@@ -43,12 +44,13 @@ if TYPE_CHECKING:
     from vault.kernel.runtime import Runtime
 
 __all__ = [
+    "MetricsMiddleware",
     "metrics_response",
     "readiness",
     "served",
 ]
 
-# The route template of the plain read, which answers before the router (vault/app/main.py).
+# The route template of the plain read, which answers before the router (fhir/router.py).
 PLAIN_READ_ROUTE = "/fhir/{resource_type}/{resource_id}"
 
 REQUESTS = Counter(
@@ -212,3 +214,17 @@ def _keys_load(runtime: Runtime, conn: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by route template and status (``served``), the plain read
+    under its own template; the outermost middleware of the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await served(self.app, scope, receive, send, plain=plain_read(scope) is not None)

@@ -39,25 +39,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlencode
 
-import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
-from vault.audit.log import AuditRecord
 from vault.consent.access import AccessContext, Permissions
-from vault.consent.decision import visible
 from vault.fhir.export_models import ExportFile, ExportJob
-from vault.fhir.repository import ROW, R, Repository, SearchPage
-from vault.fhir.search import SearchQuery
+from vault.fhir.repository import Repository
 from vault.kernel.crypto import new_data_key
 from vault.kernel.errors import BadRequest, Forbidden, NotFound
 from vault.kernel.fhirdata import format_instant
 from vault.kernel.runtime import Runtime, now_micros
 from vault.store.keys import wrapping_key
 from vault.store.registry import RESOURCE_TYPES
-from vault.store.writes import Stored
 
 __all__ = [
     "EXPIRES_SECONDS",
@@ -168,57 +162,6 @@ def _context_from(text: str) -> AccessContext:
             },
         )
     return AccessContext(**data, permissions=permissions, purposes=purposes)
-
-
-class _ExportRepository(Repository):
-    """The repository, with two more read interactions: a page of an export, and the
-    download of a file made from such pages."""
-
-    def export_page(self, conn: Connection, query: SearchQuery) -> SearchPage:
-        page = self._search(conn, query)
-        self._record("export", page.matches, query=urlencode(query.applied))
-        return page
-
-    def still_granted(
-        self, conn: Connection, resource_type: str, lines: list[bytes], *, file_url: str
-    ) -> list[bytes]:
-        """The lines of a file whose resource this caller may read now, at this request.
-
-        A file keeps what was granted when it was made; revoking or narrowing a grant
-        afterwards must hold for the file too, so each download asks the same access
-        decision (``consent/decision.py``, in SQL) as a live read. What is served is logged, one
-        record per inwoner; what is withheld is logged as denied, also per inwoner.
-        """
-        spec = self._require("s", resource_type)
-        wanted: dict[str, bytes] = {}
-        for line in lines:
-            resource_id = orjson.loads(line).get("id")
-            if isinstance(resource_id, str):
-                wanted[resource_id] = line
-        decision = and_(R.deleted.is_(False), visible(self.context, ROW), *self._restriction(spec))
-        rows = conn.execute(
-            select(R.resource_id, R.patient_id, decision.label("granted")).where(
-                R.resource_type == resource_type, R.resource_id.in_(sorted(wanted))
-            ),
-            self._params,
-        ).all()
-        served: list[Stored] = []
-        withheld: list[Stored] = []
-        for row in rows:
-            item = Stored(resource_type, row.resource_id, 0, 0, False, None, row.patient_id)
-            (served if row.granted else withheld).append(item)
-        records = self._records("export", served, query=file_url)
-        if withheld:
-            records += self._records("export", withheld, permitted=False, query=file_url)
-        if not records:  # an empty file: its download is still a decision on the record
-            records = self._records("export", [], query=file_url)
-        self._record_all(records)
-        kept = {item.resource_id for item in served}
-        return [line for resource_id, line in wanted.items() if resource_id in kept]
-
-    def _record_all(self, records: list[AuditRecord]) -> None:
-        if records:
-            self._rt.audit.record(records)
 
 
 def resolve_types(ctx: AccessContext, level: Level, requested: Sequence[str]) -> tuple[str, ...]:
@@ -492,7 +435,7 @@ def _export_type(
     cursor = None
     while True:
         lease.renew_if_due()
-        repo = _ExportRepository(runtime, ctx)
+        repo = Repository(runtime, ctx)
         query = repo.parse(resource_type, params, lenient=False)
         query.total = "none"
         query.cursor = cursor
@@ -589,7 +532,7 @@ def open_file(runtime: Runtime, ctx: AccessContext, job_id: str, file_pk: int) -
     body = aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(job_id, row.resource_type))
     # The file was made under the grants of its transaction time; it is served under
     # the grants of now (issue 11: a revoked or narrowed grant holds for files too).
-    repo = _ExportRepository(runtime, ctx)
+    repo = Repository(runtime, ctx)
     with runtime.db.read() as conn:
         kept = repo.still_granted(
             conn,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -134,9 +135,13 @@ class HistoryPage:
 
 
 class Repository:
-    def __init__(self, runtime: Runtime, ctx: AccessContext) -> None:
+    def __init__(self, runtime: Runtime, ctx: AccessContext, *, logged: bool = True) -> None:
+        """``logged`` False: reads are not written to the access log, for a caller that logs
+        one truthful record of its own instead (the page's preview of what a party would
+        see, the statistics count). Denied writes and writes are logged whatever it says."""
         self._rt = runtime
         self._ctx = ctx
+        self._logged = logged
         self._now = now_micros()  # one instant per request: every check sees the same time
         self._params = decision_params(ctx, self._now)  # bind values of the access decision
         self.pending_denials: list[AuditRecord] = []
@@ -224,6 +229,8 @@ class Repository:
 
     def _record(self, interaction: str, stored: Iterable[Stored], **options: Any) -> None:
         """Log a read-side decision durably (group commit) before the answer goes out."""
+        if not self._logged:
+            return
         records = self._records(interaction, stored, **options)
         if not records:
             return
@@ -415,6 +422,52 @@ class Repository:
 
         params = values if positions is None else [values[name] for name in positions]
         return _ReadPlan(sql, params, answer)
+
+    # -- Bulk export: a page of an export, and the download of a file made of such pages ---
+
+    def export_page(self, conn: Connection, query: SearchQuery) -> SearchPage:
+        """A search page for ``$export``, logged as interaction ``export``."""
+        page = self._search(conn, query)
+        self._record("export", page.matches, query=urlencode(query.applied))
+        return page
+
+    def still_granted(
+        self, conn: Connection, resource_type: str, lines: list[bytes], *, file_url: str
+    ) -> list[bytes]:
+        """The lines of a file whose resource this caller may read now, at this request.
+
+        A file keeps what was granted when it was made; revoking or narrowing a grant
+        afterwards must hold for the file too, so each download asks the same access
+        decision (``consent/decision.py``, in SQL) as a live read. What is served is logged, one
+        record per inwoner; what is withheld is logged as denied, also per inwoner.
+        """
+        spec = self._require("s", resource_type)
+        wanted: dict[str, bytes] = {}
+        for line in lines:
+            resource_id = orjson.loads(line).get("id")
+            if isinstance(resource_id, str):
+                wanted[resource_id] = line
+        decision = and_(R.deleted.is_(False), visible(self._ctx, ROW), *self._restriction(spec))
+        rows = conn.execute(
+            select(R.resource_id, R.patient_id, decision.label("granted")).where(
+                R.resource_type == resource_type, R.resource_id.in_(sorted(wanted))
+            ),
+            self._params,
+        ).all()
+        served: list[Stored] = []
+        withheld: list[Stored] = []
+        for row in rows:
+            item = Stored(resource_type, row.resource_id, 0, 0, False, None, row.patient_id)
+            (served if row.granted else withheld).append(item)
+        records = self._records("export", served, query=file_url)
+        if withheld:
+            records += self._records("export", withheld, permitted=False, query=file_url)
+        if not records:  # an empty file: its download is still a decision on the record
+            records = self._records("export", [], query=file_url)
+        if records:
+            self._rt.audit.record(records)
+        kept = {item.resource_id for item in served}
+        return [line for resource_id, line in wanted.items() if resource_id in kept]
 
     def vread(self, conn: Connection, resource_type: str, resource_id: str, version: str) -> Stored:
         """One version of a resource."""

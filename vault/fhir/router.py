@@ -18,7 +18,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vault.fhir.bundles import complete_searchset, history_bundle, search_bundle
 from vault.fhir.capability import capability_statement
@@ -314,11 +314,11 @@ def plain_read(scope: Scope) -> tuple[str, str] | None:
 async def serve_plain_read(
     scope: Scope, receive: Receive, send: Send, resource_type: str, resource_id: str
 ) -> None:
-    """:func:`read`, without the framework in between.
+    """:func:`read`, without routing and dependency solving in between.
 
-    The most frequent request there is: routing, middleware and dependency solving cost
-    about as much as the read itself (docs/performance.md). The same function answers,
-    with the same access decision and the same error mapping as every other route.
+    The most frequent request there is: routing and dependency solving cost about as much
+    as the read itself (docs/performance.md). The same function answers, with the same
+    access decision and the same error mapping as every other route.
     """
     scope["path_params"] = {"resource_type": resource_type, "resource_id": resource_id}
     try:
@@ -331,11 +331,12 @@ async def serve_plain_read(
 @router.get("/{resource_type}")
 async def search_get(request: Request) -> Response:
     """Search by GET."""
-    # On the event loop like the read: a search is a few indexed statements, and the
-    # thread-pool hop and its garbage cost more than they would save.
+    # In a worker thread: the search's statements block, and the event loop must stay free.
+    # Its access-log records are awaited on the loop (``audited``), durable before the answer.
     runtime, repo = await request_repository(request)
     async with repo.audited():
-        return _search(
+        return await run_in_threadpool(
+            _search,
             request,
             runtime,
             repo,
@@ -412,3 +413,22 @@ def delete(
     finally:
         repo.flush_denials()
     return Response(status_code=204)
+
+
+class PlainReadMiddleware:
+    """A pure ASGI middleware that answers ``GET /fhir/{stored type}/{id}`` (no query) with
+    :func:`serve_plain_read`; everything else goes on to the router.
+
+    It sits inside the app's middleware stack, below the last-resort error handling and the
+    request metrics, so whatever wraps the app wraps the plain read too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = plain_read(scope)
+        if target is None:
+            await self.app(scope, receive, send)
+        else:
+            await serve_plain_read(scope, receive, send, *target)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import anyio.to_thread
 import psycopg
 from sqlalchemy import (
     BigInteger,
@@ -191,15 +192,11 @@ class Database:
             yield conn
 
     async def fetch_one_async(self, sql: str, params: Any) -> Any:
-        """:func:`fetch_one` of one statement, awaited: the event loop is free during the
-        round trip. On SQLite (a local file, no round trip) it simply runs."""
+        """:func:`fetch_one` of one statement, awaited: the event loop is free meanwhile.
+        On PostgreSQL the round trip is awaited; SQLite's driver blocks, so it runs in a
+        worker thread."""
         if self.is_sqlite:
-            # The pooled driver connection alone: no SQLAlchemy Connection around it.
-            pooled = self._statement_engine.raw_connection()
-            try:
-                return _fetch_one_dbapi(pooled, sql, params)
-            finally:
-                pooled.close()
+            return await anyio.to_thread.run_sync(self._fetch_one_sqlite, sql, params)
         loop = asyncio.get_running_loop()  # async connections belong to one event loop
         statements = self._async_pools.get(loop)
         if statements is None:
@@ -207,6 +204,14 @@ class Database:
             statements = _AsyncStatements(conninfo.render_as_string(hide_password=False))
             self._async_pools[loop] = statements
         return await statements.fetch_one(sql, params)
+
+    def _fetch_one_sqlite(self, sql: str, params: Any) -> Any:
+        # The pooled driver connection alone: no SQLAlchemy Connection around it.
+        pooled = self._statement_engine.raw_connection()
+        try:
+            return _fetch_one_dbapi(pooled, sql, params)
+        finally:
+            pooled.close()
 
     async def close_async(self) -> None:
         """Close this event loop's async connections (the app's lifespan calls this)."""

@@ -487,17 +487,6 @@ def partner_context(conn: Connection, grantee: str, *, account_id: str) -> Acces
     )
 
 
-class _UnloggedRepository(Repository):
-    """A partner's own access decision, run for a preview: its reads are not the partner's.
-
-    ``preview`` writes one truthful record instead: the inwoner (or their representative)
-    looked at what the partner would get.
-    """
-
-    def _records(self, *args: Any, **kwargs: Any) -> list[AuditRecord]:
-        return []
-
-
 @dataclass
 class Preview:
     has_systems: bool
@@ -521,7 +510,9 @@ def preview(
     grantee read anything.
     """
     ctx = partner_context(conn, grantee, account_id=account_id)
-    repo = Repository(runtime, ctx) if previewer is None else _UnloggedRepository(runtime, ctx)
+    # A preview's reads are not the partner's: ``preview`` logs one truthful record instead,
+    # that the inwoner (or their representative) looked at what the partner would get.
+    repo = Repository(runtime, ctx, logged=previewer is None)
     sections = []
     for resource_type in COMPARTMENT_TYPES:
         if resource_type in ("AuditEvent", "Provenance") or not ctx.allows("s", resource_type):

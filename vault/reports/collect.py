@@ -68,13 +68,6 @@ COUNTED_TYPES = ("CarePlan", "Goal", "Observation", "CareTeam")
 _CHUNK = MAX_ALTERNATIVES
 
 
-class _CountingRepository(Repository):
-    """The statistics purpose's access decision; its reads are counts, logged as such."""
-
-    def _records(self, *args: Any, **kwargs: Any) -> list[AuditRecord]:
-        return []
-
-
 def statistics_context(*, organization: str, client_id: str | None) -> AccessContext:
     """The context the vault counts under: this Organization, the statistics purpose."""
     return AccessContext(
@@ -284,8 +277,9 @@ def figures_for(
     if all(p.code in stored for p in wanted):
         return [_report(p, stored[p.code]) for p in wanted]
     now = now_micros()
-    repo = _CountingRepository(
-        runtime, statistics_context(organization=organization, client_id=client_id)
+    # The statistics purpose's access decision; its reads are counts, logged as such below.
+    repo = Repository(
+        runtime, statistics_context(organization=organization, client_id=client_id), logged=False
     )
     with runtime.db.read() as conn:
         gathered = _gather(repo, conn, consenting(conn, organization=organization, now=now))

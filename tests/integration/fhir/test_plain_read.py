@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-import vault.app.main
+import vault.fhir.router
 from tests.conftest import create
 from tests.conftest import test_access as header_access
 from tests.factories import goal, new_id
@@ -48,13 +48,13 @@ def test_a_read_answers_as_the_routed_read(
     client: httpx.Client, goal_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     taken: list[tuple[str, str]] = []
-    serve = vault.app.main.serve_plain_read
+    serve = vault.fhir.router.serve_plain_read
 
     async def spy(scope: Scope, receive: Receive, send: Send, *target: str) -> None:
         taken.append((target[0], target[1]))
         await serve(scope, receive, send, *target)
 
-    monkeypatch.setattr(vault.app.main, "serve_plain_read", spy)
+    monkeypatch.setattr(vault.fhir.router, "serve_plain_read", spy)
     plain, routed = both(client, f"/Goal/{goal_id}")
     assert taken == [("Goal", goal_id)]  # the plain path, once; the query kept the other off
     assert plain.status_code == 200
