@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from vault.consent.compile import GRANTABLE_TYPES, Grant
 from vault.store.registry import SHARED_TYPES
@@ -29,6 +30,10 @@ class Request:
     action: str  # "access" | "correct"
     purposes: frozenset[str]
     now: int  # microseconds since the epoch
+    # Who asks (``AccessContext.kind``): the operator, the inwoner herself (and whoever acts
+    # for her), or a party that sees what Consents grant it.
+    kind: Literal["full", "patient", "system"] = "system"
+    patient_id: str | None = None  # the inwoner of a "patient" request
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,8 @@ class Facts:
     # Per Consent key: (type, id) of those that pointed at it when that Consent was written.
     # None: nothing changed since every Consent was written, so the same as referenced_by.
     referenced_by_then: Mapping[str, frozenset[tuple[str, str]]] | None = None
+    actors: frozenset[str] = frozenset()  # a Consent's provision actors ("Organization/x")
+    erased: bool = False  # its inwoner's vault was erased (the data key destroyed)
 
 
 def _matches(
@@ -83,13 +90,26 @@ def permits(
 ) -> bool:
     """``consents`` maps a Consent's key to (its inwoner's patient id, its compiled rows).
 
-    True when some permit of some active Consent of this resource's inwoner matches, and
-    no deny of that same Consent does.
+    The operator sees everything; the inwoner her own compartment. Anyone else: the shared
+    directory, a Consent that names them as actor (they may see their own grant; not once
+    the inwoner's vault was erased), and what some permit of some active Consent of this
+    resource's inwoner matches while no deny of that same Consent does.
     """
+    if request.kind == "full":
+        return True
     if facts.patient_id is None:
         # The shared directory belongs to no inwoner. Any other row without an inwoner (the
         # vault's own access log) is nobody's to grant.
         return facts.resource_type in SHARED_TYPES
+    if request.kind == "patient":
+        return facts.patient_id == request.patient_id
+    if (
+        request.action == "access"
+        and facts.resource_type == "Consent"
+        and not facts.erased
+        and facts.actors & request.grantees
+    ):
+        return True
     for key, (patient_id, grants) in consents.items():
         if patient_id != facts.patient_id:
             continue

@@ -41,7 +41,7 @@ from tests.factories import (
     related_person,
 )
 from tests.integration.consent.conftest import CONF, Operator
-from vault.consent.access import AccessContext
+from vault.consent.access import AccessContext, Permissions
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.policy import Facts, Request, permits
 from vault.fhir.repository import Repository
@@ -492,3 +492,36 @@ def test_sql_decides_exactly_like_the_reference(
     assert actual.plan_goals == expected.plan_goals
     assert actual.goal_provenance == expected.goal_provenance
     assert actual.goal_history == expected.goal_history
+
+
+@pytest.mark.parametrize("inwoner", [0, 1])
+def test_the_inwoner_sees_exactly_what_the_reference_gives_her(
+    runtime: Runtime, world: World, inwoner: int
+) -> None:
+    # The same decision module serves the inwoner (kind "patient"): her own compartment,
+    # whatever anyone granted, through every path the partner property above checks.
+    patient_id = world.patients[inwoner]
+    ctx = AccessContext(
+        subject=f"inwoner:{patient_id}",
+        kind="patient",
+        patient_id=patient_id,
+        organization=None,
+        client_id=None,
+        account_id=None,
+        permissions=Permissions.everything(),
+        purposes=frozenset(),
+        practitioner=None,
+        representative=None,
+    )
+    repo = Repository(runtime, ctx, logged=False)  # her reads would add to her access log
+    with runtime.db.read() as conn:
+        actual = _sql(repo, conn, world)
+    request = Request(frozenset(), "access", frozenset(), repo._now, "patient", patient_id)
+    expected = _reference({}, request, world)
+    assert expected.reads  # she has a plan of her own to see
+    # Her access log holds what other tests' partners read of her: the world does not know
+    # those records, so the log is left out of the comparison; everything else is compared.
+    for answers in (actual, expected):
+        for by_type in (answers.searches, answers.totals, answers.counts):
+            by_type.pop("AuditEvent")
+    assert actual == expected

@@ -160,3 +160,27 @@ def test_related_reads_the_references_of_when_the_consent_was_written_and_of_now
 def test_the_shared_directory_is_open_and_unowned_records_are_not() -> None:
     assert permits({}, Facts("Organization", "o-1", None), request())
     assert not permits({"c": rows()}, Facts("AuditEvent", "a-1", None), request())
+
+
+def test_the_operator_sees_every_row() -> None:
+    operator = Request(frozenset(), "access", frozenset(), NOW, kind="full")
+    assert permits({}, goal(), operator)
+    assert permits({}, Facts("AuditEvent", "a-1", None), operator)
+
+
+def test_the_inwoner_sees_her_own_compartment_and_the_shared_directory_only() -> None:
+    her = Request(frozenset(), "access", frozenset(), NOW, kind="patient", patient_id=PATIENT)
+    assert permits({}, goal(), her)
+    assert not permits({}, goal(patient_id="p-2"), her)
+    assert permits({}, Facts("Organization", "o-1", None), her)
+    assert not permits({}, Facts("AuditEvent", "a-1", None), her)
+    # A grant to someone else changes nothing for her, and she needs none.
+    assert permits({"c": rows(type="deny")}, goal(), her)
+
+
+def test_a_party_sees_a_consent_that_names_it_until_the_vault_is_erased() -> None:
+    own = Facts("Consent", "c-1", PATIENT, actors=frozenset({MEE}))
+    assert permits({}, own, request())
+    assert not permits({}, own, request(GGZ))
+    assert not permits({}, own, request(action="correct"))
+    assert not permits({}, replace(own, erased=True), request())
