@@ -19,10 +19,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-import anyio.to_thread
 import psycopg
 from sqlalchemy import (
     BigInteger,
@@ -157,6 +157,14 @@ class Database:
             sa_event.listen(self._statement_engine, "connect", _postgres_on_connect)
             _ping_when_idle(self._statement_engine)
         self._async_pools: dict[asyncio.AbstractEventLoop, _AsyncStatements] = {}
+        # SQLite's driver blocks: the hot single-statement reads run on these threads, off
+        # the event loop. A pool of its own is a cheaper hop than AnyIO's shared one (no
+        # capacity limiter, no cancellation scope), which a read pays on every request.
+        # Made on first use, and again after ``dispose``; each thread's own connection.
+        self._sqlite_readers: ThreadPoolExecutor | None = None
+        self._reader_local = threading.local()
+        self._reader_lock = threading.Lock()
+        self._reader_connections: list[Any] = []
         self._checkpoint_interval = checkpoint_interval
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
@@ -196,7 +204,13 @@ class Database:
         On PostgreSQL the round trip is awaited; SQLite's driver blocks, so it runs in a
         worker thread."""
         if self.is_sqlite:
-            return await anyio.to_thread.run_sync(self._fetch_one_sqlite, sql, params)
+            readers = self._sqlite_readers
+            if readers is None:
+                readers = self._sqlite_readers = ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="sqlite-read"
+                )
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(readers, self._fetch_one_sqlite, sql, params)
         loop = asyncio.get_running_loop()  # async connections belong to one event loop
         statements = self._async_pools.get(loop)
         if statements is None:
@@ -206,12 +220,17 @@ class Database:
         return await statements.fetch_one(sql, params)
 
     def _fetch_one_sqlite(self, sql: str, params: Any) -> Any:
-        # The pooled driver connection alone: no SQLAlchemy Connection around it.
-        pooled = self._statement_engine.raw_connection()
-        try:
-            return _fetch_one_dbapi(pooled, sql, params)
-        finally:
-            pooled.close()
+        # Each reader thread keeps a driver connection of its own, taken out of the pool
+        # (``detach``): a checkout from SQLAlchemy's pool and back cost more than the read.
+        own = getattr(self._reader_local, "connection", None)
+        if own is None:
+            pooled = self._statement_engine.raw_connection()
+            pooled.detach()
+            own = pooled.dbapi_connection
+            self._reader_local.connection = own
+            with self._reader_lock:
+                self._reader_connections.append(own)
+        return _fetch_one_dbapi(own, sql, params)
 
     async def close_async(self) -> None:
         """Close this event loop's async connections (the app's lifespan calls this)."""
@@ -237,6 +256,13 @@ class Database:
 
     def dispose(self) -> None:
         self._stop.set()
+        readers, self._sqlite_readers = self._sqlite_readers, None
+        if readers is not None:
+            readers.shutdown(wait=True)
+        with self._reader_lock:
+            connections, self._reader_connections = self._reader_connections, []
+        for connection in connections:
+            connection.close()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
             self._checkpointer = None
