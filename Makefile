@@ -35,8 +35,8 @@ test-deep: $(STAMP)
 
 ## mutate: mutation testing of the access decision with mutmut (docs/testing.md; not in CI)
 MUTANTS ?= vault.consent.decision.* vault.consent.enforce.* \
-	vault.fhir.repository.xǁRepositoryǁ_restriction* \
-	vault.fhir.repository.xǁRepositoryǁ_correct* vault.oauth.protector.* vault.consent.compile.* \
+	vault.fhir.repository.base.xǁRepositoryBaseǁ_restriction* \
+	vault.fhir.repository.writes.xǁWritesǁ_correct* vault.oauth.protector.* vault.consent.compile.* \
 	vault.oauth.sessions.*
 mutate: $(STAMP)
 	REGIEKLUIS_PROPERTY_EXAMPLES=120 $(BIN)/mutmut run $(MUTANTS)

@@ -1,0 +1,249 @@
+"""Search with totals, paging, sorting, ``_include``/``_revinclude``, ``$everything``,
+conditional lookups, and a page of a Bulk export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+
+from vault.consent.decision import visible
+from vault.fhir.repository.base import ROW, R, not_found
+from vault.fhir.repository.reads import Reads
+from vault.fhir.search import Cursor, SearchQuery, parse_search
+from vault.kernel.errors import BadRequest
+from vault.kernel.fhirdata import format_instant, split_reference
+from vault.store.models import ResourceRow, SearchDate, SearchReference
+from vault.store.registry import RESOURCE_TYPES
+from vault.store.writes import Stored
+
+MAX_INCLUDES = 1000
+
+
+@dataclass(slots=True)
+class SearchPage:
+    total: int | None
+    matches: list[Stored]
+    includes: list[Stored]
+    next_cursor: Cursor | None
+    previous_cursor: Cursor | None
+    query: SearchQuery
+
+
+def _named_patient(query: SearchQuery) -> str | None:
+    """The inwoner a search names (patient=/subject=), for the log of an empty result."""
+    for name, value in query.applied:
+        if name.split(":")[0] in ("patient", "subject"):
+            parsed = split_reference(value)
+            return parsed[1] if parsed else value
+    return None
+
+
+def _after(sort_col: Any, cursor: Cursor, *, descending: bool) -> ColumnElement[bool]:
+    """Rows strictly past the cursor in the page order: keyset pagination."""
+    if sort_col is None:
+        return R.pk < cursor.pk if descending else R.pk > cursor.pk
+    key = cursor.key
+    if descending:
+        return or_(sort_col < key, and_(sort_col == key, R.pk < cursor.pk))
+    return or_(sort_col > key, and_(sort_col == key, R.pk > cursor.pk))
+
+
+class Searches(Reads):
+    def export_page(self, conn: Connection, query: SearchQuery) -> SearchPage:
+        """A search page for ``$export``, logged as interaction ``export``."""
+        page = self._search(conn, query)
+        self._record("export", page.matches, query=urlencode(query.applied))
+        return page
+
+    def search(self, conn: Connection, query: SearchQuery) -> SearchPage:
+        """One page of a search, with its total and includes: only what the caller may see."""
+        page = self._search(conn, query)
+        self._record(
+            "search-type",
+            [*page.matches, *page.includes],
+            query=urlencode(query.applied),
+            fallback_patient=_named_patient(query),
+        )
+        return page
+
+    def _search(self, conn: Connection, query: SearchQuery) -> SearchPage:
+        spec = query.spec
+        where = [
+            R.resource_type == spec.name,
+            R.deleted.is_(False),
+            visible(self._ctx, ROW),
+            *self._restriction(spec),
+            *query.conditions,
+        ]
+        total = None
+        if query.summary_count or query.total != "none":
+            total = conn.execute(
+                select(func.count()).select_from(ResourceRow.__table__).where(*where), self._params
+            ).scalar_one()
+        if query.summary_count or query.count == 0:
+            return SearchPage(total, [], [], None, None, query)
+
+        sort_col = self._sort_column(query)
+        backward = query.cursor.backward if query.cursor else False
+        descending = query.descending != backward
+        stmt = self._select_current().where(*where)
+        if sort_col is not None:
+            stmt = stmt.add_columns(sort_col.label("sort_key"))
+        if query.cursor is not None:
+            stmt = stmt.where(_after(sort_col, query.cursor, descending=descending))
+        order = [sort_col] if sort_col is not None else []
+        order.append(R.pk)
+        stmt = stmt.order_by(*(c.desc() if descending else c.asc() for c in order))
+        rows = list(conn.execute(stmt.limit(query.count + 1), self._params))
+        more = len(rows) > query.count
+        rows = rows[: query.count]
+        if backward:
+            rows.reverse()
+        matches = [self._stored_from_row(row) for row in rows]
+
+        def edge(row: Any, *, back: bool) -> Cursor:
+            key = row.sort_key if sort_col is not None else None
+            return Cursor(key=key, pk=row.pk, backward=back)
+
+        next_cursor = previous_cursor = None
+        if rows:
+            has_next = more if not backward else True
+            has_previous = (query.cursor is not None) if not backward else more
+            if has_next:
+                next_cursor = edge(rows[-1], back=False)
+            if has_previous:
+                previous_cursor = edge(rows[0], back=True)
+        includes = self._includes(conn, query, [r.pk for r in rows], matches)
+        return SearchPage(total, matches, includes, next_cursor, previous_cursor, query)
+
+    def everything(self, conn: Connection, patient_id: str, *, since: int | None) -> list[Stored]:
+        """``Patient/$everything``: what the caller may see of one inwoner's compartment.
+
+        Every row goes through the same access decision as a search; types the token's
+        scopes do not cover are left out. If the caller may see nothing at all, the answer
+        is 404, exactly as for an inwoner who does not exist.
+        """
+        found: list[Stored] = []
+        settings = self._rt.settings
+        for spec in RESOURCE_TYPES.values():
+            if spec.compartment is None or not self._ctx.allows("s", spec.name):
+                continue
+            params = [("patient", patient_id)] if spec.name != "Patient" else [("_id", patient_id)]
+            if since is not None:
+                params.append(("_lastUpdated", "ge" + format_instant(since)))
+            query = parse_search(
+                spec,
+                params,
+                blind=self._blind,
+                lenient=False,
+                default_count=settings.max_page_size,
+                max_count=settings.max_page_size,
+                registry=RESOURCE_TYPES,
+            )
+            query.total = "none"
+            while True:
+                page = self._search(conn, query)
+                found.extend(page.matches)
+                if page.next_cursor is None:
+                    break
+                query.cursor = page.next_cursor
+        if not found:
+            self._record_denied(conn, "operation", "Patient", patient_id)
+            raise not_found("Patient", patient_id)
+        self._record("operation", found, query=f"Patient/{patient_id}/$everything")
+        return found
+
+    def find_ids(self, conn: Connection, resource_type: str, criteria: str) -> list[str]:
+        """Ids matching a search string such as ``identifier=sys|123`` (conditional create)."""
+        from urllib.parse import parse_qsl
+
+        params = parse_qsl(criteria, keep_blank_values=True)
+        if not params:
+            raise BadRequest("If-None-Exist needs search criteria")
+        query = self.parse(resource_type, params, lenient=False, interaction="c")
+        where = [
+            R.resource_type == query.spec.name,
+            R.deleted.is_(False),
+            visible(self._ctx, ROW),
+            *query.conditions,
+        ]
+        return list(conn.scalars(select(R.resource_id).where(*where).limit(2), self._params))
+
+    def _sort_column(self, query: SearchQuery) -> Any:
+        if query.sort == "_lastUpdated":
+            return R.last_updated
+        if query.sort == "_id":
+            return R.resource_id
+        if query.sort == "date":
+            sd = SearchDate.__table__.c
+            edge = func.max(sd.high) if query.descending else func.min(sd.low)
+            # Rows without a date sort last in either direction.
+            fallback = -(2**62) if query.descending else 2**62
+            return func.coalesce(
+                select(edge).where(sd.resource_pk == R.pk, sd.param == "date").scalar_subquery(),
+                fallback,
+            )
+        return None
+
+    def _includes(
+        self, conn: Connection, query: SearchQuery, pks: list[int], matches: list[Stored]
+    ) -> list[Stored]:
+        if not pks or not (query.includes or query.revincludes):
+            return []
+        seen = {(m.resource_type, m.resource_id) for m in matches}
+        found: list[Stored] = []
+        sr = SearchReference.__table__.c
+        for inc in query.includes:
+            targets = select(sr.target_type, sr.target_id).where(
+                sr.resource_pk.in_(pks), sr.param == inc.param.name
+            )
+            if inc.target_type:
+                targets = targets.where(sr.target_type == inc.target_type)
+            by_type: dict[str, set[str]] = {}
+            for target_type, target_id in conn.execute(targets, self._params):
+                if target_type in RESOURCE_TYPES and self._ctx.allows("r", target_type):
+                    by_type.setdefault(target_type, set()).add(target_id)
+            for target_type, target_ids in sorted(by_type.items()):
+                stmt = (
+                    self._select_current()
+                    .where(
+                        R.resource_type == target_type,
+                        R.resource_id.in_(sorted(target_ids)),
+                        R.deleted.is_(False),
+                        visible(self._ctx, ROW),
+                        *self._restriction(RESOURCE_TYPES[target_type]),
+                    )
+                    .limit(MAX_INCLUDES)
+                )
+                found.extend(self._stored_from_row(row) for row in conn.execute(stmt, self._params))
+        ids = [m.resource_id for m in matches]
+        for inc in query.revincludes:
+            if not self._ctx.allows("r", inc.source_type):
+                continue
+            refs = select(sr.resource_pk).where(
+                sr.param == inc.param.name,
+                sr.resource_type == inc.source_type,
+                sr.target_type == query.spec.name,
+                sr.target_id.in_(ids),
+            )
+            stmt = (
+                self._select_current()
+                .where(
+                    R.pk.in_(refs),
+                    R.deleted.is_(False),
+                    visible(self._ctx, ROW),
+                    *self._restriction(RESOURCE_TYPES[inc.source_type]),
+                )
+                .limit(MAX_INCLUDES)
+            )
+            found.extend(self._stored_from_row(row) for row in conn.execute(stmt, self._params))
+        unique: list[Stored] = []
+        for item in found:
+            key = (item.resource_type, item.resource_id)
+            if key not in seen:
+                seen.add(key)
+                unique.append(item)
+        return unique
