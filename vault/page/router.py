@@ -884,8 +884,30 @@ def erase(request: Request, visitor: InwonerDep, form: FormDep) -> Response:
             visitor=visitor,
             status=400,
         )
-    _write(request, lambda conn: data.erase_vault(conn, patient_id=visitor.patient_id))
-    _runtime(request).keys.clear()
+    runtime = _runtime(request)
+
+    def erase_and_log(conn: Connection) -> None:
+        data.erase_vault(conn, patient_id=visitor.patient_id)
+        # In the same transaction: no erasure without its record. Her key is gone, so the
+        # access log keeps it in the vault's own chain, naming her Patient.
+        runtime.audit.append(
+            conn,
+            [
+                AuditRecord(
+                    patient_id=visitor.patient_id,
+                    interaction="delete",
+                    permitted=True,
+                    client_id=None,
+                    organization=None,
+                    account_id=visitor.account_id,
+                    entities=[f"Patient/{visitor.patient_id}"],
+                    recorded=now_micros(),
+                )
+            ],
+        )
+
+    _write(request, erase_and_log)
+    runtime.keys.clear()
     response = render(request, "erased.html", {}, visitor=None)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

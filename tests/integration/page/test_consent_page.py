@@ -9,14 +9,18 @@ from typing import Any
 from urllib.parse import unquote
 
 import httpx
+import orjson
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import select
 
 from tests.integration.page.conftest import Vault, check_page, log_in
 from tests.support.smart import register_backend
+from vault.audit.log import verify_chains
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.errors import KeyUnavailable
+from vault.oauth.models import Account
 from vault.page.data import GOAL_RANK, LEGAL_BASIS
 from vault.page.words import preview_actor
 
@@ -397,6 +401,8 @@ def test_download_is_a_fhir_bundle_of_everything(page: Page, vault: Vault) -> No
 
 def test_erasing_asks_twice_then_every_partner_loses_access(page: Page, vault: Vault) -> None:
     partner = register_backend(vault.runtime, vault.url, organization=MEE)
+    with vault.runtime.db.read() as conn:
+        daan = conn.scalar(select(Account.account_id).where(Account.username == "daan"))
     with httpx.Client(timeout=30) as http, partner.fhir(http) as fhir:
         assert len(goals_of(fhir, "demo-inwoner-daan")) == 3  # the demo's Consent for MEE
         log_in(page, vault, "daan")
@@ -424,6 +430,24 @@ def test_erasing_asks_twice_then_every_partner_loses_access(page: Page, vault: V
         assert read.json()["resourceType"] == "OperationOutcome"
     with vault.runtime.db.read() as conn, pytest.raises(KeyUnavailable):
         Repository(vault.runtime, AccessContext.full()).read(conn, "Goal", "demo-doel-daan-school")
+    # The erasure itself is on the record: who, when, of whom, in the vault's own chain
+    # (her key is gone), and the chains still verify, hers reported as erased.
+    with vault.runtime.db.read() as conn:
+        audit = Repository(vault.runtime, AccessContext.full())
+        found = audit.search(
+            conn,
+            audit.parse(
+                "AuditEvent",
+                [("entity", "Patient/demo-inwoner-daan"), ("action", "D"), ("_count", "50")],
+                lenient=False,
+            ),
+        )
+    erasures = [orjson.loads(e.body or b"{}") for e in found.matches if e.patient_id is None]
+    assert len(erasures) == 1
+    assert erasures[0]["agent"][0]["name"] == f"account {daan}"
+    notes: list[str] = []
+    assert verify_chains(vault.runtime, notes=notes) == []
+    assert any("chain demo-inwoner-daan: erased at" in note for note in notes)
     page.goto(vault.url + "/")
     expect(page).to_have_url(re.compile(r"/inloggen$"))
     page.get_by_label("Gebruikersnaam").fill("daan")
