@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bulk_load
 import fhir_read_search as base
 
 from vault.app.clients import register_client
@@ -501,6 +502,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
+    parser.add_argument(
+        "--bulk",
+        type=int,
+        default=-1,
+        metavar="ACCESS",
+        help="load with the bulk loader (benchmarks/bulk_load.py), ACCESS access-log records "
+        "per inwoner; default: through the repository, no access-log records",
+    )
     return parser.parse_args(argv)
 
 
@@ -533,7 +542,12 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
         for count in counts:
             more = count - loaded_so_far
             print(f"Loading {more} inwoners (about 20 resources each) ...", flush=True)
-            loaded = base.load(runtime, inwoners=more)
+            if args.bulk >= 0:
+                loaded = bulk_load.load(
+                    runtime, first=loaded_so_far, inwoners_=more, access=args.bulk
+                )
+            else:
+                loaded = base.load(runtime, inwoners=more)
             loaded_so_far = count
             print(
                 f"Loaded {loaded.resources} resources in {loaded.seconds:.1f} s "
