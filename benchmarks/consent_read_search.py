@@ -317,15 +317,27 @@ def query_plans(runtime: Runtime, context: AccessContext, vault: Vault) -> list[
         raise RuntimeError(f"in-process partner search found {len(page.matches)} Goals, not 6")
     lines: list[str] = []
     sqlite = runtime.db.is_sqlite
+    prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
     with runtime.db.read() as conn:
         for phase, statement, parameters in statements:
             if "consent_grant" not in statement and "fhir_resource" not in statement:
                 continue
             lines.append(f"-- {phase}: {' '.join(statement.split())[:150]} ...")
-            prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
             result = conn.exec_driver_sql(prefix + statement, parameters).all()
             for row in result:
                 lines.append(f"   {'  '.join(str(v) for v in row[-1:] if v is not None)}")
+        # The read by id runs one statement on the driver's own cursor (``fetch_one``),
+        # which SQLAlchemy's events do not see: explain that statement itself.
+        plan = repo._read_plan("Goal", goal, conn.dialect)
+        if plan is not None:
+            lines.append(f"-- read Goal/{{id}} (fetch_one): {' '.join(plan.sql.split())[:150]} ...")
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(prefix + plan.sql, plan.params)
+                for row in cursor.fetchall():
+                    lines.append(f"   {row[-1]}")
+            finally:
+                cursor.close()
     return lines
 
 
