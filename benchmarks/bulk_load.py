@@ -100,8 +100,8 @@ def load(
         if time.perf_counter() - reported > 10:
             reported = time.perf_counter()
             print(
-                f"  {offset + step:>7} inwoners, {total:>8} resources, {records:>9} "
-                f"access-log records, {reported - started:.0f} s",
+                f"  {min(offset + step, inwoners_):>7} inwoners, {total:>8} resources, "
+                f"{records:>9} access-log records, {reported - started:.0f} s",
                 flush=True,
             )
     seconds = time.perf_counter() - started
