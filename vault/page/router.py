@@ -1400,8 +1400,8 @@ async def invitation_accept(request: Request, token: str) -> Response:
             request,
             token,
             # {min_length} is filled in by the template, in the page's language.
-            error="Kies een naam van minstens 3 tekens en een wachtwoord van minstens "
-            "{min_length} tekens, twee keer hetzelfde.",
+            error="Kies een naam van minstens 3 tekens. Kies een wachtwoord van minstens "
+            "{min_length} tekens. Typ het wachtwoord twee keer hetzelfde.",
             username=username,
             status=400,
         )

@@ -130,9 +130,7 @@ def test_share_by_keyboard_with_a_dutch_date_and_focus_on_every_answer(
     assert date.get_attribute("aria-invalid") == "true"
     assert "until-error" in (date.get_attribute("aria-describedby") or "").split()
     expect(page.locator("#until-error")).to_contain_text("31-12-2026")
-    assert page.locator("input[name=part]:checked").evaluate_all(
-        "l => l.map(e => e.value)"
-    ) == seen
+    assert page.locator("input[name=part]:checked").evaluate_all("l => l.map(e => e.value)") == seen
     expect(page.get_by_label("Je plan veranderen")).to_be_checked()
     expect(page.locator("header nav[aria-label=Hoofdmenu]")).to_have_count(2)  # wide, folded
     expect(page.get_by_text("Ingelogd als").first).to_be_attached()
