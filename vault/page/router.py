@@ -980,6 +980,7 @@ def plan(request: Request, visitor: ManagerDep) -> Response:
             **_outcome_context(request, repo, visitor, current.care_plan),
             "plan": current,
             "chart": chart(current.scores),
+            "short_day": _short_day,
             "goal_text": data.goal_text,
             "goal_priority": data.goal_priority,
             "goal_domain": data.goal_domain,
@@ -1172,6 +1173,11 @@ def counting_save(request: Request, visitor: ManagerDep, form: FormDep) -> Respo
     )
 
 
+def _short_day(day: str) -> str:
+    """ "2026-10-03" as "3-10-2026"."""
+    return f"{int(day[8:10])}-{int(day[5:7])}-{day[:4]}"
+
+
 COLOURS = ("#1f5fa8", "#a33b00", "#1d6b35", "#6b2d8f", "#7a5c00", "#8a1c3c")
 
 
@@ -1206,7 +1212,14 @@ def chart(scores: Mapping[str, list[tuple[str, int]]]) -> dict[str, Any]:
         "height": height,
         "lines": lines,
         "grid": [(y(s), s) for s in (1, 4, 7, 10)],
-        "xlabels": [(x(d), d[8:10] + "-" + d[5:7]) for d in dates],
+        # The first and the last day, with the year, inside the picture (issue 18: "10-1"
+        # was cut off and had no year); every day is in the legend, as text that grows.
+        "xlabels": [
+            (left, _short_day(dates[0]), "start"),
+            *([(width - right, _short_day(dates[-1]), "end")] if len(dates) > 1 else []),
+        ]
+        if dates
+        else [],
         "left": left,
         "right": width - right,
         "bottom": height - bottom,

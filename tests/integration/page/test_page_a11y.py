@@ -162,6 +162,13 @@ def test_plan_by_keyboard_keeps_focus_on_the_moved_goal(page: Page, vault: Vault
     big_text(page)
     fits(page)
     assert duplicate_names(page) == []
+    # The chart's last day has its year and stays inside the picture (was "10-1", cut off).
+    last_day = page.locator("svg.chart text.axis").last
+    expect(last_day).to_have_text(re.compile(r"^\d{1,2}-\d{1,2}-20\d\d$"))
+    box = last_day.evaluate(
+        "e => [e.getBBox().x + e.getBBox().width, e.ownerSVGElement.viewBox.baseVal.width]"
+    )
+    assert box[0] <= box[1], box
     # In-page links: from the top of the page to "wat ga jij zelf doen" in few presses
     # (25 before them, at 320 px; the issue counted 43 to 47 with the menu open).
     page.reload()
