@@ -51,6 +51,24 @@ BROKEN_WORDS = """() => {
 }"""
 
 
+# Drop-downs whose longest choice is wider than the box shows (issue 18: "Heel be…").
+CUT_CHOICES = """() => {
+  const ctx = document.createElement('canvas').getContext('2d');
+  const cut = [];
+  for (const select of document.querySelectorAll('select')) {
+    if (!select.getClientRects().length) continue;
+    const style = getComputedStyle(select);
+    ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    const room = select.clientWidth - parseFloat(style.paddingLeft)
+      - parseFloat(style.paddingRight) - 20;  // the arrow
+    for (const option of select.options) {
+      if (ctx.measureText(option.text).width > room) cut.push(option.text);
+    }
+  }
+  return cut;
+}"""
+
+
 def big_text(page: Page) -> None:
     """320 px wide, and the root font size doubled, as the browser's text-only zoom does."""
     page.set_viewport_size(SMALL)
@@ -58,10 +76,12 @@ def big_text(page: Page) -> None:
 
 
 def fits(page: Page) -> None:
-    """No horizontal scroll, no word broken across lines in a heading or button."""
+    """No horizontal scroll, no word broken across lines in a heading or button, no
+    drop-down choice cut off."""
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= SMALL["width"], f"{page.url}: {width} px wide at 320 px"
     assert page.evaluate(BROKEN_WORDS) == [], page.url
+    assert page.evaluate(CUT_CHOICES) == [], page.url
 
 
 def duplicate_names(page: Page) -> list[str]:
