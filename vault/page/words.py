@@ -91,7 +91,7 @@ PARTS = (
     Part("doelen", "je doelen", ("Goal",), "your goals"),
     Part("plan", "je plan", ("CarePlan",), "your plan"),
     Part("netwerk", "je netwerk", ("CareTeam", "RelatedPerson"), "your network"),
-    Part("scores", "je evaluatie", ("Observation",), "your evaluation"),
+    Part("scores", "je cijfers", ("Observation",), "your scores"),
 )
 PART_BY_KEY = {p.key: p for p in PARTS}
 
@@ -101,7 +101,7 @@ TYPE_WORDS = {
     "CarePlan": "je plan",
     "CareTeam": "je netwerk",
     "RelatedPerson": "je netwerk",
-    "Observation": "je evaluatie",
+    "Observation": "je cijfers",
     "Consent": "wie wat mag zien",
     "Organization": "de organisaties",
     "Practitioner": "de hulpverleners",
@@ -114,7 +114,7 @@ TYPE_WORDS_EN = {
     "CarePlan": "your plan",
     "CareTeam": "your network",
     "RelatedPerson": "your network",
-    "Observation": "your evaluation",
+    "Observation": "your scores",
     "Consent": "who may see what",
     "Organization": "the organisations",
     "Practitioner": "the professionals",

@@ -153,7 +153,7 @@ def test_grant_reaches_the_partner_and_revoking_stops_its_next_read(
         page.get_by_role("button", name="Verder").click()
         expect(page.locator("#voorstel")).to_have_text(
             f"{MEE} mag je doelen zien. Dit mag tot en met 1 maart 2030. {MEE} mag niet "
-            "zien: je naam en adres, je plan, je netwerk en je evaluatie."
+            "zien: je naam en adres, je plan, je netwerk en je cijfers."
         )
         page.get_by_role("button", name="Ja, opslaan").click()
         expect(page.get_by_role("status")).to_contain_text("opgeslagen")
@@ -355,7 +355,7 @@ def test_the_english_switch_works_without_javascript_and_passes_axe(
     expect(page.locator("#voorstel")).to_have_text(
         "Woonstichting Voorbeeldstad may see your goals and your plan. This holds until "
         "1 March 2030 (inclusive). Woonstichting Voorbeeldstad may not see your name and "
-        "address, your network and your evaluation."
+        "address, your network and your scores."
     )
     check_page(page, "en-is-this-right")
     page.goto(vault.url + "/bekijk/Organization/demo-org-sociaal-team")

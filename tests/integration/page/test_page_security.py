@@ -82,7 +82,7 @@ def test_a_form_without_or_with_a_wrong_csrf_token_is_refused(
     assert "GGZ Voorbeeldstad mag" not in overview  # nothing was granted
     good = http.post(target, data={**form, "csrf_token": page_csrf(http)})
     assert good.status_code == 303
-    assert "GGZ Voorbeeldstad mag je doelen, je plan en je evaluatie zien" in http.get("/").text
+    assert "GGZ Voorbeeldstad mag je doelen, je plan en je cijfers zien" in http.get("/").text
     # The login form has its own token too.
     assert http.post("/inloggen", data={"username": "sanne", "password": "x"}).status_code == 403
 
