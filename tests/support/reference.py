@@ -245,6 +245,8 @@ class World:
         # Consent ref -> named ref -> what the named resource referred to when that Consent
         # was last written (see ``written``).
         self._then: dict[str, dict[str, frozenset[tuple[str, str]]]] = {}
+        # Inwoners who erased their vault: nothing of theirs is anyone's to see any more.
+        self.erased: set[str] = set()
 
     def add(self, record: Record) -> Record:
         self.records[record.ref] = record
@@ -349,6 +351,8 @@ class World:
         """The row decision, scopes aside: may ``caller`` see this resource (deleted or not)?"""
         if record.patient_id is None:
             return record.resource_type in SHARED
+        if record.patient_id in self.erased:
+            return False
         if caller.kind == "patient":
             return record.patient_id == caller.patient_id
         if action == "access" and record.resource_type == "Consent" and self._names(record, caller):

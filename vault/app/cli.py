@@ -198,6 +198,8 @@ def report(
 @keys_app.command("rotate")
 def rotate(data_dir: DataDir) -> None:
     """Make a new master key, re-wrap every data key with it, and retire the old one."""
+    # Long on purpose: one operator command whose steps must run in this order, each explained where
+    # it happens.
     settings = Settings.from_env(data_dir)
     if os.environ.get("VAULT_MASTER_KEY"):
         raise _fail("the master key comes from VAULT_MASTER_KEY; rotate it where it is kept")

@@ -12,6 +12,8 @@ shared by the whole family.
 Everything is made up: names, the town Voorbeeldstad, the organisations, the identifier
 systems for AGB and KvK codes, and BSNs from the 99999xxxx test range (they pass the
 11-proef, so they get through validation, but belong to no one).
+
+Over 500 lines: it is the demo's data, one function per person of the demo family.
 """
 
 from __future__ import annotations

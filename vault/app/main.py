@@ -56,6 +56,8 @@ def create_app(
 ) -> FastAPI:
     """Build the app. FHIR requests need a bearer token this vault issued, unless the
     caller plugs in another ``access_resolver`` (tests of the store itself do)."""
+    # Long on purpose: the app's wiring in one place: routers, middleware order, lifespan, health
+    # routes.
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

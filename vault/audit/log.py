@@ -84,6 +84,7 @@ class AuditRecord:
     recorded: int = 0
 
     def to_fhir(self, *, resource_id: str) -> dict[str, Any]:
+        # Long on purpose: one AuditEvent document, element by element, as FHIR R4 lays it out.
         agent: dict[str, Any] = {
             "type": {
                 "coding": [
@@ -376,6 +377,7 @@ def verify_chains(runtime: Runtime, *, notes: list[str] | None = None) -> list[s
     checked: the erasure record (the destroyed key's row) is in place, every link is there
     in order, each follows the one before it, and the head is the last link.
     """
+    # Long on purpose: one pass over every chain; each check needs the state of the one before.
     key = _chain_key(runtime)
     problems: list[str] = []
     with runtime.db.read() as conn:

@@ -183,6 +183,8 @@ def _intersect(
 
 
 def _narrow(parent: _Scope, node: Mapping[str, Any], path: str, patient_id: str) -> _Scope:
+    # Long on purpose: one Consent provision's elements, each narrowing the scope of its parent in
+    # turn.
     scope = parent
     if "actor" in node:
         actors = []

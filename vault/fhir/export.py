@@ -25,6 +25,9 @@ key; they live ``EXPIRES_SECONDS`` after the job finishes, then any request purg
 (and DELETE on the status URL cancels and purges at once). Group-level export is not
 supported: the vault has no Group resource, so ``/Group/{id}/$export`` answers 404 and the
 CapabilityStatement does not claim it.
+
+Over 500 lines: Bulk Data export is one job's life (kick-off, worker, lease, files, status,
+download, purge), and its parts share the job's state.
 """
 
 from __future__ import annotations
@@ -242,6 +245,8 @@ def reclaim(runtime: Runtime, job_id: str, *, client_registered: ClientRegistere
     """Take over ``job_id`` if it is running and its lease ran out; True if this worker now
     runs it. Safe when many workers try at once: one compare-and-set wins. A job whose
     client was removed meanwhile ends with the error ``ClientRemoved``."""
+    # Long on purpose: one compare-and-set transaction that must stay whole: read the lease, take
+    # it, check, clean.
     now = now_micros()
     me = worker_id()
     with runtime.db.write() as conn:

@@ -47,6 +47,7 @@ def notification_bundle(
     event: Event,
     now: int,
 ) -> dict[str, Any]:
+    # Long on purpose: one notification Bundle document, as the Subscriptions Backport lays it out.
     focus = f"{fhir_base}/{event.resource_type}/{event.resource_id}"
     parts: list[dict[str, Any]] = [
         {"name": "event-number", "valueString": str(event.number)},

@@ -130,6 +130,8 @@ class Notifier:
     # -- 1. fan-out ------------------------------------------------------------------------
 
     def fan_out(self) -> int:
+        # Long on purpose: one batch under one advisory lock: claim events, decide per subscriber,
+        # write deliveries.
         db = self._rt.db
         with db.read() as conn:
             if conn.execute(select(E.id).limit(1)).first() is None:
@@ -239,6 +241,8 @@ class Notifier:
 
     def _deliver_next(self, sub_id: str, lease: int) -> int | None:
         """Send the oldest pending event: 1 sent, 0 skipped, None when done or held back."""
+        # Long on purpose: one delivery attempt with its lease, re-decision, send and back-off in
+        # order.
         db = self._rt.db
         now = now_micros()
         with db.read() as conn:

@@ -9,6 +9,9 @@
 Access tokens are opaque random strings stored only as SHA-256 hashes: a lookup costs a
 few microseconds where verifying a signed JWT costs a hundred, and revocation holds from
 the next request. authlib's endpoints are synchronous; the router runs them in a thread.
+
+Over 500 lines: authlib's grant and endpoint classes, one per flow the vault offers, and the
+storage they share.
 """
 
 from __future__ import annotations

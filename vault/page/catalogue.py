@@ -5,7 +5,7 @@ page does: ``{{ _("Kies wat {name} mag zien", name=party.name) }}``. ``translato
 looks a phrase up and fills in its ``{fields}``; a phrase without an English entry stays
 Dutch, and ``tests/unit/consent/test_page_catalogue.py`` checks that none is missing.
 Sentences built from grants and from the access log are made in both languages in
-``page_words.py``.
+``words.py``.
 """
 
 from __future__ import annotations

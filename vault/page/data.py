@@ -4,6 +4,8 @@ Every function takes the caller's ``Repository`` (built with their own ``AccessC
 and a connection inside a transaction the route opened; nothing here commits. Sharing is
 changed only by writing Consent resources, so the FHIR API, the grants table and the page
 can never disagree.
+
+Over 500 lines: the data behind every part of the page; it splits with the routes.
 """
 
 from __future__ import annotations
@@ -282,6 +284,7 @@ def build_consent(
     consent_id: str | None = None,
 ) -> dict[str, Any]:
     """A Consent that lets ``grantee`` see ``parts`` (and change ``may_change``) until a day."""
+    # Long on purpose: one Consent resource built from the page's choices, element by element.
     seen = [k for k in dict.fromkeys(parts) if k in PART_BY_KEY]
     changed = [k for k in dict.fromkeys(may_change) if k in PART_BY_KEY and k in seen]
 

@@ -1,10 +1,13 @@
 """The consent page at ``/``: the inwoner runs their own plan and decides who sees it.
 
-Thin: sessions and CSRF live in ``page_session.py``, what is read and written in
-``page_data.py`` (always through the Repository, with the caller's own AccessContext),
-the sentences in ``page_words.py``. Every page is server-rendered HTML that works without
+Thin: sessions and CSRF live in ``oauth/sessions.py``, what is read and written in
+``data.py`` (always through the Repository, with the caller's own AccessContext),
+the sentences in ``words.py``. Every page is server-rendered HTML that works without
 JavaScript and carries a strict Content-Security-Policy; every POST needs the session's
 CSRF token.
+
+Over 500 lines: the page's routes share its visitor, CSRF and rendering dependencies; splitting
+them by part of the page (plan, sharing, network, log) is the next step of issue 15.
 """
 
 from __future__ import annotations
@@ -791,6 +794,7 @@ def access_log(
     oldest record on the page), and the filters by party and kind run in the search, so
     a flood of one party never hides another.
     """
+    # Long on purpose: the log page: its filters, grouping and paging read together.
     repo = _repo(request, visitor)
     now = now_micros()
     lang = language_of(request.cookies.get(LANGUAGE_COOKIE))

@@ -3,6 +3,9 @@
 Every sentence about who may see what is generated from compiled grants
 (``consent/compile.py``), never from the form that produced them: what the inwoner reads
 back is what the vault will enforce.
+
+Over 500 lines: most of it is the page's Dutch sentences, kept together so they read as one
+text.
 """
 
 from __future__ import annotations
@@ -435,6 +438,7 @@ def describe_event(
     the role someone had at that instant, never the one they have now (issue 18). An app
     the inwoner approved is named, never "Jij" (``apps``: client id -> name).
     """
+    # Long on purpose: one table-like walk from an access-log record to its plain-Dutch sentence.
     table = LOG_WORDS["en" if lang == "en" else "nl"]
 
     def w(key: str, **fields: str) -> str:

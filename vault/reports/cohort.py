@@ -124,6 +124,7 @@ def member(
 
     With ``number`` the inwoner is written once: a second run finds her and writes nothing.
     """
+    # Long on purpose: the fictional cohort member's plan written resource by resource.
     patient: Resource = {"resourceType": "Patient", "active": True, "name": [{"text": name}]}
     if number is not None:
         patient["identifier"] = [{"system": FICTIEF, "value": number}]

@@ -137,6 +137,7 @@ def _mean(values: list[float]) -> float | None:
 def _cell(
     people: Iterable[InwonerFacts], period: Period, domain: str
 ) -> dict[str, tuple[frozenset[str], float | None]]:
+    # Long on purpose: one table cell's counts over the same pass of the people.
     in_domain = domain == ALL_DOMAINS
     members: list[InwonerFacts] = []
     for person in people:
@@ -215,6 +216,7 @@ def compute(
     values included, so that a year and its quarters always add up, also after someone
     stopped counting (see docs/reports.md).
     """
+    # Long on purpose: every figure of a period in one pass, so suppression sees them all together.
     frozen = frozen or {}
     figures: dict[FigureKey, Figure] = {}
     fresh: dict[FigureKey, float | None] = {}

@@ -134,6 +134,7 @@ def report_html(
     reports: Sequence[Report], *, title: str, organization_name: str, open_periods: Sequence[str]
 ) -> str:
     """The page: what the figures are, then per period the charts and tables."""
+    # Long on purpose: the report page top to bottom, in the order a reader sees it.
     k = reports[0].k if reports else 10
     sections = []
     # The year first: it is what a policy officer looks for; its quarters follow.

@@ -134,6 +134,8 @@ def insert_records(
     Only types without side effects on write: a Patient needs its data key made and a
     Consent its grants compiled, which ``_insert`` does one resource at a time.
     """
+    # Long on purpose: a fixed number of statements for any number of records: seal, insert, index
+    # in one pass.
     if not items:
         return []
     assert all(p.spec.name not in ("Patient", "Consent") for p in items)

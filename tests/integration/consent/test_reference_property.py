@@ -23,12 +23,15 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -47,13 +50,18 @@ from tests.factories import (
     related_person,
 )
 from tests.support import PG_URL, REPO_ROOT, fresh_database
-from tests.support.harness import Harness, PageVisitor, Party, page_login
+from tests.support.harness import Harness, PageVisitor, Party, network_account, page_login
 from tests.support.reference import Record
 from tests.support.smart import inwoner_account
 from vault.app.main import create_app
 from vault.audit.runtime import open_runtime
+from vault.consent.access import AccessContext, Permissions
+from vault.consent.representation import COURT_ROLES, set_role
+from vault.fhir.repository import Repository
 from vault.kernel.errors import Unprocessable
-from vault.kernel.runtime import Runtime
+from vault.kernel.runtime import Runtime, now_micros
+from vault.oauth.apps import stop_apps
+from vault.page.data import erase_vault, stop_everything
 
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 OTHER = "https://regiekluis.nl/fhir/CodeSystem/label"
@@ -94,6 +102,7 @@ class Scene:
     actors: dict[str, str]
     parties: dict[str, Party]
     inwoners: list[PageVisitor]
+    page_app: Any  # the consent page's app, for page logins of a run's own
 
 
 def _periods() -> dict[str, dict[str, str]]:
@@ -202,7 +211,7 @@ def scene(own_runtime: Runtime) -> Iterator[Scene]:
         page_login(page_app, *inwoner_account(own_runtime, plan["patient"].resource_id))
         for plan in plans
     ]
-    yield Scene(harness, plans, actors, parties, inwoners)
+    yield Scene(harness, plans, actors, parties, inwoners, page_app)
     for visitor in inwoners:
         visitor.http.close()
     line = "reference property checks: " + ", ".join(
@@ -622,4 +631,233 @@ def test_sequences_of_changes_keep_every_answer_exact(
         # Without its Consents nobody asked here sees this inwoner again.
         owner = plan["patient"].resource_id
         for record in [r for r in h.world.records.values() if r.patient_id == owner]:
+            h.forget(record)
+
+
+# -- stopping: representatives, apps, "Stop met alles delen", erasure -----------------------
+
+# Issue 11 and 16: whoever the inwoner ends loses access at once, on every path, whichever
+# way it ends. Dear (a new inwoner, app, representative and page session each), so fewer.
+STOP_SEQUENCES = max(10, SEQUENCES // 4)
+STOPS = st.sampled_from(
+    ("ask", "grant", "stop-app", "remove-representative", "name-representative", "stop-all")
+)
+
+
+@dataclass
+class Stops:
+    """Who of this inwoner's circle still has access, as the inwoner decided it."""
+
+    plan: dict[str, Record]
+    consents: list[Record]
+    app: Party
+    app_token: str
+    representative: PageVisitor
+    legal_basis: str
+    app_on: bool = True
+    representative_on: bool = True
+    erased: bool = False
+    export_files: list[str] | None = None  # a partner's export made at the start, if drawn
+    exported: frozenset[str] = frozenset()  # her Goals that were in it
+
+
+def _stop_step(scene: Scene, stops: Stops, step: str) -> None:
+    h = scene.harness
+    pid = stops.plan["patient"].resource_id
+    rp = stops.plan["rp"].resource_id
+    event(f"stop step: {step}")
+    if step == "grant":
+        drawn = {
+            "owner": 2,
+            "status": "active",
+            "provision": {
+                "type": "permit",
+                "actor": [
+                    {"role": {"coding": [{"code": "IRCP"}]}, "reference": {"reference": a}}
+                    for a in ("org0", "org1")
+                ],
+                "action": _coded(None, ["access"]),
+                "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Goal"}],
+            },
+        }
+        record = write_consent(scene, drawn)
+        assert record is not None  # a plain permit the vault must take
+        stops.consents.append(record)
+    elif step == "stop-app":  # "Stop" beside the app in "Wie mag wat zien"
+        with h.runtime.db.write() as conn:
+            stop_apps(conn, patient_id=pid, client_id=stops.app.client_id)
+        stops.app_on = False
+    elif step == "remove-representative":
+        with h.runtime.db.write() as conn:
+            set_role(conn, patient_id=pid, related_person_id=rp, legal_basis=None, now=now_micros())
+        stops.representative_on = False
+    elif step == "name-representative":
+        with h.runtime.db.write() as conn:
+            set_role(
+                conn,
+                patient_id=pid,
+                related_person_id=rp,
+                legal_basis=stops.legal_basis,
+                now=now_micros(),
+            )
+        stops.representative_on = True
+    elif step == "stop-all":  # "Stop met alles delen", as the page does it
+        bodies = [r.current for r in stops.consents if r.current is not None]
+        her = AccessContext(
+            subject=f"inwoner:{pid}",
+            kind="patient",
+            patient_id=pid,
+            organization=None,
+            client_id=None,
+            account_id=None,
+            permissions=Permissions.everything(),
+            purposes=frozenset(),
+            practitioner=None,
+            representative=None,
+        )
+        repo = Repository(h.runtime, her)
+        with h.runtime.db.write() as conn:
+            stop_everything(repo, conn, patient_id=pid, consents=bodies)
+        for record in stops.consents:
+            if not record.deleted:
+                h.written(record)
+        stops.app_on = False
+        if stops.legal_basis not in COURT_ROLES:  # a court's or the law's role stays
+            stops.representative_on = False
+    elif step == "erase":
+        with h.runtime.db.write() as conn:
+            erase_vault(conn, patient_id=pid)
+        h.runtime.keys.clear()
+        h.world.erased.add(pid)
+        stops.erased = True
+
+
+def _export_goals(h: Harness, party: Party) -> list[str]:
+    """A partner's system-level ``$export`` of Goals: the paths of its files."""
+    kick = h.fhir(
+        party,
+        "get",
+        "/$export",
+        params={"_type": "Goal"},
+        headers={"prefer": "respond-async", "accept": "application/fhir+json"},
+    )
+    assert kick.status_code == 202, kick.text
+    status = kick.headers["content-location"].split("/fhir", 1)[1]
+    for _ in range(600):
+        done = h.fhir(party, "get", status)
+        if done.status_code != 202:
+            assert done.status_code == 200, done.text
+            return [item["url"].split("/fhir", 1)[1] for item in done.json()["output"]]
+        time.sleep(0.02)
+    raise AssertionError("the export did not finish")
+
+
+def _downloaded(h: Harness, party: Party, files: list[str]) -> set[str]:
+    found = set()
+    for path in files:
+        response = h.fhir(party, "get", path)
+        assert response.status_code == 200, response.text
+        for line in response.content.splitlines():
+            if line.strip():
+                found.add(f"Goal/{orjson.loads(line)['id']}")
+    return found
+
+
+def _check_stops(scene: Scene, stops: Stops, caller: str) -> None:
+    """Every party of this inwoner's circle, after each step: exactly what is left."""
+    h = scene.harness
+    pid = stops.plan["patient"].resource_id
+    partner = scene.parties[caller]
+    h.check_search(partner, "Goal", patient=pid)
+    h.check_search(partner, "Consent", patient=pid)
+    h.check_search(partner, "Consent", patient=None)  # the whole type: her Consents too
+    for record in stops.consents:
+        h.check_read(partner, record)
+    h.check_read(partner, stops.plan["g0"])
+    if stops.export_files is not None:
+        # A file made before the change serves, at each download, only what is granted now.
+        now = now_micros()
+        allowed = {
+            ref
+            for ref in stops.exported
+            if (record := h.world.get(ref)) is not None
+            and h.world.sees(partner.caller, record, now=now)
+        }
+        mine = {ref for ref in _downloaded(h, partner, stops.export_files) if ref in stops.exported}
+        assert mine == allowed, (mine, allowed)
+        h.count("export-download")
+    app = h.http.get(
+        f"/fhir/Goal?patient={pid}", headers={"authorization": f"Bearer {stops.app_token}"}
+    )
+    if stops.app_on and not stops.erased:
+        assert app.status_code == 200, app.text
+        found = {e["resource"]["id"] for e in app.json().get("entry", [])}
+        expected = {
+            r.split("/")[1]
+            for r in h.world.search(stops.app.caller, "Goal", patient=pid, now=now_micros())
+        }
+        assert found == expected
+    else:
+        assert app.status_code == 401, app.text  # the token ends at once, not at expiry
+    plan_page = stops.representative.http.get("/plan")
+    if stops.representative_on and not stops.erased:
+        assert plan_page.status_code == 200, plan_page.text
+    else:  # a network member without the role (403), or no session at all after erasure
+        assert plan_page.status_code in (303, 403), plan_page.status_code
+        assert stops.plan["g0"].resource_id not in plan_page.text
+    h.count("stop-check")
+
+
+@settings(max_examples=STOP_SEQUENCES, **_SETTINGS)  # type: ignore[arg-type]
+@given(
+    steps=st.lists(STOPS, min_size=1, max_size=4),
+    erase_at_end=st.booleans(),
+    legal_basis=st.sampled_from(("machtiging", "mentor")),
+    caller=st.sampled_from(("org0", "org1")),
+    with_export=st.booleans(),
+)
+def test_stopping_ends_every_kind_of_access_at_once(
+    scene: Scene,
+    steps: list[str],
+    erase_at_end: bool,
+    legal_basis: str,
+    caller: str,
+    with_export: bool,
+) -> None:
+    h = scene.harness
+    plan = fresh_plan(scene)
+    pid = plan["patient"].resource_id
+    plan["rp"] = h.create(related_person(patient_id=pid), patient_id=pid)
+    scene.plans.append(plan)  # Consents drawn with owner 2 belong to this inwoner
+    app = h.app(f"app-{uuid.uuid4().hex[:6]}", patient_id=pid, scopes=("patient/*.rs",))
+    username, password = network_account(
+        h.runtime, patient_id=pid, related_person=plan["rp"].resource_id, legal_basis=legal_basis
+    )
+    stops = Stops(
+        plan, [], app, h._token(app), page_login(scene.page_app, username, password), legal_basis
+    )
+    try:
+        _stop_step(scene, stops, "grant")
+        # Everyone starts with access: the partner (its goals), the app, the representative.
+        assert h.world.search(scene.parties[caller].caller, "Goal", patient=pid, now=now_micros())
+        if with_export:
+            stops.export_files = _export_goals(h, scene.parties[caller])
+            stops.exported = frozenset(
+                ref
+                for ref in _downloaded(h, scene.parties[caller], stops.export_files)
+                if ref in {plan["g0"].ref, plan["g1"].ref}
+            )
+            assert stops.exported  # her Goals were granted, so they are in the file
+        _check_stops(scene, stops, caller)
+        for step in [*steps, *(["erase"] if erase_at_end else [])]:
+            _stop_step(scene, stops, step)
+            _check_stops(scene, stops, caller)
+    finally:
+        stops.representative.http.close()
+        scene.plans.pop()
+        if not stops.erased:
+            for record in stops.consents:
+                h.delete(record)
+        h.world.erased.discard(pid)
+        for record in [r for r in h.world.records.values() if r.patient_id == pid]:
             h.forget(record)

@@ -57,6 +57,8 @@ class History(Searches):
         count: int,
         cursor: Cursor | None,
     ) -> HistoryPage:
+        # Long on purpose: one statement (versions, keys, the decision, the scope's restriction, the
+        # cursor) and its page.
         spec = self._require("r", resource_type)
         stmt = (
             select(
