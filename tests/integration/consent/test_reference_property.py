@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -655,6 +657,8 @@ class Stops:
     app_on: bool = True
     representative_on: bool = True
     erased: bool = False
+    export_files: list[str] | None = None  # a partner's export made at the start, if drawn
+    exported: frozenset[str] = frozenset()  # her Goals that were in it
 
 
 def _stop_step(scene: Scene, stops: Stops, step: str) -> None:
@@ -728,6 +732,37 @@ def _stop_step(scene: Scene, stops: Stops, step: str) -> None:
         stops.erased = True
 
 
+def _export_goals(h: Harness, party: Party) -> list[str]:
+    """A partner's system-level ``$export`` of Goals: the paths of its files."""
+    kick = h.fhir(
+        party,
+        "get",
+        "/$export",
+        params={"_type": "Goal"},
+        headers={"prefer": "respond-async", "accept": "application/fhir+json"},
+    )
+    assert kick.status_code == 202, kick.text
+    status = kick.headers["content-location"].split("/fhir", 1)[1]
+    for _ in range(600):
+        done = h.fhir(party, "get", status)
+        if done.status_code != 202:
+            assert done.status_code == 200, done.text
+            return [item["url"].split("/fhir", 1)[1] for item in done.json()["output"]]
+        time.sleep(0.02)
+    raise AssertionError("the export did not finish")
+
+
+def _downloaded(h: Harness, party: Party, files: list[str]) -> set[str]:
+    found = set()
+    for path in files:
+        response = h.fhir(party, "get", path)
+        assert response.status_code == 200, response.text
+        for line in response.content.splitlines():
+            if line.strip():
+                found.add(f"Goal/{orjson.loads(line)['id']}")
+    return found
+
+
 def _check_stops(scene: Scene, stops: Stops, caller: str) -> None:
     """Every party of this inwoner's circle, after each step: exactly what is left."""
     h = scene.harness
@@ -739,6 +774,18 @@ def _check_stops(scene: Scene, stops: Stops, caller: str) -> None:
     for record in stops.consents:
         h.check_read(partner, record)
     h.check_read(partner, stops.plan["g0"])
+    if stops.export_files is not None:
+        # A file made before the change serves, at each download, only what is granted now.
+        now = now_micros()
+        allowed = {
+            ref
+            for ref in stops.exported
+            if (record := h.world.get(ref)) is not None
+            and h.world.sees(partner.caller, record, now=now)
+        }
+        mine = {ref for ref in _downloaded(h, partner, stops.export_files) if ref in stops.exported}
+        assert mine == allowed, (mine, allowed)
+        h.count("export-download")
     app = h.http.get(
         f"/fhir/Goal?patient={pid}", headers={"authorization": f"Bearer {stops.app_token}"}
     )
@@ -767,9 +814,15 @@ def _check_stops(scene: Scene, stops: Stops, caller: str) -> None:
     erase_at_end=st.booleans(),
     legal_basis=st.sampled_from(("machtiging", "mentor")),
     caller=st.sampled_from(("org0", "org1")),
+    with_export=st.booleans(),
 )
 def test_stopping_ends_every_kind_of_access_at_once(
-    scene: Scene, steps: list[str], erase_at_end: bool, legal_basis: str, caller: str
+    scene: Scene,
+    steps: list[str],
+    erase_at_end: bool,
+    legal_basis: str,
+    caller: str,
+    with_export: bool,
 ) -> None:
     h = scene.harness
     plan = fresh_plan(scene)
@@ -787,6 +840,14 @@ def test_stopping_ends_every_kind_of_access_at_once(
         _stop_step(scene, stops, "grant")
         # Everyone starts with access: the partner (its goals), the app, the representative.
         assert h.world.search(scene.parties[caller].caller, "Goal", patient=pid, now=now_micros())
+        if with_export:
+            stops.export_files = _export_goals(h, scene.parties[caller])
+            stops.exported = frozenset(
+                ref
+                for ref in _downloaded(h, scene.parties[caller], stops.export_files)
+                if ref in {plan["g0"].ref, plan["g1"].ref}
+            )
+            assert stops.exported  # her Goals were granted, so they are in the file
         _check_stops(scene, stops, caller)
         for step in [*steps, *(["erase"] if erase_at_end else [])]:
             _stop_step(scene, stops, step)
