@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bulk_load
 import fhir_read_search as base
 
 from vault.app.clients import register_client
@@ -316,15 +317,27 @@ def query_plans(runtime: Runtime, context: AccessContext, vault: Vault) -> list[
         raise RuntimeError(f"in-process partner search found {len(page.matches)} Goals, not 6")
     lines: list[str] = []
     sqlite = runtime.db.is_sqlite
+    prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
     with runtime.db.read() as conn:
         for phase, statement, parameters in statements:
             if "consent_grant" not in statement and "fhir_resource" not in statement:
                 continue
             lines.append(f"-- {phase}: {' '.join(statement.split())[:150]} ...")
-            prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
             result = conn.exec_driver_sql(prefix + statement, parameters).all()
             for row in result:
                 lines.append(f"   {'  '.join(str(v) for v in row[-1:] if v is not None)}")
+        # The read by id runs one statement on the driver's own cursor (``fetch_one``),
+        # which SQLAlchemy's events do not see: explain that statement itself.
+        plan = repo._read_plan("Goal", goal, conn.dialect)
+        if plan is not None:
+            lines.append(f"-- read Goal/{{id}} (fetch_one): {' '.join(plan.sql.split())[:150]} ...")
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(prefix + plan.sql, plan.params)
+                for row in cursor.fetchall():
+                    lines.append(f"   {row[-1]}")
+            finally:
+                cursor.close()
     return lines
 
 
@@ -501,6 +514,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
+    parser.add_argument(
+        "--bulk",
+        type=int,
+        default=-1,
+        metavar="ACCESS",
+        help="load with the bulk loader (benchmarks/bulk_load.py), ACCESS access-log records "
+        "per inwoner; default: through the repository, no access-log records",
+    )
     return parser.parse_args(argv)
 
 
@@ -533,7 +554,12 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
         for count in counts:
             more = count - loaded_so_far
             print(f"Loading {more} inwoners (about 20 resources each) ...", flush=True)
-            loaded = base.load(runtime, inwoners=more)
+            if args.bulk >= 0:
+                loaded = bulk_load.load(
+                    runtime, first=loaded_so_far, inwoners_=more, access=args.bulk
+                )
+            else:
+                loaded = base.load(runtime, inwoners=more)
             loaded_so_far = count
             print(
                 f"Loaded {loaded.resources} resources in {loaded.seconds:.1f} s "

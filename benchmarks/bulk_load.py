@@ -1,0 +1,146 @@
+"""Load the benchmark's inwoners in bulk (``vault.app.bulk_load``) and print the rate.
+
+The same data as ``fhir_read_search.load`` (per inwoner: a Patient, 2 RelatedPersons, 6
+Goals, a CareTeam, a CarePlan, 8 Observations and a Consent for one of four Organizations:
+20 resources), plus ``--access`` access-log records per inwoner (a partner's reads of her
+Goals, chained as the audit log chains them), written in batches instead of one request
+at a time. ``load`` is what the other benchmarks call; run on its own it loads into a
+fresh database and prints resources and records per second:
+
+    python benchmarks/bulk_load.py [--inwoners 2000] [--access 100] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fhir_read_search as base
+
+from vault.app.bulk_load import Inwoner, bulk_load
+from vault.audit.log import AuditRecord
+from vault.audit.runtime import open_runtime
+from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime, now_micros
+
+ORG_IDS = [f"bench-org-{i}" for i in range(len(base.ORGANISATIONS))]
+READER = "bench-bulk-reader"  # the client id the loaded access-log records name
+
+
+def _with_id(body: dict[str, Any], resource_id: str) -> dict[str, Any]:
+    return {**body, "id": resource_id}
+
+
+def inwoners(first: int, count: int, *, access: int) -> Iterator[Inwoner]:
+    """Inwoners ``first`` .. ``first + count - 1``, as ``fhir_read_search.load`` makes them."""
+    recorded = now_micros()
+    for n in range(first, first + count):
+        pid = str(uuid.uuid4())
+        related = [str(uuid.uuid4()), str(uuid.uuid4())]
+        goals = [str(uuid.uuid4()) for _ in range(6)]
+        team = str(uuid.uuid4())
+        resources = [
+            _with_id(base._related_person(pid, "Buurvrouw Ans", "buurvrouw"), related[0]),
+            _with_id(base._related_person(pid, "Zus Petra", "zus"), related[1]),
+            *(_with_id(base._goal(pid, i), g) for i, g in enumerate(goals)),
+            _with_id(base._careteam(pid, related, ORG_IDS), team),
+            _with_id(base._careplan(pid, goals, team, ORG_IDS), str(uuid.uuid4())),
+            *(_with_id(base._observation(pid, i), str(uuid.uuid4())) for i in range(8)),
+            _with_id(base._consent(pid, ORG_IDS[n % len(ORG_IDS)]), str(uuid.uuid4())),
+        ]
+        records = [
+            AuditRecord(
+                patient_id=pid,
+                interaction="read",
+                permitted=True,
+                client_id=READER,
+                organization=f"Organization/{ORG_IDS[n % len(ORG_IDS)]}",
+                account_id=None,
+                entities=[f"Goal/{goals[i % len(goals)]}"],
+                recorded=recorded + i,
+            )
+            for i in range(access)
+        ]
+        yield Inwoner(_with_id(base._patient(n), pid), resources, records)
+
+
+def load(
+    runtime: Runtime, *, first: int, inwoners_: int, access: int, batch: int = 100
+) -> base.Loaded:
+    """Load inwoners ``first`` .. in bulk; the Organizations too when ``first`` is 0."""
+    shared = (
+        [
+            {"resourceType": "Organization", "id": org, "active": True, "name": name}
+            for org, name in zip(ORG_IDS, base.ORGANISATIONS, strict=True)
+        ]
+        if first == 0
+        else []
+    )
+    started = time.perf_counter()
+    reported = started
+    total = 0
+    records = 0
+    step = batch * 20  # report about every 20 batches
+    for offset in range(0, inwoners_, step):
+        done = bulk_load(
+            runtime,
+            inwoners(first + offset, min(step, inwoners_ - offset), access=access),
+            batch=batch,
+            shared=shared if offset == 0 else [],
+        )
+        total += done.resources
+        records += done.access_records
+        if time.perf_counter() - reported > 10:
+            reported = time.perf_counter()
+            print(
+                f"  {min(offset + step, inwoners_):>7} inwoners, {total:>8} resources, "
+                f"{records:>9} access-log records, {reported - started:.0f} s",
+                flush=True,
+            )
+    seconds = time.perf_counter() - started
+    return base.Loaded([], [], total, seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inwoners", type=int, default=2000)
+    parser.add_argument("--access", type=int, default=100, help="access records per inwoner")
+    parser.add_argument("--batch", type=int, default=100, help="inwoners per transaction")
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
+    args = parser.parse_args(argv)
+    base.in_scratch(args, run, name="bulk-load")
+
+
+def run(args: argparse.Namespace, data_dir: Path, url: str) -> None:
+    print("Regiekluis bulk load")
+    print(f"Revision  {base._vault_revision()}")
+    print(f"Database  {url.split('://')[0]}")
+    print(f"Command   {' '.join([Path(sys.executable).name, *sys.argv])}")
+    settings = Settings(data_dir=data_dir, database_url=url)
+    base.initialise(settings)
+    runtime = open_runtime(settings)
+    try:
+        loaded = load(
+            runtime, first=0, inwoners_=args.inwoners, access=args.access, batch=args.batch
+        )
+    finally:
+        runtime.close()
+    records = args.inwoners * args.access
+    print(
+        f"{args.inwoners} inwoners: {loaded.resources} resources and {records} access-log "
+        f"records in {loaded.seconds:.1f} s = {loaded.resources / loaded.seconds:.0f} "
+        f"resources/s + {records / loaded.seconds:.0f} records/s "
+        f"({args.inwoners / loaded.seconds:.1f} inwoners/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
