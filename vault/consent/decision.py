@@ -35,9 +35,9 @@ __all__ = ["PATIENT", "decision_params", "visible"]
 # The inwoner whose compartment a patient-kind caller sees, passed at execution.
 PATIENT: BindParameter[str] = bindparam("rk_patient", type_=String)
 
-# Conditions by (row columns, kind, action, grantees, purposes): few distinct keys, one per
+# Conditions by (row columns, kind[, action, grantees, purposes]): few distinct keys, one per
 # partner organisation and action, so a plain dict that is emptied when full will do.
-_CACHE: dict[tuple[int, str, str, tuple[str, ...], tuple[str, ...]], ColumnElement[bool]] = {}
+_CACHE: dict[tuple[Any, ...], ColumnElement[bool]] = {}
 _CACHE_SIZE = 1024
 _SHARED_TYPES = tuple(sorted(SHARED_TYPES))
 
@@ -56,29 +56,36 @@ def visible(ctx: AccessContext, row: RowColumns, *, action: str = "access") -> C
     if ctx.kind == "full":
         # All rows but an erased inwoner's: their data key is shredded, so they are gone.
         return not_erased(row)
+    # Building the partner condition cost a read more than a millisecond, so each condition
+    # is built once per key and reused; the instant and the inwoner are bind parameters.
     if ctx.kind == "patient":
-        grantees: tuple[str, ...] = ()
-        purposes: tuple[str, ...] = ()
-    else:
-        grantees, purposes = tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes))
-    # Building the partner condition cost a read more than a millisecond, so it is built
-    # once per key and reused; the instant and the inwoner are bind parameters.
+        key: tuple[Any, ...] = (id(row), "patient")
+        cached = _CACHE.get(key)
+        if cached is None:
+            cached = _remember(key, or_(row.patient_id == PATIENT, _shared(row)))
+        return cached
+    grantees, purposes = tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes))
     key = (id(row), ctx.kind, action, grantees, purposes)
     cached = _CACHE.get(key)
     if cached is None:
-        shared = and_(row.patient_id.is_(None), row.resource_type.in_(_SHARED_TYPES))
-        if ctx.kind == "patient":
-            condition = or_(row.patient_id == PATIENT, shared)
-        else:
-            conditions = [
-                shared,
-                granted(row, grantees=grantees, action=action, purposes=purposes, now=NOW),
-            ]
-            if action == "access":
-                conditions.append(names_grantee(row, grantees=grantees))
-            condition = or_(*conditions)
-        cached = Decided(condition, key)
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.clear()
-        _CACHE[key] = cached
+        conditions = [
+            _shared(row),
+            granted(row, grantees=grantees, action=action, purposes=purposes, now=NOW),
+        ]
+        if action == "access":
+            conditions.append(names_grantee(row, grantees=grantees))
+        cached = _remember(key, or_(*conditions))
     return cached
+
+
+def _shared(row: RowColumns) -> ColumnElement[bool]:
+    """Rows of the shared directory: no inwoner, and a type outside every compartment."""
+    return and_(row.patient_id.is_(None), row.resource_type.in_(_SHARED_TYPES))
+
+
+def _remember(key: tuple[Any, ...], condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    decided = Decided(condition, key)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[key] = decided
+    return decided

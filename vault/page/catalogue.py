@@ -69,7 +69,6 @@ ENGLISH: dict[str, str] = {
     "{name} mag zien:": "{name} may see:",
     "{name} mag ook veranderen:": "{name} may also change:",
     "Tot en met welke dag?": "Until which day (inclusive)?",
-    "Laat leeg als het geen einddatum heeft.": "Leave empty if there is no end date.",
     "Terug, niets veranderen": "Back, change nothing",
     "Klopt dit?": "Is this right?",
     "Ja, opslaan": "Yes, save",
@@ -111,11 +110,9 @@ ENGLISH: dict[str, str] = {
         "up and down buttons you put them in your own order."
     ),
     "Doel {number}": "Goal {number}",
-    "Hoe belangrijk?": "How important?",
     "Heel belangrijk": "Very important",
     "Belangrijk": "Important",
     "Minder belangrijk": "Less important",
-    "Doel opslaan": "Save goal",
     "Doel {number} omhoog": "Goal {number} up",
     "Doel {number} omlaag": "Goal {number} down",
     "Nieuw doel": "New goal",
@@ -181,10 +178,10 @@ ENGLISH: dict[str, str] = {
     ),
     "Typ het wachtwoord nog een keer": "Type the password once more",
     "Account maken": "Make account",
-    "Kies een naam van minstens 3 tekens en een wachtwoord van minstens {min_length} "
-    "tekens, twee keer hetzelfde.": (
-        "Choose a name of at least 3 characters and a password of at least {min_length} "
-        "characters, the same twice."
+    "Kies een naam van minstens 3 tekens. Kies een wachtwoord van minstens {min_length} "
+    "tekens. Typ het wachtwoord twee keer hetzelfde.": (
+        "Choose a name of at least 3 characters. Choose a password of at least {min_length} "
+        "characters. Type the password the same twice."
     ),
     "Deze naam is al in gebruik. Kies een andere.": (
         "This name is already in use. Choose another one."
@@ -200,11 +197,6 @@ ENGLISH: dict[str, str] = {
     "Nog niemand heeft gekeken.": "Nobody has looked yet.",
     # data.html, erase.html, erased.html, error.html
     "Alles downloaden": "Download everything",
-    "Je krijgt één bestand met alles wat in je kluis staat. Andere programma's voor zorg "
-    "en hulp kunnen het lezen (het is FHIR).": (
-        "You get one file with everything in your vault. Other programs for care and "
-        "support can read it (it is FHIR)."
-    ),
     "Download mijn gegevens": "Download my data",
     "Mijn kluis wissen": "Erase my vault",
     "Alles in je kluis wordt dan onleesbaar. Niemand kan er nog bij, ook jij niet. Dit kun "
@@ -213,11 +205,6 @@ ENGLISH: dict[str, str] = {
         "neither. You cannot undo this."
     ),
     "Weet je het zeker?": "Are you sure?",
-    "Als je je kluis wist, is alles weg: je plan, je doelen, je cijfers en wie wat mag "
-    "zien. Ook organisaties kunnen er dan niet meer bij.": (
-        "If you erase your vault, everything is gone: your plan, your goals, your scores "
-        "and who may see what. Organisations cannot get to it any more either."
-    ),
     "Download eerst je gegevens als je ze wilt bewaren.": (
         "Download your data first if you want to keep it."
     ),
@@ -284,7 +271,6 @@ ENGLISH: dict[str, str] = {
     "Nog geen account": "No account yet",
     "Schrijf in je eigen woorden wat je wilt.": "Write in your own words what you want.",
     "Schrijf op wat je doet of wat je nodig hebt.": "Write down what you do or what you need.",
-    "Vul een datum in zoals 1-3-2027.": "Fill in a date such as 1-3-2027.",
     "Vul iets in": "Fill something in",
     "We kennen je nog niet": "We do not know you yet",
     "We konden niet controleren wie je bent. Er is niets opgeslagen. Ga terug naar de "
@@ -313,8 +299,8 @@ ENGLISH: dict[str, str] = {
     "Laatst gebruikt: {moment}": "Last used: {moment}",
     "Stop {name}": "Stop {name}",
     "Geen enkele app kan nu je plan zien.": "No app can see your plan now.",
-    "Ook je apps stoppen, en iemand met een machtiging mag dan niet meer namens jou kiezen.": (
-        "Your apps stop too, and someone with a mandate may no longer choose for you."
+    "Ook je apps stoppen. Iemand met een machtiging mag dan niet meer namens jou kiezen.": (
+        "Your apps stop too. Someone with a mandate may then no longer choose for you."
     ),
     "Een mentor of curator van de rechter, of een ouder met gezag, blijft. Dat kun je niet "
     "zelf stoppen.": (
@@ -390,6 +376,56 @@ ENGLISH: dict[str, str] = {
     "Uitnodiging voor mijn plan": "Invitation to my plan",
     "Stuur de link per e-mail": "Send the link by e-mail",
     "Stuur de link in een bericht": "Send the link in a text message",
+    # issue 18: one name per control, focus on the answer, a Dutch date, plain words
+    "Menu": "Menu",
+    "Op deze pagina": "On this page",
+    "Opgeslagen": "Saved",
+    "Je keuze is opgeslagen": "Your choice is saved",
+    "Fout:": "Mistake:",
+    "zien": "see",
+    "veranderen": "change",
+    "Doel {number} opslaan": "Save goal {number}",
+    "Hoe belangrijk is doel {number}?": "How important is goal {number}?",
+    "Hoe belangrijk is het nieuwe doel?": "How important is the new goal?",
+    "Doel staat nu op plek {number}": "Goal is now in place {number}",
+    "Dit doel staat nu op plek {number}.": "This goal is now in place {number}.",
+    "regel {number}": "line {number}",
+    "Regel {number} opslaan": "Save line {number}",
+    "Keuze voor {name} opslaan": "Save choice for {name}",
+    "Ja, stop met delen met {name}": "Yes, stop sharing with {name}",
+    "Schrijf de dag zo: 31-12-2026. Laat leeg als het geen einddatum heeft.": (
+        "Write the day like this: 31-12-2026 (day, month, year). Leave empty if there is "
+        "no end date."
+    ),
+    "Deze datum bestaat niet. Schrijf de dag zo: 31-12-2026 (dag, maand, jaar).": (
+        "This date does not exist. Write the day like this: 31-12-2026 (day, month, year)."
+    ),
+    "Deze pagina bestaat niet": "This page does not exist",
+    "Financiën is alles over geld. Dagbesteding is wat je overdag doet, zoals werk of school.": (
+        "Money means everything about money. Daytime activities are what you do in the "
+        "day, such as work or school."
+    ),
+    "Misschien is het adres niet goed overgenomen. Kies een pagina in het menu.": (
+        "Perhaps the address was not copied right. Choose a page in the menu."
+    ),
+    "Er is niets veranderd. Laad de pagina opnieuw en probeer het nog een keer.": (
+        "Nothing was changed. Load the page again and try once more."
+    ),
+    "Je krijgt één bestand met alles wat in je kluis staat. Andere programma's voor zorg "
+    "en hulp kunnen het lezen.": (
+        "You get one file with everything in your vault. Other programs for care and "
+        "support can read it."
+    ),
+    "Als je je kluis leegmaakt, is alles weg. Je plan, je doelen en je cijfers zijn dan "
+    "weg. Ook wie wat mag zien is weg.": (
+        "If you empty your vault, everything is gone. Your plan, your goals and your scores "
+        "are gone. Who may see what is gone too."
+    ),
+    "Dat mag alleen als het zo geregeld is. Een machtiging geef je zelf. Een curator of "
+    "mentor kiest de rechter. Een ouder met gezag heb je tot je 18 bent.": (
+        "Only if it has been arranged. You give a power of attorney yourself. A judge "
+        "chooses a curator or mentor. A parent with authority you have until you are 18."
+    ),
 }
 
 

@@ -11,6 +11,7 @@ Over 500 lines: the data behind every part of the page; it splits with the route
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -1040,12 +1041,30 @@ def remaining_roles(repo: Repository, conn: Connection, *, patient_id: str) -> l
     return sorted(found, key=lambda r: r.name.casefold())
 
 
+_DUTCH_DAY = re.compile(r"(\d{1,2})[-/. ]+(\d{1,2})[-/. ]+(\d{4})")
+
+
 def parse_day(text: str) -> date | None:
-    """A date from an ``<input type=date>``; None when empty. Raises ValueError."""
+    """A day as people in the Netherlands write it: day, month, year ("31-12-2026",
+    "31/12/2026", "31.12.2026", "1-3-2027", or the eight digits "31122026"); also the
+    ISO form "2026-12-31". None when empty. Raises ValueError for anything else."""
     text = text.strip()
     if not text:
         return None
-    return date.fromisoformat(text)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return date.fromisoformat(text)
+    if re.fullmatch(r"\d{8}", text):
+        return date(int(text[4:]), int(text[2:4]), int(text[:2]))
+    found = _DUTCH_DAY.fullmatch(text)
+    if found is None:
+        raise ValueError(text)
+    day, month, year = (int(g) for g in found.groups())
+    return date(year, month, day)
+
+
+def dutch_day(day: date) -> str:
+    """The form the date field shows and reads back: "31-12-2026"."""
+    return f"{day.day:02d}-{day.month:02d}-{day.year}"
 
 
 def default_until() -> date:

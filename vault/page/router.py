@@ -17,7 +17,8 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from inspect import isawaitable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
@@ -28,7 +29,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
 from vault.audit.log import AuditRecord
@@ -209,8 +212,6 @@ async def checked_form(request: Request) -> FormData:
     session_id = request.cookies.get(SESSION_COOKIE, "")
     visitor = None
     if session_id:
-        from starlette.concurrency import run_in_threadpool
-
         visitor = await run_in_threadpool(current_visitor, request)
     if visitor is None or not csrf_matches(visitor.csrf_token, form.get("csrf_token")):
         raise Refused(
@@ -243,8 +244,17 @@ def _repo(request: Request, visitor: Visitor) -> Repository:
     return Repository(_runtime(request), visitor.context())
 
 
+BAD_DAY = "Deze datum bestaat niet. Schrijf de dag zo: 31-12-2026 (dag, maand, jaar)."
+
+
 def _fhir_refused(exc: FhirError) -> Refused:
-    return Refused(400, "Dat lukte niet", f"De kluis kon dit niet opslaan: {exc}")
+    # The reason is for the operator; the page says what happened in plain words.
+    log.info("a page write was refused: %s %s", exc.status, exc.code)
+    return Refused(
+        400,
+        "Dat lukte niet",
+        "Er is niets veranderd. Laad de pagina opnieuw en probeer het nog een keer.",
+    )
 
 
 # -- logging in ------------------------------------------------------------------------------
@@ -412,8 +422,6 @@ async def login(request: Request) -> Response:
             conn, account_id=outcome.account.account_id, now=now, settings=runtime.settings
         )
         return session_id, False
-
-    from starlette.concurrency import run_in_threadpool
 
     session_id, throttled = await run_in_threadpool(_write, request, attempt)
     if throttled:
@@ -585,20 +593,49 @@ def sharing_form(request: Request, kind: str, ident: str, visitor: ManagerDep) -
     """Choose what one organisation or person may see, and until when."""
     party = _party(request, visitor, _grantee(kind, ident))
     until = party.summary.until
+    return _sharing_page(
+        request,
+        visitor,
+        party,
+        seen=party.summary.seen,
+        changed=party.summary.changed,
+        until=data.dutch_day(day_of(until - 1) if until else data.default_until()),
+    )
+
+
+def _sharing_page(
+    request: Request,
+    visitor: Visitor,
+    party: data.Party,
+    *,
+    seen: Iterable[str],
+    changed: Iterable[str],
+    until: str,
+    error: str | None = None,
+) -> Response:
+    """The choices of one party: as saved, or as just ticked when the date was wrong."""
     return render(
         request,
         "share.html",
         {
             "party": party,
-            "until": format_iso(until - 1) if until else data.default_until().isoformat(),
+            "seen": set(seen),
+            "changed": set(changed),
+            "until": until,
+            "error": error,
         },
         visitor=visitor,
+        status=400 if error else 200,
     )
 
 
-def format_iso(micros: int) -> str:
+def day_of(micros: int) -> date:
     # Consent periods are whole days in UTC, as compile.py reads them.
-    return datetime.fromtimestamp(micros / 1_000_000, UTC).date().isoformat()
+    return datetime.fromtimestamp(micros / 1_000_000, UTC).date()
+
+
+class BadDay(ValueError):
+    """The end date could not be read as a day."""
 
 
 def _proposed(visitor: Visitor, grantee: str, form: FormData, consent_id: str | None) -> Any:
@@ -609,7 +646,7 @@ def _proposed(visitor: Visitor, grantee: str, form: FormData, consent_id: str | 
     try:
         until = data.parse_day(_text(form, "until", limit=20))
     except ValueError:
-        raise Refused(400, "Datum klopt niet", "Vul een datum in zoals 1-3-2027.") from None
+        raise BadDay from None
     return (
         data.build_consent(
             patient_id=visitor.patient_id,
@@ -631,7 +668,19 @@ def sharing_check(
     """Read the change back in one sentence, made from the grants it compiles to."""
     grantee = _grantee(kind, ident)
     party = _party(request, visitor, grantee)
-    consent, parts, change = _proposed(visitor, grantee, form, None)
+    try:
+        consent, parts, change = _proposed(visitor, grantee, form, None)
+    except BadDay:
+        # The same page again, with every tick kept and the mistake at the field.
+        return _sharing_page(
+            request,
+            visitor,
+            party,
+            seen=(p for p in form.getlist("part") if isinstance(p, str)),
+            changed=(p for p in form.getlist("change") if isinstance(p, str)),
+            until=_text(form, "until", limit=20),
+            error=BAD_DAY,
+        )
     try:
         summary = data.proposal(consent, patient_id=visitor.patient_id, name=party.name)
     except FhirError as exc:
@@ -664,7 +713,10 @@ def sharing_save(
         request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
     )
     reuse = data.reusable_consent_id(consents, grantee)
-    consent, parts, _ = _proposed(visitor, grantee, form, reuse)
+    try:
+        consent, parts, _ = _proposed(visitor, grantee, form, reuse)
+    except BadDay:
+        raise Refused(400, "Datum klopt niet", BAD_DAY) from None
     if parts:
         updates = data.sharing_updates(consents, grantee, consent)
     else:
@@ -932,6 +984,7 @@ def plan(request: Request, visitor: ManagerDep) -> Response:
             **_outcome_context(request, repo, visitor, current.care_plan),
             "plan": current,
             "chart": chart(current.scores),
+            "short_day": _short_day,
             "goal_text": data.goal_text,
             "goal_priority": data.goal_priority,
             "goal_domain": data.goal_domain,
@@ -996,13 +1049,16 @@ def goal_move(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     goals = _plan_now(request, visitor).goals
     if not any(g.get("id") == goal_id for g in goals):
         raise Refused(404, "Niet gevonden", "Dit doel kennen we niet.")
-    return _plan_write(
+    repo = _repo(request, visitor)
+    _write_through(
         request,
-        visitor,
-        lambda repo, conn: data.move_goal(
+        repo,
+        lambda conn: data.move_goal(
             repo, conn, goals=goals, goal_id=goal_id, up=direction == "omhoog"
         ),
     )
+    # Back to the goal that moved, with focus on its button: the next press moves it again.
+    return see_other(f"/plan?verplaatst={quote(goal_id)}&richting={direction}")
 
 
 @router.post("/plan/activiteit")
@@ -1121,6 +1177,11 @@ def counting_save(request: Request, visitor: ManagerDep, form: FormDep) -> Respo
     )
 
 
+def _short_day(day: str) -> str:
+    """ "2026-10-03" as "3-10-2026"."""
+    return f"{int(day[8:10])}-{int(day[5:7])}-{day[:4]}"
+
+
 COLOURS = ("#1f5fa8", "#a33b00", "#1d6b35", "#6b2d8f", "#7a5c00", "#8a1c3c")
 
 
@@ -1155,7 +1216,14 @@ def chart(scores: Mapping[str, list[tuple[str, int]]]) -> dict[str, Any]:
         "height": height,
         "lines": lines,
         "grid": [(y(s), s) for s in (1, 4, 7, 10)],
-        "xlabels": [(x(d), d[8:10] + "-" + d[5:7]) for d in dates],
+        # The first and the last day, with the year, inside the picture (issue 18: "10-1"
+        # was cut off and had no year); every day is in the legend, as text that grows.
+        "xlabels": [
+            (left, _short_day(dates[0]), "start"),
+            *([(width - right, _short_day(dates[-1]), "end")] if len(dates) > 1 else []),
+        ]
+        if dates
+        else [],
         "left": left,
         "right": width - right,
         "bottom": height - bottom,
@@ -1334,7 +1402,6 @@ def _invitation_names(request: Request, token: str) -> tuple[str, str]:
 @router.post("/uitnodiging/{token}")
 async def invitation_accept(request: Request, token: str) -> Response:
     """Use the link once: a new account that sees only what was granted to this person."""
-    from starlette.concurrency import run_in_threadpool
 
     form = await request.form()
     if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get("csrf_token")):
@@ -1350,8 +1417,8 @@ async def invitation_accept(request: Request, token: str) -> Response:
             request,
             token,
             # {min_length} is filled in by the template, in the page's language.
-            error="Kies een naam van minstens 3 tekens en een wachtwoord van minstens "
-            "{min_length} tekens, twee keer hetzelfde.",
+            error="Kies een naam van minstens 3 tekens. Kies een wachtwoord van minstens "
+            "{min_length} tekens. Typ het wachtwoord twee keer hetzelfde.",
             username=username,
             status=400,
         )
@@ -1396,6 +1463,32 @@ async def invitation_accept(request: Request, token: str) -> Response:
 
 # -- wiring ----------------------------------------------------------------------------------
 
+FHIR_PREFIXES = ("/fhir", "/oauth", "/.well-known")
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page: a GET outside the FHIR API that accepts HTML and not
+    FHIR JSON. Every other caller gets the OperationOutcome of the FHIR API."""
+    accept = request.headers.get("accept", "")
+    return (
+        request.method in ("GET", "HEAD")
+        and not request.url.path.startswith(FHIR_PREFIXES)
+        and "text/html" in accept
+        and "json" not in accept
+    )
+
+
+async def _error_page(request: Request, title: str, message: str, status: int) -> Response:
+    """An error as a page in plain Dutch, with the menu and "Ingelogd als ..." kept."""
+    from_session = await run_in_threadpool(current_visitor, request)
+    return render(
+        request,
+        "error.html",
+        {"title": title, "message": message},
+        visitor=from_session,
+        status=status,
+    )
+
 
 def install_page(app: FastAPI) -> None:
     """Mount the page: its routes, its stylesheet, and its two answers for refusals."""
@@ -1405,15 +1498,27 @@ def install_page(app: FastAPI) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
-        return render(
-            request,
-            "error.html",
-            {"title": exc.title, "message": exc.message},
-            visitor=None,
-            status=exc.status,
-        )
+        return await _error_page(request, exc.title, exc.message, exc.status)
+
+    # FHIR clients keep their OperationOutcome; a browser asking for a page gets one.
+    fhir_answer = app.exception_handlers.get(StarletteHTTPException)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404 and wants_page(request):
+            return await _error_page(
+                request,
+                "Deze pagina bestaat niet",
+                "Misschien is het adres niet goed overgenomen. Kies een pagina in het menu.",
+                404,
+            )
+        if fhir_answer is None:
+            raise exc
+        answer = fhir_answer(request, exc)
+        return await answer if isawaitable(answer) else answer
 
     app.add_exception_handler(LoginNeeded, login_needed)
     app.add_exception_handler(Refused, refused)
+    app.add_exception_handler(StarletteHTTPException, not_found)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="page-static")
     app.include_router(router)

@@ -94,7 +94,7 @@ PARTS = (
     Part("doelen", "je doelen", ("Goal",), "your goals"),
     Part("plan", "je plan", ("CarePlan",), "your plan"),
     Part("netwerk", "je netwerk", ("CareTeam", "RelatedPerson"), "your network"),
-    Part("scores", "je evaluatie", ("Observation",), "your evaluation"),
+    Part("scores", "je cijfers", ("Observation",), "your scores"),
 )
 PART_BY_KEY = {p.key: p for p in PARTS}
 
@@ -104,12 +104,12 @@ TYPE_WORDS = {
     "CarePlan": "je plan",
     "CareTeam": "je netwerk",
     "RelatedPerson": "je netwerk",
-    "Observation": "je evaluatie",
+    "Observation": "je cijfers",
     "Consent": "wie wat mag zien",
     "Organization": "de organisaties",
     "Practitioner": "de hulpverleners",
     "Provenance": "wie iets veranderde",
-    "AuditEvent": "wie er keek",
+    "AuditEvent": "het logboek",  # not "wie er keek": "Jij hebt wie er keek bekeken"
 }
 TYPE_WORDS_EN = {
     "Patient": "your name and address",
@@ -117,12 +117,12 @@ TYPE_WORDS_EN = {
     "CarePlan": "your plan",
     "CareTeam": "your network",
     "RelatedPerson": "your network",
-    "Observation": "your evaluation",
+    "Observation": "your scores",
     "Consent": "who may see what",
     "Organization": "the organisations",
     "Practitioner": "the professionals",
     "Provenance": "who changed something",
-    "AuditEvent": "who looked",
+    "AuditEvent": "the log",
 }
 
 
@@ -169,20 +169,18 @@ class Summary:
         return self.text("nl")
 
     def text(self, lang: str) -> str:
-        """The sentence, e.g. "MEE mag tot en met 1 maart 2027 je doelen zien, niet je
-        plan." (or its English) from the compiled grants, never from a form."""
+        """Short sentences, e.g. "MEE mag je doelen zien. Dit mag tot en met 1 maart 2027.
+        MEE mag niet zien: je plan." (or its English), from the compiled grants, never from
+        a form."""
         en = lang == "en"
         if self.nothing:
             if en:
                 return f"{self.name} may see nothing of your plan."
             return f"{self.name} mag niets zien van je plan."
-        when = ""
-        if self.since is not None:
-            when += f" {'from' if en else 'vanaf'} {format_day(self.since, lang)}"
-        if self.until is not None:
-            # The grant ends at the start of the next day: the last day it holds is one earlier.
-            last = format_day(self.until - 1, lang)
-            when += f" until {last} (inclusive)" if en else f" tot en met {last}"
+        # Short sentences, one thing each (issue 18: one sentence of 24 to 27 words).
+        first = format_day(self.since, lang) if self.since is not None else None
+        # The grant ends at the start of the next day: the last day it holds is one earlier.
+        last = format_day(self.until - 1, lang) if self.until is not None else None
         seen = join_words(_words(self.seen, lang), lang)
         changed = join_words(_words(self.changed, lang), lang)
         rest = join_words(
@@ -194,12 +192,36 @@ class Summary:
             lang,
         )
         if en:
-            clauses = [c for c in (seen and f"see {seen}", changed and f"change {changed}") if c]
-            text = f"{self.name} may {' and '.join(clauses)}{when}"
-            return text + (f", not {rest}." if rest else ".")
-        clauses = [c for c in (seen and f"{seen} zien", changed and f"{changed} veranderen") if c]
-        text = f"{self.name} mag{when} " + " en ".join(clauses)
-        return text + (f", niet {rest}." if rest else ".")
+            sentences = [
+                seen and f"{self.name} may see {seen}.",
+                changed and f"{self.name} may change {changed}.",
+                _period_en(first, last),
+                rest and f"{self.name} may not see {rest}.",
+            ]
+        else:
+            sentences = [
+                seen and f"{self.name} mag {seen} zien.",
+                changed and f"{self.name} mag {changed} veranderen.",
+                _period_nl(first, last),
+                rest and f"{self.name} mag niet zien: {rest}.",
+            ]
+        return " ".join(s for s in sentences if s)
+
+
+def _period_nl(first: str | None, last: str | None) -> str:
+    if first and last:
+        return f"Dit mag van {first} tot en met {last}."
+    if last:
+        return f"Dit mag tot en met {last}."
+    return f"Dit mag vanaf {first}." if first else ""
+
+
+def _period_en(first: str | None, last: str | None) -> str:
+    if first and last:
+        return f"This holds from {first} until {last} (inclusive)."
+    if last:
+        return f"This holds until {last} (inclusive)."
+    return f"This holds from {first}." if first else ""
 
 
 def _covers(grants: Iterable[Grant], cls: str, action: str) -> str | None:
@@ -243,8 +265,8 @@ def _words(levels: Mapping[str, str], lang: str) -> list[str]:
 
 
 def summarize(name: str, grants: Sequence[Grant], *, now: int) -> Summary:
-    """One sentence from compiled grants, e.g. "MEE mag tot 1 maart 2027 je doelen zien,
-    niet je plan, je netwerk en je evaluatie." Grants that already ended count as none."""
+    """What one grantee may do, from compiled grants; ``Summary.text`` says it in short
+    sentences. Grants that already ended count as none."""
     live = [g for g in grants if g.valid_until is None or g.valid_until > now]
     seen = {p.key: lvl for p in PARTS if (lvl := _part_level(live, p, "access"))}
     changed = {p.key: lvl for p in PARTS if (lvl := _part_level(live, p, "correct"))}

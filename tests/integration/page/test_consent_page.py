@@ -70,9 +70,9 @@ def test_plan_goals_and_scores_are_edited_in_own_words(page: Page, vault: Vault)
     log_in(page, vault, "erik")
     page.goto(vault.url + "/plan")
     page.get_by_text("Verander doel 1").click()  # her words first; the edit box one tap away
-    first = page.get_by_label("Doel 1")
+    first = page.get_by_label("Doel 1", exact=True)
     first.fill("Ik wil werk bij een hovenier.")
-    page.get_by_role("button", name="Doel opslaan").first.click()
+    page.get_by_role("button", name="Doel 1 opslaan").click()
     expect(page.locator("#doelen")).to_contain_text("Ik wil werk bij een hovenier.")
     points = page.locator("svg.chart circle").count()
     page.get_by_label("Onderwerp", exact=True).select_option("gezondheid")
@@ -112,7 +112,7 @@ def test_goals_are_put_in_the_inwoners_own_order_with_up_and_down(page: Page, va
     expect(page.get_by_role("button", name="Doel 1 omhoog")).to_have_count(0)
     expect(page.get_by_role("button", name="Doel 4 omlaag")).to_have_count(0)
     page.get_by_role("button", name="Doel 4 omhoog").click()
-    expect(page.get_by_role("status")).to_contain_text("Opgeslagen")
+    expect(page.get_by_role("status")).to_contain_text("Dit doel staat nu op plek 3.")
     assert _goal_texts(page) == [before[0], before[1], before[3], before[2]]
     # By keyboard, too.
     page.get_by_role("button", name="Doel 1 omlaag").focus()
@@ -152,8 +152,8 @@ def test_grant_reaches_the_partner_and_revoking_stops_its_next_read(
         page.get_by_label("Tot en met welke dag?").fill("2030-03-01")
         page.get_by_role("button", name="Verder").click()
         expect(page.locator("#voorstel")).to_have_text(
-            f"{MEE} mag tot en met 1 maart 2030 je doelen zien, niet je naam en adres, "
-            "je plan, je netwerk en je evaluatie."
+            f"{MEE} mag je doelen zien. Dit mag tot en met 1 maart 2030. {MEE} mag niet "
+            "zien: je naam en adres, je plan, je netwerk en je cijfers."
         )
         page.get_by_role("button", name="Ja, opslaan").click()
         expect(page.get_by_role("status")).to_contain_text("opgeslagen")
@@ -187,7 +187,7 @@ def test_grant_reaches_the_partner_and_revoking_stops_its_next_read(
         page.goto(vault.url + "/")
         page.get_by_role("button", name=f"Stop met delen met {MEE}").click()
         expect(page.locator("#voorstel")).to_have_text(f"{MEE} mag niets zien van je plan.")
-        page.get_by_role("button", name="Ja, opslaan").click()
+        page.get_by_role("button", name=f"Ja, stop met delen met {MEE}").click()
         expect(page.get_by_role("status")).to_contain_text("opgeslagen")
         # The very next read, with the same token.
         assert goals_of(fhir, "demo-inwoner-erik") == []
@@ -353,8 +353,9 @@ def test_the_english_switch_works_without_javascript_and_passes_axe(
     page.get_by_label("Until which day (inclusive)?").fill("2030-03-01")
     page.get_by_role("button", name="Next").click()
     expect(page.locator("#voorstel")).to_have_text(
-        "Woonstichting Voorbeeldstad may see your goals and your plan until 1 March 2030 "
-        "(inclusive), not your name and address, your network and your evaluation."
+        "Woonstichting Voorbeeldstad may see your goals and your plan. This holds until "
+        "1 March 2030 (inclusive). Woonstichting Voorbeeldstad may not see your name and "
+        "address, your network and your scores."
     )
     check_page(page, "en-is-this-right")
     page.goto(vault.url + "/bekijk/Organization/demo-org-sociaal-team")

@@ -82,7 +82,7 @@ def test_a_form_without_or_with_a_wrong_csrf_token_is_refused(
     assert "GGZ Voorbeeldstad mag" not in overview  # nothing was granted
     good = http.post(target, data={**form, "csrf_token": page_csrf(http)})
     assert good.status_code == 303
-    assert "GGZ Voorbeeldstad mag je doelen, je plan en je evaluatie zien" in http.get("/").text
+    assert "GGZ Voorbeeldstad mag je doelen, je plan en je cijfers zien" in http.get("/").text
     # The login form has its own token too.
     assert http.post("/inloggen", data={"username": "sanne", "password": "x"}).status_code == 403
 
@@ -227,6 +227,6 @@ def test_an_invitation_link_names_the_vault_whatever_host_the_browser_sent(
     form = {"name": "Buurvrouw Els", "relation": "buurvrouw", "csrf_token": page_csrf(http)}
     answer = http.post("/netwerk/uitnodigen", data=form, headers={"host": "evil.example"})
     assert answer.status_code == 200, answer.text
-    links = re.findall(r'id="invite-link"[^>]*value="([^"]+)"', answer.text)
+    links = re.findall(r'id="invite-link"[^>]*>([^<]+)</textarea>', answer.text)
     assert links and links[0].startswith(vault.url + "/uitnodiging/")
     assert "evil.example" not in answer.text

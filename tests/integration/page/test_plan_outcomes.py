@@ -51,7 +51,7 @@ def test_on_a_phone_her_words_come_first_and_change_is_one_tap_away(
         assert marker not in ("none", "normal", "")
         check_page(page, "mijn-plan-telefoon")
         page.get_by_text("Verander doel 1").click()
-        expect(page.get_by_label("Doel 1")).to_be_visible()
+        expect(page.get_by_label("Doel 1", exact=True)).to_be_visible()
         check_page(page, "mijn-plan-telefoon-verander")
     finally:
         context.close()
@@ -66,8 +66,10 @@ def test_changing_a_goal_works_without_javascript(browser: Browser, vault: Vault
         log_in(page, vault, "daan")
         page.goto(vault.url + "/plan")
         page.get_by_text("Verander doel 1").click()
-        page.get_by_label("Doel 1").fill("Ik wil mijn diploma halen, ook zonder script.")
-        page.get_by_role("button", name="Doel opslaan").first.click()
+        page.get_by_label("Doel 1", exact=True).fill(
+            "Ik wil mijn diploma halen, ook zonder script."
+        )
+        page.get_by_role("button", name="Doel 1 opslaan").click()
         expect(page.locator("#doelen .own-words").first).to_have_text(
             "Ik wil mijn diploma halen, ook zonder script."
         )
