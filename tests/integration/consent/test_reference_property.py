@@ -13,7 +13,12 @@ the Consents and the plan as written and shares no code with the vault.
 ``test_sequences`` then changes things between the questions: grant, narrow, revoke,
 period end, a partner's ``correct`` write, delete, new version.
 
-``REGIEKLUIS_PROPERTY_EXAMPLES`` scales both (``make test-deep``); the counts are printed
+``test_stopping_ends_every_kind_of_access_at_once`` ends access every way the inwoner can
+(stop an app, end a representative's role, "Stop met alles delen", erasure) and checks every
+party after each step: the partner's paths, its export files and next notification, the
+app's token, the representative's page; one run in five over uvicorn.
+
+``REGIEKLUIS_PROPERTY_EXAMPLES`` scales all of them (``make test-deep``); the counts are printed
 at the end of the module and written to ``test-artifacts/property-counts.txt``.
 """
 
