@@ -27,7 +27,7 @@ ENGLISH: dict[str, str] = {
     "Mijn gegevens": "My data",
     "Wat je mag zien": "What you may see",
     "Ingelogd als {name}": "Logged in as {name}",
-    "(namens de inwoner)": "(on behalf of the inwoner)",
+    "(namens {name})": "(on behalf of {name})",
     "Uitloggen": "Log out",
     "Inloggen": "Log in",
     "In je kluis staat jouw plan. Jij bepaalt wie het mag zien.": (

@@ -129,8 +129,17 @@ def render(
     status: int = 200,
 ) -> Response:
     lang = language_of(request.cookies.get(LANGUAGE_COOKIE))
+    acting_for = ""
+    if visitor is not None and visitor.legal_basis is not None:
+        # The header names whom a representative acts for: her Patient, read with the
+        # representative's own access (their role lets them see her plan).
+        repo = _repo(request, visitor)
+        acting_for = _read(
+            request, lambda conn: data.name_of(repo, conn, f"Patient/{visitor.patient_id}")
+        )
     page = {
         "visitor": visitor,
+        "acting_for": acting_for,
         "csrf": visitor.csrf_token if visitor else "",
         "lang": lang,
         "_": translator(lang),

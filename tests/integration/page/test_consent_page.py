@@ -302,7 +302,7 @@ def test_a_representative_changes_a_grant_and_the_log_says_on_whose_behalf(
 
         brother.goto(vault.url + "/")
         expect(brother.get_by_role("heading", level=1)).to_have_text("Wie mag wat zien")
-        expect(brother.locator("header")).to_contain_text("namens de inwoner")
+        expect(brother.locator("header")).to_contain_text("namens Sanne Bakker")
         brother.get_by_role("link", name="Kies wat Woonstichting Voorbeeldstad mag zien").click()
         brother.get_by_label("Je doelen").first.check()
         brother.get_by_role("button", name="Verder").click()
