@@ -5,7 +5,7 @@ Every path that shows stored data (read, vread, search and its total, ``_include
 asks this module, for every kind of caller (design section 3):
 
     kind      who                                       rows visible
-    full      the operator's tools                      all
+    full      the operator's tools                      all but an erased inwoner's
     patient   the inwoner (her app, her page, someone   her own compartment, plus the
               acting for her)                           shared directory
     system    a partner system, a practitioner, the     compartment rows an active Consent
@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, String, and_, bindparam, or_, true
+from sqlalchemy import BindParameter, ColumnElement, String, and_, bindparam, or_
 
 from vault.consent.access import AccessContext
-from vault.consent.enforce import NOW, Decided, RowColumns, granted, names_grantee
+from vault.consent.enforce import NOW, Decided, RowColumns, granted, names_grantee, not_erased
 from vault.store.registry import SHARED_TYPES
 
 __all__ = ["PATIENT", "decision_params", "visible"]
@@ -54,7 +54,8 @@ def visible(ctx: AccessContext, row: RowColumns, *, action: str = "access") -> C
     """The rows of ``row``'s table that ``ctx`` may see (``action`` "access"), or may
     change under a Consent's ``correct`` (``action`` "correct")."""
     if ctx.kind == "full":
-        return true()
+        # All rows but an erased inwoner's: their data key is shredded, so they are gone.
+        return not_erased(row)
     # Building the partner condition cost a read more than a millisecond, so each condition
     # is built once per key and reused; the instant and the inwoner are bind parameters.
     if ctx.kind == "patient":

@@ -214,6 +214,16 @@ def granted(
     return permitted
 
 
+def not_erased(row: RowColumns) -> ColumnElement[bool]:
+    """Rows whose owner's data key is not destroyed: an erased inwoner's rows stay in the
+    database, unreadable, and are gone for every caller, the operator's tools included."""
+    return ~exists(
+        select(DK.owner)
+        .where(DK.owner == row.patient_id, DK.wrapped.is_(None))
+        .correlate_except(DataKey.__table__)
+    )
+
+
 def names_grantee(row: RowColumns, *, grantees: Iterable[str]) -> ColumnElement[bool]:
     """A Consent row that names one of ``grantees`` as actor: a partner sees its own grant."""
     pairs = [tuple(g.split("/", 1)) for g in sorted(set(grantees))]

@@ -35,6 +35,7 @@ from vault.audit.models import AuditChain
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.errors import Gone
 from vault.kernel.runtime import Runtime, now_micros
 from vault.page.data import erase_vault
 from vault.store.models import ResourceRow
@@ -211,3 +212,46 @@ def test_vault_audit_verify_reports_an_erased_chain_as_erased_and_still_checks_i
         assert f"BROKEN: chain {erased}, record 3" in tampered.stderr
         assert "record 2 is missing" in tampered.stderr
         assert "Traceback" not in tampered.stderr
+
+
+# -- the operator's full access meets an erased inwoner's rows -----------------------------
+
+
+def test_the_operator_finds_an_erased_inwoners_rows_gone_and_every_count_agrees(
+    runtime: Runtime,
+) -> None:
+    """The operator's tools (reports, the directory, the CLI) search with full access; an
+    erased inwoner's rows stay in the database with their data key shredded. They answer
+    as gone: 410 on read and vread, left out of search, counts, history and $everything,
+    never a 500 (``KeyUnavailable``) for the whole search."""
+    operator = Operator(runtime)
+    erased, kept = operator.create(patient()), operator.create(patient())
+    goals = {who: operator.create(goal(patient_id=who)) for who in (erased, kept)}
+    _erase(runtime, erased)
+    repo = Repository(runtime, AccessContext.full("test-operator"))
+
+    with runtime.db.read() as conn:
+        for resource_type, resource_id in (("Goal", goals[erased]), ("Patient", erased)):
+            with pytest.raises(Gone):
+                repo.read(conn, resource_type, resource_id)
+            with pytest.raises(Gone):
+                repo.vread(conn, resource_type, resource_id, "1")
+        assert repo.read(conn, "Goal", goals[kept]).resource_id == goals[kept]
+
+        wanted = [("_id", f"{goals[erased]},{goals[kept]}"), ("_total", "accurate")]
+        page = repo.search(conn, repo.parse("Goal", wanted, lenient=False))
+        assert [m.resource_id for m in page.matches] == [goals[kept]]
+        assert page.total == 1
+        counted = repo.search(
+            conn, repo.parse("Goal", [*wanted, ("_summary", "count")], lenient=False)
+        )
+        assert counted.total == 1
+        for who, expected in ((erased, set()), (kept, {goals[kept]})):
+            found = repo.search(conn, repo.parse("Goal", [("patient", who)], lenient=False))
+            assert {m.resource_id for m in found.matches} == expected
+        everything = {s.resource_id for s in repo.everything(conn, kept, since=None)}
+        assert everything >= {kept, goals[kept]}
+        assert not {erased, goals[erased]} & everything
+        history = repo.history(conn, "Goal", None, since=None, count=1000, cursor=None)
+        assert goals[erased] not in {s.resource_id for s in history.entries}
+        assert goals[kept] in {s.resource_id for s in history.entries}

@@ -13,7 +13,12 @@ the Consents and the plan as written and shares no code with the vault.
 ``test_sequences`` then changes things between the questions: grant, narrow, revoke,
 period end, a partner's ``correct`` write, delete, new version.
 
-``REGIEKLUIS_PROPERTY_EXAMPLES`` scales both (``make test-deep``); the counts are printed
+``test_stopping_ends_every_kind_of_access_at_once`` ends access every way the inwoner can
+(stop an app, end a representative's role, "Stop met alles delen", erasure) and checks every
+party after each step: the partner's paths, its export files and next notification, the
+app's token, the representative's page; one run in five over uvicorn.
+
+``REGIEKLUIS_PROPERTY_EXAMPLES`` scales all of them (``make test-deep``); the counts are printed
 at the end of the module and written to ``test-artifacts/property-counts.txt``.
 """
 
@@ -23,20 +28,25 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import initialise, make_settings
+from tests.conftest import ServerThread, initialise, make_settings
 from tests.factories import (
     DOMAIN_SYSTEM,
     careplan,
@@ -48,6 +58,7 @@ from tests.factories import (
     practitioner,
     provenance,
     related_person,
+    subscription,
 )
 from tests.support import PG_URL, REPO_ROOT, fresh_database
 from tests.support.harness import Harness, PageVisitor, Party, network_account, page_login
@@ -60,6 +71,7 @@ from vault.consent.representation import COURT_ROLES, set_role
 from vault.fhir.repository import Repository
 from vault.kernel.errors import Unprocessable
 from vault.kernel.runtime import Runtime, now_micros
+from vault.notify.worker import Notifier
 from vault.oauth.apps import stop_apps
 from vault.page.data import erase_vault, stop_everything
 
@@ -92,6 +104,7 @@ WIDE = (
     "system/Patient.rs",
     "system/RelatedPerson.rs",
     "system/Organization.rs",
+    "system/Subscription.cruds",  # the stop test's notifications
 )
 
 
@@ -103,6 +116,57 @@ class Scene:
     parties: dict[str, Party]
     inwoners: list[PageVisitor]
     page_app: Any  # the consent page's app, for page logins of a run's own
+    receiver: Receiver  # where partners' Subscriptions deliver
+    notifier: Notifier  # the delivery worker, one round at a time
+    served: httpx.Client  # the same vault over uvicorn and a real socket
+    served_ghosts: dict[Any, Any] = field(default_factory=dict)
+
+
+class Receiver:
+    """A partner's notification endpoint on 127.0.0.1: keeps every Bundle it is sent."""
+
+    def __init__(self) -> None:
+        bodies: list[dict[str, Any]] = []
+        self.bodies = bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                bodies.append(orjson.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def take(self, subscription_id: str) -> list[tuple[str, str | None]]:
+        """(focus, event kind) of what was delivered for one Subscription since last asked;
+        the kind is None for a change of a resource."""
+        mine: list[tuple[str, str | None]] = []
+        for body in list(self.bodies):
+            status = {p["name"]: p for p in body["entry"][0]["resource"]["parameter"]}
+            if not status["subscription"]["valueReference"]["reference"].endswith(
+                f"/Subscription/{subscription_id}"
+            ):
+                continue
+            self.bodies.remove(body)
+            happened = status["notification-event"]
+            parts = {p["name"]: p for p in happened["part"]}
+            kinds = [x["valueCode"] for x in happened.get("extension", [])]
+            focus = parts["focus"]["valueReference"]["reference"].split("/fhir/", 1)[-1]
+            mine.append((focus, kinds[0] if kinds else None))
+        return mine
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
 
 
 def _periods() -> dict[str, dict[str, str]]:
@@ -136,7 +200,8 @@ def own_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     )
     try:
         with fresh_database(folder) as url:
-            own = make_settings(folder / "data", url)
+            # Partners' notifications go to a receiver of this module on 127.0.0.1.
+            own = replace(make_settings(folder / "data", url), notify_allow_local_http=True)
             initialise(own)
             rt = open_runtime(own)
             try:
@@ -207,11 +272,41 @@ def scene(own_runtime: Runtime) -> Iterator[Scene]:
     )
     parties["app-other"] = harness.app("app-other", patient_id=p1, scopes=("patient/*.rs",))
     page_app = create_app(own_runtime.settings, runtime=own_runtime)
+    receiver = Receiver()
+    # The same app over a real socket, without its lifespan: no background notifier races
+    # the test's own rounds (``Notifier.run_once``), as in the in-process harness.
+    server = ServerThread(create_app(own_runtime.settings, runtime=own_runtime))
+    server.server = uvicorn.Server(
+        uvicorn.Config(
+            server.server.config.app,
+            host="127.0.0.1",
+            port=server.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    server.thread = threading.Thread(target=server.server.run, daemon=True)
+    server.__enter__()
     inwoners = [
         page_login(page_app, *inwoner_account(own_runtime, plan["patient"].resource_id))
         for plan in plans
     ]
-    yield Scene(harness, plans, actors, parties, inwoners, page_app)
+    served = httpx.Client(base_url=server.url, timeout=60)
+    yield Scene(
+        harness,
+        plans,
+        actors,
+        parties,
+        inwoners,
+        page_app,
+        receiver,
+        Notifier(own_runtime),
+        served,
+    )
+    served.close()
+    server.__exit__()
+    receiver.close()
     for visitor in inwoners:
         visitor.http.close()
     line = "reference property checks: " + ", ".join(
@@ -637,10 +732,19 @@ def test_sequences_of_changes_keep_every_answer_exact(
 # -- stopping: representatives, apps, "Stop met alles delen", erasure -----------------------
 
 # Issue 11 and 16: whoever the inwoner ends loses access at once, on every path, whichever
-# way it ends. Dear (a new inwoner, app, representative and page session each), so fewer.
-STOP_SEQUENCES = max(10, SEQUENCES // 4)
+# way it ends. Dear (a new inwoner, app, representative, page session and Subscription
+# each, and a notification round after every step), so fewer: a fifth of the sequences'.
+STOP_SEQUENCES = max(10, SEQUENCES // 5)
 STOPS = st.sampled_from(
-    ("ask", "grant", "stop-app", "remove-representative", "name-representative", "stop-all")
+    (
+        "ask",
+        "grant",
+        "approve-app",
+        "stop-app",
+        "remove-representative",
+        "name-representative",
+        "stop-all",
+    )
 )
 
 
@@ -654,11 +758,13 @@ class Stops:
     app_token: str
     representative: PageVisitor
     legal_basis: str
+    subscription: str  # the partner's, for Goals
     app_on: bool = True
     representative_on: bool = True
     erased: bool = False
     export_files: list[str] | None = None  # a partner's export made at the start, if drawn
     exported: frozenset[str] = frozenset()  # her Goals that were in it
+    ended_tokens: list[str] = field(default_factory=list)  # of apps she stopped
 
 
 def _stop_step(scene: Scene, stops: Stops, step: str) -> None:
@@ -683,6 +789,14 @@ def _stop_step(scene: Scene, stops: Stops, step: str) -> None:
         record = write_consent(scene, drawn)
         assert record is not None  # a plain permit the vault must take
         stops.consents.append(record)
+    elif step == "approve-app":  # she approves an app (again) through SMART App Launch
+        if stops.app_on:
+            stops.ended_tokens.append(stops.app_token)
+            with h.runtime.db.write() as conn:
+                stop_apps(conn, patient_id=pid, client_id=stops.app.client_id)
+        stops.app = h.app(f"app-{uuid.uuid4().hex[:6]}", patient_id=pid, scopes=("patient/*.rs",))
+        stops.app_token = h._token(stops.app)
+        stops.app_on = True
     elif step == "stop-app":  # "Stop" beside the app in "Wie mag wat zien"
         with h.runtime.db.write() as conn:
             stop_apps(conn, patient_id=pid, client_id=stops.app.client_id)
@@ -763,17 +877,117 @@ def _downloaded(h: Harness, party: Party, files: list[str]) -> set[str]:
     return found
 
 
-def _check_stops(scene: Scene, stops: Stops, caller: str) -> None:
+def _subscribe(h: Harness, party: Party, endpoint: str) -> str:
+    """The partner's Subscription to changes of Goals it may read (id-only payloads)."""
+    response = h.fhir(
+        party,
+        "post",
+        "/Subscription",
+        content=orjson.dumps(subscription(endpoint=endpoint, types=("Goal",))),
+        headers={"content-type": "application/fhir+json"},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _ask_plan(h: Harness, party: Party, plan: dict[str, Record], question: tuple[Any, ...]) -> None:
+    """One drawn question of the sequences' kind about this inwoner's plan."""
+    kind, what = question
+    pid = plan["patient"].resource_id
+    event(f"stop question: {kind}")
+    if kind == "read":
+        h.check_read(party, plan[what])
+    elif kind == "vread":
+        for version in range(1, len(plan[what].versions) + 1):
+            h.check_vread(party, plan[what], version)
+    elif kind == "history":
+        h.check_instance_history(party, plan[what])
+    elif kind == "search":
+        h.check_search(party, what, patient=pid)
+        h.check_count(party, what, patient=pid)
+    elif kind == "include":
+        resource_type, include, revinclude = what
+        h.check_search(party, resource_type, patient=pid, include=include, revinclude=revinclude)
+    else:
+        h.check_everything(party, pid)
+
+
+def _check_notification(scene: Scene, stops: Stops, partner: Party) -> None:
+    """A change to one of her Goals reaches the partner as a notification exactly when the
+    reference lets it read that Goal now; nothing of hers reaches it otherwise."""
+    h = scene.harness
+    g0 = stops.plan["g0"]
+    if not stops.erased:
+        body = {k: v for k, v in (g0.current or {}).items() if k != "meta"}
+        body["description"] = {"text": f"versie {len(g0.versions) + 1}"}
+        h.update(g0, body)
+    while scene.notifier.run_once():
+        pass
+    hers = {ref for ref in (r.ref for r in stops.plan.values()) if ref.startswith("Goal/")}
+    heard = {focus for focus, kind in scene.receiver.take(stops.subscription) if kind is None}
+    now = now_micros()
+    allowed = set() if stops.erased or not h.world.sees(partner.caller, g0, now=now) else {g0.ref}
+    assert heard & hers == allowed, (heard, allowed)
+    h.count("notification")
+
+
+@contextmanager
+def _over_socket(scene: Scene, parties: list[Party]) -> Iterator[None]:
+    """The harness's questions go to the uvicorn server for a while (tokens fetched first)."""
+    h = scene.harness
+    for party in parties:
+        h._token(party)
+    # A server's own headers (``server: uvicorn``) differ from in-process answers, so what
+    # a never-existing id answers is kept apart for each way in.
+    inproc, h.http = h.http, scene.served  # type: ignore[assignment]
+    ghosts, h._ghosts = h._ghosts, scene.served_ghosts
+    try:
+        yield
+    finally:
+        h.http, h._ghosts = inproc, ghosts
+
+
+def _check_stops(
+    scene: Scene, stops: Stops, caller: str, question: tuple[Any, ...], socket: bool
+) -> None:
     """Every party of this inwoner's circle, after each step: exactly what is left."""
     h = scene.harness
     pid = stops.plan["patient"].resource_id
     partner = scene.parties[caller]
+    if socket:
+        event("over a real socket")
+        with _over_socket(scene, [partner]):
+            _check_partner_and_app(scene, stops, partner, question)
+        h.count("stop-check over uvicorn")
+    else:
+        _check_partner_and_app(scene, stops, partner, question)
+    _check_notification(scene, stops, partner)
+    plan_page = stops.representative.http.get("/plan")
+    if stops.representative_on and not stops.erased:
+        assert plan_page.status_code == 200, plan_page.text
+        # The page shows her plan as she sees it: every Goal of hers, in its newest version.
+        for key in ("g0", "g1"):
+            text = (stops.plan[key].current or {}).get("description", {}).get("text")
+            assert text and text in plan_page.text, (key, text)
+    else:  # a network member without the role (403), or no session at all after erasure
+        assert plan_page.status_code in (303, 403), plan_page.status_code
+        assert stops.plan["g0"].resource_id not in plan_page.text
+    h.count("stop-check")
+    assert pid
+
+
+def _check_partner_and_app(
+    scene: Scene, stops: Stops, partner: Party, question: tuple[Any, ...]
+) -> None:
+    h = scene.harness
+    pid = stops.plan["patient"].resource_id
     h.check_search(partner, "Goal", patient=pid)
     h.check_search(partner, "Consent", patient=pid)
     h.check_search(partner, "Consent", patient=None)  # the whole type: her Consents too
     for record in stops.consents:
         h.check_read(partner, record)
     h.check_read(partner, stops.plan["g0"])
+    _ask_plan(h, partner, stops.plan, question)
     if stops.export_files is not None:
         # A file made before the change serves, at each download, only what is granted now.
         now = now_micros()
@@ -786,6 +1000,11 @@ def _check_stops(scene: Scene, stops: Stops, caller: str) -> None:
         mine = {ref for ref in _downloaded(h, partner, stops.export_files) if ref in stops.exported}
         assert mine == allowed, (mine, allowed)
         h.count("export-download")
+    for token in stops.ended_tokens:  # an app she stopped stays stopped
+        ended = h.http.get(
+            f"/fhir/Goal?patient={pid}", headers={"authorization": f"Bearer {token}"}
+        )
+        assert ended.status_code == 401, ended.text
     app = h.http.get(
         f"/fhir/Goal?patient={pid}", headers={"authorization": f"Bearer {stops.app_token}"}
     )
@@ -799,30 +1018,27 @@ def _check_stops(scene: Scene, stops: Stops, caller: str) -> None:
         assert found == expected
     else:
         assert app.status_code == 401, app.text  # the token ends at once, not at expiry
-    plan_page = stops.representative.http.get("/plan")
-    if stops.representative_on and not stops.erased:
-        assert plan_page.status_code == 200, plan_page.text
-    else:  # a network member without the role (403), or no session at all after erasure
-        assert plan_page.status_code in (303, 403), plan_page.status_code
-        assert stops.plan["g0"].resource_id not in plan_page.text
-    h.count("stop-check")
 
 
 @settings(max_examples=STOP_SEQUENCES, **_SETTINGS)  # type: ignore[arg-type]
 @given(
-    steps=st.lists(STOPS, min_size=1, max_size=4),
+    steps=st.lists(st.tuples(STOPS, PLAN_QUESTIONS), min_size=1, max_size=4),
     erase_at_end=st.booleans(),
     legal_basis=st.sampled_from(("machtiging", "mentor")),
     caller=st.sampled_from(("org0", "org1")),
     with_export=st.booleans(),
+    over_socket=st.integers(0, 4).map(lambda n: n == 0),  # one in five, over uvicorn
+    last_question=PLAN_QUESTIONS,
 )
 def test_stopping_ends_every_kind_of_access_at_once(
     scene: Scene,
-    steps: list[str],
+    steps: list[tuple[str, tuple[Any, ...]]],
     erase_at_end: bool,
     legal_basis: str,
     caller: str,
     with_export: bool,
+    over_socket: bool,
+    last_question: tuple[Any, ...],
 ) -> None:
     h = scene.harness
     plan = fresh_plan(scene)
@@ -833,27 +1049,36 @@ def test_stopping_ends_every_kind_of_access_at_once(
     username, password = network_account(
         h.runtime, patient_id=pid, related_person=plan["rp"].resource_id, legal_basis=legal_basis
     )
+    partner = scene.parties[caller]
     stops = Stops(
-        plan, [], app, h._token(app), page_login(scene.page_app, username, password), legal_basis
+        plan,
+        [],
+        app,
+        h._token(app),
+        page_login(scene.page_app, username, password),
+        legal_basis,
+        _subscribe(h, partner, scene.receiver.url),
     )
     try:
         _stop_step(scene, stops, "grant")
         # Everyone starts with access: the partner (its goals), the app, the representative.
-        assert h.world.search(scene.parties[caller].caller, "Goal", patient=pid, now=now_micros())
+        assert h.world.search(partner.caller, "Goal", patient=pid, now=now_micros())
         if with_export:
-            stops.export_files = _export_goals(h, scene.parties[caller])
+            stops.export_files = _export_goals(h, partner)
             stops.exported = frozenset(
                 ref
-                for ref in _downloaded(h, scene.parties[caller], stops.export_files)
+                for ref in _downloaded(h, partner, stops.export_files)
                 if ref in {plan["g0"].ref, plan["g1"].ref}
             )
             assert stops.exported  # her Goals were granted, so they are in the file
-        _check_stops(scene, stops, caller)
-        for step in [*steps, *(["erase"] if erase_at_end else [])]:
+        _check_stops(scene, stops, caller, ("read", "g0"), over_socket)
+        drawn = [*steps, *([("erase", last_question)] if erase_at_end else [])]
+        for step, question in drawn:
             _stop_step(scene, stops, step)
-            _check_stops(scene, stops, caller)
+            _check_stops(scene, stops, caller, question, over_socket)
     finally:
         stops.representative.http.close()
+        h.fhir(partner, "delete", f"/Subscription/{stops.subscription}")
         scene.plans.pop()
         if not stops.erased:
             for record in stops.consents:

@@ -19,10 +19,12 @@ from tests.support.smart import register_backend
 from vault.audit.log import verify_chains
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.kernel.errors import KeyUnavailable
+from vault.kernel.errors import Gone, KeyUnavailable
 from vault.oauth.models import Account
 from vault.page.data import GOAL_RANK, LEGAL_BASIS
 from vault.page.words import preview_actor
+from vault.store.models import ResourceRow
+from vault.store.reads import open_version
 
 MEE = "MEE Voorbeeldregio"  # the demo's Organization/demo-org-mee
 
@@ -429,8 +431,22 @@ def test_erasing_asks_twice_then_every_partner_loses_access(page: Page, vault: V
         # vault's own chain, since the inwoner's key is gone.
         assert read.status_code == 404
         assert read.json()["resourceType"] == "OperationOutcome"
-    with vault.runtime.db.read() as conn, pytest.raises(KeyUnavailable):
-        Repository(vault.runtime, AccessContext.full()).read(conn, "Goal", "demo-doel-daan-school")
+    # Her rows stay in the database but cannot be opened (the key is gone); the operator's
+    # tools find them gone (410), not a KeyUnavailable for the whole request.
+    with vault.runtime.db.read() as conn:
+        pk = conn.scalar(
+            select(ResourceRow.pk).where(
+                ResourceRow.resource_type == "Goal",
+                ResourceRow.resource_id == "demo-doel-daan-school",
+            )
+        )
+        assert pk is not None
+        with pytest.raises(KeyUnavailable):
+            open_version(vault.runtime, conn, pk, 1)
+        with pytest.raises(Gone):
+            Repository(vault.runtime, AccessContext.full()).read(
+                conn, "Goal", "demo-doel-daan-school"
+            )
     # The erasure itself is on the record: who, when, of whom, in the vault's own chain
     # (her key is gone), and the chains still verify, hers reported as erased.
     with vault.runtime.db.read() as conn:

@@ -56,9 +56,28 @@ class Reads(RepositoryBase):
             stored = self._read(conn, resource_type, resource_id)
         except (NotFound, Gone):
             self._record_denied(conn, "read", resource_type, resource_id)
+            self._gone_if_erased(conn, resource_type, resource_id)
             raise
         self._record("read", [stored])
         return stored
+
+    def _gone_if_erased(self, conn: Connection, resource_type: str, resource_id: str) -> None:
+        """For the operator's tools, who see every row: a row the decision left out only
+        because its owner's vault was erased is gone (410). Every other caller keeps the
+        404 of an id that never existed (hidden == missing)."""
+        if self._ctx.kind != "full" or not ID_PATTERN.match(resource_id):
+            return
+        erased = conn.execute(
+            select(R.pk)
+            .join(DataKey.__table__, K.owner == R.patient_id)
+            .where(
+                R.resource_type == resource_type,
+                R.resource_id == resource_id,
+                K.wrapped.is_(None),
+            )
+        ).first()
+        if erased is not None:
+            raise Gone(f"{resource_type}/{resource_id} was erased with its inwoner's vault")
 
     def _read(self, conn: Connection, resource_type: str, resource_id: str) -> Stored:
         plan = self._read_plan(resource_type, resource_id, conn.dialect)
@@ -79,6 +98,7 @@ class Reads(RepositoryBase):
         except (NotFound, Gone):
             with db.read(snapshot=False) as conn:  # rare: the statement that finds the owner
                 self._record_denied(conn, "read", resource_type, resource_id)
+                self._gone_if_erased(conn, resource_type, resource_id)
             raise
         self._record("read", [stored])
         return stored
@@ -205,6 +225,7 @@ class Reads(RepositoryBase):
             stored = self._vread(conn, resource_type, resource_id, version)
         except (NotFound, Gone):
             self._record_denied(conn, "vread", resource_type, resource_id)
+            self._gone_if_erased(conn, resource_type, resource_id)
             raise
         self._record("vread", [stored])
         return stored
