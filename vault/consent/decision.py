@@ -53,13 +53,17 @@ def decision_params(ctx: AccessContext, now: int) -> dict[str, Any]:
 def visible(ctx: AccessContext, row: RowColumns, *, action: str = "access") -> ColumnElement[bool]:
     """The rows of ``row``'s table that ``ctx`` may see (``action`` "access"), or may
     change under a Consent's ``correct`` (``action`` "correct")."""
-    if ctx.kind == "full":
-        # All rows but an erased inwoner's: their data key is shredded, so they are gone.
-        return not_erased(row)
     # Building the partner condition cost a read more than a millisecond, so each condition
     # is built once per key and reused; the instant and the inwoner are bind parameters.
+    if ctx.kind == "full":
+        # All rows but an erased inwoner's: their data key is shredded, so they are gone.
+        key: tuple[Any, ...] = (id(row), "full")
+        cached = _CACHE.get(key)
+        if cached is None:
+            cached = _remember(key, not_erased(row))
+        return cached
     if ctx.kind == "patient":
-        key: tuple[Any, ...] = (id(row), "patient")
+        key = (id(row), "patient")
         cached = _CACHE.get(key)
         if cached is None:
             cached = _remember(key, or_(row.patient_id == PATIENT, _shared(row)))
