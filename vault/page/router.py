@@ -132,8 +132,10 @@ def render(
     acting_for = ""
     if visitor is not None and visitor.legal_basis is not None:
         # The header names whom a representative acts for: her Patient, read with the
-        # representative's own access (their role lets them see her plan).
-        repo = _repo(request, visitor)
+        # representative's own access (their role lets them see her plan). Not an entry of
+        # her access log: it is the page's heading on every page, not a look at her data,
+        # and a refused request must leave nothing behind.
+        repo = Repository(_runtime(request), visitor.context(), logged=False)
         acting_for = _read(
             request, lambda conn: data.name_of(repo, conn, f"Patient/{visitor.patient_id}")
         )
