@@ -5,7 +5,8 @@ and a connection inside a transaction the route opened; nothing here commits. Sh
 changed only by writing Consent resources, so the FHIR API, the grants table and the page
 can never disagree.
 
-Over 500 lines: the data behind every part of the page; it splits with the routes.
+Over 500 lines: the reads and writes behind every part of the page, which share the plan's
+and the grants' helpers; the next file to split by part, as the routes now are.
 """
 
 from __future__ import annotations
