@@ -19,10 +19,10 @@ import uvicorn
 from fastapi import Request
 
 from adapters.sink import SinkAdapter
-from tests.support import free_port, fresh_database
+from tests.support import free_port, fresh_database, inwoner_context
 from vault.app.main import create_app
 from vault.audit.runtime import open_runtime
-from vault.consent.access import AccessContext, Permissions
+from vault.consent.access import AccessContext
 from vault.kernel.config import Settings
 from vault.kernel.crypto import MasterKey
 from vault.kernel.db import Database
@@ -39,18 +39,7 @@ def test_access(request: Request) -> AccessContext:
         return AccessContext.full("test")
     if value.startswith("patient:"):
         patient = value.split(":", 1)[1]
-        return AccessContext(
-            subject=f"inwoner:{patient}",
-            kind="patient",
-            patient_id=patient,
-            organization=None,
-            client_id=None,
-            account_id=None,
-            permissions=Permissions.everything(),
-            purposes=frozenset(),
-            practitioner=None,
-            representative=None,
-        )
+        return inwoner_context(patient)
     raise Unauthorized("no test access", headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -23,12 +23,15 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from vault.consent.access import AccessContext, Permissions
+
 __all__ = [
     "PG_URL",
     "REPO_ROOT",
     "ServerProcess",
     "free_port",
     "fresh_database",
+    "inwoner_context",
     "run_vault",
     "vault",
     "vault_command",
@@ -36,6 +39,22 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def inwoner_context(patient_id: str) -> AccessContext:
+    """The inwoner herself (kind ``patient``): her own compartment, every interaction."""
+    return AccessContext(
+        subject=f"inwoner:{patient_id}",
+        kind="patient",
+        patient_id=patient_id,
+        organization=None,
+        client_id=None,
+        account_id=None,
+        permissions=Permissions.everything(),
+        purposes=frozenset(),
+        practitioner=None,
+        representative=None,
+    )
 
 
 PG_URL = os.environ.get("VAULT_DATABASE_URL", "")

@@ -41,7 +41,8 @@ from tests.factories import (
     related_person,
 )
 from tests.integration.consent.conftest import CONF, Operator
-from vault.consent.access import AccessContext, Permissions
+from tests.support import inwoner_context
+from vault.consent.access import AccessContext
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.policy import Facts, Request, permits
 from vault.fhir.repository import Repository
@@ -501,18 +502,7 @@ def test_the_inwoner_sees_exactly_what_the_reference_gives_her(
     # The same decision module serves the inwoner (kind "patient"): her own compartment,
     # whatever anyone granted, through every path the partner property above checks.
     patient_id = world.patients[inwoner]
-    ctx = AccessContext(
-        subject=f"inwoner:{patient_id}",
-        kind="patient",
-        patient_id=patient_id,
-        organization=None,
-        client_id=None,
-        account_id=None,
-        permissions=Permissions.everything(),
-        purposes=frozenset(),
-        practitioner=None,
-        representative=None,
-    )
+    ctx = inwoner_context(patient_id)
     repo = Repository(runtime, ctx, logged=False)  # her reads would add to her access log
     with runtime.db.read() as conn:
         actual = _sql(repo, conn, world)

@@ -60,13 +60,12 @@ from tests.factories import (
     related_person,
     subscription,
 )
-from tests.support import PG_URL, REPO_ROOT, fresh_database
+from tests.support import PG_URL, REPO_ROOT, fresh_database, inwoner_context
 from tests.support.harness import Harness, PageVisitor, Party, network_account, page_login
 from tests.support.reference import Record
 from tests.support.smart import inwoner_account
 from vault.app.main import create_app
 from vault.audit.runtime import open_runtime
-from vault.consent.access import AccessContext, Permissions
 from vault.consent.representation import COURT_ROLES, set_role
 from vault.fhir.repository import Repository
 from vault.kernel.errors import Unprocessable
@@ -817,18 +816,7 @@ def _stop_step(scene: Scene, stops: Stops, step: str) -> None:
         stops.representative_on = True
     elif step == "stop-all":  # "Stop met alles delen", as the page does it
         bodies = [r.current for r in stops.consents if r.current is not None]
-        her = AccessContext(
-            subject=f"inwoner:{pid}",
-            kind="patient",
-            patient_id=pid,
-            organization=None,
-            client_id=None,
-            account_id=None,
-            permissions=Permissions.everything(),
-            purposes=frozenset(),
-            practitioner=None,
-            representative=None,
-        )
+        her = inwoner_context(pid)
         repo = Repository(h.runtime, her)
         with h.runtime.db.write() as conn:
             stop_everything(repo, conn, patient_id=pid, consents=bodies)
