@@ -30,7 +30,7 @@ from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.runtime import Runtime, now_micros
-from vault.page.data import erase_vault
+from vault.page.mydata import erase_vault
 from vault.store.models import DataKey, ResourceRow
 
 

@@ -56,7 +56,7 @@ __all__ = ["BASE", "Harness", "InProcess", "PageVisitor", "Party", "network_acco
 BASE = "http://127.0.0.1:8000"
 FHIR_JSON = {"content-type": "application/fhir+json"}
 T = TypeVar("T")
-# What the page's preview lists (vault/page/data.py leaves out the logs).
+# What the page's preview lists (vault/page/sharing_data.py leaves out the logs).
 PREVIEW_TYPES = (
     "Patient",
     "CarePlan",

@@ -12,13 +12,13 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, tuple_
 
 from vault.consent.compile import Grant, compile_consent
-from vault.consent.models import ConsentGrant, ConsentRelated
+from vault.consent.models import ConsentGrant, ConsentRelated, Representation
 from vault.kernel.crypto import BlindIndex
 from vault.kernel.errors import Unprocessable
 from vault.store.models import ResourceRow, SearchReference
 from vault.store.outbox import record_grant_change
 
-__all__ = ["check_consent", "drop_grants", "record_erasure", "replace_grants"]
+__all__ = ["check_consent", "drop_grants", "erase_grants", "record_erasure", "replace_grants"]
 
 
 def check_consent(conn: Connection, consent: dict[str, Any], *, patient_id: str) -> list[Grant]:
@@ -212,3 +212,10 @@ def record_erasure(conn: Connection, *, patient_id: str) -> None:
         record_grant_change(
             conn, consent_pk=consent_pk, patient_id=patient_id, ended=grantees, changed=()
         )
+
+
+def erase_grants(conn: Connection, *, patient_id: str) -> None:
+    """The erased inwoner's grants and representatives go; partners hear their access ended."""
+    record_erasure(conn, patient_id=patient_id)
+    conn.execute(delete(ConsentGrant).where(ConsentGrant.patient_id == patient_id))
+    conn.execute(delete(Representation).where(Representation.patient_id == patient_id))

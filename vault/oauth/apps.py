@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 
-from vault.oauth.models import OAuthClient, Token
+from vault.consent.models import NetworkLink
+from vault.oauth.models import Account, OAuthClient, Token, WebSession
 
-__all__ = ["AppAccess", "apps_with_access", "revoke_account_tokens", "stop_apps"]
+__all__ = [
+    "AppAccess",
+    "apps_with_access",
+    "end_every_account",
+    "revoke_account_tokens",
+    "stop_apps",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +92,17 @@ def revoke_account_tokens(conn: Connection, *, account_id: str) -> int:
     """Every token someone got by logging in (someone removed from a network)."""
     query = update(Token).where(Token.account_id == account_id, Token.revoked.is_(False))
     return int(conn.execute(query.values(revoked=True)).rowcount or 0)
+
+
+def end_every_account(conn: Connection, *, patient_id: str) -> None:
+    """Every way in to an erased inwoner's vault ends: her tokens (and her apps'), her own
+    account, and the accounts of her network, with their sessions and links."""
+    conn.execute(update(Token).where(Token.patient_id == patient_id).values(revoked=True))
+    accounts = [
+        *conn.scalars(select(Account.account_id).where(Account.patient_id == patient_id)),
+        *conn.scalars(select(NetworkLink.account_id).where(NetworkLink.patient_id == patient_id)),
+    ]
+    if accounts:
+        conn.execute(delete(WebSession).where(WebSession.account_id.in_(accounts)))
+        conn.execute(delete(NetworkLink).where(NetworkLink.account_id.in_(accounts)))
+        conn.execute(delete(Account).where(Account.account_id.in_(accounts)))

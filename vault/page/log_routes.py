@@ -14,7 +14,7 @@ from vault.fhir.resources import ID_PATTERN
 from vault.kernel.fhirdata import format_instant
 from vault.kernel.runtime import now_micros
 from vault.oauth.models import OAuthClient, Token
-from vault.page import data
+from vault.page import data, sharing_data
 from vault.page.catalogue import LANGUAGE_COOKIE, language_of
 from vault.page.web import GRANTEE_KINDS, ManagerDep, Refused, read_in, render, repo_for
 from vault.page.words import (
@@ -120,7 +120,9 @@ def access_log(
                 lines.append(line)
                 groups_seen.add(line.party)
         groups = group_visits(lines)
-        options = [(p.reference, p.name) for p in data.parties(repo, conn, visitor.patient_id)]
+        options = [
+            (p.reference, p.name) for p in sharing_data.parties(repo, conn, visitor.patient_id)
+        ]
         options += [(f"app {cid}", app_name) for cid, app_name in apps.items()]
         return {
             "groups": groups,

@@ -12,7 +12,7 @@ from vault.kernel.runtime import now_micros
 from vault.oauth.sessions import (
     SESSION_COOKIE,
 )
-from vault.page import data
+from vault.page import mydata
 from vault.page.web import (
     FormDep,
     InwonerDep,
@@ -42,7 +42,7 @@ def download(request: Request, visitor: InwonerDep) -> Response:
     """Everything of the inwoner as one FHIR Bundle (JSON)."""
     repo = repo_for(request, visitor)
     bundle = read_in(
-        request, lambda conn: data.export_bundle(repo, conn, patient_id=visitor.patient_id)
+        request, lambda conn: mydata.export_bundle(repo, conn, patient_id=visitor.patient_id)
     )
     response = Response(
         orjson.dumps(bundle, option=orjson.OPT_INDENT_2),
@@ -72,7 +72,7 @@ def erase(request: Request, visitor: InwonerDep, form: FormDep) -> Response:
     runtime = runtime_of(request)
 
     def erase_and_log(conn: Connection) -> None:
-        data.erase_vault(conn, patient_id=visitor.patient_id)
+        mydata.erase_vault(conn, patient_id=visitor.patient_id)
         # In the same transaction: no erasure without its record. Her key is gone, so the
         # access log keeps it in the vault's own chain, naming her Patient.
         runtime.audit.append(

@@ -26,7 +26,7 @@ from vault.oauth.sessions import (
     set_session_cookie,
     start_session,
 )
-from vault.page import data
+from vault.page import data, network_data
 from vault.page.login_routes import set_login_csrf
 from vault.page.web import (
     LEGAL_BASES,
@@ -53,7 +53,9 @@ router = APIRouter(tags=["consent page"], include_in_schema=False)
 def network_page(request: Request, visitor: InwonerDep) -> Response:
     """The people around the inwoner: invite them, name a representative."""
     repo = repo_for(request, visitor)
-    members = read_in(request, lambda conn: data.network(repo, conn, patient_id=visitor.patient_id))
+    members = read_in(
+        request, lambda conn: network_data.network(repo, conn, patient_id=visitor.patient_id)
+    )
     return render(
         request,
         "network.html",
@@ -84,18 +86,20 @@ def network_invite(request: Request, visitor: InwonerDep, form: FormDep) -> Resp
         if person:
             person_id = person.partition("/")[2]
         elif name:
-            person_id = data.add_person(
+            person_id = network_data.add_person(
                 repo, conn, patient_id=visitor.patient_id, name=name, relation=relation
             )
         else:
             raise Refused(
                 400, "Vul iets in", "Kies iemand, of vul de naam in van wie je uitnodigt."
             )
-        return data.invite(conn, patient_id=visitor.patient_id, related_person_id=person_id)
+        return network_data.invite(conn, patient_id=visitor.patient_id, related_person_id=person_id)
 
     token = write_through(request, repo, work)
     base = origin(request, runtime_of(request).settings)
-    members = read_in(request, lambda conn: data.network(repo, conn, patient_id=visitor.patient_id))
+    members = read_in(
+        request, lambda conn: network_data.network(repo, conn, patient_id=visitor.patient_id)
+    )
     return render(
         request,
         "network.html",
@@ -131,7 +135,7 @@ def network_representative(request: Request, visitor: InwonerDep, form: FormDep)
     found = _own_person(request, repo, visitor, ident)
 
     def work(conn: Connection) -> None:
-        done = data.set_representative(
+        done = network_data.set_representative(
             repo, conn, patient_id=visitor.patient_id, person=found, legal_basis=basis or None
         )
         if not done:
@@ -156,7 +160,7 @@ def network_remove(request: Request, visitor: InwonerDep, form: FormDep) -> Resp
     write_through(
         request,
         repo,
-        lambda conn: data.remove_person(
+        lambda conn: network_data.remove_person(
             repo, conn, patient_id=visitor.patient_id, person=found, consents=consents
         ),
     )
@@ -166,7 +170,9 @@ def network_remove(request: Request, visitor: InwonerDep, form: FormDep) -> Resp
 @router.get("/uitnodiging/{token}")
 def invitation_page(request: Request, token: str) -> Response:
     """The invited person makes an account."""
-    found = read_in(request, lambda conn: data.open_invitation(conn, token[:100], now=now_micros()))
+    found = read_in(
+        request, lambda conn: network_data.open_invitation(conn, token[:100], now=now_micros())
+    )
     if found is None:
         raise Refused(
             404,
@@ -205,7 +211,7 @@ def _invitation_names(request: Request, token: str) -> tuple[str, str]:
     repo = Repository(runtime_of(request), AccessContext.full("uitnodiging"))
 
     def names(conn: Connection) -> tuple[str, str]:
-        found = data.open_invitation(conn, token[:100], now=now_micros())
+        found = network_data.open_invitation(conn, token[:100], now=now_micros())
         if found is None:
             return "", ""
         inviter = data.name_of(repo, conn, f"Patient/{found.patient_id}")
@@ -241,7 +247,7 @@ async def invitation_accept(request: Request, token: str) -> Response:
 
     def accept(conn: Connection) -> str | None:
         now = now_micros()
-        invitation = data.open_invitation(conn, token[:100], now=now)
+        invitation = network_data.open_invitation(conn, token[:100], now=now)
         if invitation is None:
             raise Refused(
                 404, "Deze link werkt niet meer", "De link is al gebruikt of is verlopen."
@@ -260,7 +266,7 @@ async def invitation_accept(request: Request, token: str) -> Response:
             patient_id=None,
             now=now,
         )
-        if not data.redeem_invitation(conn, invitation, account_id=account.account_id):
+        if not network_data.redeem_invitation(conn, invitation, account_id=account.account_id):
             raise Refused(404, "Deze link werkt niet meer", "De link is al gebruikt.")
         session_id, _ = start_session(
             conn, account_id=account.account_id, now=now, settings=runtime_of(request).settings

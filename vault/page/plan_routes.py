@@ -17,7 +17,7 @@ from vault.kernel.errors import FhirError
 from vault.oauth.sessions import (
     Visitor,
 )
-from vault.page import data
+from vault.page import data, plan_data
 from vault.page.web import (
     FormDep,
     ManagerDep,
@@ -45,7 +45,7 @@ def plan(request: Request, visitor: ManagerDep) -> Response:
     """Wat wil ik, wat kan ik, wat heb ik nodig, and how it is going."""
     repo = repo_for(request, visitor)
     current = read_in(
-        request, lambda conn: data.read_plan(repo, conn, patient_id=visitor.patient_id)
+        request, lambda conn: plan_data.read_plan(repo, conn, patient_id=visitor.patient_id)
     )
     return render(
         request,
@@ -55,9 +55,9 @@ def plan(request: Request, visitor: ManagerDep) -> Response:
             "plan": current,
             "chart": chart(current.scores),
             "short_day": _short_day,
-            "goal_text": data.goal_text,
-            "goal_priority": data.goal_priority,
-            "goal_domain": data.goal_domain,
+            "goal_text": plan_data.goal_text,
+            "goal_priority": plan_data.goal_priority,
+            "goal_domain": plan_data.goal_domain,
             "priorities": data.PRIORITIES,
         },
         visitor=visitor,
@@ -91,7 +91,7 @@ def goal_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     return _plan_write(
         request,
         visitor,
-        lambda repo, conn: data.save_goal(
+        lambda repo, conn: plan_data.save_goal(
             repo,
             conn,
             patient_id=visitor.patient_id,
@@ -103,11 +103,11 @@ def goal_save(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     )
 
 
-def _plan_now(request: Request, visitor: Visitor) -> data.Plan:
+def _plan_now(request: Request, visitor: Visitor) -> plan_data.Plan:
     """The plan as it is, read before a write changes it (the write checks its version)."""
     reader = repo_for(request, visitor)
     return read_in(
-        request, lambda conn: data.read_plan(reader, conn, patient_id=visitor.patient_id)
+        request, lambda conn: plan_data.read_plan(reader, conn, patient_id=visitor.patient_id)
     )
 
 
@@ -125,7 +125,7 @@ def goal_move(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     write_through(
         request,
         repo,
-        lambda conn: data.move_goal(
+        lambda conn: plan_data.move_goal(
             repo, conn, goals=goals, goal_id=goal_id, up=direction == "omhoog"
         ),
     )
@@ -146,7 +146,7 @@ def activity_save(request: Request, visitor: ManagerDep, form: FormDep) -> Respo
     return _plan_write(
         request,
         visitor,
-        lambda repo, conn: data.save_activity(
+        lambda repo, conn: plan_data.save_activity(
             repo,
             conn,
             care_plan=care_plan,
@@ -168,7 +168,7 @@ def score_add(request: Request, visitor: ManagerDep, form: FormDep) -> Response:
     return _plan_write(
         request,
         visitor,
-        lambda repo, conn: data.add_score(
+        lambda repo, conn: plan_data.add_score(
             repo, conn, patient_id=visitor.patient_id, domain=domain, score=int(raw)
         ),
     )

@@ -5,11 +5,12 @@ One module per part of the page, each with its routes: ``login_routes.py``,
 ``mydata_routes.py`` (mijn gegevens), ``plan_routes.py`` (mijn plan) and
 ``network_routes.py`` (mijn netwerk); what they share (rendering, the visitor and the rights
 a route needs, forms, transactions) is ``web.py``. This module joins them into one router
-and mounts the page. Sessions and CSRF live in ``oauth/sessions.py``, what is read and
-written in ``data.py`` (always through the Repository, with the caller's own
-AccessContext), the sentences in ``words.py``. Every page is server-rendered HTML that works
-without JavaScript and carries a strict Content-Security-Policy; every POST needs the
-session's CSRF token.
+and mounts the page. Sessions and CSRF live in ``oauth/sessions.py``; what each part reads
+and writes beside it in ``sharing_data.py``, ``plan_data.py``, ``network_data.py`` and
+``mydata.py``, with what they share in ``data.py`` (always through the Repository, with the
+caller's own AccessContext); the sentences in ``words.py``. Every page is server-rendered
+HTML that works without JavaScript and carries a strict Content-Security-Policy; every POST
+needs the session's CSRF token.
 """
 
 from __future__ import annotations

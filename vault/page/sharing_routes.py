@@ -21,7 +21,7 @@ from vault.oauth.models import OAuthClient
 from vault.oauth.sessions import (
     Visitor,
 )
-from vault.page import data
+from vault.page import data, network_data, sharing_data
 from vault.page.web import (
     BAD_DAY,
     FormDep,
@@ -62,7 +62,7 @@ def home(request: Request) -> Response:
         assert visitor.related_person is not None
         shown = read_in(
             request,
-            lambda conn: data.preview(
+            lambda conn: sharing_data.preview(
                 runtime_of(request),
                 conn,
                 grantee=visitor.related_person or "",
@@ -75,14 +75,16 @@ def home(request: Request) -> Response:
     stopped = request.query_params.get("gestopt") == "1"
 
     def load(conn: Connection) -> dict[str, Any]:
-        around = data.parties(repo, conn, visitor.patient_id)
+        around = sharing_data.parties(repo, conn, visitor.patient_id)
         return {
             "parties": around,
-            "others": data.other_organizations(repo, conn, (p.reference for p in around)),
+            "others": sharing_data.other_organizations(repo, conn, (p.reference for p in around)),
             "apps": apps_with_access(conn, patient_id=visitor.patient_id, now=now_micros()),
             # After "stop": exactly who still may act for her, and why.
             "remaining": (
-                data.remaining_roles(repo, conn, patient_id=visitor.patient_id) if stopped else []
+                network_data.remaining_roles(repo, conn, patient_id=visitor.patient_id)
+                if stopped
+                else []
             ),
             "stopped_app": _app_name(conn, request.query_params.get("app_gestopt", "")),
         }
@@ -148,18 +150,20 @@ def choose_new(request: Request, visitor: ManagerDep, form: FormDep) -> Response
     return see_other(f"/delen/{kind}/{quote(ident)}")
 
 
-def _party(request: Request, visitor: Visitor, grantee: str) -> data.Party:
+def _party(request: Request, visitor: Visitor, grantee: str) -> sharing_data.Party:
     repo = repo_for(request, visitor)
 
-    def load(conn: Connection) -> data.Party:
-        for party in data.parties(repo, conn, visitor.patient_id):
+    def load(conn: Connection) -> sharing_data.Party:
+        for party in sharing_data.parties(repo, conn, visitor.patient_id):
             if party.reference == grantee:
                 return party
         name = data.name_of(repo, conn, grantee)
         if name == "Onbekend":
             raise Refused(404, "Niet gevonden", "Deze organisatie of persoon kennen we niet.")
 
-        return data.Party(grantee, name, "organisatie", "", summarize(name, [], now=now_micros()))
+        return sharing_data.Party(
+            grantee, name, "organisatie", "", summarize(name, [], now=now_micros())
+        )
 
     return read_in(request, load)
 
@@ -182,7 +186,7 @@ def sharing_form(request: Request, kind: str, ident: str, visitor: ManagerDep) -
 def _sharing_page(
     request: Request,
     visitor: Visitor,
-    party: data.Party,
+    party: sharing_data.Party,
     *,
     seen: Iterable[str],
     changed: Iterable[str],
@@ -224,7 +228,7 @@ def _proposed(visitor: Visitor, grantee: str, form: FormData, consent_id: str | 
     except ValueError:
         raise BadDay from None
     return (
-        data.build_consent(
+        sharing_data.build_consent(
             patient_id=visitor.patient_id,
             grantee=grantee,
             parts=parts,
@@ -258,7 +262,7 @@ def sharing_check(
             error=BAD_DAY,
         )
     try:
-        summary = data.proposal(consent, patient_id=visitor.patient_id, name=party.name)
+        summary = sharing_data.proposal(consent, patient_id=visitor.patient_id, name=party.name)
     except FhirError as exc:
         raise fhir_refused(exc) from None
     return render(
@@ -288,16 +292,16 @@ def sharing_save(
     consents = read_in(
         request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
     )
-    reuse = data.reusable_consent_id(consents, grantee)
+    reuse = sharing_data.reusable_consent_id(consents, grantee)
     try:
         consent, parts, _ = _proposed(visitor, grantee, form, reuse)
     except BadDay:
         raise Refused(400, "Datum klopt niet", BAD_DAY) from None
     if parts:
-        updates = data.sharing_updates(consents, grantee, consent)
+        updates = sharing_data.sharing_updates(consents, grantee, consent)
     else:
-        updates = data.revoke_updates(consents, grantee)
-    write_through(request, repo, lambda conn: data.apply_updates(repo, conn, updates))
+        updates = sharing_data.revoke_updates(consents, grantee)
+    write_through(request, repo, lambda conn: sharing_data.apply_updates(repo, conn, updates))
     return see_other("/?opgeslagen=1")
 
 
@@ -321,7 +325,7 @@ def stop_all(request: Request, visitor: ManagerDep, _form: FormDep) -> Response:
     write_through(
         request,
         repo,
-        lambda conn: data.stop_everything(
+        lambda conn: network_data.stop_everything(
             repo, conn, patient_id=visitor.patient_id, consents=consents
         ),
     )
@@ -336,7 +340,7 @@ def look_as(request: Request, kind: str, ident: str, visitor: ManagerDep) -> Res
     party = _party(request, visitor, grantee)
     shown = read_in(
         request,
-        lambda conn: data.preview(
+        lambda conn: sharing_data.preview(
             runtime_of(request),
             conn,
             grantee=grantee,

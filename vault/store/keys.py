@@ -31,6 +31,7 @@ __all__ = [
     "CURRENT_MASTER_KEY",
     "blind_index",
     "create_signing_key",
+    "destroy_data_key",
     "ensure_signing_key",
     "ensure_vault_keys",
     "rotate_signing_key",
@@ -140,3 +141,11 @@ def rotate_signing_key(
         .values(retire_after=now + keep_public_for)
     )
     return create_signing_key(conn, master, now=now)
+
+
+def destroy_data_key(conn: Connection, *, owner: str, now: int) -> None:
+    """Crypto-shredding: the inwoner's wrapped data key goes, so no stored version of hers
+    (and no backup of one) can be opened again. The row stays, with the moment it went."""
+    conn.execute(
+        update(DataKey).where(DataKey.owner == owner).values(wrapped=None, destroyed_at=now)
+    )

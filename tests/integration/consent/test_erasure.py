@@ -37,7 +37,7 @@ from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.errors import Gone
 from vault.kernel.runtime import Runtime, now_micros
-from vault.page.data import erase_vault
+from vault.page.mydata import erase_vault
 from vault.store.models import ResourceRow
 
 

@@ -72,7 +72,8 @@ from vault.kernel.errors import Unprocessable
 from vault.kernel.runtime import Runtime, now_micros
 from vault.notify.worker import Notifier
 from vault.oauth.apps import stop_apps
-from vault.page.data import erase_vault, stop_everything
+from vault.page.mydata import erase_vault
+from vault.page.network_data import stop_everything
 
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 OTHER = "https://regiekluis.nl/fhir/CodeSystem/label"

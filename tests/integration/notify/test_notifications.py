@@ -18,7 +18,7 @@ from tests.integration.notify.conftest import (
     subscribe,
 )
 from tests.support.partners import share
-from vault.page.data import erase_vault
+from vault.page.mydata import erase_vault
 from vault.testing import RegisteredClient, ThrowawayVault
 
 SECRET = "s3cret-of-the-partner"
