@@ -98,7 +98,12 @@ def test_dispose_stops_the_readers_and_a_later_read_makes_new_ones(database: Dat
         return await database.fetch_one_async("SELECT word FROM numbers WHERE n = ?", (n,))
 
     assert tuple(asyncio.run(one(1))) == ("w1",)
-    assert any(t.name.startswith("sqlite-read-") for t in threading.enumerate())
+    # This database's readers (other tests' databases may have theirs running too).
+    readers = database._sqlite_readers
+    assert readers is not None
+    threads = list(readers._threads)
+    assert threads and all(t.is_alive() for t in threads)
     database.dispose()
-    assert not any(t.name.startswith("sqlite-read-") for t in threading.enumerate())
+    assert not any(t.is_alive() for t in threads)
+    assert database._sqlite_readers is None
     assert tuple(asyncio.run(one(2))) == ("w2",)  # made again on first use
