@@ -435,7 +435,7 @@ ENGLISH: dict[str, str] = {
     "Lees verder": "Go on reading",
     "Stop met voorlezen": "Stop reading aloud",
     "Hier staat je plan in korte zinnen.": "Here is your plan in short sentences.",
-    "Je plan is bij stap {step} van de {steps}.": "Your plan is at step {step} of {steps}.",
+    "Je plan is bij stap {step} van {steps}.": "Your plan is at step {step} of {steps}.",
     "Dit wil ik": "This is what I want",
     "Het belangrijkste staat bovenaan.": "The most important is at the top.",
     "Je hebt nog geen doelen.": "You have no goals yet.",

@@ -16,8 +16,8 @@ from vault.fhir.resources import ID_PATTERN
 from vault.kernel.errors import FhirError
 from vault.oauth.sessions import (
     Visitor,
+    cookie_is_secure,
 )
-from vault.oauth.sessions import cookie_is_secure
 from vault.page import data, easy, plan_data
 from vault.page.web import (
     FormDep,

@@ -41,6 +41,10 @@ RECORDER = """(() => {
   };
   Object.defineProperty(window, 'speechSynthesis', {value: synth, configurable: true});
 })();"""
+# Page titles end in an en dash and "Regiekluis".
+NORMAL = "Mijn plan \N{EN DASH} Regiekluis"
+EASY = "Mijn plan, makkelijk lezen \N{EN DASH} Regiekluis"
+EASY_EN = "My plan, easy reading \N{EN DASH} Regiekluis"
 SPOKEN = "() => window.__utterances.map(u => ({text: u.text, lang: u.lang}))"
 # Sanne's plan in the demo: her own words, shown as she wrote them in both views.
 SANNE_DOMAINS = {
@@ -77,7 +81,7 @@ def test_easy_view_from_login_to_plan_and_back_read_aloud_under_the_csp(
     page, errors = watched
     log_in(page, vault, "sanne")
     page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Mijn plan").click()
-    expect(page).to_have_title("Mijn plan – Regiekluis")
+    expect(page).to_have_title(NORMAL)
     normal_lines = page.locator("ul.cards > li.card").count()  # wat kan ik, wat heb ik nodig
     normal_goals = page.locator("#doelen .own-words").all_inner_texts()
     assert sorted(normal_goals) == sorted(SANNE_GOALS)
@@ -90,7 +94,7 @@ def test_easy_view_from_login_to_plan_and_back_read_aloud_under_the_csp(
     assert focused(page) == "weergave"
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    expect(page).to_have_title("Mijn plan, makkelijk lezen – Regiekluis")
+    expect(page).to_have_title(EASY)
     assert page.url.endswith("/plan?weergave=eenvoudig")
     response = page.request.get(vault.url + "/plan")
     csp = response.headers["content-security-policy"]
@@ -113,7 +117,9 @@ def test_easy_view_from_login_to_plan_and_back_read_aloud_under_the_csp(
         "Ik doe alle post in één map en open die elke vrijdag.",
         "Ik betaal de huur elke maand op de eerste dag.",
     ]
-    mirjam = "Mirjam de Groot doet dit:\nMirjam helpt mij elke vrijdag met de post en de rekeningen."
+    mirjam = (
+        "Mirjam de Groot doet dit:\nMirjam helpt mij elke vrijdag met de post en de rekeningen."
+    )
     assert mirjam in [re.sub(r"\n+", "\n", o.strip()) for o in others], others
     assert len(mine) + len(others) == normal_lines == 7
     expect(page.locator("#cijfers p:not(.easy-label)")).to_have_text(
@@ -171,9 +177,9 @@ def test_easy_view_from_login_to_plan_and_back_read_aloud_under_the_csp(
     # so does the language switch, in English, with an English voice.
     page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Mijn plan").click()
-    expect(page).to_have_title("Mijn plan, makkelijk lezen – Regiekluis")
+    expect(page).to_have_title(EASY)
     page.get_by_role("link", name="English").click()
-    expect(page).to_have_title("My plan, easy reading – Regiekluis")
+    expect(page).to_have_title(EASY_EN)
     expect(page.locator("#cijfers p:not(.easy-label)").first).to_have_text(
         "Your score went from 4 to 5."
     )
@@ -183,10 +189,10 @@ def test_easy_view_from_login_to_plan_and_back_read_aloud_under_the_csp(
 
     # And back: the whole plan, with its forms, and it stays the whole plan.
     page.get_by_role("link", name="Naar het hele plan").click()
-    expect(page).to_have_title("Mijn plan – Regiekluis")
+    expect(page).to_have_title(NORMAL)
     expect(page.get_by_role("link", name="Makkelijk lezen")).to_be_visible()
     page.goto(vault.url + "/plan")
-    expect(page).to_have_title("Mijn plan – Regiekluis")
+    expect(page).to_have_title(NORMAL)
     assert page.locator("script").count() == 0
 
     assert page.evaluate("() => window.__csp") == []
@@ -200,3 +206,89 @@ def test_easy_view_from_login_to_plan_and_back_read_aloud_under_the_csp(
     expect(page.locator("#lees-start")).to_be_visible()
     assert page.evaluate("() => window.__ran") is None
     assert page.evaluate("() => window.__csp.length") >= 1
+
+
+def test_easy_view_works_without_javascript_at_320_px(browser: Browser, vault: Vault) -> None:
+    context = browser.new_context(
+        viewport={"width": 320, "height": 640}, locale="nl-NL", java_script_enabled=False
+    )
+    try:
+        page = context.new_page()
+        log_in(page, vault, "sanne")
+        page.goto(vault.url + "/plan")
+        switch = page.get_by_role("link", name="Makkelijk lezen")
+        expect(switch).to_be_in_viewport()  # at 320 px, on the first screen
+        switch.click()
+        expect(page).to_have_title(EASY)
+        # No script ran: no "Lees voor" button, and the plan is all there.
+        expect(page.locator("#lees-voor")).to_be_hidden()
+        expect(page.get_by_role("button", name="Lees voor")).to_have_count(0)
+        expect(page.locator("#doelen .own-words")).to_have_count(4)
+        expect(page.locator("#cijfers li")).to_have_count(4)
+        # The folded menu (no script either) keeps the choice; the link goes back.
+        page.locator("details.menu-fold > summary").click()
+        page.locator("details.menu-fold").get_by_role("link", name="Mijn plan").click()
+        expect(page).to_have_title(EASY)
+        back = page.get_by_role("link", name="Naar het hele plan")
+        expect(back).to_be_in_viewport()
+        back.click()
+        expect(page).to_have_title(NORMAL)
+        expect(page.get_by_role("button", name="Cijfer opslaan")).to_be_attached()
+    finally:
+        context.close()
+
+
+def invite(page: Page, vault: Vault, name: str, username: str, other: BrowserContext) -> Page:
+    """Sanne invites someone of her network, who makes an account: their own page."""
+    page.goto(vault.url + "/netwerk")
+    page.get_by_label("Naam").fill(name)
+    page.get_by_label("Wie is het voor jou?").fill("broer")
+    page.get_by_role("button", name="Maak een uitnodiging").click()
+    link = page.get_by_label("Uitnodiging").input_value()
+    them = other.new_page()
+    them.goto(link)
+    them.get_by_label("Kies een gebruikersnaam").fill(username)
+    them.get_by_label("Kies een wachtwoord").fill(f"{username}-wachtwoord")
+    them.get_by_label("Typ het wachtwoord nog een keer").fill(f"{username}-wachtwoord")
+    them.get_by_role("button", name="Account maken").click()
+    expect(them.get_by_role("heading", level=1)).to_have_text("Wat je mag zien")
+    return them
+
+
+def test_the_easy_view_changes_words_not_access(browser: Browser, page: Page, vault: Vault) -> None:
+    """Someone of her network sees her plan in neither view; as her mentor, the same plan in
+    both, in the same order as the normal view."""
+    log_in(page, vault, "sanne")
+    page.goto(vault.url + "/plan")
+    goals = page.locator("#doelen .own-words").all_inner_texts()
+    lines = page.locator("ul.cards > li.card").count()
+    assert len(goals) == 4 and lines == 7
+
+    other = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nl-NL")
+    try:
+        wim = invite(page, vault, "Wim Jansen", "wim-broer", other)
+        for path in ("/plan", "/plan?weergave=eenvoudig"):
+            wim.goto(vault.url + path)
+            expect(wim.get_by_role("heading", level=1)).to_have_text("Dat mag niet")
+            expect(wim.locator("#doelen")).to_have_count(0)
+            expect(wim.locator("script")).to_have_count(0)
+
+        page.goto(vault.url + "/netwerk")
+        card = page.locator("li.card", has_text="Wim Jansen")
+        card.get_by_label("Mag Wim Jansen namens jou kiezen wie wat ziet?").select_option(
+            label="Ja, als mentor"
+        )
+        card.get_by_role("button", name="Opslaan").click()
+        expect(page.get_by_role("status")).to_contain_text("Opgeslagen")
+
+        wim.goto(vault.url + "/plan?weergave=eenvoudig")
+        expect(wim.locator("header")).to_contain_text("namens Sanne Bakker")
+        expect(wim).to_have_title(EASY)
+        assert easy_texts(wim, "doelen") == goals
+        shown = wim.locator("#ik-doe-lijst li, #anderen-lijst li").count()
+        assert shown == lines
+        check_page(wim, "plan-eenvoudig-mentor")
+        wim.get_by_role("link", name="Naar het hele plan").click()
+        assert wim.locator("#doelen .own-words").all_inner_texts() == goals
+    finally:
+        other.close()
