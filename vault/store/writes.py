@@ -20,7 +20,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select
 from vault.kernel.crypto import new_data_key, seal_body
 from vault.kernel.db import InList, table_of
 from vault.kernel.errors import Unprocessable
-from vault.kernel.fhirdata import format_instant
+from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import Runtime, now_micros
 from vault.store.keys import wrapping_key
 from vault.store.models import (
@@ -259,7 +259,38 @@ def index_rows(
         else:
             for low, high in values:
                 dates.append({**common, "param": param.name, "low": low, "high": high})
+    if spec.name not in _EVERY_REFERENCE_INDEXED:
+        indexed = {(r["target_type"], r["target_id"]) for r in refs}
+        for target in sorted(set(_references_anywhere(data)) - indexed):
+            refs.append(
+                {**common, "param": REFERS, "target_type": target[0], "target_id": target[1]}
+            )
     return tokens, refs, dates
+
+
+# Every reference of a resource to a stored type, wherever it sits, is an index row: the
+# ones no search parameter covers (``Goal.outcomeReference``, an extension's reference)
+# under ``REFERS``, a name no search can ask for. A Consent's ``related`` data grant (the
+# named resource and what it refers to, consent/enforce.py) follows every reference of
+# whatever parameter; searches and includes always name theirs.
+REFERS = "_refers"
+# The vault's own records: every reference they hold has its search parameter, and the
+# access log is the hottest write there is.
+_EVERY_REFERENCE_INDEXED = frozenset({"AuditEvent"})
+
+
+def _references_anywhere(value: Any) -> Iterable[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "reference":
+                parsed = split_reference(item)
+                if parsed is not None and parsed[0] in RESOURCE_TYPES:
+                    yield parsed
+            elif isinstance(item, dict | list):
+                yield from _references_anywhere(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references_anywhere(item)
 
 
 def clear_index(conn: Connection, pk: int, *, keep_labels: bool = False) -> None:

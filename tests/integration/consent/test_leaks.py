@@ -320,11 +320,6 @@ def test_an_instance_data_grant_covers_only_that_resource(
     assert ids(partner.get("/CarePlan", _include="CarePlan:goal")) == {f"CarePlan/{plan}"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="related follows only references the vault indexes as search parameters; "
-    "Goal.outcomeReference is not one",
-)
 def test_a_related_grant_follows_every_reference_of_the_named_resource(
     operator: Operator, inwoner: str, partner: Partner
 ) -> None:
