@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from prometheus_client import REGISTRY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -133,6 +134,13 @@ async def _run(
             rounds.append(await _measure(app, requests, headers, args.concurrency))
         shown = ", ".join(f"{r:.0f}" for r in rounds)
         print(f"{label:<24} best {min(rounds):7.1f} µs CPU per request  (rounds: {shown})")
+        groups = REGISTRY.get_sample_value("vault_access_log_group_records_count") or 0.0
+        records = REGISTRY.get_sample_value("vault_access_log_group_records_sum") or 0.0
+        if groups:
+            print(
+                f"{'':<24} access log so far: {records:.0f} records in {groups:.0f} group "
+                f"commits, {records / groups:.1f} per commit"
+            )
     await inbox.put({"type": "lifespan.shutdown"})
     await lifespan
 
