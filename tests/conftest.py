@@ -8,6 +8,7 @@ test app has that resolver; ``vault serve`` answers 401 to every FHIR request.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,23 @@ from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``REGIEKLUIS_MUTATE_TESTS="path ..."`` keeps only the tests under those paths.
+
+    For ``make mutate-compile`` and the like: mutmut takes its test selection from
+    pyproject.toml alone, and this narrows it per target (deselected tests are reported
+    as such, so mutmut drops them from its test-to-function map).
+    """
+    prefixes = tuple(os.environ.get("REGIEKLUIS_MUTATE_TESTS", "").split())
+    if not prefixes:
+        return
+    keep = [item for item in items if item.nodeid.startswith(prefixes)]
+    dropped = [item for item in items if not item.nodeid.startswith(prefixes)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def test_access(request: Request) -> AccessContext:
