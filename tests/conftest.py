@@ -24,6 +24,7 @@ from tests.support import free_port, fresh_database, inwoner_context
 from vault.app.main import create_app
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
+from vault.consent.decision import _CACHE as _DECISION_CACHE
 from vault.kernel.config import Settings
 from vault.kernel.crypto import MasterKey
 from vault.kernel.db import Database
@@ -49,6 +50,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+@pytest.fixture(autouse=os.environ.get("MUTANT_UNDER_TEST") is not None)
+def _forget_built_decisions() -> None:
+    """Under mutmut: every test builds the access decision afresh.
+
+    ``consent/decision.py`` builds each condition once per process. mutmut runs its
+    workers in processes forked after the whole selection ran, and records which tests
+    call a function: with the cache warm, a mutant of ``enforce.granted`` or ``not_erased``
+    would never run, and only the first test to build a condition would count as testing
+    it. Outside mutmut the cache stays, as in use.
+    """
+    _DECISION_CACHE.clear()
 
 
 def test_access(request: Request) -> AccessContext:
