@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.factories import careplan, goal
+from tests.factories import careplan, careteam, goal
 from tests.integration.consent.conftest import Operator, Partner, PartnerFactory, grant
 
 
@@ -66,6 +66,62 @@ def test_what_another_consent_recorded_does_not_widen_a_related_permit(
     assert later.get(f"/Goal/{added}").status_code == 200
     assert first.get(f"/Goal/{then}").status_code == 200
     assert first.get(f"/Goal/{added}").status_code == 404
+
+
+def test_a_related_deny_holds_for_what_the_resource_referred_to_then_and_refers_to_now(
+    operator: Operator, inwoner: str, partner: Partner
+) -> None:
+    then, now = (operator.create(goal(patient_id=inwoner)) for _ in range(2))
+    plan = careplan(patient_id=inwoner, goals=[then])
+    plan["id"] = operator.create(plan)
+    operator.create(
+        grant(inwoner, partner.organization, denies=[{"data": [related(f"CarePlan/{plan['id']}")]}])
+    )
+    operator.update({**plan, "goal": [{"reference": f"Goal/{now}"}]})
+
+    assert partner.get(f"/Goal/{then}").status_code == 404
+    assert partner.get(f"/Goal/{now}").status_code == 404
+
+
+def test_a_related_grant_follows_a_reference_by_type_and_id(
+    operator: Operator, inwoner: str, make_partner: PartnerFactory
+) -> None:
+    # A Goal and a CareTeam share an id; the plan referred to the Goal when both Consents
+    # were written, and refers to the CareTeam as well since. The deny held for the
+    # CareTeam only from then on, the permit never.
+    reader, denied = make_partner(), make_partner()
+    shared = f"same-{uuid.uuid4().hex[:8]}"
+    operator.update({**goal(patient_id=inwoner), "id": shared})
+    operator.update({**careteam(patient_id=inwoner), "id": shared})
+    plan = careplan(patient_id=inwoner, goals=[shared])
+    plan["id"] = operator.create(plan)
+    named = f"CarePlan/{plan['id']}"
+    operator.create(grant(inwoner, reader.organization, data=[(named, "related")]))
+    operator.create(grant(inwoner, denied.organization, denies=[{"data": [related(named)]}]))
+    assert denied.get(f"/CareTeam/{shared}").status_code == 200
+    operator.update({**plan, "careTeam": [{"reference": f"CareTeam/{shared}"}]})
+
+    assert reader.get(f"/Goal/{shared}").status_code == 200
+    assert reader.get(f"/CareTeam/{shared}").status_code == 404
+    assert denied.get(f"/Goal/{shared}").status_code == 404
+    assert denied.get(f"/CareTeam/{shared}").status_code == 404
+
+
+def test_a_related_permit_on_two_plans_keeps_what_each_referred_to_apart(
+    operator: Operator, inwoner: str, partner: Partner
+) -> None:
+    # Plan A referred to g1 and plan B to g2 when the Consent was written; now A refers to
+    # both and B to none. g2 is neither what A referred to then nor what B refers to now.
+    g1, g2 = (operator.create(goal(patient_id=inwoner)) for _ in range(2))
+    a, b = careplan(patient_id=inwoner, goals=[g1]), careplan(patient_id=inwoner, goals=[g2])
+    a["id"], b["id"] = operator.create(a), operator.create(b)
+    data = [(f"CarePlan/{a['id']}", "related"), (f"CarePlan/{b['id']}", "related")]
+    operator.create(grant(inwoner, partner.organization, data=data))
+    operator.update({**a, "goal": [{"reference": f"Goal/{g}"} for g in (g1, g2)]})
+    operator.update({**b, "goal": []})
+
+    assert partner.get(f"/Goal/{g1}").status_code == 200
+    assert partner.get(f"/Goal/{g2}").status_code == 404
 
 
 def related(reference: str) -> dict[str, object]:
