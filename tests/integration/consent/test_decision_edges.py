@@ -7,8 +7,11 @@ store, on a vault where the edge matters; the comment says which condition it pi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
-from tests.factories import careplan, careteam, goal
+import httpx
+
+from tests.factories import careplan, careteam, goal, organization, practitioner
 from tests.integration.consent.conftest import Operator, Partner, PartnerFactory, grant
 
 
@@ -122,6 +125,25 @@ def test_a_related_permit_on_two_plans_keeps_what_each_referred_to_apart(
 
     assert partner.get(f"/Goal/{g1}").status_code == 200
     assert partner.get(f"/Goal/{g2}").status_code == 404
+
+
+def test_the_inwoners_app_sees_the_shared_directory_besides_her_own_compartment(
+    operator: Operator, inwoner: str, make_inwoner_app: Callable[[str], httpx.Client]
+) -> None:
+    # decision.visible for a patient-kind caller: her rows or the shared directory's.
+    org = operator.create(organization(name=f"Wijkteam {uuid.uuid4().hex[:6]}"))
+    person = operator.create(practitioner())
+    own = operator.create(goal(patient_id=inwoner))
+    other = operator.create(goal(patient_id=operator.create({"resourceType": "Patient"})))
+    try:
+        app = make_inwoner_app(inwoner)
+        assert app.get(f"/Organization/{org}").status_code == 200
+        assert app.get(f"/Practitioner/{person}").status_code == 200
+        assert app.get(f"/Goal/{own}").status_code == 200
+        assert app.get(f"/Goal/{other}").status_code == 404
+    finally:
+        operator.delete("Organization", org)
+        operator.delete("Practitioner", person)
 
 
 def related(reference: str) -> dict[str, object]:
