@@ -11,7 +11,14 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.factories import careplan, careteam, goal, organization, practitioner
+from tests.factories import (
+    careplan,
+    careteam,
+    goal,
+    organization,
+    practitioner,
+    related_person,
+)
 from tests.integration.consent.conftest import Operator, Partner, PartnerFactory, grant
 
 
@@ -125,6 +132,31 @@ def test_a_related_permit_on_two_plans_keeps_what_each_referred_to_apart(
 
     assert partner.get(f"/Goal/{g1}").status_code == 200
     assert partner.get(f"/Goal/{g2}").status_code == 404
+
+
+def test_a_related_permit_keeps_two_named_resources_with_one_id_apart(
+    operator: Operator, inwoner: str, make_partner: PartnerFactory
+) -> None:
+    # One Consent names CareTeam/S and CarePlan/S. When it was written the team had Ans as
+    # a member and the plan no performer; now the team has none and the plan has Ans.
+    # Ans is neither what the plan referred to then nor what the team refers to now.
+    partner = make_partner(scopes=("system/RelatedPerson.rs", "system/CarePlan.rs"))
+    shared = f"same-{uuid.uuid4().hex[:8]}"
+    ans = operator.create(related_person(patient_id=inwoner))
+    team = {**careteam(patient_id=inwoner, members=[f"RelatedPerson/{ans}"]), "id": shared}
+    plan = {**careplan(patient_id=inwoner), "id": shared}
+    operator.update(team)
+    operator.update(plan)
+    data = [(f"CareTeam/{shared}", "related"), (f"CarePlan/{shared}", "related")]
+    operator.create(grant(inwoner, partner.organization, data=data))
+    assert partner.get(f"/RelatedPerson/{ans}").status_code == 200
+    operator.update({**team, "participant": []})
+    performer = {"reference": f"RelatedPerson/{ans}"}
+    operator.update(
+        {**plan, "activity": [{"detail": {"status": "scheduled", "performer": [performer]}}]}
+    )
+
+    assert partner.get(f"/RelatedPerson/{ans}").status_code == 404
 
 
 def test_the_inwoners_app_sees_the_shared_directory_besides_her_own_compartment(
