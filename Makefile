@@ -6,7 +6,7 @@ DATA   ?= data
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test test-deep mutate coverage page-test-deps lint bench docs clean
+.PHONY: run test test-deep mutate mutate-compile mutate-decision coverage page-test-deps lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,24 @@ test-deep: $(STAMP)
 MUTANTS ?= vault.consent.decision.* vault.consent.enforce.* \
 	vault.fhir.repository.base.xǁRepositoryBaseǁ_restriction* \
 	vault.fhir.repository.writes.xǁWritesǁ_correct* vault.oauth.protector.* vault.consent.compile.* \
-	vault.oauth.sessions.*
+	vault.oauth.sessions.* vault.consent.representation.*
+# Empty: every test of [tool.mutmut] in pyproject.toml; else only the tests under these paths.
+MUTATE_TESTS ?=
+# One worker: the machine has two cores and is shared.
+MUTATE_CHILDREN ?= 1
+MUTMUT_RUN = REGIEKLUIS_PROPERTY_EXAMPLES=120 $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN)
 mutate: $(STAMP)
-	REGIEKLUIS_PROPERTY_EXAMPLES=120 $(BIN)/mutmut run $(MUTANTS)
+	REGIEKLUIS_MUTATE_TESTS="$(MUTATE_TESTS)" $(MUTMUT_RUN) $(MUTANTS)
+	$(BIN)/mutmut results
+
+# One part at a time, against the tests that guard it (docs/testing.md "Mutation testing").
+mutate-compile: $(STAMP)
+	REGIEKLUIS_MUTATE_TESTS="tests/unit/consent/test_compile.py" \
+		$(MUTMUT_RUN) 'vault.consent.compile.*'
+	$(BIN)/mutmut results
+mutate-decision: $(STAMP)
+	REGIEKLUIS_MUTATE_TESTS="tests/unit/consent tests/integration/consent" \
+		$(MUTMUT_RUN) 'vault.consent.decision.*' 'vault.consent.enforce.*'
 	$(BIN)/mutmut results
 
 # The consent page's browser tests drive Debian's Chromium (never a browser download) and

@@ -8,6 +8,7 @@ test app has that resolver; ``vault serve`` answers 401 to every FHIR request.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from tests.support import free_port, fresh_database, inwoner_context
 from vault.app.main import create_app
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
+from vault.consent.decision import _CACHE as _DECISION_CACHE
 from vault.kernel.config import Settings
 from vault.kernel.crypto import MasterKey
 from vault.kernel.db import Database
@@ -31,6 +33,36 @@ from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``REGIEKLUIS_MUTATE_TESTS="path ..."`` keeps only the tests under those paths.
+
+    For ``make mutate-compile`` and the like: mutmut takes its test selection from
+    pyproject.toml alone, and this narrows it per target (deselected tests are reported
+    as such, so mutmut drops them from its test-to-function map).
+    """
+    prefixes = tuple(os.environ.get("REGIEKLUIS_MUTATE_TESTS", "").split())
+    if not prefixes:
+        return
+    keep = [item for item in items if item.nodeid.startswith(prefixes)]
+    dropped = [item for item in items if not item.nodeid.startswith(prefixes)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture(autouse=os.environ.get("MUTANT_UNDER_TEST") is not None)
+def _forget_built_decisions() -> None:
+    """Under mutmut: every test builds the access decision afresh.
+
+    ``consent/decision.py`` builds each condition once per process. mutmut runs its
+    workers in processes forked after the whole selection ran, and records which tests
+    call a function: with the cache warm, a mutant of ``enforce.granted`` or ``not_erased``
+    would never run, and only the first test to build a condition would count as testing
+    it. Outside mutmut the cache stays, as in use.
+    """
+    _DECISION_CACHE.clear()
 
 
 def test_access(request: Request) -> AccessContext:

@@ -98,7 +98,7 @@ def compile_consent(consent: Mapping[str, Any], *, patient_id: str) -> list[Gran
     root = consent.get("provision")
     if not isinstance(root, dict):
         raise _fail("A Consent needs a provision that says who may see what", "Consent.provision")
-    grants = _compile(root, _Scope(), "Consent.provision", depth=0, patient_id=patient_id)
+    grants = _compile(root, _Scope(), "Consent.provision", depth=0)
     if consent.get("status") != "active":
         return []
     return grants
@@ -120,9 +120,7 @@ _KNOWN = {
 }
 
 
-def _compile(
-    node: Mapping[str, Any], parent: _Scope, path: str, *, depth: int, patient_id: str
-) -> list[Grant]:
+def _compile(node: Mapping[str, Any], parent: _Scope, path: str, *, depth: int) -> list[Grant]:
     unknown = sorted(set(node) - _KNOWN)
     if unknown:
         raise _fail(f"{path}.{unknown[0]} is not supported by this vault", f"{path}.{unknown[0]}")
@@ -133,7 +131,7 @@ def _compile(
     kind = node.get("type", "permit" if depth == 0 else None)
     if kind not in ("permit", "deny"):
         raise _fail(f"{path}.type must be permit or deny", f"{path}.type")
-    scope = _narrow(parent, node, path, patient_id)
+    scope = _narrow(parent, node, path)
     rows: list[Grant] = []
     if not (depth == 0 and kind == "deny"):
         rows.extend(_rows(kind, scope, path))
@@ -148,11 +146,7 @@ def _compile(
         child_kind = child.get("type")
         if kind == "deny" and child_kind == "deny":
             continue  # a deny inside a deny changes nothing under deny by default
-        rows.extend(
-            _compile(
-                child, scope, f"{path}.provision[{index}]", depth=depth + 1, patient_id=patient_id
-            )
-        )
+        rows.extend(_compile(child, scope, f"{path}.provision[{index}]", depth=depth + 1))
     return rows
 
 
@@ -182,7 +176,7 @@ def _intersect(
     return narrowed
 
 
-def _narrow(parent: _Scope, node: Mapping[str, Any], path: str, patient_id: str) -> _Scope:
+def _narrow(parent: _Scope, node: Mapping[str, Any], path: str) -> _Scope:
     # Long on purpose: one Consent provision's elements, each narrowing the scope of its parent in
     # turn.
     scope = parent

@@ -399,3 +399,252 @@ def test_a_consent_without_provision_is_refused() -> None:
     del body["provision"]
     with pytest.raises(Unprocessable):
         compile_consent(body, patient_id=PATIENT)
+
+
+# -- every refusal says what is wrong and where ---------------------------------------------
+
+
+def nested(parent: dict[str, Any], *children: Any) -> dict[str, Any]:
+    return {**parent, "provision": list(children)}
+
+
+SYSTEM = "http://hl7.org/fhir/resource-types"
+CHILD = "Consent.provision.provision[0]"
+
+# (provision, Consent elements besides it, diagnostics, expression): the OperationOutcome an
+# app that POSTs or PUTs the Consent gets back, so the inwoner can be told what to change.
+REFUSALS: dict[str, tuple[Any, dict[str, Any], str, str]] = {
+    "scope": (
+        permit(),
+        {"scope": {"coding": [{"code": "research"}]}},
+        "Only Consents with scope patient-privacy are supported",
+        "Consent.scope",
+    ),
+    "patient": (
+        permit(),
+        {"patient": {"reference": "Patient/someone-else"}},
+        "Consent.patient must be the inwoner the Consent belongs to",
+        "Consent.patient",
+    ),
+    "no provision": (
+        None,
+        {},
+        "A Consent needs a provision that says who may see what",
+        "Consent.provision",
+    ),
+    "unknown element": (
+        permit(code=[{"text": "x"}]),
+        {},
+        "Consent.provision.code is not supported by this vault",
+        "Consent.provision.code",
+    ),
+    "modifierExtension": (
+        permit(modifierExtension=[{"url": "https://example.org/x", "valueBoolean": True}]),
+        {},
+        "modifierExtension on a provision is not supported",
+        "Consent.provision.modifierExtension",
+    ),
+    "nested without type": (
+        nested(permit(), {"class": classes("Goal")}),
+        {},
+        f"{CHILD}.type must be permit or deny",
+        f"{CHILD}.type",
+    ),
+    "nested twice": (
+        nested(permit(), {"type": "deny", "provision": [{"type": "permit"}]}),
+        {},
+        "Provisions nested more than one level deep are not supported",
+        f"{CHILD}.provision",
+    ),
+    "nested not an object": (
+        nested(permit(), "deny"),
+        {},
+        "A provision must be an object",
+        CHILD,
+    ),
+    "actor not a grantee": (
+        permit("CareTeam/team-1"),
+        {},
+        "An actor must be an Organization, Practitioner or RelatedPerson "
+        "(name the members of a team one by one)",
+        "Consent.provision.actor[0].reference",
+    ),
+    "actor outside the parent": (
+        nested(permit("Organization/a"), {"type": "deny", "actor": [actor("Organization/b")]}),
+        {},
+        f"{CHILD}.actor names nothing its parent provision covers",
+        f"{CHILD}.actor",
+    ),
+    "action without code": (
+        {**permit(), "action": [{"coding": [{"system": "x"}]}]},
+        {},
+        "Consent.provision.action needs a code",
+        "Consent.provision.action",
+    ),
+    "unknown action": (
+        {**permit(), "action": action("disclose")},
+        {},
+        "Action 'disclose' is not supported; use access or correct",
+        "Consent.provision.action",
+    ),
+    "action outside the parent": (
+        nested(permit(), {"type": "permit", "action": action("correct")}),
+        {},
+        f"{CHILD}.action names nothing its parent provision covers",
+        f"{CHILD}.action",
+    ),
+    "class from another system": (
+        permit(**{"class": [{"system": "http://loinc.org", "code": "Goal"}]}),
+        {},
+        f"Consent.provision.class: system must be {SYSTEM}",
+        "Consent.provision.class",
+    ),
+    "class never shared": (
+        permit(**{"class": classes("AuditEvent")}),
+        {},
+        "'AuditEvent' cannot be shared through a Consent",
+        "Consent.provision.class",
+    ),
+    "class outside the parent": (
+        nested(
+            permit(**{"class": classes("Goal")}), {"type": "deny", "class": classes("CarePlan")}
+        ),
+        {},
+        f"{CHILD}.class names nothing its parent provision covers",
+        f"{CHILD}.class",
+    ),
+    "data meaning": (
+        permit(data=[{"meaning": "dependents", "reference": {"reference": "Goal/g"}}]),
+        {},
+        "data.meaning must be instance or related",
+        "Consent.provision.data[0].meaning",
+    ),
+    "data reference": (
+        permit(data=[data("AuditEvent/a-1")]),
+        {},
+        "data.reference must point at a resource of the inwoner's plan",
+        "Consent.provision.data[0].reference",
+    ),
+    "data twice": (
+        nested(permit(data=[data("CarePlan/c-1")]), {"type": "deny", "data": [data("Goal/g")]}),
+        {},
+        "data on both a provision and its parent is not supported",
+        f"{CHILD}.data",
+    ),
+    "two labels": (
+        permit(securityLabel=[*label("R"), *label("N")]),
+        {},
+        "A provision may name exactly one security label",
+        "Consent.provision.securityLabel",
+    ),
+    "label twice": (
+        nested(permit(securityLabel=label("N")), {"type": "deny", "securityLabel": label("R")}),
+        {},
+        "securityLabel on both a provision and its parent is not supported",
+        f"{CHILD}.securityLabel",
+    ),
+    "purpose without code": (
+        permit(purpose=[{"system": ACT_REASON, "code": ""}]),
+        {},
+        "Consent.provision.purpose needs a code",
+        "Consent.provision.purpose",
+    ),
+    "purpose outside the parent": (
+        nested(
+            permit(purpose=[{"code": "TREAT"}]), {"type": "deny", "purpose": [{"code": "ETREAT"}]}
+        ),
+        {},
+        f"{CHILD}.purpose names nothing its parent provision covers",
+        f"{CHILD}.purpose",
+    ),
+    "invalid date": (
+        permit(period={"start": "2026-02-30"}),
+        {},
+        "period has a date that is not valid",
+        "Consent.provision.period",
+    ),
+    "ends before it starts": (
+        permit(period={"start": "2026-06-01", "end": "2026-01-01"}),
+        {},
+        "period ends before it starts",
+        "Consent.provision.period",
+    ),
+    "permit without actor": (
+        {"type": "permit", "action": action("access")},
+        {},
+        "A permit must say who it is for (provision.actor)",
+        "Consent.provision.actor",
+    ),
+    "permit without action": (
+        {"type": "permit", "actor": [actor("Organization/mee")]},
+        {},
+        "A permit must say what they may do (provision.action: access or correct)",
+        "Consent.provision.action",
+    ),
+}
+
+
+@pytest.mark.parametrize(("case"), REFUSALS)
+def test_each_refusal_says_what_is_wrong_and_where(case: str) -> None:
+    provision, extra, diagnostics, expression = REFUSALS[case]
+    body = {**with_provision(provision), **extra}
+    if provision is None:
+        del body["provision"]
+    with pytest.raises(Unprocessable) as caught:
+        compile_consent(body, patient_id=PATIENT)
+    assert (caught.value.diagnostics, caught.value.expression) == (diagnostics, [expression])
+    assert caught.value.code == "not-supported"
+
+
+# -- edges of each rule --------------------------------------------------------------------
+
+
+def test_a_permit_after_a_deny_inside_a_root_deny_still_compiles() -> None:
+    root = {
+        "type": "deny",
+        "actor": [actor("Organization/a")],
+        "provision": [
+            {"type": "deny", "class": classes("CarePlan")},
+            {"type": "permit", "action": action("access"), "class": classes("Goal")},
+        ],
+    }
+    assert compiled(root) == [
+        Grant(effect="permit", grantee="Organization/a", action="access", resource_type="Goal")
+    ]
+
+
+def test_a_period_with_only_a_start_has_no_end() -> None:
+    (row,) = compiled(permit(period={"start": "2026-03-01"}))
+    assert (row.valid_from, row.valid_until) == (parse_date_range("2026-03-01")[0], None)
+
+
+def test_a_nested_period_without_bounds_keeps_its_parents() -> None:
+    root = nested(
+        permit(period={"start": "2026-01-01", "end": "2026-12-31"}),
+        {"type": "deny", "class": classes("Goal"), "period": {}},
+    )
+    deny = next(g for g in compiled(root) if g.effect == "deny")
+    assert (deny.valid_from, deny.valid_until) == (
+        parse_date_range("2026-01-01")[0],
+        parse_date_range("2027-01-01")[0],
+    )
+
+
+def test_a_period_of_one_day_is_that_day() -> None:
+    (row,) = compiled(permit(period={"start": "2026-03-01", "end": "2026-03-01"}))
+    assert (row.valid_from, row.valid_until) == parse_date_range("2026-03-01")
+
+
+def test_a_period_that_ends_the_second_before_it_starts_is_refused() -> None:
+    # [00:00:01, end of second 00:00:00) is empty: no instant at which the grant holds.
+    error = refusal(permit(period={"start": "2026-03-01T00:00:01Z", "end": "2026-03-01T00:00:00Z"}))
+    assert error.diagnostics == "period ends before it starts"
+
+
+def test_a_nested_provision_narrows_actions_and_purposes_to_its_own() -> None:
+    root = nested(
+        permit(action=action("access", "correct"), purpose=[{"code": "TREAT"}, {"code": "ETREAT"}]),
+        {"type": "deny", "action": action("correct"), "purpose": [{"code": "ETREAT"}]},
+    )
+    denies = [(g.action, g.purpose) for g in compiled(root) if g.effect == "deny"]
+    assert denies == [("correct", "ETREAT")]
