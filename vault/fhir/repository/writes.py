@@ -11,10 +11,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, insert, select, text, true, tuple_, update
 
 from vault.consent.access import Interaction
 from vault.consent.decision import visible
+from vault.consent.representation import record_birth_date
 from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.fhir.repository.base import INTERACTIONS, ROW, R, not_found, resource_type_or_404
 from vault.fhir.repository.history import History
@@ -31,6 +33,7 @@ from vault.kernel.errors import (
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import now_micros
 from vault.store.models import SHARED_OWNER, ResourceRow, SearchToken, VersionRow
+from vault.store.reads import open_version
 from vault.store.registry import ResourceType
 from vault.store.writes import (
     DATA_KEY,
@@ -427,6 +430,30 @@ class Writes(History):
             conn, prepared, pk=row.pk, resource_id=prepared.data["id"], version=version, now=now
         )
 
+    def _signer(self) -> str | None:
+        """Who signs a Consent this caller writes: the operator's tools sign nothing of their
+        own (their ``performer`` is taken as given), a representative signs as their
+        RelatedPerson, the inwoner (her page, her app) as her Patient."""
+        if self._ctx.kind == "full":
+            return None
+        if self._ctx.representative is not None:
+            return self._ctx.representative
+        return f"Patient/{self._ctx.patient_id}"
+
+    def _previous(self, conn: Connection, pk: int, version: int) -> dict[str, Any] | None:
+        """The version before ``version``, for the signatures it carries (none: deleted)."""
+        if version == 1:
+            return None
+        deleted = conn.execute(
+            select(VersionRow.deleted).where(
+                VersionRow.resource_pk == pk, VersionRow.version_id == version - 1
+            )
+        ).scalar()
+        if deleted is None or deleted:
+            return None
+        body: dict[str, Any] = orjson.loads(open_version(self._rt, conn, pk, version - 1))
+        return body
+
     @staticmethod
     def _next_instant(previous: int) -> int:
         # lastUpdated must grow with every version, even when the clock does not.
@@ -455,9 +482,20 @@ class Writes(History):
             ),
         )
         write_index(self._rt, conn, prepared, pk)
+        if spec.name == "Patient":
+            record_birth_date(
+                conn, patient_id=resource_id, patient=data, may_change=self._ctx.kind == "full"
+            )
         if spec.name == "Consent":
             assert prepared.patient_id is not None
-            grants = check_consent(conn, data, patient_id=prepared.patient_id)
+            grants = check_consent(
+                conn,
+                data,
+                patient_id=prepared.patient_id,
+                now=now,
+                writer=self._signer(),
+                previous=self._previous(conn, pk, version),
+            )
             replace_grants(
                 conn,
                 consent_pk=pk,
