@@ -473,6 +473,11 @@ ENGLISH: dict[str, str] = {
         "{name} is 16 or older and now alone decides who may see the plan. You see only "
         "what {name} shares with you."
     ),
+    "Je kind is 16 of ouder en beslist nu alleen wie het plan mag zien. Je ziet alleen wat je "
+    "kind met je deelt.": (
+        "Your child is 16 or older and now alone decides who may see the plan. You see only "
+        "what your child shares with you."
+    ),
     "Je voorstel is opgeslagen. Het geldt pas als de ander ook ja zegt.": (
         "Your proposal has been saved. It only counts once the other says yes too."
     ),

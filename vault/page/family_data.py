@@ -71,7 +71,8 @@ class AgeNotice:
 
 def age_notice(repo: Repository, conn: Connection, visitor: Visitor, now: int) -> AgeNotice | None:
     """For the child, for a parent with gezag, and for a parent whose role lapsed at 16;
-    None for anyone else and for a vault without a birth date or of an adult."""
+    None for anyone else and for a vault without a birth date or of an adult. ``repo`` is
+    the visitor's own, without access-log entries (the name is the page's heading)."""
     birth = birth_date_of(conn, visitor.patient_id)
     if birth is None:
         return None
@@ -80,7 +81,13 @@ def age_notice(repo: Repository, conn: Connection, visitor: Visitor, now: int) -
     parent = visitor.legal_basis == "ouder" or visitor.lapsed_basis == "ouder"
     if when == "adult" or not (is_child or parent):
         return None
-    name = "" if is_child else name_of(repo, conn, f"Patient/{visitor.patient_id}")
+    # The first name, as a family speaks of its child ("Vanaf de 16e verjaardag van Daan"),
+    # read with the visitor's own access: a parent whose role lapsed at 16 sees the child's
+    # name only if she shares it, and reads "je kind" otherwise.
+    name = ""
+    if not is_child:
+        ref = f"Patient/{visitor.patient_id}"
+        name = name_of(repo, conn, ref).split()[0] if repo_sees(repo, conn, ref) else ""
     return AgeNotice(
         when,
         is_child,
@@ -88,6 +95,15 @@ def age_notice(repo: Repository, conn: Connection, visitor: Visitor, now: int) -
         _local_day(birthday(birth, 12)),
         _local_day(birthday(birth, 16)),
     )
+
+
+def repo_sees(repo: Repository, conn: Connection, reference: str) -> bool:
+    kind, _, ident = reference.partition("/")
+    try:
+        repo.read(conn, kind, ident)
+    except FhirError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from vault.audit.log import AuditRecord
+from vault.fhir.repository import Repository
 from vault.kernel.errors import FhirError
 from vault.kernel.runtime import now_micros
 from vault.oauth.apps import apps_with_access, stop_apps
@@ -58,6 +59,9 @@ def home(request: Request) -> Response:
     if visitor is None:
         return see_other("/inloggen")
     repo = repo_for(request, visitor)
+    # The child's name in the age notice is the page's heading, not a look at her data:
+    # read without an access-log entry, as the header's name is (web.render).
+    quiet = Repository(runtime_of(request), visitor.context(), logged=False)
     if not visitor.may_manage:
         assert visitor.related_person is not None
         shown = read_in(
@@ -71,7 +75,7 @@ def home(request: Request) -> Response:
             ),
         )
         notice = read_in(
-            request, lambda conn: family_data.age_notice(repo, conn, visitor, now_micros())
+            request, lambda conn: family_data.age_notice(quiet, conn, visitor, now_micros())
         )
         return render(
             request,
@@ -85,7 +89,7 @@ def home(request: Request) -> Response:
     def load(conn: Connection) -> dict[str, Any]:
         around = sharing_data.parties(repo, conn, visitor.patient_id)
         now = now_micros()
-        notice = family_data.age_notice(repo, conn, visitor, now)
+        notice = family_data.age_notice(quiet, conn, visitor, now)
         waiting = (
             family_data.proposals(
                 repo,

@@ -191,6 +191,14 @@ def test_a_parents_grant_ends_at_the_12th_birthday_on_the_partners_next_request(
     mama = page_login(page_app, *family.mama_login)
     home = mama.http.get("/")
     assert "is nog geen 12" in home.text, home.text
+    # The child herself, 11: her parents decide, and the page says so instead of sharing.
+    child = page_login(page_app, *inwoner_account(harness.runtime, family.child))
+    kind, ident = _org(family.partner).split("/")
+    refused = child.http.post(
+        f"/delen/{kind}/{ident}/opslaan",
+        data={"csrf_token": child.csrf, "part": ["doelen"], "until": ""},
+    )
+    assert refused.status_code == 403 and "Je ouders beslissen" in refused.text
     assert f"{birthday.day} " in home.text  # the day it changes, on Amsterdam's calendar
     assert _share_on_page(mama, _org(family.partner)) == "/?opgeslagen=1"
     (grant,) = [c for c in _consents(harness.runtime, family.child) if c["status"] == "active"]
@@ -210,7 +218,6 @@ def test_a_parents_grant_ends_at_the_12th_birthday_on_the_partners_next_request(
     assert _total(harness, family.partner, family.child) == 0
 
     # Now 12: the child says what she wants; it counts once a parent says "ja" as well.
-    child = page_login(page_app, *inwoner_account(harness.runtime, family.child))
     assert _share_on_page(child, _org(family.partner)) == "/?voorgesteld=1"
     assert not _sees_goal(harness, family.partner, goal_id)
     (proposal,) = [c for c in _consents(harness.runtime, family.child) if c["status"] == "proposed"]
@@ -371,7 +378,8 @@ def test_on_the_16th_birthday_the_parent_sees_only_what_the_child_granted(
     assert mama.http.get("/plan").status_code in (303, 403)
     home = mama.http.get("/")
     assert home.status_code == 200, home.text
-    assert "is 16 of ouder en beslist nu alleen" in home.text
+    # She shares a goal, not her name: the notice speaks of "je kind".
+    assert "Je kind is 16 of ouder en beslist nu alleen" in home.text
     assert texts[0] in home.text and texts[1] not in home.text
     kind, ident = _org(family.partner).split("/")
     refused = mama.http.post(
@@ -415,7 +423,7 @@ def test_a_17_year_old_revokes_what_her_parent_may_see(harness: Harness, page_ap
     assert made.status_code == 201, made.text
     mama = page_login(page_app, *family.mama_login)
     home = mama.http.get("/")
-    assert text in home.text and "is 16 of ouder" in home.text, home.text
+    assert text in home.text and "Je kind is 16 of ouder" in home.text, home.text
     assert mama.http.get("/plan").status_code in (303, 403)
 
     stored = made.json()
