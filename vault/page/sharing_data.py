@@ -240,9 +240,13 @@ def revoke_updates(consents: Iterable[dict[str, Any]], grantee: str) -> list[Upd
     for old in consents:
         if not _names(old, grantee):
             continue
-        # Signed by more than one (a child and a parent): taking an actor out would change
-        # what both agreed to, so the whole Consent stops instead.
-        narrowed = _without(old, grantee) if len(old.get("performer") or []) <= 1 else None
+        # Signed by a parent, or by a child and a parent (family_data.py): taking an actor
+        # out would change what they agreed to, so the whole Consent stops instead.
+        by_parent = any(
+            str((p or {}).get("reference", "")).startswith("RelatedPerson/")
+            for p in old.get("performer") or []
+        )
+        narrowed = None if by_parent else _without(old, grantee)
         body = narrowed if narrowed is not None else {**old, "status": "inactive"}
         updates.append((str(old["id"]), without_meta(body), version_of(old)))
     return updates

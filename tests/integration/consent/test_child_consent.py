@@ -232,6 +232,36 @@ def test_a_parents_grant_ends_at_the_12th_birthday_on_the_partners_next_request(
         visitor.http.close()
 
 
+def test_under_12_either_parent_shares_and_the_other_may_stop_it(
+    harness: Harness, page_app: Any
+) -> None:
+    born = _years_before(date.today(), 8)
+    family = _family(harness, born)
+    goal_id = family.goals[0].resource_id
+    papa = harness.create(related_person(patient_id=family.child), patient_id=family.child)
+    papa_login = network_account(
+        harness.runtime,
+        patient_id=family.child,
+        related_person=papa.resource_id,
+        legal_basis="ouder",
+    )
+    mama = page_login(page_app, *family.mama_login)
+    _share_on_page(mama, _org(family.partner))
+    assert _sees_goal(harness, family.partner, goal_id)
+    # The other parent stops what the first one shared, on the partner's next request.
+    other = page_login(page_app, *papa_login)
+    kind, ident = _org(family.partner).split("/")
+    done = other.http.post(
+        f"/delen/{kind}/{ident}/opslaan", data={"csrf_token": other.csrf, "until": ""}
+    )
+    assert done.status_code == 303, done.text
+    assert not _sees_goal(harness, family.partner, goal_id)
+    (stopped,) = _consents(harness.runtime, family.child)
+    assert stopped["status"] == "inactive" and _signers(stopped) == [family.mama.ref]
+    for visitor in (mama, other):
+        visitor.http.close()
+
+
 # -- 12 to 15 ----------------------------------------------------------------------------------
 
 
