@@ -6,6 +6,9 @@ looks a phrase up and fills in its ``{fields}``; a phrase without an English ent
 Dutch, and ``tests/unit/consent/test_page_catalogue.py`` checks that none is missing.
 Sentences built from grants and from the access log are made in both languages in
 ``words.py``.
+
+Over 500 lines: one table of every phrase of the page and its English words; split into
+parts it would only be harder to check that none is missing.
 """
 
 from __future__ import annotations
@@ -499,6 +502,39 @@ ENGLISH: dict[str, str] = {
     ),
     "Je ouders beslissen": "Your parents decide",
     "Dit voorstel kennen we niet.": "We do not know this proposal.",
+    # eenvoudig (issue 17)
+    "Makkelijk lezen": "Easy reading",
+    "Mijn plan, makkelijk lezen": "My plan, easy reading",
+    "Naar het hele plan": "To the whole plan",
+    "Lees voor": "Read aloud",
+    "Pauze": "Pause",
+    "Lees verder": "Go on reading",
+    "Stop met voorlezen": "Stop reading aloud",
+    "Hier staat je plan in korte zinnen.": "Here is your plan in short sentences.",
+    "Je plan is bij stap {step} van {steps}.": "Your plan is at step {step} of {steps}.",
+    "Dit wil ik": "This is what I want",
+    "Het belangrijkste staat bovenaan.": "The most important is at the top.",
+    "Je hebt nog geen doelen.": "You have no goals yet.",
+    "Dit doe ik": "This is what I do",
+    "Hier staat nog niets.": "Nothing here yet.",
+    "Dit doen anderen": "This is what others do",
+    "{name} doet dit:": "{name} does this:",
+    "Zo gaat het": "How it is going",
+    "Je geeft een cijfer van 1 tot 10.": "You give a score from 1 to 10.",
+    "Een 10 is heel goed.": "A 10 is very good.",
+    "Je cijfer is een {now}.": "Your score is {now}.",
+    "Je cijfer bleef een {now}.": "Your score stayed {now}.",
+    "Je cijfer ging van {before} naar {now}.": "Your score went from {before} to {now}.",
+    "Je hebt nog geen cijfers.": "You have no scores yet.",
+    "Iets veranderen?": "Change something?",
+    "Dat doe je in het hele plan.": "You do that in the whole plan.",
+    "Verander je plan": "Change your plan",
+    "Geld": "Money",
+    "Je huis": "Your home",
+    "Mensen om je heen": "People around you",
+    "Werk en school": "Work and school",
+    "Je gezondheid": "Your health",
+    "Je kinderen": "Your children",
 }
 
 

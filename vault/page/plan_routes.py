@@ -16,8 +16,9 @@ from vault.fhir.resources import ID_PATTERN
 from vault.kernel.errors import FhirError
 from vault.oauth.sessions import (
     Visitor,
+    cookie_is_secure,
 )
-from vault.page import data, plan_data
+from vault.page import data, easy, plan_data
 from vault.page.web import (
     FormDep,
     ManagerDep,
@@ -41,12 +42,54 @@ router = APIRouter(tags=["consent page"], include_in_schema=False)
 
 
 @router.get("/plan")
-def plan(request: Request, visitor: ManagerDep) -> Response:
-    """Wat wil ik, wat kan ik, wat heb ik nodig, and how it is going."""
+def plan(request: Request, visitor: ManagerDep, weergave: str = "") -> Response:
+    """Wat wil ik, wat kan ik, wat heb ik nodig, and how it is going.
+
+    ``?weergave=eenvoudig`` shows the same plan in easier words (and ``gewoon`` the normal
+    view); the choice is remembered in a cookie, so the menu's "Mijn plan" keeps it.
+    """
     repo = repo_for(request, visitor)
     current = read_in(
         request, lambda conn: plan_data.read_plan(repo, conn, patient_id=visitor.patient_id)
     )
+    view = easy.view_of(weergave, request.cookies.get(easy.VIEW_COOKIE))
+    if view == "eenvoudig":
+        response = _easy_page(request, visitor, current)
+    else:
+        response = _normal_page(request, visitor, repo, current)
+    if weergave == view:
+        response.set_cookie(
+            easy.VIEW_COOKIE,
+            view,
+            max_age=365 * 24 * 3600,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=cookie_is_secure(request, runtime_of(request).settings),
+        )
+    return response
+
+
+def _easy_page(request: Request, visitor: Visitor, current: plan_data.Plan) -> Response:
+    """The eenvoudig view: one short sentence per item, a pictogram per life domain, and a
+    "Lees voor" button; the one page that may run a script (a file of this site)."""
+    shown = easy.easy_plan(
+        current,
+        patient_id=visitor.patient_id,
+        phase=outcome_page.plan_phase(current.care_plan),
+    )
+    return render(
+        request,
+        "plan_easy.html",
+        {"easy": shown, "easy_domains": easy.EASY_DOMAINS},
+        visitor=visitor,
+        scripts=True,
+    )
+
+
+def _normal_page(
+    request: Request, visitor: Visitor, repo: Repository, current: plan_data.Plan
+) -> Response:
     return render(
         request,
         "plan.html",

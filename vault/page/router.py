@@ -8,9 +8,10 @@ a route needs, forms, transactions) is ``web.py``. This module joins them into o
 and mounts the page. Sessions and CSRF live in ``oauth/sessions.py``; what each part reads
 and writes beside it in ``sharing_data.py``, ``plan_data.py``, ``network_data.py`` and
 ``mydata.py``, with what they share in ``data.py`` (always through the Repository, with the
-caller's own AccessContext); the sentences in ``words.py``. Every page is server-rendered
-HTML that works without JavaScript and carries a strict Content-Security-Policy; every POST
-needs the session's CSRF token.
+caller's own AccessContext); the sentences in ``words.py``; the eenvoudig view of Mijn plan
+in ``easy.py``. Every page is server-rendered HTML that works without JavaScript and carries
+a strict Content-Security-Policy (only the eenvoudig view may load its one script, a file of
+this site); every POST needs the session's CSRF token.
 """
 
 from __future__ import annotations

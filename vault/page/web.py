@@ -52,6 +52,9 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+# Only a page with a "Lees voor" button may run a script, and only a file of this site
+# (vault/page/static): no inline script, no outside source (issue 17 item 4).
+CSP_WITH_SCRIPT = CSP + "; script-src 'self'"
 GRANTEE_KINDS = ("Organization", "Practitioner", "RelatedPerson")
 LEGAL_BASES = data.LEGAL_BASIS_WORDS
 
@@ -70,8 +73,8 @@ class Refused(Exception):
         self.message = message
 
 
-def secure_headers(response: Response) -> Response:
-    response.headers["content-security-policy"] = CSP
+def secure_headers(response: Response, *, scripts: bool = False) -> Response:
+    response.headers["content-security-policy"] = CSP_WITH_SCRIPT if scripts else CSP
     response.headers["x-content-type-options"] = "nosniff"
     response.headers["referrer-policy"] = "no-referrer"
     response.headers["x-frame-options"] = "DENY"
@@ -86,6 +89,7 @@ def render(
     *,
     visitor: Visitor | None = None,
     status: int = 200,
+    scripts: bool = False,
 ) -> Response:
     lang = language_of(request.cookies.get(LANGUAGE_COOKIE))
     acting_for = ""
@@ -106,7 +110,8 @@ def render(
         "_": translator(lang),
         **context,
     }
-    return secure_headers(templates.TemplateResponse(request, name, page, status_code=status))
+    response = templates.TemplateResponse(request, name, page, status_code=status)
+    return secure_headers(response, scripts=scripts)
 
 
 def see_other(url: str) -> Response:

@@ -33,6 +33,23 @@ R = ResourceRow.__table__.c
 V = VersionRow.__table__.c
 K = DataKey.__table__.c
 ROW = RowColumns(R.pk, R.resource_type, R.resource_id, R.patient_id)
+# The current version of a row, with its sealed body and its owner's data key.
+_SELECT_CURRENT: Select[Any] = (
+    select(
+        R.pk,
+        R.resource_type,
+        R.resource_id,
+        R.version_id,
+        R.last_updated,
+        R.patient_id,
+        V.body,
+        K.wrapped,
+        K.master_key_id,
+    )
+    .select_from(ResourceRow.__table__)
+    .join(VersionRow.__table__, and_(V.resource_pk == R.pk, V.version_id == R.version_id))
+    .outerjoin(DataKey.__table__, K.owner == func.coalesce(R.patient_id, literal(SHARED_OWNER)))
+)
 
 
 class RepositoryBase:
@@ -250,24 +267,9 @@ class RepositoryBase:
         )
 
     def _select_current(self) -> Select[Any]:
-        return (
-            select(
-                R.pk,
-                R.resource_type,
-                R.resource_id,
-                R.version_id,
-                R.last_updated,
-                R.patient_id,
-                V.body,
-                K.wrapped,
-                K.master_key_id,
-            )
-            .select_from(ResourceRow.__table__)
-            .join(VersionRow.__table__, and_(V.resource_pk == R.pk, V.version_id == R.version_id))
-            .outerjoin(
-                DataKey.__table__, K.owner == func.coalesce(R.patient_id, literal(SHARED_OWNER))
-            )
-        )
+        # Built once: a Select is immutable (every ``.where`` makes a new one), and building
+        # this join again cost a search about a sixth of its CPU.
+        return _SELECT_CURRENT
 
     def _stored_from_row(self, row: Any) -> Stored:
         body = self._open(

@@ -17,6 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Long on purpose: the schema of its time, one create_table per table, never edited again.
     op.create_table(
         "data_key",
         sa.Column("owner", sa.String(length=64), nullable=False),
