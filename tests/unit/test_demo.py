@@ -203,7 +203,7 @@ def test_the_childrens_consents_are_signed_as_their_ages_ask() -> None:
         for c in demo_resources(at)
         if c["resourceType"] == "Consent"
     }
-    assert signed["demo-toestemming-mila-mee"] == ["RelatedPerson/demo-netwerk-mila-sanne"]
+    assert signed["demo-toestemming-mila-sociaal-team"] == ["RelatedPerson/demo-netwerk-mila-sanne"]
     assert signed["demo-toestemming-daan-mee"] == [
         "Patient/demo-inwoner-daan",
         "RelatedPerson/demo-netwerk-daan-sanne",
@@ -213,7 +213,7 @@ def test_the_childrens_consents_are_signed_as_their_ages_ask() -> None:
     assert signed["demo-toestemming-sanne-sociaal-team"] == ["Patient/demo-inwoner-sanne"]
     twelve = int(datetime(2030, 4, 14, 22, tzinfo=UTC).timestamp()) * 1_000_000
     later = {c["id"]: c for c in demo_resources(twelve) if c["resourceType"] == "Consent"}
-    assert [p["reference"] for p in later["demo-toestemming-mila-mee"]["performer"]] == [
+    assert [p["reference"] for p in later["demo-toestemming-mila-sociaal-team"]["performer"]] == [
         "Patient/demo-inwoner-mila",
         "RelatedPerson/demo-netwerk-mila-sanne",
     ]

@@ -449,7 +449,7 @@ MILA = Inwoner(
             "scheduled",
         ),
     ),
-    grants=((MEE, ("CarePlan", "Goal")),),
+    grants=((SOCIAAL_TEAM, ("CarePlan", "Goal")),),
     note="Papa en mama beslissen nu voor mij. Ik mag wel zeggen wat ik wil.",
     parents=("sanne", "erik"),
 )

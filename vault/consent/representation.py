@@ -162,31 +162,19 @@ def _same_agreement(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     }
 
 
-def child_consent_window(
-    conn: Connection,
+def _check_signatures(
     consent: Mapping[str, Any],
     *,
-    patient_id: str,
-    now: int,
+    child: str,
+    parents: set[str],
+    when: Stage,
     writer: str | None,
     previous: Mapping[str, Any] | None,
-) -> int | None:
-    """Check a Consent of a child before it is written; return the instant its grants end.
-
-    ``writer`` is who writes it: ``Patient/<id>`` (the child, her app), ``RelatedPerson/<id>``
-    (a parent on the page), None for the operator's tools, whose signatures are taken as
-    given. Raises Unprocessable when the signatures do not fit the child's age now.
-    """
-    birth = birth_date_of(conn, patient_id)
-    when = stage(birth, now)
-    if birth is None or when == "adult":
-        return None
-    child = f"Patient/{patient_id}"
+) -> frozenset[str]:
+    """Who signed ``consent``, once it is clear they may have: raises Unprocessable."""
+    patient_id = child.split("/", 1)[1]
     signed = _signers(consent, patient_id)
-    roles = current_roles(conn, patient_id=patient_id)
-    parents = {ref for ref, basis in roles.items() if basis == PARENT}
-    strangers = sorted(signed - parents - {child})
-    if strangers:
+    if signed - parents - {child}:
         raise _refuse(
             "A child's Consent is signed only by the child and a parent with gezag",
             "Consent.performer",
@@ -210,6 +198,34 @@ def child_consent_window(
             "Under 12 a child's parents with gezag decide; the child signs from 12",
             "Consent.performer",
         )
+    return signed
+
+
+def child_consent_window(
+    conn: Connection,
+    consent: Mapping[str, Any],
+    *,
+    patient_id: str,
+    now: int,
+    writer: str | None,
+    previous: Mapping[str, Any] | None,
+) -> int | None:
+    """Check a Consent of a child before it is written; return the instant its grants end.
+
+    ``writer`` is who writes it: ``Patient/<id>`` (the child, her app), ``RelatedPerson/<id>``
+    (a parent on the page), None for the operator's tools, whose signatures are taken as
+    given. Raises Unprocessable when the signatures do not fit the child's age now.
+    """
+    birth = birth_date_of(conn, patient_id)
+    when = stage(birth, now)
+    if birth is None or when == "adult":
+        return None
+    child = f"Patient/{patient_id}"
+    roles = current_roles(conn, patient_id=patient_id)
+    parents = {ref for ref, basis in roles.items() if basis == PARENT}
+    signed = _check_signatures(
+        consent, child=child, parents=parents, when=when, writer=writer, previous=previous
+    )
     if consent.get("status") != "active":
         return None
     has_parent, has_child = bool(signed & parents), child in signed

@@ -27,7 +27,7 @@ from vault.consent.representation import AMSTERDAM, Stage, birth_date_of, birthd
 from vault.fhir.repository import Repository
 from vault.kernel.errors import FhirError
 from vault.oauth.sessions import Visitor
-from vault.page.data import name_of, version_of, without_meta
+from vault.page.data import compartment_search, name_of, version_of, without_meta
 from vault.page.sharing_data import revoke_updates
 from vault.page.words import Summary, summarize
 
@@ -36,6 +36,7 @@ __all__ = [
     "Proposal",
     "age_notice",
     "agree_updates",
+    "home_parts",
     "proposals",
     "refuse_update",
     "signer",
@@ -161,6 +162,26 @@ def proposals(
         )
     found.sort(key=lambda p: (p.mine, p.grantee_name.casefold()))
     return found
+
+
+def home_parts(
+    repo: Repository, quiet: Repository, conn: Connection, visitor: Visitor, now: int
+) -> dict[str, Any]:
+    """What "Wie mag wat zien" shows of the age rules: the notice, and from 12 to 15 the
+    proposals (``quiet``: the visitor's own access without access-log entries)."""
+    notice = age_notice(quiet, conn, visitor, now)
+    waiting = (
+        proposals(
+            repo,
+            conn,
+            compartment_search(repo, conn, "Consent", visitor.patient_id),
+            visitor,
+            now,
+        )
+        if notice is not None and notice.stage == "together"
+        else []
+    )
+    return {"age": notice, "proposals": waiting}
 
 
 def agree_updates(

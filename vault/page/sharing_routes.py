@@ -88,22 +88,9 @@ def home(request: Request) -> Response:
 
     def load(conn: Connection) -> dict[str, Any]:
         around = sharing_data.parties(repo, conn, visitor.patient_id)
-        now = now_micros()
-        notice = family_data.age_notice(quiet, conn, visitor, now)
-        waiting = (
-            family_data.proposals(
-                repo,
-                conn,
-                data.compartment_search(repo, conn, "Consent", visitor.patient_id),
-                visitor,
-                now,
-            )
-            if notice is not None and notice.stage == "together"
-            else []
-        )
         return {
-            "age": notice,
-            "proposals": waiting,
+            # A child's vault: who decides, from when, and what waits for whose "ja".
+            **family_data.home_parts(repo, quiet, conn, visitor, now_micros()),
             "parties": around,
             "others": sharing_data.other_organizations(repo, conn, (p.reference for p in around)),
             "apps": apps_with_access(conn, patient_id=visitor.patient_id, now=now_micros()),

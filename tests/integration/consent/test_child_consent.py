@@ -100,7 +100,13 @@ class Family:
     partner: Party
 
 
-def _family(harness: Harness, born: date, *, goals: int = 1) -> Family:
+@pytest.fixture(scope="module")
+def partner(harness: Harness) -> Party:
+    """One partner for the module: each test's child grants it anew."""
+    return harness.partner("MEE", scopes=PARTNER_SCOPES)
+
+
+def _family(harness: Harness, partner: Party, born: date, *, goals: int = 1) -> Family:
     child = harness.create(patient(birthDate=born.isoformat()), patient_id=None).resource_id
     made = [
         harness.create(
@@ -112,7 +118,7 @@ def _family(harness: Harness, born: date, *, goals: int = 1) -> Family:
     login = network_account(
         harness.runtime, patient_id=child, related_person=mama.resource_id, legal_basis="ouder"
     )
-    partner = harness.partner("MEE", scopes=PARTNER_SCOPES)
+    partner.token = ""  # a token of the clock's time: the clock may have moved since the last
     return Family(child, made, mama, login, partner)
 
 
@@ -181,13 +187,13 @@ def _total(harness: Harness, party: Party, child: str) -> int:
     ],
 )
 def test_a_parents_grant_ends_at_the_12th_birthday_on_the_partners_next_request(
-    harness: Harness, page_app: Any, clock: Clock, twelfth: date | None
+    harness: Harness, page_app: Any, partner: Party, clock: Clock, twelfth: date | None
 ) -> None:
     birthday = twelfth or _tomorrow()
     born = date(2016, 2, 29) if twelfth else _years_before(birthday, 12)
     at = _midnight(birthday)
     clock.at(at - 120 * SECOND)
-    family = _family(harness, born)
+    family = _family(harness, partner, born)
     mama = page_login(page_app, *family.mama_login)
     home = mama.http.get("/")
     assert "is nog geen 12" in home.text, home.text
@@ -233,10 +239,10 @@ def test_a_parents_grant_ends_at_the_12th_birthday_on_the_partners_next_request(
 
 
 def test_under_12_either_parent_shares_and_the_other_may_stop_it(
-    harness: Harness, page_app: Any
+    harness: Harness, page_app: Any, partner: Party
 ) -> None:
     born = _years_before(date.today(), 8)
-    family = _family(harness, born)
+    family = _family(harness, partner, born)
     goal_id = family.goals[0].resource_id
     papa = harness.create(related_person(patient_id=family.child), patient_id=family.child)
     papa_login = network_account(
@@ -266,10 +272,10 @@ def test_under_12_either_parent_shares_and_the_other_may_stop_it(
 
 
 def test_from_12_a_grant_needs_the_child_and_a_parent_and_either_revokes(
-    harness: Harness, page_app: Any
+    harness: Harness, page_app: Any, partner: Party
 ) -> None:
     born = _years_before(date.today(), 13) - timedelta(days=100)
-    family = _family(harness, born)
+    family = _family(harness, partner, born)
     goal_id = family.goals[0].resource_id
     mama = page_login(page_app, *family.mama_login)
     child_login = inwoner_account(harness.runtime, family.child)
@@ -377,13 +383,13 @@ def _signed_by_both(harness: Harness, family: Family, grantee: str, goal: Record
     ],
 )
 def test_on_the_16th_birthday_the_parent_sees_only_what_the_child_granted(
-    harness: Harness, page_app: Any, clock: Clock, sixteenth: date | None
+    harness: Harness, page_app: Any, partner: Party, clock: Clock, sixteenth: date | None
 ) -> None:
     birthday = sixteenth or _tomorrow()
     born = date(2012, 2, 29) if sixteenth else _years_before(birthday, 16)
     at = _midnight(birthday)
     clock.at(at - 120 * SECOND)
-    family = _family(harness, born, goals=2)
+    family = _family(harness, partner, born, goals=2)
     shown, kept = family.goals
     _signed_by_both(harness, family, _org(family.partner), shown)
     _signed_by_both(harness, family, family.mama.ref, shown)
@@ -429,9 +435,11 @@ def test_on_the_16th_birthday_the_parent_sees_only_what_the_child_granted(
 # -- 17 ----------------------------------------------------------------------------------------
 
 
-def test_a_17_year_old_revokes_what_her_parent_may_see(harness: Harness, page_app: Any) -> None:
+def test_a_17_year_old_revokes_what_her_parent_may_see(
+    harness: Harness, page_app: Any, partner: Party
+) -> None:
     born = _years_before(date.today(), 17) - timedelta(days=30)
-    family = _family(harness, born)
+    family = _family(harness, partner, born)
     (only,) = family.goals
     text = only.current["description"]["text"]  # type: ignore[index]
     app = harness.app("kind", patient_id=family.child, scopes=APP_SCOPES)

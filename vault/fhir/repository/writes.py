@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, insert, select, text, true, tuple_, update
 
 from vault.consent.access import Interaction
@@ -33,7 +32,7 @@ from vault.kernel.errors import (
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import now_micros
 from vault.store.models import SHARED_OWNER, ResourceRow, SearchToken, VersionRow
-from vault.store.reads import open_version
+from vault.store.reads import previous_version
 from vault.store.registry import ResourceType
 from vault.store.writes import (
     DATA_KEY,
@@ -430,30 +429,6 @@ class Writes(History):
             conn, prepared, pk=row.pk, resource_id=prepared.data["id"], version=version, now=now
         )
 
-    def _signer(self) -> str | None:
-        """Who signs a Consent this caller writes: the operator's tools sign nothing of their
-        own (their ``performer`` is taken as given), a representative signs as their
-        RelatedPerson, the inwoner (her page, her app) as her Patient."""
-        if self._ctx.kind == "full":
-            return None
-        if self._ctx.representative is not None:
-            return self._ctx.representative
-        return f"Patient/{self._ctx.patient_id}"
-
-    def _previous(self, conn: Connection, pk: int, version: int) -> dict[str, Any] | None:
-        """The version before ``version``, for the signatures it carries (none: deleted)."""
-        if version == 1:
-            return None
-        deleted = conn.execute(
-            select(VersionRow.deleted).where(
-                VersionRow.resource_pk == pk, VersionRow.version_id == version - 1
-            )
-        ).scalar()
-        if deleted is None or deleted:
-            return None
-        body: dict[str, Any] = orjson.loads(open_version(self._rt, conn, pk, version - 1))
-        return body
-
     @staticmethod
     def _next_instant(previous: int) -> int:
         # lastUpdated must grow with every version, even when the clock does not.
@@ -493,8 +468,8 @@ class Writes(History):
                 data,
                 patient_id=prepared.patient_id,
                 now=now,
-                writer=self._signer(),
-                previous=self._previous(conn, pk, version),
+                writer=self._ctx.signer,
+                previous=previous_version(self._rt, conn, pk, version),
             )
             replace_grants(
                 conn,
