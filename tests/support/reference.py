@@ -30,6 +30,11 @@ The rules the vault keeps, written out once:
 - A deleted resource keeps its labels for the decision; what it referred to no longer
   counts, and it is answered 410 to whoever may see it, 404 to everyone else.
 - Versions and history are decided by the resource as it is now.
+- A child's Consent (issue 17, docs/family.md): one written while its inwoner was under 18
+  (``meta.lastUpdated`` against her ``Patient.birthDate``) and signed (``performer``) by a
+  RelatedPerson but not by the child holds only while she is under 12, on the calendar of
+  Amsterdam. Here the age is read by comparing ISO dates as text; born on 29 February, the
+  anniversary "YYYY-02-29" is past once the day is "YYYY-03-01" in a common year.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "Caller",
@@ -48,6 +54,7 @@ __all__ = [
 ]
 
 SHARED = frozenset({"Organization", "Practitioner"})
+HOME = ZoneInfo("Europe/Amsterdam")
 NEVER_GRANTED = frozenset({"AuditEvent", "Consent"})
 V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 
@@ -347,6 +354,29 @@ class World:
         }
         return bool(actors & caller.grantees)
 
+    def _age(self, birth: str, instant: int) -> int:
+        """Whole years on Amsterdam's calendar at ``instant``: ISO dates compared as text."""
+        today = datetime.fromtimestamp(instant / 1_000_000, HOME).date().isoformat()
+        years = int(today[:4]) - int(birth[:4])
+        return years if today[4:] >= birth[4:] else years - 1
+
+    def _in_force(self, consent: Record, now: int) -> bool:
+        """A child's Consent signed by a parent alone: only while she is under 12."""
+        body = consent.current or {}
+        owner = self.records.get(f"Patient/{consent.patient_id}")
+        birth = (owner.current or {}).get("birthDate") if owner is not None else None
+        if not isinstance(birth, str) or len(birth) != 10:
+            return True
+        written = _micros(
+            datetime.fromisoformat(body["meta"]["lastUpdated"].replace("Z", "+00:00"))
+        )
+        if self._age(birth, written) >= 18:
+            return True
+        signers = [p["reference"] for p in body.get("performer") or []]
+        by_parent = any(s.startswith("RelatedPerson/") for s in signers)
+        by_child = any(s.startswith("Patient/") for s in signers) or not signers
+        return not (by_parent and not by_child) or self._age(birth, now) < 12
+
     def decides(self, caller: Caller, record: Record, *, now: int, action: str = "access") -> bool:
         """The row decision, scopes aside: may ``caller`` see this resource (deleted or not)?"""
         if record.patient_id is None:
@@ -362,6 +392,8 @@ class World:
             if body is None or body.get("status") != "active":
                 continue
             if consent.patient_id != record.patient_id:
+                continue
+            if not self._in_force(consent, now):
                 continue
             rules = _rules(body)
             ref = consent.ref

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -178,9 +179,9 @@ def test_consents_permit_access_for_an_organization_until_an_end_date() -> None:
         provision = consent["provision"]
         assert provision["type"] == "permit"
         assert provision["period"]["end"]
-        assert [a["reference"]["reference"].split("/")[0] for a in provision["actor"]] == [
-            "Organization"
-        ]
+        grantees = [a["reference"]["reference"].split("/")[0] for a in provision["actor"]]
+        # One per organisation; Lotte (17) also lets her mother see her plan.
+        assert grantees == ["Organization"] or consent["id"] == "demo-toestemming-lotte-sanne"
         assert [a["coding"][0]["code"] for a in provision["action"]] == ["access"]
         assert all(c["code"] in RESOURCE_TYPES for c in provision["class"])
 
@@ -190,3 +191,29 @@ def test_demo_resources_are_built_fresh_on_every_call() -> None:
     assert first == second
     first[0]["name"] = "changed"
     assert demo_resources() == second
+
+
+def test_the_childrens_consents_are_signed_as_their_ages_ask() -> None:
+    """Issue 17 (docs/family.md): on 4 December 2026 Mila is 8, Daan 13 and Lotte 17. Under
+    12 a parent signs, 12 to 15 the child and a parent, from 16 the child alone; on Mila's
+    12th birthday the demo signs her Consents with her too."""
+    at = int(datetime(2026, 12, 4, 12, tzinfo=UTC).timestamp()) * 1_000_000
+    signed = {
+        c["id"]: [p["reference"] for p in c["performer"]]
+        for c in demo_resources(at)
+        if c["resourceType"] == "Consent"
+    }
+    assert signed["demo-toestemming-mila-sociaal-team"] == ["RelatedPerson/demo-netwerk-mila-sanne"]
+    assert signed["demo-toestemming-daan-mee"] == [
+        "Patient/demo-inwoner-daan",
+        "RelatedPerson/demo-netwerk-daan-sanne",
+    ]
+    assert signed["demo-toestemming-lotte-ggz"] == ["Patient/demo-inwoner-lotte"]
+    assert signed["demo-toestemming-lotte-sanne"] == ["Patient/demo-inwoner-lotte"]
+    assert signed["demo-toestemming-sanne-sociaal-team"] == ["Patient/demo-inwoner-sanne"]
+    twelve = int(datetime(2030, 4, 14, 22, tzinfo=UTC).timestamp()) * 1_000_000
+    later = {c["id"]: c for c in demo_resources(twelve) if c["resourceType"] == "Consent"}
+    assert [p["reference"] for p in later["demo-toestemming-mila-sociaal-team"]["performer"]] == [
+        "Patient/demo-inwoner-mila",
+        "RelatedPerson/demo-netwerk-mila-sanne",
+    ]

@@ -13,8 +13,15 @@ from typing import Annotated
 import typer
 from sqlalchemy import select, update
 
-from vault.app.clients import account_app, client_app, new_password, rotate_signing, set_account
-from vault.app.demo import DEMO_PATIENT_IDS, load_demo
+from vault.app.clients import (
+    account_app,
+    client_app,
+    link_account,
+    new_password,
+    rotate_signing,
+    set_account,
+)
+from vault.app.demo import DEMO_PATIENT_IDS, demo_parent_logins, load_demo
 from vault.app.reports import load_demo_cohort, write_report
 from vault.audit.log import verify_chains
 from vault.audit.runtime import open_runtime
@@ -164,12 +171,29 @@ def demo(
                 password=password,
             )
             logins.append((username, password))
+        # Each parent acts for each child with an account of their own for that child.
+        for username, patient_id, related_person_id in demo_parent_logins():
+            password = new_password()
+            set_account(
+                runtime,
+                username=username,
+                patient_id=None,
+                display_name=username.split("-", 1)[0].capitalize(),
+                password=password,
+            )
+            link_account(
+                runtime,
+                username=username,
+                patient_id=patient_id,
+                related_person_id=related_person_id,
+            )
+            logins.append((username, password))
     finally:
         runtime.close()
     typer.echo(f"demo loaded: {changed} resources created or changed")
     typer.echo("demo accounts (user name / password), new passwords on every run:")
     for username, password in logins:
-        typer.echo(f"  {username:8} {password}")
+        typer.echo(f"  {username:11} {password}")
 
 
 @app.command()

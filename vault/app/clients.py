@@ -15,10 +15,11 @@ from typing import Annotated, Any
 import typer
 from joserfc import jwk
 from joserfc.errors import JoseError
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
+from vault.consent.models import NetworkLink
 from vault.fhir.directory import find_or_create_organization
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
@@ -263,6 +264,27 @@ def set_account(
                     display_name=display_name,
                 )
             )
+
+
+def link_account(
+    runtime: Runtime, *, username: str, patient_id: str, related_person_id: str
+) -> None:
+    """Tie an account without a vault of its own to someone of an inwoner's network (the
+    link an accepted invitation makes); their role comes from ``web_representation``."""
+    with runtime.db.write() as conn:
+        account_id = conn.execute(
+            select(Account.account_id).where(Account.username == username.lower())
+        ).scalar_one()
+        conn.execute(delete(NetworkLink).where(NetworkLink.account_id == account_id))
+        conn.execute(
+            insert(NetworkLink).values(
+                account_id=account_id,
+                patient_id=patient_id,
+                related_person_id=related_person_id,
+                legal_basis=None,
+                created_at=now_micros(),
+            )
+        )
 
 
 @account_app.command("add")

@@ -1,13 +1,17 @@
 """A fictional family to show and try the vault with: ``vault demo`` loads it.
 
 The family follows the "1 gezin 1 plan 1 regisseur" way of working of Dutch municipalities
-(design.md, sections 1 and 7). Sanne, her partner Erik and her son Daan each own a Patient
-compartment with what they want (Goal, in their own words, per life domain), their plan
-(CarePlan: what I do myself, what my network does, and the agreements of the last
-samenwerkoverleg for the coming month), their network and professionals (CareTeam,
-RelatedPerson), their own scores per life domain over time (Observation) and who may see
-what (Consent, one per organisation). Four partner organisations and two professionals are
-shared by the whole family.
+(design.md, sections 1 and 7). Sanne and Erik, and their children Mila (8), Daan (13) and
+Lotte (17), each own a Patient compartment with what they want (Goal, in their own words,
+per life domain), their plan (CarePlan: what I do myself, what my network does, and the
+agreements of the last samenwerkoverleg for the coming month), their network and
+professionals (CareTeam, RelatedPerson), their own scores per life domain over time
+(Observation) and who may see what (Consent, one per organisation). Four partner
+organisations and two professionals are shared by the whole family. The children's Consents
+are signed by the age rules of docs/family.md: Mila's by a parent, Daan's by Daan and a
+parent, Lotte's by Lotte alone, who also lets her mother see her plan; both parents have
+gezag over all three, and each has an account per child to act for them
+(``demo_parent_logins``).
 
 Everything is made up: names, the town Voorbeeldstad, the organisations, the identifier
 systems for AGB and KvK codes, and BSNs from the 99999xxxx test range (they pass the
@@ -20,19 +24,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from sqlalchemy import Connection
 
 from vault.consent.access import AccessContext
+from vault.consent.representation import PARENT, set_role, stage
 from vault.fhir.codesystems import LEVENSDOMEIN, LEVENSDOMEINEN
 from vault.fhir.repository import Repository
 from vault.kernel.errors import Gone, NotFound
+from vault.kernel.runtime import now_micros
 
 if TYPE_CHECKING:
     from vault.kernel.runtime import Runtime
 
-__all__ = ["DEMO_PATIENT_IDS", "demo_resources", "load_demo"]
+__all__ = ["DEMO_PATIENT_IDS", "demo_parent_logins", "demo_resources", "load_demo"]
 
 Resource = dict[str, Any]
 
@@ -145,8 +153,11 @@ class Inwoner:
     activities: tuple[Activity, ...]
     grants: tuple[tuple[str, tuple[str, ...]], ...]
     note: str
-    # Between 12 and 16 a child and a parent consent together (WGBO).
-    co_signers: tuple[str, ...] = ()
+    # A child's parents with gezag (network keys): who signs the child's Consents by age
+    # (consent/representation.py, docs/family.md).
+    parents: tuple[str, ...] = ()
+    # Grants to someone of the network: (network key, resource types).
+    network_grants: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def patient(self) -> str:
@@ -319,11 +330,11 @@ DAAN = Inwoner(
     given="Daan",
     family="Bakker",
     gender="male",
-    birth_date="2011-03-21",
+    birth_date="2013-03-21",
     bsn="999990032",
     network=(
         Contact("sanne", "Sanne", "Bakker", "female", "MTH", "mother", "moeder, heeft het gezag"),
-        Contact("erik", "Erik", "Visser", "male", "STPFTH", "stepfather", "stiefvader"),
+        Contact("erik", "Erik", "Visser", "male", "FTH", "father", "vader, heeft het gezag"),
         Contact("ria", "Ria", "Bakker", "female", "GRMTH", "grandmother", "oma, mantelzorger"),
         Contact("henk", "Henk", "Mulder", "male", "NBOR", "neighbor", "buurman"),
     ),
@@ -363,10 +374,88 @@ DAAN = Inwoner(
         (MEE, ("CarePlan", "Goal", "CareTeam")),
     ),
     note="Ik wil zelf bij het overleg zijn. Mama mag mij helpen met praten.",
-    co_signers=("sanne",),
+    parents=("sanne", "erik"),
 )
 
-INWONERS = (SANNE, ERIK, DAAN)
+LOTTE = Inwoner(
+    key="lotte",
+    given="Lotte",
+    family="Bakker",
+    gender="female",
+    birth_date="2009-08-30",
+    bsn="999990044",
+    network=(
+        Contact("sanne", "Sanne", "Bakker", "female", "MTH", "mother", "moeder, heeft het gezag"),
+        Contact("erik", "Erik", "Visser", "male", "FTH", "father", "vader, heeft het gezag"),
+        Contact("ria", "Ria", "Bakker", "female", "GRMTH", "grandmother", "oma"),
+        Contact("fleur", "Fleur", "Jansen", "female", "FRND", "unrelated friend", "vriendin"),
+    ),
+    professionals=((REGISSEUR, "regisseur"), (GGZ, "jeugd-GGZ")),
+    wishes=(
+        Wish("diploma", "dagbesteding", "Ik wil mijn diploma halen.", "high-priority"),
+        Wish("kamer", "wonen", "Ik wil later op kamers in de stad.", "medium-priority"),
+        Wish(
+            "slapen", "gezondheid", "Ik wil minder piekeren voor ik ga slapen.", "medium-priority"
+        ),
+    ),
+    scores=(
+        ("dagbesteding", (5, 6, 6)),
+        ("wonen", (6, 6, 6)),
+        ("gezondheid", (4, 5, 5)),
+    ),
+    activities=(
+        Activity("Ik maak elke zondag een planning voor de week.", SELF, "diploma", "in-progress"),
+        Activity("Fleur leert met mij voor de toetsen.", "fleur", "diploma", "in-progress"),
+        Activity(
+            "De jeugd-GGZ leert mij een manier om minder te piekeren.", GGZ, "slapen", "scheduled"
+        ),
+    ),
+    grants=((GGZ, ("CarePlan", "Goal", "Observation")),),
+    note="Ik beslis zelf wie mijn plan ziet. Mama mag mijn plan zien, mijn cijfers niet.",
+    parents=("sanne", "erik"),
+    network_grants=(("sanne", ("CarePlan", "Goal")),),
+)
+
+MILA = Inwoner(
+    key="mila",
+    given="Mila",
+    family="Visser",
+    gender="female",
+    birth_date="2018-04-15",
+    bsn="999990056",
+    network=(
+        Contact("sanne", "Sanne", "Bakker", "female", "MTH", "mother", "moeder, heeft het gezag"),
+        Contact("erik", "Erik", "Visser", "male", "FTH", "father", "vader, heeft het gezag"),
+        Contact("ria", "Ria", "Bakker", "female", "GRMTH", "grandmother", "oma, mantelzorger"),
+    ),
+    professionals=((REGISSEUR, "regisseur"), (MEE, "begeleiding op school")),
+    wishes=(
+        Wish("zwemmen", "gezondheid", "Ik wil leren zwemmen.", "high-priority"),
+        Wish("spelen", "relaties", "Ik wil een vriendje om mee te spelen.", "medium-priority"),
+    ),
+    scores=(
+        ("gezondheid", (3, 4, 5)),
+        ("relaties", (5, 5, 6)),
+    ),
+    activities=(
+        Activity(
+            "Ik zeg het tegen juf als het te druk is in de klas.", SELF, "spelen", "in-progress"
+        ),
+        Activity("Oma brengt mij op zaterdag naar zwemles.", "ria", "zwemmen", "in-progress"),
+        Activity(
+            "MEE zoekt met juf een plek in de klas waar ik rustig kan werken.",
+            MEE,
+            "spelen",
+            "scheduled",
+        ),
+    ),
+    grants=((SOCIAAL_TEAM, ("CarePlan", "Goal")),),
+    note="Papa en mama beslissen nu voor mij. Ik mag wel zeggen wat ik wil.",
+    parents=("sanne", "erik"),
+)
+
+INWONERS = (SANNE, ERIK, DAAN, LOTTE, MILA)
+CHILDREN = tuple(i for i in INWONERS if i.parents)
 DEMO_PATIENT_IDS: tuple[str, ...] = tuple(i.patient.split("/", 1)[1] for i in INWONERS)
 
 
@@ -610,17 +699,31 @@ def _care_plan(inwoner: Inwoner) -> Resource:
     }
 
 
-def _consent(inwoner: Inwoner, grantee: str, classes: tuple[str, ...]) -> Resource:
-    co_signers = [_ref(_related_id(inwoner, key)) for key in inwoner.co_signers]
+def _signers(inwoner: Inwoner, now: int) -> list[dict[str, str]]:
+    """Who signs the inwoner's Consents at ``now``, by the age rules: under 12 a parent, 12
+    to 15 the child and a parent, from 16 (and for an adult) the inwoner alone."""
+    if not inwoner.parents:
+        return [_ref(inwoner.patient)]
+    when = stage(date.fromisoformat(inwoner.birth_date), now)
+    parent = _ref(_related_id(inwoner, inwoner.parents[0]))
+    if when == "parents":
+        return [parent]
+    if when == "together":
+        return [_ref(inwoner.patient), parent]
+    return [_ref(inwoner.patient)]
+
+
+def _consent(inwoner: Inwoner, grantee: str, classes: tuple[str, ...], *, now: int) -> Resource:
+    short = _id(grantee).removeprefix("demo-org-").removeprefix(f"demo-netwerk-{inwoner.key}-")
     return {
         "resourceType": "Consent",
-        "id": f"demo-toestemming-{inwoner.key}-{_id(grantee).removeprefix('demo-org-')}",
+        "id": f"demo-toestemming-{inwoner.key}-{short}",
         "status": "active",
         "scope": _concept(CONSENT_SCOPE, "patient-privacy", "Privacy Consent"),
         "category": [_concept(LOINC, "59284-0", text="Toestemming")],
         "patient": _ref(inwoner.patient),
         "dateTime": CONSENTED_AT,
-        "performer": [_ref(inwoner.patient), *co_signers],
+        "performer": _signers(inwoner, now),
         "policyRule": _concept(ACT_CODE, "OPTIN", "opt-in"),
         "provision": {
             "type": "permit",
@@ -637,7 +740,7 @@ def _consent(inwoner: Inwoner, grantee: str, classes: tuple[str, ...]) -> Resour
     }
 
 
-def _compartment(inwoner: Inwoner) -> Iterator[Resource]:
+def _compartment(inwoner: Inwoner, now: int) -> Iterator[Resource]:
     for contact in inwoner.network:
         yield _related_person(inwoner, contact)
     yield _care_team(inwoner)
@@ -646,17 +749,44 @@ def _compartment(inwoner: Inwoner) -> Iterator[Resource]:
         yield _goal(inwoner, wish)
     yield _care_plan(inwoner)
     for grantee, classes in inwoner.grants:
-        yield _consent(inwoner, grantee, classes)
+        yield _consent(inwoner, grantee, classes, now=now)
+    for key, classes in inwoner.network_grants:
+        yield _consent(inwoner, _related_id(inwoner, key), classes, now=now)
 
 
-def demo_resources() -> list[Resource]:
-    """The demo family as FHIR R4 JSON, every resource after the ones it refers to."""
+def demo_resources(now: int | None = None) -> list[Resource]:
+    """The demo family as FHIR R4 JSON, every resource after the ones it refers to; the
+    children's Consents signed as their ages at ``now`` (default: this moment) ask."""
+    at = now_micros() if now is None else now
     resources = [_organization(org) for org in ORGANIZATIONS]
     resources += [_practitioner(person) for person in PRACTITIONERS]
     resources += [_patient(inwoner) for inwoner in INWONERS]
     for inwoner in INWONERS:
-        resources.extend(_compartment(inwoner))
+        resources.extend(_compartment(inwoner, at))
     return resources
+
+
+def demo_parent_logins() -> list[tuple[str, str, str]]:
+    """(user name, child's patient id, RelatedPerson id) of each parent's account for a
+    child: a parent acts for a child as that child's RelatedPerson (``sanne-daan``)."""
+    return [
+        (f"{parent}-{child.key}", _id(child.patient), _id(_related_id(child, parent)))
+        for child in CHILDREN
+        for parent in child.parents
+    ]
+
+
+def _parents_with_gezag(conn: Connection, now: int) -> None:
+    """The parents' "ouder" role for each child: the one place a right to act comes from."""
+    for child in CHILDREN:
+        for parent in child.parents:
+            set_role(
+                conn,
+                patient_id=_id(child.patient),
+                related_person_id=_id(_related_id(child, parent)),
+                legal_basis=PARENT,
+                now=now,
+            )
 
 
 def _content(resource: Resource) -> Resource:
@@ -671,8 +801,10 @@ def load_demo(runtime: Runtime) -> int:
     """
     repo = Repository(runtime, AccessContext.full("demo"))
     written = 0
+    now = now_micros()
     with runtime.db.write() as conn:
-        for resource in demo_resources():
+        _parents_with_gezag(conn, now)
+        for resource in demo_resources(now):
             kind, resource_id = resource["resourceType"], resource["id"]
             try:
                 stored = repo.read(conn, kind, resource_id).body

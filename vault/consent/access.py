@@ -86,6 +86,17 @@ class AccessContext:
             a for a in (self.organization, self.practitioner, self.representative) if a
         )
 
+    @property
+    def signer(self) -> str | None:
+        """Who signs a Consent this caller writes (``Consent.performer``, docs/family.md):
+        the operator's tools sign nothing of their own, a representative signs as their
+        RelatedPerson, the inwoner (her page, her app) as her Patient."""
+        if self.kind == "full":
+            return None
+        if self.representative is not None:
+            return self.representative
+        return f"Patient/{self.patient_id}"
+
     @classmethod
     def full(cls, subject: str = "operator") -> AccessContext:
         """Unrestricted access: the operator's tools and tests of the store itself."""

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.kernel.db import Base, BigIntPk, Micros, Pk
 
-__all__ = ["ConsentGrant", "ConsentRelated", "NetworkLink", "Representation"]
+__all__ = ["BirthDate", "ConsentGrant", "ConsentRelated", "NetworkLink", "Representation"]
 
 
 class ConsentGrant(Base):
@@ -95,3 +95,17 @@ class Representation(Base):
     ended_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (Index("ix_web_representation_patient", "patient_id", "related_person_id"),)
+
+
+class BirthDate(Base):
+    """The inwoner's ``Patient.birthDate`` (a full date), for the age rules of a child's
+    consent (``consent/representation.py``, docs/family.md).
+
+    Written in the transaction of every Patient write, so the rules read one row at request
+    time instead of opening the sealed Patient. A Patient without a full birthDate has no
+    row, and no age rule applies to her.
+    """
+
+    __tablename__ = "consent_birth_date"
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    birth_date: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD

@@ -6,6 +6,13 @@
 requests, that both give the same answer. This module is slow and obvious on purpose, and
 imports neither the web framework nor the database.
 
+A child's Consent (issue 17, docs/family.md) is restated here from its facts, not from
+``consent/representation.py``: who signed it, when it was written and the child's birth
+date. Signed by a parent alone while the child was a minor, it holds only while the child
+is under 12 (00:00 Europe/Amsterdam on the 12th birthday; born on 29 February, 1 March in
+a year without one). The vault refuses every other signature that does not fit the age,
+so the reference, which only sees accepted Consents, needs no more than that.
+
 Like HAPI FHIR's consent service, the contract is small: a request (who, for what
 purpose, which action, when) and a resource's facts (type, id, compartment, labels, what
 it references) go in, a yes or no comes out. Unlike a filter after the fact, the SQL form
@@ -16,12 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from vault.consent.compile import GRANTABLE_TYPES, Grant
 from vault.store.registry import SHARED_TYPES
 
-__all__ = ["Facts", "Request", "permits"]
+__all__ = ["Facts", "Request", "Signed", "permits"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DUTCH = ZoneInfo("Europe/Amsterdam")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +60,31 @@ class Facts:
     referenced_by_then: Mapping[str, frozenset[tuple[str, str]]] | None = None
     actors: frozenset[str] = frozenset()  # a Consent's provision actors ("Organization/x")
     erased: bool = False  # its inwoner's vault was erased (the data key destroyed)
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """Who agreed to one Consent, and whose: the facts a child's Consent is decided by."""
+
+    birth_date: date | None  # the inwoner's Patient.birthDate; None: not known
+    signers: frozenset[str]  # Consent.performer ("Patient/x", "RelatedPerson/y")
+    written_at: int  # microseconds: when its current version was written
+
+
+def _years_old(born: date, instant: int) -> int:
+    """Age on the calendar of Amsterdam: a year older once the local date reaches the
+    anniversary's (month, day); (3, 1) is past (2, 29), so 1 March in a common year."""
+    today = (_EPOCH + timedelta(microseconds=instant)).astimezone(_DUTCH).date()
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _in_force(signed: Signed, now: int) -> bool:
+    born = signed.birth_date
+    if born is None or _years_old(born, signed.written_at) >= 18:
+        return True
+    by_parent = any(s.startswith("RelatedPerson/") for s in signed.signers)
+    by_child = any(s.startswith("Patient/") for s in signed.signers)
+    return not (by_parent and not by_child) or _years_old(born, now) < 12
 
 
 def _matches(
@@ -86,9 +123,13 @@ def _matches(
 
 
 def permits(
-    consents: Mapping[str, tuple[str, Iterable[Grant]]], facts: Facts, request: Request
+    consents: Mapping[str, tuple[str, Iterable[Grant]]],
+    facts: Facts,
+    request: Request,
+    signed: Mapping[str, Signed] | None = None,
 ) -> bool:
-    """``consents`` maps a Consent's key to (its inwoner's patient id, its compiled rows).
+    """``consents`` maps a Consent's key to (its inwoner's patient id, its compiled rows);
+    ``signed``, by the same key, who signed it (a Consent missing from it: no age rule).
 
     The operator sees everything; the inwoner her own compartment. Anyone else: the shared
     directory, a Consent that names them as actor (they may see their own grant; not once
@@ -112,6 +153,8 @@ def permits(
         return True
     for key, (patient_id, grants) in consents.items():
         if patient_id != facts.patient_id:
+            continue
+        if signed is not None and key in signed and not _in_force(signed[key], request.now):
             continue
         rows = list(grants)
         then = (

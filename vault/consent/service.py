@@ -7,12 +7,14 @@ with no job or cache in between.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, tuple_
 
 from vault.consent.compile import Grant, compile_consent
-from vault.consent.models import ConsentGrant, ConsentRelated, Representation
+from vault.consent.models import BirthDate, ConsentGrant, ConsentRelated, Representation
+from vault.consent.representation import child_consent_window
 from vault.kernel.crypto import BlindIndex
 from vault.kernel.errors import Unprocessable
 from vault.store.models import ResourceRow, SearchReference
@@ -21,9 +23,30 @@ from vault.store.outbox import record_grant_change
 __all__ = ["check_consent", "drop_grants", "erase_grants", "record_erasure", "replace_grants"]
 
 
-def check_consent(conn: Connection, consent: dict[str, Any], *, patient_id: str) -> list[Grant]:
-    """Compile, and check that the data it names belongs to this inwoner."""
+def check_consent(
+    conn: Connection,
+    consent: dict[str, Any],
+    *,
+    patient_id: str,
+    now: int,
+    writer: str | None,
+    previous: dict[str, Any] | None,
+) -> list[Grant]:
+    """Compile, check that the data it names belongs to this inwoner, and apply the age
+    rules of a child's Consent (``consent/representation.py``): who signed it (``writer``
+    adds only their own signature to ``previous``'s) and, signed by a parent alone, its
+    grants ending at the child's 12th birthday."""
     grants = compile_consent(consent, patient_id=patient_id)
+    ends = child_consent_window(
+        conn, consent, patient_id=patient_id, now=now, writer=writer, previous=previous
+    )
+    if ends is not None:
+        grants = [
+            replace(g, valid_until=ends if g.valid_until is None else min(g.valid_until, ends))
+            if g.effect == "permit"
+            else g
+            for g in grants
+        ]
     # Also check a Consent that is not (yet) active: it may become active by an update.
     named = {
         (g.data_type, g.data_id)
@@ -219,3 +242,4 @@ def erase_grants(conn: Connection, *, patient_id: str) -> None:
     record_erasure(conn, patient_id=patient_id)
     conn.execute(delete(ConsentGrant).where(ConsentGrant.patient_id == patient_id))
     conn.execute(delete(Representation).where(Representation.patient_id == patient_id))
+    conn.execute(delete(BirthDate).where(BirthDate.patient_id == patient_id))

@@ -81,6 +81,8 @@ class Visitor:
     related_person: str | None = None
     legal_basis: str | None = None
     expires_at: int = 0  # the idle deadline, microseconds
+    # A parent whose "ouder" role lapsed at the child's 16th birthday (consent/representation).
+    lapsed_basis: str | None = None
 
     @property
     def is_inwoner(self) -> bool:
@@ -153,7 +155,12 @@ def load_visitor(
     if account is None:
         return None
     return _visitor(
-        conn, account, session_hash=row.id_hash, csrf=row.csrf_token, expires_at=row.expires_at
+        conn,
+        account,
+        session_hash=row.id_hash,
+        csrf=row.csrf_token,
+        expires_at=row.expires_at,
+        now=now,
     )
 
 
@@ -181,7 +188,13 @@ def touch_session(conn: Connection, session_hash: str, *, now: int, settings: Se
 
 
 def _visitor(
-    conn: Connection, account: AccountInfo, *, session_hash: str, csrf: str, expires_at: int
+    conn: Connection,
+    account: AccountInfo,
+    *,
+    session_hash: str,
+    csrf: str,
+    expires_at: int,
+    now: int,
 ) -> Visitor | None:
     if account.patient_id is not None:
         return Visitor(
@@ -192,7 +205,7 @@ def _visitor(
             account.patient_id,
             expires_at=expires_at,
         )
-    place = standing(conn, account_id=account.account_id)
+    place = standing(conn, account_id=account.account_id, now=now)
     if place is None:
         return None  # removed from the network: the session ends with this request
     return Visitor(
@@ -203,6 +216,7 @@ def _visitor(
         place.patient_id,
         related_person=f"RelatedPerson/{place.related_person_id}",
         legal_basis=place.legal_basis,
+        lapsed_basis=place.lapsed_basis,
         expires_at=expires_at,
     )
 
@@ -274,12 +288,12 @@ def log_in(
     if failures >= MAX_FAILURES:
         return LoginOutcome(None, throttled=True)
     account = authenticate(conn, username=username, password=password)
-    if account is None or (account.patient_id is None and not _has_link(conn, account)):
+    if account is None or (account.patient_id is None and not _has_link(conn, account, now)):
         conn.execute(insert(LoginFailure).values(username_hash=key, at=now))
         return LoginOutcome(None)
     conn.execute(delete(LoginFailure).where(LoginFailure.username_hash == key))
     return LoginOutcome(account)
 
 
-def _has_link(conn: Connection, account: AccountInfo) -> bool:
-    return standing(conn, account_id=account.account_id) is not None
+def _has_link(conn: Connection, account: AccountInfo, now: int) -> bool:
+    return standing(conn, account_id=account.account_id, now=now) is not None

@@ -6,6 +6,9 @@ looks a phrase up and fills in its ``{fields}``; a phrase without an English ent
 Dutch, and ``tests/unit/consent/test_page_catalogue.py`` checks that none is missing.
 Sentences built from grants and from the access log are made in both languages in
 ``words.py``.
+
+Over 500 lines: one table of every phrase of the page and its English words; split into
+parts it would only be harder to check that none is missing.
 """
 
 from __future__ import annotations
@@ -426,6 +429,79 @@ ENGLISH: dict[str, str] = {
         "Only if it has been arranged. You give a power of attorney yourself. A judge "
         "chooses a curator or mentor. A parent with authority you have until you are 18."
     ),
+    # _age.html, home.html, confirm.html: a child's consent by age (issue 17, docs/family.md)
+    "Wie beslist over dit plan": "Who decides about this plan",
+    "Je bent nog geen 12. Je ouders met gezag beslissen wie je plan mag zien.": (
+        "You are not 12 yet. Your parents with parental authority decide who may see your plan."
+    ),
+    "Vanaf je 12e verjaardag beslis je mee. Dat is op {day}. Dan moeten jij en je ouder "
+    "allebei ja zeggen.": (
+        "From your 12th birthday you decide too. That is on {day}. Then you and your parent "
+        "must both say yes."
+    ),
+    "Jij en je ouder met gezag beslissen samen wie je plan mag zien. Jullie moeten allebei "
+    "ja zeggen. Jullie mogen allebei stoppen met delen.": (
+        "You and your parent with parental authority decide together who may see your plan. "
+        "You must both say yes. Either of you may stop sharing."
+    ),
+    "Vanaf je 16e verjaardag beslis jij alleen wie je plan mag zien. Dat is op {day}.": (
+        "From your 16th birthday you alone decide who may see your plan. That is on {day}."
+    ),
+    "Vanaf je 16e verjaardag beslis jij alleen wie je plan mag zien. Je ouders zien alleen "
+    "wat jij met hen deelt.": (
+        "From your 16th birthday you alone decide who may see your plan. Your parents see "
+        "only what you share with them."
+    ),
+    "{name} is nog geen 12. Jij beslist als ouder met gezag wie het plan van {name} mag zien.": (
+        "{name} is not 12 yet. As a parent with parental authority you decide who may see "
+        "{name}'s plan."
+    ),
+    "Vanaf de 12e verjaardag van {name} beslist {name} mee. Dat is op {day}. Wat alleen jij "
+    "hebt gedeeld, stopt dan, tot {name} ook ja zegt.": (
+        "From {name}'s 12th birthday {name} decides too. That is on {day}. What only you "
+        "shared stops then, until {name} says yes as well."
+    ),
+    "{name} en jij beslissen samen wie het plan van {name} mag zien. Jullie moeten allebei "
+    "ja zeggen. Jullie mogen allebei stoppen met delen.": (
+        "{name} and you decide together who may see {name}'s plan. You must both say yes. "
+        "Either of you may stop sharing."
+    ),
+    "Vanaf de 16e verjaardag van {name} beslist {name} alleen. Dat is op {day}. Jij ziet dan "
+    "alleen wat {name} met je deelt.": (
+        "From {name}'s 16th birthday {name} alone decides. That is on {day}. You then see "
+        "only what {name} shares with you."
+    ),
+    "{name} is 16 of ouder en beslist nu alleen wie het plan mag zien. Je ziet alleen wat "
+    "{name} met je deelt.": (
+        "{name} is 16 or older and now alone decides who may see the plan. You see only "
+        "what {name} shares with you."
+    ),
+    "Je kind is 16 of ouder en beslist nu alleen wie het plan mag zien. Je ziet alleen wat je "
+    "kind met je deelt.": (
+        "Your child is 16 or older and now alone decides who may see the plan. You see only "
+        "what your child shares with you."
+    ),
+    "Je voorstel is opgeslagen. Het geldt pas als de ander ook ja zegt.": (
+        "Your proposal has been saved. It only counts once the other says yes too."
+    ),
+    "Het voorstel geldt niet. Er wordt niets gedeeld.": (
+        "The proposal does not count. Nothing is shared."
+    ),
+    "Wacht op een ja": "Waiting for a yes",
+    "Jij hebt dit voorgesteld. Het geldt pas als de ander ook ja zegt.": (
+        "You proposed this. It only counts once the other says yes too."
+    ),
+    "Voorstel intrekken": "Withdraw the proposal",
+    "{name} stelt dit voor. Het geldt pas als jij ook ja zegt.": (
+        "{name} proposes this. It only counts once you say yes too."
+    ),
+    "Ja, dat is goed": "Yes, that is fine",
+    "Nee, liever niet": "No, rather not",
+    "Dit is een voorstel. Het geldt pas als de ander ook ja zegt.": (
+        "This is a proposal. It only counts once the other says yes too."
+    ),
+    "Je ouders beslissen": "Your parents decide",
+    "Dit voorstel kennen we niet.": "We do not know this proposal.",
     # eenvoudig (issue 17)
     "Makkelijk lezen": "Easy reading",
     "Mijn plan, makkelijk lezen": "My plan, easy reading",

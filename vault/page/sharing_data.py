@@ -141,9 +141,13 @@ def build_consent(
     parts: Iterable[str],
     may_change: Iterable[str],
     until: date | None,
+    performer: str,
+    proposed: bool = False,
     consent_id: str | None = None,
 ) -> dict[str, Any]:
-    """A Consent that lets ``grantee`` see ``parts`` (and change ``may_change``) until a day."""
+    """A Consent that lets ``grantee`` see ``parts`` (and change ``may_change``) until a day,
+    signed by ``performer`` (the inwoner, or a parent for a child: family_data.py); a
+    child's of 12 to 15 is ``proposed`` until the other signs."""
     # Long on purpose: one Consent resource built from the page's choices, element by element.
     seen = [k for k in dict.fromkeys(parts) if k in PART_BY_KEY]
     changed = [k for k in dict.fromkeys(may_change) if k in PART_BY_KEY and k in seen]
@@ -194,12 +198,12 @@ def build_consent(
     return {
         "resourceType": "Consent",
         "id": consent_id or f"toestemming-{uuid.uuid4().hex[:20]}",
-        "status": "active" if seen else "inactive",
+        "status": ("proposed" if proposed else "active") if seen else "inactive",
         "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/{patient_id}"},
         "dateTime": format_instant(now_micros()),
-        "performer": [{"reference": f"Patient/{patient_id}"}],
+        "performer": [{"reference": performer}],
         "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTIN"}]},
         "provision": provision,
     }
@@ -236,7 +240,13 @@ def revoke_updates(consents: Iterable[dict[str, Any]], grantee: str) -> list[Upd
     for old in consents:
         if not _names(old, grantee):
             continue
-        narrowed = _without(old, grantee)
+        # Signed by a parent, or by a child and a parent (family_data.py): taking an actor
+        # out would change what they agreed to, so the whole Consent stops instead.
+        by_parent = any(
+            str((p or {}).get("reference", "")).startswith("RelatedPerson/")
+            for p in old.get("performer") or []
+        )
+        narrowed = None if by_parent else _without(old, grantee)
         body = narrowed if narrowed is not None else {**old, "status": "inactive"}
         updates.append((str(old["id"]), without_meta(body), version_of(old)))
     return updates

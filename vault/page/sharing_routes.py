@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from vault.audit.log import AuditRecord
+from vault.fhir.repository import Repository
 from vault.kernel.errors import FhirError
 from vault.kernel.runtime import now_micros
 from vault.oauth.apps import apps_with_access, stop_apps
@@ -21,7 +22,7 @@ from vault.oauth.models import OAuthClient
 from vault.oauth.sessions import (
     Visitor,
 )
-from vault.page import data, network_data, sharing_data
+from vault.page import data, family_data, network_data, sharing_data
 from vault.page.web import (
     BAD_DAY,
     FormDep,
@@ -58,6 +59,9 @@ def home(request: Request) -> Response:
     if visitor is None:
         return see_other("/inloggen")
     repo = repo_for(request, visitor)
+    # The child's name in the age notice is the page's heading, not a look at her data:
+    # read without an access-log entry, as the header's name is (web.render).
+    quiet = Repository(runtime_of(request), visitor.context(), logged=False)
     if not visitor.may_manage:
         assert visitor.related_person is not None
         shown = read_in(
@@ -70,13 +74,23 @@ def home(request: Request) -> Response:
                 account_id=visitor.account_id,
             ),
         )
-        return render(request, "shared_with_me.html", {"preview": shown}, visitor=visitor)
+        notice = read_in(
+            request, lambda conn: family_data.age_notice(quiet, conn, visitor, now_micros())
+        )
+        return render(
+            request,
+            "shared_with_me.html",
+            {"preview": shown, "age": notice},
+            visitor=visitor,
+        )
 
     stopped = request.query_params.get("gestopt") == "1"
 
     def load(conn: Connection) -> dict[str, Any]:
         around = sharing_data.parties(repo, conn, visitor.patient_id)
         return {
+            # A child's vault: who decides, from when, and what waits for whose "ja".
+            **family_data.home_parts(repo, quiet, conn, visitor, now_micros()),
             "parties": around,
             "others": sharing_data.other_organizations(repo, conn, (p.reference for p in around)),
             "apps": apps_with_access(conn, patient_id=visitor.patient_id, now=now_micros()),
@@ -218,7 +232,14 @@ class BadDay(ValueError):
     """The end date could not be read as a day."""
 
 
-def _proposed(visitor: Visitor, grantee: str, form: FormData, consent_id: str | None) -> Any:
+def _proposed(
+    visitor: Visitor,
+    grantee: str,
+    form: FormData,
+    consent_id: str | None,
+    *,
+    proposal: bool = False,
+) -> Any:
     parts = [p for p in form.getlist("part") if isinstance(p, str)]
     change = [p for p in form.getlist("change") if isinstance(p, str)]
     if text_of(form, "what") == "niets":
@@ -234,11 +255,27 @@ def _proposed(visitor: Visitor, grantee: str, form: FormData, consent_id: str | 
             parts=parts,
             may_change=change,
             until=until,
+            performer=family_data.signer(visitor),
+            proposed=proposal,
             consent_id=consent_id,
         ),
         parts,
         change,
     )
+
+
+def _stage(request: Request, visitor: Visitor) -> str:
+    """Who decides for this vault now (consent/representation.py): for the page's writes."""
+    when = read_in(
+        request, lambda conn: family_data.stage_of(conn, visitor.patient_id, now_micros())
+    )
+    if when == "parents" and visitor.related_person is None:
+        raise Refused(
+            403,
+            "Je ouders beslissen",
+            "Je bent nog geen 12. Je ouders met gezag beslissen wie je plan mag zien.",
+        )
+    return when
 
 
 @router.post("/delen/{kind}/{ident}/controleer")
@@ -248,6 +285,7 @@ def sharing_check(
     """Read the change back in one sentence, made from the grants it compiles to."""
     grantee = grantee_of(kind, ident)
     party = _party(request, visitor, grantee)
+    together = _stage(request, visitor) == "together"
     try:
         consent, parts, change = _proposed(visitor, grantee, form, None)
     except BadDay:
@@ -276,6 +314,8 @@ def sharing_check(
             "until": text_of(form, "until", limit=20),
             "what": text_of(form, "what", limit=20),
             "action": f"/delen/{kind}/{quote(ident)}/opslaan",
+            # 12 to 15: sharing is a proposal the other must say "ja" to; stopping is not.
+            "proposal": together and bool(parts),
         },
         visitor=visitor,
     )
@@ -292,17 +332,44 @@ def sharing_save(
     consents = read_in(
         request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
     )
-    reuse = sharing_data.reusable_consent_id(consents, grantee)
+    together = _stage(request, visitor) == "together"
+    reuse = None if together else sharing_data.reusable_consent_id(consents, grantee)
     try:
-        consent, parts, _ = _proposed(visitor, grantee, form, reuse)
+        consent, parts, _ = _proposed(visitor, grantee, form, reuse, proposal=together)
     except BadDay:
         raise Refused(400, "Datum klopt niet", BAD_DAY) from None
-    if parts:
+    if parts and together:
+        # A proposal: nothing changes until the other says "ja" (family_data.agree_updates).
+        updates: list[sharing_data.Update] = [(str(consent["id"]), consent, None)]
+    elif parts:
         updates = sharing_data.sharing_updates(consents, grantee, consent)
     else:
         updates = sharing_data.revoke_updates(consents, grantee)
     write_through(request, repo, lambda conn: sharing_data.apply_updates(repo, conn, updates))
-    return see_other("/?opgeslagen=1")
+    return see_other("/?voorgesteld=1" if parts and together else "/?opgeslagen=1")
+
+
+@router.post("/voorstel/{consent_id}/{answer}")
+def proposal_answer(
+    request: Request, consent_id: str, answer: str, visitor: ManagerDep, _form: FormDep
+) -> Response:
+    """A child of 12 to 15 and a parent: "ja" signs a proposal (it becomes active), "nee"
+    rejects it (or withdraws one's own)."""
+    if answer not in ("ja", "nee") or len(consent_id) > 64:
+        raise Refused(404, "Niet gevonden", "Dit voorstel kennen we niet.")
+    repo = repo_for(request, visitor)
+    _stage(request, visitor)
+    consents = read_in(
+        request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
+    )
+    if answer == "ja":
+        updates = family_data.agree_updates(consents, consent_id, visitor)
+    else:
+        updates = family_data.refuse_update(consents, consent_id)
+    if not updates:
+        raise Refused(404, "Niet gevonden", "Dit voorstel kennen we niet.")
+    write_through(request, repo, lambda conn: sharing_data.apply_updates(repo, conn, updates))
+    return see_other("/?opgeslagen=1" if answer == "ja" else "/?geweigerd=1")
 
 
 @router.post("/stoppen")

@@ -31,6 +31,7 @@ from vault.page import data
 from vault.page.catalogue import LANGUAGE_COOKIE, language_of, translator
 from vault.page.words import (
     PARTS,
+    format_date,
     format_day,
     format_moment,
 )
@@ -38,7 +39,11 @@ from vault.page.words import (
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals.update(
-    format_day=format_day, format_moment=format_moment, parts=PARTS, domains=data.DOMAINS
+    format_day=format_day,
+    format_date=format_date,
+    format_moment=format_moment,
+    parts=PARTS,
+    domains=data.DOMAINS,
 )
 T = TypeVar("T")
 log = logging.getLogger("vault.consent.page")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from vault.consent.compile import Grant
@@ -136,7 +136,11 @@ def join_words(words: Sequence[str], lang: str = "nl") -> str:
 
 
 def format_day(micros: int, lang: str = "nl") -> str:
-    day = datetime.fromtimestamp(micros / 1_000_000, UTC).date()
+    return format_date(datetime.fromtimestamp(micros / 1_000_000, UTC).date(), lang)
+
+
+def format_date(day: date, lang: str = "nl") -> str:
+    """A day of the calendar: "5 december 2026"."""
     months = MONTHS_EN if lang == "en" else MONTHS
     return f"{day.day} {months[day.month - 1]} {day.year}"
 

@@ -6,13 +6,16 @@ access log's verification opens its own records here, by row, with no caller at 
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from sqlalchemy import Connection, func, literal, select
 
 from vault.kernel.crypto import open_body
 from vault.kernel.runtime import Runtime
 from vault.store.models import SHARED_OWNER, DataKey, ResourceRow, VersionRow
 
-__all__ = ["open_sealed", "open_version"]
+__all__ = ["open_sealed", "open_version", "previous_version"]
 
 R = ResourceRow.__table__.c
 V = VersionRow.__table__.c
@@ -61,3 +64,22 @@ def open_version(runtime: Runtime, conn: Connection, resource_pk: int, version: 
         wrapped=row.wrapped,
         key_id=row.master_key_id,
     )
+
+
+def previous_version(
+    runtime: Runtime, conn: Connection, resource_pk: int, version: int
+) -> dict[str, Any] | None:
+    """The JSON of the version before ``version`` (None: there is none, or it was a deletion).
+
+    For the vault's own checks of a write inside its transaction (the signatures a child's
+    Consent carries over, ``consent/representation.py``); no access check.
+    """
+    if version <= 1:
+        return None
+    deleted = conn.execute(
+        select(V.deleted).where(V.resource_pk == resource_pk, V.version_id == version - 1)
+    ).scalar()
+    if deleted is None or deleted:
+        return None
+    body: dict[str, Any] = orjson.loads(open_version(runtime, conn, resource_pk, version - 1))
+    return body

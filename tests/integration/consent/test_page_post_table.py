@@ -45,6 +45,7 @@ POST_ROUTES = {
     "/delen/{kind}/{ident}/opslaan": MANAGER,
     "/stoppen": MANAGER,
     "/stoppen/zeker": MANAGER,
+    "/voorstel/{consent_id}/{answer}": MANAGER,  # a child's proposal, 12 to 15 (issue 17)
     "/plan/doel": MANAGER,
     "/plan/doel/volgorde": MANAGER,
     "/plan/activiteit": MANAGER,
@@ -105,7 +106,12 @@ def page(settings: Settings, runtime: Runtime) -> Iterator[Page]:
 
 def _path(template: str, page: Page) -> str:
     return template.format(
-        kind="Organization", ident=page.org, token="t" * 32, client_id="app-" + "c" * 8
+        kind="Organization",
+        ident=page.org,
+        token="t" * 32,
+        client_id="app-" + "c" * 8,
+        consent_id="c" * 8,
+        answer="ja",
     )
 
 

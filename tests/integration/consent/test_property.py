@@ -9,6 +9,13 @@ database, with ``vault.consent.policy.permits`` fed the same Consents through
 ``compile_consent``: read by id, search, the count, ``_include``, ``_revinclude`` and type
 history.
 
+The second inwoner is a child of 11 whose 12th birthday is 40 days away (issue 17,
+docs/family.md): her Consents are signed by her mother, a parent with gezag, alone, so they
+hold until 00:00 Europe/Amsterdam on that birthday. Each example asks now, or a microsecond
+before, at, or a day after the birthday; the reference is given who signed each Consent,
+when it was written and her birth date (``policy.Signed``), and decides the age rule on its
+own.
+
 The partner's repository is driven through its inner methods (``_read``, ``_search``,
 ``_history``): the same queries and the same access decision, without waiting for an
 access-log commit after each of the ~40 queries of an example. The log has its own tests
@@ -20,8 +27,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
@@ -44,7 +52,9 @@ from tests.integration.consent.conftest import CONF, Operator
 from tests.support import inwoner_context
 from vault.consent.access import AccessContext
 from vault.consent.compile import Grant, compile_consent
-from vault.consent.policy import Facts, Request, permits
+from vault.consent.decision import decision_params
+from vault.consent.policy import Facts, Request, Signed, permits
+from vault.consent.representation import set_role
 from vault.fhir.repository import Repository
 from vault.kernel.errors import NotFound
 from vault.kernel.fhirdata import split_reference
@@ -81,7 +91,24 @@ class World:
     actors: dict[str, str]  # symbolic actor -> "Type/id"
     plans: list[dict[str, str]]  # per inwoner: plan key -> "Type/id"
     patients: list[str]
+    child_born: date  # the second inwoner's birth date: a child of 11
     facts: dict[str, Facts] = field(default_factory=dict)  # "Type/id" -> its facts
+
+    @property
+    def twelfth(self) -> int:
+        """00:00 in Amsterdam on the child's 12th birthday, written out independently."""
+        born = self.child_born
+        day = born.replace(year=born.year + 12)
+        local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo("Europe/Amsterdam"))
+        return int(local.timestamp()) * 1_000_000
+
+
+def _child_born() -> date:
+    """A birth date whose 12th birthday is 40 days from today (never a 29 February)."""
+    day = date.today() + timedelta(days=40)
+    if (day.month, day.day) == (2, 29):
+        day += timedelta(days=1)
+    return day.replace(year=day.year - 12)
 
 
 def _references(value: Any) -> Iterator[tuple[str, str]]:
@@ -98,7 +125,7 @@ def _references(value: Any) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def world(operator: Operator) -> Iterator[World]:
+def world(operator: Operator, runtime: Runtime) -> Iterator[World]:
     tag = uuid.uuid4().hex[:8]
     actors = {
         f"org{n}": f"Organization/{operator.create(organization(name=f'Org {n} {tag}'))}"
@@ -108,8 +135,9 @@ def world(operator: Operator) -> Iterator[World]:
     bodies: dict[str, dict[str, Any]] = {}
     plans: list[dict[str, str]] = []
     patients: list[str] = []
+    child_born = _child_born()
     for n in range(2):
-        pid = operator.create(patient())
+        pid = operator.create(patient(birthDate=child_born.isoformat()) if n else patient())
         patients.append(pid)
         refs: dict[str, str] = {"patient": f"Patient/{pid}"}
 
@@ -122,6 +150,9 @@ def world(operator: Operator) -> Iterator[World]:
         bodies[refs["patient"]] = operator.read("Patient", pid)
         rp = add("rp", related_person(patient_id=pid))
         actors[f"rp{n}"] = f"RelatedPerson/{rp}"
+        if n:  # the child's mother, a parent with gezag: she signs the child's Consents
+            with runtime.db.write() as conn:
+                set_role(conn, patient_id=pid, related_person_id=rp, legal_basis="ouder", now=0)
         g0 = add("g0", goal(patient_id=pid))
         g1 = add("g1", goal(patient_id=pid, meta={"security": [{"system": CONF, "code": "R"}]}))
         g2 = add(
@@ -136,7 +167,7 @@ def world(operator: Operator) -> Iterator[World]:
         add("pv0", provenance(targets=[f"Goal/{g0}"], agent=actors["org1"]))
         add("pv1", provenance(targets=[f"CarePlan/{cp0}", f"Goal/{g1}"]))
         plans.append(refs)
-    result = World(actors, plans, patients)
+    result = World(actors, plans, patients, child_born)
     # What refers to what, read from the stored JSON rather than from the vault's index.
     # Every reference in this world is also a search parameter; one that is not is
     # test_leaks.py's xfail about ``related``.
@@ -264,6 +295,11 @@ class Ask:
 class Scenario:
     consents: tuple[ConsentSpec, ...]
     ask: Ask
+    at: str = "now"  # when it asks: now, or around the child's 12th birthday (AT)
+
+
+# The instant of the question, from the child's 12th birthday (None: now).
+AT: dict[str, int | None] = {"now": None, "before-12": -1, "at-12": 0, "after-12": DAY}
 
 
 ORGS = ("org0", "org1", "org2")
@@ -281,16 +317,20 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         representative=draw(st.none() | st.sampled_from(("rp0", "rp1"))),
         purposes=draw(st.lists(st.sampled_from(PURPOSES), unique=True, max_size=3).map(tuple)),
     )
-    return Scenario(specs, ask)
+    return Scenario(specs, ask, draw(st.sampled_from(tuple(AT))))
 
 
 def _permit(**elements: Any) -> Provision:
     return Provision(kind="permit", actors=("org0",), actions=("access",), **elements)
 
 
-# Cases random generation reaches rarely, run every time: the exact ends of a period, and
-# a deny in one Consent next to a permit in another for the same inwoner.
+# Cases random generation reaches rarely, run every time: the child's 12th birthday, the
+# exact ends of a period, and a deny in one Consent next to a permit in another for the same
+# inwoner.
 EDGE_CASES = (
+    # The child's mother's grant: a microsecond before the 12th birthday, and at it.
+    Scenario((ConsentSpec(1, "active", _permit()),), Ask("org0"), "before-12"),
+    Scenario((ConsentSpec(1, "active", _permit()),), Ask("org0"), "at-12"),
     Scenario((ConsentSpec(0, "active", _permit(period=(None, -1))),), Ask("org0")),
     Scenario((ConsentSpec(0, "active", _permit(period=(None, 0))),), Ask("org0")),
     Scenario((ConsentSpec(0, "active", _permit(period=(0, None))),), Ask("org0")),
@@ -307,6 +347,11 @@ EDGE_CASES = (
         Ask("org0", purposes=("TREAT",)),
     ),
 )
+
+
+def _micros(instant: str) -> int:
+    moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def _instant(micros: int) -> str:
@@ -412,9 +457,14 @@ def _sql(repo: Repository, conn: Connection, world: World) -> Answers:
 
 
 def _reference(
-    consents: dict[str, tuple[str, list[Grant]]], request: Request, world: World
+    consents: dict[str, tuple[str, list[Grant]]],
+    request: Request,
+    world: World,
+    signed: dict[str, Signed] | None = None,
 ) -> Answers:
-    visible = {ref for ref, facts in world.facts.items() if permits(consents, facts, request)}
+    visible = {
+        ref for ref, facts in world.facts.items() if permits(consents, facts, request, signed)
+    }
     searches = {kind: {ref for ref in visible if ref.startswith(f"{kind}/")} for kind in SEARCHED}
 
     def pointed_at_by(sources: set[str], kind: str) -> set[str]:
@@ -467,24 +517,38 @@ def test_sql_decides_exactly_like_the_reference(
         account_id=None,
     )
     repo = Repository(runtime, ctx)
+    offset = AT[scenario.at]
+    if offset is not None:  # ask around the child's 12th birthday instead of now
+        repo._now = world.twelfth + offset
+        repo._params = decision_params(ctx, repo._now)
     now = repo._now  # the instant every query of this repository decides at
     written: list[str] = []
     compiled: dict[str, tuple[str, list[Grant]]] = {}
+    signed: dict[str, Signed] = {}
     try:
         for spec in scenario.consents:
             patient_id = world.patients[spec.inwoner]
             body = consent(patient_id=patient_id, status=spec.status)
             body["provision"] = _resolve(spec.root, world, spec.inwoner, now)
+            if spec.inwoner:  # the child is 11: her mother signs
+                body["performer"] = [{"reference": world.actors["rp1"]}]
             consent_id = operator.create(body)
             written.append(consent_id)
             compiled[consent_id] = (patient_id, compile_consent(body, patient_id=patient_id))
+            stored = operator.read("Consent", consent_id)
+            signed[consent_id] = Signed(
+                world.child_born if spec.inwoner else None,
+                frozenset(p["reference"] for p in stored.get("performer") or []),
+                _micros(stored["meta"]["lastUpdated"]),
+            )
         with runtime.db.read() as conn:
             actual = _sql(repo, conn, world)
     finally:
         for consent_id in written:
             operator.delete("Consent", consent_id)
     request = Request(ctx.grantees, "access", ctx.purposes, now)
-    expected = _reference(compiled, request, world)
+    expected = _reference(compiled, request, world, signed)
+    event(f"asked: {scenario.at}")
     event(f"visible: {min(len(expected.reads), 3)}{'+' if len(expected.reads) >= 3 else ''}")
     assert actual.reads == expected.reads
     assert actual.searches == expected.searches

@@ -10,6 +10,11 @@ type history, search with totals, ``_summary=count``, ``_include`` and ``_revinc
 ``$everything``. Each answer is compared with ``tests/support/reference.py``, which reads
 the Consents and the plan as written and shares no code with the vault.
 
+The second inwoner is a child who turned 12 ten days ago (issue 17): each of her Consents
+is signed either by her mother alone, written (with the vault's clock moved) five days
+before her birthday, which ended it, or by both of them now; the reference decides that
+from the Consent's ``performer``, its ``meta.lastUpdated`` and her ``birthDate``.
+
 ``test_sequences`` then changes things between the questions: grant, narrow, revoke,
 period end, a partner's ``correct`` write, delete, new version.
 
@@ -34,16 +39,18 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 import pytest
 import uvicorn
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ServerThread, initialise, make_settings
@@ -79,6 +86,27 @@ CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 OTHER = "https://regiekluis.nl/fhir/CodeSystem/label"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 SCALE = int(os.environ.get("REGIEKLUIS_PROPERTY_EXAMPLES", "0")) or None
+DAY_MICROS = 86_400_000_000
+
+
+def _child_born() -> date:
+    """Born so that the 12th birthday was ten days ago (never on a 29 February)."""
+    day = datetime.now(ZoneInfo("Europe/Amsterdam")).date() - timedelta(days=10)
+    if (day.month, day.day) == (2, 29):
+        day -= timedelta(days=1)
+    return day.replace(year=day.year - 12)
+
+
+CHILD_BORN = _child_born()
+_TWELVE = CHILD_BORN.replace(year=CHILD_BORN.year + 12)
+TWELFTH = (
+    int(
+        datetime(
+            _TWELVE.year, _TWELVE.month, _TWELVE.day, tzinfo=ZoneInfo("Europe/Amsterdam")
+        ).timestamp()
+    )
+    * 1_000_000
+)
 # ``make test``: 2,000 examples on SQLite (partners' reads, apps' reads, sequences of
 # changes). The decision is the same SQL on PostgreSQL, where each round trip costs more:
 # 600 there keep the suite inside its ten minutes.
@@ -228,7 +256,11 @@ def scene(own_runtime: Runtime) -> Iterator[Scene]:
     actors["prac"] = harness.create(practitioner(), patient_id=None).ref
     plans: list[dict[str, Record]] = []
     for n in range(2):
-        pat = harness.create(patient(), patient_id=None)
+        # The second inwoner is a child who turned 12 ten days ago (issue 17): her mother
+        # (rp1) is a parent with gezag who signs her Consents (write_consent).
+        pat = harness.create(
+            patient(birthDate=CHILD_BORN.isoformat()) if n else patient(), patient_id=None
+        )
         pid = pat.resource_id
 
         def add(body: dict[str, Any], pid: str = pid) -> Record:
@@ -236,6 +268,15 @@ def scene(own_runtime: Runtime) -> Iterator[Scene]:
 
         rp = add(related_person(patient_id=pid))
         actors[f"rp{n}"] = rp.ref
+        if n:
+            with own_runtime.db.write() as conn:
+                set_role(
+                    conn,
+                    patient_id=pid,
+                    related_person_id=rp.resource_id,
+                    legal_basis="ouder",
+                    now=0,
+                )
         g0 = add(goal(patient_id=pid))
         g1 = add(
             goal(patient_id=pid, domain="wonen", meta={"security": [{"system": CONF, "code": "R"}]})
@@ -389,6 +430,9 @@ def consents(draw: st.DrawFn) -> dict[str, Any]:
         "owner": draw(st.integers(0, 1)),
         "status": draw(st.sampled_from(("active", "active", "active", "inactive"))),
         "provision": root,
+        # The child's (owner 1): signed by her mother alone before her 12th birthday, which
+        # has ended it, or by both of them now.
+        "signed": draw(st.sampled_from(("parent-before-12", "both"))),
     }
 
 
@@ -426,12 +470,35 @@ def write_consent(scene: Scene, drawn: dict[str, Any]) -> Record | None:
         "patient": {"reference": f"Patient/{owner}"},
         "provision": _resolve(drawn["provision"], scene, _periods()),
     }
+    before_12 = drawn["owner"] == 1 and drawn.get("signed") == "parent-before-12"
+    if drawn["owner"] == 1:
+        mother = scene.actors["rp1"]
+        signers = [mother] if before_12 else [f"Patient/{owner}", mother]
+        body["performer"] = [{"reference": ref} for ref in signers]
     try:
-        record = scene.harness.create(body, patient_id=owner)
+        with _written_at(TWELFTH - 5 * DAY_MICROS if before_12 else None):
+            record = scene.harness.create(body, patient_id=owner)
     except Unprocessable:
         event("consent refused by the vault")
         return None
+    if drawn["owner"] == 1:
+        event(f"the child's Consent: {drawn.get('signed')}")
     return record
+
+
+@contextmanager
+def _written_at(instant: int | None) -> Iterator[None]:
+    """Write as if at ``instant`` (microseconds): the vault's clock, moved for one write."""
+    if instant is None:
+        yield
+        return
+    offset = instant * 1000 - time.time_ns()
+    real_ns, real = time.time_ns, time.time
+    with (
+        patch.object(time, "time_ns", lambda: real_ns() + offset),
+        patch.object(time, "time", lambda: real() + offset / 1e9),
+    ):
+        yield
 
 
 # -- questions -----------------------------------------------------------------------------
@@ -525,7 +592,29 @@ _SETTINGS = {
 }
 
 
+def _childs(signed: str) -> dict[str, Any]:
+    """A grant of the child's Goals to org0, signed as ``signed`` says (write_consent)."""
+    return {
+        "owner": 1,
+        "status": "active",
+        "signed": signed,
+        "provision": {
+            "type": "permit",
+            "actor": [{"role": {"coding": [{"code": "IRCP"}]}, "reference": {"reference": "org0"}}],
+            "action": _coded(None, ["access"]),
+            "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Goal"}],
+        },
+    }
+
+
+# The child's two kinds of grant, run every time: her mother's alone before the 12th
+# birthday (ended now) and both of theirs (in force), asked by a read, a count and $everything.
+_CHILD_ASKED = [("read", 1, "g0"), ("count", 1, "Goal"), ("everything", 1, "")]
+
+
 @settings(max_examples=PARTNER_READS, **_SETTINGS)  # type: ignore[arg-type]
+@example(drawn=[_childs("parent-before-12")], caller="org0", asked=_CHILD_ASKED)
+@example(drawn=[_childs("both")], caller="org0", asked=_CHILD_ASKED)
 @given(
     drawn=st.lists(consents(), max_size=2),
     caller=st.sampled_from(PARTNERS),

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, insert, select, text, true, tuple_, update
 
 from vault.consent.access import Interaction
 from vault.consent.decision import visible
+from vault.consent.representation import record_birth_date
 from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.fhir.repository.base import INTERACTIONS, ROW, R, not_found, resource_type_or_404
 from vault.fhir.repository.history import History
@@ -31,6 +32,7 @@ from vault.kernel.errors import (
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import now_micros
 from vault.store.models import SHARED_OWNER, ResourceRow, SearchToken, VersionRow
+from vault.store.reads import previous_version
 from vault.store.registry import ResourceType
 from vault.store.writes import (
     DATA_KEY,
@@ -455,9 +457,20 @@ class Writes(History):
             ),
         )
         write_index(self._rt, conn, prepared, pk)
+        if spec.name == "Patient":
+            record_birth_date(
+                conn, patient_id=resource_id, patient=data, may_change=self._ctx.kind == "full"
+            )
         if spec.name == "Consent":
             assert prepared.patient_id is not None
-            grants = check_consent(conn, data, patient_id=prepared.patient_id)
+            grants = check_consent(
+                conn,
+                data,
+                patient_id=prepared.patient_id,
+                now=now,
+                writer=self._ctx.signer,
+                previous=previous_version(self._rt, conn, pk, version),
+            )
             replace_grants(
                 conn,
                 consent_pk=pk,
