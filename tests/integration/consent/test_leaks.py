@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from tests.factories import careplan, goal, observation, provenance
