@@ -473,3 +473,37 @@ def test_a_17_year_old_revokes_what_her_parent_may_see(
     # Only the Consent that names her is left to see (as stopped): no goal of the child.
     assert 'data-type="Goal"' not in after.text and "Toestemming (gestopt)" in after.text
     mama.http.close()
+
+
+# -- the birth date itself ---------------------------------------------------------------------
+
+
+def test_the_birth_date_that_decides_is_changed_by_the_operator_only(
+    harness: Harness, partner: Party
+) -> None:
+    """A 13-year-old's own app must not make her 16 by editing her birthDate, and no one but
+    the operator moves the date the rules are decided by (docs/family.md)."""
+    born = _years_before(date.today(), 13) - timedelta(days=30)
+    family = _family(harness, partner, born)
+    app = harness.app("kind-datum", patient_id=family.child, scopes=APP_SCOPES)
+    current = harness.fhir(app, "get", f"/Patient/{family.child}")
+    assert current.status_code == 200, current.text
+    body = {k: v for k, v in current.json().items() if k != "meta"}
+    older = {**body, "birthDate": _years_before(date.today(), 16).isoformat()}
+    refused = harness.fhir(app, "put", f"/Patient/{family.child}", json=older)
+    assert refused.status_code == 422, refused.text
+    outcome = refused.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["expression"] == ["Patient.birthDate"]
+    without = {k: v for k, v in body.items() if k != "birthDate"}
+    assert harness.fhir(app, "put", f"/Patient/{family.child}", json=without).status_code == 422
+    # Nothing changed: the stored Patient keeps its date, and the rules still see 13.
+    again = harness.fhir(app, "get", f"/Patient/{family.child}")
+    assert again.json()["birthDate"] == born.isoformat()
+    assert again.json()["meta"]["versionId"] == current.json()["meta"]["versionId"]
+    # The operator corrects it.
+    operator = Repository(harness.runtime, AccessContext.full("test"))
+    corrected = (born - timedelta(days=1)).isoformat()
+    with harness.runtime.db.write() as conn:
+        operator.update(conn, "Patient", family.child, {**body, "birthDate": corrected})
+    assert harness.fhir(app, "get", f"/Patient/{family.child}").json()["birthDate"] == corrected
