@@ -159,6 +159,25 @@ def test_a_related_permit_keeps_two_named_resources_with_one_id_apart(
     assert partner.get(f"/RelatedPerson/{ans}").status_code == 404
 
 
+def test_a_nested_deny_for_one_actor_leaves_the_other_actors_grant(
+    operator: Operator, inwoner: str, make_partner: PartnerFactory
+) -> None:
+    # One Consent for two partners; the deny inside it names one of them.
+    kept, denied = make_partner(), make_partner()
+    target = operator.create(goal(patient_id=inwoner))
+    operator.create(
+        grant(
+            inwoner,
+            kept.organization,
+            denied.organization,
+            denies=[{"actor": [{"role": ROLE, "reference": {"reference": denied.organization}}]}],
+        )
+    )
+
+    assert kept.get(f"/Goal/{target}").status_code == 200
+    assert denied.get(f"/Goal/{target}").status_code == 404
+
+
 def test_the_inwoners_app_sees_the_shared_directory_besides_her_own_compartment(
     operator: Operator, inwoner: str, make_inwoner_app: Callable[[str], httpx.Client]
 ) -> None:
@@ -176,6 +195,9 @@ def test_the_inwoners_app_sees_the_shared_directory_besides_her_own_compartment(
     finally:
         operator.delete("Organization", org)
         operator.delete("Practitioner", person)
+
+
+ROLE = {"coding": [{"code": "IRCP"}]}
 
 
 def related(reference: str) -> dict[str, object]:
