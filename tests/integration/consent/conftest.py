@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 
 from tests.conftest import FHIR_JSON, ServerThread
 from tests.factories import consent, patient
+from tests.support.harness import Harness
 from tests.support.smart import BackendClient, inwoner_account, register_app, register_backend
 from vault.app.main import create_app
 from vault.consent.access import AccessContext
@@ -57,6 +58,20 @@ def vault(settings: Settings, runtime: Runtime) -> Iterator[ServerThread]:
     """The vault with its real access resolver: only its own bearer tokens get in."""
     with ServerThread(create_app(settings, runtime=runtime)) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def harness(settings: Settings, runtime: Runtime) -> Iterator[Harness]:
+    """The property and end-to-end harness (tests/support/harness.py), one per module."""
+    made = Harness(runtime, settings)
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def page_app(settings: Settings, runtime: Runtime) -> Any:
+    """The app the consent page's visitors log in to, in process."""
+    return create_app(settings, runtime=runtime)
 
 
 @pytest.fixture

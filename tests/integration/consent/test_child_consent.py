@@ -32,10 +32,8 @@ from tests.factories import goal, patient, related_person
 from tests.support.harness import Harness, PageVisitor, Party, network_account, page_login
 from tests.support.reference import Record
 from tests.support.smart import inwoner_account
-from vault.app.main import create_app
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime, now_micros
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -63,18 +61,6 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     yield Clock(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def harness(settings: Settings, runtime: Runtime) -> Iterator[Harness]:
-    made = Harness(runtime, settings)
-    yield made
-    made.close()
-
-
-@pytest.fixture(scope="module")
-def page_app(settings: Settings, runtime: Runtime) -> Any:
-    return create_app(settings, runtime=runtime)
 
 
 def _midnight(day: date) -> int:

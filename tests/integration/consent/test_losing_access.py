@@ -15,7 +15,7 @@ erasure) failed before its fixes landed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,9 +33,7 @@ from tests.support.harness import (
 )
 from tests.support.reference import Record
 from tests.support.smart import inwoner_account
-from vault.app.main import create_app
-from vault.kernel.config import Settings
-from vault.kernel.runtime import Runtime, now_micros
+from vault.kernel.runtime import now_micros
 from vault.oauth.models import OAuthClient
 
 
@@ -60,18 +58,6 @@ class Case:
             self.inwoner = page_login(self.app, *inwoner_account(self.harness.runtime, self.pid))
             self.closers.append(self.inwoner.http.close)
         return self.inwoner
-
-
-@pytest.fixture(scope="module")
-def harness(settings: Settings, runtime: Runtime) -> Iterator[Harness]:
-    made = Harness(runtime, settings)
-    yield made
-    made.close()
-
-
-@pytest.fixture(scope="module")
-def page_app(settings: Settings, runtime: Runtime) -> Any:
-    return create_app(settings, runtime=runtime)
 
 
 def _case(harness: Harness, page_app: Any, who: str) -> Case:
