@@ -149,6 +149,33 @@ def name_then(repo: Repository, conn: Connection, reference: str) -> str:
         return name
 
 
+# RelatedPerson.relationship codes (v3 RoleCode) a child calls "Mama" or "Papa" in the log.
+_KINSHIP = {
+    "MTH": "mother",
+    "NMTH": "mother",
+    "STPMTH": "mother",
+    "FTH": "father",
+    "NFTH": "father",
+    "STPFTH": "father",
+}
+
+
+def kinship_of(repo: Repository, conn: Connection, reference: str) -> str | None:
+    """ "mother" or "father" when the RelatedPerson's relationship says so, else None."""
+    parsed = split_reference(reference)
+    if parsed is None:
+        return None
+    try:
+        person = load(repo.read(conn, parsed[0], parsed[1]))
+    except (FhirError, KeyUnavailable):
+        return None
+    for concept in person.get("relationship") or []:
+        for coding in concept.get("coding") or []:
+            if coding.get("system") == ROLE_CODE and coding.get("code") in _KINSHIP:
+                return _KINSHIP[coding["code"]]
+    return None
+
+
 def version_of(resource: dict[str, Any]) -> str | None:
     version = (resource.get("meta") or {}).get("versionId")
     return f'W/"{version}"' if version else None

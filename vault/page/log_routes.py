@@ -84,9 +84,15 @@ def access_log(
         names: dict[str, str] = {}
         apps = _app_names(conn, visitor.patient_id)
 
+        kin: dict[str, str] = {}
+
         def name(ref: str) -> str:
             if ref not in names:
                 names[ref] = data.name_then(repo, conn, ref)
+                if ref.startswith("RelatedPerson/") and ref in history:
+                    kinship = data.kinship_of(repo, conn, ref)
+                    if kinship:
+                        kin[ref] = kinship
             return names[ref]
 
         lines = []
@@ -108,6 +114,7 @@ def access_log(
                 patient_ref=f"Patient/{visitor.patient_id}",
                 apps=apps,
                 lang=lang,
+                kin=kin,
             )
             moment = line.when // 1000
             if last_ms is not None and moment != last_ms:

@@ -311,24 +311,30 @@ LOG_WORDS = {
         "someone of your network": "Iemand uit je netwerk",
         "your data": "je gegevens",
         "your name and address": "je naam en adres",
-        "{person} for you": "{person} namens jou",
+        "{person} for you": "{person}",
+        " for you": " namens jou",
+        "mother": "Mama",
+        "father": "Papa",
+        "{kin} ({person})": "{kin} ({person})",
         "an app of {who}": "Een app van {who}",
         "you (looking at what {org} sees)": "Jij (bekeek wat {org} ziet)",
-        "{who} looked at what {seen} sees": "{who} heeft bekeken wat {seen} ziet",
+        "{who} looked at what {seen} sees": "{who} heeft{behalf} bekeken wat {seen} ziet",
         "you looked at what {seen} sees": "Jij hebt bekeken wat {seen} ziet",
-        "{who} changed who may see what": "{who} {has} veranderd wie wat mag zien",
-        "{who} searched and found nothing": "{who} {has} gezocht in je gegevens en niets gevonden",
-        "{who} {verb} {what}": "{who} {has} {what} {verb}",
-        "{who} was refused {what}": "{who} wilde {what} zien, maar mocht dat niet",
+        "{who} changed who may see what": "{who} {has}{behalf} veranderd wie wat mag zien",
+        "{who} searched and found nothing": (
+            "{who} {has}{behalf} gezocht in je gegevens en niets gevonden"
+        ),
+        "{who} {verb} {what}": "{who} {has}{behalf} {what} {verb}",
+        "{who} was refused {what}": "{who} wilde{behalf} {what} zien, maar mocht dat niet",
         "an app": "Een app",
-        "{who} stopped {seen}": "{who} heeft {seen} gestopt",
+        "{who} stopped {seen}": "{who} heeft{behalf} {seen} gestopt",
         "you stopped {seen}": "Jij hebt {seen} gestopt",
         "{who} tried {n} times to see something not allowed": (
-            "{who} probeerde {n} keer iets te zien wat niet mocht"
+            "{who} probeerde{behalf} {n} keer iets te zien wat niet mocht"
         ),
-        "{who} looked {n} times and saw nothing": "{who} keek {n} keer, maar zag niets",
-        "{who} looked and saw nothing": "{who} keek, maar zag niets",
-        "{who} {changes}": "{who} {has} {changes}",
+        "{who} looked {n} times and saw nothing": "{who} keek{behalf} {n} keer, maar zag niets",
+        "{who} looked and saw nothing": "{who} keek{behalf}, maar zag niets",
+        "{who} {changes}": "{who} {has}{behalf} {changes}",
         "{count} {noun} {verb}": "{count} {noun} {verb}",
         "({n} times)": "({n} keer)",
         "{who} counted you in figures without names": (
@@ -341,6 +347,10 @@ LOG_WORDS = {
         "an organisation": "An organisation",
         "someone of your network": "Someone of your network",
         "{person} for you": "{person} on your behalf",
+        " for you": "",
+        "mother": "Mum",
+        "father": "Dad",
+        "{kin} ({person})": "{kin} ({person})",
         "an app of {who}": "An app of {who}",
         "you (looking at what {org} sees)": "You (looking at what {org} sees)",
         "{who} looked at what {seen} sees": "{who} looked at what {seen} sees",
@@ -382,6 +392,9 @@ class LogLine:
     verb: str = "viewed"
     entities: tuple[str, ...] = ()
     has: str = "heeft"
+    # " namens jou" after the finite verb when someone acted for the inwoner (Dutch word
+    # order: "Mama (Sanne Bakker) heeft namens jou ...", never "... namens jou heeft ...").
+    behalf: str = ""
 
 
 PREVIEW_QUERY = "$preview?actor="
@@ -435,18 +448,21 @@ def describe_event(
     patient_ref: str,
     apps: Mapping[str, str] | None = None,
     lang: str = "nl",
+    kin: Mapping[str, str] | None = None,
 ) -> LogLine:
     """ "MEE heeft je doelen bekeken" for one AuditEvent; ``names`` maps references to names.
 
     The line tells the access as it was when it happened: ``role_at(person, instant)`` is
     the role someone had at that instant, never the one they have now (issue 18). An app
-    the inwoner approved is named, never "Jij" (``apps``: client id -> name).
+    the inwoner approved is named, never "Jij" (``apps``: client id -> name). A parent who
+    acted with gezag is named as the child says it, "Mama (Sanne Bakker)" (``kin``:
+    reference -> "mother" or "father", from the RelatedPerson's relationship).
     """
     # Long on purpose: one table-like walk from an access-log record to its plain-Dutch sentence.
     table = LOG_WORDS["en" if lang == "en" else "nl"]
 
     def w(key: str, **fields: str) -> str:
-        return table.get(key, key).format(**fields)
+        return table.get(key, key).format(**{"behalf": "", **fields})
 
     agents = event.get("agent") or []
     first = agents[0] if agents else {}
@@ -463,7 +479,17 @@ def describe_event(
     account_name = first.get("name", "")
     own = bool(own_account) and account_name == f"account {own_account}" and agent_of is None
     recorded = _parse_instant(str(event.get("recorded", "")))
-    acting = agent_of is not None and role_at(agent_of, recorded) is not None
+    role = role_at(agent_of, recorded) if agent_of is not None else None
+    acting = role is not None
+    behalf = w(" for you") if acting else ""
+
+    def person_of(ref: str) -> str:
+        person = names.get(ref, w("someone of your network"))
+        kinship = (kin or {}).get(ref)
+        if role == "ouder" and kinship:
+            person = w("{kin} ({person})", kin=w(kinship), person=person)
+        return w("{person} for you", person=person) if acting else person
+
     previewed = preview_actor(event)
     stopped = _stopped_app(event)
     if previewed is not None or stopped is not None:
@@ -476,10 +502,19 @@ def describe_event(
             sentence_key = "{who} stopped {seen}"
             party, kind = f"stop {stopped}", "stop"
         if agent_of is not None:
-            person = names.get(agent_of, w("someone of your network"))
-            who = w("{person} for you", person=person) if acting else person
-            sentence = w(sentence_key, who=who, seen=seen, has="heeft")
-            return LogLine(recorded, who, sentence, None, True, False, f"{party} {agent_of}", kind)
+            who = person_of(agent_of)
+            sentence = w(sentence_key, who=who, seen=seen, has="heeft", behalf=behalf)
+            return LogLine(
+                recorded,
+                who,
+                sentence,
+                None,
+                True,
+                False,
+                f"{party} {agent_of}",
+                kind,
+                behalf=behalf,
+            )
         you_key = "you looked at what {seen} sees" if kind == "preview" else "you stopped {seen}"
         sentence = w(you_key, seen=seen)
         return LogLine(recorded, w("you"), sentence, None, True, own, party, kind)
@@ -497,8 +532,7 @@ def describe_event(
             who = w("an app of {who}", who=who)
             party = f"{organization} app {app}"
     elif agent_of is not None:
-        person = names.get(agent_of, w("someone of your network"))
-        who = w("{person} for you", person=person) if acting else person
+        who = person_of(agent_of)
         party = f"{agent_of} {'for' if acting else 'own'}"
         own = False
     elif who_ref == patient_ref and app:
@@ -510,6 +544,8 @@ def describe_event(
         party = "you"
     else:
         who = w("someone")
+    if agent_of is None or organization:
+        behalf = ""
     subtype = ((event.get("subtype") or [{}])[0]).get("code", "read")
     verb = _VERBS.get(subtype, "used")
     what = _what(event, lang)
@@ -529,16 +565,18 @@ def describe_event(
         sentence = w("{who} counted you in figures without names", who=who)
         kind = "counted"
     elif permitted and about_consent and verb in ("added", "changed"):
-        sentence = w("{who} changed who may see what", who=who, has=has)
+        sentence = w("{who} changed who may see what", who=who, has=has, behalf=behalf)
         kind = "consent"
     elif permitted and searched and not _what(event):
-        sentence = w("{who} searched and found nothing", who=who, has=has)
+        sentence = w("{who} searched and found nothing", who=who, has=has, behalf=behalf)
         kind = "empty"
     elif permitted:
-        sentence = w("{who} {verb} {what}", who=who, has=has, verb=w(verb), what=what)
+        sentence = w(
+            "{who} {verb} {what}", who=who, has=has, verb=w(verb), what=what, behalf=behalf
+        )
         kind = "viewed" if verb in ("viewed", "fetched", "used") else "changed"
     else:
-        sentence = w("{who} was refused {what}", who=who, what=what)
+        sentence = w("{who} was refused {what}", who=who, what=what, behalf=behalf)
         kind = "denied"
     entities = tuple(
         str((e.get("what") or {}).get("reference"))
@@ -558,6 +596,7 @@ def describe_event(
         verb,
         entities,
         has,
+        behalf,
     )
 
 
@@ -672,7 +711,7 @@ def visit_sentence(lines: Sequence[LogLine], lang: str = "nl") -> str:
     """One sentence (or two) for one visit, the same rule for reads, searches and denials."""
     table = LOG_WORDS["en" if lang == "en" else "nl"]
     first = lines[0]
-    who, has = first.who, first.has
+    who, has, behalf = first.who, first.has, first.behalf
     by_kind: dict[str, list[LogLine]] = {}
     for line in lines:
         by_kind.setdefault(line.kind, []).append(line)
@@ -685,23 +724,25 @@ def visit_sentence(lines: Sequence[LogLine], lang: str = "nl") -> str:
     if viewed:
         what = _what_of(viewed, lang)
         verb = table.get("viewed", "viewed")
-        text = table["{who} {verb} {what}"].format(who=who, has=has, verb=verb, what=what)
+        text = table["{who} {verb} {what}"].format(
+            who=who, has=has, verb=verb, what=what, behalf=behalf
+        )
         clauses.append(text + _times(len(viewed) + len(empty), table))
     elif empty:
         if len(empty) == 1:
-            clauses.append(table["{who} looked and saw nothing"].format(who=who))
+            clauses.append(table["{who} looked and saw nothing"].format(who=who, behalf=behalf))
         else:
             key = "{who} looked {n} times and saw nothing"
-            clauses.append(table[key].format(who=who, n=len(empty)))
+            clauses.append(table[key].format(who=who, n=len(empty), behalf=behalf))
     changed = by_kind.get("changed", [])
     if changed:
-        clauses.append(_changes(changed, who=who, has=has, lang=lang))
+        clauses.append(_changes(changed, who=who, has=has, behalf=behalf, lang=lang))
     denied = by_kind.get("denied", [])
     if len(denied) == 1:
         clauses.append(denied[0].sentence)
     elif denied:
         key = "{who} tried {n} times to see something not allowed"
-        clauses.append(table[key].format(who=who, n=len(denied)))
+        clauses.append(table[key].format(who=who, n=len(denied), behalf=behalf))
     return ". ".join(clauses)
 
 
@@ -713,7 +754,7 @@ def _what_of(lines: Sequence[LogLine], lang: str) -> str:
     return join_words([words[t] for t in kinds], lang)
 
 
-def _changes(lines: Sequence[LogLine], *, who: str, has: str, lang: str) -> str:
+def _changes(lines: Sequence[LogLine], *, who: str, has: str, behalf: str, lang: str) -> str:
     """ "Samenwerkplan-import heeft 7 doelen toegevoegd": counted per thing and per change."""
     table = LOG_WORDS["en" if lang == "en" else "nl"]
     nouns = NOUNS["en" if lang == "en" else "nl"]
@@ -731,7 +772,7 @@ def _changes(lines: Sequence[LogLine], *, who: str, has: str, lang: str) -> str:
             table["{count} {noun} {verb}"].format(count=len(refs), noun=noun, verb=verb_words)
         )
     changes = join_words(parts, lang)
-    return table["{who} {changes}"].format(who=who, has=has, changes=changes)
+    return table["{who} {changes}"].format(who=who, has=has, changes=changes, behalf=behalf)
 
 
 # -- apps ---------------------------------------------------------------------------------

@@ -317,7 +317,7 @@ def test_a_representative_changes_a_grant_and_the_log_says_on_whose_behalf(
 
     page.goto(vault.url + "/log?wie=iedereen")
     expect(page.locator("ol.log")).to_contain_text(
-        "Kees Janssen namens jou heeft veranderd wie wat mag zien"
+        "Kees Janssen heeft namens jou veranderd wie wat mag zien"
     )
     check_page(page, "wie-heeft-er-gekeken-namens")
     # The legal basis is part of the RelatedPerson, as partners read it over FHIR.

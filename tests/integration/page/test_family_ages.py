@@ -87,8 +87,20 @@ def test_mila_8_is_shared_by_a_parent_until_her_12th_birthday(page: Page, vault:
         "Vanaf de 12e verjaardag van Mila beslist Mila mee. Dat is op 15 april 2030."
     )
     check_page(page, "gezin-ouder-van-mila")
+    # Under 12 one parent with gezag decides: Erik shares Mila's goals at once.
+    page.goto(vault.url + "/delen/Organization/demo-org-woningcorporatie")
+    page.locator("#part-doelen").check()
+    page.get_by_role("button", name="Verder").click()
+    page.get_by_role("button", name="Ja, opslaan").click()
+    expect(page.get_by_role("status")).to_be_visible()
     page.context.clear_cookies()
     log_in(page, vault, "mila")
     expect(page.locator("#leeftijd")).to_contain_text(
         "Je bent nog geen 12. Je ouders met gezag beslissen wie je plan mag zien."
     )
+    # Her log names her father as she would, with the words in Dutch order (issue 17 item 3).
+    page.goto(vault.url + "/log")
+    expect(page.locator("ol.log")).to_contain_text(
+        "Papa (Erik Visser) heeft namens jou veranderd wie wat mag zien"
+    )
+    check_page(page, "gezin-mila-logboek")

@@ -171,7 +171,7 @@ def test_stop_everything_ends_apps_and_a_machtiging_and_names_who_stays(
         assert http_log_in(again, "kees-mentor", "kees-mentor-wachtwoord").status_code == 400
     # The log still tells who it was, and that he was her mentor when he wrote.
     page.goto(vault.url + "/log")
-    expect(page.locator("ol.log")).to_contain_text("Kees Mentor namens jou heeft 1 doel toegevoegd")
+    expect(page.locator("ol.log")).to_contain_text("Kees Mentor heeft namens jou 1 doel toegevoegd")
     mo.close()
     kees.close()
 
@@ -267,7 +267,7 @@ def test_the_log_shows_one_line_per_visit_survives_a_flood_and_keeps_the_past(
     expect(lines.filter(has_text="Samenwerkplan-import heeft 7 doelen toegevoegd")).to_have_count(1)
     expect(page.locator("ol.log")).not_to_contain_text("Jij hebt 7 doelen")
     # Before she named Noor, Noor only looked; after, Noor acts for her. Both as they were.
-    expect(lines.filter(has_text="Noor Helpt namens jou")).to_have_count(1)
+    expect(lines.filter(has_text="Noor Helpt heeft namens jou")).to_have_count(1)
     expect(lines.filter(has_text=re.compile(r"^Noor Helpt keek"))).to_have_count(1)
     # Her own page views are grouped the same way: never the same sentence twice in a row.
     texts = [t.split(", ")[0] for t in page.locator("ol.log > li > .visit").all_inner_texts()]

@@ -53,3 +53,50 @@ def test_a_role_holds_only_between_its_start_and_its_end() -> None:
     assert role_at(history, "RelatedPerson/k", 15 * MINUTE) == "mentor"
     assert role_at(history, "RelatedPerson/k", 25 * MINUTE) is None
     assert role_at(history, "RelatedPerson/other", 15 * MINUTE) is None
+
+
+def _consent_change_by(person: str, when_iso: str) -> dict[str, object]:
+    """An AuditEvent as the access log writes it when someone of the network acts."""
+    return {
+        "resourceType": "AuditEvent",
+        "subtype": [{"code": "create"}],
+        "recorded": when_iso,
+        "outcome": "0",
+        "agent": [
+            {"name": "account a1", "requestor": True},
+            {
+                "who": {"reference": person},
+                "requestor": True,
+                "type": {"coding": [{"code": "AGNT"}]},
+            },
+        ],
+        "entity": [{"what": {"reference": "Consent/c1"}}],
+    }
+
+
+def test_a_parent_with_gezag_is_named_as_the_child_says_it_in_dutch_word_order() -> None:
+    from vault.page.words import describe_event
+
+    mother = "RelatedPerson/sanne"
+    history = {mother: [Role(mother, "ouder", 0, None)]}
+    event = _consent_change_by(mother, "2026-12-04T10:00:00.000Z")
+    kwargs: dict[str, object] = {
+        "names": {mother: "Sanne Bakker"},
+        "own_account": None,
+        "role_at": lambda person, when: role_at(history, person, when),
+        "patient_ref": "Patient/mila",
+    }
+    line = describe_event(event, kin={mother: "mother"}, **kwargs)  # type: ignore[arg-type]
+    assert line.sentence == "Mama (Sanne Bakker) heeft namens jou veranderd wie wat mag zien"
+    english = describe_event(event, kin={mother: "mother"}, lang="en", **kwargs)  # type: ignore[arg-type]
+    assert english.sentence == "Mum (Sanne Bakker) on your behalf changed who may see what"
+    # A mentor is no parent: the name alone, "namens jou" after the verb all the same.
+    history[mother] = [Role(mother, "mentor", 0, None)]
+    line = describe_event(event, kin={mother: "mother"}, **kwargs)  # type: ignore[arg-type]
+    assert line.sentence == "Sanne Bakker heeft namens jou veranderd wie wat mag zien"
+    # Every sentence of a visit keeps the order, the grouped ones too.
+    assert visit_sentence([line, line]) == line.sentence + " (2 keer)"
+    # Someone whose role had ended acted for nobody: no "namens jou".
+    history[mother] = [Role(mother, "ouder", 0, 1)]
+    line = describe_event(event, kin={mother: "mother"}, **kwargs)  # type: ignore[arg-type]
+    assert line.sentence == "Sanne Bakker heeft veranderd wie wat mag zien"
