@@ -11,10 +11,12 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from anyio import to_thread
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -333,15 +335,19 @@ async def search_get(request: Request) -> Response:
     """Search by GET."""
     # In a worker thread: the search's statements block, and the event loop must stay free.
     # Its access-log records are awaited on the loop (``audited``), durable before the answer.
+    # A few threads only (``Database.search_limiter``): more cost CPU without more searches.
     runtime, repo = await request_repository(request)
     async with repo.audited():
-        return await run_in_threadpool(
-            _search,
-            request,
-            runtime,
-            repo,
-            request.path_params["resource_type"],
-            request.query_params.multi_items(),
+        return await to_thread.run_sync(
+            partial(
+                _search,
+                request,
+                runtime,
+                repo,
+                request.path_params["resource_type"],
+                request.query_params.multi_items(),
+            ),
+            limiter=runtime.db.search_limiter(),
         )
 
 
@@ -359,7 +365,10 @@ async def search_post(
     params = request.query_params.multi_items() + parse_qsl(
         raw.decode("utf-8", "replace"), keep_blank_values=True
     )
-    return await run_in_threadpool(_search, request, runtime, repo, resource_type, params)
+    return await to_thread.run_sync(
+        partial(_search, request, runtime, repo, resource_type, params),
+        limiter=runtime.db.search_limiter(),
+    )
 
 
 @router.post("/{resource_type}")

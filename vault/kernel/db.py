@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import anyio
 import psycopg
 from sqlalchemy import (
     BigInteger,
@@ -104,6 +105,13 @@ def _fetch_one_dbapi(dbapi_conn: Any, sql: str, params: Any) -> Any:
 # waits for the disk; the GIL keeps them from running Python at once anyway.
 SQLITE_READER_THREADS = int(os.environ.get("VAULT_SQLITE_READER_THREADS", "2"))
 _BATCH = 16  # at most this many answers per wake-up of the event loop
+# Threads that may run a search's statements at once (``Database.search_threads``). AnyIO's
+# default pool lets 40 run: on SQLite 16 concurrent searches then cost about half as much
+# CPU again, spent handing the GIL and SQLite's shared WAL index between threads, not on
+# the searches (docs/performance.md, "Searches in few threads"). PostgreSQL's statements
+# wait on the server, so more of them overlap usefully.
+SEARCH_THREADS_SQLITE = 4
+SEARCH_THREADS_POSTGRES = 16
 
 
 class _SqliteReaders:
@@ -236,6 +244,9 @@ class Database:
             sa_event.listen(self._statement_engine, "connect", _postgres_on_connect)
             _ping_when_idle(self._statement_engine)
         self._async_pools: dict[asyncio.AbstractEventLoop, _AsyncStatements] = {}
+        default = SEARCH_THREADS_SQLITE if self.is_sqlite else SEARCH_THREADS_POSTGRES
+        self.search_threads = int(os.environ.get("VAULT_SEARCH_THREADS", "0")) or default
+        self._search_limiter: anyio.CapacityLimiter | None = None
         # SQLite's driver blocks: the hot single-statement reads run on reader threads of
         # their own, off the event loop (``_SqliteReaders``). Made on first use, and again
         # after ``dispose``.
@@ -244,6 +255,12 @@ class Database:
         self._checkpoint_interval = checkpoint_interval
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
+
+    def search_limiter(self) -> anyio.CapacityLimiter:
+        """The limiter of the worker threads searches run in (``anyio.to_thread``)."""
+        if self._search_limiter is None:
+            self._search_limiter = anyio.CapacityLimiter(self.search_threads)
+        return self._search_limiter
 
     @property
     def dialect(self) -> Dialect:
