@@ -6,7 +6,7 @@ DATA   ?= data
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test test-deep mutate mutate-compile mutate-decision coverage page-test-deps lint bench docs clean
+.PHONY: run test test-deep mutate mutate-compile mutate-decision coverage page-test-deps lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,9 +83,30 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-## bench: the read/search benchmark on SQLite (see docs/performance.md)
+## bench: every benchmark, one after the other (benchmarks/README.md; about 40 minutes)
+# SQLite by default; BENCH_DATABASE_URL=postgresql+psycopg://... runs them on PostgreSQL
+# (scaling_plans.py is PostgreSQL only and runs only then). Each prints its figures; none is
+# a test. BENCH_INWONERS sizes the runs that load data (default: each script's own).
+BENCH_DATABASE_URL ?=
+BENCH_DB = $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
+.PHONY: bench bench-read
 bench: $(STAMP)
-	$(BIN)/python benchmarks/fhir_read_search.py
+	$(BIN)/python benchmarks/fhir_read_search.py $(BENCH_DB)
+	$(BIN)/python benchmarks/consent_read_search.py $(BENCH_DB)
+	taskset -c 0 $(BIN)/python benchmarks/read_cpu.py
+	taskset -c 0 $(BIN)/python benchmarks/read_cpu.py --partner
+	taskset -c 0 $(BIN)/python benchmarks/read_cpu.py --partner --without-access-log
+	taskset -c 0 $(BIN)/python benchmarks/access_log_cpu.py
+	$(BIN)/python benchmarks/bulk_export.py $(BENCH_DB)
+	$(BIN)/python benchmarks/export_profile.py $(BENCH_DB)
+	$(BIN)/python benchmarks/bulk_load.py $(BENCH_DB)
+	$(BIN)/python benchmarks/partner_plans.py $(BENCH_DB)
+	$(BIN)/python benchmarks/report_run.py $(BENCH_DB)
+	$(if $(BENCH_DATABASE_URL),$(BIN)/python benchmarks/scaling_plans.py $(BENCH_DB),@echo "scaling_plans.py: PostgreSQL only (set BENCH_DATABASE_URL)")
+
+## bench-read: only the read/search benchmark over HTTP (the one earlier figures came from)
+bench-read: $(STAMP)
+	$(BIN)/python benchmarks/fhir_read_search.py $(BENCH_DB)
 
 ## docs: the adapter SDK's API reference, from its docstrings, as HTML in docs/api/
 # -W error: a docstring pdoc cannot read fails the build (tests/unit/adapters/test_api_reference.py).
