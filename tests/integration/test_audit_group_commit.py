@@ -29,6 +29,7 @@ from vault.audit.models import AuditChain, AuditChainHead
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
+from vault.kernel.db import DRIVER_STATEMENTS
 from vault.kernel.runtime import Runtime, now_micros
 from vault.page.mydata import erase_vault
 from vault.store.models import DataKey, ResourceRow
@@ -121,10 +122,16 @@ def statements(runtime: Runtime) -> Iterator[list[str]]:
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         sent.append(statement)
 
+    def count_driver(statement: str) -> None:
+        sent.append(statement)
+
+    # Also the inserts the store sends through the driver's cursor (kernel/db.execute_many).
     event.listen(runtime.db.write_engine, "before_cursor_execute", count)
+    DRIVER_STATEMENTS.append(count_driver)
     try:
         yield sent
     finally:
+        DRIVER_STATEMENTS.remove(count_driver)
         event.remove(runtime.db.write_engine, "before_cursor_execute", count)
 
 

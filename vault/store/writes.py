@@ -10,6 +10,7 @@ the caller opened (``Database.write``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from vault.kernel.crypto import new_data_key, seal_body
-from vault.kernel.db import InList, table_of
+from vault.kernel.db import InList, execute_many, fetch_all, table_of
 from vault.kernel.errors import Unprocessable
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import Runtime, now_micros
@@ -61,7 +62,6 @@ K = DataKey.__table__.c
 INSERT_RESOURCE = insert(table_of(ResourceRow)).returning(R.pk)
 # Many rows in one INSERT ("insertmanyvalues"). The rows come back matched by their unique
 # (type, id), not by order: on SQLite, sort_by_parameter_order would insert row by row.
-_INSERT_RESOURCES = insert(table_of(ResourceRow)).returning(R.pk, R.resource_type, R.resource_id)
 INSERT_VERSION = insert(table_of(VersionRow))
 _INSERT_TOKENS = insert(table_of(SearchToken))
 _INSERT_REFERENCES = insert(table_of(SearchReference))
@@ -154,42 +154,95 @@ def insert_records(
             now=now,
         )
         sealed.append((now, plaintext, body))
-    inserted = conn.execute(
-        _INSERT_RESOURCES,
-        [
-            {
-                "resource_type": prepared.spec.name,
-                "resource_id": prepared.data["id"],
-                "patient_id": prepared.patient_id,
-                "version_id": 1,
-                "last_updated": now,
-                "deleted": False,
-            }
-            for prepared, (now, _, _) in zip(items, sealed, strict=True)
-        ],
-    )
-    pks = {(row.resource_type, row.resource_id): row.pk for row in inserted}
+    # Through the driver's cursor: SQLAlchemy's per-row parameter handling cost these
+    # inserts more than SQLite took to run them (docs/performance.md, the access log).
+    style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    pks: dict[tuple[str, str], int] = {}
+    rows = [
+        (prepared.spec.name, prepared.data["id"], prepared.patient_id, 1, now, False)
+        for prepared, (now, _, _) in zip(items, sealed, strict=True)
+    ]
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        sql = _insert_resources_sql(style, len(chunk))
+        for pk, resource_type, resource_id in fetch_all(conn, sql, [v for r in chunk for v in r]):
+            pks[(resource_type, resource_id)] = pk
     stored: list[Stored] = []
-    versions: list[dict[str, Any]] = []
-    tokens: list[dict[str, Any]] = []
-    refs: list[dict[str, Any]] = []
-    dates: list[dict[str, Any]] = []
+    versions: list[tuple[Any, ...]] = []
+    tokens: list[tuple[Any, ...]] = []
+    refs: list[tuple[Any, ...]] = []
+    dates: list[tuple[Any, ...]] = []
     for prepared, (now, plaintext, body) in zip(items, sealed, strict=True):
         spec, resource_id = prepared.spec, prepared.data["id"]
         pk = pks[(spec.name, resource_id)]
-        versions.append(
-            version_row(prepared, pk=pk, resource_id=resource_id, version=1, now=now, body=body)
-        )
+        versions.append((pk, 1, spec.name, resource_id, prepared.patient_id, now, False, body))
         more_tokens, more_refs, more_dates = index_rows(runtime, prepared, pk)
-        tokens += more_tokens
-        refs += more_refs
-        dates += more_dates
+        tokens += [tuple(t[c] for c in _TOKEN_COLUMNS) for t in more_tokens]
+        refs += [tuple(t[c] for c in _REFERENCE_COLUMNS) for t in more_refs]
+        dates += [tuple(t[c] for c in _DATE_COLUMNS) for t in more_dates]
         stored.append(
             Stored(spec.name, resource_id, 1, now, False, plaintext, prepared.patient_id, pk)
         )
-    conn.execute(INSERT_VERSION, versions)
-    insert_index(conn, tokens, refs, dates)
+    for table, many in (
+        ("fhir_version", versions),
+        ("search_token", tokens),
+        ("search_reference", refs),
+        ("search_date", dates),
+    ):
+        execute_many(conn, _INSERT_SQL[style][table], many)
     return stored
+
+
+_ROWS_PER_INSERT = 500
+_VERSION_COLUMNS = (
+    "resource_pk",
+    "version_id",
+    "resource_type",
+    "resource_id",
+    "patient_id",
+    "last_updated",
+    "deleted",
+    "body",
+)
+_TOKEN_COLUMNS = ("resource_pk", "resource_type", "patient_id", "param", "system", "code_hash")
+_REFERENCE_COLUMNS = (
+    "resource_pk",
+    "resource_type",
+    "patient_id",
+    "param",
+    "target_type",
+    "target_id",
+)
+_DATE_COLUMNS = ("resource_pk", "resource_type", "patient_id", "param", "low", "high")
+
+
+def _placeholders(style: str, count: int) -> str:
+    return "(" + ", ".join([style] * count) + ")"
+
+
+# The statements, in each driver's parameter style, from this module's names only.
+_INSERT_SQL = {
+    style: {
+        table: f"INSERT INTO {table} ({', '.join(columns)}) VALUES {_placeholders(style, len(columns))}"  # noqa: E501, S608
+        for table, columns in (
+            ("fhir_version", _VERSION_COLUMNS),
+            ("search_token", _TOKEN_COLUMNS),
+            ("search_reference", _REFERENCE_COLUMNS),
+            ("search_date", _DATE_COLUMNS),
+        )
+    }
+    for style in ("?", "%s")
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_resources_sql(style: str, rows: int) -> str:
+    values = ", ".join([_placeholders(style, 6)] * rows)
+    return (
+        "INSERT INTO fhir_resource"  # noqa: S608 (this module's names and placeholders only)
+        " (resource_type, resource_id, patient_id, version_id, last_updated, deleted)"
+        f" VALUES {values} RETURNING pk, resource_type, resource_id"
+    )
 
 
 def ensure_data_key(runtime: Runtime, conn: Connection, patient_id: str) -> None:
