@@ -29,7 +29,7 @@ from vault.audit.models import AuditChain, AuditChainHead
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
-from vault.kernel.db import DRIVER_STATEMENTS
+from vault.kernel.driver import DRIVER_STATEMENTS
 from vault.kernel.runtime import Runtime, now_micros
 from vault.page.mydata import erase_vault
 from vault.store.models import DataKey, ResourceRow

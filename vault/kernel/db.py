@@ -21,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -47,7 +47,6 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 __all__ = [
-    "DRIVER_STATEMENTS",
     "Base",
     "Blob",
     "Database",
@@ -56,8 +55,6 @@ __all__ = [
     "Micros",
     "PatientId",
     "Pk",
-    "execute_many",
-    "fetch_all",
     "fetch_one",
     "table_of",
 ]
@@ -93,42 +90,6 @@ def fetch_one(conn: Connection, sql: str, params: Any) -> Any:
     ``sql`` is in the driver's parameter style (:attr:`Database.paramstyle`).
     """
     return _fetch_one_dbapi(conn.connection, sql, params)
-
-
-# Observers of the statements ``execute_many`` and ``fetch_all`` send past SQLAlchemy, whose
-# ``before_cursor_execute`` event does not see them: tests count a batch's statements.
-DRIVER_STATEMENTS: list[Callable[[str], None]] = []
-
-
-def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    """``sql`` once per row through the driver's own cursor, in ``conn``'s transaction.
-
-    For the access log's hot inserts: SQLAlchemy's per-row parameter processing cost more
-    than the statements themselves (docs/performance.md). ``sql`` is in the driver's
-    parameter style (:attr:`Database.paramstyle`); values must be what the driver takes
-    as they are (no type of SQLAlchemy's own converts them).
-    """
-    if not rows:
-        return
-    for observe in DRIVER_STATEMENTS:
-        observe(sql)
-    cursor = conn.connection.cursor()
-    try:
-        cursor.executemany(sql, rows)
-    finally:
-        cursor.close()
-
-
-def fetch_all(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    """Every row of one statement through the driver's own cursor (see :func:`execute_many`)."""
-    for observe in DRIVER_STATEMENTS:
-        observe(sql)
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
 
 
 def _fetch_one_dbapi(dbapi_conn: Any, sql: str, params: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,7 @@ from sqlalchemy import Connection
 from starlette.responses import Response
 
 from vault.consent.representation import role_at, role_history
+from vault.fhir.repository import Repository
 from vault.fhir.resources import ID_PATTERN
 from vault.kernel.fhirdata import format_instant
 from vault.kernel.runtime import now_micros
@@ -81,19 +83,9 @@ def access_log(
 
     def load(conn: Connection) -> dict[str, Any]:
         history = role_history(conn, patient_id=visitor.patient_id)
-        names: dict[str, str] = {}
         apps = _app_names(conn, visitor.patient_id)
-
-        kin: dict[str, str] = {}
-
-        def name(ref: str) -> str:
-            if ref not in names:
-                names[ref] = data.name_then(repo, conn, ref)
-                if ref.startswith("RelatedPerson/") and ref in history:
-                    kinship = data.kinship_of(repo, conn, ref)
-                    if kinship:
-                        kin[ref] = kinship
-            return names[ref]
+        names = _Names(repo, conn, history)
+        name = names.of
 
         lines = []
         last_ms: int | None = None
@@ -108,13 +100,13 @@ def access_log(
                     name(ref)
             line = describe_event(
                 event,
-                names=names,
+                names=names.names,
                 own_account=visitor.account_id if visitor.is_inwoner else None,
                 role_at=lambda person, when: role_at(history, person, when),
                 patient_ref=f"Patient/{visitor.patient_id}",
                 apps=apps,
                 lang=lang,
-                kin=kin,
+                kin=names.kin,
             )
             moment = line.when // 1000
             if last_ms is not None and moment != last_ms:
@@ -142,6 +134,25 @@ def access_log(
         }
 
     return render(request, "log.html", read_in(request, load), visitor=visitor)
+
+
+class _Names:
+    """Who a reference was, asked once per page: the name (also of someone since removed),
+    and for someone of the network who has ever had a role, "mother" or "father"."""
+
+    def __init__(self, repo: Repository, conn: Connection, history: Mapping[str, Any]) -> None:
+        self.repo, self.conn, self.history = repo, conn, history
+        self.names: dict[str, str] = {}
+        self.kin: dict[str, str] = {}
+
+    def of(self, ref: str) -> str:
+        if ref not in self.names:
+            self.names[ref] = data.name_then(self.repo, self.conn, ref)
+            if ref.startswith("RelatedPerson/") and ref in self.history:
+                kinship = data.kinship_of(self.repo, self.conn, ref)
+                if kinship:
+                    self.kin[ref] = kinship
+        return self.names[ref]
 
 
 _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")

@@ -19,7 +19,8 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from vault.kernel.crypto import new_data_key, seal_body
-from vault.kernel.db import InList, execute_many, fetch_all, table_of
+from vault.kernel.db import InList, table_of
+from vault.kernel.driver import execute_many, fetch_all
 from vault.kernel.errors import Unprocessable
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import Runtime, now_micros
