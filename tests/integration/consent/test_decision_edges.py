@@ -200,5 +200,24 @@ def test_the_inwoners_app_sees_the_shared_directory_besides_her_own_compartment(
 ROLE = {"coding": [{"code": "IRCP"}]}
 
 
+def test_an_instance_deny_hides_the_named_resource_and_not_what_it_refers_to(
+    operator: Operator, inwoner: str, partner: Partner
+) -> None:
+    # meaning "instance" names one resource only: the deny must not follow the plan's
+    # references as a "related" one does (the data_meaning condition of ``_match``).
+    kept = operator.create(goal(patient_id=inwoner))
+    named = operator.create(careplan(patient_id=inwoner, goals=[kept]))
+    operator.create(
+        grant(inwoner, partner.organization, denies=[{"data": [instance(f"CarePlan/{named}")]}])
+    )
+
+    assert partner.get(f"/CarePlan/{named}").status_code == 404
+    assert partner.get(f"/Goal/{kept}").status_code == 200
+
+
+def instance(reference: str) -> dict[str, object]:
+    return {"meaning": "instance", "reference": {"reference": reference}}
+
+
 def related(reference: str) -> dict[str, object]:
     return {"meaning": "related", "reference": {"reference": reference}}
