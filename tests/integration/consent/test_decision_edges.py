@@ -215,6 +215,24 @@ def test_an_instance_deny_hides_the_named_resource_and_not_what_it_refers_to(
     assert partner.get(f"/Goal/{kept}").status_code == 200
 
 
+def test_a_label_grant_asks_for_the_security_label_not_a_code_alike(
+    operator: Operator, inwoner: str, partner: Partner
+) -> None:
+    # A label grant matches ``meta.security`` only: a Goal whose category has the same
+    # code (blind-indexed as a token like the label) is not labelled (``_security`` param).
+    labelled = operator.create({**goal(patient_id=inwoner), "meta": {"security": [{"code": "R"}]}})
+    alike = operator.create(
+        {
+            **goal(patient_id=inwoner),
+            "category": [{"coding": [{"system": "https://example.org/soort", "code": "R"}]}],
+        }
+    )
+    operator.create(grant(inwoner, partner.organization, label={"code": "R"}))
+
+    assert partner.get(f"/Goal/{labelled}").status_code == 200
+    assert partner.get(f"/Goal/{alike}").status_code == 404
+
+
 def instance(reference: str) -> dict[str, object]:
     return {"meaning": "instance", "reference": {"reference": reference}}
 
