@@ -349,35 +349,28 @@ class Writes(History):
                     f"{spec.name} is shared by all inwoners; it cannot be written for one inwoner"
                 )
             return None
+        where = f"{spec.name}.{spec.compartment}"
+        if spec.compartment == "self":
+            owner_type, patient_id = spec.name, resource_id
+        else:
+            owners = ("Patient", "Group") if spec.name in FAMILY_TYPES else ("Patient",)
+            ref_param = next(p for p in spec.params if p.compartment)
+            refs = {ref for ref in ref_param.extract(data) if ref[0] in owners}
+            if spec.name == "Provenance":
+                refs = self._patients_of(conn, data)
+            if len(refs) != 1:
+                raise Unprocessable(
+                    f"{where} must point at exactly one inwoner's Patient"
+                    + (" or one family's Group" if len(owners) > 1 else ""),
+                    expression=[where],
+                )
+            owner_type, patient_id = refs.pop()
         # The family compartment (docs/family.md section 6) is written by the operator's
         # tools; a partner only corrects what a member's Consent lets it (``_correct``).
-        family_writer = self._ctx.kind in ("full", "system")
+        if owner_type == "Group" and self._ctx.kind not in ("full", "system"):
+            raise Unprocessable("A family plan is written by the operator", expression=[where])
         if spec.compartment == "self":
-            if spec.name == "Group" and not family_writer:
-                raise Unprocessable(
-                    "A family (Group) is written by the vault's operator", expression=["Group"]
-                )
             return resource_id
-        owners = ("Patient", "Group") if spec.name in FAMILY_TYPES else ("Patient",)
-        ref_param = next(p for p in spec.params if p.compartment)
-        refs = {ref for ref in ref_param.extract(data) if ref[0] in owners}
-        if spec.name == "Provenance":
-            refs = self._patients_of(conn, data)
-        where = f"{spec.name}.{spec.compartment}"
-        if len(refs) != 1:
-            raise Unprocessable(
-                f"{where} must point at exactly one inwoner's Patient"
-                + (" or one family's Group" if len(owners) > 1 else ""),
-                expression=[where],
-            )
-        owner_type, patient_id = refs.pop()
-        assert isinstance(patient_id, str)
-        if owner_type == "Group" and not family_writer:
-            raise Unprocessable(
-                "The family plan is written by the vault's operator; a member writes her "
-                "own part in her own compartment",
-                expression=[where],
-            )
         exists = conn.execute(
             select(R.pk).where(
                 R.resource_type == owner_type,
