@@ -267,13 +267,13 @@ def test_a_consent_may_name_only_a_family_plan_of_the_inwoners_own_family(
 ) -> None:
     outsider = harness.create(patient(given="Vreemde"), patient_id=None).resource_id
     repo = Repository(harness.runtime, AccessContext.full("test"))
-    with pytest.raises(Unprocessable, match="is not part of this inwoner's plan"):
-        with harness.runtime.db.write() as conn:
-            repo.create(
-                conn,
-                "Consent",
-                grant(outsider, _org(fam.wijkteam), data=[(fam.plan.ref, "related")]),
-            )
+    refused = pytest.raises(Unprocessable, match="is not part of this inwoner's plan")
+    with refused, harness.runtime.db.write() as conn:
+        repo.create(
+            conn,
+            "Consent",
+            grant(outsider, _org(fam.wijkteam), data=[(fam.plan.ref, "related")]),
+        )
     assert _family_refs(fam, _visible(harness, fam.wijkteam, "CarePlan")) == set()
 
 
