@@ -23,7 +23,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -419,7 +419,10 @@ def _reference(
         return false()
     if param.compartment:
         # The compartment's own column answers this; the write path derived it from here.
-        return R.patient_id == target_id
+        if not target_type or len(param.targets) == 1:
+            return R.patient_id == target_id
+        # A Patient's compartment or a family's (docs/family.md): the type must agree too.
+        return and_(R.patient_id == target_id, exists(_owner(target_type, target_id)))
     where: list[ColumnElement[bool]] = [
         SR.resource_pk == R.pk,
         SR.param == param.name,
@@ -429,6 +432,13 @@ def _reference(
     if target_type:
         where.append(SR.target_type == target_type)
     return exists(select(SR.id).where(*where))
+
+
+def _owner(target_type: str, target_id: str) -> Any:
+    owner = ResourceRow.__table__.alias("owner")
+    return select(owner.c.pk).where(
+        owner.c.resource_type == target_type, owner.c.resource_id == target_id
+    )
 
 
 def _prefix(value: str) -> tuple[str, str]:
