@@ -23,7 +23,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -422,7 +422,9 @@ def _reference(
         if not target_type or len(param.targets) == 1:
             return R.patient_id == target_id
         # A Patient's compartment or a family's (docs/family.md): the type must agree too.
-        return and_(R.patient_id == target_id, exists(_owner(target_type, target_id)))
+        owner = ResourceRow.__table__.alias("owner").c
+        is_owner = and_(owner.resource_type == target_type, owner.resource_id == target_id)
+        return and_(R.patient_id == target_id, exists(select(owner.pk).where(is_owner)))
     where: list[ColumnElement[bool]] = [
         SR.resource_pk == R.pk,
         SR.param == param.name,
@@ -432,13 +434,6 @@ def _reference(
     if target_type:
         where.append(SR.target_type == target_type)
     return exists(select(SR.id).where(*where))
-
-
-def _owner(target_type: str, target_id: str) -> Any:
-    owner = ResourceRow.__table__.alias("owner")
-    return select(owner.c.pk).where(
-        owner.c.resource_type == target_type, owner.c.resource_id == target_id
-    )
 
 
 def _prefix(value: str) -> tuple[str, str]:

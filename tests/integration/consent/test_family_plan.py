@@ -33,14 +33,20 @@ from sqlalchemy import select
 from tests.factories import careplan, careteam, family, goal, of_family, organization, patient
 from tests.factories import subscription as subscription_body
 from tests.integration.consent.conftest import grant
+from tests.support import inwoner_context
 from tests.support.harness import Harness, Party
-from tests.support.reference import Record
+from tests.support.reference import Caller, Record
+from tests.support.smart import make_key, public_jwks
+from vault.app.clients import register_client
+from vault.app.demo import DEMO_FAMILY_ID, load_demo
 from vault.consent.access import AccessContext
 from vault.consent.family import families_of, members_of
+from vault.fhir.family import family_plan, regisseurs
 from vault.fhir.repository import Repository
 from vault.kernel.errors import Unprocessable
 from vault.notify.worker import Notifier
 from vault.page.mydata import erase_vault
+from vault.page.sharing_data import partner_context
 from vault.store.models import DataKey
 
 SCOPES = (
@@ -458,3 +464,108 @@ def test_erasing_a_member_leaves_the_family_plan_and_the_last_one_destroys_its_k
     for party in still:
         for record in fam.records:
             harness.check_read(party, record)
+
+
+# -- the demo family (issue 17 item 5) -------------------------------------------------------
+
+DEMO_SCOPES = ["system/Goal.rs", "system/CarePlan.rs", "system/CareTeam.rs", "system/Group.rs"]
+
+
+def _demo_partner(harness: Harness, name: str, org: str) -> Party:
+    """A backend client of one of the demo's organisations (found by its name)."""
+    key = make_key("ES256")
+    client_id = register_client(
+        harness.runtime,
+        name=f"{name} systeem",
+        organization_name=name,
+        scopes=DEMO_SCOPES,
+        jwks=public_jwks(key),
+    )
+    caller = Caller(name, "system", grantees=frozenset({org}), scopes=tuple(DEMO_SCOPES))
+    return Party(caller, client_id, key=key)
+
+
+def test_the_demo_family_plan_shows_each_members_grants(harness: Harness) -> None:
+    load_demo(harness.runtime)
+    fam = f"Group/{DEMO_FAMILY_ID}"
+    shared = {f"Goal/demo-gezinsdoel-{k}" for k in ("rust", "geld", "huis")}
+    team = _demo_partner(
+        harness, "Sociaal Team Voorbeeldstad", "Organization/demo-org-sociaal-team"
+    )
+    woning = _demo_partner(
+        harness, "Woonstichting Voorbeeldstad", "Organization/demo-org-woningcorporatie"
+    )
+    ggz = _demo_partner(harness, "GGZ Voorbeeldstad", "Organization/demo-org-ggz")
+
+    def plan_with_goals(party: Party) -> tuple[set[str], set[str]]:
+        response = harness.fhir(
+            party,
+            "get",
+            "/CarePlan",
+            params={"subject": fam, "_include": "CarePlan:goal", "_total": "accurate"},
+        )
+        assert response.status_code == 200, response.text
+        entries = response.json().get("entry", [])
+        pick = {
+            mode: {
+                f"{e['resource']['resourceType']}/{e['resource']['id']}"
+                for e in entries
+                if e["search"]["mode"] == mode
+            }
+            for mode in ("match", "include")
+        }
+        assert response.json()["total"] == len(pick["match"])
+        return pick["match"], pick["include"]
+
+    # The sociaal team (Sanne's, Erik's and Daan's grants): the plan, the shared goals and
+    # the members' own goals each of them granted; Lotte granted the team nothing.
+    plans, goals = plan_with_goals(team)
+    assert plans == {"CarePlan/demo-gezinsplan"}
+    assert shared <= goals
+    assert {
+        "Goal/demo-doel-sanne-schulden",
+        "Goal/demo-doel-erik-werk",
+        "Goal/demo-doel-daan-school",
+        "Goal/demo-doel-mila-zwemmen",  # Mila's own grant to the team (her parents signed)
+    } <= goals
+    assert "Goal/demo-doel-lotte-diploma" not in goals
+    assert harness.fhir(team, "get", "/Goal/demo-doel-lotte-diploma").status_code == 404
+    # The housing corporation: the one shared goal Sanne named, nothing else of the family.
+    assert plan_with_goals(woning) == (set(), set())
+    response = harness.fhir(woning, "get", "/Goal", params={"subject": fam})
+    assert {e["resource"]["id"] for e in response.json()["entry"]} == {"demo-gezinsdoel-huis"}
+    # GGZ (Erik's and Lotte's own plans): nothing of the family plan.
+    assert plan_with_goals(ggz) == (set(), set())
+    assert harness.fhir(ggz, "get", f"/Group/{DEMO_FAMILY_ID}").status_code == 404
+
+    # The data function the page's family view will call: the same decision.
+    with harness.runtime.db.read() as conn:
+        lotte = family_plan(
+            Repository(harness.runtime, inwoner_context("demo-inwoner-lotte"), logged=False),
+            conn,
+            DEMO_FAMILY_ID,
+        )
+        seen_by_team = family_plan(
+            Repository(
+                harness.runtime,
+                partner_context(conn, "Organization/demo-org-sociaal-team", account_id="test"),
+                logged=False,
+            ),
+            conn,
+            DEMO_FAMILY_ID,
+        )
+        outsider = family_plan(
+            Repository(harness.runtime, inwoner_context("demo-geen-lid"), logged=False),
+            conn,
+            DEMO_FAMILY_ID,
+        )
+        assert families_of(conn, "demo-inwoner-lotte") == [DEMO_FAMILY_ID]
+    assert lotte.group is not None and len(lotte.group["member"]) == 5
+    assert [p["id"] for p in lotte.plans] == ["demo-gezinsplan"]
+    assert {f"Goal/{g['id']}" for g in lotte.shared_goals} == shared
+    # A member sees her own goal the plan points at, not the others' own goals.
+    assert [g["id"] for g in lotte.member_goals] == ["demo-doel-lotte-diploma"]
+    (family_team,) = lotte.teams
+    assert regisseurs(family_team) == ["Practitioner/demo-regisseur-anouk"]
+    assert "demo-doel-lotte-diploma" not in {g["id"] for g in seen_by_team.member_goals}
+    assert seen_by_team.visible and not outsider.visible
