@@ -63,6 +63,7 @@ REGISSEUR = {
     "text": "regisseur",
 }
 TYPES = ("CarePlan", "Goal", "CareTeam", "Group")
+FHIR_JSON = {"content-type": "application/fhir+json"}
 
 
 @dataclass
@@ -291,6 +292,35 @@ def test_a_members_app_cannot_write_the_family_plan_nor_a_partner_its_members(
         fam.mama_app, "post", "/Goal", json=body, headers={"content-type": "application/fhir+json"}
     )
     assert response.status_code in (403, 422), response.text  # a read-only app: 403 first
+    # An app that may write: the family plan is the operator's to write (docs/family.md).
+    writer = harness.app("mama-writer", patient_id=fam.mama, scopes=("patient/*.cruds",))
+    response = harness.fhir(
+        writer, "post", "/Goal", json=body, headers={"content-type": "application/fhir+json"}
+    )
+    assert response.status_code == 422, response.text
+    # A partner granted ``correct`` on the Group by a member cannot change who is in it.
+    fixer = harness.partner("Fixer", scopes=("system/Group.rus",))
+    harness.create(
+        grant(
+            fam.kind, _org(fixer), actions=("access", "correct"), data=[(fam.group.ref, "instance")]
+        ),
+        patient_id=fam.kind,
+    )
+    group = {k: v for k, v in fam.group.last_live().items() if k != "meta"}
+    assert harness.fhir(fixer, "get", f"/Group/{fam.group.resource_id}").status_code == 200
+    stranger = harness.create(patient(given="Vreemde"), patient_id=None).ref
+    more = {**group, "member": [*group["member"], {"entity": {"reference": stranger}}]}
+    response = harness.fhir(
+        fixer, "put", f"/Group/{fam.group.resource_id}", json=more, headers=FHIR_JSON
+    )
+    assert response.status_code == 422, response.text
+    assert "Group.member" in response.text
+    renamed = {**group, "name": "Gezin Jansen-de Vries"}
+    response = harness.fhir(
+        fixer, "put", f"/Group/{fam.group.resource_id}", json=renamed, headers=FHIR_JSON
+    )
+    assert response.status_code == 200, response.text
+    harness.written(fam.group)
     with harness.runtime.db.read() as conn:
         assert members_of(conn, fam.group.resource_id) == {fam.mama, fam.papa, fam.kind}
         assert families_of(conn, fam.kind) == [fam.group.resource_id]
