@@ -124,7 +124,8 @@ SEQUENCES = TOTAL * 20 // 100  # the dearest: a fresh inwoner and up to four cha
 
 PLAN_KEYS = ("patient", "rp", "g0", "g1", "g2", "obs", "team", "cp0", "cp1", "pv0", "pv1")
 FAMILY_KEYS = ("group", "fg0", "fg1", "fteam", "fcp")
-FAMILY = 2  # the family, where a drawn reference names plan 0 or 1
+# The family, where a drawn reference names plan 0 or 1 (or 2, the sequences' fresh plan).
+FAMILY = "family"
 CLASSES = ("Patient", "RelatedPerson", "Goal", "Observation", "CareTeam", "CarePlan", "Provenance")
 SEARCHED = (*CLASSES, "Consent")
 ACTORS = ("org0", "org1", "org2", "prac", "rp0", "rp1")
@@ -494,7 +495,7 @@ def _resolve(value: Any, scene: Scene, periods: dict[str, dict[str, str]]) -> An
         return scene.actors[value]
     if isinstance(value, str) and value.startswith("@"):
         owner, key = value[1:].split(":")
-        if int(owner) == FAMILY:
+        if owner == FAMILY:
             return scene.family[key].ref
         return scene.plans[int(owner)][key].ref
     return value
