@@ -241,8 +241,8 @@ def test_the_childrens_consents_are_signed_as_their_ages_ask() -> None:
 def test_the_family_has_one_plan_with_shared_goals_a_regisseur_and_members_grants() -> None:
     """Issue 17 item 1 and 5 (docs/family.md section 6): the Group of all five, the family
     CarePlan, its shared goals and agreements, the regisseur the family chose, and who
-    lets whom see it: Sanne, Erik and Daan (signed with his mother, 13) the sociaal team,
-    Sanne the housing corporation one shared goal; Lotte nothing of it."""
+    lets whom see it: Sanne, Erik and Daan (signed with his mother, 13) the sociaal team;
+    Lotte nothing of it."""
     at = int(datetime(2026, 12, 4, 12, tzinfo=UTC).timestamp()) * 1_000_000
     resources = demo_resources(at)
     (group,) = [r for r in resources if r["resourceType"] == "Group"]
@@ -272,12 +272,11 @@ def test_the_family_has_one_plan_with_shared_goals_a_regisseur_and_members_grant
         "demo-gezinsplan-daan-sociaal-team",
         "demo-gezinsplan-erik-sociaal-team",
         "demo-gezinsplan-sanne-sociaal-team",
-        "demo-gezinsplan-sanne-woningcorporatie",
     ]
     assert [p["reference"] for p in grants["demo-gezinsplan-daan-sociaal-team"]["performer"]] == [
         "Patient/demo-inwoner-daan",
         "RelatedPerson/demo-netwerk-daan-sanne",
     ]
-    assert grants["demo-gezinsplan-sanne-woningcorporatie"]["provision"]["data"] == [
-        {"meaning": "instance", "reference": {"reference": "Goal/demo-gezinsdoel-huis"}}
+    assert grants["demo-gezinsplan-sanne-sociaal-team"]["provision"]["data"] == [
+        {"meaning": "related", "reference": {"reference": "CarePlan/demo-gezinsplan"}}
     ]

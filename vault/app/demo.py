@@ -17,8 +17,8 @@ The family also has one family plan (docs/family.md section 6): a Group of the f
 family compartment with the family CarePlan, three shared goals, the agreements of the
 samenwerkoverleg and a CareTeam whose regisseur (Anouk, of the sociaal team) the family
 chose. Sanne, Erik and Daan (with his mother's signature, by his age) let the sociaal team
-see the family plan; Sanne lets the housing corporation see the one shared goal about the
-house; Lotte grants nothing of it, so no partner sees her own goal through the family plan.
+see the family plan; Lotte grants nothing of it, so no partner sees her own goal through the
+family plan.
 
 Everything is made up: names, the town Voorbeeldstad, the organisations, the identifier
 systems for AGB and KvK codes, and BSNs from the 99999xxxx test range (they pass the
@@ -799,7 +799,6 @@ FAMILY_GRANTS = (
     ("sanne", SOCIAAL_TEAM, FAMILY_PLAN, "related"),
     ("erik", SOCIAAL_TEAM, FAMILY_PLAN, "related"),
     ("daan", SOCIAAL_TEAM, FAMILY_PLAN, "related"),
-    ("sanne", WONINGCORPORATIE, "Goal/demo-gezinsdoel-huis", "instance"),
 )
 
 
