@@ -250,3 +250,24 @@ def subscription(
             ]
         }
     return resource
+
+
+def family(*, members: list[str], name: str = "Gezin Bakker", **extra: Any) -> dict[str, Any]:
+    """A family (1 Gezin 1 Plan): a Group of the members' Patients (docs/family.md)."""
+    return {
+        "resourceType": "Group",
+        "type": "person",
+        "actual": True,
+        "name": name,
+        "member": [{"entity": {"reference": f"Patient/{m}"}} for m in members],
+        **extra,
+    }
+
+
+def of_family(resource: dict[str, Any], family_id: str) -> dict[str, Any]:
+    """``resource`` (a CarePlan, Goal or CareTeam) as part of the family plan: its subject
+    is the family's Group, so it lives in the family compartment."""
+    body = {**resource, "subject": {"reference": f"Group/{family_id}"}}
+    if "expressedBy" in body:
+        body.pop("expressedBy")
+    return body

@@ -149,7 +149,8 @@ class Harness:
         with self.runtime.db.write() as conn:
             stored, _ = self._repo().create(conn, body["resourceType"], body)
         kind, ident = stored.resource_type, stored.resource_id
-        owner = ident if kind == "Patient" else patient_id
+        # A Patient, and a family's Group, each head a compartment of their own.
+        owner = ident if kind in ("Patient", "Group") else patient_id
         record = Record(kind, ident, owner, [self._stored(kind, ident)])
         return self.world.add(record)
 

@@ -35,6 +35,15 @@ The rules the vault keeps, written out once:
   RelatedPerson but not by the child holds only while she is under 12, on the calendar of
   Amsterdam. Here the age is read by comparing ISO dates as text; born on 29 February, the
   anniversary "YYYY-02-29" is past once the day is "YYYY-03-01" in a common year.
+- A family plan (issue 17, docs/family.md section 6): a Group heads a family compartment
+  (its resources carry the Group's id where others carry a Patient's). Its members are the
+  Patients its current ``member.entity`` names (a member marked ``inactive`` is none, an
+  erased inwoner is none). A member's app or representative sees the family compartment.
+  A partner sees a family resource when an active Consent of a member grants it by a
+  permit whose matching ``data`` item is itself a resource of that family (a grant by
+  class alone, or by data of her own compartment, never reaches the family); a deny of
+  that Consent cuts into it as into any permit of it. ``$everything`` of a Patient is her
+  own compartment only.
 """
 
 from __future__ import annotations
@@ -313,7 +322,10 @@ class World:
         action: str,
         now: int,
         consent: str = "",
+        family: str | None = None,
     ) -> bool:
+        if family is not None and rule.data is None:
+            return False  # only a data item of the family's own reaches the family
         if rule.actors is not None and not rule.actors & caller.grantees:
             return False
         if rule.actions is not None and action not in rule.actions:
@@ -323,10 +335,13 @@ class World:
         if rule.classes is not None and record.resource_type not in rule.classes:
             return False
         if rule.data is not None and not any(
-            (kind, ident) == (record.resource_type, record.resource_id)
-            or (
-                meaning == "related"
-                and self._refers_to((kind, ident), record, effect=rule.effect, consent=consent)
+            (family is None or self._home_of(f"{kind}/{ident}") == family)
+            and (
+                (kind, ident) == (record.resource_type, record.resource_id)
+                or (
+                    meaning == "related"
+                    and self._refers_to((kind, ident), record, effect=rule.effect, consent=consent)
+                )
             )
             for kind, ident, meaning in rule.data
         ):
@@ -377,22 +392,40 @@ class World:
         by_child = any(s.startswith("Patient/") for s in signers) or not signers
         return not (by_parent and not by_child) or self._age(birth, now) < 12
 
+    def _home_of(self, ref: str) -> str | None:
+        found = self.records.get(ref)
+        return found.patient_id if found is not None else None
+
+    def members(self, family: str | None) -> set[str]:
+        """The Patients the family's Group names now (none if it is no family)."""
+        group = self.records.get(f"Group/{family}")
+        if group is None or group.current is None:
+            return set()
+        found = set()
+        for member in group.current.get("member", []):
+            ref = (member.get("entity") or {}).get("reference", "")
+            if not member.get("inactive") and ref.startswith("Patient/"):
+                found.add(ref.split("/", 1)[1])
+        return found - self.erased
+
     def decides(self, caller: Caller, record: Record, *, now: int, action: str = "access") -> bool:
         """The row decision, scopes aside: may ``caller`` see this resource (deleted or not)?"""
         if record.patient_id is None:
             return record.resource_type in SHARED
         if record.patient_id in self.erased:
             return False
+        members = self.members(record.patient_id)
         if caller.kind == "patient":
-            return record.patient_id == caller.patient_id
+            return record.patient_id == caller.patient_id or caller.patient_id in members
         if action == "access" and record.resource_type == "Consent" and self._names(record, caller):
             return True
         for consent in self.of_type("Consent"):
             body = consent.current
             if body is None or body.get("status") != "active":
                 continue
-            if consent.patient_id != record.patient_id:
+            if consent.patient_id != record.patient_id and consent.patient_id not in members:
                 continue
+            family = record.patient_id if consent.patient_id != record.patient_id else None
             if not self._in_force(consent, now):
                 continue
             rules = _rules(body)
@@ -405,7 +438,9 @@ class World:
                 continue
             if any(
                 r.effect == "permit"
-                and self._matches(r, record, caller, action=action, now=now, consent=ref)
+                and self._matches(
+                    r, record, caller, action=action, now=now, consent=ref, family=family
+                )
                 for r in rules
             ):
                 return True

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vault.app.demo import DEMO_PATIENT_IDS, demo_resources
+from vault.app.demo import DEMO_FAMILY_ID, DEMO_PATIENT_IDS, demo_resources
 from vault.fhir.resources import validate_resource
 from vault.kernel.fhirdata import split_reference
 from vault.store.registry import RESOURCE_TYPES
@@ -55,8 +55,15 @@ def patient_of(resource: dict[str, Any]) -> str:
     if element == "self":
         return str(resource["id"])
     parsed = split_reference(resource[element]["reference"])
-    assert parsed is not None and parsed[0] == "Patient"
+    assert parsed is not None and parsed[0] in ("Patient", "Group")
     return parsed[1]
+
+
+def in_family(resource: dict[str, Any]) -> bool:
+    """Part of the family compartment (docs/family.md section 6), not a member's own."""
+    return RESOURCE_TYPES[resource["resourceType"]].compartment is not None and (
+        patient_of(resource) == DEMO_FAMILY_ID
+    )
 
 
 @pytest.mark.parametrize("resource", RESOURCES, ids=key)
@@ -116,7 +123,7 @@ def test_demo_patient_ids_are_the_demo_patients() -> None:
 def test_every_compartment_resource_belongs_to_a_demo_patient() -> None:
     for resource in RESOURCES:
         if RESOURCE_TYPES[resource["resourceType"]].compartment is not None:
-            assert patient_of(resource) in DEMO_PATIENT_IDS, key(resource)
+            assert patient_of(resource) in (*DEMO_PATIENT_IDS, DEMO_FAMILY_ID), key(resource)
 
 
 def test_every_inwoner_has_a_plan_team_goals_scores_and_consents() -> None:
@@ -124,7 +131,7 @@ def test_every_inwoner_has_a_plan_team_goals_scores_and_consents() -> None:
         mine = Counter(
             r["resourceType"]
             for r in RESOURCES
-            if r["resourceType"] != "Patient"
+            if r["resourceType"] not in ("Patient", "Group")
             and RESOURCE_TYPES[r["resourceType"]].compartment is not None
             and patient_of(r) == patient_id
         )
@@ -141,6 +148,11 @@ def test_every_inwoner_has_a_plan_team_goals_scores_and_consents() -> None:
 
 def test_goals_are_the_inwoners_own_words_per_life_domain() -> None:
     for goal in of_type("Goal"):
+        if in_family(goal):
+            # A shared goal is the family's: "we", and no one member expressed it alone.
+            assert goal["description"]["text"].startswith("We ")
+            assert "expressedBy" not in goal
+            continue
         assert goal["expressedBy"] == goal["subject"]
         assert goal["description"]["text"].startswith("Ik ")
         codings = [c for concept in goal["category"] for c in concept["coding"]]
@@ -166,7 +178,9 @@ def test_plans_hold_what_i_do_myself_and_what_professionals_agreed() -> None:
             for ref in references(activity["detail"]["performer"])
         }
         assert "Patient" in performers
-        assert "RelatedPerson" in performers
+        # The family plan's agreements are the family's and its partners'; the network of
+        # each member is in that member's own plan.
+        assert "RelatedPerson" in performers or in_family(plan)
         assert performers & {"Organization", "Practitioner"}
         for activity in plan["activity"]:
             assert {"status", "scheduledPeriod", "description"} <= activity["detail"].keys()
@@ -183,6 +197,11 @@ def test_consents_permit_access_for_an_organization_until_an_end_date() -> None:
         # One per organisation; Lotte (17) also lets her mother see her plan.
         assert grantees == ["Organization"] or consent["id"] == "demo-toestemming-lotte-sanne"
         assert [a["coding"][0]["code"] for a in provision["action"]] == ["access"]
+        if consent["id"].startswith("demo-gezinsplan-"):
+            (item,) = provision["data"]  # a member's grant of (part of) the family plan
+            assert item["reference"]["reference"] in {key(r) for r in RESOURCES if in_family(r)}
+            assert "class" not in provision
+            continue
         assert all(c["code"] in RESOURCE_TYPES for c in provision["class"])
 
 
@@ -216,4 +235,48 @@ def test_the_childrens_consents_are_signed_as_their_ages_ask() -> None:
     assert [p["reference"] for p in later["demo-toestemming-mila-sociaal-team"]["performer"]] == [
         "Patient/demo-inwoner-mila",
         "RelatedPerson/demo-netwerk-mila-sanne",
+    ]
+
+
+def test_the_family_has_one_plan_with_shared_goals_a_regisseur_and_members_grants() -> None:
+    """Issue 17 item 1 and 5 (docs/family.md section 6): the Group of all five, the family
+    CarePlan, its shared goals and agreements, the regisseur the family chose, and who
+    lets whom see it: Sanne, Erik and Daan (signed with his mother, 13) the sociaal team;
+    Lotte nothing of it."""
+    at = int(datetime(2026, 12, 4, 12, tzinfo=UTC).timestamp()) * 1_000_000
+    resources = demo_resources(at)
+    (group,) = [r for r in resources if r["resourceType"] == "Group"]
+    assert group["id"] == DEMO_FAMILY_ID
+    assert [m["entity"]["reference"] for m in group["member"]] == [
+        f"Patient/{p}" for p in DEMO_PATIENT_IDS
+    ]
+    family = [r for r in resources if in_family(r) and r["resourceType"] != "Group"]
+    assert Counter(r["resourceType"] for r in family) == {"Goal": 3, "CareTeam": 1, "CarePlan": 1}
+    (plan,) = [r for r in family if r["resourceType"] == "CarePlan"]
+    assert plan["subject"] == {"reference": f"Group/{DEMO_FAMILY_ID}"}
+    goals = [g["reference"] for g in plan["goal"]]
+    shared = [key(r) for r in family if r["resourceType"] == "Goal"]
+    assert goals[:3] == shared
+    # One own goal of each member, in the member's own compartment.
+    assert len(goals) == 3 + len(DEMO_PATIENT_IDS)
+    assert len(plan["activity"]) >= 3 and plan["note"]
+    (team,) = [r for r in family if r["resourceType"] == "CareTeam"]
+    regisseurs = [p for p in team["participant"] if p["role"][0]["text"] == "regisseur"]
+    assert [p["member"]["reference"] for p in regisseurs] == ["Practitioner/demo-regisseur-anouk"]
+    grants = {
+        c["id"]: c
+        for c in resources
+        if c["resourceType"] == "Consent" and c["id"].startswith("demo-gezinsplan-")
+    }
+    assert sorted(grants) == [
+        "demo-gezinsplan-daan-sociaal-team",
+        "demo-gezinsplan-erik-sociaal-team",
+        "demo-gezinsplan-sanne-sociaal-team",
+    ]
+    assert [p["reference"] for p in grants["demo-gezinsplan-daan-sociaal-team"]["performer"]] == [
+        "Patient/demo-inwoner-daan",
+        "RelatedPerson/demo-netwerk-daan-sanne",
+    ]
+    assert grants["demo-gezinsplan-sanne-sociaal-team"]["provision"]["data"] == [
+        {"meaning": "related", "reference": {"reference": "CarePlan/demo-gezinsplan"}}
     ]

@@ -13,6 +13,13 @@ parent, Lotte's by Lotte alone, who also lets her mother see her plan; both pare
 gezag over all three, and each has an account per child to act for them
 (``demo_parent_logins``).
 
+The family also has one family plan (docs/family.md section 6): a Group of the five, a
+family compartment with the family CarePlan, three shared goals, the agreements of the
+samenwerkoverleg and a CareTeam whose regisseur (Anouk, of the sociaal team) the family
+chose. Sanne, Erik and Daan (with his mother's signature, by his age) let the sociaal team
+see the family plan; Lotte grants nothing of it, so no partner sees her own goal through the
+family plan.
+
 Everything is made up: names, the town Voorbeeldstad, the organisations, the identifier
 systems for AGB and KvK codes, and BSNs from the 99999xxxx test range (they pass the
 11-proef, so they get through validation, but belong to no one).
@@ -40,7 +47,13 @@ from vault.kernel.runtime import now_micros
 if TYPE_CHECKING:
     from vault.kernel.runtime import Runtime
 
-__all__ = ["DEMO_PATIENT_IDS", "demo_parent_logins", "demo_resources", "load_demo"]
+__all__ = [
+    "DEMO_FAMILY_ID",
+    "DEMO_PATIENT_IDS",
+    "demo_parent_logins",
+    "demo_resources",
+    "load_demo",
+]
 
 Resource = dict[str, Any]
 
@@ -754,6 +767,150 @@ def _compartment(inwoner: Inwoner, now: int) -> Iterator[Resource]:
         yield _consent(inwoner, _related_id(inwoner, key), classes, now=now)
 
 
+# -- the family plan (docs/family.md section 6) ---------------------------------------------
+
+DEMO_FAMILY_ID = "demo-gezin-bakker-visser"
+FAMILY = f"Group/{DEMO_FAMILY_ID}"
+FAMILY_PLAN = "CarePlan/demo-gezinsplan"
+FAMILY_TEAM = "CareTeam/demo-gezinsteam"
+# (key, life domain, the family's words, priority)
+SHARED_WISHES = (
+    ("rust", "relaties", "We willen minder ruzie en meer rust in huis.", "high-priority"),
+    ("geld", "financien", "We willen samen grip op ons geld.", "high-priority"),
+    ("huis", "wonen", "We willen een huis waar iedereen een eigen plek heeft.", "medium-priority"),
+)
+# (what was agreed at the samenwerkoverleg, who does it, the shared wish it serves)
+AGREEMENTS = (
+    ("Anouk belt elke maand met Sanne en Erik over hoe het thuis gaat.", REGISSEUR, "rust"),
+    (
+        "Sanne en Erik maken samen een weekbudget, met hulp van het sociaal team.",
+        SOCIAAL_TEAM,
+        "geld",
+    ),
+    (
+        "De woonstichting kijkt of er een huis met vier slaapkamers vrijkomt.",
+        WONINGCORPORATIE,
+        "huis",
+    ),
+    ("Op zondag eten we samen en praten we over de week.", "Patient/demo-inwoner-sanne", "rust"),
+)
+# Who lets whom see the family plan: (member, grantee, data of the family, meaning).
+FAMILY_GRANTS = (
+    ("sanne", SOCIAAL_TEAM, FAMILY_PLAN, "related"),
+    ("erik", SOCIAAL_TEAM, FAMILY_PLAN, "related"),
+    ("daan", SOCIAAL_TEAM, FAMILY_PLAN, "related"),
+)
+
+
+def _family_group() -> Resource:
+    return {
+        "resourceType": "Group",
+        "id": DEMO_FAMILY_ID,
+        "type": "person",
+        "actual": True,
+        "name": "Gezin Bakker-Visser",
+        "member": [{"entity": _ref(inwoner.patient)} for inwoner in INWONERS],
+    }
+
+
+def _family_goal(key: str, domain: str, text: str, priority: str) -> Resource:
+    return {
+        "resourceType": "Goal",
+        "id": f"demo-gezinsdoel-{key}",
+        "lifecycleStatus": "active",
+        "category": [_domain(domain)],
+        "priority": _concept(GOAL_PRIORITY, priority, PRIORITIES[priority]),
+        "description": {"text": text},
+        "subject": _ref(FAMILY),
+        "startDate": PLAN_START,
+        "target": [{"dueDate": PLAN_END}],
+    }
+
+
+def _family_team() -> Resource:
+    # The role is text, like every role of the demo's teams: the vault serves no CodeSystem
+    # of roles (yet); ``family_regisseur`` finds it by this word.
+    regisseur = _team_member(REGISSEUR, "regisseur")
+    members = [_team_member(inwoner.patient, "gezinslid") for inwoner in INWONERS]
+    return {
+        "resourceType": "CareTeam",
+        "id": _id(FAMILY_TEAM),
+        "status": "active",
+        "name": "Gezinsteam Bakker-Visser",
+        "subject": _ref(FAMILY),
+        "period": {"start": PLAN_START},
+        "participant": [regisseur, _team_member(SOCIAAL_TEAM, "sociaal team"), *members],
+        "managingOrganization": [_ref(SOCIAAL_TEAM)],
+    }
+
+
+def _family_plan() -> Resource:
+    own_goals = [_goal_ref(inwoner, inwoner.wishes[0].key) for inwoner in INWONERS]
+    return {
+        "resourceType": "CarePlan",
+        "id": _id(FAMILY_PLAN),
+        "status": "active",
+        "intent": "plan",
+        "category": [{"text": "Gezinsplan (1 gezin 1 plan)"}],
+        "title": "Gezinsplan Bakker-Visser",
+        "description": "Eén plan voor het hele gezin. Ieders eigen doelen staan in ieders "
+        "eigen plan; wie wat mag zien, beslist ieder zelf.",
+        "subject": _ref(FAMILY),
+        "period": {"start": PLAN_START, "end": PLAN_END},
+        "created": PLAN_START,
+        "contributor": [_ref(REGISSEUR), *(_ref(i.patient) for i in INWONERS if not i.parents)],
+        "careTeam": [_ref(FAMILY_TEAM)],
+        "goal": [
+            *(_ref(f"Goal/demo-gezinsdoel-{key}") for key, *_ in SHARED_WISHES),
+            *(_ref(ref) for ref in own_goals),
+        ],
+        "supportingInfo": [_ref(f"CarePlan/demo-plan-{inwoner.key}") for inwoner in INWONERS],
+        "activity": [
+            {
+                "detail": {
+                    "status": "in-progress",
+                    "scheduledPeriod": {"start": LAST_MEETING, "end": NEXT_MEETING},
+                    "performer": [_ref(by)],
+                    "goal": [_ref(f"Goal/demo-gezinsdoel-{wish}")],
+                    "description": text,
+                }
+            }
+            for text, by, wish in AGREEMENTS
+        ],
+        "note": [
+            {
+                "authorReference": _ref(REGISSEUR),
+                "time": LAST_MEETING,
+                "text": "Samenwerkoverleg van 10 november 2026, bij het gezin thuis, met "
+                "Sanne, Erik, Lotte, Daan, het sociaal team en de woonstichting. Het gezin "
+                "koos Anouk als regisseur. Het volgende overleg is op 8 december 2026.",
+            }
+        ],
+    }
+
+
+def _family_consent(member: str, grantee: str, data: str, meaning: str, *, now: int) -> Resource:
+    inwoner = next(i for i in INWONERS if i.key == member)
+    consent = _consent(inwoner, grantee, (), now=now)
+    consent["id"] = f"demo-gezinsplan-{member}-{_id(grantee).removeprefix('demo-org-')}"
+    provision = consent["provision"]
+    del provision["class"]
+    provision["data"] = [{"meaning": meaning, "reference": _ref(data)}]
+    return consent
+
+
+def _family(now: int) -> Iterator[Resource]:
+    """The family compartment, after every member's own (its plan points at their parts),
+    and then the members' grants of it."""
+    yield _family_group()
+    for wish in SHARED_WISHES:
+        yield _family_goal(*wish)
+    yield _family_team()
+    yield _family_plan()
+    for member, grantee, data, meaning in FAMILY_GRANTS:
+        yield _family_consent(member, grantee, data, meaning, now=now)
+
+
 def demo_resources(now: int | None = None) -> list[Resource]:
     """The demo family as FHIR R4 JSON, every resource after the ones it refers to; the
     children's Consents signed as their ages at ``now`` (default: this moment) ask."""
@@ -763,6 +920,7 @@ def demo_resources(now: int | None = None) -> list[Resource]:
     resources += [_patient(inwoner) for inwoner in INWONERS]
     for inwoner in INWONERS:
         resources.extend(_compartment(inwoner, at))
+    resources.extend(_family(at))
     return resources
 
 

@@ -67,6 +67,9 @@ class Grant:
     purpose: str | None = None
     valid_from: int | None = None
     valid_until: int | None = None
+    # The family compartment ``data`` names (set by ``consent/service.py``, which knows
+    # where the named resource lives); None for the inwoner's own compartment.
+    family_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

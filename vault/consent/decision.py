@@ -6,10 +6,14 @@ asks this module, for every kind of caller (design section 3):
 
     kind      who                                       rows visible
     full      the operator's tools                      all but an erased inwoner's
-    patient   the inwoner (her app, her page, someone   her own compartment, plus the
-              acting for her)                           shared directory
+    patient   the inwoner (her app, her page, someone   her own compartment, the family
+              acting for her)                           compartments she is a member of,
+                                                        plus the shared directory
     system    a partner system, a practitioner, the     compartment rows an active Consent
-              page's preview of what a party sees       grants them (``consent/enforce.py``),
+              page's preview of what a party sees       grants them (``consent/enforce.py``;
+                                                        a member's Consent that names the
+                                                        family plan reaches the family
+                                                        compartment, docs/family.md),
                                                         the Consents that name them, plus
                                                         the shared directory
 
@@ -28,6 +32,7 @@ from sqlalchemy import BindParameter, ColumnElement, String, and_, bindparam, or
 
 from vault.consent.access import AccessContext
 from vault.consent.enforce import NOW, Decided, RowColumns, granted, names_grantee, not_erased
+from vault.consent.family import is_member
 from vault.store.registry import SHARED_TYPES
 
 __all__ = ["PATIENT", "decision_params", "visible"]
@@ -66,7 +71,11 @@ def visible(ctx: AccessContext, row: RowColumns, *, action: str = "access") -> C
         key = (id(row), "patient")
         cached = _CACHE.get(key)
         if cached is None:
-            cached = _remember(key, or_(row.patient_id == PATIENT, _shared(row)))
+            # Her own compartment, and the family compartments she is a member of.
+            cached = _remember(
+                key,
+                or_(row.patient_id == PATIENT, is_member(row.patient_id, PATIENT), _shared(row)),
+            )
         return cached
     grantees, purposes = tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes))
     key = (id(row), ctx.kind, action, grantees, purposes)

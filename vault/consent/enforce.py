@@ -30,6 +30,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from vault.consent.compile import GRANTABLE_TYPES
+from vault.consent.family import is_member
 from vault.consent.models import ConsentGrant, ConsentRelated
 from vault.store.models import DataKey, ResourceRow, SearchReference, SearchToken
 
@@ -131,6 +132,16 @@ def _related(g: Any, row: RowColumns, *, effect: str) -> ColumnElement[bool]:
     return or_(now_refers, referred_then)
 
 
+def _compartment(g: Any, row: RowColumns) -> ColumnElement[bool]:
+    """The row is in the compartment the grant reaches: the granting inwoner's own, or the
+    family compartment its ``data`` names while she is a member of that family
+    (docs/family.md section 6: a member's Consent that names the family plan)."""
+    return or_(
+        g.patient_id == row.patient_id,
+        and_(g.family_id == row.patient_id, is_member(g.family_id, g.patient_id)),
+    )
+
+
 def _match(
     g: Any,
     row: RowColumns,
@@ -141,8 +152,11 @@ def _match(
     now: int | BindParameter[int],
 ) -> list[ColumnElement[bool]]:
     purpose_list = sorted(set(purposes))
+    # A deny only cuts into a permit of its own Consent (``granted``), which has already
+    # placed the row in one of that Consent's compartments: the deny's own or its family's.
+    where = [_compartment(g, row)] if effect == "permit" else []
     return [
-        g.patient_id == row.patient_id,
+        *where,
         or_(
             and_(g.resource_type == "*", row.resource_type.in_(_one_of(sorted(GRANTABLE_TYPES)))),
             g.resource_type == row.resource_type,

@@ -16,7 +16,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.kernel.db import Base, BigIntPk, Micros, Pk
 
-__all__ = ["BirthDate", "ConsentGrant", "ConsentRelated", "NetworkLink", "Representation"]
+__all__ = [
+    "BirthDate",
+    "ConsentGrant",
+    "ConsentRelated",
+    "FamilyMember",
+    "NetworkLink",
+    "Representation",
+]
 
 
 class ConsentGrant(Base):
@@ -36,6 +43,10 @@ class ConsentGrant(Base):
     purpose: Mapped[str | None] = mapped_column(String(64), nullable=True)
     valid_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     valid_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Set when ``data`` names a resource of a family compartment (docs/family.md section 6):
+    # the Group id whose rows this grant reaches besides ``patient_id``'s own, for as long
+    # as ``patient_id`` is a member of that family (``consent_family_member``).
+    family_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("ix_consent_grant_lookup", "patient_id", "grantee", "resource_type"),
@@ -109,3 +120,19 @@ class BirthDate(Base):
     __tablename__ = "consent_birth_date"
     patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     birth_date: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD
+
+
+class FamilyMember(Base):
+    """Who is a member of which family: ``Group.member.entity`` of every family Group.
+
+    Written in the transaction of every Group write (``consent/family.py``), like the birth
+    date, so the access decision reads one indexed row instead of opening the sealed Group:
+    a member sees the family compartment, and a member's Consent that names the family plan
+    reaches it, only while this row exists.
+    """
+
+    __tablename__ = "consent_family_member"
+    family_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_consent_family_member_patient", "patient_id", "family_id"),)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, tuple_
 
 from vault.consent.compile import Grant, compile_consent
+from vault.consent.family import families_of, leave_families
 from vault.consent.models import BirthDate, ConsentGrant, ConsentRelated, Representation
 from vault.consent.representation import child_consent_window
 from vault.kernel.crypto import BlindIndex
@@ -60,14 +61,26 @@ def check_consent(
             ).where(tuple_(ResourceRow.resource_type, ResourceRow.resource_id).in_(sorted(named)))
         ).all()
         owners = {(r.resource_type, r.resource_id): r.patient_id for r in rows}
+        # Her own compartment, or a family compartment she is a member of (docs/family.md
+        # section 6): Consent.patient must be a Patient, so a family has no Consents of its
+        # own, and each member grants the family plan in her own Consents.
+        allowed = {patient_id, *families_of(conn, patient_id)}
         for data_type, data_id in sorted(named):
-            if owners.get((data_type, data_id)) != patient_id:
+            if owners.get((data_type, data_id)) not in allowed:
                 raise Unprocessable(
                     f"Consent.provision.data: {data_type}/{data_id} is not part of this "
                     "inwoner's plan",
                     expression=["Consent.provision.data"],
                     code="not-supported",
                 )
+        grants = [
+            replace(g, family_id=owners[(g.data_type, g.data_id)])
+            if g.data_type is not None
+            and g.data_id is not None
+            and owners[(g.data_type, g.data_id)] != patient_id
+            else g
+            for g in grants
+        ]
     return grants
 
 
@@ -99,6 +112,7 @@ def replace_grants(
                 "purpose": g.purpose,
                 "valid_from": g.valid_from,
                 "valid_until": g.valid_until,
+                "family_id": g.family_id,
             }
             for g in grants
         ],
@@ -128,7 +142,7 @@ def _fix_related(
         .select_from(ResourceRow.__table__.join(SearchReference.__table__, sr.resource_pk == r.pk))
         .where(
             tuple_(r.resource_type, r.resource_id).in_(named),
-            r.patient_id == patient_id,
+            r.patient_id.in_(sorted({patient_id, *(g.family_id for g in grants if g.family_id)})),
             r.deleted.is_(False),
         )
     ).all()
@@ -176,6 +190,7 @@ def _shape(g: Grant) -> _Shape:
         g.purpose,
         g.valid_from,
         g.valid_until,
+        g.family_id,
     )
 
 
@@ -195,6 +210,7 @@ def _grant_rows(conn: Connection, consent_pk: int) -> list[tuple[str, _Shape]]:
             c.purpose,
             c.valid_from,
             c.valid_until,
+            c.family_id,
         ).where(c.consent_pk == consent_pk)
     ).all()
     return [(row[0], tuple(row[1:])) for row in rows]
@@ -237,9 +253,12 @@ def record_erasure(conn: Connection, *, patient_id: str) -> None:
         )
 
 
-def erase_grants(conn: Connection, *, patient_id: str) -> None:
-    """The erased inwoner's grants and representatives go; partners hear their access ended."""
+def erase_grants(conn: Connection, *, patient_id: str) -> list[str]:
+    """The erased inwoner's grants and representatives go; partners hear their access ended.
+    She leaves her families; returns those left without members, whose data key the caller
+    destroys (docs/family.md section 6)."""
     record_erasure(conn, patient_id=patient_id)
     conn.execute(delete(ConsentGrant).where(ConsentGrant.patient_id == patient_id))
     conn.execute(delete(Representation).where(Representation.patient_id == patient_id))
     conn.execute(delete(BirthDate).where(BirthDate.patient_id == patient_id))
+    return leave_families(conn, patient_id=patient_id)

@@ -28,7 +28,7 @@ SecurityFor = Callable[[str], Mapping[str, Any]]
 
 READ_INTERACTIONS = ("read", "vread", "search-type", "history-instance", "history-type")
 WRITE_INTERACTIONS = ("create", "update", "delete")
-# Bulk Data Access 2.0 (fhir/export.py); Group-level export is not offered: no Groups.
+# Bulk Data Access 2.0 (fhir/export.py); Group-level export is not offered.
 BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
 BULK_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
 BULK_PATIENT_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"

@@ -23,8 +23,9 @@ page on. Each page is written to the access log as interaction ``export``.
 Files are ndjson, at most ``FILE_LINES`` resources each, sealed with the job's own data
 key; they live ``EXPIRES_SECONDS`` after the job finishes, then any request purges them
 (and DELETE on the status URL cancels and purges at once). Group-level export is not
-supported: the vault has no Group resource, so ``/Group/{id}/$export`` answers 404 and the
-CapabilityStatement does not claim it.
+supported: ``/Group/{id}/$export`` answers the same 404 for every id (a family's Group
+included; a Patient-level export carries the family compartments the client may see) and
+the CapabilityStatement does not claim it.
 
 Over 500 lines: Bulk Data export is one job's life (kick-off, worker, lease, files, status,
 download, purge), and its parts share the job's state.

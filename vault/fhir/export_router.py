@@ -84,8 +84,8 @@ def export_patients(request: Request, runtime: RuntimeDep, ctx: AccessDep) -> Re
 
 @router.get("/Group/{group_id}/$export")
 def export_group(group_id: str) -> Response:
-    """Group-level export: there are no Groups in this vault."""
-    raise NotFound(f"Group/{group_id[:64]} is not known: this vault has no Group resources")
+    """Group-level export is not offered: the same 404 for every id, known or not."""
+    raise NotFound("Group-level export is not supported by this vault; use Patient/$export")
 
 
 @router.get("/$export-status/{job_id}")

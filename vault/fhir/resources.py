@@ -17,6 +17,7 @@ from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.careteam import CareTeam
 from fhir.resources.R4B.consent import Consent
 from fhir.resources.R4B.goal import Goal
+from fhir.resources.R4B.group import Group
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.patient import Patient
@@ -55,6 +56,7 @@ _MODELS: dict[str, Any] = {
     "Observation": Observation,
     "Provenance": Provenance,
     "AuditEvent": AuditEvent,
+    "Group": Group,
     "Subscription": Subscription,
 }
 

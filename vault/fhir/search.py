@@ -419,7 +419,12 @@ def _reference(
         return false()
     if param.compartment:
         # The compartment's own column answers this; the write path derived it from here.
-        return R.patient_id == target_id
+        if not target_type or len(param.targets) == 1:
+            return R.patient_id == target_id
+        # A Patient's compartment or a family's (docs/family.md): the type must agree too.
+        owner = ResourceRow.__table__.alias("owner").c
+        is_owner = and_(owner.resource_type == target_type, owner.resource_id == target_id)
+        return and_(R.patient_id == target_id, exists(select(owner.pk).where(is_owner)))
     where: list[ColumnElement[bool]] = [
         SR.resource_pk == R.pk,
         SR.param == param.name,

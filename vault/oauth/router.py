@@ -258,6 +258,7 @@ _TYPE_WORDS = {
     "Observation": "je scores",
     "Provenance": "wie iets heeft veranderd",
     "AuditEvent": "wie er heeft gekeken",
+    "Group": "wie er in je gezin zit",
     "*": "al je gegevens",
 }
 

@@ -47,7 +47,10 @@ def erase_vault(conn: Connection, *, patient_id: str) -> None:
     grants and roles (and tells partners), the authorization server ends tokens, accounts
     and sessions, and the page drops open invitations.
     """
-    destroy_data_key(conn, owner=patient_id, now=now_micros())
-    erase_grants(conn, patient_id=patient_id)
+    now = now_micros()
+    destroy_data_key(conn, owner=patient_id, now=now)
+    # The family compartments she was the last member of go with her (docs/family.md).
+    for family_id in erase_grants(conn, patient_id=patient_id):
+        destroy_data_key(conn, owner=family_id, now=now)
     end_every_account(conn, patient_id=patient_id)
     conn.execute(delete(Invitation).where(Invitation.patient_id == patient_id))

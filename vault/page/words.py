@@ -110,6 +110,7 @@ TYPE_WORDS = {
     "Practitioner": "de hulpverleners",
     "Provenance": "wie iets veranderde",
     "AuditEvent": "het logboek",  # not "wie er keek": "Jij hebt wie er keek bekeken"
+    "Group": "je gezin",
 }
 TYPE_WORDS_EN = {
     "Patient": "your name and address",
@@ -123,6 +124,7 @@ TYPE_WORDS_EN = {
     "Practitioner": "the professionals",
     "Provenance": "who changed something",
     "AuditEvent": "the log",
+    "Group": "your family",
 }
 
 
@@ -790,6 +792,7 @@ SCOPE_WORDS_EN = {
     "Observation": "your scores",
     "Provenance": "who changed something",
     "AuditEvent": "who has looked",
+    "Group": "who is in your family",
     "*": "all your data",
 }
 

@@ -22,6 +22,7 @@ from vault.kernel.errors import NotFound
 from vault.kernel.fhirdata import MAX_MICROS, MIN_MICROS, parse_date_range, split_reference
 
 __all__ = [
+    "FAMILY_TYPES",
     "RESOURCE_TYPES",
     "SCOPE_TYPES",
     "SHARED_TYPES",
@@ -151,6 +152,7 @@ _ALL_TYPES = (
     "Observation",
     "Provenance",
     "AuditEvent",
+    "Group",
 )
 _PERSON_TARGETS = ("Patient", "Practitioner", "Organization", "RelatedPerson", "CareTeam")
 
@@ -200,7 +202,7 @@ _DECLARED: dict[str, ResourceType] = {
                     "reference",
                     "CarePlan.subject",
                     _references("subject"),
-                    ("Patient",),
+                    ("Patient", "Group"),
                     compartment=True,
                 ),
                 _status(),
@@ -247,7 +249,7 @@ _DECLARED: dict[str, ResourceType] = {
                     "reference",
                     "Goal.subject",
                     _references("subject"),
-                    ("Patient",),
+                    ("Patient", "Group"),
                     compartment=True,
                 ),
                 SearchParam(
@@ -291,7 +293,7 @@ _DECLARED: dict[str, ResourceType] = {
                     "reference",
                     "CareTeam.subject",
                     _references("subject"),
-                    ("Patient",),
+                    ("Patient", "Group"),
                     compartment=True,
                 ),
                 _status(),
@@ -485,6 +487,29 @@ _DECLARED: dict[str, ResourceType] = {
             writable=False,
             description="Who looked at what: written by the vault only.",
         ),
+        ResourceType(
+            "Group",
+            "self",
+            (
+                SearchParam(
+                    "member",
+                    "reference",
+                    "Group.member.entity",
+                    _references("member.entity"),
+                    ("Patient",),
+                ),
+                SearchParam("type", "token", "Group.type", _tokens("type")),
+                SearchParam("actual", "token", "Group.actual", _tokens("actual")),
+                _identifier(),
+            ),
+            required_codes={
+                "type": frozenset(
+                    {"person", "animal", "practitioner", "device", "medication", "substance"}
+                )
+            },
+            description="A family (1 Gezin 1 Plan): its members, and the family compartment "
+            "its own id names (docs/family.md section 6).",
+        ),
     )
 }
 
@@ -517,5 +542,8 @@ def resource_type(name: str) -> ResourceType:
 # The types a SMART scope may name: the stored ones, a client's own Subscriptions, and the
 # reporting scope of vault/reports (figures, no records).
 SCOPE_TYPES: tuple[str, ...] = (*RESOURCE_TYPES, SUBSCRIPTION.name, "Measure", "MeasureReport")
+# The types that may sit in a family compartment (``subject`` = the Group): the family
+# CarePlan, its shared Goals and its CareTeam, besides the Group itself (docs/family.md).
+FAMILY_TYPES = frozenset({"Group", "CarePlan", "Goal", "CareTeam"})
 # Types outside every compartment (the shared directory), sealed with the shared data key.
 SHARED_TYPES = frozenset(name for name, spec in RESOURCE_TYPES.items() if spec.compartment is None)

@@ -170,7 +170,12 @@ def test_type_modifier_must_agree_with_the_reference(client: httpx.Client, pid: 
     response = client.get("/CarePlan", params={"care-team:CareTeam": f"Goal/{pid}"})
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
-    assert client.get("/CarePlan", params={"subject:Group": pid}).status_code == 400
+    assert client.get("/CarePlan", params={"subject:Practitioner": pid}).status_code == 400
+    # A family plan's subject is a Group (docs/family.md): a Patient's id there finds nothing.
+    plan = new(client, careplan(patient_id=pid))
+    assert plan in found(client, "/CarePlan", {"subject:Patient": pid})
+    assert found(client, "/CarePlan", {"subject:Group": pid}) == set()
+    assert found(client, "/CarePlan", {"subject": f"Group/{pid}"}) == set()
 
 
 def test_care_team_and_goal_on_careplan(client: httpx.Client, pid: str, base: str) -> None:

@@ -129,7 +129,10 @@ class Searches(Reads):
         found: list[Stored] = []
         settings = self._rt.settings
         for spec in RESOURCE_TYPES.values():
-            if spec.compartment is None or not self._ctx.allows("s", spec.name):
+            # A family's Group heads a family compartment, not the Patient's (docs/family.md).
+            if spec.compartment is None or spec.name == "Group":
+                continue
+            if not self._ctx.allows("s", spec.name):
                 continue
             params = [("patient", patient_id)] if spec.name != "Patient" else [("_id", patient_id)]
             if since is not None:

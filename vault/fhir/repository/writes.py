@@ -15,6 +15,7 @@ from sqlalchemy import Connection, insert, select, text, true, tuple_, update
 
 from vault.consent.access import Interaction
 from vault.consent.decision import visible
+from vault.consent.family import drop_family, record_family
 from vault.consent.representation import record_birth_date
 from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.fhir.repository.base import INTERACTIONS, ROW, R, not_found, resource_type_or_404
@@ -33,7 +34,7 @@ from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import now_micros
 from vault.store.models import SHARED_OWNER, ResourceRow, SearchToken, VersionRow
 from vault.store.reads import previous_version
-from vault.store.registry import ResourceType
+from vault.store.registry import FAMILY_TYPES, ResourceType
 from vault.store.writes import (
     DATA_KEY,
     INSERT_RESOURCE,
@@ -282,6 +283,8 @@ class Writes(History):
         clear_index(conn, row.pk, keep_labels=True)
         if spec.name == "Consent":
             drop_grants(conn, consent_pk=row.pk)
+        if spec.name == "Group":
+            drop_family(conn, family_id=resource_id)
         self._record_write(
             conn,
             "delete",
@@ -346,22 +349,31 @@ class Writes(History):
                     f"{spec.name} is shared by all inwoners; it cannot be written for one inwoner"
                 )
             return None
+        where = f"{spec.name}.{spec.compartment}"
+        if spec.compartment == "self":
+            owner_type, patient_id = spec.name, resource_id
+        else:
+            owners = ("Patient", "Group") if spec.name in FAMILY_TYPES else ("Patient",)
+            ref_param = next(p for p in spec.params if p.compartment)
+            refs = {ref for ref in ref_param.extract(data) if ref[0] in owners}
+            if spec.name == "Provenance":
+                refs = self._patients_of(conn, data)
+            if len(refs) != 1:
+                raise Unprocessable(
+                    f"{where} must point at exactly one inwoner's Patient"
+                    + (" or one family's Group" if len(owners) > 1 else ""),
+                    expression=[where],
+                )
+            owner_type, patient_id = refs.pop()
+        # The family compartment (docs/family.md section 6) is written by the operator's
+        # tools; a partner only corrects what a member's Consent lets it (``_correct``).
+        if owner_type == "Group" and self._ctx.kind not in ("full", "system"):
+            raise Unprocessable("A family plan is written by the operator", expression=[where])
         if spec.compartment == "self":
             return resource_id
-        ref_param = next(p for p in spec.params if p.compartment)
-        refs = {ref for ref in ref_param.extract(data) if ref[0] == "Patient"}
-        if spec.name == "Provenance":
-            refs = self._patients_of(conn, data)
-        patients = {pid for _, pid in refs}
-        where = f"{spec.name}.{spec.compartment}"
-        if len(patients) != 1:
-            raise Unprocessable(
-                f"{where} must point at exactly one inwoner's Patient", expression=[where]
-            )
-        patient_id: str = patients.pop()
         exists = conn.execute(
             select(R.pk).where(
-                R.resource_type == "Patient",
+                R.resource_type == owner_type,
                 R.resource_id == patient_id,
                 R.deleted.is_(False),
                 # A partner correcting a resource keeps it where it is (checked by the
@@ -392,7 +404,7 @@ class Writes(History):
 
     def _insert(self, conn: Connection, prepared: Prepared, resource_id: str) -> Stored:
         spec = prepared.spec
-        if spec.name == "Patient":
+        if spec.compartment == "self":  # a Patient, or a family's Group: a key of its own
             ensure_data_key(self._rt, conn, resource_id)
         now = now_micros()
         pk = conn.execute(
@@ -413,7 +425,7 @@ class Writes(History):
     def _new_version(self, conn: Connection, prepared: Prepared, row: Any) -> Stored:
         now = self._next_instant(row.last_updated)
         version = row.version_id + 1
-        if prepared.spec.name == "Patient":
+        if prepared.spec.compartment == "self":
             ensure_data_key(self._rt, conn, prepared.data["id"])
         result = conn.execute(
             update(ResourceRow)
@@ -460,6 +472,10 @@ class Writes(History):
         if spec.name == "Patient":
             record_birth_date(
                 conn, patient_id=resource_id, patient=data, may_change=self._ctx.kind == "full"
+            )
+        if spec.name == "Group":
+            record_family(
+                conn, family_id=resource_id, group=data, may_change=self._ctx.kind == "full"
             )
         if spec.name == "Consent":
             assert prepared.patient_id is not None

@@ -1,0 +1,128 @@
+"""The family plan's members: who belongs to which family compartment (docs/family.md §6).
+
+"1 Gezin 1 Plan": a family is a FHIR ``Group`` (type ``person``, ``actual`` true) whose
+``member.entity`` are the members' Patients. The Group's id names the **family
+compartment**: the Group itself, the family ``CarePlan`` (``subject`` = the Group), its
+shared ``Goal``\\s and its ``CareTeam`` carry it as their ``patient_id`` and are sealed under
+the family's own data key (``DataKey.owner`` = the Group id).
+
+``consent_family_member`` mirrors ``Group.member`` in the transaction of every Group write,
+so the one access decision (``consent/decision.py``, ``consent/enforce.py``) reads an indexed
+row, not the sealed Group:
+
+- a member (her app, her page, someone acting for her) sees the family compartment;
+- a member's Consent whose ``provision.data`` names a resource of the family compartment
+  reaches that compartment (its grant rows carry the Group id as ``family_id``), while she
+  is a member.
+
+Only the operator's tools change who is a member: a partner correcting the Group (under a
+member's ``correct`` grant) cannot add a Patient, which would open the family plan to that
+Patient's apps. Erasing a member takes her out; the last member's erasure leaves a family
+nobody can see, whose key the caller destroys (``families_left_empty``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, delete, exists, insert, select
+
+from vault.consent.models import FamilyMember
+from vault.kernel.errors import Unprocessable
+from vault.kernel.fhirdata import split_reference
+from vault.store.models import DataKey
+
+__all__ = [
+    "drop_family",
+    "families_of",
+    "is_member",
+    "leave_families",
+    "members_of",
+    "record_family",
+]
+
+FM = FamilyMember.__table__.c
+_DK = DataKey.__table__.c
+
+
+def _named_members(group: Mapping[str, Any]) -> set[str]:
+    """The Patients ``Group.member.entity`` names, leaving out members marked inactive."""
+    found: set[str] = set()
+    for member in group.get("member") or []:
+        if not isinstance(member, dict) or member.get("inactive") is True:
+            continue
+        ref = split_reference((member.get("entity") or {}).get("reference"))
+        if ref is not None and ref[0] == "Patient":
+            found.add(ref[1])
+    return found
+
+
+def members_of(conn: Connection, family_id: str) -> set[str]:
+    """The Patients that are members of ``family_id`` now."""
+    return set(conn.execute(select(FM.patient_id).where(FM.family_id == family_id)).scalars())
+
+
+def families_of(conn: Connection, patient_id: str) -> list[str]:
+    """The families (Group ids) ``patient_id`` is a member of, in id order."""
+    return sorted(
+        conn.execute(select(FM.family_id).where(FM.patient_id == patient_id)).scalars().all()
+    )
+
+
+def record_family(
+    conn: Connection, *, family_id: str, group: Mapping[str, Any], may_change: bool
+) -> None:
+    """Keep ``consent_family_member`` in step with a Group write, in its transaction.
+
+    An erased Patient (her key destroyed) is never made a member again, and a Patient the
+    vault holds no key for is not one either. ``may_change`` False (anyone but the
+    operator's tools): the members must stay as they are.
+    """
+    named = _named_members(group)
+    live = (
+        set(
+            conn.execute(
+                select(_DK.owner).where(_DK.owner.in_(sorted(named)), _DK.wrapped.is_not(None))
+            ).scalars()
+        )
+        if named
+        else set()
+    )
+    new = named & live
+    old = members_of(conn, family_id)
+    if new == old:
+        return
+    if not may_change:
+        raise Unprocessable(
+            "Group.member says who sees the family plan; only the vault's operator can change it",
+            expression=["Group.member"],
+            code="business-rule",
+        )
+    conn.execute(delete(FamilyMember).where(FamilyMember.family_id == family_id))
+    if new:
+        conn.execute(
+            insert(FamilyMember), [{"family_id": family_id, "patient_id": p} for p in sorted(new)]
+        )
+
+
+def drop_family(conn: Connection, *, family_id: str) -> None:
+    """The Group is deleted: nobody is a member any more, so no grant reaches it."""
+    conn.execute(delete(FamilyMember).where(FamilyMember.family_id == family_id))
+
+
+def leave_families(conn: Connection, *, patient_id: str) -> list[str]:
+    """An erased member leaves every family; returns the families left without members,
+    whose data key the caller destroys (the family plan is then gone for everyone)."""
+    families = families_of(conn, patient_id)
+    conn.execute(delete(FamilyMember).where(FamilyMember.patient_id == patient_id))
+    return [f for f in families if not members_of(conn, f)]
+
+
+def is_member(family: Any, patient: Any) -> ColumnElement[bool]:
+    """SQL: ``patient`` is a member of ``family`` (columns or bind parameters)."""
+    return exists(
+        select(FM.family_id)
+        .where(FM.family_id == family, FM.patient_id == patient)
+        .correlate_except(FamilyMember.__table__)
+    )
