@@ -8,10 +8,14 @@ points at, only their own: never another member's. Each page is checked with axe
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.integration.page.conftest import Vault, check_page, log_in
+from vault.consent.access import AccessContext
+from vault.fhir.repository import Repository
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +85,25 @@ def test_a_parent_acting_for_a_young_child_sees_the_childs_part(page: Page, vaul
         expect(page.locator("ul.shared-goals")).to_contain_text(text)
     _sees_only_own_goal(page, "mila")
     check_page(page, "gezinsplan-namens-mila")
+
+
+def _consent_status(vault: Vault, consent_id: str) -> str:
+    repo = Repository(vault.runtime, AccessContext.full())
+    with vault.runtime.db.read() as conn:
+        return str(json.loads(repo.read(conn, "Consent", consent_id).body or b"{}")["status"])
+
+
+def test_changing_what_a_party_sees_of_her_plan_leaves_her_family_plan_grant(
+    page: Page, vault: Vault
+) -> None:
+    # Sanne lets the sociaal team see the family plan (its own Consent). Changing what the
+    # team sees of her own plan on "Wie mag wat zien" must not take that away.
+    family_rule = "demo-gezinsplan-sanne-sociaal-team"
+    assert _consent_status(vault, family_rule) == "active"
+    log_in(page, vault, "sanne")
+    page.goto(vault.url + "/delen/Organization/demo-org-sociaal-team")
+    page.locator("#part-doelen").check()
+    page.get_by_role("button", name="Verder").click()
+    page.get_by_role("button", name="Ja, opslaan").click()
+    expect(page.get_by_role("status")).to_be_visible()
+    assert _consent_status(vault, family_rule) == "active"
