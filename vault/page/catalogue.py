@@ -553,6 +553,7 @@ ENGLISH: dict[str, str] = {
     "Jouw eigen doelen in het gezinsplan": "Your own goals in the family plan",
     "Terug naar mijn plan": "Back to my plan",
     "Bekijk het plan van je gezin": "See your family's plan",
+    "{name} mag ook het plan van jullie gezin zien.": "{name} may also see your family's plan.",
 }
 
 

@@ -107,3 +107,13 @@ def test_changing_what_a_party_sees_of_her_plan_leaves_her_family_plan_grant(
     page.get_by_role("button", name="Ja, opslaan").click()
     expect(page.get_by_role("status")).to_be_visible()
     assert _consent_status(vault, family_rule) == "active"
+    # "Wie mag wat zien" tells the family plan apart from the parts of her own plan.
+    page.goto(vault.url + "/")
+    team = "Sociaal Team Voorbeeldstad"
+    card = page.locator("li.card", has=page.get_by_role("heading", name=team, exact=True))
+    expect(card.locator(".family-plan")).to_contain_text("mag ook het plan van jullie gezin zien.")
+    # Stopping the party ends the family plan rule too: stop means stop.
+    card.get_by_role("button", name=f"Stop met delen met {team}").click()
+    page.get_by_role("button", name=f"Ja, stop met delen met {team}").click()
+    expect(page.get_by_role("status")).to_contain_text("opgeslagen")
+    assert _consent_status(vault, family_rule) == "inactive"
