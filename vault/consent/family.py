@@ -28,14 +28,15 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, delete, exists, insert, select
 
-from vault.consent.models import FamilyMember
+from vault.consent.models import ConsentGrant, FamilyMember
 from vault.kernel.errors import Unprocessable
 from vault.kernel.fhirdata import split_reference
-from vault.store.models import DataKey
+from vault.store.models import DataKey, ResourceRow
 
 __all__ = [
     "drop_family",
     "families_of",
+    "family_consent_ids",
     "is_member",
     "leave_families",
     "members_of",
@@ -68,6 +69,17 @@ def families_of(conn: Connection, patient_id: str) -> list[str]:
     return sorted(
         conn.execute(select(FM.family_id).where(FM.patient_id == patient_id)).scalars().all()
     )
+
+
+def family_consent_ids(conn: Connection, patient_id: str) -> set[str]:
+    """The ids of ``patient_id``'s Consents that grant something of a family plan."""
+    rows = conn.execute(
+        select(ResourceRow.resource_id)
+        .join(ConsentGrant, ConsentGrant.consent_pk == ResourceRow.pk)
+        .where(ConsentGrant.patient_id == patient_id, ConsentGrant.family_id.is_not(None))
+        .distinct()
+    )
+    return set(rows.scalars())
 
 
 def record_family(

@@ -535,6 +535,25 @@ ENGLISH: dict[str, str] = {
     "Werk en school": "Work and school",
     "Je gezondheid": "Your health",
     "Je kinderen": "Your children",
+    # family_plan.html (issue 17 item 3)
+    "Ons gezinsplan": "Our family plan",
+    "Je hoort niet bij een gezinsplan.": "You are not part of a family plan.",
+    "Eén plan voor het hele gezin. Jij en {n} andere gezinsleden horen erbij.": (
+        "One plan for the whole family. You and {n} other family members are part of it."
+    ),
+    "Je eigen plan blijft van jou. Wie je eigen doelen mag zien, kies je zelf.": (
+        "Your own plan stays yours. You choose who may see your own goals."
+    ),
+    "Wie houdt het overzicht?": "Who keeps track?",
+    "{name} is jullie regisseur.": "{name} is your family's coordinator (regisseur).",
+    "Wat willen we samen?": "What do we want together?",
+    "Er staan nog geen doelen van het gezin in.": "There are no family goals in it yet.",
+    "Wat hebben we afgesproken?": "What did we agree?",
+    "Wie: {who}": "Who: {who}",
+    "Jouw eigen doelen in het gezinsplan": "Your own goals in the family plan",
+    "Terug naar mijn plan": "Back to my plan",
+    "Bekijk het plan van je gezin": "See your family's plan",
+    "{name} mag ook het plan van jullie gezin zien.": "{name} may also see your family's plan.",
 }
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import Connection
 from starlette.responses import Response
 
+from vault.consent.family import families_of
 from vault.fhir.repository import Repository
 from vault.fhir.resources import ID_PATTERN
 from vault.kernel.errors import FhirError
@@ -90,10 +91,12 @@ def _easy_page(request: Request, visitor: Visitor, current: plan_data.Plan) -> R
 def _normal_page(
     request: Request, visitor: Visitor, repo: Repository, current: plan_data.Plan
 ) -> Response:
+    in_family = read_in(request, lambda conn: bool(families_of(conn, visitor.patient_id)))
     return render(
         request,
         "plan.html",
         {
+            "in_family": in_family,
             **_outcome_context(request, repo, visitor, current.care_plan),
             "plan": current,
             "chart": chart(current.scores),

@@ -3,7 +3,8 @@
 One module per part of the page, each with its routes: ``login_routes.py``,
 ``sharing_routes.py`` (wie mag wat zien), ``log_routes.py`` (wie heeft er gekeken),
 ``mydata_routes.py`` (mijn gegevens), ``plan_routes.py`` (mijn plan) and
-``network_routes.py`` (mijn netwerk); what they share (rendering, the visitor and the rights
+``network_routes.py`` (mijn netwerk), ``family_plan_routes.py`` (ons gezinsplan); what
+they share (rendering, the visitor and the rights
 a route needs, forms, transactions) is ``web.py``. This module joins them into one router
 and mounts the page. Sessions and CSRF live in ``oauth/sessions.py``; what each part reads
 and writes beside it in ``sharing_data.py``, ``plan_data.py``, ``network_data.py`` and
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from vault.page import (
+    family_plan_routes,
     log_routes,
     login_routes,
     mydata_routes,
@@ -39,7 +41,15 @@ __all__ = ["install_page", "router"]
 # The page's routes, part by part (one module each), as one router whose ``routes`` list
 # them all (``include_router`` would list only the included routers).
 router = APIRouter(tags=["consent page"], include_in_schema=False)
-for part in (login_routes, sharing_routes, log_routes, mydata_routes, plan_routes, network_routes):
+for part in (
+    login_routes,
+    sharing_routes,
+    log_routes,
+    mydata_routes,
+    plan_routes,
+    family_plan_routes,
+    network_routes,
+):
     router.routes.extend(part.router.routes)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select
 from vault.audit.log import AuditRecord
 from vault.consent.access import AccessContext, Permissions, registered_purposes
 from vault.consent.compile import Grant, compile_consent
+from vault.consent.family import family_consent_ids
 from vault.fhir.repository import Repository
 from vault.kernel.errors import FhirError
 from vault.kernel.fhirdata import format_instant
@@ -51,6 +52,8 @@ class Party:
     role: str
     summary: Summary
     consent_ids: list[str] = field(default_factory=list)
+    # A Consent of hers lets them see (part of) a family plan: a rule of its own.
+    family_plan: bool = False
 
     @property
     def key(self) -> str:
@@ -102,8 +105,16 @@ def parties(repo: Repository, conn: Connection, patient_id: str) -> list[Party]:
         relation = ((person.get("relationship") or [{}])[0]).get("text", "")
         roles.setdefault(ref, relation)
     consents = compartment_search(repo, conn, "Consent", patient_id)
-    per = consent_grants(consents, patient_id)
-    for actor in per:
+    # What she shares of a family plan is its own rule, not a part of her own plan.
+    family_rules = family_consent_ids(conn, patient_id)
+    per = consent_grants([c for c in consents if str(c["id"]) not in family_rules], patient_id)
+    family_parties = {
+        actor
+        for c in consents
+        if str(c["id"]) in family_rules and c.get("status") == "active"
+        for actor in _actors(c.get("provision") or {})
+    }
+    for actor in [*per, *sorted(family_parties)]:
         roles.setdefault(actor, "")
     result = []
     for ref, role in roles.items():
@@ -112,7 +123,8 @@ def parties(repo: Repository, conn: Connection, patient_id: str) -> list[Party]:
         kind = {"Organization": "organisatie", "Practitioner": "hulpverlener"}.get(
             ref.split("/", 1)[0], "netwerk"
         )
-        result.append(Party(ref, name, kind, role, summarize(name, grants, now=now), ids))
+        summary = summarize(name, grants, now=now)
+        result.append(Party(ref, name, kind, role, summary, ids, ref in family_parties))
     order = {"organisatie": 0, "hulpverlener": 1, "netwerk": 2}
     result.sort(key=lambda p: (order[p.kind], p.name.casefold()))
     return result

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from vault.audit.log import AuditRecord
+from vault.consent.family import family_consent_ids
 from vault.fhir.repository import Repository
 from vault.kernel.errors import FhirError
 from vault.kernel.runtime import now_micros
@@ -329,11 +330,18 @@ def sharing_save(
     grantee = grantee_of(kind, ident)
     repo = repo_for(request, visitor)
 
-    consents = read_in(
-        request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
+    consents, family_rules = read_in(
+        request,
+        lambda conn: (
+            data.compartment_search(repo, conn, "Consent", visitor.patient_id),
+            family_consent_ids(conn, visitor.patient_id),
+        ),
     )
+    # What she lets the party see of a family plan is a rule of its own (docs/family.md):
+    # changing what it sees of her own plan leaves it; stopping the party ends it too.
+    own_rules = [c for c in consents if str(c["id"]) not in family_rules]
     together = _stage(request, visitor) == "together"
-    reuse = None if together else sharing_data.reusable_consent_id(consents, grantee)
+    reuse = None if together else sharing_data.reusable_consent_id(own_rules, grantee)
     try:
         consent, parts, _ = _proposed(visitor, grantee, form, reuse, proposal=together)
     except BadDay:
@@ -342,7 +350,7 @@ def sharing_save(
         # A proposal: nothing changes until the other says "ja" (family_data.agree_updates).
         updates: list[sharing_data.Update] = [(str(consent["id"]), consent, None)]
     elif parts:
-        updates = sharing_data.sharing_updates(consents, grantee, consent)
+        updates = sharing_data.sharing_updates(own_rules, grantee, consent)
     else:
         updates = sharing_data.revoke_updates(consents, grantee)
     write_through(request, repo, lambda conn: sharing_data.apply_updates(repo, conn, updates))
