@@ -157,6 +157,18 @@ def test_a_partner_write_is_logged_permitted_and_refused(
     assert {e["action"] for e in updates} == {"U"}
 
 
+def test_a_write_to_a_goal_the_partner_cannot_see_is_logged_as_a_refused_update(
+    operator: Operator, inwoner: str, partner: Partner, app: httpx.Client
+) -> None:
+    target = operator.create(goal(patient_id=inwoner))
+    body = operator.read("Goal", target)
+    assert partner.put({**body, "lifecycleStatus": "completed"}).status_code == 404
+
+    event = the_one(events_about(app, inwoner, f"Goal/{target}", "update"))
+    assert event["outcome"] == "4"
+    assert requestor(event)["altId"] == partner.backend.client_id
+
+
 def test_a_write_that_would_leave_the_grant_is_logged_as_refused(
     operator: Operator, inwoner: str, partner: Partner, app: httpx.Client
 ) -> None:

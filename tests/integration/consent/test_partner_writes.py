@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import FHIR_JSON
-from tests.factories import goal
+from tests.factories import DOMAIN_SYSTEM, goal
 from tests.integration.consent.conftest import (
     RESTRICTED,
     Operator,
@@ -25,6 +25,7 @@ from tests.integration.consent.conftest import (
     grant,
     ids,
 )
+from vault.kernel.errors import Gone
 
 InwonerApp = Callable[[str], httpx.Client]
 
@@ -191,3 +192,29 @@ def test_a_stale_if_match_is_refused(
     )
     assert response.status_code == 412
     assert operator.read("Goal", target["id"])["lifecycleStatus"] == "on-hold"
+
+
+def test_a_deleted_goal_answers_404_and_stays_deleted(
+    operator: Operator, inwoner: str, partner: Partner, target: dict[str, Any]
+) -> None:
+    # The row of a deleted resource is still there (PUT may revive it for the operator);
+    # a partner's grant covers only what is not deleted.
+    operator.create(_correcting(inwoner, partner, classes=("Goal",)))
+    operator.delete("Goal", target["id"])
+
+    assert partner.put({**target, "lifecycleStatus": "completed"}).status_code == 404
+    with pytest.raises(Gone):
+        operator.read("Goal", target["id"])
+
+
+def test_a_granular_scope_limits_what_a_partner_may_correct(
+    operator: Operator, inwoner: str, make_partner: PartnerFactory
+) -> None:
+    partner = make_partner(scopes=(f"system/Goal.rus?category={DOMAIN_SYSTEM}|financien",))
+    inside = operator.read("Goal", operator.create(goal(patient_id=inwoner)))
+    outside = operator.read("Goal", operator.create(goal(patient_id=inwoner, domain="wonen")))
+    operator.create(_correcting(inwoner, partner, classes=("Goal",)))
+
+    assert partner.put({**inside, "lifecycleStatus": "completed"}).status_code == 200
+    assert partner.put({**outside, "lifecycleStatus": "completed"}).status_code == 404
+    assert operator.read("Goal", outside["id"])["meta"]["versionId"] == "1"
