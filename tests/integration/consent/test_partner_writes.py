@@ -85,6 +85,8 @@ def test_without_a_grant_a_goal_answers_404_like_one_that_does_not_exist(
     assert hidden.content.replace(target["id"].encode(), b"<id>") == missing.content.replace(
         b"does-not-exist", b"<id>"
     )
+    (issue,) = hidden.json()["issue"]
+    assert issue["diagnostics"] == f"Goal/{target['id']} is not known"
     assert operator.read("Goal", target["id"])["meta"]["versionId"] == "1"
 
 
