@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from tests.conftest import FHIR_JSON, initialise, make_settings
-from tests.factories import goal, patient
+from tests.factories import DOMAIN_SYSTEM, goal, patient
 from tests.integration.consent.conftest import (
     RESTRICTED,
     Operator,
@@ -157,6 +157,18 @@ def test_a_partner_write_is_logged_permitted_and_refused(
     assert {e["action"] for e in updates} == {"U"}
 
 
+def test_a_write_to_a_goal_the_partner_cannot_see_is_logged_as_a_refused_update(
+    operator: Operator, inwoner: str, partner: Partner, app: httpx.Client
+) -> None:
+    target = operator.create(goal(patient_id=inwoner))
+    body = operator.read("Goal", target)
+    assert partner.put({**body, "lifecycleStatus": "completed"}).status_code == 404
+
+    event = the_one(events_about(app, inwoner, f"Goal/{target}", "update"))
+    assert event["outcome"] == "4"
+    assert requestor(event)["altId"] == partner.backend.client_id
+
+
 def test_a_write_that_would_leave_the_grant_is_logged_as_refused(
     operator: Operator, inwoner: str, partner: Partner, app: httpx.Client
 ) -> None:
@@ -174,6 +186,20 @@ def test_a_write_that_would_leave_the_grant_is_logged_as_refused(
 
     event = the_one(events_about(app, inwoner, f"Goal/{target}", "update"))
     assert event["outcome"] == "4"
+
+
+def test_a_write_that_would_leave_a_granular_scope_is_logged_as_refused(
+    operator: Operator, inwoner: str, make_partner: PartnerFactory, app: httpx.Client
+) -> None:
+    partner = make_partner(scopes=(f"system/Goal.rus?category={DOMAIN_SYSTEM}|financien",))
+    target = operator.create(goal(patient_id=inwoner))
+    operator.create(grant(inwoner, partner.organization, actions=("access", "correct")))
+    wonen = [{"coding": [{"system": DOMAIN_SYSTEM, "code": "wonen"}]}]
+    assert partner.put({**operator.read("Goal", target), "category": wonen}).status_code == 403
+
+    event = the_one(events_about(app, inwoner, f"Goal/{target}", "update"))
+    assert event["outcome"] == "4"
+    assert requestor(event)["altId"] == partner.backend.client_id
 
 
 def test_the_inwoners_own_app_is_logged_too(

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import FHIR_JSON
-from tests.factories import goal
+from tests.factories import DOMAIN_SYSTEM, goal
 from tests.integration.consent.conftest import (
     RESTRICTED,
     Operator,
@@ -25,6 +25,7 @@ from tests.integration.consent.conftest import (
     grant,
     ids,
 )
+from vault.kernel.errors import Gone
 
 InwonerApp = Callable[[str], httpx.Client]
 
@@ -33,6 +34,12 @@ InwonerApp = Callable[[str], httpx.Client]
 def target(operator: Operator, inwoner: str) -> dict[str, Any]:
     """A Goal of the inwoner, as stored."""
     return operator.read("Goal", operator.create(goal(patient_id=inwoner)))
+
+
+def diagnostics(response: httpx.Response) -> str:
+    (issue,) = response.json()["issue"]
+    text: str = issue["diagnostics"]
+    return text
 
 
 def _correcting(inwoner: str, partner: Partner, **options: Any) -> dict[str, Any]:
@@ -68,6 +75,9 @@ def test_without_correct_a_visible_goal_answers_403_and_is_unchanged(
     response = partner.put({**target, "lifecycleStatus": "completed"})
 
     assert response.status_code == 403
+    assert diagnostics(response) == (
+        f"The inwoner did not allow this client to change Goal/{target['id']}"
+    )
     assert operator.read("Goal", target["id"])["meta"]["versionId"] == "1"
 
 
@@ -84,6 +94,8 @@ def test_without_a_grant_a_goal_answers_404_like_one_that_does_not_exist(
     assert hidden.content.replace(target["id"].encode(), b"<id>") == missing.content.replace(
         b"does-not-exist", b"<id>"
     )
+    (issue,) = hidden.json()["issue"]
+    assert issue["diagnostics"] == f"Goal/{target['id']} is not known"
     assert operator.read("Goal", target["id"])["meta"]["versionId"] == "1"
 
 
@@ -161,6 +173,9 @@ def test_a_change_that_would_leave_the_grant_is_refused_and_changes_nothing(
     response = partner.put({**target, "meta": {"security": [RESTRICTED]}})
 
     assert response.status_code == 403
+    assert diagnostics(response) == (
+        "A partner cannot change meta.security; send the labels the resource has"
+    )
     stored = operator.read("Goal", target["id"])
     assert stored["meta"]["versionId"] == "1"
     assert "security" not in stored["meta"]
@@ -175,7 +190,9 @@ def test_a_change_that_would_move_the_goal_to_another_inwoner_is_refused(
     operator.create(_correcting(inwoner, partner))
     moved = {**target, "subject": {"reference": f"Patient/{other}"}}
 
-    assert partner.put(moved).status_code == 422
+    response = partner.put(moved)
+    assert response.status_code == 422
+    assert diagnostics(response) == "A resource cannot move to another inwoner's compartment"
     assert operator.read("Goal", target["id"])["subject"] == {"reference": f"Patient/{inwoner}"}
 
 
@@ -190,4 +207,48 @@ def test_a_stale_if_match_is_refused(
         headers={**FHIR_JSON, "if-match": 'W/"1"'},
     )
     assert response.status_code == 412
+    assert diagnostics(response) == f"Version conflict: Goal/{target['id']} is at version 2, not 1"
     assert operator.read("Goal", target["id"])["lifecycleStatus"] == "on-hold"
+
+
+def test_a_deleted_goal_answers_404_and_stays_deleted(
+    operator: Operator, inwoner: str, partner: Partner, target: dict[str, Any]
+) -> None:
+    # The row of a deleted resource is still there (PUT may revive it for the operator);
+    # a partner's grant covers only what is not deleted.
+    operator.create(_correcting(inwoner, partner, classes=("Goal",)))
+    operator.delete("Goal", target["id"])
+
+    assert partner.put({**target, "lifecycleStatus": "completed"}).status_code == 404
+    with pytest.raises(Gone):
+        operator.read("Goal", target["id"])
+
+
+def test_a_granular_scope_limits_what_a_partner_may_correct(
+    operator: Operator, inwoner: str, make_partner: PartnerFactory
+) -> None:
+    partner = make_partner(scopes=(f"system/Goal.rus?category={DOMAIN_SYSTEM}|financien",))
+    inside = operator.read("Goal", operator.create(goal(patient_id=inwoner)))
+    outside = operator.read("Goal", operator.create(goal(patient_id=inwoner, domain="wonen")))
+    operator.create(_correcting(inwoner, partner, classes=("Goal",)))
+
+    assert partner.put({**inside, "lifecycleStatus": "completed"}).status_code == 200
+    assert partner.put({**outside, "lifecycleStatus": "completed"}).status_code == 404
+    assert operator.read("Goal", outside["id"])["meta"]["versionId"] == "1"
+
+
+def test_a_change_that_would_leave_a_granular_scope_is_refused_and_changes_nothing(
+    operator: Operator, inwoner: str, make_partner: PartnerFactory, target: dict[str, Any]
+) -> None:
+    # The goal is in "financien"; moving it to "wonen" takes it outside what the token may
+    # see, so the write is checked again after the change (not only before it).
+    partner = make_partner(scopes=(f"system/Goal.rus?category={DOMAIN_SYSTEM}|financien",))
+    operator.create(_correcting(inwoner, partner, classes=("Goal",)))
+    moved = {**target, "category": [{"coding": [{"system": DOMAIN_SYSTEM, "code": "wonen"}]}]}
+
+    response = partner.put(moved)
+
+    assert response.status_code == 403
+    assert diagnostics(response) == "This change would take the resource outside your grant"
+    stored = operator.read("Goal", target["id"])
+    assert (stored["meta"]["versionId"], stored["category"]) == ("1", target["category"])
