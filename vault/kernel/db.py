@@ -21,6 +21,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -246,7 +247,10 @@ class Database:
         self._async_pools: dict[asyncio.AbstractEventLoop, _AsyncStatements] = {}
         default = SEARCH_THREADS_SQLITE if self.is_sqlite else SEARCH_THREADS_POSTGRES
         self.search_threads = int(os.environ.get("VAULT_SEARCH_THREADS", "0")) or default
-        self._search_limiter: anyio.CapacityLimiter | None = None
+        # One limiter per event loop: a limiter's waiters belong to the loop they wait on.
+        self._search_limiters: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, anyio.CapacityLimiter
+        ] = weakref.WeakKeyDictionary()
         # SQLite's driver blocks: the hot single-statement reads run on reader threads of
         # their own, off the event loop (``_SqliteReaders``). Made on first use, and again
         # after ``dispose``.
@@ -257,10 +261,13 @@ class Database:
         self._checkpointer: threading.Thread | None = None
 
     def search_limiter(self) -> anyio.CapacityLimiter:
-        """The limiter of the worker threads searches run in (``anyio.to_thread``)."""
-        if self._search_limiter is None:
-            self._search_limiter = anyio.CapacityLimiter(self.search_threads)
-        return self._search_limiter
+        """The limiter of the worker threads searches run in (``anyio.to_thread``), for
+        the running event loop."""
+        loop = asyncio.get_running_loop()
+        limiter = self._search_limiters.get(loop)
+        if limiter is None:
+            limiter = self._search_limiters[loop] = anyio.CapacityLimiter(self.search_threads)
+        return limiter
 
     @property
     def dialect(self) -> Dialect:
