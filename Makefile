@@ -34,7 +34,7 @@ test-deep: $(STAMP)
 	@tail -n 3 test-artifacts/property-counts.txt
 
 ## mutate: mutation testing of the access decision with mutmut (docs/testing.md; not in CI)
-MUTANTS ?= vault.consent.decision.* vault.consent.enforce.* \
+MUTANTS ?= vault.consent.decision.* vault.consent.enforce.* vault.consent.family.* \
 	vault.fhir.repository.base.xǁRepositoryBaseǁ_restriction* \
 	vault.fhir.repository.writes.xǁWritesǁ_correct* vault.oauth.protector.* vault.consent.compile.* \
 	vault.oauth.sessions.* vault.consent.representation.*
@@ -54,7 +54,7 @@ mutate-compile: $(STAMP)
 	$(BIN)/mutmut results
 mutate-decision: $(STAMP)
 	REGIEKLUIS_MUTATE_TESTS="tests/unit/consent tests/integration/consent" \
-		$(MUTMUT_RUN) 'vault.consent.decision.*' 'vault.consent.enforce.*'
+		$(MUTMUT_RUN) 'vault.consent.decision.*' 'vault.consent.enforce.*' 'vault.consent.family.*'
 	$(BIN)/mutmut results
 
 # The consent page's browser tests drive Debian's Chromium (never a browser download) and
