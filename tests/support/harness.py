@@ -224,6 +224,10 @@ class Harness:
         login = inwoner_account(self.runtime, patient_id)
         return Party(caller, client_id, login=login, app=app)
 
+    def token_of(self, party: Party) -> str:
+        """The party's live access token (fetched when it has none or it is old)."""
+        return self._token(party)
+
     def _token(self, party: Party) -> str:
         if party.token and time.monotonic() - party.issued < TOKEN_AGE:
             return party.token

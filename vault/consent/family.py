@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, exists, insert, select
+from sqlalchemy import ColumnElement, Connection, delete, exists, insert, select, tuple_
 
 from vault.consent.models import ConsentGrant, FamilyMember
 from vault.kernel.errors import Unprocessable
@@ -37,6 +37,7 @@ __all__ = [
     "drop_family",
     "families_of",
     "family_consent_ids",
+    "family_named",
     "is_member",
     "leave_families",
     "members_of",
@@ -80,6 +81,43 @@ def family_consent_ids(conn: Connection, patient_id: str) -> set[str]:
         .distinct()
     )
     return set(rows.scalars())
+
+
+def _data_references(provision: Any) -> set[tuple[str, str]]:
+    """Every ``data.reference`` of a provision and its nested ones."""
+    found: set[tuple[str, str]] = set()
+    if not isinstance(provision, dict):
+        return found
+    for item in provision.get("data") or []:
+        ref = split_reference(((item or {}).get("reference") or {}).get("reference"))
+        if ref is not None:
+            found.add(ref)
+    for nested in provision.get("provision") or []:
+        found |= _data_references(nested)
+    return found
+
+
+def family_named(conn: Connection, patient_id: str, consent: Mapping[str, Any]) -> str | None:
+    """The family whose plan ``consent`` (one of ``patient_id``'s, in any status) grants
+    something of: the first of her families that holds a resource its ``data`` names.
+
+    Read from the Consent itself, so a proposal (which has no grant rows yet) is told apart
+    from a rule about her own plan as an active one is (``family_consent_ids``)."""
+    refs = _data_references(consent.get("provision"))
+    families = families_of(conn, patient_id)
+    if not refs or not families:
+        return None
+    R = ResourceRow
+    found = conn.execute(
+        select(R.patient_id)
+        .where(
+            R.patient_id.in_(families),
+            tuple_(R.resource_type, R.resource_id).in_(sorted(refs)),
+        )
+        .order_by(R.patient_id)
+    ).all()
+    named = [row.patient_id for row in found]
+    return named[0] if named else None
 
 
 def record_family(

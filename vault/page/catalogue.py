@@ -554,6 +554,35 @@ ENGLISH: dict[str, str] = {
     "Terug naar mijn plan": "Back to my plan",
     "Bekijk het plan van je gezin": "See your family's plan",
     "{name} mag ook het plan van jullie gezin zien.": "{name} may also see your family's plan.",
+    # family_plan.html, family_share.html: who may see the family plan
+    "Wie mag ons gezinsplan zien?": "Who may see our family plan?",
+    "Dit kies je voor jezelf. De anderen in je gezin kiezen dit zelf.": (
+        "You choose this for yourself. The others in your family choose for themselves."
+    ),
+    "{name} mag het plan van jullie gezin zien.": "{name} may see your family's plan.",
+    "Stop het gezinsplan delen met {name}": "Stop sharing the family plan with {name}",
+    "Door jou ziet nog niemand het plan van jullie gezin.": (
+        "Nobody sees your family's plan because of you yet."
+    ),
+    "Er wacht een voorstel op een ja.": "A proposal is waiting for a yes.",
+    "Bekijk het voorstel": "See the proposal",
+    "Laat het gezinsplan zien aan": "Show the family plan to",
+    "Je ouders met gezag beslissen wie het gezinsplan door jou mag zien.": (
+        "Your parents with parental authority decide who may see the family plan through you."
+    ),
+    "Gestopt. Door jou ziet niemand dit meer.": "Stopped. Nobody sees this because of you now.",
+    "{name} mag het plan van jullie gezin zien tot en met {day}.": (
+        "{name} may see your family's plan until and including {day}."
+    ),
+    "Dus: wat jullie samen willen, de afspraken en de regisseur. En jouw eigen doelen in "
+    "het gezinsplan.": (
+        "So: what you want together, the agreements and the coordinator. And your own goals "
+        "in the family plan."
+    ),
+    "{name} ziet niet de doelen van de anderen in je gezin. Dat kiezen zij zelf.": (
+        "{name} does not see the goals of the others in your family. They choose that themselves."
+    ),
+    "Dit gezinsplan kennen we niet.": "We do not know this family plan.",
 }
 
 

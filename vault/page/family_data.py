@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from vault.consent.compile import compile_consent
+from vault.consent.family import family_named
 from vault.consent.representation import AMSTERDAM, Stage, birth_date_of, birthday, stage
 from vault.fhir.repository import Repository
 from vault.kernel.errors import FhirError
@@ -116,6 +117,7 @@ class Proposal:
     by_name: str  # who proposed it
     summary: Summary
     mine: bool  # the visitor signed it (it waits for the other)
+    family: bool = False  # it is about the family plan, not about her own plan
 
 
 def _grantee(consent: dict[str, Any]) -> str:
@@ -158,6 +160,7 @@ def proposals(
                 name_of(repo, conn, by[0]) if by else "",
                 summarize(name, grants, now=now),
                 me in by,
+                family_named(conn, visitor.patient_id, consent) is not None,
             )
         )
     found.sort(key=lambda p: (p.mine, p.grantee_name.casefold()))
@@ -185,14 +188,19 @@ def home_parts(
 
 
 def agree_updates(
-    consents: Iterable[dict[str, Any]], consent_id: str, visitor: Visitor
+    conn: Connection, consents: Iterable[dict[str, Any]], consent_id: str, visitor: Visitor
 ) -> list[Update]:
     """ "Ja": the visitor signs the proposal, which becomes active, and the grantee's other
-    active Consents stop naming them (the agreed one is now the one rule for them)."""
+    active Consents of the same kind stop naming them (the agreed one is now the one rule
+    for them): about her own plan, or about the same family plan (docs/family.md)."""
     current = list(consents)
     found = next((c for c in current if str(c.get("id")) == consent_id), None)
     if found is None or found.get("status") != "proposed":
         return []
+    family = family_named(conn, visitor.patient_id, found)
+    current = [
+        c for c in current if c is found or family_named(conn, visitor.patient_id, c) == family
+    ]
     me = signer(visitor)
     performers = [*(found.get("performer") or [])]
     if me not in _signers(found):

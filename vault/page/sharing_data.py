@@ -156,13 +156,18 @@ def build_consent(
     performer: str,
     proposed: bool = False,
     consent_id: str | None = None,
+    family_plan: str | None = None,
 ) -> dict[str, Any]:
     """A Consent that lets ``grantee`` see ``parts`` (and change ``may_change``) until a day,
     signed by ``performer`` (the inwoner, or a parent for a child: family_data.py); a
-    child's of 12 to 15 is ``proposed`` until the other signs."""
+    child's of 12 to 15 is ``proposed`` until the other signs. With ``family_plan`` (a
+    family CarePlan's reference) it lets ``grantee`` see that plan and what it refers to
+    that is hers or the family's (docs/family.md section 6), and ``parts`` are not used."""
     # Long on purpose: one Consent resource built from the page's choices, element by element.
     seen = [k for k in dict.fromkeys(parts) if k in PART_BY_KEY]
     changed = [k for k in dict.fromkeys(may_change) if k in PART_BY_KEY and k in seen]
+    if family_plan is not None:
+        seen, changed = [], []
 
     def classes(keys: Iterable[str]) -> list[dict[str, str]]:
         return [
@@ -195,6 +200,8 @@ def build_consent(
     provision["action"] = [
         {"coding": [{"system": CONSENT_ACTION, "code": code}]} for code in actions
     ]
+    if family_plan is not None:
+        provision["data"] = [{"meaning": "related", "reference": {"reference": family_plan}}]
     if seen:
         provision["class"] = classes(seen)
     unchanged = [k for k in seen if k not in changed]
@@ -210,7 +217,11 @@ def build_consent(
     return {
         "resourceType": "Consent",
         "id": consent_id or f"toestemming-{uuid.uuid4().hex[:20]}",
-        "status": ("proposed" if proposed else "active") if seen else "inactive",
+        "status": (
+            ("proposed" if proposed else "active")
+            if seen or family_plan is not None
+            else "inactive"
+        ),
         "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/{patient_id}"},

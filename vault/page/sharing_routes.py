@@ -265,7 +265,7 @@ def _proposed(
     )
 
 
-def _stage(request: Request, visitor: Visitor) -> str:
+def deciding_stage(request: Request, visitor: Visitor) -> str:
     """Who decides for this vault now (consent/representation.py): for the page's writes."""
     when = read_in(
         request, lambda conn: family_data.stage_of(conn, visitor.patient_id, now_micros())
@@ -286,7 +286,7 @@ def sharing_check(
     """Read the change back in one sentence, made from the grants it compiles to."""
     grantee = grantee_of(kind, ident)
     party = _party(request, visitor, grantee)
-    together = _stage(request, visitor) == "together"
+    together = deciding_stage(request, visitor) == "together"
     try:
         consent, parts, change = _proposed(visitor, grantee, form, None)
     except BadDay:
@@ -340,7 +340,7 @@ def sharing_save(
     # What she lets the party see of a family plan is a rule of its own (docs/family.md):
     # changing what it sees of her own plan leaves it; stopping the party ends it too.
     own_rules = [c for c in consents if str(c["id"]) not in family_rules]
-    together = _stage(request, visitor) == "together"
+    together = deciding_stage(request, visitor) == "together"
     reuse = None if together else sharing_data.reusable_consent_id(own_rules, grantee)
     try:
         consent, parts, _ = _proposed(visitor, grantee, form, reuse, proposal=together)
@@ -366,14 +366,15 @@ def proposal_answer(
     if answer not in ("ja", "nee") or len(consent_id) > 64:
         raise Refused(404, "Niet gevonden", "Dit voorstel kennen we niet.")
     repo = repo_for(request, visitor)
-    _stage(request, visitor)
-    consents = read_in(
-        request, lambda conn: data.compartment_search(repo, conn, "Consent", visitor.patient_id)
-    )
-    if answer == "ja":
-        updates = family_data.agree_updates(consents, consent_id, visitor)
-    else:
-        updates = family_data.refuse_update(consents, consent_id)
+    deciding_stage(request, visitor)
+
+    def decide(conn: Connection) -> list[sharing_data.Update]:
+        consents = data.compartment_search(repo, conn, "Consent", visitor.patient_id)
+        if answer == "ja":
+            return family_data.agree_updates(conn, consents, consent_id, visitor)
+        return family_data.refuse_update(consents, consent_id)
+
+    updates = read_in(request, decide)
     if not updates:
         raise Refused(404, "Niet gevonden", "Dit voorstel kennen we niet.")
     write_through(request, repo, lambda conn: sharing_data.apply_updates(repo, conn, updates))

@@ -46,6 +46,10 @@ POST_ROUTES = {
     "/stoppen": MANAGER,
     "/stoppen/zeker": MANAGER,
     "/voorstel/{consent_id}/{answer}": MANAGER,  # a child's proposal, 12 to 15 (issue 17)
+    # who may see the family plan (issue 17): the member, or whoever acts for her
+    "/gezin/{family_id}/delen/controleer": MANAGER,
+    "/gezin/{family_id}/delen/opslaan": MANAGER,
+    "/gezin/{family_id}/delen/stoppen": MANAGER,
     "/plan/doel": MANAGER,
     "/plan/doel/volgorde": MANAGER,
     "/plan/activiteit": MANAGER,
@@ -112,6 +116,7 @@ def _path(template: str, page: Page) -> str:
         client_id="app-" + "c" * 8,
         consent_id="c" * 8,
         answer="ja",
+        family_id="gezin-" + "f" * 8,
     )
 
 

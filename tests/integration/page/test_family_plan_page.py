@@ -14,8 +14,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.integration.page.conftest import Vault, check_page, log_in
-from vault.consent.access import AccessContext
+from vault.app.demo import MILA, SANNE, Inwoner
+from vault.consent.access import AccessContext, Permissions
 from vault.fhir.repository import Repository
+from vault.kernel.errors import FhirError
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +119,117 @@ def test_changing_what_a_party_sees_of_her_plan_leaves_her_family_plan_grant(
     page.get_by_role("button", name=f"Ja, stop met delen met {team}").click()
     expect(page.get_by_role("status")).to_contain_text("opgeslagen")
     assert _consent_status(vault, family_rule) == "inactive"
+
+
+# -- who may see the family plan, chosen on the page (docs/family.md section 6) ------------
+
+FAMILY_PLAN = "demo-gezinsplan"
+
+
+def _partner_sees(vault: Vault, organization: str, resource: str) -> bool:
+    """What the one access decision gives the organisation now (in process: the same
+    decision its token would get; tests/integration/consent covers the tokens)."""
+    context = AccessContext(
+        subject=f"client:{organization}",
+        kind="system",
+        patient_id=None,
+        organization=f"Organization/{organization}",
+        client_id=None,
+        account_id=None,
+        permissions=Permissions.everything(),
+        purposes=frozenset(),
+        practitioner=None,
+        representative=None,
+    )
+    kind, _, ident = resource.partition("/")
+    repo = Repository(vault.runtime, context, logged=False)
+    with vault.runtime.db.read() as conn:
+        try:
+            repo.read(conn, kind, ident)
+        except FhirError:
+            return False
+    return True
+
+
+def _first_goal(inwoner: Inwoner) -> str:
+    return f"Goal/demo-doel-{inwoner.key}-{inwoner.wishes[0].key}"
+
+
+def test_a_parent_lets_ggz_see_the_family_plan_and_stops_it(page: Page, vault: Vault) -> None:
+    ggz = "GGZ Voorbeeldstad"
+    assert not _partner_sees(vault, "demo-org-ggz", f"CarePlan/{FAMILY_PLAN}")
+    _open_family_plan(page, vault, "sanne")
+    shares = page.locator("ul.family-shares")
+    expect(page.get_by_role("heading", name="Wie mag ons gezinsplan zien?")).to_be_visible()
+    page.get_by_label("Laat het gezinsplan zien aan").select_option(label=ggz)
+    page.get_by_role("button", name="Verder").click()
+    # Read back before it is saved: the party, until when, and what it will not see.
+    expect(page.locator("#voorstel")).to_contain_text(
+        f"{ggz} mag het plan van jullie gezin zien tot en met"
+    )
+    expect(page.locator("main")).to_contain_text(
+        f"{ggz} ziet niet de doelen van de anderen in je gezin. Dat kiezen zij zelf."
+    )
+    expect(page.locator("#nog-een-ja")).to_have_count(0)
+    check_page(page, "gezinsplan-delen-klopt-dit")
+    page.get_by_role("button", name="Ja, opslaan").click()
+    expect(page.get_by_role("status")).to_contain_text("Je keuze is opgeslagen.")
+    expect(shares).to_contain_text(f"{ggz} mag het plan van jullie gezin zien.")
+    check_page(page, "gezinsplan-gedeeld")
+    # GGZ now sees the family plan and Sanne's own goal in it, and nobody else's goal.
+    assert _partner_sees(vault, "demo-org-ggz", f"CarePlan/{FAMILY_PLAN}")
+    assert _partner_sees(vault, "demo-org-ggz", "Goal/demo-gezinsdoel-rust")
+    assert _partner_sees(vault, "demo-org-ggz", _first_goal(SANNE))
+    assert not _partner_sees(vault, "demo-org-ggz", _first_goal(MILA))  # she grants GGZ nothing
+    # Her own plan's rule for GGZ is untouched: it was not one before and is not one now.
+    page.goto(vault.url + "/")
+    card = page.locator("li.card", has=page.get_by_role("heading", name=ggz, exact=True))
+    expect(card.locator(".family-plan")).to_contain_text("mag ook het plan van jullie gezin zien.")
+    # Stop, on the family plan's page: the next read is refused.
+    page.goto(vault.url + "/gezin")
+    page.get_by_role("button", name=f"Stop het gezinsplan delen met {ggz}").click()
+    expect(page.get_by_role("status")).to_contain_text("Gestopt.")
+    expect(page.locator("main")).not_to_contain_text(f"{ggz} mag het plan van jullie gezin zien.")
+    assert not _partner_sees(vault, "demo-org-ggz", f"CarePlan/{FAMILY_PLAN}")
+
+
+def test_a_child_of_13_says_no_to_one_family_plan_proposal_and_yes_to_another(
+    page: Page, vault: Vault
+) -> None:
+    mee, corporation = "MEE Voorbeeldregio", "Woonstichting Voorbeeldstad"
+    # Mama proposes, for Daan (13), that MEE and the woonstichting see the family plan.
+    for name in (mee, corporation):
+        _open_family_plan(page, vault, "sanne-daan")
+        page.get_by_label("Laat het gezinsplan zien aan").select_option(label=name)
+        page.get_by_role("button", name="Verder").click()
+        expect(page.locator("#nog-een-ja")).to_contain_text("Het geldt pas als de ander ook ja")
+        page.get_by_role("button", name="Ja, opslaan").click()
+        expect(page.get_by_role("status")).to_contain_text("Het geldt pas als de ander ook ja")
+        page.context.clear_cookies()
+    # A proposal gives nothing.
+    assert not _partner_sees(vault, "demo-org-woningcorporatie", f"CarePlan/{FAMILY_PLAN}")
+    assert not _partner_sees(vault, "demo-org-mee", "Goal/demo-gezinsdoel-rust")
+
+    _open_family_plan(page, vault, "daan")
+    expect(page.locator("main")).to_contain_text("Er wacht een voorstel op een ja.")
+    page.get_by_role("link", name="Bekijk het voorstel").click()
+    waiting = page.locator("li.card", has_text="stelt dit voor")
+    expect(waiting).to_have_count(2)
+    check_page(page, "gezinsplan-voorstel-daan")
+    no = waiting.filter(has_text=f"{corporation} mag het plan van jullie gezin zien.")
+    no.get_by_role("button", name="Nee, liever niet").click()
+    expect(page.get_by_role("status")).to_contain_text("Het voorstel geldt niet.")
+    yes = page.locator("li.card", has_text=f"{mee} mag het plan van jullie gezin zien.")
+    yes.get_by_role("button", name="Ja, dat is goed").click()
+    expect(page.get_by_role("status")).to_contain_text("Je keuze is opgeslagen.")
+
+    assert not _partner_sees(vault, "demo-org-woningcorporatie", f"CarePlan/{FAMILY_PLAN}")
+    assert _partner_sees(vault, "demo-org-mee", f"CarePlan/{FAMILY_PLAN}")
+    assert _partner_sees(vault, "demo-org-mee", "Goal/demo-gezinsdoel-rust")
+    # His "ja" to the family plan leaves what MEE sees of his own plan as it was.
+    mee_card = page.locator("li.card", has=page.get_by_role("heading", name=mee, exact=True))
+    expect(mee_card).to_contain_text("mag ook het plan van jullie gezin zien.")
+    expect(mee_card.locator(".sentence").first).to_contain_text("je doelen")
+    # And his log says who proposed it for him.
+    page.goto(vault.url + "/log")
+    expect(page.locator("main")).to_contain_text("Mama (Sanne")
