@@ -83,8 +83,11 @@ class AuditRecord:
     representative: str | None = None  # "RelatedPerson/x" acting on behalf of the inwoner
     recorded: int = 0
 
-    def to_fhir(self, *, resource_id: str) -> dict[str, Any]:
+    def to_fhir(self, *, resource_id: str, owner_type: str = "Patient") -> dict[str, Any]:
+        """The AuditEvent; ``owner_type`` is what owns the compartment: an inwoner's
+        ``Patient``, or a family's ``Group`` (the family plan, docs/family.md section 6)."""
         # Long on purpose: one AuditEvent document, element by element, as FHIR R4 lays it out.
+        owner = f"{owner_type}/{self.patient_id}" if self.patient_id else None
         agent: dict[str, Any] = {
             "type": {
                 "coding": [
@@ -98,7 +101,9 @@ class AuditRecord:
         }
         if self.organization:
             agent["who"] = {"reference": self.organization}
-        elif self.patient_id:
+        elif self.patient_id and owner_type == "Patient":
+            # The inwoner herself, her app or someone acting for her. In a family's
+            # compartment the member is known by her account only (``name`` below).
             agent["who"] = {"reference": f"Patient/{self.patient_id}"}
         if self.client_id:
             agent["altId"] = self.client_id
@@ -121,21 +126,17 @@ class AuditRecord:
                 }
             )
         entities: list[dict[str, Any]] = []
-        if self.patient_id:
+        if owner is not None:
             entities.append(
                 {
-                    "what": {"reference": f"Patient/{self.patient_id}"},
+                    "what": {"reference": owner},
                     "type": {
                         "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                         "code": "1",
                     },
                 }
             )
-        entities += [
-            {"what": {"reference": ref}}
-            for ref in self.entities
-            if ref != f"Patient/{self.patient_id}"
-        ]
+        entities += [{"what": {"reference": ref}} for ref in self.entities if ref != owner]
         if self.query:
             entities.append({"query": base64.b64encode(self.query.encode()).decode("ascii")})
         event: dict[str, Any] = {
@@ -182,6 +183,8 @@ class _Pending:
 
 # Built once (as on the write path): every read by a partner appends a record.
 _HEAD = table_of(AuditChainHead)
+_ROW = table_of(ResourceRow)
+_OWNERS_KEPT = 65_536
 
 
 def _heads_of(chains: list[BindParameter[Any]]) -> Select[Any]:
@@ -236,6 +239,7 @@ class AuditLog:
         self._max_batch = max_batch
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._owners: dict[str, str] = {}  # compartment -> "Patient" or "Group"
 
     def append(self, conn: Connection, records: Iterable[AuditRecord]) -> None:
         """Write records inside the caller's transaction, chained in the order given.
@@ -248,14 +252,55 @@ class AuditLog:
         # One read of the data keys serves both the erasure check and the sealing.
         keys = data_keys(conn, [SHARED_OWNER, *(r.patient_id for r in batch if r.patient_id)])
         batch = [_away_from_erased(r, keys) for r in batch]
+        owners = self._owner_types(conn, {r.patient_id for r in batch if r.patient_id})
         stored = write_internal_many(
             self._rt,
             conn,
-            [("AuditEvent", r.to_fhir(resource_id=str(uuid.uuid4())), r.patient_id) for r in batch],
+            [
+                (
+                    "AuditEvent",
+                    r.to_fhir(
+                        resource_id=str(uuid.uuid4()),
+                        owner_type=owners.get(r.patient_id or "", "Patient"),
+                    ),
+                    r.patient_id,
+                )
+                for r in batch
+            ],
             keys=keys,
         )
         self._chain(conn, batch, stored)
         count_decisions(batch)
+
+    def _owner_types(self, conn: Connection, owners: set[str]) -> dict[str, str]:
+        """Whether each compartment (with a live key) is a family's: its Group is its owner.
+
+        An owner's kind never changes once its key exists (a Patient and a Group never
+        share an id: ``Writes._insert``), so each is asked once per process; the map is
+        emptied when it grows past its bound."""
+        found: dict[str, str] = {}
+        unknown = []
+        for owner in sorted(owners):
+            kind = self._owners.get(owner)  # threads share the map: one lookup each
+            if kind is None:
+                unknown.append(owner)
+            else:
+                found[owner] = kind
+        if unknown:
+            groups = set(
+                conn.execute(
+                    select(_ROW.c.resource_id).where(
+                        _ROW.c.resource_type == "Group",
+                        _ROW.c.resource_id.in_(unknown),
+                        _ROW.c.patient_id == _ROW.c.resource_id,
+                    )
+                ).scalars()
+            )
+            if len(self._owners) + len(unknown) > _OWNERS_KEPT:
+                self._owners.clear()
+            for owner in unknown:
+                found[owner] = self._owners[owner] = "Group" if owner in groups else "Patient"
+        return found
 
     def _chain(self, conn: Connection, batch: list[AuditRecord], stored: list[Stored]) -> None:
         """Link each stored record to the one before it in its chain, then move the heads."""

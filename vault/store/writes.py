@@ -260,6 +260,20 @@ def ensure_data_key(runtime: Runtime, conn: Connection, patient_id: str) -> None
         )
 
 
+def create_compartment_key(
+    runtime: Runtime, conn: Connection, owner: str, *, owner_type: str
+) -> None:
+    """The key of a new compartment (a new Patient's, or a new family's Group's). An id
+    that owns a key already (another Patient's or Group's, or an erased one's) is refused:
+    sharing it would merge two compartments into one."""
+    if conn.execute(DATA_KEY, {"owner": owner}).first() is not None:
+        raise Unprocessable(
+            f"{owner_type}/{owner}: this id already names a compartment; choose another id",
+            expression=[f"{owner_type}.id"],
+        )
+    ensure_data_key(runtime, conn, owner)
+
+
 def write_index(runtime: Runtime, conn: Connection, prepared: Prepared, pk: int) -> None:
     insert_index(conn, *index_rows(runtime, prepared, pk))
 

@@ -284,6 +284,40 @@ def test_a_consent_may_name_only_a_family_plan_of_the_inwoners_own_family(
     assert _family_refs(fam, _visible(harness, fam.wijkteam, "CarePlan")) == set()
 
 
+def test_a_family_and_an_inwoner_never_share_a_compartments_id(
+    harness: Harness, fam: Family
+) -> None:
+    # A Group with a Patient's id would make her compartment the family's (and the other
+    # way round): refused, and nothing of either changes.
+    repo = Repository(harness.runtime, AccessContext.full("test"))
+    taken = pytest.raises(Unprocessable, match="already names a compartment")
+    with taken, harness.runtime.db.write() as conn:
+        repo.update(conn, "Group", fam.papa, {**family(members=[fam.papa]), "id": fam.papa})
+    gid = fam.group.resource_id
+    with taken, harness.runtime.db.write() as conn:
+        repo.update(conn, "Patient", gid, {**patient(given="Dubbel"), "id": gid})
+    with harness.runtime.db.read() as conn:
+        assert families_of(conn, fam.papa) == [gid]
+        assert members_of(conn, gid) == {fam.mama, fam.papa, fam.kind}
+
+
+def test_a_read_of_the_family_plan_is_logged_as_the_familys(harness: Harness, fam: Family) -> None:
+    # The access log of the family compartment names the family as a Group, not a Patient.
+    assert harness.fhir(fam.mee, "get", f"/CarePlan/{fam.plan.resource_id}").status_code == 200
+    gid = fam.group.resource_id
+    repo = Repository(harness.runtime, AccessContext.full("test"))
+    with harness.runtime.db.read() as conn:
+        query = repo.parse("AuditEvent", [("entity", f"Group/{gid}")], lenient=False)
+        found = repo.search(conn, query)
+        events = [orjson.loads(m.body or b"{}") for m in found.matches]
+    reads = [e for e in events if f"CarePlan/{fam.plan.resource_id}" in orjson.dumps(e).decode()]
+    assert reads, "no AuditEvent of the family plan's read"
+    for event in reads:
+        owners = [x["what"]["reference"] for x in event["entity"] if x.get("type")]
+        assert owners == [f"Group/{gid}"]
+        assert f"Patient/{gid}" not in orjson.dumps(event).decode()
+
+
 def test_a_members_app_cannot_write_the_family_plan_nor_a_partner_its_members(
     harness: Harness, fam: Family
 ) -> None:

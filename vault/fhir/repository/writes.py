@@ -42,6 +42,7 @@ from vault.store.writes import (
     Prepared,
     Stored,
     clear_index,
+    create_compartment_key,
     ensure_data_key,
     seal,
     version_row,
@@ -405,7 +406,7 @@ class Writes(History):
     def _insert(self, conn: Connection, prepared: Prepared, resource_id: str) -> Stored:
         spec = prepared.spec
         if spec.compartment == "self":  # a Patient, or a family's Group: a key of its own
-            ensure_data_key(self._rt, conn, resource_id)
+            create_compartment_key(self._rt, conn, resource_id, owner_type=spec.name)
         now = now_micros()
         pk = conn.execute(
             INSERT_RESOURCE,
