@@ -583,6 +583,14 @@ ENGLISH: dict[str, str] = {
         "{name} does not see the goals of the others in your family. They choose that themselves."
     ),
     "Dit gezinsplan kennen we niet.": "We do not know this family plan.",
+    # log.html: the family plan's own log
+    "Wie keek naar ons gezinsplan": "Who looked at our family plan",
+    "Hier zie je wie het plan van jullie gezin heeft bekeken of veranderd. Het nieuwste staat "
+    "bovenaan.": (
+        "Here you see who viewed or changed your family's plan. The newest is at the top."
+    ),
+    "Naar je eigen logboek": "To your own log",
+    "Wie keek naar het plan van jullie gezin?": "Who looked at your family's plan?",
 }
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import Connection
 from starlette.responses import Response
 
+from vault.consent.family import families_of
 from vault.consent.representation import role_at, role_history
 from vault.fhir.repository import Repository
 from vault.fhir.resources import ID_PATTERN
@@ -42,21 +43,30 @@ LOG_KINDS = {
 
 @router.get("/log")
 def access_log(
-    request: Request, visitor: ManagerDep, wie: str = "", soort: str = "", voor: str = ""
+    request: Request,
+    visitor: ManagerDep,
+    wie: str = "",
+    soort: str = "",
+    voor: str = "",
+    gezin: str = "",
 ) -> Response:
     """The inwoner's AuditEvents in plain words, newest first: one line per visit.
 
     Every record can be reached: paging goes back in time (``voor``: the instant of the
     oldest record on the page), and the filters by party and kind run in the search, so
-    a flood of one party never hides another.
+    a flood of one party never hides another. ``gezin``: the log of a family plan she is
+    a member of (its own chain in the family's compartment, docs/family.md section 6).
     """
     # Long on purpose: the log page: its filters, grouping and paging read together.
     repo = repo_for(request, visitor)
     now = now_micros()
     lang = language_of(request.cookies.get(LANGUAGE_COOKIE))
     wie, soort, voor = wie[:200], soort if soort in LOG_KINDS else "", voor[:40]
+    if gezin and not ID_PATTERN.match(gezin):
+        raise Refused(404, "Niet gevonden", "Dit gezinsplan kennen we niet.")
+    subject = f"Group/{gezin}" if gezin else f"Patient/{visitor.patient_id}"
     params: list[tuple[str, str]] = [
-        ("patient", f"Patient/{visitor.patient_id}"),
+        ("entity", subject) if gezin else ("patient", subject),
         ("_sort", "-date"),
         *LOG_KINDS.get(soort, []),
     ]
@@ -82,6 +92,9 @@ def access_log(
         return not line.own
 
     def load(conn: Connection) -> dict[str, Any]:
+        families = families_of(conn, visitor.patient_id)
+        if gezin and gezin not in families:
+            raise Refused(404, "Niet gevonden", "Dit gezinsplan kennen we niet.")
         history = role_history(conn, patient_id=visitor.patient_id)
         apps = _app_names(conn, visitor.patient_id)
         names = _Names(repo, conn, history)
@@ -103,10 +116,11 @@ def access_log(
                 names=names.names,
                 own_account=visitor.account_id if visitor.is_inwoner else None,
                 role_at=lambda person, when: role_at(history, person, when),
-                patient_ref=f"Patient/{visitor.patient_id}",
+                patient_ref=subject,
                 apps=apps,
                 lang=lang,
                 kin=names.kin,
+                family=bool(gezin),
             )
             moment = line.when // 1000
             if last_ms is not None and moment != last_ms:
@@ -131,6 +145,8 @@ def access_log(
             "older": None if done or last_ms is None else format_instant(last_ms * 1000),
             "newest_page": not voor,
             "now": now,
+            "gezin": gezin,
+            "families": families,
         }
 
     return render(request, "log.html", read_in(request, load), visitor=visitor)

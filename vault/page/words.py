@@ -111,6 +111,13 @@ TYPE_WORDS = {
     "Provenance": "wie iets veranderde",
     "AuditEvent": "het logboek",  # not "wie er keek": "Jij hebt wie er keek bekeken"
     "Group": "je gezin",
+    # The family compartment, on the family's log (``describe_event(family=True)``).
+    "GezinCarePlan": "het plan van jullie gezin",
+    "GezinGoal": "de doelen van jullie gezin",
+    "GezinCareTeam": "het team van jullie gezin",
+    "GezinGroup": "wie er bij jullie gezin horen",
+    "GezinAuditEvent": "het logboek van jullie gezin",
+    "GezinProvenance": "wie iets veranderde in het plan van jullie gezin",
 }
 TYPE_WORDS_EN = {
     "Patient": "your name and address",
@@ -125,7 +132,14 @@ TYPE_WORDS_EN = {
     "Provenance": "who changed something",
     "AuditEvent": "the log",
     "Group": "your family",
+    "GezinCarePlan": "your family's plan",
+    "GezinGoal": "your family's goals",
+    "GezinCareTeam": "your family's team",
+    "GezinGroup": "who belongs to your family",
+    "GezinAuditEvent": "your family's log",
+    "GezinProvenance": "who changed something in your family's plan",
 }
+FAMILY_PREFIX = "Gezin"  # a family compartment's types, told apart from the inwoner's own
 
 
 def join_words(words: Sequence[str], lang: str = "nl") -> str:
@@ -311,7 +325,9 @@ LOG_WORDS = {
         "an organisation": "Een organisatie",
         "an organisation or person": "een organisatie of persoon",
         "someone of your network": "Iemand uit je netwerk",
+        "someone of your family": "Iemand van jullie gezin",
         "your data": "je gegevens",
+        "your family's data": "de gegevens van jullie gezin",
         "your name and address": "je naam en adres",
         "{person} for you": "{person}",
         " for you": " namens jou",
@@ -325,6 +341,9 @@ LOG_WORDS = {
         "{who} changed who may see what": "{who} {has}{behalf} veranderd wie wat mag zien",
         "{who} searched and found nothing": (
             "{who} {has}{behalf} gezocht in je gegevens en niets gevonden"
+        ),
+        "{who} searched the family's data and found nothing": (
+            "{who} {has}{behalf} gezocht in de gegevens van jullie gezin en niets gevonden"
         ),
         "{who} {verb} {what}": "{who} {has}{behalf} {what} {verb}",
         "{who} was refused {what}": "{who} wilde{behalf} {what} zien, maar mocht dat niet",
@@ -348,6 +367,7 @@ LOG_WORDS = {
         "someone": "Someone",
         "an organisation": "An organisation",
         "someone of your network": "Someone of your network",
+        "someone of your family": "Someone of your family",
         "{person} for you": "{person} on your behalf",
         " for you": "",
         "mother": "Mum",
@@ -359,6 +379,9 @@ LOG_WORDS = {
         "you looked at what {seen} sees": "You looked at what {seen} sees",
         "{who} changed who may see what": "{who} changed who may see what",
         "{who} searched and found nothing": "{who} searched your data and found nothing",
+        "{who} searched the family's data and found nothing": (
+            "{who} searched your family's data and found nothing"
+        ),
         "{who} {verb} {what}": "{who} {verb} {what}",
         "{who} was refused {what}": "{who} wanted to see {what}, but was not allowed to",
         "an app": "An app",
@@ -437,8 +460,15 @@ def _what(event: Mapping[str, Any], lang: str = "nl") -> str:
     if not types:
         return ""
     words = TYPE_WORDS_EN if lang == "en" else TYPE_WORDS
-    fallback = "your data" if lang == "en" else "je gegevens"
-    return join_words([words.get(t, fallback) for t in types if t], lang)
+    return join_words([words.get(t, _data_words(t, lang)) for t in types if t], lang)
+
+
+def _data_words(kind: str, lang: str) -> str:
+    """A thing without words of its own: the inwoner's data, or the family's."""
+    family = kind.startswith(FAMILY_PREFIX)
+    if lang == "en":
+        return "your family's data" if family else "your data"
+    return "de gegevens van jullie gezin" if family else "je gegevens"
 
 
 def describe_event(
@@ -451,6 +481,7 @@ def describe_event(
     apps: Mapping[str, str] | None = None,
     lang: str = "nl",
     kin: Mapping[str, str] | None = None,
+    family: bool = False,
 ) -> LogLine:
     """ "MEE heeft je doelen bekeken" for one AuditEvent; ``names`` maps references to names.
 
@@ -462,6 +493,11 @@ def describe_event(
     """
     # Long on purpose: one table-like walk from an access-log record to its plain-Dutch sentence.
     table = LOG_WORDS["en" if lang == "en" else "nl"]
+    if family:
+        # A family compartment's record (``family``): its things are the family's ("het
+        # plan van jullie gezin"), and a member other than the visitor is "Iemand van
+        # jullie gezin" (the record names her account only, audit/log.py).
+        event = as_family_event(event)
 
     def w(key: str, **fields: str) -> str:
         return table.get(key, key).format(**{"behalf": "", **fields})
@@ -544,6 +580,10 @@ def describe_event(
     elif who_ref == patient_ref:
         who, you = w("you"), True
         party = "you"
+    elif family and own:
+        who, you, party = w("you"), True, "you"
+    elif family:
+        who, party = w("someone of your family"), "family"
     else:
         who = w("someone")
     if agent_of is None or organization:
@@ -554,6 +594,7 @@ def describe_event(
     searched = subtype == "search-type"
     if not what:
         what = w("your data") if searched else w("your name and address")
+        what = w("your family's data") if family else what
     permitted = event.get("outcome", "0") == "0"
     has = "hebt" if you else "heeft"
     about_consent = any(t == "Consent" for t in _types(event))
@@ -570,7 +611,8 @@ def describe_event(
         sentence = w("{who} changed who may see what", who=who, has=has, behalf=behalf)
         kind = "consent"
     elif permitted and searched and not _what(event):
-        sentence = w("{who} searched and found nothing", who=who, has=has, behalf=behalf)
+        key = "{who} searched the family's data and found nothing" if family else None
+        sentence = w(key or "{who} searched and found nothing", who=who, has=has, behalf=behalf)
         kind = "empty"
     elif permitted:
         sentence = w(
@@ -609,6 +651,27 @@ def _stopped_app(event: Mapping[str, Any]) -> str | None:
     return None
 
 
+def as_family_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The record with each thing it is about named as the family's ("GezinGoal/x"), and
+    no one acting for the visitor: in a family's compartment nobody acts *for her*."""
+    entities = []
+    for entity in event.get("entity") or []:
+        ref = (entity.get("what") or {}).get("reference")
+        if ref and (entity.get("type") or {}).get("code") != "1":
+            entity = {**entity, "what": {"reference": FAMILY_PREFIX + ref}}
+        elif entity.get("query"):
+            query = base64.b64decode(entity["query"]).decode("utf-8", "replace")
+            family_query = (FAMILY_PREFIX + query).encode()
+            entity = {**entity, "query": base64.b64encode(family_query).decode("ascii")}
+        entities.append(entity)
+    agents = [a for a in event.get("agent") or [] if not _is_agent(a)]
+    return {**event, "entity": entities, "agent": agents}
+
+
+def _is_agent(agent: Mapping[str, Any]) -> bool:
+    return any(c.get("code") == "AGNT" for c in (agent.get("type") or {}).get("coding") or [])
+
+
 def _types(event: Mapping[str, Any]) -> list[str]:
     """The resource types an event is about (not the inwoner it concerns)."""
     found = [
@@ -643,6 +706,10 @@ NOUNS = {
         "CareTeam": ("netwerk", "netwerken"),
         "Consent": ("keuze wie wat mag zien", "keuzes wie wat mag zien"),
         "Patient": ("keer je naam en adres", "keer je naam en adres"),
+        "GezinCarePlan": ("gezinsplan", "gezinsplannen"),
+        "GezinGoal": ("doel van jullie gezin", "doelen van jullie gezin"),
+        "GezinCareTeam": ("team van jullie gezin", "teams van jullie gezin"),
+        "GezinGroup": ("keer wie er bij jullie gezin horen", "keer wie er bij jullie gezin horen"),
     },
     "en": {
         "Goal": ("goal", "goals"),
@@ -652,6 +719,10 @@ NOUNS = {
         "CareTeam": ("network", "networks"),
         "Consent": ("choice of who may see what", "choices of who may see what"),
         "Patient": ("time your name and address", "times your name and address"),
+        "GezinCarePlan": ("family plan", "family plans"),
+        "GezinGoal": ("goal of your family", "goals of your family"),
+        "GezinCareTeam": ("team of your family", "teams of your family"),
+        "GezinGroup": ("time who belongs to your family", "times who belongs to your family"),
     },
 }
 
@@ -752,7 +823,8 @@ def _what_of(lines: Sequence[LogLine], lang: str) -> str:
     words = TYPE_WORDS_EN if lang == "en" else TYPE_WORDS
     kinds = [t for line in lines for t in line.types if t in words]
     if not kinds:
-        return "your data" if lang == "en" else "je gegevens"
+        family = any(t.startswith(FAMILY_PREFIX) for line in lines for t in line.types)
+        return _data_words(FAMILY_PREFIX if family else "", lang)
     return join_words([words[t] for t in kinds], lang)
 
 

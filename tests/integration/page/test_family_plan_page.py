@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.integration.page.conftest import Vault, check_page, log_in
+from tests.integration.page.conftest import Vault, check_page, http_log_in, log_in
 from vault.app.demo import MILA, SANNE, Inwoner
 from vault.consent.access import AccessContext, Permissions
 from vault.fhir.repository import Repository
@@ -126,9 +127,10 @@ def test_changing_what_a_party_sees_of_her_plan_leaves_her_family_plan_grant(
 FAMILY_PLAN = "demo-gezinsplan"
 
 
-def _partner_sees(vault: Vault, organization: str, resource: str) -> bool:
+def _partner_sees(vault: Vault, organization: str, resource: str, *, logged: bool = False) -> bool:
     """What the one access decision gives the organisation now (in process: the same
-    decision its token would get; tests/integration/consent covers the tokens)."""
+    decision its token would get; tests/integration/consent covers the tokens).
+    ``logged``: the read goes into the access log, as a partner's read over HTTP does."""
     context = AccessContext(
         subject=f"client:{organization}",
         kind="system",
@@ -142,7 +144,7 @@ def _partner_sees(vault: Vault, organization: str, resource: str) -> bool:
         representative=None,
     )
     kind, _, ident = resource.partition("/")
-    repo = Repository(vault.runtime, context, logged=False)
+    repo = Repository(vault.runtime, context, logged=logged)
     with vault.runtime.db.read() as conn:
         try:
             repo.read(conn, kind, ident)
@@ -233,3 +235,34 @@ def test_a_child_of_13_says_no_to_one_family_plan_proposal_and_yes_to_another(
     # And his log says who proposed it for him.
     page.goto(vault.url + "/log")
     expect(page.locator("main")).to_contain_text("Mama (Sanne")
+
+
+def test_every_member_sees_who_looked_at_the_family_plan_in_its_own_log(
+    page: Page, vault: Vault, http: httpx.Client
+) -> None:
+    # The sociaal team reads the family plan (Erik granted it): the record is the family's,
+    # in the family's own chain, and every member reads it on the family plan's log.
+    team = "Sociaal Team Voorbeeldstad"
+    plan = f"CarePlan/{FAMILY_PLAN}"
+    assert _partner_sees(vault, "demo-org-sociaal-team", plan, logged=True)
+    line = f"{team} heeft het plan van jullie gezin bekeken"
+    for member in ("sanne", "lotte"):
+        log_in(page, vault, member)
+        page.goto(vault.url + "/log")
+        expect(page.locator("main")).not_to_contain_text("heeft het plan van jullie gezin")
+        page.get_by_role("link", name="Wie keek naar het plan van jullie gezin?").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Wie keek naar ons gezinsplan")
+        expect(page.locator("ol.log")).to_contain_text(line)
+        check_page(page, f"gezinsplan-logboek-{member}")
+        page.context.clear_cookies()
+    # From the family plan's page too; and a family she is not part of is not found.
+    _open_family_plan(page, vault, "erik")
+    page.get_by_role("link", name="Wie keek naar ons gezinsplan").click()
+    expect(page.locator("ol.log")).to_contain_text(line)
+    # Sanne and Lotte read this log: named as the family, never by name or as "je".
+    expect(page.locator("ol.log")).to_contain_text(
+        "Iemand van jullie gezin heeft het logboek van jullie gezin bekeken"
+    )
+    expect(page.locator("ol.log")).not_to_contain_text("je gegevens")
+    http_log_in(http, "erik", vault.passwords["erik"])
+    assert http.get("/log", params={"gezin": "een-ander-gezin"}).status_code == 404
