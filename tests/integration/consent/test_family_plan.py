@@ -40,7 +40,7 @@ from tests.support.smart import make_key, public_jwks
 from vault.app.clients import register_client
 from vault.app.demo import DEMO_FAMILY_ID, load_demo
 from vault.consent.access import AccessContext
-from vault.consent.family import families_of, members_of
+from vault.consent.family import families_of, family_named, members_of
 from vault.fhir.family import family_plan, regisseurs
 from vault.fhir.repository import Repository
 from vault.kernel.errors import Unprocessable
@@ -282,6 +282,41 @@ def test_a_consent_may_name_only_a_family_plan_of_the_inwoners_own_family(
             grant(outsider, _org(fam.wijkteam), data=[(fam.plan.ref, "related")]),
         )
     assert _family_refs(fam, _visible(harness, fam.wijkteam, "CarePlan")) == set()
+
+
+def test_family_named_tells_which_family_plan_a_consent_is_about(
+    harness: Harness, fam: Family
+) -> None:
+    # The page tells a rule (or a proposal, which has no grant rows) about the family plan
+    # from one about her own plan by the Consent's own data references.
+    gid = fam.group.resource_id
+
+    def about(patient_id: str, *data: tuple[str, str], nested: bool = False) -> str | None:
+        body = grant(patient_id, "Organization/x", data=list(data))
+        body["status"] = "proposed"
+        if nested:
+            provision = body["provision"]
+            body["provision"] = {
+                "type": "permit",
+                "actor": provision["actor"],
+                "provision": [{**provision, "type": "deny", "actor": None}],
+            }
+            body["provision"]["provision"][0].pop("actor")
+        with harness.runtime.db.read() as conn:
+            return family_named(conn, patient_id, body)
+
+    shared = fam.shared[0].ref
+    assert about(fam.mama, (fam.plan.ref, "related")) == gid
+    assert about(fam.kind, (shared, "instance")) == gid
+    assert about(fam.mama, (shared, "instance"), nested=True) == gid  # data of a nested one
+    assert about(fam.mama, (fam.own["mama"].ref, "instance")) is None  # her own goal
+    assert about(fam.mama, ("CarePlan/bestaat-niet", "related")) is None
+    assert about(fam.mama) is None  # no data at all: a rule by class
+    # The family's plan named by someone outside the family: not hers to name.
+    outsider = harness.create(patient(given="Vreemde"), patient_id=None).resource_id
+    assert about(outsider, (fam.plan.ref, "related")) is None
+    # The type counts with the id: a Goal with the plan's id is not the plan.
+    assert about(fam.mama, (f"Goal/{fam.plan.resource_id}", "instance")) is None
 
 
 def test_a_family_and_an_inwoner_never_share_a_compartments_id(
