@@ -258,9 +258,14 @@ def _names(consent: dict[str, Any], grantee: str) -> bool:
 
 
 def revoke_updates(consents: Iterable[dict[str, Any]], grantee: str) -> list[Update]:
-    """Every active Consent stops naming ``grantee`` (inactive, or the actor taken out)."""
+    """Every active Consent stops naming ``grantee`` (inactive, or the actor taken out), and
+    a proposal naming them is rejected, so no later "ja" opens what was stopped."""
     updates: list[Update] = []
     for old in consents:
+        if old.get("status") == "proposed" and grantee in _actors(old.get("provision") or {}):
+            body = without_meta({**old, "status": "rejected"})
+            updates.append((str(old["id"]), body, version_of(old)))
+            continue
         if not _names(old, grantee):
             continue
         # Signed by a parent, or by a child and a parent (family_data.py): taking an actor
@@ -288,12 +293,16 @@ def sharing_updates(
     ]
 
 
+_STOPPED = {"active": "inactive", "proposed": "rejected"}
+
+
 def stop_updates(consents: Iterable[dict[str, Any]]) -> list[Update]:
-    """Every active Consent of the inwoner becomes inactive."""
+    """Every active Consent of the inwoner becomes inactive, and every proposal that waits
+    for a "ja" is rejected: after "stop" nobody can say "ja" to an earlier proposal."""
     return [
-        (str(c["id"]), without_meta({**c, "status": "inactive"}), version_of(c))
+        (str(c["id"]), without_meta({**c, "status": _STOPPED[str(c["status"])]}), version_of(c))
         for c in consents
-        if c.get("status") == "active"
+        if c.get("status") in _STOPPED
     ]
 
 

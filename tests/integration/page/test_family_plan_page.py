@@ -266,3 +266,34 @@ def test_every_member_sees_who_looked_at_the_family_plan_in_its_own_log(
     expect(page.locator("ol.log")).not_to_contain_text("je gegevens")
     http_log_in(http, "erik", vault.passwords["erik"])
     assert http.get("/log", params={"gezin": "een-ander-gezin"}).status_code == 404
+
+
+def test_after_stop_nobody_can_say_ja_to_an_earlier_proposal(page: Page, vault: Vault) -> None:
+    # Mama proposes, for Daan (13), that GGZ sees his goals and the family plan. Daan stops
+    # everything: both proposals are rejected, so her later "ja" cannot open them.
+    ggz = "GGZ Voorbeeldstad"
+    log_in(page, vault, "sanne-daan")
+    page.goto(vault.url + "/delen/Organization/demo-org-ggz")
+    page.locator("#part-doelen").check()
+    page.get_by_role("button", name="Verder").click()
+    page.get_by_role("button", name="Ja, opslaan").click()
+    expect(page.get_by_role("status")).to_contain_text("Het geldt pas als de ander ook ja")
+    page.goto(vault.url + "/gezin")
+    page.get_by_label("Laat het gezinsplan zien aan").select_option(label=ggz)
+    page.get_by_role("button", name="Verder").click()
+    page.get_by_role("button", name="Ja, opslaan").click()
+    expect(page.locator("li.card", has_text="Jij hebt dit voorgesteld")).to_have_count(2)
+    page.context.clear_cookies()
+
+    log_in(page, vault, "daan")
+    expect(page.locator("li.card", has_text="stelt dit voor")).to_have_count(2)
+    page.get_by_role("button", name="Stop met alles delen").click()
+    page.get_by_role("button", name="Ja, stop met alles delen").click()
+    expect(page.locator("#voorstellen")).to_have_count(0)
+    page.context.clear_cookies()
+
+    log_in(page, vault, "sanne-daan")
+    expect(page.locator("#voorstellen")).to_have_count(0)
+    expect(page.locator("main")).not_to_contain_text("Jij hebt dit voorgesteld")
+    assert not _partner_sees(vault, "demo-org-ggz", f"CarePlan/{FAMILY_PLAN}")
+    assert not _partner_sees(vault, "demo-org-ggz", "Goal/demo-gezinsdoel-rust")
