@@ -89,7 +89,8 @@ def _data_references(provision: Any) -> set[tuple[str, str]]:
     if not isinstance(provision, dict):
         return found
     for item in provision.get("data") or []:
-        ref = split_reference(((item or {}).get("reference") or {}).get("reference"))
+        reference = item.get("reference") if isinstance(item, dict) else None
+        ref = split_reference(reference.get("reference") if isinstance(reference, dict) else None)
         if ref is not None:
             found.add(ref)
     for nested in provision.get("provision") or []:

@@ -317,6 +317,32 @@ def test_family_named_tells_which_family_plan_a_consent_is_about(
     assert about(outsider, (fam.plan.ref, "related")) is None
     # The type counts with the id: a Goal with the plan's id is not the plan.
     assert about(fam.mama, (f"Goal/{fam.plan.resource_id}", "instance")) is None
+    # A family plan named in the root beside her own goal in a nested deny: still hers.
+    body = grant(fam.mama, "Organization/x", data=[(fam.plan.ref, "related")])
+    body["provision"]["provision"] = [
+        {
+            "type": "deny",
+            "data": [{"meaning": "instance", "reference": {"reference": fam.own["mama"].ref}}],
+        }
+    ]
+    with harness.runtime.db.read() as conn:
+        assert family_named(conn, fam.mama, body) == gid
+    # Mama in a second family (its id sorts first, its plan's id last): a Consent naming
+    # both plans is about the first family in id order, whatever order the rows come in.
+    repo = Repository(harness.runtime, AccessContext.full("test"))
+    second, second_plan = "00000000-gezin-opa", "zzz-gezinsplan-opa"
+    with harness.runtime.db.write() as conn:
+        repo.update(conn, "Group", second, {**family(members=[fam.mama]), "id": second})
+        plan = {**of_family(careplan(patient_id=second), second), "id": second_plan}
+        repo.update(conn, "CarePlan", second_plan, plan)
+    both = about(fam.mama, (fam.plan.ref, "related"), (f"CarePlan/{second_plan}", "related"))
+    assert both == second
+    # The Group deleted: nobody is a member any more, so its plan is no family's of hers.
+    with harness.runtime.db.write() as conn:
+        repo.delete(conn, "CarePlan", second_plan)
+        repo.delete(conn, "Group", second)
+    with harness.runtime.db.read() as conn:
+        assert families_of(conn, fam.mama) == [gid]
 
 
 def test_a_family_and_an_inwoner_never_share_a_compartments_id(
