@@ -345,6 +345,33 @@ def test_family_named_tells_which_family_plan_a_consent_is_about(
         assert families_of(conn, fam.mama) == [gid]
 
 
+def test_who_is_a_member_is_read_from_group_member_as_fhir_says_it(
+    harness: Harness, fam: Family
+) -> None:
+    # An inactive member is none (first in the list, so the next ones still count), an
+    # explicit "inactive": false is one, and an entity of another type with a Patient's id
+    # (mama's, as a Practitioner) is not that Patient.
+    repo = Repository(harness.runtime, AccessContext.full("test"))
+    gid = "gezin-leden-test"
+    group = family(members=[])
+    group["member"] = [
+        {"entity": {"reference": f"Patient/{fam.mama}"}, "inactive": True},
+        {"entity": {"reference": f"Patient/{fam.papa}"}, "inactive": False},
+        {"entity": {"reference": f"Practitioner/{fam.mama}"}},
+        {"entity": {"reference": f"Patient/{fam.kind}"}},
+    ]
+    with harness.runtime.db.write() as conn:
+        repo.update(conn, "Group", gid, {**group, "id": gid})
+    try:
+        with harness.runtime.db.read() as conn:
+            assert members_of(conn, gid) == {fam.papa, fam.kind}
+    finally:
+        with harness.runtime.db.write() as conn:
+            repo.delete(conn, "Group", gid)
+    with harness.runtime.db.read() as conn:
+        assert members_of(conn, gid) == set()
+
+
 def test_a_family_and_an_inwoner_never_share_a_compartments_id(
     harness: Harness, fam: Family
 ) -> None:
