@@ -370,6 +370,22 @@ def test_who_is_a_member_is_read_from_group_member_as_fhir_says_it(
             repo.delete(conn, "Group", gid)
     with harness.runtime.db.read() as conn:
         assert members_of(conn, gid) == set()
+    # A Patient without a live key (one that never was, one erased) is never made a member.
+    gone = harness.create(patient(given="Gewist"), patient_id=None).resource_id
+    with harness.runtime.db.write() as conn:
+        erase_vault(conn, patient_id=gone)
+    harness.world.erased.add(gone)
+    group["member"] = [
+        {"entity": {"reference": f"Patient/{ref}"}} for ref in (gone, "bestaat-niet", fam.papa)
+    ]
+    with harness.runtime.db.write() as conn:
+        repo.update(conn, "Group", gid, {**group, "id": gid})
+    try:
+        with harness.runtime.db.read() as conn:
+            assert members_of(conn, gid) == {fam.papa}
+    finally:
+        with harness.runtime.db.write() as conn:
+            repo.delete(conn, "Group", gid)
 
 
 def test_a_family_and_an_inwoner_never_share_a_compartments_id(
@@ -436,7 +452,10 @@ def test_a_members_app_cannot_write_the_family_plan_nor_a_partner_its_members(
         fixer, "put", f"/Group/{fam.group.resource_id}", json=more, headers=FHIR_JSON
     )
     assert response.status_code == 422, response.text
-    assert "Group.member" in response.text
+    issue = response.json()["issue"][0]
+    assert issue["code"] == "business-rule"
+    assert issue["expression"] == ["Group.member"]
+    assert "only the vault's operator can change it" in issue["diagnostics"]
     renamed = {**group, "name": "Gezin Jansen-de Vries"}
     response = harness.fhir(
         fixer, "put", f"/Group/{fam.group.resource_id}", json=renamed, headers=FHIR_JSON
