@@ -40,7 +40,7 @@ from tests.support.smart import make_key, public_jwks
 from vault.app.clients import register_client
 from vault.app.demo import DEMO_FAMILY_ID, load_demo
 from vault.consent.access import AccessContext
-from vault.consent.family import families_of, family_named, members_of
+from vault.consent.family import families_of, family_consent_ids, family_named, members_of
 from vault.fhir.family import family_plan, regisseurs
 from vault.fhir.repository import Repository
 from vault.kernel.errors import Unprocessable
@@ -343,6 +343,32 @@ def test_family_named_tells_which_family_plan_a_consent_is_about(
         repo.delete(conn, "Group", second)
     with harness.runtime.db.read() as conn:
         assert families_of(conn, fam.mama) == [gid]
+
+
+def test_family_consent_ids_are_her_consents_that_grant_the_family_plan(
+    harness: Harness, fam: Family
+) -> None:
+    # What "Wie mag wat zien" keeps apart from her own plan's rules: exactly her Consents
+    # whose grants reach a family compartment, not her own plan's, not another member's.
+    buurt = _org(harness.partner("Buurtteam", scopes=SCOPES))
+    own_rule = harness.create(grant(fam.mama, buurt, classes=("Goal",)), patient_id=fam.mama)
+    family_rule = harness.create(
+        grant(fam.mama, buurt, data=[(fam.plan.ref, "related")]), patient_id=fam.mama
+    )
+    papas = harness.create(
+        grant(fam.papa, buurt, data=[(fam.plan.ref, "related")]), patient_id=fam.papa
+    )
+    try:
+        with harness.runtime.db.read() as conn:
+            mamas = family_consent_ids(conn, fam.mama)
+            assert family_rule.resource_id in mamas
+            assert own_rule.resource_id not in mamas
+            assert papas.resource_id not in mamas
+            assert papas.resource_id in family_consent_ids(conn, fam.papa)
+            assert family_consent_ids(conn, fam.kind) == set()
+    finally:
+        for record in (own_rule, family_rule, papas):
+            harness.delete(record)
 
 
 def test_who_is_a_member_is_read_from_group_member_as_fhir_says_it(
