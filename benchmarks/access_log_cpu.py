@@ -69,22 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             batches = max(1, args.records // size)
             before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.perf_counter()
-            for n in range(batches):
-                records = [
-                    AuditRecord(
-                        patient_id=loaded.patients[(n + i) % len(loaded.patients)],
-                        interaction="read",
-                        permitted=True,
-                        client_id="bench-client",
-                        organization="Organization/bench",
-                        account_id=None,
-                        entities=[f"CarePlan/{loaded.careplans[(n + i) % len(loaded.careplans)]}"],
-                        recorded=now_micros(),
-                    )
-                    for i in range(size)
-                ]
-                with runtime.db.write() as conn:
-                    log.append(conn, records)
+            _batches(runtime, log, loaded, size=size, batches=batches)
             wall = time.perf_counter() - started
             after = resource.getrusage(resource.RUSAGE_SELF)
             count = batches * size

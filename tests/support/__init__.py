@@ -57,6 +57,23 @@ def inwoner_context(patient_id: str) -> AccessContext:
     )
 
 
+def organization_context(organization: str) -> AccessContext:
+    """A partner organisation (kind ``system``) whose scopes allow everything: what it sees
+    is what the inwoners' Consents grant it, the one access decision alone."""
+    return AccessContext(
+        subject=f"client:{organization}",
+        kind="system",
+        patient_id=None,
+        organization=organization,
+        client_id=None,
+        account_id=None,
+        permissions=Permissions.everything(),
+        purposes=frozenset(),
+        practitioner=None,
+        representative=None,
+    )
+
+
 PG_URL = os.environ.get("VAULT_DATABASE_URL", "")
 
 

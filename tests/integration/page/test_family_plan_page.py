@@ -15,8 +15,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.integration.page.conftest import Vault, check_page, http_log_in, log_in
+from tests.support import organization_context
 from vault.app.demo import MILA, SANNE, Inwoner
-from vault.consent.access import AccessContext, Permissions
+from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.errors import FhirError
 
@@ -131,18 +132,7 @@ def _partner_sees(vault: Vault, organization: str, resource: str, *, logged: boo
     """What the one access decision gives the organisation now (in process: the same
     decision its token would get; tests/integration/consent covers the tokens).
     ``logged``: the read goes into the access log, as a partner's read over HTTP does."""
-    context = AccessContext(
-        subject=f"client:{organization}",
-        kind="system",
-        patient_id=None,
-        organization=f"Organization/{organization}",
-        client_id=None,
-        account_id=None,
-        permissions=Permissions.everything(),
-        purposes=frozenset(),
-        practitioner=None,
-        representative=None,
-    )
+    context = organization_context(f"Organization/{organization}")
     kind, _, ident = resource.partition("/")
     repo = Repository(vault.runtime, context, logged=logged)
     with vault.runtime.db.read() as conn:
