@@ -105,8 +105,10 @@ def family_named(conn: Connection, patient_id: str, consent: Mapping[str, Any]) 
     Read from the Consent itself, so a proposal (which has no grant rows yet) is told apart
     from a rule about her own plan as an active one is (``family_consent_ids``)."""
     refs = _data_references(consent.get("provision"))
+    if not refs:  # a rule by class: about her own plan, no query needed
+        return None
     families = families_of(conn, patient_id)
-    if not refs or not families:
+    if not families:
         return None
     R = ResourceRow
     found = conn.execute(

@@ -73,8 +73,7 @@ def family_views(repo: Repository, conn: Connection, patient_id: str) -> list[Fa
         plan = family_plan(repo, conn, family_id)
         if not plan.visible:
             continue
-        view = _view(repo, conn, plan, patient_id)
-        view.family_id = family_id
+        view = _view(repo, conn, plan, patient_id, family_id)
         rules = _rules_of(conn, consents, patient_id, family_id)
         granted = sorted(
             {grantee for c in rules if c.get("status") == "active" for grantee in _actors(c)}
@@ -110,7 +109,9 @@ def _actors(consent: dict[str, Any]) -> list[str]:
     ]
 
 
-def _view(repo: Repository, conn: Connection, plan: FamilyPlan, patient_id: str) -> FamilyView:
+def _view(
+    repo: Repository, conn: Connection, plan: FamilyPlan, patient_id: str, family_id: str
+) -> FamilyView:
     group = plan.group or {}
     members = {
         (m.get("entity") or {}).get("reference")
@@ -119,7 +120,7 @@ def _view(repo: Repository, conn: Connection, plan: FamilyPlan, patient_id: str)
     }
     me = f"Patient/{patient_id}"
     view = FamilyView(
-        family_id="",
+        family_id=family_id,
         name=str(group.get("name") or "Jullie gezin"),
         others=len(members - {me, None}),
     )
@@ -169,7 +170,7 @@ def family(request: Request, visitor: ManagerDep) -> Response:
     return render(
         request,
         "family_plan.html",
-        {"families": views, "may_share": may_share, "together": stage == "together"},
+        {"families": views, "may_share": may_share},
         visitor=visitor,
     )
 
