@@ -276,7 +276,8 @@ class AuditLog:
         """Whether each compartment (with a live key) is a family's: its Group is its owner.
 
         An owner's kind never changes once its key exists (a Patient and a Group never
-        share an id: ``Writes._insert``), so each is asked once per process; the map is
+        share an id: ``store/writes.create_compartment_key``), so each is asked once per
+        process; the map is
         emptied when it grows past its bound."""
         found: dict[str, str] = {}
         unknown = []
