@@ -277,8 +277,7 @@ class AuditLog:
 
         An owner's kind never changes once its key exists (a Patient and a Group never
         share an id: ``store/writes.create_compartment_key``), so each is asked once per
-        process; the map is
-        emptied when it grows past its bound."""
+        process; the map is emptied when it grows past its bound."""
         found: dict[str, str] = {}
         unknown = []
         for owner in sorted(owners):
