@@ -481,7 +481,9 @@ def test_a_members_app_cannot_write_the_family_plan_nor_a_partner_its_members(
     issue = response.json()["issue"][0]
     assert issue["code"] == "business-rule"
     assert issue["expression"] == ["Group.member"]
-    assert "only the vault's operator can change it" in issue["diagnostics"]
+    assert issue["diagnostics"] == (
+        "Group.member says who sees the family plan; only the vault's operator can change it"
+    )
     renamed = {**group, "name": "Gezin Jansen-de Vries"}
     response = harness.fhir(
         fixer, "put", f"/Group/{fam.group.resource_id}", json=renamed, headers=FHIR_JSON
