@@ -20,10 +20,14 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from vault.consent.access import AccessContext, Permissions
+from vault.kernel.runtime import Runtime
+from vault.notify.models import NotifyDelivery
+from vault.notify.worker import Notifier
+from vault.store.outbox import NotifyEvent
 
 __all__ = [
     "PG_URL",
@@ -72,6 +76,28 @@ def organization_context(organization: str) -> AccessContext:
         practitioner=None,
         representative=None,
     )
+
+
+def settle_notifications(notifier: Notifier, runtime: Runtime, *, timeout: float = 30.0) -> None:
+    """Run ``notifier`` until every change is fanned out and every delivery made.
+
+    The in-process app runs a notifier of its own (``app/main.py``), and on PostgreSQL the
+    two take turns under an advisory lock: a round of this one may do nothing while the
+    other delivers. So it waits for the outbox to be empty, not for one idle round."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if notifier.run_once():
+            continue
+        with runtime.db.read() as conn:
+            busy = (
+                conn.execute(select(NotifyEvent.id).limit(1)).first()
+                or conn.execute(select(NotifyDelivery.id).limit(1)).first()
+            )
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"notifications still pending after {timeout} s")
+        time.sleep(0.05)
 
 
 PG_URL = os.environ.get("VAULT_DATABASE_URL", "")

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from tests.factories import careplan, careteam, family, goal, of_family, organization, patient
 from tests.factories import subscription as subscription_body
 from tests.integration.consent.conftest import grant
-from tests.support import inwoner_context
+from tests.support import inwoner_context, settle_notifications
 from tests.support.harness import Harness, Party
 from tests.support.reference import Caller, Record
 from tests.support.smart import make_key, public_jwks
@@ -605,14 +605,12 @@ def test_export_and_notifications_follow_the_same_decision(
         assert response.status_code == 201, response.text
         subs[party.caller.name] = response.json()["id"]
     notifier = Notifier(harness.runtime)
-    while notifier.run_once():
-        pass
+    settle_notifications(notifier, harness.runtime)
     receiver.foci.clear()
     changed = [fam.shared[0], fam.own["papa"]]
     for record in changed:
         harness.update(record, {**record.last_live(), "description": {"text": "nieuw"}})
-    while notifier.run_once():
-        pass
+    settle_notifications(notifier, harness.runtime)
     heard = set(receiver.foci) & {r.ref for r in changed}
     # Only MEE may read the shared goal; papa's own goal is nobody's here.
     assert heard == {fam.shared[0].ref}
