@@ -227,10 +227,13 @@ def test_a_label_grant_asks_for_the_security_label_not_a_code_alike(
             "category": [{"coding": [{"system": "https://example.org/soort", "code": "R"}]}],
         }
     )
+    # Another label is not this label: the grant names one code.
+    other = operator.create({**goal(patient_id=inwoner), "meta": {"security": [{"code": "V"}]}})
     operator.create(grant(inwoner, partner.organization, label={"code": "R"}))
 
     assert partner.get(f"/Goal/{labelled}").status_code == 200
     assert partner.get(f"/Goal/{alike}").status_code == 404
+    assert partner.get(f"/Goal/{other}").status_code == 404
 
 
 def instance(reference: str) -> dict[str, object]:
