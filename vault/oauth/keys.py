@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 class SigningKeys:
     def __init__(self, keyring: MasterKeyring) -> None:
         self._keyring = keyring
+        # The current key as last parsed: reading an RSA key from PEM checks it, which
+        # costs more than signing with it. The row is still read every time, so a key
+        # rotated by another process is used at its next token.
+        self._parsed: tuple[tuple[str, str, str], jwk.RSAKey] | None = None
 
     def current(self, conn: Connection) -> jwk.RSAKey:
         row = conn.execute(
@@ -72,10 +76,16 @@ class SigningKeys:
             .order_by(SigningKey.created_at.desc())
             .limit(1)
         ).one()
+        which = (row.kid, row.master_key_id, row.algorithm)
+        parsed = self._parsed
+        if parsed is not None and parsed[0] == which:
+            return parsed[1]
         pem = self._keyring.unwrap(
             row.private_sealed, owner=signing_key_owner(row.kid), key_id=row.master_key_id
         )
-        return jwk.RSAKey.import_key(pem, parameters={"kid": row.kid, "alg": row.algorithm})
+        key = jwk.RSAKey.import_key(pem, parameters={"kid": row.kid, "alg": row.algorithm})
+        self._parsed = (which, key)
+        return key
 
     def published(self, conn: Connection, *, now: int) -> dict[str, Any]:
         rows = conn.execute(
