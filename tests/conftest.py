@@ -31,6 +31,7 @@ from vault.kernel.db import Database
 from vault.kernel.errors import Unauthorized
 from vault.kernel.runtime import Runtime
 from vault.migrations import upgrade
+from vault.oauth import accounts
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
 
@@ -50,6 +51,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lighter_password_hashes() -> Iterator[None]:
+    """Accounts made in this process hash with scrypt at N = 2**10, not the vault's 2**14.
+
+    The work factor is there to slow down someone guessing passwords, not the tests: the
+    stop property test makes and logs in two accounts per example, and at the real factor
+    scrypt was a third of its CPU. Every login still checks the password against its
+    hash (the hash carries its own factor). ``vault`` child processes, and so every page
+    test in Chromium, keep the real factor; ``tests/unit/oauth/test_accounts.py`` pins it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accounts, "SCRYPT_N", 2**10)
+        yield
 
 
 @pytest.fixture(autouse=os.environ.get("MUTANT_UNDER_TEST") is not None)
