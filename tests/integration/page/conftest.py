@@ -8,6 +8,8 @@ afresh and works on its own inwoner, so the tests do not depend on their order.
 from __future__ import annotations
 
 import re
+import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,8 +19,11 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from tests.support import (
+    PG_URL,
     REPO_ROOT,
     ServerProcess,
     fresh_database,
@@ -52,13 +57,25 @@ class Vault:
     server: ServerProcess
 
 
-@contextmanager
-def running_vault(data_dir: Path, **extra_env: str) -> Iterator[Vault]:
-    """`vault init`, `vault demo` and `vault serve` on a fresh database."""
+@dataclass(frozen=True)
+class DemoTemplate:
+    """A data folder and database after `vault init` and `vault demo`, never served."""
+
+    data_dir: Path
+    url: str
+    passwords: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoTemplate]:
+    """`vault init` and `vault demo` once per test process (xdist worker); every module's
+    vault starts from a copy. The two commands are run as written in the README, only not
+    again for each of the fourteen modules."""
     if not CHROMIUM.exists() or not AXE.exists():
         pytest.fail("the page tests need /usr/bin/chromium and node_modules: run `make test`")
+    data_dir = tmp_path_factory.mktemp("demo-template")
     with fresh_database(data_dir) as url:
-        env = vault_env(url, VAULT_TRUST_FORWARDED_PROTO="1", **extra_env)
+        env = vault_env(url)
         for args in (("init",), ("demo",)):
             done = run_vault(*args, "--data-dir", str(data_dir), env=env)
             assert done.returncode == 0, done.stderr
@@ -66,6 +83,38 @@ def running_vault(data_dir: Path, **extra_env: str) -> Iterator[Vault]:
         # The family: two parents, three children, and an account per parent per child.
         family = {"sanne", "erik", "daan", "lotte", "mila", "sanne-daan", "erik-lotte"}
         assert family <= set(passwords), done.stdout
+        yield DemoTemplate(data_dir, url, passwords)
+
+
+@contextmanager
+def _copy_of(template: DemoTemplate, data_dir: Path) -> Iterator[str]:
+    """The template's master key and database, copied: a file on SQLite, a database made
+    with ``CREATE DATABASE … TEMPLATE`` on PostgreSQL (no one is connected to it)."""
+    shutil.copy2(template.data_dir / "master.key", data_dir / "master.key")
+    if not template.url.startswith("postgresql"):
+        shutil.copy2(template.data_dir / "vault.db", data_dir / "vault.db")
+        yield f"sqlite:///{data_dir / 'vault.db'}"
+        return
+    name = f"rk_test_{uuid.uuid4().hex[:10]}"
+    source = make_url(template.url).database
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
+        try:
+            yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@contextmanager
+def running_vault(template: DemoTemplate, data_dir: Path, **extra_env: str) -> Iterator[Vault]:
+    """`vault serve` on a copy of the demo vault (`vault init`, `vault demo`)."""
+    with _copy_of(template, data_dir) as url:
+        env = vault_env(url, VAULT_TRUST_FORWARDED_PROTO="1", **extra_env)
         server = ServerProcess(
             lambda port: [
                 *vault_command(),
@@ -83,14 +132,14 @@ def running_vault(data_dir: Path, **extra_env: str) -> Iterator[Vault]:
         runtime = open_runtime(Settings(data_dir=data_dir, database_url=url))
         try:
             with server:
-                yield Vault(server.url, runtime, passwords, server)
+                yield Vault(server.url, runtime, dict(template.passwords), server)
         finally:
             runtime.close()
 
 
 @pytest.fixture(scope="module")
-def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
-    with running_vault(tmp_path_factory.mktemp("page-vault")) as running:
+def vault(tmp_path_factory: pytest.TempPathFactory, demo_template: DemoTemplate) -> Iterator[Vault]:
+    with running_vault(demo_template, tmp_path_factory.mktemp("page-vault")) as running:
         yield running
 
 
@@ -169,4 +218,12 @@ def http_log_in(http: httpx.Client, username: str, password: str) -> httpx.Respo
     )
 
 
-__all__ = ["Vault", "check_page", "http_log_in", "log_in", "page_csrf", "running_vault"]
+__all__ = [
+    "DemoTemplate",
+    "Vault",
+    "check_page",
+    "http_log_in",
+    "log_in",
+    "page_csrf",
+    "running_vault",
+]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.integration.page.conftest import Vault, check_page, running_vault
+from tests.integration.page.conftest import DemoTemplate, Vault, check_page, running_vault
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -43,8 +43,11 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
 
 
 @pytest.fixture(scope="module")
-def vault(tmp_path_factory: pytest.TempPathFactory, provider: ServerProcess) -> Iterator[Vault]:
+def vault(
+    tmp_path_factory: pytest.TempPathFactory, demo_template: DemoTemplate, provider: ServerProcess
+) -> Iterator[Vault]:
     with running_vault(
+        demo_template,
         tmp_path_factory.mktemp("oidc-vault"),
         VAULT_OIDC_ISSUER=provider.url,
         VAULT_OIDC_CLIENT_ID=CLIENT_ID,
