@@ -259,6 +259,7 @@ class Database:
         self._checkpoint_interval = checkpoint_interval
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        self._checkpointer_lock = threading.Lock()
 
     def search_limiter(self) -> anyio.CapacityLimiter:
         """The limiter of the worker threads searches run in (``anyio.to_thread``), for
@@ -280,6 +281,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction: committed when the block ends, rolled back on any error."""
+        self.start_background_tasks()
         with self.write_engine.begin() as conn:
             yield conn
 
@@ -335,7 +337,15 @@ class Database:
             await statements.close()
 
     def start_background_tasks(self) -> None:
-        if self.is_sqlite and self._checkpointer is None:
+        """Run the WAL checkpointer in this process. Every SQLite write calls this: the
+        connections turn SQLite's own checkpoints off, and without the thread the WAL of a
+        CLI command or of the tests' in-process app grew with every commit (14.8 GB)."""
+        thread = self._checkpointer
+        if not self.is_sqlite or (thread is not None and thread.is_alive()):
+            return
+        with self._checkpointer_lock:
+            if self._checkpointer is not None and self._checkpointer.is_alive():
+                return
             self._stop.clear()
             self._checkpointer = threading.Thread(
                 target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
