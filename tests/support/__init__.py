@@ -110,11 +110,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def fresh_database(directory: Path) -> Iterator[str]:
+def fresh_database(directory: Path, *, template: str | None = None) -> Iterator[str]:
     """The URL of a new, empty database that is dropped afterwards.
 
     SQLite: ``vault.kernel.db`` in ``directory`` (where ``vault`` itself would put it).
-    PostgreSQL: a new database on the server ``VAULT_DATABASE_URL`` names.
+    PostgreSQL: a new database on the server ``VAULT_DATABASE_URL`` names, a copy of the
+    database ``template`` when one is named (no one may be connected to it).
     """
     if not PG_URL.startswith("postgresql"):
         yield f"sqlite:///{directory / 'vault.db'}"
@@ -123,7 +124,8 @@ def fresh_database(directory: Path) -> Iterator[str]:
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            copy = f' TEMPLATE "{template}"' if template else ""
+            conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
         try:
             yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
         finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,11 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.support import (
-    PG_URL,
     REPO_ROOT,
     ServerProcess,
     fresh_database,
@@ -89,25 +86,15 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoTemp
 @contextmanager
 def _copy_of(template: DemoTemplate, data_dir: Path) -> Iterator[str]:
     """The template's master key and database, copied: a file on SQLite, a database made
-    with ``CREATE DATABASE … TEMPLATE`` on PostgreSQL (no one is connected to it)."""
+    with ``CREATE DATABASE … TEMPLATE`` on PostgreSQL."""
     shutil.copy2(template.data_dir / "master.key", data_dir / "master.key")
-    if not template.url.startswith("postgresql"):
+    source = None
+    if template.url.startswith("postgresql"):
+        source = make_url(template.url).database
+    else:
         shutil.copy2(template.data_dir / "vault.db", data_dir / "vault.db")
-        yield f"sqlite:///{data_dir / 'vault.db'}"
-        return
-    name = f"rk_test_{uuid.uuid4().hex[:10]}"
-    source = make_url(template.url).database
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
-        try:
-            yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with fresh_database(data_dir, template=source) as url:
+        yield url
 
 
 @contextmanager
