@@ -11,6 +11,7 @@ verify`` runs) must find the result intact.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,14 @@ from sqlalchemy import event, func, insert, select
 from tests.conftest import initialise, make_settings
 from tests.factories import patient
 from tests.support import fresh_database
-from vault.audit.log import VAULT_CHAIN, AuditLog, AuditRecord, _Pending, verify_chains
+from vault.audit.log import (
+    VAULT_CHAIN,
+    AuditLog,
+    AuditRecord,
+    _Pending,
+    record_id,
+    verify_chains,
+)
 from vault.audit.models import AuditChain, AuditChainHead
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
@@ -198,6 +206,26 @@ def queued_as_one_batch(log: AuditLog, requests: list[list[AuditRecord]]) -> lis
         log._queue.put(pending)
     log._ensure_thread()
     return waiting
+
+
+def test_records_are_named_in_the_order_they_are_written(runtime: Runtime) -> None:
+    """Each AuditEvent's id is a UUID version 7 of when it was written: the ids of the
+    access log sort in write order, so its rows append to one end of the id index."""
+    anna = new_inwoner(runtime)
+    started_ms = time.time_ns() // 1_000_000
+    for n in range(3):
+        append(runtime, [read_by(anna, n=n)])
+        time.sleep(0.002)  # the ids' clock counts milliseconds
+    ended_ms = time.time_ns() // 1_000_000
+
+    ids = [link["event"]["id"] for link in chain_of(runtime, anna)]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    for ident in ids:
+        parsed = uuid.UUID(ident)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert started_ms <= parsed.int >> 80 <= ended_ms
+    many = [record_id() for _ in range(2000)]
+    assert len(set(many)) == len(many)  # 74 random bits below the milliseconds
 
 
 def test_waiting_requests_are_appended_as_one_batch_in_request_order(runtime: Runtime) -> None:
