@@ -223,24 +223,15 @@ def _away_from_erased(record: AuditRecord, keys: Mapping[str, Any]) -> AuditReco
 
 
 def record_id() -> str:
-    """A new AuditEvent's id: a UUID version 7 (RFC 9562, section 5.7), 48 bits of Unix
-    milliseconds and then 74 random bits, so the access log's rows land at the right-hand
-    end of the ``(resource_type, resource_id)`` index instead of on a random page of it.
-
-    A random (version 4) id dirtied another page of that index for every record; written
-    in time order the page is shared by the whole group commit (docs/performance.md, "The
-    access log's ids in time order"). The id says when the record was written, which the
-    record itself says too, and only its inwoner can read either."""
+    """A new AuditEvent's id: a UUID version 7 (RFC 9562 5.7), 48 bits of Unix milliseconds
+    then 74 random bits, so a group commit's records share the right-hand page of the id
+    index instead of dirtying a random page each (docs/performance.md). The id tells when
+    the record was written, as the record does; only its inwoner can read either."""
     millis = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
-    value = (
-        (millis & 0xFFFF_FFFF_FFFF) << 80
-        | 0x7 << 76  # the version
-        | (rand >> 68) << 64  # 12 random bits
-        | 0b10 << 62  # the variant
-        | (rand & ((1 << 62) - 1))  # 62 more
-    )
-    return str(uuid.UUID(int=value))
+    version, variant = 0x7 << 76, 0b10 << 62
+    value = (millis & 0xFFFF_FFFF_FFFF) << 80 | version | (rand >> 68) << 64 | variant
+    return str(uuid.UUID(int=value | (rand & ((1 << 62) - 1))))
 
 
 def _chain_key(runtime: Runtime) -> bytes:
