@@ -1,0 +1,100 @@
+"""Every statement of a partner's read, search and export reads its tables through an index.
+
+Flat in size (issue 13) is a property of the query plans, not of a timing: a plan that
+scans a table does work that grows with it. The family plan made a permit's compartment
+``patient_id = row OR family_id = row`` (``consent/enforce._compartment``) while only
+``patient_id`` had an index, so no index could serve the OR: every row a partner searched
+or exported scanned every grant of the vault (an export page of 501 Goals took 103 ms at
+300 inwoners, and more with every inwoner; 8 ms with ``ix_consent_grant_family``).
+
+SQLite's planner is asked (``EXPLAIN QUERY PLAN``): without statistics it uses an index
+wherever one fits, so a ``SCAN`` in its plan means none does. PostgreSQL's planner chooses
+by statistics and prices, and on a test's few rows reads whole indexes where it would not
+on real data (seen while writing this test, with ``enable_seqscan`` off and ``ANALYZE``):
+its plans are checked at scale by ``benchmarks/partner_plans.py`` (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, event
+
+from tests.factories import goal
+from tests.integration.consent.conftest import Operator, grant
+from tests.support import organization_context
+from vault.fhir.repository import Repository
+from vault.kernel.runtime import Runtime
+
+
+@contextmanager
+def statements(runtime: Runtime) -> Iterator[list[tuple[str, Any]]]:
+    """The SELECTs the vault's engines send through SQLAlchemy while the block runs."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    engines = {runtime.db.read_engine, runtime.db.write_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", capture)
+
+
+def table_scans(conn: Connection, statement: str, parameters: Any) -> list[str]:
+    """The plan's lines that read a whole table instead of an index range."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+        lines = [str(row[-1]) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+    return [line for line in lines if line.startswith("SCAN ")]
+
+
+@pytest.fixture
+def organization(operator: Operator) -> Iterator[str]:
+    org_id = operator.create({"resourceType": "Organization", "name": "MEE"})
+    yield f"Organization/{org_id}"
+    operator.delete("Organization", org_id)  # the shared directory: other tests page it
+
+
+def test_a_partners_read_search_and_export_scan_no_table(
+    runtime: Runtime, operator: Operator, inwoner: str, organization: str
+) -> None:
+    if not runtime.db.is_sqlite:
+        pytest.skip("PostgreSQL plans by statistics: benchmarks/partner_plans.py at scale")
+    goal_id = operator.create(goal(patient_id=inwoner))
+    operator.create(grant(inwoner, organization, classes=("Goal",)))
+    repo = Repository(runtime, organization_context(organization))
+
+    with statements(runtime) as sent, runtime.db.read() as conn:
+        query = repo.parse(
+            "Goal", [("patient", f"Patient/{inwoner}"), ("_total", "accurate")], lenient=False
+        )
+        assert [m.resource_id for m in repo.search(conn, query).matches] == [goal_id]
+        assert repo.read(conn, "Goal", goal_id).resource_id == goal_id
+        assert repo.export_page(conn, repo.parse("Goal", [], lenient=False)).matches
+        # The read by id runs one statement on the driver's own cursor, past SQLAlchemy's
+        # events (``Reads._read_plan``): ask for its plan too.
+        plan = repo._read_plan("Goal", goal_id, conn.dialect)
+        assert plan is not None
+        sent.append((plan.sql, plan.params))
+
+    deciding = [(sql, params) for sql, params in sent if "consent_grant" in sql]
+    assert len(deciding) >= 4  # the total, the page, the export page, the read
+    with runtime.db.read() as conn:
+        scans = [
+            (" ".join(sql.split())[:100], found)
+            for sql, params in deciding
+            if (found := table_scans(conn, sql, params))
+        ]
+    assert scans == []
