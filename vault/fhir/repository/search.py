@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, func, select, tuple_
 
 from vault.consent.decision import visible
 from vault.fhir.repository.base import ROW, R, not_found
@@ -45,10 +45,11 @@ def _after(sort_col: Any, cursor: Cursor, *, descending: bool) -> ColumnElement[
     """Rows strictly past the cursor in the page order: keyset pagination."""
     if sort_col is None:
         return R.pk < cursor.pk if descending else R.pk > cursor.pk
-    key = cursor.key
-    if descending:
-        return or_(sort_col < key, and_(sort_col == key, R.pk < cursor.pk))
-    return or_(sort_col > key, and_(sort_col == key, R.pk > cursor.pk))
+    # A row value, not ``key < col OR (key = col AND pk < …)``: the same rows (no sort
+    # column is ever NULL), and a range the planner can start an index walk at; with the OR
+    # every page of a sorted search or export walked its type's rows from the first.
+    past, start = tuple_(sort_col, R.pk), tuple_(cursor.key, cursor.pk)
+    return past < start if descending else past > start
 
 
 class Searches(Reads):
