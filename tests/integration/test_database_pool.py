@@ -1,6 +1,6 @@
 """The PostgreSQL pools: no ping on a busy connection, a replaced one after a server-side close;
 the async statements of the plain read: reused, replaced, bounded, and never in the way of a
-loop that ends."""
+loop that ends; no JIT compilation on any connection."""
 
 from __future__ import annotations
 
@@ -140,3 +140,21 @@ def test_a_loop_that_ends_without_closing_them_is_not_held_up(database: Database
         ).scalar()
     other.dispose()
     assert alive == 0
+
+
+def test_every_connection_runs_without_jit(database: Database) -> None:
+    """PostgreSQL compiled an ``$export`` page to machine code before running it: 56 of its
+    60 ms (docs/performance.md). Every kind of connection the vault opens turns that off."""
+
+    async def on_the_loop() -> str:
+        (setting,) = await database.fetch_one_async("SHOW jit", ())
+        await database.close_async()
+        return str(setting)
+
+    with database.write() as conn:
+        written = conn.exec_driver_sql("SHOW jit").scalar_one()
+    with database.read() as conn:
+        read = conn.exec_driver_sql("SHOW jit").scalar_one()
+    with database.read(snapshot=False) as conn:
+        statement = conn.exec_driver_sql("SHOW jit").scalar_one()
+    assert (written, read, statement, asyncio.run(on_the_loop())) == ("off",) * 4
