@@ -1,0 +1,106 @@
+"""Which pages of which tables and indexes a group commit of the access log writes (SQLite).
+
+A commit in WAL mode appends every page it changed to the WAL, and a checkpoint writes them
+again into the database file: the pages a record dirties are most of what it costs the disk
+and the kernel, and unlike a time they do not move with other work on the machine. This
+script loads ``--inwoners`` inwoners, appends ``--warm`` group commits of 8 partner-read
+records (so the indexes have their size), stops the checkpointer, appends ``--commits``
+more, and then reads the WAL: every frame names its page, and SQLite's ``dbstat`` table
+names the table or index each page belongs to.
+
+    python benchmarks/access_log_pages.py [--inwoners 200] [--warm 2000] [--commits 200]
+    python benchmarks/access_log_pages.py --random-ids    # AuditEvent ids as UUID version 4
+
+``--random-ids`` names the records as before commit ``e861204`` (random ids instead of ids
+in time order), to compare the two in one script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import struct
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import access_log_cpu
+import fhir_read_search as base
+
+import vault.audit.log as audit_log
+from vault.audit.runtime import open_runtime
+from vault.kernel.config import Settings
+
+_FRAME_HEADER = 24
+_WAL_HEADER = 32
+
+
+def wal_pages(wal: Path) -> list[int]:
+    """The page number of every frame in a WAL file, in order."""
+    data = wal.read_bytes()
+    page_size = struct.unpack(">I", data[8:12])[0]
+    pages, offset = [], _WAL_HEADER
+    while offset + _FRAME_HEADER + page_size <= len(data):
+        pages.append(struct.unpack(">I", data[offset : offset + 4])[0])
+        offset += _FRAME_HEADER + page_size
+    return pages
+
+
+def checkpoint(database: Path) -> None:
+    with sqlite3.connect(database) as conn:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        raise RuntimeError("the WAL could not be emptied before counting")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--inwoners", type=int, default=200)
+    parser.add_argument("--warm", type=int, default=2000, help="group commits before counting")
+    parser.add_argument("--commits", type=int, default=200, help="group commits counted")
+    parser.add_argument("--random-ids", action="store_true")
+    args = parser.parse_args(argv)
+    if args.random_ids:
+        audit_log.record_id = lambda: str(uuid.uuid4())
+    data_dir = Path(tempfile.mkdtemp(prefix="rk-access-log-pages-"))
+    database = data_dir / "vault.db"
+    # The vault's checkpointer waits this long before its first checkpoint: this script
+    # checkpoints by itself, and not at all while it counts.
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{database}",
+        sqlite_checkpoint_interval=86_400,
+    )
+    base.initialise(settings)
+    runtime = open_runtime(settings)
+    try:
+        loaded = base.load(runtime, inwoners=args.inwoners)
+        log = audit_log.AuditLog(runtime)
+        for _ in range(0, args.warm, 100):
+            access_log_cpu._batches(runtime, log, loaded, size=8, batches=100)
+            checkpoint(database)
+        # From here on no checkpoint: the WAL holds every page the counted commits wrote.
+        access_log_cpu._batches(runtime, log, loaded, size=8, batches=args.commits)
+        pages = wal_pages(database.with_name("vault.db-wal"))
+        with sqlite3.connect(database) as conn:
+            owner = dict(conn.execute("SELECT pageno, name FROM dbstat"))
+        print(f"Regiekluis access-log pages, SQLite {sqlite3.sqlite_version}")
+        print(f"Revision  {base._vault_revision()}")
+        print(f"{args.inwoners} inwoners, {args.warm} group commits of 8 before counting")
+        ids = "random (UUID version 4)" if args.random_ids else "in time order (version 7)"
+        print(f"AuditEvent ids {ids}; {args.commits} group commits of 8 counted")
+        print(f"{len(pages) / args.commits:8.1f} WAL frames per commit of 8 records")
+        for name, count in Counter(owner.get(p, "?") for p in pages).most_common():
+            print(f"{count / args.commits:8.1f}  {name}")
+    finally:
+        runtime.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
