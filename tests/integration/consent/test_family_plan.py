@@ -327,6 +327,12 @@ def test_family_named_tells_which_family_plan_a_consent_is_about(
     ]
     with harness.runtime.db.read() as conn:
         assert family_named(conn, fam.mama, body) == gid
+    # It reads Consents as they are stored or proposed: a data item that is not an object,
+    # or whose reference is not one, names nothing (and raises nothing).
+    body = grant(fam.mama, "Organization/x")
+    body["provision"]["data"] = [fam.plan.ref, {"meaning": "related", "reference": fam.plan.ref}]
+    with harness.runtime.db.read() as conn:
+        assert family_named(conn, fam.mama, body) is None
     # Mama in a second family (its id sorts first, its plan's id last): a Consent naming
     # both plans is about the first family in id order, whatever order the rows come in.
     repo = Repository(harness.runtime, AccessContext.full("test"))
