@@ -41,6 +41,13 @@ _RESOURCE_SCOPE = re.compile(
 )
 
 
+# What a search returns and how, not which resources: never a restriction (FHIR R4 search,
+# section 3.1.1.5 "Modifying Search Results").
+_RESULT_PARAMETERS = frozenset(
+    {"_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude"}
+)
+
+
 class InvalidScope(ValueError):
     """A scope string that is not SMART grammar, or names what this server lacks."""
 
@@ -91,12 +98,28 @@ def parse_scope(text: str, *, known_types: Iterable[str]) -> ResourceScope | str
         query = tuple(sorted(parse_qsl(match["query"], keep_blank_values=False)))
         if not query:
             raise InvalidScope(f"'{text[:80]}' has an empty query")
+        # A result parameter narrows nothing: the scope would read as a restriction and
+        # let every resource of the type through (found by mutation testing, issue 16).
+        shaping = sorted({name for name, _ in query if name.split(":")[0] in _RESULT_PARAMETERS})
+        if shaping:
+            raise InvalidScope(
+                f"'{text[:80]}' restricts by {', '.join(shaping)}: "
+                "a scope's query takes search parameters only"
+            )
     return ResourceScope(match["context"], resource_type, letters, query, text)
 
 
 def _parse_all(scopes: Iterable[str], known_types: Iterable[str]) -> list[ResourceScope | str]:
+    """Scopes granted or registered before: one that the rules have since tightened against
+    (a result parameter in its query) grants nothing now, and the others still count."""
     known = tuple(known_types)
-    return [parse_scope(s, known_types=known) for s in scopes if s]
+    parsed: list[ResourceScope | str] = []
+    for text in scopes:
+        try:
+            parsed.append(parse_scope(text, known_types=known))
+        except InvalidScope:
+            continue  # deny by default
+    return parsed
 
 
 def grant_scopes(

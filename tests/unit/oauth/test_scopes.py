@@ -62,6 +62,32 @@ def test_granular_query_is_kept_sorted() -> None:
     assert scope.query == (("category", "survey"), ("code", "b"))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "system/Goal.rs?_count=5",
+        "patient/Observation.rs?category=survey&_include=Observation:patient",
+        "system/Goal.rs?_revinclude:iterate=Provenance:target",
+        "system/Goal.rs?_sort=-date&_summary=count",
+    ],
+)
+def test_a_scopes_query_takes_search_parameters_only(text: str) -> None:
+    """``_count`` or ``_include`` would narrow nothing: the scope would let every resource
+    of its type through while reading as a restriction."""
+    with pytest.raises(InvalidScope, match="search parameters only"):
+        parse_scope(text, known_types=TYPES)
+
+
+def test_a_scope_granted_before_the_rule_grants_nothing_now() -> None:
+    """A token or registration from before a scope's query had to hold search parameters
+    only: that scope is left out (deny by default), the others still count."""
+    permissions = permissions_from(
+        ["system/Goal.rs?_count=5", "system/CarePlan.rs"], context="system", known_types=TYPES
+    )
+    assert not permissions.allows("r", "Goal")
+    assert permissions.allows("r", "CarePlan")
+
+
 def test_a_token_is_never_wider_than_the_registration() -> None:
     registered = ["system/Goal.rs", "system/CarePlan.read"]
     assert grant_scopes(["system/Goal.rs", "system/CarePlan.s"], registered, known_types=TYPES) == [
