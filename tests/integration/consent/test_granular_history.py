@@ -38,3 +38,29 @@ def test_history_outside_a_granular_scope_answers_like_a_missing_goal(
         assert hidden.text.replace(outside.resource_id, "ID") == missing.text.replace(ghost, "ID")
     finally:
         harness.close()
+
+
+def test_a_granular_scope_naming_an_unknown_parameter_is_refused_never_widened(
+    settings: Settings, runtime: Runtime
+) -> None:
+    """``patient/Goal.rs?colour=blue``: the type has no such search parameter, so the scope
+    cannot be read as a restriction. Every read of the type is refused with a 400 that says
+    so, rather than the parameter being skipped (``lenient``) and every goal let through.
+    Found by mutation testing (``_restriction`` with ``lenient=True``, issue 16)."""
+    harness = Harness(runtime, settings)
+    try:
+        pid = harness.create(patient(), patient_id=None).resource_id
+        stored = harness.create(goal(patient_id=pid), patient_id=pid)
+        app = harness.app(
+            "unknown-parameter", patient_id=pid, scopes=("patient/Goal.rs?colour=blue",)
+        )
+        read = harness.fhir(app, "get", f"/Goal/{stored.resource_id}")
+        listed = harness.fhir(app, "get", "/Goal", params={"patient": pid})
+        assert (read.status_code, listed.status_code) == (400, 400)
+        for answer in (read, listed):
+            outcome = answer.json()
+            assert outcome["resourceType"] == "OperationOutcome"
+            assert "colour" in outcome["issue"][0]["diagnostics"]
+            assert stored.resource_id not in answer.text
+    finally:
+        harness.close()
