@@ -39,7 +39,7 @@ from vault.kernel.crypto import BlindIndex
 from vault.kernel.errors import BadRequest
 from vault.kernel.fhirdata import parse_date_range, split_reference
 from vault.store.models import ResourceRow, SearchDate, SearchReference, SearchToken
-from vault.store.registry import ResourceType, SearchParam
+from vault.store.registry import RESULT_PARAMETERS, ResourceType, SearchParam
 
 __all__ = ["Cursor", "Include", "SearchQuery", "cursor_secret", "parse_search", "whole_number"]
 
@@ -237,17 +237,7 @@ def _check_cursor_fits(query: SearchQuery) -> None:
 def _is_syntax_of_known(name: str, by_name: dict[str, SearchParam]) -> bool:
     # Lenient handling ignores parameters the server does not know; a known parameter with
     # a malformed value is still an error, as silently widening a search would mislead.
-    return name in by_name or name in {
-        "_id",
-        "_lastUpdated",
-        "_count",
-        "_sort",
-        "_total",
-        "_summary",
-        "_elements",
-        "_include",
-        "_revinclude",
-    }
+    return name in by_name or name in ("_id", "_lastUpdated") or name in RESULT_PARAMETERS
 
 
 def _apply_result_param(

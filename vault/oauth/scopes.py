@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from vault.consent.access import Permissions
+from vault.store.registry import RESULT_PARAMETERS
 
 __all__ = [
     "IDENTITY_SCOPES",
@@ -38,13 +39,6 @@ V2_ORDER = "cruds"
 _RESOURCE_SCOPE = re.compile(
     r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]+)\."
     r"(?P<perm>read|write|\*|c?r?u?d?s?)(?:\?(?P<query>.+))?$"
-)
-
-
-# What a search returns and how, not which resources: never a restriction (FHIR R4 search,
-# section 3.1.1.5 "Modifying Search Results").
-_RESULT_PARAMETERS = frozenset(
-    {"_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude"}
 )
 
 
@@ -100,7 +94,7 @@ def parse_scope(text: str, *, known_types: Iterable[str]) -> ResourceScope | str
             raise InvalidScope(f"'{text[:80]}' has an empty query")
         # A result parameter narrows nothing: the scope would read as a restriction and
         # let every resource of the type through (found by mutation testing, issue 16).
-        shaping = sorted({name for name, _ in query if name.split(":")[0] in _RESULT_PARAMETERS})
+        shaping = sorted({name for name, _ in query if name.split(":")[0] in RESULT_PARAMETERS})
         if shaping:
             raise InvalidScope(
                 f"'{text[:80]}' restricts by {', '.join(shaping)}: "
@@ -110,8 +104,8 @@ def parse_scope(text: str, *, known_types: Iterable[str]) -> ResourceScope | str
 
 
 def _parse_all(scopes: Iterable[str], known_types: Iterable[str]) -> list[ResourceScope | str]:
-    """Scopes granted or registered before: one that the rules have since tightened against
-    (a result parameter in its query) grants nothing now, and the others still count."""
+    """Scopes granted or registered before: one that no longer parses (a rule tightened
+    since, as no result parameter in a query) grants nothing now; the others still count."""
     known = tuple(known_types)
     parsed: list[ResourceScope | str] = []
     for text in scopes:

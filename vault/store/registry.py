@@ -24,6 +24,7 @@ from vault.kernel.fhirdata import MAX_MICROS, MIN_MICROS, parse_date_range, spli
 __all__ = [
     "FAMILY_TYPES",
     "RESOURCE_TYPES",
+    "RESULT_PARAMETERS",
     "SCOPE_TYPES",
     "SHARED_TYPES",
     "SUBSCRIPTION",
@@ -547,3 +548,10 @@ SCOPE_TYPES: tuple[str, ...] = (*RESOURCE_TYPES, SUBSCRIPTION.name, "Measure", "
 FAMILY_TYPES = frozenset({"Group", "CarePlan", "Goal", "CareTeam"})
 # Types outside every compartment (the shared directory), sealed with the shared data key.
 SHARED_TYPES = frozenset(name for name, spec in RESOURCE_TYPES.items() if spec.compartment is None)
+
+# Parameters every type takes that shape what a search returns, not which resources
+# (FHIR R4 search, 3.1.1.5 "Modifying Search Results"): the search reads them, and a
+# granular scope may not restrict by them (oauth/scopes.py).
+RESULT_PARAMETERS = frozenset(
+    {"_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude"}
+)
