@@ -10,6 +10,12 @@ prev_hash ‖ record)``, with a key only the master key opens, so a changed, rem
 reordered record is detected by ``vault audit verify``. Records that concern no inwoner
 (a read of an id that does not exist) go to the vault's own chain.
 
+A record is written compact: sealed into its chain link (``audit_chain.body``), as the
+AuditEvent's version 1 will be, in one row. It becomes an AuditEvent resource, with its
+version and search index, when it is settled (``AuditLog.settle``): before a caller who may
+read the log reads (``settle_for``), and whenever the log is idle. So a partner's read pays
+for one row, and the inwoner still finds every record, in the same bytes the chain holds.
+
 Writes log in their own transaction: a failed audit write fails the request. Reads log
 through a group-commit writer: the request waits until its record is durable, and many
 requests share one commit, so an acknowledged read's record survives a kill. A batch of
@@ -21,156 +27,66 @@ cannot be written fails only the request it belongs to.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import logging
-import os
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BindParameter, Connection, Select, bindparam, insert, select, update
+import orjson
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from vault.audit.models import AuditChain, AuditChainHead
+from vault.audit.record import (
+    GENESIS,
+    VAULT_CHAIN,
+    AuditRecord,
+    chain_key,
+    link_hash,
+    owner_of,
+    record_id,
+)
+from vault.audit.verify import verify_chains
+from vault.consent.access import AccessContext
+from vault.consent.family import families_of
 from vault.kernel.db import InList, table_of
-from vault.kernel.fhirdata import format_instant
 from vault.kernel.metrics import count_decisions, group_committed
+from vault.kernel.runtime import now_micros
 from vault.store.models import SHARED_OWNER, DataKey, ResourceRow
-from vault.store.reads import open_version
-from vault.store.writes import Stored, data_keys, write_internal_many
+from vault.store.reads import open_sealed
+from vault.store.registry import RESOURCE_TYPES
+from vault.store.writes import Prepared, data_keys, insert_sealed, seal
 
 if TYPE_CHECKING:
     from vault.kernel.runtime import Runtime
 
-__all__ = ["VAULT_CHAIN", "AuditLog", "AuditRecord", "verify_chains"]
+__all__ = [
+    "GENESIS",
+    "VAULT_CHAIN",
+    "AuditLog",
+    "AuditRecord",
+    "record_id",
+    "verify_chains",
+]
 
-VAULT_CHAIN = "_vault"
-GENESIS = "0" * 64
 _CONFIRM_SECONDS = 60
+_IDLE_SECONDS = 0.05  # the writer settles records once no record came for this long
+_SETTLE_BATCH = 500  # records settled per transaction
 log = logging.getLogger(__name__)
-
-_ACTIONS = {
-    "read": "R",
-    "vread": "R",
-    "search-type": "E",
-    "history-instance": "R",
-    "history-type": "R",
-    "create": "C",
-    "update": "U",
-    "delete": "D",
-    "export": "E",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One access decision. ``patient_id`` None: it concerns no known inwoner."""
-
-    patient_id: str | None
-    interaction: str  # restful-interaction code: read, search-type, update, ...
-    permitted: bool
-    client_id: str | None
-    organization: str | None  # "Organization/x"
-    account_id: str | None
-    entities: Sequence[str] = ()  # "Type/id" the decision was about
-    query: str | None = None  # the search, as sent
-    purposes: Sequence[str] = ()
-    representative: str | None = None  # "RelatedPerson/x" acting on behalf of the inwoner
-    recorded: int = 0
-
-    def to_fhir(self, *, resource_id: str, owner_type: str = "Patient") -> dict[str, Any]:
-        """The AuditEvent; ``owner_type`` is what owns the compartment: an inwoner's
-        ``Patient``, or a family's ``Group`` (the family plan, docs/family.md section 6)."""
-        # Long on purpose: one AuditEvent document, element by element, as FHIR R4 lays it out.
-        owner = f"{owner_type}/{self.patient_id}" if self.patient_id else None
-        agent: dict[str, Any] = {
-            "type": {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                        "code": "IRCP" if self.organization else "AUT",
-                    }
-                ]
-            },
-            "requestor": True,
-        }
-        if self.organization:
-            agent["who"] = {"reference": self.organization}
-        elif self.patient_id and owner_type == "Patient":
-            # The inwoner herself, her app or someone acting for her. In a family's
-            # compartment the member is known by her account only (``name`` below).
-            agent["who"] = {"reference": f"Patient/{self.patient_id}"}
-        if self.client_id:
-            agent["altId"] = self.client_id
-        if self.account_id:
-            agent["name"] = f"account {self.account_id}"
-        agents = [agent]
-        if self.representative:
-            agents.append(
-                {
-                    "who": {"reference": self.representative},
-                    "requestor": True,
-                    "type": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
-                                "code": "AGNT",
-                            }
-                        ]
-                    },
-                }
-            )
-        entities: list[dict[str, Any]] = []
-        if owner is not None:
-            entities.append(
-                {
-                    "what": {"reference": owner},
-                    "type": {
-                        "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                        "code": "1",
-                    },
-                }
-            )
-        entities += [{"what": {"reference": ref}} for ref in self.entities if ref != owner]
-        if self.query:
-            entities.append({"query": base64.b64encode(self.query.encode()).decode("ascii")})
-        event: dict[str, Any] = {
-            "resourceType": "AuditEvent",
-            "id": resource_id,
-            "type": {
-                "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-                "code": "rest",
-                "display": "RESTful Operation",
-            },
-            "subtype": [
-                {"system": "http://hl7.org/fhir/restful-interaction", "code": self.interaction}
-            ],
-            "action": _ACTIONS.get(self.interaction, "E"),
-            "recorded": format_instant(self.recorded),
-            "outcome": "0" if self.permitted else "4",
-            "agent": agents,
-            "source": {"observer": {"display": "Regiekluis"}},
-        }
-        if not self.permitted:
-            event["outcomeDesc"] = "denied: outside the inwoner's consent"
-        if self.purposes:
-            event["purposeOfEvent"] = [
-                {
-                    "coding": [
-                        {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p}
-                    ]
-                }
-                for p in self.purposes
-            ]
-        if entities:
-            event["entity"] = entities
-        return event
 
 
 @dataclass
@@ -182,9 +98,22 @@ class _Pending:
     queued: float = field(default_factory=time.perf_counter)  # for the group-wait metric
 
 
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """A record ready to chain: its AuditEvent's id, lastUpdated, JSON and sealed body."""
+
+    resource_id: str
+    last_updated: int
+    plaintext: bytes
+    body: bytes
+
+
 # Built once (as on the write path): every read by a partner appends a record.
 _HEAD = table_of(AuditChainHead)
 _ROW = table_of(ResourceRow)
+_LINK = table_of(AuditChain)
+_KEY = table_of(DataKey)
+_AUDIT_EVENT = RESOURCE_TYPES["AuditEvent"]
 _OWNERS_KEPT = 65_536
 
 
@@ -206,6 +135,22 @@ _MOVE_HEAD = (
     .where(_HEAD.c.chain == bindparam("head_chain"))
     .values(seq=bindparam("seq"), hash=bindparam("hash"))
 )
+_SETTLED = (
+    update(_LINK)
+    .where(_LINK.c.chain == bindparam("link_chain"), _LINK.c.seq == bindparam("link_seq"))
+    .values(resource_pk=bindparam("pk"), body=None)
+)
+# The data key a chain's records are sealed under: the inwoner's, or the shared one.
+_OWNER_OF_CHAIN = case((_LINK.c.chain == VAULT_CHAIN, literal(SHARED_OWNER)), else_=_LINK.c.chain)
+# Links whose record is not yet an AuditEvent resource and still opens (an erased
+# inwoner's records never will: her key is gone, as her settled AuditEvents' is).
+_WAITING = and_(
+    _LINK.c.resource_pk.is_(None),
+    _LINK.c.body.is_not(None),
+    select(_KEY.c.owner)
+    .where(_KEY.c.owner == _OWNER_OF_CHAIN, _KEY.c.wrapped.is_not(None))
+    .exists(),
+)
 
 
 def _away_from_erased(record: AuditRecord, keys: Mapping[str, Any]) -> AuditRecord:
@@ -222,37 +167,18 @@ def _away_from_erased(record: AuditRecord, keys: Mapping[str, Any]) -> AuditReco
     return replace(record, patient_id=None, entities=entities)
 
 
-def record_id() -> str:
-    """A new AuditEvent's id: a UUID version 7 (RFC 9562 5.7), 48 bits of Unix milliseconds
-    then 74 random bits, so a group commit's records share the right-hand page of the id
-    index instead of dirtying a random page each (docs/performance.md). The id tells when
-    the record was written, as the record does; only its inwoner can read either."""
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    version, variant = 0x7 << 76, 0b10 << 62
-    value = (millis & 0xFFFF_FFFF_FFFF) << 80 | version | (rand >> 68) << 64 | variant
-    return str(uuid.UUID(int=value | (rand & ((1 << 62) - 1))))
-
-
-def _chain_key(runtime: Runtime) -> bytes:
-    return runtime.blind.derive(b"regiekluis/audit-chain")
-
-
-def _link(key: bytes, prev_hash: str, body: bytes) -> str:
-    return hmac.new(key, prev_hash.encode("ascii") + body, hashlib.sha256).hexdigest()
-
-
 class AuditLog:
     """Appends records to the access log, in a caller's transaction or by group commit."""
 
     def __init__(self, runtime: Runtime, *, max_batch: int = 256) -> None:
         self._rt = runtime
-        self._key = _chain_key(runtime)
+        self._key = chain_key(runtime)
         self._queue: queue.Queue[_Pending] = queue.Queue()
         self._max_batch = max_batch
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._owners: dict[str, str] = {}  # compartment -> "Patient" or "Group"
+        self._unsettled = False  # this process appended records that may wait to be settled
 
     def append(self, conn: Connection, records: Iterable[AuditRecord]) -> None:
         """Write records inside the caller's transaction, chained in the order given.
@@ -266,24 +192,105 @@ class AuditLog:
         keys = data_keys(conn, [SHARED_OWNER, *(r.patient_id for r in batch if r.patient_id)])
         batch = [_away_from_erased(r, keys) for r in batch]
         owners = self._owner_types(conn, {r.patient_id for r in batch if r.patient_id})
-        stored = write_internal_many(
-            self._rt,
-            conn,
-            [
-                (
-                    "AuditEvent",
-                    r.to_fhir(
-                        resource_id=record_id(),
-                        owner_type=owners.get(r.patient_id or "", "Patient"),
-                    ),
-                    r.patient_id,
-                )
-                for r in batch
-            ],
-            keys=keys,
-        )
-        self._chain(conn, batch, stored)
+        now = now_micros()
+        sealed: list[_Sealed] = []
+        for r in batch:
+            resource_id = record_id()
+            data = r.to_fhir(
+                resource_id=resource_id, owner_type=owners.get(r.patient_id or "", "Patient")
+            )
+            # Stamped and sealed exactly as ``store/writes.insert_records`` would, so the
+            # settled AuditEvent is these bytes.
+            data["meta"] = {"versionId": "1", "lastUpdated": ""}
+            plaintext, body = seal(
+                self._rt,
+                Prepared(_AUDIT_EVENT, data, r.patient_id),
+                keys.get(r.patient_id or SHARED_OWNER),
+                resource_id=resource_id,
+                version=1,
+                now=now,
+            )
+            sealed.append(_Sealed(resource_id, now, plaintext, body))
+        self._chain(conn, batch, sealed)
+        self._unsettled = True
         count_decisions(batch)
+
+    def settle(
+        self, conn: Connection, chains: Sequence[str] | None = None, *, limit: int = _SETTLE_BATCH
+    ) -> int:
+        """Store up to ``limit`` waiting records of these chains (all: None) as AuditEvent
+        resources, oldest first, in the caller's transaction; returns how many.
+
+        The resource is the sealed body of the link, unchanged, so the chain still verifies.
+        On PostgreSQL the links are locked first: two settlers never store one record twice.
+        """
+        query = select(
+            _LINK.c.chain, _LINK.c.seq, _LINK.c.resource_id, _LINK.c.last_updated, _LINK.c.body
+        ).where(_WAITING)
+        if chains is not None:
+            query = query.where(_LINK.c.chain.in_(list(chains)))
+        query = query.order_by(_LINK.c.chain, _LINK.c.seq).limit(limit)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=_LINK)
+        rows = conn.execute(query).all()
+        if not rows:
+            return 0
+        keys = data_keys(conn, {owner_of(row.chain) for row in rows})
+        items: list[Prepared] = []
+        sealed: list[tuple[int, bytes, bytes]] = []
+        for row in rows:
+            key = keys[owner_of(row.chain)]
+            patient_id = None if row.chain == VAULT_CHAIN else row.chain
+            plaintext = open_sealed(
+                self._rt,
+                resource_type="AuditEvent",
+                resource_id=row.resource_id,
+                version=1,
+                patient_id=patient_id,
+                sealed=row.body,
+                wrapped=key.wrapped,
+                key_id=key.master_key_id,
+            )
+            items.append(Prepared(_AUDIT_EVENT, orjson.loads(plaintext), patient_id))
+            sealed.append((row.last_updated, plaintext, row.body))
+        stored = insert_sealed(self._rt, conn, items, sealed)
+        conn.execute(
+            _SETTLED,
+            [
+                {"link_chain": row.chain, "link_seq": row.seq, "pk": written.pk}
+                for row, written in zip(rows, stored, strict=True)
+            ],
+        )
+        return len(rows)
+
+    def settle_all(self, chains: Sequence[str] | None = None) -> int:
+        """:meth:`settle` until nothing of these chains waits, a batch per transaction."""
+        total = 0
+        while True:
+            with self._rt.db.write() as conn:
+                done = self.settle(conn, chains)
+            total += done
+            if done < _SETTLE_BATCH:
+                return total
+
+    def settle_for(self, ctx: AccessContext) -> None:
+        """Before a caller who may read the log reads: every record it could find is an
+        AuditEvent, committed before its read opens. A partner may never read the log (no
+        Consent grants AuditEvent), so its requests never pay for this."""
+        if ctx.kind == "system" or not ctx.may_read("AuditEvent"):
+            return
+        chains: list[str] | None = None
+        with self._rt.db.read() as conn:
+            if ctx.patient_id is not None:  # the inwoner's chain and her families'
+                chains = [ctx.patient_id, *families_of(conn, ctx.patient_id)]
+            elif ctx.kind != "full":
+                return
+            query = select(_LINK.c.seq).where(_WAITING).limit(1)
+            if chains is not None:
+                query = query.where(_LINK.c.chain.in_(chains))
+            if conn.execute(query).first() is None:
+                return
+        self.settle_all(chains)
 
     def _owner_types(self, conn: Connection, owners: set[str]) -> dict[str, str]:
         """Whether each compartment (with a live key) is a family's: its Group is its owner.
@@ -315,26 +322,29 @@ class AuditLog:
                 found[owner] = self._owners[owner] = "Group" if owner in groups else "Patient"
         return found
 
-    def _chain(self, conn: Connection, batch: list[AuditRecord], stored: list[Stored]) -> None:
-        """Link each stored record to the one before it in its chain, then move the heads."""
+    def _chain(self, conn: Connection, batch: list[AuditRecord], sealed: list[_Sealed]) -> None:
+        """Link each sealed record to the one before it in its chain, then move the heads."""
         chains = [r.patient_id or VAULT_CHAIN for r in batch]
         heads_of = _LOCK_HEADS if conn.dialect.name == "postgresql" else _HEADS_OF
         found = conn.execute(*heads_of.bind(chains)).all()
         heads: dict[str, tuple[int, str]] = {row.chain: (row.seq, row.hash) for row in found}
         existing = set(heads)
         links: list[dict[str, Any]] = []
-        for chain, record, written in zip(chains, batch, stored, strict=True):
+        for chain, record, written in zip(chains, batch, sealed, strict=True):
             seq, prev = heads.get(chain, (0, GENESIS))
-            digest = _link(self._key, prev, written.body or b"")
+            digest = link_hash(self._key, prev, written.plaintext)
             links.append(
                 {
                     "chain": chain,
                     "seq": seq + 1,
-                    "resource_pk": written.pk,
+                    "resource_pk": None,
                     "prev_hash": prev,
                     "hash": digest,
                     "recorded": record.recorded,
                     "version": 1,
+                    "resource_id": written.resource_id,
+                    "last_updated": written.last_updated,
+                    "body": written.body,
                 }
             )
             heads[chain] = (seq + 1, digest)
@@ -391,7 +401,12 @@ class AuditLog:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            try:
+                first = self._queue.get(timeout=_IDLE_SECONDS if self._unsettled else None)
+            except queue.Empty:
+                self._settle_idle()
+                continue
+            batch = [first]
             while len(batch) < self._max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -416,6 +431,18 @@ class AuditLog:
             for pending in batch:
                 pending.done.set_result(None)
 
+    def _settle_idle(self) -> None:
+        """Settle a batch while no record waits to be written; the next get() comes back
+        here until nothing is left, and a new record always goes first."""
+        try:
+            with self._rt.db.write() as conn:
+                done = self.settle(conn)
+        except Exception as exc:  # retried at the next idle moment; readers settle too
+            log.error("access log settle failed: %s", type(exc).__name__)
+            done = 0
+        if done < _SETTLE_BATCH:
+            self._unsettled = False
+
     def _write_alone(self, pending: _Pending) -> None:
         try:
             with self._rt.db.write() as conn:
@@ -425,71 +452,3 @@ class AuditLog:
             pending.done.set_exception(exc)
         else:
             pending.done.set_result(None)
-
-
-def verify_chains(runtime: Runtime, *, notes: list[str] | None = None) -> list[str]:
-    """Check every chain; returns one message per broken chain (empty: all intact).
-
-    The chain of an erased inwoner cannot be opened any more (its data key is destroyed):
-    it is reported in ``notes`` as erased, not as broken, and what can still be checked is
-    checked: the erasure record (the destroyed key's row) is in place, every link is there
-    in order, each follows the one before it, and the head is the last link.
-    """
-    # Long on purpose: one pass over every chain; each check needs the state of the one before.
-    key = _chain_key(runtime)
-    problems: list[str] = []
-    with runtime.db.read() as conn:
-        heads = {row.chain: row for row in conn.execute(select(AuditChainHead))}
-        chains = sorted({row[0] for row in conn.execute(select(AuditChain.chain))} | set(heads))
-        shredded = {
-            row.owner: row.destroyed_at
-            for row in conn.execute(
-                select(DataKey.owner, DataKey.destroyed_at).where(DataKey.wrapped.is_(None))
-            )
-        }
-        for chain in chains:
-            erased = chain in shredded
-            prev, expected_seq = GENESIS, 1
-            links = conn.execute(
-                select(AuditChain, ResourceRow.resource_id)
-                .join(ResourceRow, ResourceRow.pk == AuditChain.resource_pk)
-                .where(AuditChain.chain == chain)
-                .order_by(AuditChain.seq)
-            ).all()
-            broken = None
-            if erased and shredded[chain] is None:
-                broken = f"chain {chain}: its data key is gone without a record of the erasure"
-            for link in links if broken is None else ():
-                where = f"chain {chain}, record {link.seq} (AuditEvent/{link.resource_id})"
-                if link.seq != expected_seq:
-                    broken = f"{where}: record {expected_seq} is missing"
-                    break
-                if link.prev_hash != prev:
-                    broken = f"{where}: does not follow the record before it"
-                    break
-                if not erased:
-                    try:
-                        body = open_version(runtime, conn, link.resource_pk, 1)
-                    except Exception:
-                        broken = f"{where}: the record cannot be opened"
-                        break
-                    if not hmac.compare_digest(_link(key, prev, body), link.hash):
-                        broken = f"{where}: the record was changed"
-                        break
-                prev, expected_seq = link.hash, expected_seq + 1
-            head = heads.get(chain)
-            if (
-                broken is None
-                and head is not None
-                and (head.seq != expected_seq - 1 or head.hash != prev)
-            ):
-                broken = f"chain {chain}: records after {expected_seq - 1} are missing"
-            if broken is not None:
-                problems.append(broken)
-            elif erased and notes is not None:
-                when = format_instant(shredded[chain] or 0)
-                notes.append(
-                    f"chain {chain}: erased at {when}; its {expected_seq - 1} records can no "
-                    "longer be opened, their links are in place and in order"
-                )
-    return problems

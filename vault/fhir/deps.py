@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import Depends, Request
 
+from vault.consent.access import AccessContext
 from vault.consent.caller import AccessDep, get_access
 from vault.fhir.repository import Repository
 from vault.kernel.runtime import Runtime
 from vault.kernel.web import RuntimeDep, get_runtime
 
-__all__ = ["RepositoryDep", "get_repository", "request_repository"]
+__all__ = ["RepositoryDep", "get_repository", "request_repository", "settle_log"]
 
 
-async def get_repository(runtime: RuntimeDep, ctx: AccessDep) -> Repository:
+async def get_repository(request: Request, runtime: RuntimeDep, ctx: AccessDep) -> Repository:
+    await settle_log(request, runtime, ctx)
     return Repository(runtime, ctx)
 
 
@@ -28,4 +31,32 @@ async def request_repository(request: Request) -> tuple[Runtime, Repository]:
     (docs/performance.md); this gives the same objects from the same functions.
     """
     runtime = await get_runtime(request)
-    return runtime, Repository(runtime, await get_access(request))
+    ctx = await get_access(request)
+    await settle_log(request, runtime, ctx)
+    return runtime, Repository(runtime, ctx)
+
+
+# Interactions on one named type that can answer nothing of the access log unless the
+# type is AuditEvent or the query names it (``_revinclude=AuditEvent:entity``, ``_has``).
+_ONE_TYPE = frozenset({"read", "vread", "search_get", "create", "update", "delete"})
+
+
+async def settle_log(request: Request, runtime: Runtime, ctx: AccessContext) -> None:
+    """The access log's waiting records (``audit/log.py``) become AuditEvents before a
+    caller who may read the log reads anything that can hold one: AuditEvent itself,
+    ``$everything``, history, a query naming AuditEvent or a wildcard. A partner never
+    may (``settle_for`` returns at once), nor does a read of another type."""
+    if ctx.kind == "system":
+        return
+    # The plain read (``PlainReadMiddleware``) comes without an endpoint: a read by id.
+    endpoint = getattr(request.scope.get("endpoint"), "__name__", "read")
+    query = request.scope.get("query_string", b"")
+    if (
+        endpoint in _ONE_TYPE
+        and request.path_params.get("resource_type") != "AuditEvent"
+        and b"AuditEvent" not in query
+        and b"*" not in query
+        and b"%2A" not in query.upper()
+    ):
+        return
+    await to_thread.run_sync(runtime.audit.settle_for, ctx)

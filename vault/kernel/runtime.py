@@ -38,6 +38,9 @@ class AuditSink(Protocol):
     async def record_async(self, records: Sequence[Any]) -> None:
         """``record`` without blocking the event loop."""
 
+    def settle_for(self, ctx: Any) -> None:
+        """Before a caller who may read the log reads: its waiting records stored in full."""
+
 
 @dataclass
 class Runtime:

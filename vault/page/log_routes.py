@@ -19,7 +19,15 @@ from vault.kernel.runtime import now_micros
 from vault.oauth.models import OAuthClient, Token
 from vault.page import data, sharing_data
 from vault.page.catalogue import LANGUAGE_COOKIE, language_of
-from vault.page.web import GRANTEE_KINDS, ManagerDep, Refused, read_in, render, repo_for
+from vault.page.web import (
+    GRANTEE_KINDS,
+    ManagerDep,
+    Refused,
+    read_in,
+    render,
+    repo_for,
+    runtime_of,
+)
 from vault.page.words import (
     describe_event,
     group_visits,
@@ -149,6 +157,7 @@ def access_log(
             "families": families,
         }
 
+    runtime_of(request).audit.settle_for(visitor.context())  # her waiting records, in full
     return render(request, "log.html", read_in(request, load), visitor=visitor)
 
 

@@ -41,6 +41,7 @@ def my_data(request: Request, visitor: InwonerDep) -> Response:
 def download(request: Request, visitor: InwonerDep) -> Response:
     """Everything of the inwoner as one FHIR Bundle (JSON)."""
     repo = repo_for(request, visitor)
+    runtime_of(request).audit.settle_for(visitor.context())  # her log in full, in the Bundle
     bundle = read_in(
         request, lambda conn: mydata.export_bundle(repo, conn, patient_id=visitor.patient_id)
     )

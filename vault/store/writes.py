@@ -48,6 +48,7 @@ __all__ = [
     "index_rows",
     "insert_index",
     "insert_records",
+    "insert_sealed",
     "seal",
     "version_row",
     "write_index",
@@ -155,6 +156,20 @@ def insert_records(
             now=now,
         )
         sealed.append((now, plaintext, body))
+    return insert_sealed(runtime, conn, items, sealed)
+
+
+def insert_sealed(
+    runtime: Runtime,
+    conn: Connection,
+    items: Sequence[Prepared],
+    sealed: Sequence[tuple[int, bytes, bytes]],
+) -> list[Stored]:
+    """:func:`insert_records` for records sealed already: (last updated, JSON, sealed body)
+    each, the JSON's ``meta`` stamped with that instant and version 1. The access log seals
+    its records when it chains them and stores them here later (``audit/log.py``)."""
+    # Long on purpose: a fixed number of statements for any number of records: insert and index
+    # in one pass.
     # Through the driver's cursor: SQLAlchemy's per-row parameter handling cost these
     # inserts more than SQLite took to run them (docs/performance.md, the access log).
     style = "?" if conn.dialect.paramstyle == "qmark" else "%s"

@@ -225,6 +225,7 @@ def test_an_apps_refused_read_is_logged_for_the_inwoner_it_tried(
     theirs = operator.create(goal(patient_id=other))
     assert app.get(f"/Goal/{theirs}").status_code == 404
 
+    runtime.audit.settle_all()  # a store-level search: the log's waiting records first
     with runtime.db.read() as conn:
         repo = Repository(runtime, AccessContext.full())
         query = repo.parse("AuditEvent", [("entity", f"Goal/{theirs}")], lenient=False)
@@ -260,6 +261,7 @@ def test_the_inwoner_reads_only_their_own_log(
 
 
 def _some_event_id(runtime: Runtime, chain: str) -> str:
+    runtime.audit.settle_all()
     with runtime.db.read() as conn:
         return str(
             conn.scalars(
@@ -335,6 +337,7 @@ def audited(tmp_path: Path) -> Iterator[AuditedVault]:
                     Repository(runtime, own).create(
                         conn, "Goal", goal(patient_id=inwoner, text=f"doel {n}")
                     )
+            runtime.audit.settle_all()  # the tests below change settled AuditEvents
             with runtime.db.read() as conn:
                 links = [
                     (row.seq, row.resource_pk, row.resource_id)

@@ -71,6 +71,7 @@ def test_a_search_for_an_inwoner_id_that_does_not_exist_answers_like_a_hidden_on
 
 def _vault_chain_events(runtime: Runtime, *, last: int) -> list[dict[str, Any]]:
     repo = Repository(runtime, AccessContext.full("test"))
+    runtime.audit.settle_all()
     with runtime.db.read() as conn:
         ids = conn.scalars(
             select(ResourceRow.resource_id)

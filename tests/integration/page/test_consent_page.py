@@ -449,6 +449,7 @@ def test_erasing_asks_twice_then_every_partner_loses_access(page: Page, vault: V
             )
     # The erasure itself is on the record: who, when, of whom, in the vault's own chain
     # (her key is gone), and the chains still verify, hers reported as erased.
+    vault.runtime.audit.settle_all()  # the operator's search below is store-level
     with vault.runtime.db.read() as conn:
         audit = Repository(vault.runtime, AccessContext.full())
         found = audit.search(

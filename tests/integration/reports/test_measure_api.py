@@ -141,6 +141,7 @@ def _purpose(event: dict[str, Any]) -> str | None:
 
 def audit_events(runtime: Runtime, patient_id: str) -> list[dict[str, Any]]:
     repo = Repository(runtime, AccessContext.full("test-operator"))
+    runtime.audit.settle_all()  # a store-level search: the log's waiting records first
     with runtime.db.read() as conn:
         query = repo.parse(
             "AuditEvent", [("patient", f"Patient/{patient_id}"), ("_count", "200")], lenient=False

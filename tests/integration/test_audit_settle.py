@@ -1,0 +1,227 @@
+"""The access log's compact record: a record waits sealed in its chain link, one row, and
+becomes an AuditEvent resource when it is settled (``AuditLog.settle``).
+
+What must hold: a waiting record verifies from its link, and a changed byte in it is found;
+settling stores the very bytes the chain was built over, with its search index, once, even
+with several settlers at once; an erased inwoner's waiting records stay sealed and never hold
+up the others; a partner's context never settles; the writer settles on its own once idle.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import func, select, update
+
+from tests.conftest import initialise, make_settings
+from tests.factories import patient
+from tests.support import fresh_database
+from vault.audit.log import AuditLog, AuditRecord, verify_chains
+from vault.audit.models import AuditChain
+from vault.audit.runtime import open_runtime
+from vault.consent.access import AccessContext, Permissions
+from vault.fhir.repository import Repository
+from vault.kernel.fhirdata import format_instant
+from vault.kernel.runtime import Runtime, now_micros
+from vault.page.mydata import erase_vault
+from vault.store.models import ResourceRow
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """A vault of its own, whose log's writer thread never starts: nothing settles behind
+    a test's back (the last test starts a writer of its own)."""
+    directory = tmp_path_factory.mktemp("audit-settle")
+    with fresh_database(directory) as url:
+        settings = make_settings(directory / "vault", url)
+        initialise(settings)
+        rt = open_runtime(settings)
+        try:
+            yield rt
+        finally:
+            rt.close()
+
+
+def new_inwoner(runtime: Runtime) -> str:
+    with runtime.db.write() as conn:
+        stored, _ = Repository(runtime, AccessContext.full()).create(conn, "Patient", patient())
+    return stored.resource_id
+
+
+def read_by(patient_id: str, *, n: int) -> AuditRecord:
+    return AuditRecord(
+        patient_id=patient_id,
+        interaction="read",
+        permitted=True,
+        client_id="partner-client",
+        organization="Organization/partner",
+        account_id=None,
+        entities=[f"Goal/goal-{n}"],
+        recorded=now_micros(),
+    )
+
+
+def append(runtime: Runtime, records: list[AuditRecord]) -> None:
+    with runtime.db.write() as conn:
+        runtime.audit.append(conn, records)
+
+
+def links_of(runtime: Runtime, chain: str) -> list[Any]:
+    """The chain's links in order, as rows of ``audit_chain``."""
+    table = AuditChain.__table__
+    with runtime.db.read() as conn:
+        return list(conn.execute(select(table).where(table.c.chain == chain).order_by(table.c.seq)))
+
+
+def audit_events_named(runtime: Runtime, resource_ids: list[str]) -> int:
+    with runtime.db.read() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(ResourceRow)
+                .where(
+                    ResourceRow.resource_type == "AuditEvent",
+                    ResourceRow.resource_id.in_(resource_ids),
+                )
+            ).scalar_one()
+        )
+
+
+def context_of(kind: str, patient_id: str | None) -> AccessContext:
+    return AccessContext(
+        subject=kind,
+        kind=kind,  # type: ignore[arg-type]
+        patient_id=patient_id,
+        client_id=kind,
+        organization="Organization/partner" if kind == "system" else None,
+        account_id=None,
+        permissions=Permissions.everything(),
+        purposes=frozenset(),
+        practitioner=None,
+        representative=None,
+    )
+
+
+def test_a_read_waits_as_one_sealed_link_and_settles_into_the_bytes_chained(
+    runtime: Runtime,
+) -> None:
+    anna = new_inwoner(runtime)
+    append(runtime, [read_by(anna, n=1)])
+
+    (link,) = links_of(runtime, anna)
+    assert link.resource_pk is None
+    assert link.body is not None and link.resource_id is not None
+    assert audit_events_named(runtime, [link.resource_id]) == 0  # one row, nothing else
+    assert verify_chains(runtime) == []  # a waiting record verifies from its link
+
+    assert runtime.audit.settle_all([anna]) == 1
+    (settled,) = links_of(runtime, anna)
+    assert settled.resource_pk is not None and settled.body is None
+    repo = Repository(runtime, AccessContext.full())
+    with runtime.db.read() as conn:
+        event = orjson.loads(repo.vread(conn, "AuditEvent", link.resource_id, "1").body or b"")
+        query = repo.parse("AuditEvent", [("entity", "Goal/goal-1")], lenient=False)
+        found = [s.resource_id for s in repo.search(conn, query).matches]
+    assert event["meta"]["lastUpdated"] == format_instant(link.last_updated or 0)
+    assert {"reference": "Goal/goal-1"} in [e.get("what") for e in event["entity"]]
+    assert link.resource_id in found  # indexed when settled
+    assert verify_chains(runtime) == []  # the AuditEvent holds the bytes the chain was built on
+    assert runtime.audit.settle_all([anna]) == 0
+
+
+def test_a_changed_byte_in_a_waiting_record_is_found(runtime: Runtime) -> None:
+    anna = new_inwoner(runtime)
+    append(runtime, [read_by(anna, n=1), read_by(anna, n=2)])
+    last = links_of(runtime, anna)[-1]
+    body = bytes(last.body or b"")
+    where = (AuditChain.chain == anna, AuditChain.seq == last.seq)
+    changed = body[:-1] + bytes([body[-1] ^ 1])
+    try:
+        with runtime.db.write() as conn:
+            conn.execute(update(AuditChain).where(*where).values(body=changed))
+        problems = verify_chains(runtime)
+        assert [p for p in problems if p.startswith(f"chain {anna}, record 2")] == [
+            f"chain {anna}, record 2 (AuditEvent/{last.resource_id}): the record cannot be opened"
+        ]
+    finally:
+        with runtime.db.write() as conn:
+            conn.execute(update(AuditChain).where(*where).values(body=body))
+    assert verify_chains(runtime) == []
+
+
+def test_an_erased_inwoners_waiting_records_stay_sealed_and_hold_up_no_one(
+    runtime: Runtime,
+) -> None:
+    gone, kept = new_inwoner(runtime), new_inwoner(runtime)
+    append(runtime, [read_by(gone, n=1)])
+    with runtime.db.write() as conn:
+        erase_vault(conn, patient_id=gone)
+    append(runtime, [read_by(kept, n=2)])
+
+    runtime.audit.settle_all()
+
+    assert [link.resource_pk is None for link in links_of(runtime, gone)] == [True]
+    assert [link.resource_pk is None for link in links_of(runtime, kept)] == [False]
+    notes: list[str] = []
+    assert verify_chains(runtime, notes=notes) == []
+    assert [n for n in notes if n.startswith(f"chain {gone}:")] != []
+
+
+def test_settlers_at_once_store_each_record_once(runtime: Runtime) -> None:
+    inwoners = [new_inwoner(runtime) for _ in range(5)]
+    append(runtime, [read_by(inwoners[n % 5], n=n) for n in range(60)])
+    ids = [link.resource_id or "" for who in inwoners for link in links_of(runtime, who)]
+    errors: list[BaseException] = []
+
+    def settle() -> None:
+        try:
+            runtime.audit.settle_all()
+        except BaseException as exc:  # reported below, with the test's failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=settle) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert audit_events_named(runtime, ids) == 60
+    assert all(link.resource_pk is not None for who in inwoners for link in links_of(runtime, who))
+    assert verify_chains(runtime) == []
+
+
+def test_only_a_caller_who_may_read_the_log_settles_and_only_its_own_chains(
+    runtime: Runtime,
+) -> None:
+    anna, bram = new_inwoner(runtime), new_inwoner(runtime)
+    append(runtime, [read_by(anna, n=1), read_by(bram, n=2)])
+
+    runtime.audit.settle_for(context_of("system", None))  # a partner: never
+    assert [link.resource_pk for link in links_of(runtime, anna)] == [None]
+
+    runtime.audit.settle_for(context_of("patient", anna))  # anna's app: her chain only
+    assert links_of(runtime, anna)[0].resource_pk is not None
+    assert links_of(runtime, bram)[0].resource_pk is None
+
+    runtime.audit.settle_for(AccessContext.full())  # the operator: every chain
+    assert links_of(runtime, bram)[0].resource_pk is not None
+
+
+def test_the_writer_settles_what_waits_once_the_log_is_idle(runtime: Runtime) -> None:
+    """Last in this module: it starts a writer thread of its own."""
+    log = AuditLog(runtime)
+    anna = new_inwoner(runtime)
+
+    log.record([read_by(anna, n=9)])  # durable before it returns, as a read's record
+
+    deadline = time.monotonic() + 30
+    while links_of(runtime, anna)[0].resource_pk is None:
+        assert time.monotonic() < deadline, "the idle writer never settled the record"
+        time.sleep(0.02)
+    assert verify_chains(runtime) == []
