@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from tests.conftest import initialise, make_settings
 from tests.factories import patient
 from tests.support import fresh_database
+from vault.audit import log as log_module
 from vault.audit.log import AuditLog, AuditRecord, verify_chains
 from vault.audit.models import AuditChain
 from vault.audit.runtime import open_runtime
@@ -211,6 +212,26 @@ def test_only_a_caller_who_may_read_the_log_settles_and_only_its_own_chains(
 
     runtime.audit.settle_for(AccessContext.full())  # the operator: every chain
     assert links_of(runtime, bram)[0].resource_pk is not None
+
+
+def test_a_writer_that_never_idles_still_settles_past_its_bound(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vault under constant load never idles for ``_IDLE_SECONDS``: past ``_MAX_WAITING``
+    waiting records the writer settles after its group commit all the same."""
+    monkeypatch.setattr(log_module, "_IDLE_SECONDS", 3600.0)  # never idle, in this test
+    monkeypatch.setattr(log_module, "_MAX_WAITING", 5)
+    log = AuditLog(runtime)
+    anna = new_inwoner(runtime)
+
+    log.record([read_by(anna, n=n) for n in range(4)])  # 4 waiting: under the bound
+    assert [link.resource_pk for link in links_of(runtime, anna)] == [None] * 4
+    log.record([read_by(anna, n=n) for n in range(4, 8)])  # 8: past it
+
+    deadline = time.monotonic() + 30
+    while any(link.resource_pk is None for link in links_of(runtime, anna)):
+        assert time.monotonic() < deadline, "the busy writer never settled past its bound"
+        time.sleep(0.02)
 
 
 def test_the_writer_settles_what_waits_once_the_log_is_idle(runtime: Runtime) -> None:

@@ -86,6 +86,10 @@ __all__ = [
 _CONFIRM_SECONDS = 60
 _IDLE_SECONDS = 0.05  # the writer settles records once no record came for this long
 _SETTLE_BATCH = 500  # records settled per transaction
+# Past this many waiting records the writer settles a batch after each group commit even
+# while busy: a burst of reads pays for one row each, a vault that never idles still keeps
+# its backlog (and a reader's wait to settle it) bounded.
+_MAX_WAITING = 20_000
 log = logging.getLogger(__name__)
 
 
@@ -179,6 +183,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._owners: dict[str, str] = {}  # compartment -> "Patient" or "Group"
         self._unsettled = False  # this process appended records that may wait to be settled
+        self._waiting = 0  # about how many of them (a hint: threads add without a lock)
 
     def append(self, conn: Connection, records: Iterable[AuditRecord]) -> None:
         """Write records inside the caller's transaction, chained in the order given.
@@ -213,6 +218,7 @@ class AuditLog:
             sealed.append(_Sealed(resource_id, now, plaintext, body))
         self._chain(conn, batch, sealed)
         self._unsettled = True
+        self._waiting += len(batch)
         count_decisions(batch)
 
     def settle(
@@ -404,7 +410,7 @@ class AuditLog:
             try:
                 first = self._queue.get(timeout=_IDLE_SECONDS if self._unsettled else None)
             except queue.Empty:
-                self._settle_idle()
+                self._settle_some()
                 continue
             batch = [first]
             while len(batch) < self._max_batch:
@@ -430,18 +436,21 @@ class AuditLog:
             )
             for pending in batch:
                 pending.done.set_result(None)
+            if self._waiting > _MAX_WAITING:
+                self._settle_some()
 
-    def _settle_idle(self) -> None:
-        """Settle a batch while no record waits to be written; the next get() comes back
-        here until nothing is left, and a new record always goes first."""
+    def _settle_some(self) -> None:
+        """Settle one batch: when idle (the next get() comes back here until nothing is
+        left, and a new record always goes first), or after a commit past ``_MAX_WAITING``."""
         try:
             with self._rt.db.write() as conn:
                 done = self.settle(conn)
         except Exception as exc:  # retried at the next idle moment; readers settle too
             log.error("access log settle failed: %s", type(exc).__name__)
             done = 0
+        self._waiting = max(0, self._waiting - done)
         if done < _SETTLE_BATCH:
-            self._unsettled = False
+            self._unsettled, self._waiting = False, 0
 
     def _write_alone(self, pending: _Pending) -> None:
         try:
