@@ -338,6 +338,19 @@ def audit_verify(data_dir: DataDir) -> None:
     typer.echo("the access log is intact")
 
 
+@audit_app.command("settle")
+def audit_settle(data_dir: DataDir) -> None:
+    """Store every waiting access-log record as its AuditEvent now (the vault does this
+    itself when idle, and before anyone reads the log; needed before a downgrade past 0014)."""
+    settings = Settings.from_env(data_dir)
+    runtime = _open(settings)
+    try:
+        settled = runtime.audit.settle_all()
+    finally:
+        runtime.close()
+    typer.echo(f"{settled} records stored as AuditEvents; none waits")
+
+
 def main() -> None:  # pragma: no cover - console entry point convenience
     app(prog_name="vault")
     sys.exit(0)
