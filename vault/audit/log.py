@@ -64,6 +64,7 @@ from vault.audit.verify import verify_chains
 from vault.consent.access import AccessContext
 from vault.consent.family import families_of
 from vault.kernel.db import InList, table_of
+from vault.kernel.driver import execute_many
 from vault.kernel.metrics import count_decisions, group_committed
 from vault.kernel.runtime import now_micros
 from vault.store.models import SHARED_OWNER, DataKey, ResourceRow
@@ -139,11 +140,12 @@ _MOVE_HEAD = (
     .where(_HEAD.c.chain == bindparam("head_chain"))
     .values(seq=bindparam("seq"), hash=bindparam("hash"))
 )
-_SETTLED = (
-    update(_LINK)
-    .where(_LINK.c.chain == bindparam("link_chain"), _LINK.c.seq == bindparam("link_seq"))
-    .values(resource_pk=bindparam("pk"), body=None)
-)
+# Through the driver's cursor, as the store's own inserts (``kernel/driver.py``).
+_SETTLED = {
+    style: f"UPDATE audit_chain SET resource_pk = {style}, body = NULL"  # noqa: S608 (no input)
+    f" WHERE chain = {style} AND seq = {style}"
+    for style in ("?", "%s")
+}
 # The data key a chain's records are sealed under: the inwoner's, or the shared one.
 _OWNER_OF_CHAIN = case((_LINK.c.chain == VAULT_CHAIN, literal(SHARED_OWNER)), else_=_LINK.c.chain)
 # Links whose record is not yet an AuditEvent resource and still opens (an erased
@@ -260,12 +262,11 @@ class AuditLog:
             items.append(Prepared(_AUDIT_EVENT, orjson.loads(plaintext), patient_id))
             sealed.append((row.last_updated, plaintext, row.body))
         stored = insert_sealed(self._rt, conn, items, sealed)
-        conn.execute(
-            _SETTLED,
-            [
-                {"link_chain": row.chain, "link_seq": row.seq, "pk": written.pk}
-                for row, written in zip(rows, stored, strict=True)
-            ],
+        style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        execute_many(
+            conn,
+            _SETTLED[style],
+            [(written.pk, row.chain, row.seq) for row, written in zip(rows, stored, strict=True)],
         )
         return len(rows)
 
