@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from adapters.sdk.errors import RequestRejected
 from tests.factories import consent, goal, observation, organization, patient
 from tests.support import fresh_database, vault, vault_env
 from vault.app.bulk_load import Inwoner, bulk_load
 from vault.audit.log import AuditRecord, verify_chains
-from vault.audit.models import AuditChainHead
+from vault.audit.models import AuditChain, AuditChainHead
 from vault.testing import RegisteredClient, ThrowawayVault
 
 PARTNER = "MEE Bulk"
@@ -157,6 +157,13 @@ def test_bulk_loaded_vault_answers_like_one_written_through_the_api(
     assert {p: heads_bulk[p] for p in ("bulk-p0", "bulk-p1", "bulk-p2")} == {
         p: READS for p in ("bulk-p0", "bulk-p1", "bulk-p2")
     }
+    # ... and the loader's records are stored as AuditEvents, as a vault that ran has them.
+    assert bulk.runtime is not None
+    with bulk.runtime.db.read() as conn:
+        waiting = conn.execute(
+            select(func.count()).select_from(AuditChain).where(AuditChain.resource_pk.is_(None))
+        ).scalar_one()
+    assert waiting == 0
 
     answers_api = _answers(through_api, partner_api)
     answers_bulk = _answers(bulk, partner_bulk)

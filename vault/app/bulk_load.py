@@ -11,7 +11,9 @@ second copy of how a row is made:
   (``_prepare``), then sealed with the inwoner's data key and indexed (blind tokens,
   references, dates) by the store's ``insert_records``, many per statement;
 - access-log records are appended by the vault's ``AuditLog.append``: sealed AuditEvents,
-  hash-chained per inwoner exactly as a partner's reads chain them.
+  hash-chained per inwoner exactly as a partner's reads chain them, and settled at once
+  into AuditEvent resources (``AuditLog.settle``), as a vault that has run for a while
+  has them: only the newest records of a running vault wait in their links.
 
 Consents are written after the batch's other resources: a grant on ``related`` data
 records what the named resource references at the moment the Consent is written.
@@ -106,6 +108,8 @@ def bulk_load(
                 repo.update(conn, body["resourceType"], body["id"], body)
             records = [record for inwoner in chunk for record in inwoner.access]
             runtime.audit.append(conn, records)
+            chains = [inwoner.patient["id"] for inwoner in chunk]
+            runtime.audit.settle(conn, chains, limit=max(1, len(records)))
         loaded.inwoners += len(chunk)
         loaded.resources += len(chunk) + len(prepared) + len(later)
         loaded.access_records += len(records)

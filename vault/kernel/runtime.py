@@ -41,6 +41,11 @@ class AuditSink(Protocol):
     def settle_for(self, ctx: Any) -> None:
         """Before a caller who may read the log reads: its waiting records stored in full."""
 
+    def settle(
+        self, conn: Connection, chains: Sequence[str] | None = None, *, limit: int = 500
+    ) -> int:
+        """Up to ``limit`` waiting records stored in full, in the caller's transaction."""
+
     def settle_all(self, chains: Sequence[str] | None = None) -> int:
         """Every waiting record (of these chains) stored in full now; returns how many."""
 
