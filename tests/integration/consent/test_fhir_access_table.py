@@ -161,6 +161,7 @@ def test_fhir_interaction_by_caller(
 def _vault_chain_record(scene: Scene) -> str:
     """An access-log record of nobody's compartment: a denied read of an unknown id."""
     scene.harness.fhir(scene.parties["partner"], "get", f"/Goal/{uuid.uuid4().hex}")
+    scene.harness.runtime.audit.settle_all()  # its AuditEvent, which the callers then ask for
     r = ResourceRow.__table__.c
     with scene.harness.runtime.db.read() as conn:
         found = conn.scalar(
