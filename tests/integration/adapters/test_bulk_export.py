@@ -84,6 +84,7 @@ def test_export_is_in_the_inwoners_access_log(
     runtime = throwaway_vault.runtime
     assert runtime is not None
     repo = Repository(runtime, AccessContext.full("test"))
+    runtime.audit.settle_all()  # a store-level search: the log's waiting records first
     with runtime.db.read() as conn:
         query = repo.parse("AuditEvent", [("patient", inwoner), ("_count", "100")], lenient=False)
         events = [orjson.loads(s.body or b"{}") for s in repo.search(conn, query).matches]

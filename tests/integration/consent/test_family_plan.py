@@ -442,6 +442,7 @@ def test_a_read_of_the_family_plan_is_logged_as_the_familys(harness: Harness, fa
     assert harness.fhir(fam.mee, "get", f"/CarePlan/{fam.plan.resource_id}").status_code == 200
     gid = fam.group.resource_id
     repo = Repository(harness.runtime, AccessContext.full("test"))
+    harness.runtime.audit.settle_all()  # a store-level search: the log's waiting records first
     with harness.runtime.db.read() as conn:
         query = repo.parse("AuditEvent", [("entity", f"Group/{gid}")], lenient=False)
         found = repo.search(conn, query)

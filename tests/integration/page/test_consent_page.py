@@ -95,6 +95,7 @@ def test_plan_goals_and_scores_are_edited_in_own_words(page: Page, vault: Vault)
 
 def audit_events(vault: Vault, patient: str) -> list[dict[str, Any]]:
     repo = Repository(vault.runtime, AccessContext.full())
+    vault.runtime.audit.settle_all()  # a store-level search: the log's waiting records first
     with vault.runtime.db.read() as conn:
         query = repo.parse(
             "AuditEvent", [("patient", f"Patient/{patient}"), ("_count", "500")], lenient=False
