@@ -22,9 +22,7 @@ import orjson
 import pytest
 from sqlalchemy import event, func, insert, select
 
-from tests.conftest import initialise, make_settings
-from tests.factories import patient
-from tests.support import fresh_database
+from tests.support.audit import new_inwoner, own_vault, read_by
 from vault.audit.log import (
     VAULT_CHAIN,
     AuditLog,
@@ -34,7 +32,6 @@ from vault.audit.log import (
     verify_chains,
 )
 from vault.audit.models import AuditChain, AuditChainHead
-from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.driver import DRIVER_STATEMENTS
@@ -47,36 +44,8 @@ from vault.store.models import DataKey, ResourceRow
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     """A vault of its own: ``verify_chains`` checks every chain, and other tests erase
     inwoners whose old records then no longer open."""
-    directory = tmp_path_factory.mktemp("audit-group-commit")
-    with fresh_database(directory) as url:
-        settings = make_settings(directory / "vault", url)
-        initialise(settings)
-        rt = open_runtime(settings)
-        try:
-            yield rt
-        finally:
-            rt.close()
-
-
-def new_inwoner(runtime: Runtime) -> str:
-    with runtime.db.write() as conn:
-        stored, _ = Repository(runtime, AccessContext.full()).create(conn, "Patient", patient())
-    return stored.resource_id
-
-
-def read_by(patient_id: str | None, *, n: int) -> AuditRecord:
-    """A partner's read; ``n`` (the Goal it read) tells the records apart."""
-    return AuditRecord(
-        patient_id=patient_id,
-        interaction="read",
-        permitted=True,
-        client_id="partner-client",
-        organization="Organization/partner",
-        account_id=None,
-        entities=[f"Goal/goal-{n}"],
-        purposes=("TREAT",),
-        recorded=now_micros(),
-    )
+    with own_vault(tmp_path_factory.mktemp("audit-group-commit")) as rt:
+        yield rt
 
 
 def append(runtime: Runtime, records: list[AuditRecord]) -> None:

@@ -18,17 +18,14 @@ import orjson
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.conftest import initialise, make_settings
-from tests.factories import patient
-from tests.support import fresh_database
+from tests.support.audit import new_inwoner, own_vault, read_by
 from vault.audit import log as log_module
 from vault.audit.log import AuditLog, AuditRecord, verify_chains
 from vault.audit.models import AuditChain
-from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext, Permissions
 from vault.fhir.repository import Repository
 from vault.kernel.fhirdata import format_instant
-from vault.kernel.runtime import Runtime, now_micros
+from vault.kernel.runtime import Runtime
 from vault.page.mydata import erase_vault
 from vault.store.models import ResourceRow
 
@@ -37,34 +34,8 @@ from vault.store.models import ResourceRow
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     """A vault of its own, whose log's writer thread never starts: nothing settles behind
     a test's back (the last test starts a writer of its own)."""
-    directory = tmp_path_factory.mktemp("audit-settle")
-    with fresh_database(directory) as url:
-        settings = make_settings(directory / "vault", url)
-        initialise(settings)
-        rt = open_runtime(settings)
-        try:
-            yield rt
-        finally:
-            rt.close()
-
-
-def new_inwoner(runtime: Runtime) -> str:
-    with runtime.db.write() as conn:
-        stored, _ = Repository(runtime, AccessContext.full()).create(conn, "Patient", patient())
-    return stored.resource_id
-
-
-def read_by(patient_id: str, *, n: int) -> AuditRecord:
-    return AuditRecord(
-        patient_id=patient_id,
-        interaction="read",
-        permitted=True,
-        client_id="partner-client",
-        organization="Organization/partner",
-        account_id=None,
-        entities=[f"Goal/goal-{n}"],
-        recorded=now_micros(),
-    )
+    with own_vault(tmp_path_factory.mktemp("audit-settle")) as rt:
+        yield rt
 
 
 def append(runtime: Runtime, records: list[AuditRecord]) -> None:

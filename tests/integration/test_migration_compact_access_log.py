@@ -18,28 +18,16 @@ from typer.testing import CliRunner
 from tests.conftest import initialise, make_settings
 from tests.factories import patient
 from tests.support import fresh_database
+from tests.support.audit import read_by
 from vault.app import cli
-from vault.audit.log import AuditRecord, verify_chains
+from vault.audit.log import verify_chains
 from vault.audit.models import AuditChain
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.db import Database
-from vault.kernel.runtime import Runtime, now_micros
+from vault.kernel.runtime import Runtime
 from vault.migrations import alembic_config, upgrade
-
-
-def _read(patient_id: str, n: int) -> AuditRecord:
-    return AuditRecord(
-        patient_id=patient_id,
-        interaction="read",
-        permitted=True,
-        client_id="partner-client",
-        organization="Organization/partner",
-        account_id=None,
-        entities=[f"Goal/goal-{n}"],
-        recorded=now_micros(),
-    )
 
 
 def _links(runtime: Runtime, chain: str) -> list[tuple[int, bool]]:
@@ -61,7 +49,7 @@ def test_links_from_before_the_upgrade_verify_and_new_records_join_their_chains(
             with runtime.db.write() as conn:
                 repo = Repository(runtime, AccessContext.full())
                 anna = repo.create(conn, "Patient", patient())[0].resource_id
-                runtime.audit.append(conn, [_read(anna, 1), _read(anna, 2)])
+                runtime.audit.append(conn, [read_by(anna, n=1), read_by(anna, n=2)])
             runtime.audit.settle_all()  # a downgrade needs every record settled
         finally:
             runtime.close()
@@ -81,7 +69,7 @@ def test_links_from_before_the_upgrade_verify_and_new_records_join_their_chains(
             assert _links(runtime, anna) == [(1, True), (2, True)]
             assert verify_chains(runtime) == []
             with runtime.db.write() as conn:
-                runtime.audit.append(conn, [_read(anna, 3)])
+                runtime.audit.append(conn, [read_by(anna, n=3)])
             assert _links(runtime, anna)[-1] == (3, False)
             assert verify_chains(runtime) == []
             assert runtime.audit.settle_all() == 1
@@ -101,7 +89,7 @@ def test_vault_audit_settle_stores_every_waiting_record(
             with runtime.db.write() as conn:
                 repo = Repository(runtime, AccessContext.full())
                 anna = repo.create(conn, "Patient", patient())[0].resource_id
-                runtime.audit.append(conn, [_read(anna, n) for n in range(3)])
+                runtime.audit.append(conn, [read_by(anna, n=n) for n in range(3)])
         finally:
             runtime.close()
         monkeypatch.setenv("VAULT_DATABASE_URL", url)
