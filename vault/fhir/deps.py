@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import unquote_to_bytes
 
 from anyio import to_thread
 from fastapi import Depends, Request
@@ -50,13 +51,12 @@ async def settle_log(request: Request, runtime: Runtime, ctx: AccessContext) -> 
         return
     # The plain read (``PlainReadMiddleware``) comes without an endpoint: a read by id.
     endpoint = getattr(request.scope.get("endpoint"), "__name__", "read")
-    query = request.scope.get("query_string", b"")
+    query = unquote_to_bytes(request.scope.get("query_string", b""))  # %41uditEvent too
     if (
         endpoint in _ONE_TYPE
         and request.path_params.get("resource_type") != "AuditEvent"
         and b"AuditEvent" not in query
         and b"*" not in query
-        and b"%2A" not in query.upper()
     ):
         return
     await to_thread.run_sync(runtime.audit.settle_for, ctx)

@@ -30,6 +30,7 @@ from tests.integration.consent.conftest import (
     grant,
 )
 from tests.support import fresh_database, run_vault, vault_env
+from vault.audit import log as log_module
 from vault.audit.models import AuditChain
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext, Permissions
@@ -425,3 +426,44 @@ def test_audit_verify_finds_a_changed_previous_hash(audited: AuditedVault) -> No
     code, output = audited.verify()
     assert code != 0
     assert f"record {seq} (AuditEvent/{event_id}): does not follow the record before it" in output
+
+
+@pytest.mark.parametrize("named", ["AuditEvent", "%41uditEvent"])
+def test_the_inwoners_app_finds_a_read_the_writer_has_not_stored_in_full(
+    runtime: Runtime,
+    operator: Operator,
+    inwoner: str,
+    partner: Partner,
+    app: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    named: str,
+) -> None:
+    """A partner's read waits in its chain link (``audit/log.py``); the inwoner's app that
+    asks for it, however it spells the type, gets it settled first (``fhir/deps.settle_log``),
+    with the writer never idle long enough to have done it."""
+    monkeypatch.setattr(log_module, "_IDLE_SECONDS", 3600.0)
+    target = operator.create(goal(patient_id=inwoner))
+    operator.create(grant(inwoner, partner.organization, classes=("Goal",)))
+    assert partner.get(f"/Goal/{target}").status_code == 200
+    with runtime.db.read() as conn:
+        newest = conn.execute(
+            select(AuditChain.resource_pk)
+            .where(AuditChain.chain == inwoner)
+            .order_by(AuditChain.seq.desc())
+            .limit(1)
+        ).scalar_one()
+    assert newest is None  # the partner's read: one sealed row, not yet an AuditEvent
+
+    answer = app.get(f"/Goal?_id={target}&_revinclude={named}:entity")
+
+    assert answer.status_code == 200, answer.text
+    included = [
+        e["resource"] for e in answer.json().get("entry", []) if e["search"]["mode"] == "include"
+    ]
+    reads = [
+        event
+        for event in included
+        if event["subtype"][0]["code"] == "read"
+        and requestor(event).get("who", {}).get("reference") == partner.organization
+    ]
+    assert len(reads) == 1, included
