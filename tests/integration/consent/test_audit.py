@@ -37,6 +37,8 @@ from vault.consent.access import AccessContext, Permissions
 from vault.fhir.repository import Repository
 from vault.kernel.crypto import seal_body
 from vault.kernel.runtime import Runtime
+from vault.oauth.models import OAuthClient, Token
+from vault.oauth.server import hash_token
 from vault.store.models import DataKey, ResourceRow, VersionRow
 
 InwonerApp = Callable[[str], httpx.Client]
@@ -204,16 +206,28 @@ def test_a_write_that_would_leave_a_granular_scope_is_logged_as_refused(
 
 
 def test_the_inwoners_own_app_is_logged_too(
-    operator: Operator, inwoner: str, app: httpx.Client
+    runtime: Runtime, operator: Operator, inwoner: str, app: httpx.Client
 ) -> None:
     target = operator.create(goal(patient_id=inwoner))
     assert app.get(f"/Goal/{target}").status_code == 200
     created = app.post("/Goal", json=goal(patient_id=inwoner), headers=FHIR_JSON)
     assert created.status_code == 201, created.text
+    token = str(app.headers["authorization"]).split(" ", 1)[1]
+    with runtime.db.read() as conn:
+        client_id, organization_id = conn.execute(
+            select(Token.client_id, OAuthClient.organization_id)
+            .join(OAuthClient, OAuthClient.client_id == Token.client_id)
+            .where(Token.token_hash == hash_token(token))
+        ).one()
 
     read = the_one(events_about(app, inwoner, f"Goal/{target}", "read"))
     assert read["outcome"] == "0"
     assert requestor(read)["name"].startswith("account ")  # the inwoner who logged in
+    # Which app: the bearer check's context, as it logs.
+    assert requestor(read)["altId"] == client_id
+    # She acts through it: the app's maker is not who looked (``repository/base._records``).
+    assert requestor(read)["who"] == {"reference": f"Patient/{inwoner}"}
+    assert organization_id is not None  # the maker is known, and still not named
     create = the_one(events_about(app, inwoner, f"Goal/{created.json()['id']}", "create"))
     assert create["outcome"] == "0"
     assert create["action"] == "C"
