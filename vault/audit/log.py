@@ -66,11 +66,10 @@ from vault.consent.family import families_of
 from vault.kernel.db import InList, table_of
 from vault.kernel.driver import execute_many
 from vault.kernel.metrics import count_decisions, group_committed
-from vault.kernel.runtime import now_micros
 from vault.store.models import SHARED_OWNER, DataKey, ResourceRow
 from vault.store.reads import open_sealed
 from vault.store.registry import RESOURCE_TYPES
-from vault.store.writes import Prepared, data_keys, insert_sealed, seal
+from vault.store.writes import Prepared, data_keys, insert_sealed, own_record, seal_new
 
 if TYPE_CHECKING:
     from vault.kernel.runtime import Runtime
@@ -104,16 +103,6 @@ class _Pending:
     # and the event loop stays free while the group commit is on its way to disk.
     done: Future[None] = field(default_factory=Future)
     queued: float = field(default_factory=time.perf_counter)  # for the group-wait metric
-
-
-@dataclass(frozen=True, slots=True)
-class _Sealed:
-    """A record ready to chain: its AuditEvent's id, lastUpdated, JSON and sealed body."""
-
-    resource_id: str
-    last_updated: int
-    plaintext: bytes
-    body: bytes
 
 
 # Built once (as on the write path): every read by a partner appends a record.
@@ -203,26 +192,20 @@ class AuditLog:
         keys = data_keys(conn, [SHARED_OWNER, *(r.patient_id for r in batch if r.patient_id)])
         batch = [_away_from_erased(r, keys) for r in batch]
         owners = self._owner_types(conn, {r.patient_id for r in batch if r.patient_id})
-        now = now_micros()
-        sealed: list[_Sealed] = []
-        for r in batch:
-            resource_id = record_id()
-            data = r.to_fhir(
-                resource_id=resource_id, owner_type=owners.get(r.patient_id or "", "Patient")
+        # Sealed by the store as it seals any new resource, so the settled AuditEvent
+        # (``insert_sealed``) is these bytes.
+        items = [
+            own_record(
+                "AuditEvent",
+                r.to_fhir(
+                    resource_id=record_id(),
+                    owner_type=owners.get(r.patient_id or "", "Patient"),
+                ),
+                r.patient_id,
             )
-            # Stamped and sealed exactly as ``store/writes.insert_records`` would, so the
-            # settled AuditEvent is these bytes.
-            data["meta"] = {"versionId": "1", "lastUpdated": ""}
-            plaintext, body = seal(
-                self._rt,
-                Prepared(_AUDIT_EVENT, data, r.patient_id),
-                keys.get(r.patient_id or SHARED_OWNER),
-                resource_id=resource_id,
-                version=1,
-                now=now,
-            )
-            sealed.append(_Sealed(resource_id, now, plaintext, body))
-        self._chain(conn, batch, sealed)
+            for r in batch
+        ]
+        self._chain(conn, batch, items, seal_new(self._rt, items, keys))
         self._unsettled = True
         self._waiting += len(batch)
         count_decisions(batch)
@@ -333,17 +316,26 @@ class AuditLog:
                 found[owner] = self._owners[owner] = "Group" if owner in groups else "Patient"
         return found
 
-    def _chain(self, conn: Connection, batch: list[AuditRecord], sealed: list[_Sealed]) -> None:
-        """Link each sealed record to the one before it in its chain, then move the heads."""
+    def _chain(
+        self,
+        conn: Connection,
+        batch: list[AuditRecord],
+        items: list[Prepared],
+        sealed: list[tuple[int, bytes, bytes]],
+    ) -> None:
+        """Link each sealed record (``seal_new``) to the one before it in its chain, then move
+        the heads."""
         chains = [r.patient_id or VAULT_CHAIN for r in batch]
         heads_of = _LOCK_HEADS if conn.dialect.name == "postgresql" else _HEADS_OF
         found = conn.execute(*heads_of.bind(chains)).all()
         heads: dict[str, tuple[int, str]] = {row.chain: (row.seq, row.hash) for row in found}
         existing = set(heads)
         links: list[dict[str, Any]] = []
-        for chain, record, written in zip(chains, batch, sealed, strict=True):
+        for chain, record, item, (last_updated, plaintext, body) in zip(
+            chains, batch, items, sealed, strict=True
+        ):
             seq, prev = heads.get(chain, (0, GENESIS))
-            digest = link_hash(self._key, prev, written.plaintext)
+            digest = link_hash(self._key, prev, plaintext)
             links.append(
                 {
                     "chain": chain,
@@ -353,9 +345,9 @@ class AuditLog:
                     "hash": digest,
                     "recorded": record.recorded,
                     "version": 1,
-                    "resource_id": written.resource_id,
-                    "last_updated": written.last_updated,
-                    "body": written.body,
+                    "resource_id": item.data["id"],
+                    "last_updated": last_updated,
+                    "body": body,
                 }
             )
             heads[chain] = (seq + 1, digest)

@@ -49,7 +49,9 @@ __all__ = [
     "insert_index",
     "insert_records",
     "insert_sealed",
+    "own_record",
     "seal",
+    "seal_new",
     "version_row",
     "write_index",
     "write_internal",
@@ -144,6 +146,14 @@ def insert_records(
     if keys is None:
         keys = data_keys(conn, [p.patient_id or SHARED_OWNER for p in items])
     # Sealed before anything is written, so an erased owner fails the batch up front.
+    return insert_sealed(runtime, conn, items, seal_new(runtime, items, keys))
+
+
+def seal_new(
+    runtime: Runtime, items: Sequence[Prepared], keys: Mapping[str, Any]
+) -> list[tuple[int, bytes, bytes]]:
+    """Each item sealed as its version 1: (last updated, JSON, sealed body), what
+    :func:`insert_sealed` stores. ``keys``: the owners' :func:`data_keys`."""
     sealed: list[tuple[int, bytes, bytes]] = []
     for prepared in items:
         now = now_micros()
@@ -156,7 +166,16 @@ def insert_records(
             now=now,
         )
         sealed.append((now, plaintext, body))
-    return insert_sealed(runtime, conn, items, sealed)
+    return sealed
+
+
+def own_record(resource_type: str, data: dict[str, Any], patient_id: str | None) -> Prepared:
+    """One of the vault's own records (AuditEvent, Provenance), ready to seal as version 1."""
+    return Prepared(
+        RESOURCE_TYPES[resource_type],
+        {**data, "meta": {"versionId": "1", "lastUpdated": ""}},
+        patient_id,
+    )
 
 
 def insert_sealed(
@@ -437,13 +456,6 @@ def write_internal_many(
     return insert_records(
         runtime,
         conn,
-        [
-            Prepared(
-                RESOURCE_TYPES[resource_type],
-                {**data, "meta": {"versionId": "1", "lastUpdated": ""}},
-                patient_id,
-            )
-            for resource_type, data, patient_id in items
-        ],
+        [own_record(resource_type, data, patient_id) for resource_type, data, patient_id in items],
         keys,
     )
