@@ -10,7 +10,7 @@ import orjson
 
 from tests.integration.consent.conftest import Partner
 
-__all__ = ["download", "export_manifest", "lines"]
+__all__ = ["download", "export_manifest", "lines", "wait_for_manifest"]
 
 ASYNC = {"prefer": "respond-async", "accept": "application/fhir+json"}
 
@@ -19,10 +19,14 @@ def export_manifest(partner: Partner, *types: str) -> dict[str, Any]:
     """Kick off a system-level export of ``types`` and wait for its manifest."""
     kick = partner.fhir.get("/$export", params={"_type": ",".join(types)}, headers=ASYNC)
     assert kick.status_code == 202, kick.text
-    status_url = kick.headers["content-location"]
+    return wait_for_manifest(partner.fhir, kick.headers["content-location"])
+
+
+def wait_for_manifest(client: httpx.Client, status_url: str) -> dict[str, Any]:
+    """Poll an export's status with ``client``'s token until its manifest is there."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        status = partner.fhir.get(status_url)
+        status = client.get(status_url)
         if status.status_code != 202:
             assert status.status_code == 200, status.text
             manifest: dict[str, Any] = status.json()

@@ -8,29 +8,15 @@ that subject.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 
 from tests.factories import goal
-from tests.integration.consent.bulk import ASYNC
+from tests.integration.consent.bulk import ASYNC, wait_for_manifest
 from tests.integration.consent.conftest import Operator
 
 InwonerApp = Callable[[str], httpx.Client]
-
-
-def _manifest(app: httpx.Client, status_url: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = app.get(status_url)
-        if status.status_code != 202:
-            assert status.status_code == 200, status.text
-            found: dict[str, Any] = status.json()
-            return found
-        time.sleep(0.05)
-    raise AssertionError("the export did not finish")
 
 
 def test_an_apps_export_is_its_own_and_holds_her_plan(
@@ -45,7 +31,7 @@ def test_an_apps_export_is_its_own_and_holds_her_plan(
 
     refused = second.get(status_url)  # her other app: as if the job did not exist
     assert refused.status_code == 404, refused.text
-    manifest = _manifest(first, status_url)
+    manifest = wait_for_manifest(first, status_url)
     files = [first.get(item["url"]) for item in manifest["output"]]
     assert all(f.status_code == 200 for f in files)
     assert any(f'"id":"{mine}"' in f.text for f in files)
