@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from vault.kernel import db as vault_db
 from vault.kernel.db import Database
@@ -158,3 +159,35 @@ def test_every_connection_runs_without_jit(database: Database) -> None:
     with database.read(snapshot=False) as conn:
         statement = conn.exec_driver_sql("SHOW jit").scalar_one()
     assert (written, read, statement, asyncio.run(on_the_loop())) == ("off",) * 4
+
+
+def test_a_read_block_keeps_the_statements_its_connection_prepared(database: Database) -> None:
+    """psycopg forgets every prepared statement at a ROLLBACK: a read block that ended in
+    one planned each of its statements anew on every request (docs/performance.md)."""
+    statement = text("SELECT count(*) FROM pg_class WHERE relname = :name")
+    for _ in range(8):  # one pooled connection: each block has the one before's
+        with database.read() as conn:
+            conn.execute(statement, {"name": "pg_type"}).scalar_one()
+    with database.read() as conn:
+        prepared = conn.exec_driver_sql(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE 'SELECT count(*) FROM pg_class%%'"
+        ).scalar_one_or_none()
+    assert prepared is not None and prepared >= 2
+
+
+def test_a_read_block_is_one_read_only_snapshot(database: Database) -> None:
+    with database.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE seen (n integer)")
+    with database.read() as conn:
+        before = conn.exec_driver_sql("SELECT count(*) FROM seen").scalar_one()
+        with database.write() as other:  # committed while the block is open
+            other.exec_driver_sql("INSERT INTO seen VALUES (1)")
+        assert conn.exec_driver_sql("SELECT count(*) FROM seen").scalar_one() == before == 0
+    with database.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM seen").scalar_one() == 1
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            conn.exec_driver_sql("INSERT INTO seen VALUES (2)")
+    with database.write() as conn:  # the pool hands out writable connections again
+        conn.exec_driver_sql("INSERT INTO seen VALUES (3)")
+        assert conn.exec_driver_sql("SELECT count(*) FROM seen").scalar_one() == 2

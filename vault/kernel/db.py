@@ -299,10 +299,23 @@ class Database:
             with self._statement_engine.connect() as conn:
                 yield conn
             return
-        with self.read_engine.connect() as conn:
-            if self.is_sqlite:
+        if self.is_sqlite:
+            with self.read_engine.connect() as conn:
                 conn.exec_driver_sql("BEGIN")
+                yield conn
+            return
+        # PostgreSQL: one snapshot for the block (REPEATABLE READ; READ COMMITTED would give
+        # each statement its own, so a search's total and its page could disagree), READ
+        # ONLY, and ended by COMMIT: psycopg forgets every statement it prepared on a
+        # connection at each ROLLBACK (``DEALLOCATE ALL``), and the pool rolls back whatever
+        # comes back to it, so every search planned its statements anew: 0.9 ms of the
+        # 1.05 ms each cost the server (docs/performance.md).
+        with self.read_engine.connect() as conn:
+            conn = conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
             yield conn
+            conn.commit()
 
     async def fetch_one_async(self, sql: str, params: Any) -> Any:
         """:func:`fetch_one` of one statement, awaited: the event loop is free meanwhile.
