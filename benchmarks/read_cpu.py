@@ -12,6 +12,8 @@ writer) per request, the best of ``--repeats`` rounds.
     python benchmarks/read_cpu.py                  # full access, CarePlan/{id}
     python benchmarks/read_cpu.py --partner        # a partner with a real token, Goal/{id}
     python benchmarks/read_cpu.py --partner --without-access-log
+    python benchmarks/read_cpu.py --partner --database-url postgresql+psycopg://postgres@127.0.0.1/test
+    python benchmarks/read_cpu.py --partner --statements   # the SQL each request sends
 
 ``--partner`` registers MEE Veluwe's backend client (``consent_read_search.py``), gives
 every inwoner's Consent one grant, fetches a real token from a vault server started for
@@ -19,12 +21,20 @@ that, and sends it on every request. ``--without-access-log`` replaces the wait 
 read's AuditEvent with nothing: it shows what the read costs apart from its access-log
 record (never a way to run the vault). Pin it to one core (``taskset -c 0``) to compare
 with a server pinned the same way.
+
+With ``--database-url`` (a PostgreSQL server) the data go to a database of their own,
+dropped at the end, and the CPU of that database's backends is printed beside the
+process's (``fhir_read_search._postgres_cpu_seconds``). ``--statements`` counts the SQL
+statements each request sends (SQLAlchemy's ``before_cursor_execute`` on every engine,
+the access-log writer's included) and prints them per request, most frequent first: round
+trips are what a PostgreSQL read pays for, whatever the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import random
 import resource
@@ -36,6 +46,8 @@ from typing import Any
 
 import uvloop
 from prometheus_client import REGISTRY
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -45,6 +57,7 @@ import fhir_read_search as base
 from vault.audit.log import AuditLog
 from vault.audit.runtime import open_runtime
 from vault.kernel.config import Settings
+from vault.kernel.db import Database
 
 App = Callable[..., Any]
 
@@ -52,6 +65,31 @@ App = Callable[..., Any]
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+# The PostgreSQL database whose backends' CPU is counted (``--database-url``), else None.
+POSTGRES_DATABASE: str | None = None
+# Statements sent since the last reset, by their first 110 characters (``--statements``).
+STATEMENTS: collections.Counter[str] = collections.Counter()
+
+
+def _backend_seconds() -> float:
+    return base._postgres_cpu_seconds(POSTGRES_DATABASE) if POSTGRES_DATABASE else 0.0
+
+
+def _count_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    STATEMENTS[" ".join(statement.split())[:110]] += 1
+
+
+def _count_awaited_statements() -> None:
+    """Count the statements awaited past SQLAlchemy (``Database.fetch_one_async``) too."""
+    awaited = Database.fetch_one_async
+
+    async def counted(self: Database, sql: str, params: Any) -> Any:
+        STATEMENTS["(awaited) " + " ".join(sql.split())[:100]] += 1
+        return await awaited(self, sql, params)
+
+    Database.fetch_one_async = counted  # type: ignore[method-assign]
 
 
 async def _request(app: App, path: str, query: bytes, headers: list[tuple[bytes, bytes]]) -> int:
@@ -86,16 +124,21 @@ async def _request(app: App, path: str, query: bytes, headers: list[tuple[bytes,
 
 async def _measure(
     app: App, requests: list[tuple[str, bytes]], headers: list[tuple[bytes, bytes]], tasks: int
-) -> float:
+) -> tuple[float, float]:
+    """CPU µs per request of this process, and of the PostgreSQL backends (0 on SQLite)."""
+
     async def worker(part: list[tuple[str, bytes]]) -> None:
         for path, query in part:
             status = await _request(app, path, query, headers)
             if status != 200:
                 raise RuntimeError(f"{path}?{query.decode()} answered {status}")
 
-    started = _cpu_seconds()
+    started, backends = _cpu_seconds(), _backend_seconds()
     await asyncio.gather(*(worker(requests[i::tasks]) for i in range(tasks)))
-    return (_cpu_seconds() - started) / len(requests) * 1e6
+    # The access log's group commit of the last reads may still be under way.
+    await asyncio.sleep(0.2)
+    per = 1e6 / len(requests)
+    return (_cpu_seconds() - started) * per, (_backend_seconds() - backends) * per
 
 
 async def _run(
@@ -131,9 +174,19 @@ async def _run(
         rounds = []
         for _ in range(args.repeats):
             requests = [make() for _ in range(count)]
+            STATEMENTS.clear()
             rounds.append(await _measure(app, requests, headers, args.concurrency))
-        shown = ", ".join(f"{r:.0f}" for r in rounds)
-        print(f"{label:<24} best {min(rounds):7.1f} µs CPU per request  (rounds: {shown})")
+        shown = ", ".join(f"{r:.0f}" for r, _ in rounds)
+        best = min(rounds)
+        print(f"{label:<24} best {best[0]:7.1f} µs CPU per request  (rounds: {shown})")
+        if POSTGRES_DATABASE:
+            shown = ", ".join(f"{b:.0f}" for _, b in rounds)
+            print(f"{'':<24} PostgreSQL backends {best[1]:7.1f} µs per request  (rounds: {shown})")
+        if args.statements:
+            total = sum(STATEMENTS.values())
+            print(f"{'':<24} {total / count:.2f} SQL statements per request (last round):")
+            for statement, times in STATEMENTS.most_common(12):
+                print(f"{'':<26}{times / count:6.3f}  {statement}")
         groups = REGISTRY.get_sample_value("vault_access_log_group_records_count") or 0.0
         records = REGISTRY.get_sample_value("vault_access_log_group_records_sum") or 0.0
         if groups:
@@ -153,10 +206,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--partner", action="store_true")
     parser.add_argument("--without-access-log", action="store_true")
+    parser.add_argument("--database-url", default="", help="PostgreSQL server; default SQLite")
+    parser.add_argument("--statements", action="store_true", help="count SQL per request")
     args = parser.parse_args(argv)
 
     data_dir = Path(tempfile.mkdtemp(prefix="rk-read-cpu-"))
-    url = f"sqlite:///{data_dir / 'vault.db'}"
+    with base.fresh_database(args.database_url or None, data_dir) as url:
+        _main(args, data_dir, url)
+
+
+def _main(args: argparse.Namespace, data_dir: Path, url: str) -> None:
+    global POSTGRES_DATABASE
+    if not url.startswith("sqlite"):
+        POSTGRES_DATABASE = url.rsplit("/", 1)[1]
     os.environ["VAULT_DATA_DIR"] = str(data_dir)
     os.environ["VAULT_DATABASE_URL"] = url
     settings = Settings.from_env()
@@ -188,9 +250,13 @@ def main(argv: list[str] | None = None) -> None:
 
         AuditLog.record_async = nothing  # type: ignore[method-assign]
     app = partner_bench.partner_vault_app() if token else base.vault_app()
+    if args.statements:
+        event.listen(Engine, "before_cursor_execute", _count_statement)
+        _count_awaited_statements()
     print(f"Regiekluis read CPU, in process; {base._vault_revision()}")
+    where = "PostgreSQL" if POSTGRES_DATABASE else "SQLite"
     print(
-        f"{args.inwoners} inwoners on SQLite; {'partner token' if token else 'full access'}"
+        f"{args.inwoners} inwoners on {where}; {'partner token' if token else 'full access'}"
         f"{', without the access-log write' if args.without_access_log else ''}; "
         f"{args.concurrency} concurrent tasks; load average {os.getloadavg()[0]:.1f}"
     )
