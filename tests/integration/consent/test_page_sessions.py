@@ -103,7 +103,7 @@ def _load(runtime: Runtime, session_id: str, now: int, settings: Settings) -> Vi
         return sessions.load_visitor(conn, session_id, now=now, settings=settings)
 
 
-# --- the session id and its hash -----------------------------------------------------------
+# --- the session id and its hash ---
 
 
 def test_the_database_keeps_the_sha256_of_the_session_id(runtime: Runtime) -> None:
@@ -151,7 +151,7 @@ def test_starting_a_session_clears_the_ended_ones_and_only_those(
     assert _expires_at(runtime, alive) is None
 
 
-# --- loading the visitor ---------------------------------------------------------------------
+# --- loading the visitor ---
 
 
 def test_each_kind_of_visitor_is_loaded_whole(
@@ -262,7 +262,7 @@ def test_a_session_of_an_account_that_is_gone_or_unlinked_loads_no_one(
     assert _load(runtime, unlinked, now, settings) is None
 
 
-# --- the access decision each visitor carries -------------------------------------------------
+# --- the access decision each visitor carries ---
 
 
 def _visitor(**fields: str | None) -> Visitor:
@@ -324,7 +324,7 @@ def test_someone_of_the_network_reads_only_what_is_granted_to_them() -> None:
     assert context.grantees == frozenset({"RelatedPerson/rp-2"})
 
 
-# --- sliding the idle deadline -----------------------------------------------------------------
+# --- sliding the idle deadline ---
 
 
 def test_the_deadline_is_moved_once_it_is_more_than_a_minute_old(settings: Settings) -> None:
@@ -359,7 +359,7 @@ def test_activity_moves_the_idle_deadline_but_never_past_the_absolute_end(
     assert _expires_at(runtime, bystander) == now + 7
 
 
-# --- the cookie ----------------------------------------------------------------------------------
+# --- the cookie ---
 
 
 def _request(scheme: str = "http", forwarded: str | None = None) -> Request:
@@ -432,7 +432,7 @@ def test_a_csrf_token_matches_only_itself(expected: str, given: object, matches:
     assert sessions.csrf_matches(expected, given) is matches
 
 
-# --- logging in and the throttle ---------------------------------------------------------------
+# --- logging in and the throttle ---
 
 
 def _failures(runtime: Runtime, username: str) -> list[int]:
