@@ -22,6 +22,7 @@ from tests.support.audit import new_inwoner, own_vault, read_by
 from vault.audit import log as log_module
 from vault.audit.log import AuditLog, AuditRecord, verify_chains
 from vault.audit.models import AuditChain
+from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext, Permissions
 from vault.fhir.repository import Repository
 from vault.kernel.fhirdata import format_instant
@@ -217,3 +218,26 @@ def test_the_writer_settles_what_waits_once_the_log_is_idle(runtime: Runtime) ->
         assert time.monotonic() < deadline, "the idle writer never settled the record"
         time.sleep(0.02)
     assert verify_chains(runtime) == []
+
+
+def test_closing_the_vault_writes_what_was_submitted_then_stops_the_writer(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``Runtime.close``: every record already handed to the writer is durable, the writer
+    thread ends (before, it outlived its runtime, settled on, and restarted the checkpoint
+    thread of a closed database), and a record after that is refused, not lost quietly."""
+    with own_vault(tmp_path_factory.mktemp("closing")) as vault:
+        anna = new_inwoner(vault)
+        futures = [vault.audit._submit([read_by(anna, n=n)]) for n in range(50)]  # type: ignore[attr-defined]
+        writer = vault.audit._thread  # type: ignore[attr-defined]
+        vault.close()
+        assert all(f.done() and f.exception() is None for f in futures)
+        assert writer is not None and not writer.is_alive()
+        with pytest.raises(RuntimeError, match="could not be written"):
+            vault.audit.record([read_by(anna, n=99)])
+        reopened = open_runtime(vault.settings)
+        try:
+            assert len(links_of(reopened, anna)) == 50
+            assert verify_chains(reopened) == []
+        finally:
+            reopened.close()

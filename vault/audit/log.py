@@ -105,6 +105,9 @@ class _Pending:
     queued: float = field(default_factory=time.perf_counter)  # for the group-wait metric
 
 
+# Put on the queue by ``AuditLog.close``: the writer stops when it reaches it.
+_CLOSE = _Pending([])
+
 # Built once (as on the write path): every read by a partner appends a record.
 _HEAD = table_of(AuditChainHead)
 _ROW = table_of(ResourceRow)
@@ -179,6 +182,7 @@ class AuditLog:
         self._unsettled = False  # this process appended records that may wait to be settled
         self._waiting = 0  # about how many of them (a hint: threads add without a lock)
         self._draining = False  # idle and settling: the next batch follows at once
+        self._closed = False  # ``close`` was called: no record is taken any more
 
     def append(self, conn: Connection, records: Iterable[AuditRecord]) -> None:
         """Write records inside the caller's transaction, chained in the order given.
@@ -390,17 +394,35 @@ class AuditLog:
         except Exception as exc:
             raise RuntimeError("the access log could not be written") from exc
 
+    def close(self) -> None:
+        """Stop the writer once every record submitted before is durable (``Runtime.close``:
+        a writer that outlived its runtime went on settling, and restarted the checkpoint
+        thread of a database that was closed). A record submitted after this is refused."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._queue.put(_CLOSE)
+        if thread is not None:
+            thread.join(timeout=_CONFIRM_SECONDS)
+
     def _submit(self, records: Sequence[AuditRecord]) -> Future[None]:
         pending = _Pending(list(records))
-        self._ensure_thread()
-        self._queue.put(pending)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the access log is closed")
+            self._start_writer()
+            self._queue.put(pending)
         return pending.done
 
     def _ensure_thread(self) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-                self._thread.start()
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        """Under ``_lock``: the writer thread, started when none runs."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -412,33 +434,42 @@ class AuditLog:
             except queue.Empty:
                 self._draining = self._settle_some()
                 continue
+            if first is _CLOSE:
+                return
             self._draining = False  # a record came: the next idle moment is waited for again
-            batch = [first]
+            batch, closing = [first], False
             while len(batch) < self._max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            try:
-                with self._rt.db.write() as conn:
-                    self.append(conn, [r for pending in batch for r in pending.records])
-            except Exception as exc:
-                log.error("access log write failed: %s", type(exc).__name__)
-                if len(batch) == 1:
-                    batch[0].done.set_exception(exc)
-                    continue
-                # One request's records must never fail another's: the group is rolled
-                # back whole, so each request is written again in a transaction of its own.
-                for pending in batch:
-                    self._write_alone(pending)
-                continue
-            group_committed(
-                records=sum(len(p.records) for p in batch), oldest_queued=batch[0].queued
-            )
-            for pending in batch:
-                pending.done.set_result(None)
+                if item is _CLOSE:
+                    closing = True
+                    break
+                batch.append(item)
+            self._write_group(batch)
+            if closing:
+                return
             if self._waiting > _MAX_WAITING:
                 self._settle_some()
+
+    def _write_group(self, batch: list[_Pending]) -> None:
+        try:
+            with self._rt.db.write() as conn:
+                self.append(conn, [r for pending in batch for r in pending.records])
+        except Exception as exc:
+            log.error("access log write failed: %s", type(exc).__name__)
+            if len(batch) == 1:
+                batch[0].done.set_exception(exc)
+                return
+            # One request's records must never fail another's: the group is rolled back
+            # whole, so each request is written again in a transaction of its own.
+            for pending in batch:
+                self._write_alone(pending)
+            return
+        group_committed(records=sum(len(p.records) for p in batch), oldest_queued=batch[0].queued)
+        for pending in batch:
+            pending.done.set_result(None)
 
     def _settle_some(self) -> bool:
         """Settle one small batch: when idle (batch after batch until nothing is left or a

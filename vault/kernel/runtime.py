@@ -49,6 +49,9 @@ class AuditSink(Protocol):
     def settle_all(self, chains: Sequence[str] | None = None) -> int:
         """Every waiting record (of these chains) stored in full now; returns how many."""
 
+    def close(self) -> None:
+        """Stop once every record submitted so far is durable; refuse records after."""
+
 
 @dataclass
 class Runtime:
@@ -60,4 +63,6 @@ class Runtime:
     audit: AuditSink = field(init=False)
 
     def close(self) -> None:
+        """The access log's writer first (it may still be committing), then the database."""
+        self.audit.close()
         self.db.dispose()
