@@ -118,7 +118,7 @@ def test_the_database_keeps_the_sha256_of_the_session_id(runtime: Runtime) -> No
         row = conn.execute(select(WebSession).where(WebSession.account_id == account)).one()
     assert row.id_hash == hashlib.sha256(session_id.encode()).hexdigest()
     assert row.csrf_token == csrf != session_id
-    assert len(session_id) >= 43 and len(csrf) >= 43  # 32 random bytes each
+    assert len(session_id) == len(csrf) == 43  # 32 random bytes each, base64url
     assert row.created_at == now
 
 
@@ -474,6 +474,18 @@ def test_a_wrong_password_is_counted_under_the_written_name(
     assert right.account.patient_id == people.patient_id
     assert _failures(runtime, username) == []  # a login clears its name's failures
     assert _failures(runtime, other) == [other_now]  # and no one else's
+
+
+def test_a_failure_older_than_the_window_is_cleared_by_the_next_attempt(
+    runtime: Runtime, people: People
+) -> None:
+    username = people.network[0]
+    now = now_micros()
+    since = now - sessions.FAILURE_WINDOW * MICROS
+    _fail(runtime, username, since)  # exactly as old as the window: forgotten
+    _fail(runtime, username, since + 1)  # a microsecond younger: still counts
+    assert _log_in(runtime, username, "fout", now) == sessions.LoginOutcome(None)
+    assert _failures(runtime, username) == [since + 1, now]
 
 
 def test_the_fifth_failure_in_the_window_throttles_the_name(

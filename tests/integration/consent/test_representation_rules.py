@@ -24,7 +24,7 @@ from vault.consent import representation as rep
 from vault.consent.representation import PARENT, Role
 from vault.kernel.config import Settings
 from vault.kernel.errors import Unprocessable
-from vault.kernel.runtime import Runtime
+from vault.kernel.runtime import Runtime, now_micros
 from vault.oauth.accounts import authenticate
 
 BORN = date(2014, 7, 1)  # a summer birthday: Amsterdam is UTC+2 then
@@ -222,6 +222,9 @@ def test_from_12_to_15_the_child_and_a_parent_both_agree(runtime: Runtime, famil
     assert _window(runtime, family, both, age=13, writer=child, previous=proposal) is None
     active = _consent("active", MUM)
     assert _window(runtime, family, both, age=13, writer=child, previous=active) is None
+    # Her mother's "ja" to the child's own proposal (no performer: the child herself).
+    own = _consent("proposed")
+    assert _window(runtime, family, both, age=14, writer=MUM, previous=own) is None
 
 
 def test_a_signature_carries_over_only_to_the_same_agreement(runtime: Runtime, family: str) -> None:
@@ -329,6 +332,11 @@ def test_roles_are_started_changed_and_ended_never_rewritten(runtime: Runtime) -
         }
         rep.end_roles(conn, patient_id=pid, now=60, related_person_id="c")
         assert rep.current_roles(conn, patient_id=pid) == {"RelatedPerson/a": "mentor"}
+        rep.end_roles(conn, patient_id=pid, now=65)  # every role, a court's too
+        assert rep.current_roles(conn, patient_id=pid) == {}
+        # An ended role is no role: the same one can be given again.
+        rep.set_role(conn, patient_id=pid, related_person_id="b", legal_basis="machtiging", now=70)
+        assert rep.current_roles(conn, patient_id=pid) == {"RelatedPerson/b": "machtiging"}
         history = rep.role_history(conn, patient_id=pid)
         assert rep.current_roles(conn, patient_id="other") == {"RelatedPerson/a": "curator"}
     assert {
@@ -336,9 +344,12 @@ def test_roles_are_started_changed_and_ended_never_rewritten(runtime: Runtime) -
     } == {
         "RelatedPerson/a": [
             Role("RelatedPerson/a", "machtiging", 10, 30),
-            Role("RelatedPerson/a", "mentor", 30, None),
+            Role("RelatedPerson/a", "mentor", 30, 65),
         ],
-        "RelatedPerson/b": [Role("RelatedPerson/b", "machtiging", 40, 50)],
+        "RelatedPerson/b": [
+            Role("RelatedPerson/b", "machtiging", 40, 50),
+            Role("RelatedPerson/b", "machtiging", 70, None),
+        ],
         "RelatedPerson/c": [Role("RelatedPerson/c", "curator", 40, 60)],
         "RelatedPerson/d": [Role("RelatedPerson/d", "machtiging", 40, 45)],
     }
@@ -396,3 +407,8 @@ def test_a_parent_acts_for_the_child_until_she_turns_16(
         place = rep.standing(conn, account_id=account.account_id, now=now)
     expected = (PARENT, None) if acts else (None, PARENT)
     assert place == rep.Standing(pid, mother, *expected)
+    with runtime.db.write() as conn:  # her role ended: someone of her network, nothing more
+        rep.end_roles(conn, patient_id=pid, now=now_micros())
+        assert rep.standing(conn, account_id=account.account_id, now=now) == rep.Standing(
+            pid, mother, None
+        )
