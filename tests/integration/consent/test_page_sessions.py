@@ -14,6 +14,7 @@ import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -265,43 +266,40 @@ def test_a_session_of_an_account_that_is_gone_or_unlinked_loads_no_one(
 # --- the access decision each visitor carries ---
 
 
-def _visitor(**fields: str | None) -> Visitor:
-    return Visitor("hash", "csrf", "acct-1", "Naam", "pat-1", **fields)  # type: ignore[arg-type]
+def _visitor(**fields: Any) -> Visitor:
+    return Visitor("hash", "csrf", "acct-1", "Naam", "pat-1", **fields)
 
 
-def test_the_inwoner_reads_as_herself() -> None:
-    visitor = _visitor()
-    assert visitor.is_inwoner and visitor.may_manage
-    assert visitor.context() == AccessContext(
-        subject="inwoner:pat-1",
-        kind="patient",
-        patient_id="pat-1",
+def _context(
+    subject: str, kind: Literal["patient", "system"], patient: str | None, rp: str | None
+) -> AccessContext:
+    """The decision a visitor of account ``acct-1`` carries: every field but these four is
+    the same for every page visitor (no organisation, client, purpose or practitioner)."""
+    return AccessContext(
+        subject=subject,
+        kind=kind,
+        patient_id=patient,
         organization=None,
         client_id=None,
         account_id="acct-1",
         permissions=Permissions.everything(),
         purposes=frozenset(),
         practitioner=None,
-        representative=None,
+        representative=rp,
     )
+
+
+def test_the_inwoner_reads_as_herself() -> None:
+    visitor = _visitor()
+    assert visitor.is_inwoner and visitor.may_manage
+    assert visitor.context() == _context("inwoner:pat-1", "patient", "pat-1", None)
 
 
 def test_a_representative_reads_as_the_inwoner_and_signs_as_themselves() -> None:
     visitor = _visitor(related_person="RelatedPerson/rp-1", legal_basis="curator")
     assert not visitor.is_inwoner and visitor.may_manage
     context = visitor.context()
-    assert context == AccessContext(
-        subject="vertegenwoordiger:acct-1",
-        kind="patient",
-        patient_id="pat-1",
-        organization=None,
-        client_id=None,
-        account_id="acct-1",
-        permissions=Permissions.everything(),
-        purposes=frozenset(),
-        practitioner=None,
-        representative="RelatedPerson/rp-1",
-    )
+    assert context == _context("vertegenwoordiger:acct-1", "patient", "pat-1", "RelatedPerson/rp-1")
     assert context.signer == "RelatedPerson/rp-1"
 
 
@@ -309,18 +307,7 @@ def test_someone_of_the_network_reads_only_what_is_granted_to_them() -> None:
     visitor = _visitor(related_person="RelatedPerson/rp-2")
     assert not visitor.is_inwoner and not visitor.may_manage
     context = visitor.context()
-    assert context == AccessContext(
-        subject="netwerk:acct-1",
-        kind="system",
-        patient_id=None,
-        organization=None,
-        client_id=None,
-        account_id="acct-1",
-        permissions=Permissions.everything(),
-        purposes=frozenset(),
-        practitioner=None,
-        representative="RelatedPerson/rp-2",
-    )
+    assert context == _context("netwerk:acct-1", "system", None, "RelatedPerson/rp-2")
     assert context.grantees == frozenset({"RelatedPerson/rp-2"})
 
 
@@ -330,12 +317,8 @@ def test_someone_of_the_network_reads_only_what_is_granted_to_them() -> None:
 def test_the_deadline_is_moved_once_it_is_more_than_a_minute_old(settings: Settings) -> None:
     now = now_micros()
     fresh = now + (settings.session_idle_minutes - 1) * MINUTE
-    assert not sessions.needs_touch(_visitor_at(fresh), now=now, settings=settings)
-    assert sessions.needs_touch(_visitor_at(fresh - 1), now=now, settings=settings)
-
-
-def _visitor_at(expires_at: int) -> Visitor:
-    return Visitor("hash", "csrf", "acct-1", "Naam", "pat-1", expires_at=expires_at)
+    assert not sessions.needs_touch(_visitor(expires_at=fresh), now=now, settings=settings)
+    assert sessions.needs_touch(_visitor(expires_at=fresh - 1), now=now, settings=settings)
 
 
 def test_activity_moves_the_idle_deadline_but_never_past_the_absolute_end(

@@ -30,8 +30,8 @@ from vault.oauth.accounts import authenticate
 BORN = date(2014, 7, 1)  # a summer birthday: Amsterdam is UTC+2 then
 
 
-def _utc(*parts: int) -> int:
-    return calendar.timegm(datetime(*parts, tzinfo=UTC).utctimetuple()) * 1_000_000
+def _utc(year: int, month: int, day: int, hour: int) -> int:
+    return calendar.timegm(datetime(year, month, day, hour, tzinfo=UTC).utctimetuple()) * 1_000_000
 
 
 # --- the birthday and the stages ---
