@@ -29,6 +29,7 @@ from tests.integration.consent.conftest import (
     ids,
 )
 from tests.support import fresh_database, run_vault, vault_env
+from tests.support.audit import own_vault
 from vault.app.main import create_app
 from vault.audit.log import AuditRecord
 from vault.audit.models import AuditChain
@@ -59,15 +60,8 @@ def _like_missing(
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     """A vault of its own: an erased inwoner's rows stay in the database (unreadable), and
     the operator's full-access tools of other tests would meet them."""
-    directory = tmp_path_factory.mktemp("erasure")
-    with fresh_database(directory) as url:
-        settings = make_settings(directory / "vault", url)
-        initialise(settings)
-        rt = open_runtime(settings)
-        try:
-            yield rt
-        finally:
-            rt.close()
+    with own_vault(tmp_path_factory.mktemp("erasure")) as rt:
+        yield rt
 
 
 @pytest.fixture(scope="module")
