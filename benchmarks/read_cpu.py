@@ -14,6 +14,7 @@ writer) per request, the best of ``--repeats`` rounds.
     python benchmarks/read_cpu.py --partner --without-access-log
     python benchmarks/read_cpu.py --partner --database-url postgresql+psycopg://postgres@127.0.0.1/test
     python benchmarks/read_cpu.py --partner --statements   # the SQL each request sends
+    python benchmarks/read_cpu.py --partner --only search   # searches only (for a profiler)
 
 ``--partner`` registers MEE Veluwe's backend client (``consent_read_search.py``), gives
 every inwoner's Consent one grant, fetches a real token from a vault server started for
@@ -171,6 +172,8 @@ async def _run(
         ),
     )
     for label, make, count in rows:
+        if args.only and not label.startswith(args.only):
+            continue
         rounds = []
         for _ in range(args.repeats):
             requests = [make() for _ in range(count)]
@@ -208,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--without-access-log", action="store_true")
     parser.add_argument("--database-url", default="", help="PostgreSQL server; default SQLite")
     parser.add_argument("--statements", action="store_true", help="count SQL per request")
+    parser.add_argument(
+        "--only", choices=("read", "search"), default="", help="measure one kind of request"
+    )
     args = parser.parse_args(argv)
 
     data_dir = Path(tempfile.mkdtemp(prefix="rk-read-cpu-"))

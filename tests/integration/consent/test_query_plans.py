@@ -73,14 +73,19 @@ def test_a_partners_read_search_and_export_scan_no_table(
     if not runtime.db.is_sqlite:
         pytest.skip("PostgreSQL plans by statistics: benchmarks/partner_plans.py at scale")
     goal_id = operator.create(goal(patient_id=inwoner))
+    operator.create(goal(patient_id=inwoner))
     operator.create(grant(inwoner, organization, classes=("Goal",)))
     repo = Repository(runtime, organization_context(organization))
 
     with statements(runtime) as sent, runtime.db.read() as conn:
+        # A page that does not hold every match: the total has a statement of its own.
         query = repo.parse(
-            "Goal", [("patient", f"Patient/{inwoner}"), ("_total", "accurate")], lenient=False
+            "Goal",
+            [("patient", f"Patient/{inwoner}"), ("_total", "accurate"), ("_count", "1")],
+            lenient=False,
         )
-        assert [m.resource_id for m in repo.search(conn, query).matches] == [goal_id]
+        page = repo.search(conn, query)
+        assert ([m.resource_id for m in page.matches], page.total) == ([goal_id], 2)
         assert repo.read(conn, "Goal", goal_id).resource_id == goal_id
         assert repo.export_page(conn, repo.parse("Goal", [], lenient=False)).matches
         # The read by id runs one statement on the driver's own cursor, past SQLAlchemy's

@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from tests.conftest import FHIR_JSON, create
 from tests.factories import careplan, goal, new_id
@@ -226,6 +228,48 @@ def test_total_counts_all_matches_while_paging(client: httpx.Client, pid: str) -
     pages, last = walk(client, "/Goal", {"patient": pid, "_count": "2"})
     assert last["total"] == 5
     assert sum(len(p) for p in pages) == 5
+
+
+@contextmanager
+def counts_sent() -> Iterator[list[str]]:
+    """The count statements a search sends, on any of the vault's engines."""
+    sent: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("SELECT count(*)"):
+            sent.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+
+
+def test_a_first_page_that_holds_every_match_is_its_own_total(
+    client: httpx.Client, pid: str
+) -> None:
+    make_goals(client, pid, 3)
+    for count in ("3", "4", "50"):
+        with counts_sent() as sent:
+            bundle = get(client, "/Goal", {"patient": pid, "_count": count})
+        assert (bundle["total"], len(ids(bundle)), sent) == (3, 3, []), count
+    # A page that does not hold them all, a later page and _summary=count still count.
+    for params, page in (
+        ({"_count": "2"}, 2),
+        ({"_summary": "count"}, 0),
+        ({"_count": "0"}, 0),
+    ):
+        with counts_sent() as sent:
+            bundle = get(client, "/Goal", {"patient": pid, **params})
+        assert (bundle["total"], len(ids(bundle)), len(sent)) == (3, page, 1), params
+    next_url = link(get(client, "/Goal", {"patient": pid, "_count": "2"}), "next")
+    with counts_sent() as sent:
+        bundle = get(client, str(next_url))
+    assert (bundle["total"], len(ids(bundle)), len(sent)) == (3, 1, 1)
+    with counts_sent() as sent:
+        bundle = get(client, "/Goal", {"patient": pid, "_total": "none"})
+    assert ("total" in bundle, len(ids(bundle)), sent) == (False, 3, [])
 
 
 def tampered_cursors(real: str, secret: bytes) -> list[str]:

@@ -79,13 +79,18 @@ class Searches(Reads):
             *self._restriction(spec),
             *query.conditions,
         ]
-        total = None
-        if query.summary_count or query.total != "none":
-            total = conn.execute(
-                select(func.count()).select_from(ResourceRow.__table__).where(*where), self._params
-            ).scalar_one()
+        wants_total = query.summary_count or query.total != "none"
+
+        def count() -> int:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(ResourceRow.__table__).where(*where),
+                    self._params,
+                ).scalar_one()
+            )
+
         if query.summary_count or query.count == 0:
-            return SearchPage(total, [], [], None, None, query)
+            return SearchPage(count() if wants_total else None, [], [], None, None, query)
 
         sort_col = self._sort_column(query)
         backward = query.cursor.backward if query.cursor else False
@@ -100,6 +105,11 @@ class Searches(Reads):
         stmt = stmt.order_by(*(c.desc() if descending else c.asc() for c in order))
         rows = list(conn.execute(stmt.limit(query.count + 1), self._params))
         more = len(rows) > query.count
+        total = None
+        if wants_total:
+            # A first page that holds every match is its own total (the same snapshot, the
+            # same WHERE): the count's statement, as heavy as the page's, is left out.
+            total = len(rows) if query.cursor is None and not more else count()
         rows = rows[: query.count]
         if backward:
             rows.reverse()
