@@ -1,5 +1,6 @@
 """The plain read (GET of a type and id, no query) skips the framework: it must answer
-exactly as the routed read does, success or error, and take no other route's requests."""
+exactly as the routed read does, success or error, and take no other route's requests.
+The plain search (GET of a stored type) likewise answers as the routed search."""
 
 from __future__ import annotations
 
@@ -130,3 +131,92 @@ def test_a_read_under_a_root_path(settings: Settings, runtime: Runtime, goal_id:
     response = asyncio.run(read())
     assert response.status_code == 200
     assert response.json()["id"] == goal_id
+
+
+def routed_too(
+    http: httpx.Client, monkeypatch: pytest.MonkeyPatch, path: str, **options: object
+) -> tuple[httpx.Response, httpx.Response]:
+    """A search by GET as the plain path answers it, and as the router does with the plain
+    path switched off."""
+    plain = http.get(path, **options)  # type: ignore[arg-type]
+    with monkeypatch.context() as patched:
+        patched.setattr(vault.fhir.router, "plain_search", lambda _scope: None)
+        routed = http.get(path, **options)  # type: ignore[arg-type]
+    return plain, routed
+
+
+def test_a_search_answers_as_the_routed_search(
+    client: httpx.Client, goal_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: list[str] = []
+    serve = vault.fhir.router.serve_plain_search
+
+    async def spy(scope: Scope, receive: Receive, send: Send, resource_type: str) -> None:
+        taken.append(resource_type)
+        await serve(scope, receive, send, resource_type)
+
+    monkeypatch.setattr(vault.fhir.router, "serve_plain_search", spy)
+    pid = client.get(f"/Goal/{goal_id}").json()["subject"]["reference"]
+    plain, routed = routed_too(client, monkeypatch, "/Goal", params={"patient": pid})
+    assert taken == ["Goal"]  # the plain path, once; switched off, the router answered
+    assert plain.status_code == 200
+    assert [e["resource"]["id"] for e in plain.json()["entry"]] == [goal_id]
+    assert_same(plain, routed)
+
+
+def test_search_errors_answer_as_the_routed_search(
+    client: httpx.Client,
+    anonymous: httpx.Client,
+    goal_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for http, params, headers, status in (
+        (client, {"nonsense": "1"}, {}, 400),
+        (client, {"_count": "-1"}, {}, 400),
+        (client, {}, {"accept": "application/fhir+xml"}, 406),
+        (anonymous, {}, {}, 401),
+    ):
+        plain, routed = routed_too(http, monkeypatch, "/Goal", params=params, headers=headers)
+        assert plain.status_code == status, (params, plain.text)
+        assert plain.json()["resourceType"] == "OperationOutcome"
+        assert_same(plain, routed)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("Ik wil mijn schulden op een rij")  # personal words in a message
+
+    monkeypatch.setattr(Repository, "search", broken)
+    with caplog.at_level(logging.ERROR, logger="vault.kernel.errors"):
+        plain, routed = routed_too(client, monkeypatch, "/Goal")
+    assert plain.status_code == 500
+    assert plain.json()["resourceType"] == "OperationOutcome"
+    assert_same(plain, routed)
+    assert "unexpected RuntimeError" in caplog.text
+    assert "schulden" not in caplog.text and "schulden" not in plain.text
+
+
+def test_other_searches_are_routed(client: httpx.Client, goal_id: str) -> None:
+    taken: list[object] = []
+    for path in ("/Measure", "/Subscription", "/$export", "/metadata", "/Goal/"):
+        scope = {"type": "http", "method": "GET", "path": "/fhir" + path, "root_path": ""}
+        taken.append(vault.fhir.router.plain_search(scope))
+    assert taken == [None] * 5
+    assert client.head("/Goal").status_code == 405  # not a plain GET: routed, as before
+    assert client.get("/metadata").json()["resourceType"] == "CapabilityStatement"
+
+
+def test_a_search_under_a_root_path(settings: Settings, runtime: Runtime, goal_id: str) -> None:
+    app = create_app(settings, access_resolver=header_access, runtime=runtime)
+
+    async def search() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, root_path="/vault")
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.get(
+                "/vault/fhir/Goal", params={"_id": goal_id}, headers={"x-test-access": "full"}
+            )
+        await runtime.db.close_async()
+        return response
+
+    response = asyncio.run(search())
+    assert response.status_code == 200
+    assert [e["resource"]["id"] for e in response.json()["entry"]] == [goal_id]
