@@ -238,21 +238,22 @@ def test_a_failing_batch_writes_nothing_and_fails_every_waiting_request(
 
     before = count_rows()
 
-    def fail_the_links(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        # After the AuditEvents, their versions and index rows are written.
+    def fail_the_links(statement: str) -> None:
+        # The links go through the driver's cursor (``kernel/driver.py``), after the data
+        # keys and the heads were read.
         if threading.current_thread() is log._thread and statement.startswith(
             "INSERT INTO audit_chain "
         ):
             raise RuntimeError("the disk is full")
 
-    event.listen(runtime.db.write_engine, "before_cursor_execute", fail_the_links)
+    DRIVER_STATEMENTS.append(fail_the_links)
     try:
         waiting = queued_as_one_batch(
             log, [[read_by(anna, n=1)], [read_by(bram, n=2)], [read_by(anna, n=3)]]
         )
         errors = [pending.done.exception(timeout=30) for pending in waiting]
     finally:
-        event.remove(runtime.db.write_engine, "before_cursor_execute", fail_the_links)
+        DRIVER_STATEMENTS.remove(fail_the_links)
 
     assert all(isinstance(error, RuntimeError) for error in errors), errors
     assert count_rows() == before

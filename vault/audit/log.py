@@ -27,6 +27,7 @@ cannot be written fails only the request it belongs to.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -38,19 +39,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import (
-    BindParameter,
     Connection,
-    Select,
     and_,
-    bindparam,
     case,
-    insert,
     literal,
     select,
-    update,
 )
 
-from vault.audit.models import AuditChain, AuditChainHead
+from vault.audit.models import AuditChain
 from vault.audit.record import (
     GENESIS,
     VAULT_CHAIN,
@@ -63,8 +59,8 @@ from vault.audit.record import (
 from vault.audit.verify import verify_chains
 from vault.consent.access import AccessContext
 from vault.consent.family import families_of
-from vault.kernel.db import InList, table_of
-from vault.kernel.driver import execute_many
+from vault.kernel.db import table_of
+from vault.kernel.driver import execute_many, fetch_all
 from vault.kernel.metrics import count_decisions, group_committed
 from vault.store.models import SHARED_OWNER, DataKey, ResourceRow
 from vault.store.reads import open_sealed
@@ -109,7 +105,6 @@ class _Pending:
 _CLOSE = _Pending([])
 
 # Built once (as on the write path): every read by a partner appends a record.
-_HEAD = table_of(AuditChainHead)
 _ROW = table_of(ResourceRow)
 _LINK = table_of(AuditChain)
 _KEY = table_of(DataKey)
@@ -117,24 +112,36 @@ _AUDIT_EVENT = RESOURCE_TYPES["AuditEvent"]
 _OWNERS_KEPT = 65_536
 
 
-def _heads_of(chains: list[BindParameter[Any]]) -> Select[Any]:
-    # Sorted, so two transactions lock the heads they share in the same order: no deadlock.
-    return (
-        select(_HEAD.c.chain, _HEAD.c.seq, _HEAD.c.hash)
-        .where(_HEAD.c.chain.in_(chains))
-        .order_by(_HEAD.c.chain)
-    )
-
-
-_HEADS_OF = InList(_heads_of)
-_LOCK_HEADS = InList(lambda chains: _heads_of(chains).with_for_update())
-_INSERT_LINK = insert(table_of(AuditChain))
-_INSERT_HEAD = insert(_HEAD)
-_MOVE_HEAD = (
-    update(_HEAD)
-    .where(_HEAD.c.chain == bindparam("head_chain"))
-    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+# The chain statements of every group commit go through the driver's cursor, as the store's
+# own inserts do (``kernel/driver.py``): SQLAlchemy's per-row parameter handling cost the
+# writer more than the statements themselves (docs/performance.md).
+_LINK_COLUMNS = (
+    "chain, seq, resource_pk, prev_hash, hash, recorded, version, resource_id, last_updated, body"
 )
+_INSERT_LINK = {
+    style: f"INSERT INTO audit_chain ({_LINK_COLUMNS}) VALUES ({', '.join([style] * 10)})"  # noqa: S608 (no input)
+    for style in ("?", "%s")
+}
+_INSERT_HEAD = {
+    style: f"INSERT INTO audit_chain_head (chain, seq, hash) VALUES ({style}, {style}, {style})"  # noqa: S608
+    for style in ("?", "%s")
+}
+_MOVE_HEAD = {
+    style: f"UPDATE audit_chain_head SET seq = {style}, hash = {style} WHERE chain = {style}"  # noqa: S608
+    for style in ("?", "%s")
+}
+
+
+@functools.cache
+def _heads_sql(style: str, size: int, *, lock: bool) -> str:
+    """The heads of ``size`` chains, sorted, so two transactions lock the heads they share in
+    the same order (no deadlock); ``FOR UPDATE`` on PostgreSQL. Sizes are powers of two, as
+    with ``kernel/db.InList``: a few statements for PostgreSQL to prepare, not one per size."""
+    marks = ", ".join([style] * size)
+    sql = f"SELECT chain, seq, hash FROM audit_chain_head WHERE chain IN ({marks}) ORDER BY chain"  # noqa: S608 (no input)
+    return sql + " FOR UPDATE" if lock else sql
+
+
 # Through the driver's cursor, as the store's own inserts (``kernel/driver.py``).
 _SETTLED = {
     style: f"UPDATE audit_chain SET resource_pk = {style}, body = NULL"  # noqa: S608 (no input)
@@ -330,46 +337,49 @@ class AuditLog:
         """Link each sealed record (``seal_new``) to the one before it in its chain, then move
         the heads."""
         chains = [r.patient_id or VAULT_CHAIN for r in batch]
-        heads_of = _LOCK_HEADS if conn.dialect.name == "postgresql" else _HEADS_OF
-        found = conn.execute(*heads_of.bind(chains)).all()
-        heads: dict[str, tuple[int, str]] = {row.chain: (row.seq, row.hash) for row in found}
+        style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        distinct = sorted(set(chains))
+        size = 1 << (len(distinct) - 1).bit_length()
+        found = fetch_all(
+            conn,
+            _heads_sql(style, size, lock=conn.dialect.name == "postgresql"),
+            [distinct[min(i, len(distinct) - 1)] for i in range(size)],
+        )
+        heads: dict[str, tuple[int, str]] = {chain: (seq, digest) for chain, seq, digest in found}
         existing = set(heads)
-        links: list[dict[str, Any]] = []
+        links: list[tuple[Any, ...]] = []
         for chain, record, item, (last_updated, plaintext, body) in zip(
             chains, batch, items, sealed, strict=True
         ):
             seq, prev = heads.get(chain, (0, GENESIS))
             digest = link_hash(self._key, prev, plaintext)
             links.append(
-                {
-                    "chain": chain,
-                    "seq": seq + 1,
-                    "resource_pk": None,
-                    "prev_hash": prev,
-                    "hash": digest,
-                    "recorded": record.recorded,
-                    "version": 1,
-                    "resource_id": item.data["id"],
-                    "last_updated": last_updated,
-                    "body": body,
-                }
+                (
+                    chain,
+                    seq + 1,
+                    None,  # resource_pk: set when the record is settled
+                    prev,
+                    digest,
+                    record.recorded,
+                    1,  # version
+                    item.data["id"],
+                    last_updated,
+                    body,
+                )
             )
             heads[chain] = (seq + 1, digest)
-        conn.execute(_INSERT_LINK, links)
-        new = [
-            {"chain": chain, "seq": seq, "hash": digest}
-            for chain, (seq, digest) in sorted(heads.items())
-            if chain not in existing
-        ]
-        moved = [
-            {"head_chain": chain, "seq": seq, "hash": digest}
-            for chain, (seq, digest) in sorted(heads.items())
-            if chain in existing
-        ]
-        if new:
-            conn.execute(_INSERT_HEAD, new)
-        if moved:
-            conn.execute(_MOVE_HEAD, moved)
+        execute_many(conn, _INSERT_LINK[style], links)
+        ordered = sorted(heads.items())
+        execute_many(
+            conn,
+            _INSERT_HEAD[style],
+            [(chain, seq, digest) for chain, (seq, digest) in ordered if chain not in existing],
+        )
+        execute_many(
+            conn,
+            _MOVE_HEAD[style],
+            [(seq, digest, chain) for chain, (seq, digest) in ordered if chain in existing],
+        )
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         """Write records durably before returning (used by reads); raises if that failed."""
