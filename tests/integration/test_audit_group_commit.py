@@ -10,6 +10,7 @@ verify`` runs) must find the result intact.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -284,3 +285,76 @@ def test_a_record_that_cannot_be_written_fails_only_its_own_request(runtime: Run
     assert goals_read(chain_of(runtime, anna)) == ["Goal/goal-1"]
     assert goals_read(chain_of(runtime, bram)) == ["Goal/goal-3"]
     assert verify_chains(runtime) == []
+
+
+def awaited_together(
+    log: AuditLog, requests: list[list[AuditRecord]], *, linger: float = 0.05
+) -> list[BaseException | None]:
+    """``record_async`` for each request at once on one event loop; what each one raised,
+    and nothing else went wrong on the loop in the ``linger`` seconds after (an answer set
+    twice would be reported there)."""
+    reported: list[dict[str, Any]] = []
+
+    async def each(records: list[AuditRecord]) -> BaseException | None:
+        try:
+            await log.record_async(records)
+        except RuntimeError as exc:
+            return exc
+        return None
+
+    async def run() -> list[BaseException | None]:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+        answers = await asyncio.gather(*(each(records) for records in requests))
+        await asyncio.sleep(linger)  # a late answer from the writer arrives now
+        return answers
+
+    answers = asyncio.run(run())
+    assert reported == []
+    return answers
+
+
+def test_awaiting_requests_of_one_group_are_answered_each_their_own(runtime: Runtime) -> None:
+    anna, bram = new_inwoner(runtime), new_inwoner(runtime)
+    broken = f"broken-{uuid.uuid4().hex[:8]}"
+    with runtime.db.write() as conn:
+        conn.execute(
+            insert(DataKey).values(
+                owner=broken, wrapped=b"\0" * 60, master_key_id="gone", created_at=now_micros()
+            )
+        )
+    log = AuditLog(runtime)
+    requests = [[read_by(anna, n=1)], [read_by(broken, n=2)], [read_by(bram, n=3)]]
+
+    errors = awaited_together(log, requests)
+
+    assert errors[0] is None and errors[2] is None, errors
+    assert str(errors[1]) == "the access log could not be written"
+    assert goals_read(chain_of(runtime, anna)) == ["Goal/goal-1"]
+    assert goals_read(chain_of(runtime, bram)) == ["Goal/goal-3"]
+    log.close()
+
+
+def test_an_awaiting_request_the_writer_does_not_answer_in_time_fails_alone(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    anna = new_inwoner(runtime)
+    log = AuditLog(runtime)
+
+    def stall(statement: str) -> None:
+        if threading.current_thread() is log._thread and statement.startswith(
+            "INSERT INTO audit_chain "
+        ):
+            time.sleep(0.5)
+
+    monkeypatch.setattr("vault.audit.log._CONFIRM_SECONDS", 0.2)
+    DRIVER_STATEMENTS.append(stall)
+    try:
+        # The writer answers at 0.5 s, while the loop still runs: the answer finds its
+        # request gone, and is dropped without an error on the loop.
+        errors = awaited_together(log, [[read_by(anna, n=1)]], linger=1.0)
+    finally:
+        DRIVER_STATEMENTS.remove(stall)
+    assert str(errors[0]) == "the access log did not confirm in time"
+    assert goals_read(chain_of(runtime, anna)) == ["Goal/goal-1"]  # written after all
+    assert awaited_together(log, [[read_by(anna, n=2)]]) == [None]  # the writer goes on
+    log.close()

@@ -27,6 +27,7 @@ cannot be written fails only the request it belongs to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import queue
@@ -92,17 +93,57 @@ _MAX_WAITING = 20_000
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     records: list[AuditRecord]
-    # A concurrent Future: a thread-pool route blocks on it, an async route awaits it,
-    # and the event loop stays free while the group commit is on its way to disk.
+    # A thread blocks on ``done`` (``record``). A coroutine awaits ``waiter`` on ``loop``
+    # instead (``record_async``): the writer wakes each loop once per group commit with the
+    # answers of all its requests (``_finish``), where a concurrent Future per request,
+    # wrapped for the loop, cost two futures, a chain of callbacks and a wake-up each.
     done: Future[None] = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[None] | None = None
     queued: float = field(default_factory=time.perf_counter)  # for the group-wait metric
 
 
 # Put on the queue by ``AuditLog.close``: the writer stops when it reaches it.
 _CLOSE = _Pending([])
+# The ``done`` of an awaited request: never set, never waited on (its ``waiter`` is).
+_AWAITED: Future[None] = Future()
+
+
+def _finish(batch: Iterable[_Pending], error: BaseException | None) -> None:
+    """Tell every request of ``batch`` that its records are durable, or why not."""
+    woken: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for pending in batch:
+        if pending.loop is None:
+            if error is None:
+                pending.done.set_result(None)
+            else:
+                pending.done.set_exception(error)
+        else:
+            woken.setdefault(pending.loop, []).append(pending)
+    for loop, waiting in woken.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+            loop.call_soon_threadsafe(_wake, waiting, error)
+
+
+def _wake(waiting: list[_Pending], error: BaseException | None) -> None:
+    """On the event loop: the answers ``_finish`` sent for one loop's requests."""
+    for pending in waiting:
+        waiter = pending.waiter
+        if waiter is None or waiter.done():  # cancelled, or timed out (``record_async``)
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
 
 # Built once (as on the write path): every read by a partner appends a record.
 _ROW = table_of(ResourceRow)
@@ -396,13 +437,18 @@ class AuditLog:
         """:meth:`record` for a coroutine: waits for the same durable commit, off the loop."""
         if not records:
             return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._enqueue(_Pending(list(records), done=_AWAITED, loop=loop, waiter=waiter))
+        timer = loop.call_later(_CONFIRM_SECONDS, _time_out, waiter)
         try:
-            async with asyncio.timeout(_CONFIRM_SECONDS):
-                await asyncio.wrap_future(self._submit(records))
+            await waiter
         except TimeoutError:
             raise RuntimeError("the access log did not confirm in time") from None
         except Exception as exc:
             raise RuntimeError("the access log could not be written") from exc
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         """Stop the writer once every record submitted before is durable (``Runtime.close``:
@@ -417,12 +463,15 @@ class AuditLog:
 
     def _submit(self, records: Sequence[AuditRecord]) -> Future[None]:
         pending = _Pending(list(records))
+        self._enqueue(pending)
+        return pending.done
+
+    def _enqueue(self, pending: _Pending) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the access log is closed")
             self._start_writer()
             self._queue.put(pending)
-        return pending.done
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -470,7 +519,7 @@ class AuditLog:
         except Exception as exc:
             log.error("access log write failed: %s", type(exc).__name__)
             if len(batch) == 1:
-                batch[0].done.set_exception(exc)
+                _finish(batch, exc)
                 return
             # One request's records must never fail another's: the group is rolled back
             # whole, so each request is written again in a transaction of its own.
@@ -478,8 +527,7 @@ class AuditLog:
                 self._write_alone(pending)
             return
         group_committed(records=sum(len(p.records) for p in batch), oldest_queued=batch[0].queued)
-        for pending in batch:
-            pending.done.set_result(None)
+        _finish(batch, None)
 
     def _settle_some(self) -> bool:
         """Settle one small batch: when idle (batch after batch until nothing is left or a
@@ -502,6 +550,6 @@ class AuditLog:
                 self.append(conn, pending.records)
         except Exception as exc:  # only this request fails; it is not acknowledged
             log.error("access log write failed: %s", type(exc).__name__)
-            pending.done.set_exception(exc)
+            _finish([pending], exc)
         else:
-            pending.done.set_result(None)
+            _finish([pending], None)
