@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import queue
+import re
 import threading
 import time
 import weakref
@@ -486,9 +488,12 @@ class _AsyncStatements:
             return await self._run(conn, sql, params)
 
     async def _run(self, conn: psycopg.AsyncConnection[Any], sql: str, params: Any) -> Any:
+        native, order = _native_placeholders(sql)
+        values = list(params) if order is None else [params[name] for name in order]
         try:
-            cursor = await conn.execute(sql, params)
-            row = await cursor.fetchone()
+            async with psycopg.AsyncRawCursor(conn) as cursor:
+                await cursor.execute(native, values)
+                row = await cursor.fetchone()
         except BaseException:
             conn.pgconn.finish()  # its state is unknown (an error, a cancelled request)
             raise
@@ -504,6 +509,42 @@ class _AsyncStatements:
         while self._idle:
             conn = self._idle.pop()  # held: the bare expression would free it before finish()
             conn.pgconn.finish()
+
+
+_PLACEHOLDER = re.compile(r"%%|%\(([^)]+)\)s|%s")
+
+
+@functools.lru_cache(maxsize=256)
+def _native_placeholders(sql: str) -> tuple[bytes, tuple[str, ...] | None]:
+    """``sql`` in psycopg's style (``%s`` or ``%(name)s``, ``%%`` for a percent sign) with
+    PostgreSQL's own ``$1``, ``$2``…, and the names in the order of their numbers (None for
+    ``%s``).
+
+    psycopg parses a statement's placeholders again at every execution once it is longer
+    than 4,096 bytes or has more than 50 parameters, and the read statement with the access
+    decision has both: on PostgreSQL that parse was a third of a partner read's time on the
+    event loop (docs/performance.md). Parsed here once per statement, the statement runs on
+    a raw cursor (``AsyncRawCursor``), which sends it as it is.
+    """
+    names: list[str] = []
+    positional = 0
+
+    def number(found: re.Match[str]) -> str:
+        nonlocal positional
+        if found[0] == "%%":
+            return "%"
+        name = found[1]
+        if name is None:
+            positional += 1
+            return f"${positional}"
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    native = _PLACEHOLDER.sub(number, sql)
+    if names and positional:
+        raise ValueError("a statement with both named and positional placeholders")
+    return native.encode(), (tuple(names) if names else None)
 
 
 # PostgreSQL compiles a statement whose estimated cost passes ``jit_above_cost`` to machine
