@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from vault.kernel import db as vault_db
 from vault.kernel.db import Database
+from vault.kernel.driver import execute_many, fetch_all
 
 # PostgreSQL runs on every machine this project tests on (README); this behaviour exists
 # only there, so the test uses it whichever database the rest of the suite runs on.
@@ -225,3 +226,39 @@ def test_async_statements_take_psycopgs_placeholders_and_send_postgresqls_own(
     )
     with pytest.raises(ValueError, match="both named and positional"):
         vault_db._native_placeholders("SELECT %(a)s, %s")
+
+
+def test_pooled_connections_number_placeholders_once_and_answer_as_psycopg_would(
+    database: Database,
+) -> None:
+    """SQLAlchemy's statements and the driver's own go through ``_NativeCursor`` on every
+    pooled connection: named and positional parameters, many rows, a literal percent sign
+    with and without parameters, and a statement with 60 parameters, run past psycopg's
+    threshold for preparing it."""
+    many = " + ".join(f":p{n}" for n in range(60))
+    with database.write() as conn:
+        assert isinstance(conn.connection.dbapi_connection.cursor(), vault_db._NativeCursor)  # type: ignore[union-attr]
+        conn.exec_driver_sql("CREATE TABLE words (n int PRIMARY KEY, word text)")
+        conn.execute(
+            text("INSERT INTO words (n, word) VALUES (:n, :word)"),
+            [{"n": n, "word": f"{n}%"} for n in range(3)],
+        )
+        execute_many(conn, "INSERT INTO words (n, word) VALUES (%s, %s)", [(3, "3%"), (4, "x")])
+        assert fetch_all(conn, "SELECT n FROM words WHERE word LIKE %s ORDER BY n", ["%\\%"]) == [
+            (0,),
+            (1,),
+            (2,),
+            (3,),
+        ]
+    with database.read() as conn:
+        for _ in range(7):
+            assert conn.execute(
+                text(f"SELECT CAST({many} AS int)"), {f"p{n}": n for n in range(60)}
+            ).scalar_one() == sum(range(60))
+            assert (
+                conn.execute(
+                    text("SELECT word || '%' FROM words WHERE n = :n"), {"n": 4}
+                ).scalar_one()
+                == "x%"
+            )
+        assert conn.exec_driver_sql("SELECT count(*) FROM words WHERE word LIKE '%%'").scalar() == 5

@@ -237,7 +237,13 @@ class Database:
             # Enough connections for every thread that may hold one (AnyIO's pool has 40):
             # a connection opened for one request and closed after it costs PostgreSQL
             # about 4 ms of CPU, a hundred times the read itself (docs/performance.md).
-            self.write_engine = create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
+            self.write_engine = create_engine(
+                url,
+                pool_size=20,
+                max_overflow=20,
+                pool_recycle=1800,
+                connect_args={"cursor_factory": _NativeCursor},
+            )
             sa_event.listen(self.write_engine, "connect", _postgres_on_connect)
             _ping_when_idle(self.write_engine)
             self.read_engine = self.write_engine
@@ -245,7 +251,12 @@ class Database:
             # and out of autocommit per checkout cost a read about 30 us of CPU. Few keep
             # open: the hot reads are awaited (``fetch_one_async``); this serves the rest.
             self._statement_engine = create_engine(
-                url, pool_size=5, max_overflow=35, pool_recycle=1800, isolation_level="AUTOCOMMIT"
+                url,
+                pool_size=5,
+                max_overflow=35,
+                pool_recycle=1800,
+                isolation_level="AUTOCOMMIT",
+                connect_args={"cursor_factory": _NativeCursor},
             )
             sa_event.listen(self._statement_engine, "connect", _postgres_on_connect)
             _ping_when_idle(self._statement_engine)
@@ -545,6 +556,29 @@ def _native_placeholders(sql: str) -> tuple[bytes, tuple[str, ...] | None]:
     if names and positional:
         raise ValueError("a statement with both named and positional placeholders")
     return native.encode(), (tuple(names) if names else None)
+
+
+class _NativeCursor(psycopg.RawCursor[Any]):
+    """The cursor of the vault's pooled PostgreSQL connections: SQLAlchemy's statements
+    (``%(name)s``) and the driver's own (``%s``, ``kernel/driver.py``) go out with ``$n``
+    placeholders numbered once per statement (:func:`_native_placeholders`), where psycopg
+    would parse the long ones (a search's page with the access decision, an export page)
+    again at every execution."""
+
+    def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
+        if params is not None and isinstance(query, str):
+            query, order = _native_placeholders(query)
+            params = list(params) if order is None else [params[name] for name in order]
+        return super().execute(query, params, **options)
+
+    def executemany(self, query: Any, params_seq: Any, **options: Any) -> None:
+        if isinstance(query, str):
+            query, order = _native_placeholders(query)
+            if order is None:
+                params_seq = [list(params) for params in params_seq]
+            else:
+                params_seq = [[params[name] for name in order] for params in params_seq]
+        super().executemany(query, params_seq, **options)
 
 
 # PostgreSQL compiles a statement whose estimated cost passes ``jit_above_cost`` to machine
