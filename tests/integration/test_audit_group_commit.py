@@ -28,11 +28,11 @@ from vault.audit.log import (
     VAULT_CHAIN,
     AuditLog,
     AuditRecord,
-    _Pending,
     record_id,
     verify_chains,
 )
 from vault.audit.models import AuditChain, AuditChainHead
+from vault.audit.waiting import Pending
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.driver import DRIVER_STATEMENTS
@@ -170,9 +170,9 @@ def test_a_batch_of_twenty_records_costs_the_statements_of_a_batch_of_one(
     assert verify_chains(runtime) == []
 
 
-def queued_as_one_batch(log: AuditLog, requests: list[list[AuditRecord]]) -> list[_Pending]:
+def queued_as_one_batch(log: AuditLog, requests: list[list[AuditRecord]]) -> list[Pending]:
     """Requests queued before the writer thread starts, so it takes them as one batch."""
-    waiting = [_Pending(records) for records in requests]
+    waiting = [Pending(records) for records in requests]
     for pending in waiting:
         log._queue.put(pending)
     log._ensure_thread()

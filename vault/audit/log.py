@@ -27,15 +27,13 @@ cannot be written fails only the request it belongs to.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import queue
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -58,6 +56,7 @@ from vault.audit.record import (
     record_id,
 )
 from vault.audit.verify import verify_chains
+from vault.audit.waiting import CLOSE, Pending, finish
 from vault.consent.access import AccessContext
 from vault.consent.family import families_of
 from vault.kernel.db import table_of
@@ -91,58 +90,6 @@ _WRITER_BATCH = 32
 # its backlog (and a reader's wait to settle it) bounded.
 _MAX_WAITING = 20_000
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class _Pending:
-    records: list[AuditRecord]
-    # A thread blocks on ``done`` (``record``). A coroutine awaits ``waiter`` on ``loop``
-    # instead (``record_async``): the writer wakes each loop once per group commit with the
-    # answers of all its requests (``_finish``), where a concurrent Future per request,
-    # wrapped for the loop, cost two futures, a chain of callbacks and a wake-up each.
-    done: Future[None] = field(default_factory=Future)
-    loop: asyncio.AbstractEventLoop | None = None
-    waiter: asyncio.Future[None] | None = None
-    queued: float = field(default_factory=time.perf_counter)  # for the group-wait metric
-
-
-# Put on the queue by ``AuditLog.close``: the writer stops when it reaches it.
-_CLOSE = _Pending([])
-# The ``done`` of an awaited request: never set, never waited on (its ``waiter`` is).
-_AWAITED: Future[None] = Future()
-
-
-def _finish(batch: Iterable[_Pending], error: BaseException | None) -> None:
-    """Tell every request of ``batch`` that its records are durable, or why not."""
-    woken: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-    for pending in batch:
-        if pending.loop is None:
-            if error is None:
-                pending.done.set_result(None)
-            else:
-                pending.done.set_exception(error)
-        else:
-            woken.setdefault(pending.loop, []).append(pending)
-    for loop, waiting in woken.items():
-        with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
-            loop.call_soon_threadsafe(_wake, waiting, error)
-
-
-def _wake(waiting: list[_Pending], error: BaseException | None) -> None:
-    """On the event loop: the answers ``_finish`` sent for one loop's requests."""
-    for pending in waiting:
-        waiter = pending.waiter
-        if waiter is None or waiter.done():  # cancelled, or timed out (``record_async``)
-            continue
-        if error is None:
-            waiter.set_result(None)
-        else:
-            waiter.set_exception(error)
-
-
-def _time_out(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 # Built once (as on the write path): every read by a partner appends a record.
@@ -222,7 +169,7 @@ class AuditLog:
     def __init__(self, runtime: Runtime, *, max_batch: int = 256) -> None:
         self._rt = runtime
         self._key = chain_key(runtime)
-        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._queue: queue.Queue[Pending] = queue.Queue()
         self._max_batch = max_batch
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -437,18 +384,14 @@ class AuditLog:
         """:meth:`record` for a coroutine: waits for the same durable commit, off the loop."""
         if not records:
             return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._enqueue(_Pending(list(records), done=_AWAITED, loop=loop, waiter=waiter))
-        timer = loop.call_later(_CONFIRM_SECONDS, _time_out, waiter)
+        pending = Pending.awaited(list(records), asyncio.get_running_loop())
+        self._enqueue(pending)
         try:
-            await waiter
+            await pending.wait(_CONFIRM_SECONDS)
         except TimeoutError:
             raise RuntimeError("the access log did not confirm in time") from None
         except Exception as exc:
             raise RuntimeError("the access log could not be written") from exc
-        finally:
-            timer.cancel()
 
     def close(self) -> None:
         """Stop the writer once every record submitted before is durable (``Runtime.close``:
@@ -457,16 +400,16 @@ class AuditLog:
         with self._lock:
             self._closed = True
             thread = self._thread
-            self._queue.put(_CLOSE)
+            self._queue.put(CLOSE)
         if thread is not None:
             thread.join(timeout=_CONFIRM_SECONDS)
 
     def _submit(self, records: Sequence[AuditRecord]) -> Future[None]:
-        pending = _Pending(list(records))
+        pending = Pending(list(records))
         self._enqueue(pending)
         return pending.done
 
-    def _enqueue(self, pending: _Pending) -> None:
+    def _enqueue(self, pending: Pending) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the access log is closed")
@@ -493,7 +436,7 @@ class AuditLog:
             except queue.Empty:
                 self._draining = self._settle_some()
                 continue
-            if first is _CLOSE:
+            if first is CLOSE:
                 return
             self._draining = False  # a record came: the next idle moment is waited for again
             batch, closing = [first], False
@@ -502,7 +445,7 @@ class AuditLog:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _CLOSE:
+                if item is CLOSE:
                     closing = True
                     break
                 batch.append(item)
@@ -512,14 +455,14 @@ class AuditLog:
             if self._waiting > _MAX_WAITING:
                 self._settle_some()
 
-    def _write_group(self, batch: list[_Pending]) -> None:
+    def _write_group(self, batch: list[Pending]) -> None:
         try:
             with self._rt.db.write() as conn:
                 self.append(conn, [r for pending in batch for r in pending.records])
         except Exception as exc:
             log.error("access log write failed: %s", type(exc).__name__)
             if len(batch) == 1:
-                _finish(batch, exc)
+                finish(batch, exc)
                 return
             # One request's records must never fail another's: the group is rolled back
             # whole, so each request is written again in a transaction of its own.
@@ -527,7 +470,7 @@ class AuditLog:
                 self._write_alone(pending)
             return
         group_committed(records=sum(len(p.records) for p in batch), oldest_queued=batch[0].queued)
-        _finish(batch, None)
+        finish(batch, None)
 
     def _settle_some(self) -> bool:
         """Settle one small batch: when idle (batch after batch until nothing is left or a
@@ -544,12 +487,12 @@ class AuditLog:
             self._unsettled, self._waiting = False, 0
         return self._unsettled
 
-    def _write_alone(self, pending: _Pending) -> None:
+    def _write_alone(self, pending: Pending) -> None:
         try:
             with self._rt.db.write() as conn:
                 self.append(conn, pending.records)
         except Exception as exc:  # only this request fails; it is not acknowledged
             log.error("access log write failed: %s", type(exc).__name__)
-            _finish([pending], exc)
+            finish([pending], exc)
         else:
-            _finish([pending], None)
+            finish([pending], None)
