@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from anyio import to_thread
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -350,10 +349,10 @@ async def search_get(request: Request) -> Response:
     """Search by GET."""
     # In a worker thread: the search's statements block, and the event loop must stay free.
     # Its access-log records are awaited on the loop (``audited``), durable before the answer.
-    # A few threads only (``Database.search_limiter``): more cost CPU without more searches.
+    # A few threads only (``Database.run_search``): more cost CPU without more searches.
     runtime, repo = await request_repository(request)
     async with repo.audited():
-        return await to_thread.run_sync(
+        return await runtime.db.run_search(
             partial(
                 _search,
                 request,
@@ -361,8 +360,7 @@ async def search_get(request: Request) -> Response:
                 repo,
                 request.path_params["resource_type"],
                 request.query_params.multi_items(),
-            ),
-            limiter=runtime.db.search_limiter(),
+            )
         )
 
 
@@ -398,9 +396,8 @@ async def search_post(
     params = request.query_params.multi_items() + parse_qsl(
         raw.decode("utf-8", "replace"), keep_blank_values=True
     )
-    return await to_thread.run_sync(
-        partial(_search, request, runtime, repo, resource_type, params),
-        limiter=runtime.db.search_limiter(),
+    return await runtime.db.run_search(
+        partial(_search, request, runtime, repo, resource_type, params)
     )
 
 

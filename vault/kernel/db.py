@@ -26,12 +26,10 @@ import queue
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-import anyio
 import psycopg
 from sqlalchemy import (
     BigInteger,
@@ -51,6 +49,8 @@ from sqlalchemy import (
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+from vault.kernel.threads import WorkerThreads
 
 __all__ = [
     "Base",
@@ -106,6 +106,8 @@ def _fetch_one_dbapi(dbapi_conn: Any, sql: str, params: Any) -> Any:
     finally:
         cursor.close()
 
+
+T = TypeVar("T")
 
 # Reader threads for SQLite's hot reads. More than one lets a read go on while another
 # waits for the disk; the GIL keeps them from running Python at once anyway.
@@ -264,9 +266,7 @@ class Database:
         default = SEARCH_THREADS_SQLITE if self.is_sqlite else SEARCH_THREADS_POSTGRES
         self.search_threads = int(os.environ.get("VAULT_SEARCH_THREADS", "0")) or default
         # One limiter per event loop: a limiter's waiters belong to the loop they wait on.
-        self._search_limiters: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, anyio.CapacityLimiter
-        ] = weakref.WeakKeyDictionary()
+        self._search_workers = WorkerThreads(self.search_threads, name="search")
         # SQLite's driver blocks: the hot single-statement reads run on reader threads of
         # their own, off the event loop (``_SqliteReaders``). Made on first use, and again
         # after ``dispose``.
@@ -277,14 +277,10 @@ class Database:
         self._checkpointer: threading.Thread | None = None
         self._checkpointer_lock = threading.Lock()
 
-    def search_limiter(self) -> anyio.CapacityLimiter:
-        """The limiter of the worker threads searches run in (``anyio.to_thread``), for
-        the running event loop."""
-        loop = asyncio.get_running_loop()
-        limiter = self._search_limiters.get(loop)
-        if limiter is None:
-            limiter = self._search_limiters[loop] = anyio.CapacityLimiter(self.search_threads)
-        return limiter
+    async def run_search(self, search: Callable[[], T]) -> T:
+        """``search()`` (its statements block) in one of ``search_threads`` threads of its
+        own, off the event loop (``kernel/threads.py``)."""
+        return await self._search_workers.run(search)
 
     @property
     def dialect(self) -> Dialect:
@@ -391,6 +387,7 @@ class Database:
 
     def dispose(self) -> None:
         self._stop.set()
+        self._search_workers.close()
         with self._readers_lock:
             readers, self._sqlite_readers = self._sqlite_readers, None
         if readers is not None:
