@@ -150,6 +150,9 @@ class SearchQuery:
     # The parameters that were applied, in order, for the self and paging links.
     applied: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    # The inwoner id when the one condition is ``patient_id = id`` (``_compartment_only``):
+    # such a search runs a statement compiled once (``Searches._search``).
+    compartment: str | None = None
 
 
 def parse_search(
@@ -165,6 +168,7 @@ def parse_search(
     query = SearchQuery(spec=spec, count=default_count)
     by_name = spec.params_by_name
     _check_size(params)
+    compartments: list[str | None] = []
     for raw_name, value in params:
         name, _, modifier = raw_name.partition(":")
         if raw_name == "_cursor":
@@ -177,6 +181,7 @@ def parse_search(
                 query.conditions.append(
                     _condition(spec, by_name[name], modifier, value, blind=blind)
                 )
+                compartments.append(_compartment_only(by_name[name], modifier, value))
             elif name.startswith("_"):
                 _apply_result_param(query, name, modifier, value, max_count, registry)
             else:
@@ -193,6 +198,8 @@ def parse_search(
         raise _too_costly(f"at most {MAX_INCLUDES} _include and _revinclude together")
     if query.cursor is not None:
         _check_cursor_fits(query)
+    if len(query.conditions) == 1 and len(compartments) == 1:  # (``_id`` adds a condition too)
+        query.compartment = compartments[0]
     return query
 
 
@@ -393,9 +400,8 @@ def _token(
     return exists(select(ST.id).where(*where))
 
 
-def _reference(
-    spec: ResourceType, param: SearchParam, value: str, type_modifier: str | None
-) -> ColumnElement[bool]:
+def _target(param: SearchParam, value: str, type_modifier: str | None) -> tuple[str, str]:
+    """The type (empty when not given) and id a reference parameter's value names."""
     parsed = split_reference(value)
     if parsed is not None:
         target_type, target_id = parsed
@@ -404,14 +410,36 @@ def _reference(
                 f"'{param.name}:{type_modifier}' does not match {target_type}",
                 expression=[param.name],
             )
-    elif ID_PATTERN.match(value):
-        target_type, target_id = type_modifier or "", value
-    else:
-        raise BadRequest(f"'{param.name}' needs an id or Type/id", expression=[param.name])
+        return target_type, target_id
+    if ID_PATTERN.match(value):
+        return type_modifier or "", value
+    raise BadRequest(f"'{param.name}' needs an id or Type/id", expression=[param.name])
+
+
+def _compartment_only(param: SearchParam, modifier: str, value: str) -> str | None:
+    """The inwoner id when ``param=value`` is answered by the compartment column alone (the
+    first compartment case of :func:`_reference`), else None. Called after
+    :func:`_condition` accepted the value."""
+    if param.type != "reference" or not param.compartment:
+        return None
+    alternatives = _split(value, unescape=False)
+    if len(alternatives) != 1:
+        return None
+    target_type, target_id = _target(param, _unescape(alternatives[0]), modifier or None)
+    if target_type and target_type not in param.targets:
+        return None
+    return target_id if not target_type or len(param.targets) == 1 else None
+
+
+def _reference(
+    spec: ResourceType, param: SearchParam, value: str, type_modifier: str | None
+) -> ColumnElement[bool]:
+    target_type, target_id = _target(param, value, type_modifier)
     if target_type and target_type not in param.targets:
         return false()
     if param.compartment:
         # The compartment's own column answers this; the write path derived it from here.
+        # (``_compartment_only`` says when, for the search's precompiled statement.)
         if not target_type or len(param.targets) == 1:
             return R.patient_id == target_id
         # A Patient's compartment or a family's (docs/family.md): the type must agree too.

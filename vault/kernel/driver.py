@@ -8,7 +8,7 @@ must be what the driver takes as they are: no type of SQLAlchemy's converts them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -33,7 +33,7 @@ def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> N
         cursor.close()
 
 
-def fetch_all(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+def fetch_all(conn: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
     """Every row of one statement through the driver's own cursor (see :func:`execute_many`)."""
     for observe in DRIVER_STATEMENTS:
         observe(sql)

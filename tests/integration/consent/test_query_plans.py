@@ -86,16 +86,26 @@ def test_a_partners_read_search_and_export_scan_no_table(
         )
         page = repo.search(conn, query)
         assert ([m.resource_id for m in page.matches], page.total) == ([goal_id], 2)
+        # A sorted search takes the generic statement.
+        by_id = repo.parse(
+            "Goal", [("patient", f"Patient/{inwoner}"), ("_sort", "_id")], lenient=False
+        )
+        assert len(repo.search(conn, by_id).matches) == 2
         assert repo.read(conn, "Goal", goal_id).resource_id == goal_id
         assert repo.export_page(conn, repo.parse("Goal", [], lenient=False)).matches
-        # The read by id runs one statement on the driver's own cursor, past SQLAlchemy's
-        # events (``Reads._read_plan``): ask for its plan too.
+        # The read by id and a first page of one inwoner's search run one statement each
+        # on the driver's own cursor, past SQLAlchemy's events (``Reads._read_plan``,
+        # ``Searches._compartment_statement``): ask for their plans too.
         plan = repo._read_plan("Goal", goal_id, conn.dialect)
         assert plan is not None
         sent.append((plan.sql, plan.params))
+        first_page = repo._compartment_statement(query, conn.dialect)
+        assert first_page is not None
+        sent.append(first_page)
 
     deciding = [(sql, params) for sql, params in sent if "consent_grant" in sql]
-    assert len(deciding) >= 4  # the total, the page, the export page, the read
+    # the total, the sorted page, the export page, the read, a first page
+    assert len(deciding) >= 5
     with runtime.db.read() as conn:
         scans = [
             (" ".join(sql.split())[:100], found)

@@ -7,12 +7,25 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import ColumnElement, Connection, func, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    Integer,
+    Select,
+    bindparam,
+    func,
+    select,
+    tuple_,
+)
 
-from vault.consent.decision import visible
+from vault.consent.access import AccessContext
+from vault.consent.decision import PATIENT, visible
+from vault.consent.enforce import NOW
 from vault.fhir.repository.base import ROW, R, not_found
 from vault.fhir.repository.reads import Reads
 from vault.fhir.search import Cursor, SearchQuery, parse_search
+from vault.kernel.driver import fetch_all
 from vault.kernel.errors import BadRequest
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.store.models import ResourceRow, SearchDate, SearchReference
@@ -20,6 +33,41 @@ from vault.store.registry import RESOURCE_TYPES
 from vault.store.writes import Stored
 
 MAX_INCLUDES = 1000
+
+# The first page of a one-inwoner search, compiled once per dialect and kind of caller
+# (``Searches._compartment_page``): (SQL, positional names or None, fixed parameters).
+_COMPILED_PAGES: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]] = {}
+_COMPILED_PAGES_SIZE = 1024
+# The page's own parameters, named apart from the access decision's (``decision_params``):
+# a name they share would bind the decision to the searched inwoner instead of the caller.
+_TYPE, _COMPARTMENT, _LIMIT = "rk_page_type", "rk_page_compartment", "rk_page_limit"
+_PAGE_VARIABLES = frozenset({_TYPE, _COMPARTMENT, _LIMIT, NOW.key, PATIENT.key})
+
+
+def _compiled_compartment_page(
+    ctx: AccessContext, dialect: Dialect, current: Select[Any]
+) -> tuple[str, Any, dict[str, Any]]:
+    key = (dialect.name, ctx.kind, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
+    compiled = _COMPILED_PAGES.get(key)
+    if compiled is None:
+        stmt = (
+            current.where(
+                R.resource_type == bindparam(_TYPE, ""),
+                R.deleted.is_(False),
+                visible(ctx, ROW),
+                R.patient_id == bindparam(_COMPARTMENT, ""),
+            )
+            .order_by(R.pk.asc())
+            .limit(bindparam(_LIMIT, 1, type_=Integer))
+            .params({NOW.key: 0, PATIENT.key: ""})  # placeholders: compiled text once
+        )
+        done = stmt.compile(dialect=dialect).construct_expanded_state()
+        fixed = {k: v for k, v in done.parameters.items() if k not in _PAGE_VARIABLES}
+        compiled = (done.statement, done.positiontup, fixed)
+        if len(_COMPILED_PAGES) >= _COMPILED_PAGES_SIZE:
+            _COMPILED_PAGES.clear()
+        _COMPILED_PAGES[key] = compiled
+    return compiled
 
 
 @dataclass(slots=True)
@@ -71,6 +119,9 @@ class Searches(Reads):
         return page
 
     def _search(self, conn: Connection, query: SearchQuery) -> SearchPage:
+        plain = self._compartment_page(conn, query)
+        if plain is not None:
+            return plain
         spec = query.spec
         where = [
             R.resource_type == spec.name,
@@ -129,6 +180,83 @@ class Searches(Reads):
                 previous_cursor = edge(rows[0], back=True)
         includes = self._includes(conn, query, [r.pk for r in rows], matches)
         return SearchPage(total, matches, includes, next_cursor, previous_cursor, query)
+
+    def _compartment_page(self, conn: Connection, query: SearchQuery) -> SearchPage | None:
+        """The first page of the most frequent search there is, ``Goal?patient=…`` (one
+        inwoner's resources of one type, no sort, no includes), by a statement compiled
+        once per kind of caller and grantee set, as a read by id is (``_read_precompiled``):
+        building and executing the generic statement through SQLAlchemy cost a search more
+        than its SQL (docs/performance.md). The same WHERE, order and page as
+        :meth:`_search`'s; None for any other search, which goes the generic way.
+        """
+        planned = self._compartment_statement(query, conn.dialect)
+        if planned is None:
+            return None
+        sql, params = planned
+        rows = fetch_all(conn, sql, params)
+        more = len(rows) > query.count
+        rows = rows[: query.count]
+        matches = [
+            Stored(
+                rtype,
+                rid,
+                version,
+                updated,
+                False,
+                self._open(rtype, rid, version, patient, body, wrapped, key_id),
+                patient,
+                pk,
+            )
+            for pk, rtype, rid, version, updated, patient, body, wrapped, key_id in rows
+        ]
+        total = None
+        if query.total != "none":
+            total = len(rows) if not more else self._count(conn, query)
+        next_cursor = Cursor(key=None, pk=rows[-1][0], backward=False) if more else None
+        return SearchPage(total, matches, [], next_cursor, None, query)
+
+    def _compartment_statement(
+        self, query: SearchQuery, dialect: Dialect
+    ) -> tuple[str, Any] | None:
+        """The SQL and parameters of :meth:`_compartment_page`, or None for another search."""
+        spec = query.spec
+        if (
+            query.compartment is None
+            or query.cursor is not None
+            or query.sort is not None
+            or query.descending
+            or query.summary_count
+            or query.count == 0
+            or query.includes
+            or query.revincludes
+            or self._ctx.query_restrictions(spec.name)
+        ):
+            return None
+        sql, positions, fixed = _compiled_compartment_page(
+            self._ctx, dialect, self._select_current()
+        )
+        values = {
+            **fixed,
+            **self._params,
+            _TYPE: spec.name,
+            _COMPARTMENT: query.compartment,
+            _LIMIT: query.count + 1,
+        }
+        return sql, values if positions is None else [values[name] for name in positions]
+
+    def _count(self, conn: Connection, query: SearchQuery) -> int:
+        where = [
+            R.resource_type == query.spec.name,
+            R.deleted.is_(False),
+            visible(self._ctx, ROW),
+            *query.conditions,
+        ]
+        return int(
+            conn.execute(
+                select(func.count()).select_from(ResourceRow.__table__).where(*where),
+                self._params,
+            ).scalar_one()
+        )
 
     def everything(self, conn: Connection, patient_id: str, *, since: int | None) -> list[Stored]:
         """``Patient/$everything``: what the caller may see of one inwoner's compartment.
