@@ -122,26 +122,11 @@ class Searches(Reads):
         plain = self._compartment_page(conn, query)
         if plain is not None:
             return plain
-        spec = query.spec
-        where = [
-            R.resource_type == spec.name,
-            R.deleted.is_(False),
-            visible(self._ctx, ROW),
-            *self._restriction(spec),
-            *query.conditions,
-        ]
+        where = self._where(query)
         wants_total = query.summary_count or query.total != "none"
-
-        def count() -> int:
-            return int(
-                conn.execute(
-                    select(func.count()).select_from(ResourceRow.__table__).where(*where),
-                    self._params,
-                ).scalar_one()
-            )
-
         if query.summary_count or query.count == 0:
-            return SearchPage(count() if wants_total else None, [], [], None, None, query)
+            total = self._count(conn, where) if wants_total else None
+            return SearchPage(total, [], [], None, None, query)
 
         sort_col = self._sort_column(query)
         backward = query.cursor.backward if query.cursor else False
@@ -160,7 +145,7 @@ class Searches(Reads):
         if wants_total:
             # A first page that holds every match is its own total (the same snapshot, the
             # same WHERE): the count's statement, as heavy as the page's, is left out.
-            total = len(rows) if query.cursor is None and not more else count()
+            total = len(rows) if query.cursor is None and not more else self._count(conn, where)
         rows = rows[: query.count]
         if backward:
             rows.reverse()
@@ -211,7 +196,7 @@ class Searches(Reads):
         ]
         total = None
         if query.total != "none":
-            total = len(rows) if not more else self._count(conn, query)
+            total = len(rows) if not more else self._count(conn, self._where(query))
         next_cursor = Cursor(key=None, pk=rows[-1][0], backward=False) if more else None
         return SearchPage(total, matches, [], next_cursor, None, query)
 
@@ -244,13 +229,18 @@ class Searches(Reads):
         }
         return sql, values if positions is None else [values[name] for name in positions]
 
-    def _count(self, conn: Connection, query: SearchQuery) -> int:
-        where = [
+    def _where(self, query: SearchQuery) -> list[ColumnElement[bool]]:
+        """What a search matches: its type, not deleted, the caller's access decision and
+        granular scopes, and the query's own conditions."""
+        return [
             R.resource_type == query.spec.name,
             R.deleted.is_(False),
             visible(self._ctx, ROW),
+            *self._restriction(query.spec),
             *query.conditions,
         ]
+
+    def _count(self, conn: Connection, where: list[ColumnElement[bool]]) -> int:
         return int(
             conn.execute(
                 select(func.count()).select_from(ResourceRow.__table__).where(*where),
