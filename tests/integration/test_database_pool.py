@@ -262,3 +262,23 @@ def test_pooled_connections_number_placeholders_once_and_answer_as_psycopg_would
                 == "x%"
             )
         assert conn.exec_driver_sql("SELECT count(*) FROM words WHERE word LIKE '%%'").scalar() == 5
+
+
+def test_a_statement_on_the_drivers_cursor_runs_in_the_read_blocks_transaction(
+    database: Database,
+) -> None:
+    """The first statement of a read block on the driver's cursor (``kernel/driver.py``)
+    runs in the block's snapshot, which its COMMIT ends: psycopg's prepared statements
+    outlive it. Sent before SQLAlchemy began the block's transaction, it ran in one the
+    driver began, which the pool rolled back, and every prepared statement went with it."""
+    prepared = "SELECT %s::int + 1"
+    for _ in range(3):
+        with database.read() as conn:
+            assert fetch_all(conn, "SHOW transaction_isolation", []) == [("repeatable read",)]
+            assert fetch_all(conn, "SHOW transaction_read_only", []) == [("on",)]
+            for n in range(6):  # psycopg prepares a statement at its fifth run
+                assert fetch_all(conn, prepared, [n]) == [(n + 1,)]
+        # One connection in this database's pool, used again: its statements are still there.
+        with database.read() as conn:
+            names = fetch_all(conn, "SELECT count(*) FROM pg_prepared_statements", [])
+        assert names[0][0] >= 1  # still prepared after the block ended

@@ -20,12 +20,23 @@ __all__ = ["DRIVER_STATEMENTS", "execute_many", "fetch_all"]
 DRIVER_STATEMENTS: list[Callable[[str], None]] = []
 
 
+def _begun(conn: Connection) -> None:
+    """SQLAlchemy begins a connection's transaction at its own first statement. A statement
+    sent on the driver's cursor before that ran in a transaction the driver began and
+    SQLAlchemy did not know of: on PostgreSQL the read block's ``COMMIT`` then did nothing,
+    the pool's ``ROLLBACK`` ended it, and psycopg dropped every prepared statement of the
+    connection with it (a search's backends then cost three times the CPU)."""
+    if not conn.in_transaction():
+        conn.begin()
+
+
 def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """``sql`` once per row through the driver's own cursor, in ``conn``'s transaction."""
     if not rows:
         return
     for observe in DRIVER_STATEMENTS:
         observe(sql)
+    _begun(conn)
     cursor = conn.connection.cursor()
     try:
         cursor.executemany(sql, rows)
@@ -37,6 +48,7 @@ def fetch_all(conn: Connection, sql: str, params: Sequence[Any] | Mapping[str, A
     """Every row of one statement through the driver's own cursor (see :func:`execute_many`)."""
     for observe in DRIVER_STATEMENTS:
         observe(sql)
+    _begun(conn)
     cursor = conn.connection.cursor()
     try:
         cursor.execute(sql, params)

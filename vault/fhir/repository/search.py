@@ -206,11 +206,7 @@ class Searches(Reads):
         """The SQL and parameters of :meth:`_compartment_page`, or None for another search."""
         spec = query.spec
         if (
-            # On PostgreSQL this statement cost the backends three times the generic one's
-            # CPU per search (2.6 against 0.9 ms; docs/performance.md), for a reason not yet
-            # found: SQLite only, until it is.
-            dialect.name != "sqlite"
-            or query.compartment is None
+            query.compartment is None
             or query.cursor is not None
             or query.sort is not None
             or query.descending
