@@ -8,16 +8,27 @@ history and writes. Every statement any of them runs applies the one access deci
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, func, literal, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    Select,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 
 from vault.audit.log import AuditRecord
 from vault.consent.access import AccessContext, Interaction
-from vault.consent.decision import decision_params
-from vault.consent.enforce import RowColumns
+from vault.consent.decision import PATIENT, decision_params
+from vault.consent.enforce import NOW, RowColumns
 from vault.fhir.resources import ID_PATTERN
 from vault.fhir.search import SearchQuery, parse_search
 from vault.kernel.crypto import BlindIndex
@@ -50,6 +61,44 @@ _SELECT_CURRENT: Select[Any] = (
     .join(VersionRow.__table__, and_(V.resource_pk == R.pk, V.version_id == R.version_id))
     .outerjoin(DataKey.__table__, K.owner == func.coalesce(R.patient_id, literal(SHARED_OWNER)))
 )
+
+
+class Precompiled:
+    """Statements with the access decision compiled to SQL text once per dialect, kind of
+    caller and grantee set, and run on the driver's cursor: a read by id, the first page of
+    a one-inwoner search. SQLAlchemy would otherwise build, key and compile the whole
+    condition at every request, which cost more CPU than the query. ``variables`` are the
+    bind parameters each run gives (with the decision's instant and inwoner); every other
+    parameter is fixed when the statement is compiled."""
+
+    def __init__(self, variables: Iterable[str], *, size: int = 1024) -> None:
+        self._variables = frozenset({*variables, NOW.key, PATIENT.key})
+        self._compiled: dict[tuple[Any, ...], tuple[str, Sequence[str] | None, dict[str, Any]]]
+        self._compiled = {}
+        self._size = size
+
+    def statement(
+        self,
+        ctx: AccessContext,
+        dialect: Dialect,
+        build: Callable[[], Select[Any]],
+        values: Mapping[str, Any],
+    ) -> tuple[str, Any]:
+        """The SQL and the driver's parameters of ``build()`` run with ``values``."""
+        key = (dialect.name, ctx.kind, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            placeholders = {NOW.key: 0, PATIENT.key: ""}  # compiled text once
+            done = build().params(placeholders).compile(dialect=dialect)
+            expanded = done.construct_expanded_state()
+            fixed = {k: v for k, v in expanded.parameters.items() if k not in self._variables}
+            compiled = (expanded.statement, expanded.positiontup, fixed)
+            if len(self._compiled) >= self._size:
+                self._compiled.clear()
+            self._compiled[key] = compiled
+        sql, positions, fixed = compiled
+        merged = {**fixed, **values}
+        return sql, merged if positions is None else [merged[name] for name in positions]
 
 
 class RepositoryBase:

@@ -3,15 +3,14 @@ vread, a granular scope's composed read, and the re-decided download of an expor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, Dialect, and_, bindparam, func, literal, select
+from sqlalchemy import Connection, Dialect, Select, and_, bindparam, func, literal, select
 
-from vault.consent.decision import PATIENT, visible
-from vault.consent.enforce import NOW
-from vault.fhir.repository.base import ROW, K, R, RepositoryBase, V, not_found
+from vault.consent.decision import visible
+from vault.fhir.repository.base import ROW, K, Precompiled, R, RepositoryBase, V, not_found
 from vault.fhir.resources import ID_PATTERN
 from vault.kernel.db import fetch_one
 from vault.kernel.errors import Gone, NotFound
@@ -19,18 +18,8 @@ from vault.store.models import SHARED_OWNER, DataKey, ResourceRow, VersionRow
 from vault.store.registry import RESOURCE_TYPES, ResourceType
 from vault.store.writes import Stored
 
-# A read by id as SQL text: (dialect, kind, grantees, purposes) -> (sql, positional
-# parameter names or None for named, the parameters that do not change).
-_COMPILED_READS: dict[
-    tuple[str, str, tuple[str, ...], tuple[str, ...]],
-    tuple[str, Sequence[str] | None, dict[str, Any]],
-] = {}
-
-
-_READ_VARIABLES = frozenset({"rk_type", "rk_id", NOW.key, PATIENT.key})
-
-
-_COMPILED_READS_SIZE = 1024
+# A read by id as SQL text, compiled once per kind of caller (``Precompiled``).
+_READS = Precompiled({"rk_type", "rk_id"})
 
 
 class _ReadPlan(NamedTuple):
@@ -145,11 +134,9 @@ class Reads(RepositoryBase):
         every read (more CPU than the query); the SQL text is the same each time, only the
         type, the id, the instant and the inwoner change.
         """
-        ctx = self._ctx
-        key = (dialect.name, ctx.kind, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
-        compiled = _COMPILED_READS.get(key)
-        if compiled is None:
-            stmt = (
+
+        def build() -> Select[Any]:
+            return (
                 self._select_current()
                 .add_columns(R.deleted)
                 .where(
@@ -157,17 +144,10 @@ class Reads(RepositoryBase):
                     R.resource_id == bindparam("rk_id", ""),
                     visible(self._ctx, ROW),
                 )
-                .params({NOW.key: 0, PATIENT.key: ""})  # placeholders: compiled text once
             )
-            # The grantee lists are expanded into plain parameters once, here.
-            done = stmt.compile(dialect=dialect).construct_expanded_state()
-            fixed = {k: v for k, v in done.parameters.items() if k not in _READ_VARIABLES}
-            compiled = (done.statement, done.positiontup, fixed)
-            if len(_COMPILED_READS) >= _COMPILED_READS_SIZE:
-                _COMPILED_READS.clear()
-            _COMPILED_READS[key] = compiled
-        sql, positions, fixed = compiled
-        values = {**fixed, **self._params, "rk_type": spec.name, "rk_id": resource_id}
+
+        values = {**self._params, "rk_type": spec.name, "rk_id": resource_id}
+        sql, params = _READS.statement(self._ctx, dialect, build, values)
 
         def answer(row: Any) -> Stored:
             if row is None:
@@ -178,7 +158,6 @@ class Reads(RepositoryBase):
             opened = self._open(rtype, rid, version, patient, body, wrapped, key_id)
             return Stored(rtype, rid, version, updated, False, opened, patient, pk)
 
-        params = values if positions is None else [values[name] for name in positions]
         return _ReadPlan(sql, params, answer)
 
     def still_granted(

@@ -19,10 +19,8 @@ from sqlalchemy import (
     tuple_,
 )
 
-from vault.consent.access import AccessContext
-from vault.consent.decision import PATIENT, visible
-from vault.consent.enforce import NOW
-from vault.fhir.repository.base import ROW, R, not_found
+from vault.consent.decision import visible
+from vault.fhir.repository.base import ROW, Precompiled, R, not_found
 from vault.fhir.repository.reads import Reads
 from vault.fhir.search import Cursor, SearchQuery, parse_search
 from vault.kernel.driver import fetch_all
@@ -34,40 +32,11 @@ from vault.store.writes import Stored
 
 MAX_INCLUDES = 1000
 
-# The first page of a one-inwoner search, compiled once per dialect and kind of caller
-# (``Searches._compartment_page``): (SQL, positional names or None, fixed parameters).
-_COMPILED_PAGES: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]] = {}
-_COMPILED_PAGES_SIZE = 1024
 # The page's own parameters, named apart from the access decision's (``decision_params``):
 # a name they share would bind the decision to the searched inwoner instead of the caller.
 _TYPE, _COMPARTMENT, _LIMIT = "rk_page_type", "rk_page_compartment", "rk_page_limit"
-_PAGE_VARIABLES = frozenset({_TYPE, _COMPARTMENT, _LIMIT, NOW.key, PATIENT.key})
-
-
-def _compiled_compartment_page(
-    ctx: AccessContext, dialect: Dialect, current: Select[Any]
-) -> tuple[str, Any, dict[str, Any]]:
-    key = (dialect.name, ctx.kind, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
-    compiled = _COMPILED_PAGES.get(key)
-    if compiled is None:
-        stmt = (
-            current.where(
-                R.resource_type == bindparam(_TYPE, ""),
-                R.deleted.is_(False),
-                visible(ctx, ROW),
-                R.patient_id == bindparam(_COMPARTMENT, ""),
-            )
-            .order_by(R.pk.asc())
-            .limit(bindparam(_LIMIT, 1, type_=Integer))
-            .params({NOW.key: 0, PATIENT.key: ""})  # placeholders: compiled text once
-        )
-        done = stmt.compile(dialect=dialect).construct_expanded_state()
-        fixed = {k: v for k, v in done.parameters.items() if k not in _PAGE_VARIABLES}
-        compiled = (done.statement, done.positiontup, fixed)
-        if len(_COMPILED_PAGES) >= _COMPILED_PAGES_SIZE:
-            _COMPILED_PAGES.clear()
-        _COMPILED_PAGES[key] = compiled
-    return compiled
+# The first page of a one-inwoner search, compiled once (``Searches._compartment_page``).
+_FIRST_PAGES = Precompiled({_TYPE, _COMPARTMENT, _LIMIT})
 
 
 @dataclass(slots=True)
@@ -217,17 +186,27 @@ class Searches(Reads):
             or self._ctx.query_restrictions(spec.name)
         ):
             return None
-        sql, positions, fixed = _compiled_compartment_page(
-            self._ctx, dialect, self._select_current()
-        )
+
+        def build() -> Select[Any]:
+            return (
+                self._select_current()
+                .where(
+                    R.resource_type == bindparam(_TYPE, ""),
+                    R.deleted.is_(False),
+                    visible(self._ctx, ROW),
+                    R.patient_id == bindparam(_COMPARTMENT, ""),
+                )
+                .order_by(R.pk.asc())
+                .limit(bindparam(_LIMIT, 1, type_=Integer))
+            )
+
         values = {
-            **fixed,
             **self._params,
             _TYPE: spec.name,
             _COMPARTMENT: query.compartment,
             _LIMIT: query.count + 1,
         }
-        return sql, values if positions is None else [values[name] for name in positions]
+        return _FIRST_PAGES.statement(self._ctx, dialect, build, values)
 
     def _where(self, query: SearchQuery) -> list[ColumnElement[bool]]:
         """What a search matches: its type, not deleted, the caller's access decision and
