@@ -264,16 +264,22 @@ def test_a_failing_batch_writes_nothing_and_fails_every_waiting_request(
     assert verify_chains(runtime) == []
 
 
-def test_a_record_that_cannot_be_written_fails_only_its_own_request(runtime: Runtime) -> None:
-    anna, bram = new_inwoner(runtime), new_inwoner(runtime)
+def unsealable_owner(runtime: Runtime) -> str:
+    """An owner whose data key is wrapped by a master key this vault does not hold: a record
+    about it cannot be sealed, so its write fails."""
     broken = f"broken-{uuid.uuid4().hex[:8]}"
     with runtime.db.write() as conn:
-        # A data key wrapped by a master key this vault does not hold: it cannot seal.
         conn.execute(
             insert(DataKey).values(
                 owner=broken, wrapped=b"\0" * 60, master_key_id="gone", created_at=now_micros()
             )
         )
+    return broken
+
+
+def test_a_record_that_cannot_be_written_fails_only_its_own_request(runtime: Runtime) -> None:
+    anna, bram = new_inwoner(runtime), new_inwoner(runtime)
+    broken = unsealable_owner(runtime)
 
     waiting = queued_as_one_batch(
         AuditLog(runtime), [[read_by(anna, n=1)], [read_by(broken, n=2)], [read_by(bram, n=3)]]
@@ -315,13 +321,7 @@ def awaited_together(
 
 def test_awaiting_requests_of_one_group_are_answered_each_their_own(runtime: Runtime) -> None:
     anna, bram = new_inwoner(runtime), new_inwoner(runtime)
-    broken = f"broken-{uuid.uuid4().hex[:8]}"
-    with runtime.db.write() as conn:
-        conn.execute(
-            insert(DataKey).values(
-                owner=broken, wrapped=b"\0" * 60, master_key_id="gone", created_at=now_micros()
-            )
-        )
+    broken = unsealable_owner(runtime)
     log = AuditLog(runtime)
     requests = [[read_by(anna, n=1)], [read_by(broken, n=2)], [read_by(bram, n=3)]]
 
