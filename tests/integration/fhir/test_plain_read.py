@@ -121,20 +121,27 @@ def test_other_routes_of_the_same_shape_are_not_taken(client: httpx.Client, goal
     assert bad_id.json()["resourceType"] == "OperationOutcome"
 
 
-def test_a_read_under_a_root_path(settings: Settings, runtime: Runtime, goal_id: str) -> None:
-    """Behind a proxy that mounts the vault at /vault (uvicorn --root-path)."""
+def under_root_path(
+    settings: Settings, runtime: Runtime, path: str, params: dict[str, str] | None = None
+) -> httpx.Response:
+    """A full-access GET of ``/vault/fhir{path}``, behind a proxy that mounts the vault at
+    /vault (uvicorn --root-path)."""
     app = create_app(settings, access_resolver=header_access, runtime=runtime)
 
-    async def read() -> httpx.Response:
+    async def get() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, root_path="/vault")
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             response = await http.get(
-                f"/vault/fhir/Goal/{goal_id}", headers={"x-test-access": "full"}
+                f"/vault/fhir{path}", params=params, headers={"x-test-access": "full"}
             )
         await runtime.db.close_async()  # what the lifespan would do; this app has none
         return response
 
-    response = asyncio.run(read())
+    return asyncio.run(get())
+
+
+def test_a_read_under_a_root_path(settings: Settings, runtime: Runtime, goal_id: str) -> None:
+    response = under_root_path(settings, runtime, f"/Goal/{goal_id}")
     assert response.status_code == 200
     assert response.json()["id"] == goal_id
 
@@ -208,17 +215,6 @@ def test_other_searches_are_routed(client: httpx.Client, goal_id: str) -> None:
 
 
 def test_a_search_under_a_root_path(settings: Settings, runtime: Runtime, goal_id: str) -> None:
-    app = create_app(settings, access_resolver=header_access, runtime=runtime)
-
-    async def search() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, root_path="/vault")
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            response = await http.get(
-                "/vault/fhir/Goal", params={"_id": goal_id}, headers={"x-test-access": "full"}
-            )
-        await runtime.db.close_async()
-        return response
-
-    response = asyncio.run(search())
+    response = under_root_path(settings, runtime, "/Goal", {"_id": goal_id})
     assert response.status_code == 200
     assert [e["resource"]["id"] for e in response.json()["entry"]] == [goal_id]
