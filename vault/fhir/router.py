@@ -8,6 +8,7 @@ caller's AccessContext. Errors become OperationOutcome in ``fhir/outcomes.py``.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -337,8 +338,16 @@ async def serve_plain_read(
     access decision and the same error mapping as every other route.
     """
     scope["path_params"] = {"resource_type": resource_type, "resource_id": resource_id}
+    await _answer(read, scope, receive, send)
+
+
+async def _answer(
+    endpoint: Callable[[Request], Awaitable[Response]], scope: Scope, receive: Receive, send: Send
+) -> None:
+    """``endpoint``'s response, or the one error mapping's, sent: a route's work without the
+    router."""
     try:
-        response = await read(Request(scope, receive))
+        response = await endpoint(Request(scope, receive))
     except Exception as exc:
         response = error_response(scope, exc)
     await response(scope, receive, send)
@@ -375,11 +384,7 @@ async def serve_plain_search(
     event loop went to matching it against every route before it: docs/performance.md)."""
     scope["path_params"] = {"resource_type": resource_type}
     scope["route"] = _SEARCH_ROUTE
-    try:
-        response = await search_get(Request(scope, receive))
-    except Exception as exc:
-        response = error_response(scope, exc)
-    await response(scope, receive, send)
+    await _answer(search_get, scope, receive, send)
 
 
 @router.post("/{resource_type}/_search")

@@ -426,9 +426,16 @@ def _compartment_only(param: SearchParam, modifier: str, value: str) -> str | No
     if len(alternatives) != 1:
         return None
     target_type, target_id = _target(param, _unescape(alternatives[0]), modifier or None)
+    return target_id if _by_compartment_column(param, target_type) else None
+
+
+def _by_compartment_column(param: SearchParam, target_type: str) -> bool:
+    """A reference of a compartment parameter to ``target_type`` (empty: not given) that the
+    compartment's own column answers: a type the parameter may name, and no choice of
+    compartment owner (a Patient's or a family's) for the type to settle."""
     if target_type and target_type not in param.targets:
-        return None
-    return target_id if not target_type or len(param.targets) == 1 else None
+        return False
+    return param.compartment and (not target_type or len(param.targets) == 1)
 
 
 def _reference(
@@ -439,8 +446,7 @@ def _reference(
         return false()
     if param.compartment:
         # The compartment's own column answers this; the write path derived it from here.
-        # (``_compartment_only`` says when, for the search's precompiled statement.)
-        if not target_type or len(param.targets) == 1:
+        if _by_compartment_column(param, target_type):
             return R.patient_id == target_id
         # A Patient's compartment or a family's (docs/family.md): the type must agree too.
         owner = ResourceRow.__table__.alias("owner").c

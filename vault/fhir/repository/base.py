@@ -321,24 +321,34 @@ class RepositoryBase:
         return _SELECT_CURRENT
 
     def _stored_from_row(self, row: Any) -> Stored:
-        body = self._open(
+        return self._stored(
+            row.pk,
             row.resource_type,
             row.resource_id,
             row.version_id,
+            row.last_updated,
             row.patient_id,
             row.body,
             row.wrapped,
             row.master_key_id,
         )
+
+    def _stored(
+        self,
+        pk: int,
+        resource_type: str,
+        resource_id: str,
+        version: int,
+        last_updated: int,
+        patient_id: str | None,
+        body: bytes,
+        wrapped: bytes | None,
+        key_id: str | None,
+    ) -> Stored:
+        """A current version's row (the columns of ``_select_current``, in order), opened."""
+        opened = self._open(resource_type, resource_id, version, patient_id, body, wrapped, key_id)
         return Stored(
-            row.resource_type,
-            row.resource_id,
-            row.version_id,
-            row.last_updated,
-            False,
-            body,
-            row.patient_id,
-            row.pk,
+            resource_type, resource_id, version, last_updated, False, opened, patient_id, pk
         )
 
 

@@ -152,11 +152,10 @@ class Reads(RepositoryBase):
         def answer(row: Any) -> Stored:
             if row is None:
                 raise not_found(spec.name, resource_id)
-            pk, rtype, rid, version, updated, patient, body, wrapped, key_id, deleted = row
+            *current, deleted = row
             if deleted:
                 raise Gone(f"{spec.name}/{resource_id} was deleted")
-            opened = self._open(rtype, rid, version, patient, body, wrapped, key_id)
-            return Stored(rtype, rid, version, updated, False, opened, patient, pk)
+            return self._stored(*current)
 
         return _ReadPlan(sql, params, answer)
 

@@ -150,19 +150,7 @@ class Searches(Reads):
         rows = fetch_all(conn, sql, params)
         more = len(rows) > query.count
         rows = rows[: query.count]
-        matches = [
-            Stored(
-                rtype,
-                rid,
-                version,
-                updated,
-                False,
-                self._open(rtype, rid, version, patient, body, wrapped, key_id),
-                patient,
-                pk,
-            )
-            for pk, rtype, rid, version, updated, patient, body, wrapped, key_id in rows
-        ]
+        matches = [self._stored(*row) for row in rows]
         total = None
         if query.total != "none":
             total = len(rows) if not more else self._count(conn, self._where(query))
