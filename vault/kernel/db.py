@@ -497,7 +497,7 @@ class _AsyncStatements:
 
     async def _run(self, conn: psycopg.AsyncConnection[Any], sql: str, params: Any) -> Any:
         native, order = _native_placeholders(sql)
-        values = list(params) if order is None else [params[name] for name in order]
+        values = _in_order(params, order)
         try:
             async with psycopg.AsyncRawCursor(conn) as cursor:
                 await cursor.execute(native, values)
@@ -555,6 +555,11 @@ def _native_placeholders(sql: str) -> tuple[bytes, tuple[str, ...] | None]:
     return native.encode(), (tuple(names) if names else None)
 
 
+def _in_order(params: Any, order: tuple[str, ...] | None) -> list[Any]:
+    """The values of ``params`` in the order of :func:`_native_placeholders`' numbers."""
+    return list(params) if order is None else [params[name] for name in order]
+
+
 class _NativeCursor(psycopg.RawCursor[Any]):
     """The cursor of the vault's pooled PostgreSQL connections: SQLAlchemy's statements
     (``%(name)s``) and the driver's own (``%s``, ``kernel/driver.py``) go out with ``$n``
@@ -565,16 +570,13 @@ class _NativeCursor(psycopg.RawCursor[Any]):
     def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
         if params is not None and isinstance(query, str):
             query, order = _native_placeholders(query)
-            params = list(params) if order is None else [params[name] for name in order]
+            params = _in_order(params, order)
         return super().execute(query, params, **options)
 
     def executemany(self, query: Any, params_seq: Any, **options: Any) -> None:
         if isinstance(query, str):
             query, order = _native_placeholders(query)
-            if order is None:
-                params_seq = [list(params) for params in params_seq]
-            else:
-                params_seq = [[params[name] for name in order] for params in params_seq]
+            params_seq = [_in_order(params, order) for params in params_seq]
         super().executemany(query, params_seq, **options)
 
 
