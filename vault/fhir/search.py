@@ -137,7 +137,10 @@ def _is_int64(value: object) -> bool:
 @dataclass(slots=True)
 class SearchQuery:
     spec: ResourceType
-    conditions: list[ColumnElement[bool]] = field(default_factory=list)
+    # The conditions built; ``inwoners``: the compartment column's, built only when asked
+    # for (``where``), since the compiled first page of ``Goal?patient=`` never asks.
+    built: list[ColumnElement[bool]] = field(default_factory=list)
+    inwoners: list[str] = field(default_factory=list)
     count: int = 20
     sort: SortKey | None = None
     descending: bool = False
@@ -154,6 +157,10 @@ class SearchQuery:
     # such a search runs a statement compiled once (``Searches._search``).
     compartment: str | None = None
 
+    def where(self) -> list[ColumnElement[bool]]:
+        """Every condition of the query (not the caller's access decision)."""
+        return [*self.built, *(R.patient_id == inwoner for inwoner in self.inwoners)]
+
 
 def parse_search(
     spec: ResourceType,
@@ -168,7 +175,6 @@ def parse_search(
     query = SearchQuery(spec=spec, count=default_count)
     by_name = spec.params_by_name
     _check_size(params)
-    compartments: list[str | None] = []
     for raw_name, value in params:
         name, _, modifier = raw_name.partition(":")
         if raw_name == "_cursor":
@@ -178,10 +184,13 @@ def parse_search(
             continue
         try:
             if name in by_name:
-                query.conditions.append(
-                    _condition(spec, by_name[name], modifier, value, blind=blind)
-                )
-                compartments.append(_compartment_only(by_name[name], modifier, value))
+                inwoner = _compartment_only(by_name[name], modifier, value)
+                if inwoner is None:
+                    query.built.append(
+                        _condition(spec, by_name[name], modifier, value, blind=blind)
+                    )
+                else:
+                    query.inwoners.append(inwoner)
             elif name.startswith("_"):
                 _apply_result_param(query, name, modifier, value, max_count, registry)
             else:
@@ -198,8 +207,8 @@ def parse_search(
         raise _too_costly(f"at most {MAX_INCLUDES} _include and _revinclude together")
     if query.cursor is not None:
         _check_cursor_fits(query)
-    if len(query.conditions) == 1 and len(compartments) == 1:  # (``_id`` adds a condition too)
-        query.compartment = compartments[0]
+    if not query.built and len(query.inwoners) == 1:  # (``_id`` adds a condition too)
+        query.compartment = query.inwoners[0]
     return query
 
 
@@ -264,9 +273,9 @@ def _apply_result_param(
         for item in ids:
             if not ID_PATTERN.match(item):
                 raise BadRequest("'_id' value is not a valid id", expression=["_id"])
-        query.conditions.append(R.resource_id.in_(ids) if ids else false())
+        query.built.append(R.resource_id.in_(ids) if ids else false())
     elif name == "_lastUpdated":
-        query.conditions.append(_date_on_instant(value))
+        query.built.append(_date_on_instant(value))
     elif name == "_count":
         query.count = min(whole_number(value, "_count"), max_count)
     elif name == "_sort":
@@ -418,14 +427,19 @@ def _target(param: SearchParam, value: str, type_modifier: str | None) -> tuple[
 
 def _compartment_only(param: SearchParam, modifier: str, value: str) -> str | None:
     """The inwoner id when ``param=value`` is answered by the compartment column alone (the
-    first compartment case of :func:`_reference`), else None. Called after
-    :func:`_condition` accepted the value."""
-    if param.type != "reference" or not param.compartment:
+    first compartment case of :func:`_reference`: ``patient_id = id``), else None, also
+    for any value :func:`_condition` would refuse: it says why."""
+    if param.type != "reference" or not param.compartment or not value:
+        return None
+    if modifier and modifier not in param.targets:
         return None
     alternatives = _split(value, unescape=False)
-    if len(alternatives) != 1:
+    if len(alternatives) != 1 or not alternatives[0]:
         return None
-    target_type, target_id = _target(param, _unescape(alternatives[0]), modifier or None)
+    try:
+        target_type, target_id = _target(param, _unescape(alternatives[0]), modifier or None)
+    except BadRequest:
+        return None
     return target_id if _by_compartment_column(param, target_type) else None
 
 

@@ -38,7 +38,7 @@ def parse(
 def bound_values(query: SearchQuery) -> list[object]:
     """The values bound into the query's conditions, in order."""
     values: list[object] = []
-    for condition in query.conditions:
+    for condition in query.where():
         assert isinstance(condition, ClauseElement)
         values.extend(condition.compile().params.values())
     return values
@@ -70,7 +70,7 @@ def test_escaped_comma_is_part_of_the_value() -> None:
 
 def test_unescaped_comma_means_or() -> None:
     query = parse("Goal", [("category", "a,b")])
-    assert len(query.conditions) == 1
+    assert len(query.where()) == 1
     values = bound_values(query)
     assert BLIND.token("a") in values
     assert BLIND.token("b") in values
@@ -96,7 +96,7 @@ def test_escaped_backslash_is_one_backslash() -> None:
 
 def test_repeated_parameter_means_and() -> None:
     query = parse("Goal", [("category", "a"), ("category", "b")])
-    assert len(query.conditions) == 2
+    assert len(query.where()) == 2
 
 
 @pytest.mark.parametrize("value", ["", "a,", ",a", "a,,b"])
@@ -129,7 +129,7 @@ def test_lenient_handling_ignores_unknown_parameters() -> None:
     )
     assert query.ignored == ["colour", "status:x", "_contained"]
     assert query.applied == []
-    assert query.conditions == []
+    assert query.where() == []
 
 
 def test_lenient_handling_still_refuses_a_bad_value_of_a_known_parameter() -> None:
@@ -253,7 +253,7 @@ def test_include_errors(name: str, value: str) -> None:
 
 def test_reference_forms_are_accepted() -> None:
     for value in ["p-1", "Patient/p-1", "https://x.example/fhir/Patient/p-1"]:
-        assert len(parse("Goal", [("patient", value)]).conditions) == 1
+        assert len(parse("Goal", [("patient", value)]).where()) == 1
     parse("CarePlan", [("care-team:CareTeam", "ct-1")])
 
 
@@ -275,7 +275,7 @@ def test_reference_errors(name: str, value: str) -> None:
     "value", ["2026", "ge2026-11", "lt2026-11-01", "sa2026-11-01T10:00:00Z", "ap2026", "ne2026"]
 )
 def test_date_values_with_prefixes(value: str) -> None:
-    assert len(parse("CarePlan", [("date", value)]).conditions) == 1
+    assert len(parse("CarePlan", [("date", value)]).where()) == 1
 
 
 @pytest.mark.parametrize("value", ["2026-02-30", "xx2026", "gt", "soon", "2026-11-01T10"])
@@ -288,7 +288,7 @@ def test_invalid_dates_are_refused(value: str) -> None:
 def test_invalid_ids_are_refused(value: str) -> None:
     if value == "":
         # An empty _id matches nothing rather than everything.
-        assert len(parse("Goal", [("_id", value)]).conditions) == 1
+        assert len(parse("Goal", [("_id", value)]).where()) == 1
         return
     refused("Goal", [("_id", value)])
 

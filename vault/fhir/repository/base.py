@@ -149,7 +149,7 @@ class RepositoryBase:
                 max_count=1,
                 registry=RESOURCE_TYPES,
             )
-            alternatives.append(and_(true(), *parsed.conditions))
+            alternatives.append(and_(true(), *parsed.where()))
         return [or_(*alternatives)]
 
     def _records(

@@ -204,7 +204,7 @@ class Searches(Reads):
             R.deleted.is_(False),
             visible(self._ctx, ROW),
             *self._restriction(query.spec),
-            *query.conditions,
+            *query.where(),
         ]
 
     def _count(self, conn: Connection, where: list[ColumnElement[bool]]) -> int:
@@ -267,7 +267,7 @@ class Searches(Reads):
             R.resource_type == query.spec.name,
             R.deleted.is_(False),
             visible(self._ctx, ROW),
-            *query.conditions,
+            *query.where(),
         ]
         return list(conn.scalars(select(R.resource_id).where(*where).limit(2), self._params))
 
