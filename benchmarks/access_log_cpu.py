@@ -5,10 +5,12 @@ that wait together in one transaction (group commit). This script appends ``--re
 partner-read records in batches of 1, 4, 16 and 64 through ``AuditLog.append`` (sealed
 into their chain links, committed with ``synchronous=FULL``) and prints user and system CPU
 and wall time per record: what a batch costs whatever its size, and what each record adds.
-The last line is what the append left for later: settling every record into its AuditEvent
-resource with its search index (``AuditLog.settle_all``, 500 per transaction).
+The last lines are what the append left for later: settling every record into its
+AuditEvent resource with its search index (``AuditLog.settle``), in transactions of
+``--settle`` records each: 32 as the writer does when idle or past its bound while busy,
+500 as a reader who may read the log or the operator does.
 
-    python benchmarks/access_log_cpu.py [--inwoners 50] [--records 3200]
+    python benchmarks/access_log_cpu.py [--inwoners 50] [--records 3200] [--settle 32,128,500]
 
 Instructions instead of seconds (other work on the machine does not move them): run it
 under valgrind's callgrind with ``--callgrind``; the counters are zeroed just before and
@@ -46,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inwoners", type=int, default=50)
     parser.add_argument("--records", type=int, default=3200)
     parser.add_argument(
+        "--settle", default="32,500", help="records settled per transaction, one run each"
+    )
+    parser.add_argument(
         "--callgrind", action="store_true", help="count 20 commits of 8 under callgrind"
     )
     args = parser.parse_args(argv)
@@ -79,18 +84,35 @@ def main(argv: list[str] | None = None) -> None:
             system = (after.ru_stime - before.ru_stime) / count * 1e6
             print(f"{size:>5} {user:>8.0f} {system:>9.0f} {wall / count * 1e6:>8.0f}")
         # What was deferred: the records stored as AuditEvents (with their search index),
-        # 500 per transaction, as the writer does when idle or before the inwoner reads.
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        count = log.settle_all()
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        user = (after.ru_utime - before.ru_utime) / count * 1e6
-        system = (after.ru_stime - before.ru_stime) / count * 1e6
-        per_record = wall / count * 1e6
-        print(f"{'settle':>6} {user:>7.0f} {system:>9.0f} {per_record:>8.0f}  ({count} records)")
+        # in transactions of each size: the writer's (32) and a reader's or the operator's
+        # (500). The records of each size are appended first, in groups of 16, untimed.
+        for n, size in enumerate(int(part) for part in args.settle.split(",")):
+            if n:  # the first settles what the appends above left
+                _batches(runtime, log, loaded, size=16, batches=max(1, args.records // 16))
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            started = time.perf_counter()
+            count = _settle(runtime, log, size)
+            wall = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            user = (after.ru_utime - before.ru_utime) / count * 1e6
+            system = (after.ru_stime - before.ru_stime) / count * 1e6
+            print(
+                f"{'settle':>6} {user:>7.0f} {system:>9.0f} {wall / count * 1e6:>8.0f}"
+                f"  ({count} records, {size} per transaction)"
+            )
     finally:
         runtime.close()
+
+
+def _settle(runtime: object, log: AuditLog, size: int) -> int:
+    """Settle every waiting record, ``size`` per transaction; returns how many."""
+    total = 0
+    while True:
+        with runtime.db.write() as conn:  # type: ignore[attr-defined]
+            done = log.settle(conn, limit=size)
+        total += done
+        if done < size:
+            return total
 
 
 def _batches(runtime: object, log: AuditLog, loaded: object, *, size: int, batches: int) -> None:

@@ -21,6 +21,9 @@ plans of the partner's requests to show it.
                                              [--grants 1,10,100] [--duration 8]
 
 Data is loaded once: the first count, measured, then the rest added to the same database.
+``--keep`` keeps the data folder; ``--reuse DIR`` measures again on a kept SQLite folder
+(``--inwoners`` must then be the count it holds) without loading anything: a 100,000-inwoner
+folder takes half an hour to load here.
 Needs ``wrk``, ``taskset`` and two cores, like ``fhir_read_search.py`` (whose data, servers,
 wrk driver and CPU accounting this script reuses). Binds only 127.0.0.1; stops every process
 it starts.
@@ -164,7 +167,10 @@ def scan(runtime: Runtime, partner_org: str, other_orgs: list[str]) -> Vault:
 
 
 def set_grants(runtime: Runtime, vault: Vault, level: int, *, batch: int = 50) -> float:
-    """Update every inwoner's Consent so it compiles to exactly ``level`` grant rows."""
+    """Update every inwoner's Consent so it compiles to exactly ``level`` grant rows (none
+    when they do already: a reused folder)."""
+    if _grant_counts(runtime, vault) == _expected(vault, level):
+        return 0.0
     repo = Repository(runtime, AccessContext.full("bench"))
     actors = [vault.partner_org, *vault.other_orgs[: level - 1]]
     started = time.perf_counter()
@@ -176,6 +182,22 @@ def set_grants(runtime: Runtime, vault: Vault, level: int, *, batch: int = 50) -
                     conn, "Consent", consent_id, consent_body(patient_id, consent_id, actors)
                 )
     seconds = time.perf_counter() - started
+    counts = _grant_counts(runtime, vault)
+    if counts != _expected(vault, level):
+        low, high, inwoners, partner = counts
+        raise RuntimeError(
+            f"consent_grant: {low}..{high} rows per inwoner for {inwoners} inwoners, "
+            f"{partner} for the partner; expected {level} for {len(vault.consents)}"
+        )
+    return seconds
+
+
+def _expected(vault: Vault, level: int) -> tuple[int, int, int, int]:
+    return (level, level, len(vault.consents), len(vault.consents))
+
+
+def _grant_counts(runtime: Runtime, vault: Vault) -> tuple[int, int, int, int]:
+    """Grant rows per inwoner (least, most), inwoners with any, and the partner's."""
     with runtime.db.read() as conn:
         per_patient = (
             select(ConsentGrant.patient_id, func.count().label("n"))
@@ -194,12 +216,7 @@ def set_grants(runtime: Runtime, vault: Vault, level: int, *, batch: int = 50) -
                 ConsentGrant.action == "access",
             )
         )
-    if (low, high, inwoners, partner) != (level, level, len(vault.consents), len(vault.consents)):
-        raise RuntimeError(
-            f"consent_grant: {low}..{high} rows per inwoner for {inwoners} inwoners, "
-            f"{partner} for the partner; expected {level} for {len(vault.consents)}"
-        )
-    return seconds
+    return (low, high, inwoners, partner)
 
 
 # -- the partner's token -------------------------------------------------------------------
@@ -515,6 +532,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
     parser.add_argument(
+        "--reuse", default="", metavar="DIR", help="measure on a kept SQLite data folder"
+    )
+    parser.add_argument(
         "--bulk",
         type=int,
         default=-1,
@@ -528,7 +548,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     base.check_tools(args)
-    base.in_scratch(args, bench, name="consent-bench")
+    if args.reuse:
+        if args.database_url:
+            sys.exit("--reuse takes a kept SQLite folder (a PostgreSQL run drops its database)")
+        folder = Path(args.reuse)
+        bench(args, folder, f"sqlite:///{folder / 'vault.db'}")
+    else:
+        base.in_scratch(args, bench, name="consent-bench")
 
 
 def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
@@ -541,31 +567,39 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     print(f"Command   {' '.join([Path(sys.executable).name, *sys.argv])}\n")
 
     settings = Settings(data_dir=data_dir, database_url=url)
-    base.initialise(settings)
+    if not args.reuse:
+        base.initialise(settings)
     runtime = open_runtime(settings)
     rows: list[Row] = []
     plans: dict[int, list[str]] = {}
     try:
         loaded_so_far = 0
+        if args.reuse:
+            loaded_so_far = len(scan(runtime, "", []).patients)
+            if counts != [loaded_so_far]:
+                raise RuntimeError(f"{args.reuse} holds {loaded_so_far} inwoners, not {counts}")
         partner: Partner | None = None
         vault: Vault | None = None
         other_orgs: list[str] = []
         partner_org = ""
         for count in counts:
             more = count - loaded_so_far
-            print(f"Loading {more} inwoners (about 20 resources each) ...", flush=True)
-            if args.bulk >= 0:
-                loaded = bulk_load.load(
-                    runtime, first=loaded_so_far, inwoners_=more, access=args.bulk
+            if more:
+                print(f"Loading {more} inwoners (about 20 resources each) ...", flush=True)
+                if args.bulk >= 0:
+                    loaded = bulk_load.load(
+                        runtime, first=loaded_so_far, inwoners_=more, access=args.bulk
+                    )
+                else:
+                    loaded = base.load(runtime, inwoners=more)
+                loaded_so_far = count
+                print(
+                    f"Loaded {loaded.resources} resources in {loaded.seconds:.1f} s "
+                    f"({loaded.resources / loaded.seconds:.0f} resources/s)",
+                    flush=True,
                 )
             else:
-                loaded = base.load(runtime, inwoners=more)
-            loaded_so_far = count
-            print(
-                f"Loaded {loaded.resources} resources in {loaded.seconds:.1f} s "
-                f"({loaded.resources / loaded.seconds:.0f} resources/s)",
-                flush=True,
-            )
+                print(f"Reusing {args.reuse}: {count} inwoners", flush=True)
             if partner is None:
                 partner, partner_org = register_partner(runtime)
                 repo = Repository(runtime, AccessContext.full("bench"))

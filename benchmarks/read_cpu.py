@@ -15,12 +15,18 @@ writer) per request, the best of ``--repeats`` rounds.
     python benchmarks/read_cpu.py --partner --database-url postgresql+psycopg://postgres@127.0.0.1/test
     python benchmarks/read_cpu.py --partner --statements   # the SQL each request sends
     python benchmarks/read_cpu.py --partner --only search   # searches only (for a profiler)
+    python benchmarks/read_cpu.py --partner --sustained     # with the settling it causes
 
 ``--partner`` registers MEE Veluwe's backend client (``consent_read_search.py``), gives
 every inwoner's Consent one grant, fetches a real token from a vault server started for
 that, and sends it on every request. ``--without-access-log`` replaces the wait for the
 read's AuditEvent with nothing: it shows what the read costs apart from its access-log
-record (never a way to run the vault). Pin it to one core (``taskset -c 0``) to compare
+record (never a way to run the vault). ``--sustained`` measures what a read costs under
+steady load: a vault that never idles settles its records into AuditEvent resources once
+more than ``_MAX_WAITING`` wait (``audit/log.py``), so every record is settled in the end;
+this sets that bound to 0, and every round pays for settling its own records. Without it a
+round pays only for what the writer settles meanwhile, which depends on the rounds before
+(the best round usually none). Pin it to one core (``taskset -c 0``) to compare
 with a server pinned the same way.
 
 With ``--database-url`` (a PostgreSQL server) the data go to a database of their own,
@@ -55,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import consent_read_search as partner_bench
 import fhir_read_search as base
 
+from vault.audit import log as log_module
 from vault.audit.log import AuditLog
 from vault.audit.runtime import open_runtime
 from vault.kernel.config import Settings
@@ -212,6 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default="", help="PostgreSQL server; default SQLite")
     parser.add_argument("--statements", action="store_true", help="count SQL per request")
     parser.add_argument(
+        "--sustained",
+        action="store_true",
+        help="settle each record as a vault under steady load does (see the docstring)",
+    )
+    parser.add_argument(
         "--only", choices=("read", "search"), default="", help="measure one kind of request"
     )
     args = parser.parse_args(argv)
@@ -249,6 +261,8 @@ def _main(args: argparse.Namespace, data_dir: Path, url: str) -> None:
             token = partner.token(server.url)
     base.settle(runtime)
     runtime.close()
+    if args.sustained:
+        log_module._MAX_WAITING = 0
     if args.without_access_log:
 
         async def nothing(self: AuditLog, records: Any) -> None:
@@ -263,7 +277,8 @@ def _main(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     where = "PostgreSQL" if POSTGRES_DATABASE else "SQLite"
     print(
         f"{args.inwoners} inwoners on {where}; {'partner token' if token else 'full access'}"
-        f"{', without the access-log write' if args.without_access_log else ''}; "
+        f"{', without the access-log write' if args.without_access_log else ''}"
+        f"{', every record settled (sustained)' if args.sustained else ''}; "
         f"{args.concurrency} concurrent tasks; load average {os.getloadavg()[0]:.1f}"
     )
     uvloop.run(_run(app, args, reads, loaded.patients, token))
