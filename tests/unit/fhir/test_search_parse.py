@@ -251,6 +251,17 @@ def test_include_errors(name: str, value: str) -> None:
     refused("CarePlan", [(name, value)])
 
 
+def test_a_compartment_condition_waits_until_asked_for() -> None:
+    """``Goal?patient=`` answers its first page with a compiled statement: the parse keeps
+    the inwoner's id, and builds ``patient_id = id`` only in ``where()``."""
+    query = parse("Goal", [("patient", "Patient/p-1")])
+    assert (query.built, query.inwoners, query.compartment) == ([], ["p-1"], "p-1")
+    assert bound_values(query) == ["p-1"]
+    with_id = parse("Goal", [("patient", "p-1"), ("_id", "g-1")])
+    assert with_id.compartment is None  # two conditions: the generic search
+    assert len(with_id.where()) == 2
+
+
 def test_reference_forms_are_accepted() -> None:
     for value in ["p-1", "Patient/p-1", "https://x.example/fhir/Patient/p-1"]:
         assert len(parse("Goal", [("patient", value)]).where()) == 1
