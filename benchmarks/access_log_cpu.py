@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
                 _batches(runtime, log, loaded, size=16, batches=max(1, args.records // 16))
             before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.perf_counter()
-            count = _settle(runtime, log, size)
+            count = log.settle_all(batch=size)
             wall = time.perf_counter() - started
             after = resource.getrusage(resource.RUSAGE_SELF)
             user = (after.ru_utime - before.ru_utime) / count * 1e6
@@ -102,17 +102,6 @@ def main(argv: list[str] | None = None) -> None:
             )
     finally:
         runtime.close()
-
-
-def _settle(runtime: object, log: AuditLog, size: int) -> int:
-    """Settle every waiting record, ``size`` per transaction; returns how many."""
-    total = 0
-    while True:
-        with runtime.db.write() as conn:  # type: ignore[attr-defined]
-            done = log.settle(conn, limit=size)
-        total += done
-        if done < size:
-            return total
 
 
 def _batches(runtime: object, log: AuditLog, loaded: object, *, size: int, batches: int) -> None:

@@ -256,14 +256,14 @@ class AuditLog:
         )
         return len(rows)
 
-    def settle_all(self, chains: Sequence[str] | None = None) -> int:
-        """:meth:`settle` until nothing of these chains waits, a batch per transaction."""
+    def settle_all(self, chains: Sequence[str] | None = None, *, batch: int = _SETTLE_BATCH) -> int:
+        """:meth:`settle` until nothing of these chains waits, ``batch`` per transaction."""
         total = 0
         while True:
             with self._rt.db.write() as conn:
-                done = self.settle(conn, chains)
+                done = self.settle(conn, chains, limit=batch)
             total += done
-            if done < _SETTLE_BATCH:
+            if done < batch:
                 return total
 
     def settle_for(self, ctx: AccessContext) -> None:
