@@ -228,7 +228,9 @@ class Database:
     (on PostgreSQL), which saves a round of statements on the hottest path.
     """
 
-    def __init__(self, url: str, *, checkpoint_interval: float = 1.0) -> None:
+    def __init__(
+        self, url: str, *, checkpoint_interval: float = 1.0, wal_restart_frames: int = 4096
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -273,6 +275,7 @@ class Database:
         self._sqlite_readers: _SqliteReaders | None = None
         self._readers_lock = threading.Lock()
         self._checkpoint_interval = checkpoint_interval
+        self._wal_restart_frames = wal_restart_frames  # 16 MiB of 4 KiB pages
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._checkpointer_lock = threading.Lock()
@@ -381,9 +384,29 @@ class Database:
         while not self._stop.wait(self._checkpoint_interval):
             try:
                 with self.read_engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                    self._checkpoint(conn)
             except Exception:  # a failed checkpoint is retried next round; data is safe in WAL
                 log.warning("background WAL checkpoint failed", exc_info=False)
+
+    def _checkpoint(self, conn: Connection) -> None:
+        """Copy the WAL into the database file, and start the WAL over once it is long.
+
+        A PASSIVE checkpoint never waits, but it never starts the WAL over either: SQLite
+        does that only when a write begins after everything was copied, and a vault under
+        steady load commits while the checkpoint runs. So the WAL grew by every commit,
+        3.4 GB in 80 seconds of partner reads (docs/performance.md), and every commit paid
+        for a longer file. Past ``wal_restart_frames`` a RESTART checkpoint follows: it
+        holds new writes back until the readers of the older frames are done, then the
+        next write starts at the WAL's beginning. It waits at most ``_RESTART_WAIT_MS``
+        for a long reader (an export), and is tried again next round."""
+        _, frames, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        if frames <= self._wal_restart_frames:
+            return
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
+        try:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
     def dispose(self) -> None:
         self._stop.set()
@@ -400,6 +423,11 @@ class Database:
         for statements in self._async_pools.values():
             statements.abandon()
         self._async_pools.clear()
+
+
+_BUSY_TIMEOUT_MS = 30_000
+_RESTART_WAIT_MS = 50  # the longest a RESTART checkpoint holds writes back (``_checkpoint``)
+_WAL_KEPT_BYTES = 64 * 1024 * 1024
 
 
 def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
@@ -419,9 +447,11 @@ def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         # Checkpoints run in the background thread, never inside a request.
         cur.execute("PRAGMA wal_autocheckpoint=0")
+        # A WAL started over keeps its length on disk; past this it is cut back.
+        cur.execute(f"PRAGMA journal_size_limit={_WAL_KEPT_BYTES}")
         cur.close()
 
     if immediate is not None:
