@@ -262,11 +262,26 @@ class DataKeyCache:
             self._entries.clear()
 
 
+_CODES_KEPT = 64
+
+
 class BlindIndex:
     """Keyed hashes of searchable values, so equality search works without clear text."""
 
     def __init__(self, key: bytes) -> None:
         self._key = key
+        self._codes: dict[str, str] = {}
+
+    def token_of_code(self, value: str) -> str:
+        """:meth:`token` of a code from a short fixed list (an access-log record's action
+        or outcome, ``store/audit_index.py``), kept after its first use. Never for a value
+        a person wrote: the map keeps its values in clear."""
+        found = self._codes.get(value)
+        if found is None:
+            if len(self._codes) >= _CODES_KEPT:
+                self._codes.clear()
+            found = self._codes[value] = self.token(value)
+        return found
 
     def derive(self, label: bytes) -> bytes:
         """A separate key for another keyed-hash use (e.g. the audit chain)."""

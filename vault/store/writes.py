@@ -24,6 +24,7 @@ from vault.kernel.driver import execute_many, fetch_all
 from vault.kernel.errors import Unprocessable
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import Runtime, now_micros
+from vault.store.audit_index import audit_event_rows
 from vault.store.keys import wrapping_key
 from vault.store.models import (
     SHARED_OWNER,
@@ -211,10 +212,20 @@ def insert_sealed(
         spec, resource_id = prepared.spec, prepared.data["id"]
         pk = pks[(spec.name, resource_id)]
         versions.append((pk, 1, spec.name, resource_id, prepared.patient_id, now, False, body))
-        more_tokens, more_refs, more_dates = index_rows(runtime, prepared, pk)
-        tokens += [tuple(t[c] for c in _TOKEN_COLUMNS) for t in more_tokens]
-        refs += [tuple(t[c] for c in _REFERENCE_COLUMNS) for t in more_refs]
-        dates += [tuple(t[c] for c in _DATE_COLUMNS) for t in more_dates]
+        direct = (
+            audit_event_rows(runtime, prepared.data, pk, prepared.patient_id)
+            if spec.name == "AuditEvent"
+            else None
+        )
+        if direct is not None:  # the access log's own shape: the same rows, read directly
+            tokens += direct[0]
+            refs += direct[1]
+            dates += direct[2]
+        else:
+            more_tokens, more_refs, more_dates = index_rows(runtime, prepared, pk)
+            tokens += [tuple(t[c] for c in _TOKEN_COLUMNS) for t in more_tokens]
+            refs += [tuple(t[c] for c in _REFERENCE_COLUMNS) for t in more_refs]
+            dates += [tuple(t[c] for c in _DATE_COLUMNS) for t in more_dates]
         stored.append(
             Stored(spec.name, resource_id, 1, now, False, plaintext, prepared.patient_id, pk)
         )

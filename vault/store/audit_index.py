@@ -1,0 +1,117 @@
+"""The search index rows of an access-log record, without walking its JSON generically.
+
+Every partner's read becomes an AuditEvent (``audit/log.py``), and settling one into a
+resource indexes it like any other: its ``patient``, ``date``, ``entity``, ``agent``,
+``type``, ``action`` and ``outcome`` (``store/registry.py``). The generic extraction walks
+each parameter's path and hashes each token anew: about 36 µs per record, a quarter of
+what settling a record costs (docs/performance.md). The access log writes one shape only
+(``AuditRecord.to_fhir``), so this reads that shape directly and hashes its few fixed codes
+once per process.
+
+It gives the same rows as ``writes.index_rows`` or none at all: any document that is not
+of that shape (an element it does not know, a value of another type, a code outside the
+fixed lists) returns None, and the caller takes the generic path.
+``tests/unit/store/test_audit_index.py`` holds the two side by side.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vault.kernel.fhirdata import parse_date_range, split_reference
+
+if TYPE_CHECKING:
+    from vault.kernel.runtime import Runtime
+
+__all__ = ["audit_event_rows"]
+
+Rows = list[tuple[Any, ...]]
+
+_ELEMENTS = frozenset(
+    {
+        "resourceType",
+        "id",
+        "meta",
+        "type",
+        "subtype",
+        "action",
+        "recorded",
+        "outcome",
+        "outcomeDesc",
+        "agent",
+        "source",
+        "purposeOfEvent",
+        "entity",
+    }
+)
+_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+# The codes the access log writes (``audit/record.py``): hashed once, kept per process.
+_CODES = frozenset({"rest", "C", "R", "U", "D", "E", "0", "4"})
+
+
+def audit_event_rows(
+    runtime: Runtime, data: dict[str, Any], pk: int, patient_id: str | None
+) -> tuple[Rows, Rows, Rows] | None:
+    """(tokens, references, dates) as tuples in the index tables' column order (see
+    ``writes.insert_sealed``), or None when ``data`` is not of the access log's shape."""
+    # Long on purpose: one check per element of the shape, so nothing unknown slips through.
+    if not _ELEMENTS.issuperset(data):
+        return None
+    meta = data.get("meta")  # its security labels are indexed (``_security``): not here
+    if meta is not None and (not isinstance(meta, dict) or "security" in meta):
+        return None
+    kind, action, outcome, recorded = (
+        data.get("type"),
+        data.get("action"),
+        data.get("outcome"),
+        data.get("recorded"),
+    )
+    if (
+        not isinstance(kind, dict)
+        or set(kind) - {"system", "code", "display"}
+        or kind.get("system") != _TYPE_SYSTEM
+        or not _fixed(kind.get("code"))
+        or not _fixed(action)
+        or not _fixed(outcome)
+        or not isinstance(recorded, str)
+    ):
+        return None
+    entities = _whats(data.get("entity", []), "what")
+    agents = _whats(data.get("agent", []), "who")
+    if entities is None or agents is None:
+        return None
+    common = (pk, "AuditEvent", patient_id)
+    refs = [(*common, "patient", *ref) for ref in set(entities) if ref[0] == "Patient"]
+    refs += [(*common, "entity", *ref) for ref in set(entities)]
+    refs += [(*common, "agent", *ref) for ref in set(agents)]
+    code = runtime.blind.token_of_code
+    tokens = [
+        (*common, "type", _TYPE_SYSTEM, code(kind["code"])),
+        (*common, "action", None, code(action)),
+        (*common, "outcome", None, code(outcome)),
+    ]
+    return tokens, refs, [(*common, "date", *parse_date_range(recorded))]
+
+
+def _fixed(value: Any) -> bool:
+    return isinstance(value, str) and value in _CODES
+
+
+def _whats(items: Any, element: str) -> list[tuple[str, str]] | None:
+    """The references at ``items[*].element``, as the generic walk reads them; None if any
+    item is of a shape the walk would read otherwise."""
+    if not isinstance(items, list):
+        return None
+    found = []
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        value = item.get(element)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            return None
+        parsed = split_reference(value.get("reference"))
+        if parsed is not None:
+            found.append(parsed)
+    return found
