@@ -71,7 +71,7 @@ def test_the_wal_starts_over_while_commits_and_reads_never_pause(tmp_path: Path)
     by every commit (3.4 GB in 80 seconds of partner reads). Past its bound the
     checkpointer restarts it."""
     path = tmp_path / "steady.db"
-    db = Database(f"sqlite:///{path}", checkpoint_interval=0.05)
+    db = Database(f"sqlite:///{path}", checkpoint_interval=0.05, wal_restart_frames=256)
     stop = threading.Event()
     reads = [0]
 

@@ -229,7 +229,7 @@ class Database:
     """
 
     def __init__(
-        self, url: str, *, checkpoint_interval: float = 1.0, wal_restart_frames: int = 4096
+        self, url: str, *, checkpoint_interval: float = 1.0, wal_restart_frames: int = 65_536
     ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
@@ -275,7 +275,7 @@ class Database:
         self._sqlite_readers: _SqliteReaders | None = None
         self._readers_lock = threading.Lock()
         self._checkpoint_interval = checkpoint_interval
-        self._wal_restart_frames = wal_restart_frames  # 16 MiB of 4 KiB pages
+        self._wal_restart_frames = wal_restart_frames  # 256 MiB of 4 KiB pages
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._checkpointer_lock = threading.Lock()
@@ -397,14 +397,34 @@ class Database:
         3.4 GB in 80 seconds of partner reads (docs/performance.md), and every commit paid
         for a longer file. Past ``wal_restart_frames`` a RESTART checkpoint follows: it
         holds new writes back until the readers of the older frames are done, then the
-        next write starts at the WAL's beginning. It waits at most ``_RESTART_WAIT_MS``
-        for a long reader (an export), and is tried again next round."""
+        next write starts at the WAL's beginning. It is tried until it finds no writer
+        and no reader of the older frames (``_RESTART_TRIES``), and again next round.
+
+        Each RESTART stalls the writes for tens of milliseconds, so the bound is high: at
+        16 MiB the stalls of one a second doubled a partner read's p99. The WAL file keeps
+        the length it reached (about the bound plus a second of writes); cutting it back
+        (``journal_size_limit``) made the first commit after each restart pay for that."""
         _, frames, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
         if frames <= self._wal_restart_frames:
             return
-        conn.exec_driver_sql(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
+        # What was committed while that ran is copied the same way, until little is left
+        # (or a few rounds have passed): the RESTART holds writes back while it copies the
+        # rest.
+        for _ in range(_CATCH_UP_ROUNDS):
+            _, frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+            if frames - copied <= _RESTART_LEFT_FRAMES:
+                break
+        # Without SQLite's busy handler: it sleeps 1, 2, 5, 10, 15 ms ... between tries, and
+        # counts on through the waits of one checkpoint, so a RESTART that met a writer and
+        # then two readers held the writes back for 50 ms. A try that finds the write lock
+        # or a reader busy gives up at once, holding nothing while the next one waits.
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
         try:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()
+            for _ in range(_RESTART_TRIES):
+                busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()
+                if not busy:
+                    return
+                time.sleep(_RESTART_PAUSE)
         finally:
             conn.exec_driver_sql(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
@@ -426,8 +446,10 @@ class Database:
 
 
 _BUSY_TIMEOUT_MS = 30_000
-_RESTART_WAIT_MS = 50  # the longest a RESTART checkpoint holds writes back (``_checkpoint``)
-_WAL_KEPT_BYTES = 64 * 1024 * 1024
+_RESTART_TRIES = 50  # RESTART checkpoints tried, this far apart (``_checkpoint``)
+_RESTART_PAUSE = 0.002
+_RESTART_LEFT_FRAMES = 256  # ... and at most this much is left for it to copy
+_CATCH_UP_ROUNDS = 8
 
 
 def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
@@ -450,8 +472,6 @@ def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         # Checkpoints run in the background thread, never inside a request.
         cur.execute("PRAGMA wal_autocheckpoint=0")
-        # A WAL started over keeps its length on disk; past this it is cut back.
-        cur.execute(f"PRAGMA journal_size_limit={_WAL_KEPT_BYTES}")
         cur.close()
 
     if immediate is not None:
