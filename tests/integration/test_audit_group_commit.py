@@ -49,6 +49,11 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
         yield rt
 
 
+# How the links of a group reach the database (``kernel/driver.insert_rows``): one INSERT
+# per row on SQLite, one COPY on PostgreSQL.
+LINK_WRITES = ("INSERT INTO audit_chain ", "COPY audit_chain ")
+
+
 def append(runtime: Runtime, records: list[AuditRecord]) -> None:
     with runtime.db.write() as conn:
         runtime.audit.append(conn, records)
@@ -212,7 +217,7 @@ def test_waiting_requests_are_appended_as_one_batch_in_request_order(runtime: Ru
         for pending in waiting:
             pending.done.result(timeout=30)
 
-    assert sum(s.startswith("INSERT INTO audit_chain ") for s in sent) == 1
+    assert sum(s.startswith(LINK_WRITES) for s in sent) == 1
     assert goals_read(chain_of(runtime, anna)) == ["Goal/goal-1", "Goal/goal-3", "Goal/goal-4"]
     assert goals_read(chain_of(runtime, bram)) == ["Goal/goal-2"]
     assert verify_chains(runtime) == []
@@ -242,9 +247,7 @@ def test_a_failing_batch_writes_nothing_and_fails_every_waiting_request(
     def fail_the_links(statement: str) -> None:
         # The links go through the driver's cursor (``kernel/driver.py``), after the data
         # keys and the heads were read.
-        if threading.current_thread() is log._thread and statement.startswith(
-            "INSERT INTO audit_chain "
-        ):
+        if threading.current_thread() is log._thread and statement.startswith(LINK_WRITES):
             raise RuntimeError("the disk is full")
 
     DRIVER_STATEMENTS.append(fail_the_links)
@@ -341,9 +344,7 @@ def test_an_awaiting_request_the_writer_does_not_answer_in_time_fails_alone(
     log = AuditLog(runtime)
 
     def stall(statement: str) -> None:
-        if threading.current_thread() is log._thread and statement.startswith(
-            "INSERT INTO audit_chain "
-        ):
+        if threading.current_thread() is log._thread and statement.startswith(LINK_WRITES):
             time.sleep(0.5)
 
     monkeypatch.setattr("vault.audit.log._CONFIRM_SECONDS", 0.2)

@@ -60,7 +60,7 @@ from vault.audit.waiting import CLOSE, Pending, finish
 from vault.consent.access import AccessContext
 from vault.consent.family import families_of
 from vault.kernel.db import table_of
-from vault.kernel.driver import execute_many, fetch_all
+from vault.kernel.driver import fetch_all, insert_rows, update_rows
 from vault.kernel.metrics import count_decisions, group_committed
 from vault.store.models import SHARED_OWNER, DataKey, ResourceRow
 from vault.store.reads import open_sealed
@@ -100,24 +100,24 @@ _AUDIT_EVENT = RESOURCE_TYPES["AuditEvent"]
 _OWNERS_KEPT = 65_536
 
 
-# The chain statements of every group commit go through the driver's cursor, as the store's
-# own inserts do (``kernel/driver.py``): SQLAlchemy's per-row parameter handling cost the
-# writer more than the statements themselves (docs/performance.md).
+# The chain's rows go through the driver's cursor, as the store's own inserts do
+# (``kernel/driver.py``): SQLAlchemy's per-row parameter handling cost the writer more than
+# the statements themselves, and PostgreSQL takes each batch in one statement.
 _LINK_COLUMNS = (
-    "chain, seq, resource_pk, prev_hash, hash, recorded, version, resource_id, last_updated, body"
+    "chain",
+    "seq",
+    "resource_pk",
+    "prev_hash",
+    "hash",
+    "recorded",
+    "version",
+    "resource_id",
+    "last_updated",
+    "body",
 )
-_INSERT_LINK = {
-    style: f"INSERT INTO audit_chain ({_LINK_COLUMNS}) VALUES ({', '.join([style] * 10)})"  # noqa: S608 (no input)
-    for style in ("?", "%s")
-}
-_INSERT_HEAD = {
-    style: f"INSERT INTO audit_chain_head (chain, seq, hash) VALUES ({style}, {style}, {style})"  # noqa: S608
-    for style in ("?", "%s")
-}
-_MOVE_HEAD = {
-    style: f"UPDATE audit_chain_head SET seq = {style}, hash = {style} WHERE chain = {style}"  # noqa: S608
-    for style in ("?", "%s")
-}
+_HEAD_COLUMNS = ("chain", "seq", "hash")
+_CHAIN_KEY = (("chain", "varchar"),)
+_LINK_KEY = (("chain", "varchar"), ("seq", "bigint"))
 
 
 @functools.cache
@@ -130,12 +130,6 @@ def _heads_sql(style: str, size: int, *, lock: bool) -> str:
     return sql + " FOR UPDATE" if lock else sql
 
 
-# Through the driver's cursor, as the store's own inserts (``kernel/driver.py``).
-_SETTLED = {
-    style: f"UPDATE audit_chain SET resource_pk = {style}, body = NULL"  # noqa: S608 (no input)
-    f" WHERE chain = {style} AND seq = {style}"
-    for style in ("?", "%s")
-}
 # The data key a chain's records are sealed under: the inwoner's, or the shared one.
 _OWNER_OF_CHAIN = case((_LINK.c.chain == VAULT_CHAIN, literal(SHARED_OWNER)), else_=_LINK.c.chain)
 # Links whose record is not yet an AuditEvent resource and still opens (an erased
@@ -248,11 +242,13 @@ class AuditLog:
             items.append(Prepared(_AUDIT_EVENT, orjson.loads(plaintext), patient_id))
             sealed.append((row.last_updated, plaintext, row.body))
         stored = insert_sealed(self._rt, conn, items, sealed)
-        style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        execute_many(
+        update_rows(
             conn,
-            _SETTLED[style],
+            "audit_chain",
+            (("resource_pk", "bigint"),),
+            _LINK_KEY,
             [(written.pk, row.chain, row.seq) for row, written in zip(rows, stored, strict=True)],
+            also="body = NULL",
         )
         return len(rows)
 
@@ -356,16 +352,19 @@ class AuditLog:
                 )
             )
             heads[chain] = (seq + 1, digest)
-        execute_many(conn, _INSERT_LINK[style], links)
+        insert_rows(conn, "audit_chain", _LINK_COLUMNS, links)
         ordered = sorted(heads.items())
-        execute_many(
+        insert_rows(
             conn,
-            _INSERT_HEAD[style],
+            "audit_chain_head",
+            _HEAD_COLUMNS,
             [(chain, seq, digest) for chain, (seq, digest) in ordered if chain not in existing],
         )
-        execute_many(
+        update_rows(
             conn,
-            _MOVE_HEAD[style],
+            "audit_chain_head",
+            (("seq", "bigint"), ("hash", "varchar")),
+            _CHAIN_KEY,
             [(seq, digest, chain) for chain, (seq, digest) in ordered if chain in existing],
         )
 

@@ -8,12 +8,13 @@ must be what the driver takes as they are: no type of SQLAlchemy's converts them
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
 
-__all__ = ["DRIVER_STATEMENTS", "execute_many", "fetch_all"]
+__all__ = ["DRIVER_STATEMENTS", "execute_many", "fetch_all", "insert_rows", "update_rows"]
 
 # Observers of the statements ``execute_many`` and ``fetch_all`` send past SQLAlchemy, whose
 # ``before_cursor_execute`` event does not see them: tests count a batch's statements.
@@ -55,3 +56,88 @@ def fetch_all(conn: Connection, sql: str, params: Sequence[Any] | Mapping[str, A
         return list(cursor.fetchall())
     finally:
         cursor.close()
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 (callers' names)
+
+
+def insert_rows(
+    conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert ``rows`` (values in the order of ``columns``) into ``table``, in ``conn``'s
+    transaction. SQLite runs one INSERT per row: in process, a row costs little more than
+    its B-tree pages. PostgreSQL takes them all in one ``COPY``: an INSERT per row cost its
+    backend an executor start and end each, most of what settling a record cost there
+    (docs/performance.md). ``table`` and ``columns`` are the caller's own names, never input."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        execute_many(conn, _insert_sql(table, columns), rows)
+        return
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    for observe in DRIVER_STATEMENTS:
+        observe(sql)
+    _begun(conn)
+    cursor = conn.connection.cursor()
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()
+
+
+def update_rows(
+    conn: Connection,
+    table: str,
+    columns: tuple[tuple[str, str], ...],
+    keys: tuple[tuple[str, str], ...],
+    rows: Sequence[Sequence[Any]],
+    *,
+    also: str = "",
+) -> None:
+    """Set ``columns`` of the rows of ``table`` that match ``keys``: each of ``rows`` holds
+    the new values, then the keys' values; ``also`` is a further fixed assignment
+    (``body = NULL``). Columns and keys are (name, PostgreSQL type) pairs, the caller's own
+    names. SQLite runs one UPDATE per row; PostgreSQL one UPDATE over the rows as arrays
+    (``unnest``), for the reason of :func:`insert_rows`."""
+    if not rows:
+        return
+    sql = _update_sql(conn.dialect.name == "postgresql", table, columns, keys, also)
+    if conn.dialect.name != "postgresql":
+        execute_many(conn, sql, rows)
+        return
+    for observe in DRIVER_STATEMENTS:
+        observe(sql)
+    _begun(conn)
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, [list(values) for values in zip(*rows, strict=True)])
+    finally:
+        cursor.close()
+
+
+@functools.cache
+def _update_sql(
+    postgres: bool,
+    table: str,
+    columns: tuple[tuple[str, str], ...],
+    keys: tuple[tuple[str, str], ...],
+    also: str,
+) -> str:
+    assignments = [f"{name} = {'v.' + name if postgres else '?'}" for name, _ in columns]
+    assignments += [also] if also else []
+    if not postgres:
+        where = " AND ".join(f"{name} = ?" for name, _ in keys)
+        return f"UPDATE {table} SET {', '.join(assignments)} WHERE {where}"  # noqa: S608
+    every = (*columns, *keys)
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in every)
+    names = ", ".join(name for name, _ in every)
+    where = " AND ".join(f"{table}.{name} = v.{name}" for name, _ in keys)
+    return (
+        f"UPDATE {table} SET {', '.join(assignments)}"  # noqa: S608 (the caller's names)
+        f" FROM unnest({arrays}) AS v({names}) WHERE {where}"
+    )

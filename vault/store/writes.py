@@ -20,7 +20,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from vault.kernel.crypto import new_data_key, seal_body
 from vault.kernel.db import InList, table_of
-from vault.kernel.driver import execute_many, fetch_all
+from vault.kernel.driver import fetch_all, insert_rows
 from vault.kernel.errors import Unprocessable
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import Runtime, now_micros
@@ -229,13 +229,13 @@ def insert_sealed(
         stored.append(
             Stored(spec.name, resource_id, 1, now, False, plaintext, prepared.patient_id, pk)
         )
-    for table, many in (
-        ("fhir_version", versions),
-        ("search_token", tokens),
-        ("search_reference", refs),
-        ("search_date", dates),
+    for table, columns, many in (
+        ("fhir_version", _VERSION_COLUMNS, versions),
+        ("search_token", _TOKEN_COLUMNS, tokens),
+        ("search_reference", _REFERENCE_COLUMNS, refs),
+        ("search_date", _DATE_COLUMNS, dates),
     ):
-        execute_many(conn, _INSERT_SQL[style][table], many)
+        insert_rows(conn, table, columns, many)
     return stored
 
 
@@ -264,21 +264,6 @@ _DATE_COLUMNS = ("resource_pk", "resource_type", "patient_id", "param", "low", "
 
 def _placeholders(style: str, count: int) -> str:
     return "(" + ", ".join([style] * count) + ")"
-
-
-# The statements, in each driver's parameter style, from this module's names only.
-_INSERT_SQL = {
-    style: {
-        table: f"INSERT INTO {table} ({', '.join(columns)}) VALUES {_placeholders(style, len(columns))}"  # noqa: E501, S608
-        for table, columns in (
-            ("fhir_version", _VERSION_COLUMNS),
-            ("search_token", _TOKEN_COLUMNS),
-            ("search_reference", _REFERENCE_COLUMNS),
-            ("search_date", _DATE_COLUMNS),
-        )
-    }
-    for style in ("?", "%s")
-}
 
 
 @functools.lru_cache(maxsize=64)
