@@ -118,5 +118,19 @@ def parse_date_range(text: str) -> tuple[int, int]:
 
 
 def format_instant(micros: int) -> str:
-    moment = _EPOCH + timedelta(microseconds=micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}"[:3] + "Z"
+    """``2026-11-01T10:00:00.123Z``: a FHIR instant in milliseconds, UTC.
+
+    Every access-log record formats two (``recorded``, ``meta.lastUpdated``): the part up
+    to the second is kept from the last call, which is nearly always the same second, so
+    ``strftime`` runs once a second instead of each time."""
+    global _last_second  # one tuple: threads read and replace it whole
+    seconds, fraction = divmod(micros, 1_000_000)
+    last = _last_second
+    if last[0] != seconds:
+        moment = _EPOCH + timedelta(seconds=seconds)
+        last = (seconds, moment.strftime("%Y-%m-%dT%H:%M:%S."))
+        _last_second = last
+    return f"{last[1]}{fraction // 1000:03d}Z"
+
+
+_last_second: tuple[int | None, str] = (None, "")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vault.fhir.resources import validate_resource
 from vault.kernel.errors import BadRequest
@@ -122,6 +124,16 @@ def test_format_instant_is_a_fhir_instant_in_milliseconds() -> None:
     value = micros(2026, 11, 1, 10, 0, 0) + 123_456
     assert format_instant(value) == "2026-11-01T10:00:00.123Z"
     assert parse_date_range(format_instant(value))[0] == value - 456
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(-(10**16), 2 * 10**17), min_size=1, max_size=4))
+def test_format_instant_keeps_the_second_it_formatted_last_correctly(values: list[int]) -> None:
+    # Each value, its neighbours in the same second and the next one, in any order.
+    for value in [v + step for v in values for step in (0, 1, 999_999, 1_000_000, -1)]:
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+        expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        assert format_instant(value) == expected
 
 
 @pytest.mark.parametrize(
