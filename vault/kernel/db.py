@@ -446,10 +446,12 @@ class Database:
 
 
 _BUSY_TIMEOUT_MS = 30_000
-_RESTART_TRIES = 50  # RESTART checkpoints tried, this far apart (``_checkpoint``)
-_RESTART_PAUSE = 0.002
-_RESTART_LEFT_FRAMES = 256  # ... and at most this much is left for it to copy
+# ``Database._checkpoint``: PASSIVE rounds until at most this much is left to copy ...
 _CATCH_UP_ROUNDS = 8
+_RESTART_LEFT_FRAMES = 256
+# ... then RESTART checkpoints tried, this far apart.
+_RESTART_TRIES = 50
+_RESTART_PAUSE = 0.002
 
 
 def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:

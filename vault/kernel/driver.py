@@ -3,20 +3,23 @@
 For the hottest writes (the access log's inserts): SQLAlchemy Core's per-row parameter
 processing cost more than the statements themselves (docs/performance.md). The SQL is in
 the driver's parameter style (:attr:`vault.kernel.db.Database.paramstyle`), and the values
-must be what the driver takes as they are: no type of SQLAlchemy's converts them.
+must be what the driver takes as they are: no type of SQLAlchemy's converts them. A batch
+of rows (:func:`insert_rows`, :func:`update_rows`) is one statement per row on SQLite and
+one statement for all of them on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
 
 __all__ = ["DRIVER_STATEMENTS", "execute_many", "fetch_all", "insert_rows", "update_rows"]
 
-# Observers of the statements ``execute_many`` and ``fetch_all`` send past SQLAlchemy, whose
+# Observers of the statements this module sends past SQLAlchemy, whose
 # ``before_cursor_execute`` event does not see them: tests count a batch's statements.
 DRIVER_STATEMENTS: list[Callable[[str], None]] = []
 
@@ -31,31 +34,32 @@ def _begun(conn: Connection) -> None:
         conn.begin()
 
 
+@contextmanager
+def _cursor(conn: Connection, sql: str) -> Iterator[Any]:
+    """The driver's own cursor for ``sql``, in ``conn``'s transaction; observed, closed after."""
+    for observe in DRIVER_STATEMENTS:
+        observe(sql)
+    _begun(conn)
+    cursor = conn.connection.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
 def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """``sql`` once per row through the driver's own cursor, in ``conn``'s transaction."""
     if not rows:
         return
-    for observe in DRIVER_STATEMENTS:
-        observe(sql)
-    _begun(conn)
-    cursor = conn.connection.cursor()
-    try:
+    with _cursor(conn, sql) as cursor:
         cursor.executemany(sql, rows)
-    finally:
-        cursor.close()
 
 
 def fetch_all(conn: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
     """Every row of one statement through the driver's own cursor (see :func:`execute_many`)."""
-    for observe in DRIVER_STATEMENTS:
-        observe(sql)
-    _begun(conn)
-    cursor = conn.connection.cursor()
-    try:
+    with _cursor(conn, sql) as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
-    finally:
-        cursor.close()
 
 
 @functools.cache
@@ -78,16 +82,9 @@ def insert_rows(
         execute_many(conn, _insert_sql(table, columns), rows)
         return
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    for observe in DRIVER_STATEMENTS:
-        observe(sql)
-    _begun(conn)
-    cursor = conn.connection.cursor()
-    try:
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-    finally:
-        cursor.close()
+    with _cursor(conn, sql) as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def update_rows(
@@ -110,14 +107,8 @@ def update_rows(
     if conn.dialect.name != "postgresql":
         execute_many(conn, sql, rows)
         return
-    for observe in DRIVER_STATEMENTS:
-        observe(sql)
-    _begun(conn)
-    cursor = conn.connection.cursor()
-    try:
+    with _cursor(conn, sql) as cursor:
         cursor.execute(sql, [list(values) for values in zip(*rows, strict=True)])
-    finally:
-        cursor.close()
 
 
 @functools.cache

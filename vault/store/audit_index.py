@@ -11,7 +11,7 @@ once per process.
 It gives the same rows as ``writes.index_rows`` or none at all: any document that is not
 of that shape (an element it does not know, a value of another type, a code outside the
 fixed lists) returns None, and the caller takes the generic path.
-``tests/unit/store/test_audit_index.py`` holds the two side by side.
+``tests/unit/test_audit_index.py`` holds the two side by side.
 """
 
 from __future__ import annotations
@@ -60,12 +60,11 @@ def audit_event_rows(
     meta = data.get("meta")  # its security labels are indexed (``_security``): not here
     if meta is not None and (not isinstance(meta, dict) or "security" in meta):
         return None
-    kind, action, outcome, recorded = (
-        data.get("type"),
-        data.get("action"),
-        data.get("outcome"),
-        data.get("recorded"),
-    )
+    # JSON values of any type until checked below.
+    kind: Any = data.get("type")
+    action: Any = data.get("action")
+    outcome: Any = data.get("outcome")
+    recorded: Any = data.get("recorded")
     if (
         not isinstance(kind, dict)
         or set(kind) - {"system", "code", "display"}
