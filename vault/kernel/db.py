@@ -396,20 +396,22 @@ class Database:
         steady load commits while the checkpoint runs. So the WAL grew by every commit,
         3.4 GB in 80 seconds of partner reads (docs/performance.md), and every commit paid
         for a longer file. Past ``wal_restart_frames`` a RESTART checkpoint follows: it
-        holds new writes back until the readers of the older frames are done, then the
-        next write starts at the WAL's beginning. It is tried until it finds no writer
-        and no reader of the older frames (``_RESTART_TRIES``), and again next round.
+        holds new writes back while it copies what is left, then the next write starts at
+        the WAL's beginning. It is tried until it finds no writer and no reader of the
+        older frames (``_RESTART_TRIES``), and again next round.
 
-        Each RESTART stalls the writes for tens of milliseconds, so the bound is high: at
-        16 MiB the stalls of one a second doubled a partner read's p99. The WAL file keeps
-        the length it reached (about the bound plus a second of writes); cutting it back
-        (``journal_size_limit``) made the first commit after each restart pay for that."""
+        Each RESTART still holds the writes back for a moment, so the bound is high: at
+        16 MiB, with SQLite's busy handler, the stalls of one a second (20 to 70 ms each)
+        quadrupled a partner read's p99. The WAL file keeps the length it reached (about
+        the bound plus a second of writes); cutting it back (``journal_size_limit``) made
+        the first commit after each restart pay for that."""
         _, frames, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
         if frames <= self._wal_restart_frames:
             return
         # What was committed while that ran is copied the same way, until little is left
         # (or a few rounds have passed): the RESTART holds writes back while it copies the
-        # rest.
+        # rest. A round's figures are of the WAL as it found it, so the first round's say
+        # nothing of what came during its long copy: at least one more round always runs.
         for _ in range(_CATCH_UP_ROUNDS):
             _, frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
             if frames - copied <= _RESTART_LEFT_FRAMES:
