@@ -25,10 +25,9 @@ record (never a way to run the vault). ``--sustained`` measures what a read cost
 steady load: a vault that never idles settles its records into AuditEvent resources once
 more than ``_MAX_WAITING`` wait (``audit/log.py``), so every record is settled in the end;
 this sets that bound to 256, and every round pays for settling its own records, in the
-writer's full batches. Without it a
-round pays only for what the writer settles meanwhile, which depends on the rounds before
-(the best round usually none). Pin it to one core (``taskset -c 0``) to compare
-with a server pinned the same way.
+writer's full batches. Without it a round pays only for what the writer settles
+meanwhile, which depends on the rounds before (the best round usually none). Pin it to one
+core (``taskset -c 0``) to compare with a server pinned the same way.
 
 With ``--database-url`` (a PostgreSQL server) the data go to a database of their own,
 dropped at the end, and the CPU of that database's backends is printed beside the
