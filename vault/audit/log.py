@@ -27,7 +27,6 @@ cannot be written fails only the request it belongs to.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import queue
 import threading
@@ -60,7 +59,7 @@ from vault.audit.waiting import CLOSE, Pending, finish
 from vault.consent.access import AccessContext
 from vault.consent.family import families_of
 from vault.kernel.db import table_of
-from vault.kernel.driver import fetch_all, insert_rows, update_rows
+from vault.kernel.driver import fetch_in, insert_rows, update_rows
 from vault.kernel.metrics import count_decisions, group_committed
 from vault.store.models import SHARED_OWNER, DataKey, ResourceRow
 from vault.store.reads import open_sealed
@@ -120,14 +119,10 @@ _CHAIN_KEY = (("chain", "varchar"),)
 _LINK_KEY = (("chain", "varchar"), ("seq", "bigint"))
 
 
-@functools.cache
-def _heads_sql(style: str, size: int, *, lock: bool) -> str:
-    """The heads of ``size`` chains, sorted, so two transactions lock the heads they share in
-    the same order (no deadlock); ``FOR UPDATE`` on PostgreSQL. Sizes are powers of two, as
-    with ``kernel/db.InList``: a few statements for PostgreSQL to prepare, not one per size."""
-    marks = ", ".join([style] * size)
-    sql = f"SELECT chain, seq, hash FROM audit_chain_head WHERE chain IN ({marks}) ORDER BY chain"  # noqa: S608 (no input)
-    return sql + " FOR UPDATE" if lock else sql
+# The heads of a batch's chains, sorted, so two transactions lock the heads they share in the
+# same order (no deadlock); ``FOR UPDATE`` on PostgreSQL.
+_HEADS = "SELECT chain, seq, hash FROM audit_chain_head WHERE chain IN ({in}) ORDER BY chain"
+_HEADS_LOCKED = _HEADS + " FOR UPDATE"
 
 
 # The data key a chain's records are sealed under: the inwoner's, or the shared one.
@@ -220,34 +215,35 @@ class AuditLog:
         query = query.order_by(_LINK.c.chain, _LINK.c.seq).limit(limit)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(of=_LINK)
-        rows = conn.execute(query).all()
+        # Unpacked as tuples: a Row's attributes cost the writer more than the select.
+        rows: list[tuple[str, int, str, int, bytes]] = [tuple(r) for r in conn.execute(query)]
         if not rows:
             return 0
-        keys = data_keys(conn, {owner_of(row.chain) for row in rows})
+        keys = data_keys(conn, {owner_of(chain) for chain, *_ in rows})
         items: list[Prepared] = []
         sealed: list[tuple[int, bytes, bytes]] = []
-        for row in rows:
-            key = keys[owner_of(row.chain)]
-            patient_id = None if row.chain == VAULT_CHAIN else row.chain
+        for chain, _, resource_id, last_updated, body in rows:
+            key = keys[owner_of(chain)]
+            patient_id = None if chain == VAULT_CHAIN else chain
             plaintext = open_sealed(
                 self._rt,
                 resource_type="AuditEvent",
-                resource_id=row.resource_id,
+                resource_id=resource_id,
                 version=1,
                 patient_id=patient_id,
-                sealed=row.body,
+                sealed=body,
                 wrapped=key.wrapped,
                 key_id=key.master_key_id,
             )
             items.append(Prepared(_AUDIT_EVENT, orjson.loads(plaintext), patient_id))
-            sealed.append((row.last_updated, plaintext, row.body))
+            sealed.append((last_updated, plaintext, body))
         stored = insert_sealed(self._rt, conn, items, sealed)
         update_rows(
             conn,
             "audit_chain",
             (("resource_pk", "bigint"),),
             _LINK_KEY,
-            [(written.pk, row.chain, row.seq) for row, written in zip(rows, stored, strict=True)],
+            [(done.pk, chain, seq) for (chain, seq, *_), done in zip(rows, stored, strict=True)],
             also="body = NULL",
         )
         return len(rows)
@@ -321,13 +317,8 @@ class AuditLog:
         """Link each sealed record (``seal_new``) to the one before it in its chain, then move
         the heads."""
         chains = [r.patient_id or VAULT_CHAIN for r in batch]
-        style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        distinct = sorted(set(chains))
-        size = 1 << (len(distinct) - 1).bit_length()
-        found = fetch_all(
-            conn,
-            _heads_sql(style, size, lock=conn.dialect.name == "postgresql"),
-            [distinct[min(i, len(distinct) - 1)] for i in range(size)],
+        found = fetch_in(
+            conn, _HEADS_LOCKED if conn.dialect.name == "postgresql" else _HEADS, chains
         )
         heads: dict[str, tuple[int, str]] = {chain: (seq, digest) for chain, seq, digest in found}
         existing = set(heads)

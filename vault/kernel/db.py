@@ -26,23 +26,20 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import psycopg
 from sqlalchemy import (
     BigInteger,
-    BindParameter,
     Connection,
     Dialect,
     Engine,
     Integer,
     LargeBinary,
-    Select,
     String,
     Table,
-    bindparam,
     create_engine,
     make_url,
 )
@@ -57,7 +54,6 @@ __all__ = [
     "Blob",
     "Database",
     "FhirId",
-    "InList",
     "Micros",
     "PatientId",
     "Pk",
@@ -191,31 +187,6 @@ def _settle(answers: list[tuple[Any, ...]]) -> None:
             future.set_exception(error)
         else:
             future.set_result(result)
-
-
-class InList:
-    """A select with ``column IN (…)`` for any number of values, built once per size.
-
-    SQLAlchemy's expanding IN parameter renders the SQL again at every execution, which cost
-    the access log's batch more than the selects themselves. Here ``build`` gets a list of
-    bind parameters; one statement is kept per power-of-two length, and a shorter list of
-    values is padded with its last value (a repeat changes nothing in IN).
-    """
-
-    def __init__(self, build: Callable[[list[BindParameter[Any]]], Select[Any]]) -> None:
-        self._build = build
-        self._by_size: dict[int, Select[Any]] = {}
-
-    def bind(self, values: Iterable[Any]) -> tuple[Select[Any], dict[str, Any]]:
-        """The statement for these values (at least one) and its parameters."""
-        distinct = sorted(set(values))
-        size = 1 << (len(distinct) - 1).bit_length()
-        stmt = self._by_size.get(size)
-        if stmt is None:
-            stmt = self._build([bindparam(f"in_{i}") for i in range(size)])
-            self._by_size[size] = stmt
-        last = len(distinct) - 1
-        return stmt, {f"in_{i}": distinct[min(i, last)] for i in range(size)}
 
 
 class Database:

@@ -11,13 +11,20 @@ one statement for all of them on PostgreSQL.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
 
-__all__ = ["DRIVER_STATEMENTS", "execute_many", "fetch_all", "insert_rows", "update_rows"]
+__all__ = [
+    "DRIVER_STATEMENTS",
+    "execute_many",
+    "fetch_all",
+    "fetch_in",
+    "insert_rows",
+    "update_rows",
+]
 
 # Observers of the statements this module sends past SQLAlchemy, whose
 # ``before_cursor_execute`` event does not see them: tests count a batch's statements.
@@ -60,6 +67,26 @@ def fetch_all(conn: Connection, sql: str, params: Sequence[Any] | Mapping[str, A
     with _cursor(conn, sql) as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
+
+
+def fetch_in(conn: Connection, template: str, values: Iterable[Any]) -> list[Any]:
+    """Every row of ``template`` with its one ``{in}`` written as a list of these values'
+    marks (``IN ({in})``), through the driver's own cursor.
+
+    The values are sorted and their repeats dropped; the list is padded with the last one to
+    a power of two (a repeat changes nothing in IN), so a database prepares a few statements,
+    not one per length. At least one value; ``template`` is the caller's own SQL, never
+    input."""
+    distinct = sorted(set(values))
+    size = 1 << (len(distinct) - 1).bit_length()
+    last = len(distinct) - 1
+    sql = _in_sql(template, conn.dialect.paramstyle == "qmark", size)
+    return fetch_all(conn, sql, [distinct[min(i, last)] for i in range(size)])
+
+
+@functools.cache
+def _in_sql(template: str, qmark: bool, size: int) -> str:
+    return template.replace("{in}", ", ".join(["?" if qmark else "%s"] * size))
 
 
 @functools.cache

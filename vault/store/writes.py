@@ -13,14 +13,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from vault.kernel.crypto import new_data_key, seal_body
-from vault.kernel.db import InList, table_of
-from vault.kernel.driver import fetch_all, insert_rows
+from vault.kernel.db import table_of
+from vault.kernel.driver import fetch_all, fetch_in, insert_rows
 from vault.kernel.errors import Unprocessable
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import Runtime, now_micros
@@ -72,9 +72,17 @@ _INSERT_TOKENS = insert(table_of(SearchToken))
 _INSERT_REFERENCES = insert(table_of(SearchReference))
 _INSERT_DATES = insert(table_of(SearchDate))
 DATA_KEY = select(K.wrapped, K.master_key_id).where(K.owner == bindparam("owner"))
-_DATA_KEYS = InList(
-    lambda owners: select(K.owner, K.wrapped, K.master_key_id).where(K.owner.in_(owners))
-)
+# Through the driver (``fetch_in``): every access-log batch reads its owners' keys, and
+# SQLAlchemy's compiling and rows cost a group commit more than the select itself.
+_DATA_KEYS = "SELECT owner, wrapped, master_key_id FROM data_key WHERE owner IN ({in})"
+
+
+class KeyRow(NamedTuple):
+    """One owner's ``data_key`` row, as :func:`data_keys` gives it."""
+
+    owner: str
+    wrapped: bytes | None  # None once the owner was erased (crypto-shredded)
+    master_key_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,12 +436,12 @@ def write_internal(
     return stored
 
 
-def data_keys(conn: Connection, owners: Iterable[str]) -> dict[str, Any]:
+def data_keys(conn: Connection, owners: Iterable[str]) -> dict[str, KeyRow]:
     """The ``data_key`` rows (owner, wrapped, master_key_id) of these owners, by owner.
 
     An owner without a row is missing; an erased one has ``wrapped`` None.
     """
-    return {row.owner: row for row in conn.execute(*_DATA_KEYS.bind(owners))}
+    return {row[0]: KeyRow(*row) for row in fetch_in(conn, _DATA_KEYS, owners)}
 
 
 def write_internal_many(
