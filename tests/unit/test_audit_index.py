@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from vault.audit.record import _ACTIONS, AuditRecord
 from vault.kernel.crypto import BlindIndex
-from vault.store.audit_index import audit_event_rows
+from vault.kernel.fhirdata import format_instant, parse_date_range
+from vault.store.audit_index import audit_event_rows, recorded_range
 from vault.store.registry import RESOURCE_TYPES
 from vault.store.writes import (
     _DATE_COLUMNS,
@@ -143,3 +144,30 @@ def test_a_code_is_hashed_as_any_token() -> None:
     blind = BlindIndex(b"q" * 32)
     assert blind.token_of_code("R") == blind.token("R")
     assert blind.token_of_code("R") == blind.token("R")  # kept, and still the same
+
+
+instants = st.integers(0, 253_402_300_799_999_999).map(format_instant)
+# Texts near the access log's form that it never writes: each must be parsed in full.
+near_instants = st.one_of(
+    instants,
+    instants.map(lambda t: t[:-1] + "+00:00"),
+    instants.map(lambda t: t[:20] + "5" + t[21:]),
+    instants.map(lambda t: t[:17] + "60" + t[19:]),  # a leap second, read as 59
+    instants.map(lambda t: t[:20] + "1٣4Z"),  # not ASCII digits
+    instants.map(lambda t: t[:19] + "Z"),
+    instants.map(lambda t: t[:20] + "12Z"),
+    st.sampled_from(["2024", "2024-03", "2024-03-01", "2024-03-01T10:00Z"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(near_instants, min_size=1, max_size=8))
+def test_a_recorded_instant_has_the_range_a_full_parse_gives(texts: list[str]) -> None:
+    # In sequence, so a text may fall in the second the one before it left behind.
+    for text in texts:
+        for same_second in (text, text[:20] + "999Z" if len(text) == 24 else text):
+            try:
+                expected = parse_date_range(same_second)
+            except ValueError:
+                continue
+            assert recorded_range(same_second) == expected
