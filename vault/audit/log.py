@@ -215,8 +215,9 @@ class AuditLog:
         query = query.order_by(_LINK.c.chain, _LINK.c.seq).limit(limit)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(of=_LINK)
-        # Unpacked as tuples: a Row's attributes cost the writer more than the select.
-        rows: list[tuple[str, int, str, int, bytes]] = [tuple(r) for r in conn.execute(query)]
+        # Fetched at once and unpacked: a Row's attributes, and fetching row by row, cost the
+        # writer more than the select.
+        rows: Sequence[Any] = conn.execute(query).all()
         if not rows:
             return 0
         keys = data_keys(conn, {owner_of(chain) for chain, *_ in rows})
