@@ -202,6 +202,7 @@ def test_records_are_named_in_the_order_they_are_written(runtime: Runtime) -> No
         assert started_ms <= parsed.int >> 80 <= ended_ms
     many = [record_id() for _ in range(2000)]
     assert len(set(many)) == len(many)  # 74 random bits below the milliseconds
+    assert all(str(uuid.UUID(ident)) == ident for ident in many)  # uuid's own text
 
 
 def test_waiting_requests_are_appended_as_one_batch_in_request_order(runtime: Runtime) -> None:
