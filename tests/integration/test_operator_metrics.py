@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import metrics, trace
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
@@ -122,3 +124,44 @@ def test_metrics_count_routes_decisions_and_queues_without_ids(
     exposition = httpx.get(metered.url + "/metrics", timeout=30).text
     for identifier in (inwoner, other, mine):
         assert identifier not in exposition
+
+
+class _Recording(trace.TracerProvider):
+    """A tracer provider as an environment's OpenTelemetry set-up would install (not a
+    no-op one, which FastAPI skips): it notes every tracer asked of it, as FastAPI asks for
+    one before its first span."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get_tracer(self, instrumenting_module_name: str, *args: Any, **kwargs: Any) -> Any:
+        self.asked.append(instrumenting_module_name)
+        return trace.NoOpTracer()
+
+
+class _RecordingMeters(metrics.MeterProvider):
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get_meter(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.asked.append(name)
+        return metrics.NoOpMeter(name)
+
+
+def test_no_request_reaches_an_opentelemetry_provider_set_for_the_process(
+    server: ServerThread, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A span names the request's URL (a search names the inwoner), and FastAPI's own logs
+    carry stack traces: with providers configured for the whole process, as an operator's
+    OpenTelemetry set-up does, no request of the vault reaches them."""
+    tracers, meters = _Recording(), _RecordingMeters()
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", tracers)
+    monkeypatch.setattr(metrics._internal, "_METER_PROVIDER", meters)
+    inwoner = str(create(client, patient())["id"])
+    mine = str(create(client, goal(patient_id=inwoner))["id"])
+    assert client.get(f"/Goal/{mine}").status_code == 200
+    assert client.get("/Goal", params={"patient": inwoner}).status_code == 200
+    assert client.get("/Goal", params={"nonsense": "1"}).status_code == 400
+    assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
+    assert tracers.asked == []
+    assert meters.asked == []

@@ -63,9 +63,10 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
 
-# Bound label lookups once: the plain read counts with no dictionary work per request.
-_PLAIN_LATENCY = LATENCY.labels(route=PLAIN_READ_ROUTE)
-_plain_counts: dict[int, Any] = {}
+# Bound label lookups once: ``labels()`` checks and locks on every call, a tenth of a
+# search's time on the event loop (docs/performance.md). Route templates and statuses are
+# few, so the children are kept: (route, status) -> (count, latency).
+_children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
 
 def _route_of(scope: Scope) -> str:
@@ -93,18 +94,15 @@ async def served(
         await app(scope, receive, sending, *args)
     finally:
         elapsed = time.perf_counter() - started
-        if plain:
-            counter = _plain_counts.get(status)
-            if counter is None:
-                counter = _plain_counts[status] = REQUESTS.labels(
-                    route=PLAIN_READ_ROUTE, status=str(status)
-                )
-            counter.inc()
-            _PLAIN_LATENCY.observe(elapsed)
-        else:
-            route = _route_of(scope)
-            REQUESTS.labels(route=route, status=str(status)).inc()
-            LATENCY.labels(route=route).observe(elapsed)
+        route = PLAIN_READ_ROUTE if plain else _route_of(scope)
+        children = _children.get((route, status))
+        if children is None:
+            children = _children[(route, status)] = (
+                REQUESTS.labels(route=route, status=str(status)),
+                LATENCY.labels(route=route),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
 
 
 class _DatabaseGauges:
