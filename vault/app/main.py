@@ -89,12 +89,13 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        # FastAPI's own OpenTelemetry stays off, whatever the environment configures: its
-        # spans carry the request's URL (a search names the inwoner) and its logs carry
-        # exception messages and stack traces, none of which may leave the vault. What an
-        # operator watches is /metrics (docs/operating.md). Off, it also costs nothing per
-        # request: asking whether it is on cost 3 to 5 µs (docs/performance.md).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's own OpenTelemetry stays off, whatever the environment configures
+        # (FASTAPI_OTEL_AUTO_CONFIGURE included): its spans carry the request's query (a
+        # search names the inwoner) and its logs carry exception messages and stack traces,
+        # none of which may leave the vault. What an operator watches is /metrics
+        # (docs/operating.md). Off, it also costs nothing per request: asking whether it is
+        # on cost 3 to 5 µs (docs/performance.md).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.settings = settings
     if runtime is not None:
