@@ -459,9 +459,10 @@ def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
 
 
 def _begin(conn: Connection, statement: str) -> None:
-    """``statement`` on the driver's connection: through ``exec_driver_sql`` a BEGIN cost a
-    read's transaction 8 µs of SQLAlchemy's execution machinery, twice SQLite's own work
-    (docs/performance.md). The pool's rollback on return still ends whatever it began."""
+    """``statement`` on the driver's cursor: through ``exec_driver_sql`` a BEGIN cost a read
+    block about 8 µs of SQLAlchemy's execution machinery, more than the whole block costs on
+    a bare ``sqlite3`` connection (docs/performance.md). The pool's rollback on return still
+    ends whatever it began."""
     cursor = conn.connection.cursor()
     try:
         cursor.execute(statement)
