@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry import metrics, trace
+from opentelemetry import _logs, metrics, trace
+from opentelemetry._logs import _internal as logs_internal
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
@@ -148,15 +149,25 @@ class _RecordingMeters(metrics.MeterProvider):
         return metrics.NoOpMeter(name)
 
 
+class _RecordingLoggers(_logs.LoggerProvider):
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get_logger(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.asked.append(name)
+        return _logs.NoOpLogger(name)
+
+
 def test_no_request_reaches_an_opentelemetry_provider_set_for_the_process(
     server: ServerThread, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A span names the request's URL (a search names the inwoner), and FastAPI's own logs
     carry stack traces: with providers configured for the whole process, as an operator's
     OpenTelemetry set-up does, no request of the vault reaches them."""
-    tracers, meters = _Recording(), _RecordingMeters()
+    tracers, meters, loggers = _Recording(), _RecordingMeters(), _RecordingLoggers()
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", tracers)
     monkeypatch.setattr(metrics._internal, "_METER_PROVIDER", meters)
+    monkeypatch.setattr(logs_internal, "_LOGGER_PROVIDER", loggers)
     inwoner = str(create(client, patient())["id"])
     mine = str(create(client, goal(patient_id=inwoner))["id"])
     assert client.get(f"/Goal/{mine}").status_code == 200
@@ -165,3 +176,4 @@ def test_no_request_reaches_an_opentelemetry_provider_set_for_the_process(
     assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
     assert tracers.asked == []
     assert meters.asked == []
+    assert loggers.asked == []
