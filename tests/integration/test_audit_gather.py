@@ -152,7 +152,8 @@ def test_the_wait_for_a_request_that_never_hands_records_over_is_bounded(
 def test_closing_the_log_while_it_waits_still_commits_what_it_holds(
     runtime: Runtime, groups: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("vault.audit.log._GATHER_SECONDS", 30.0)
+    monkeypatch.setattr("vault.audit.log._GATHER_SECONDS", 60.0)
+    monkeypatch.setattr("vault.audit.log._CONFIRM_SECONDS", 5)  # how long close() waits
     anna = new_inwoner(runtime)
     groups.clear()
     log = AuditLog(runtime)
@@ -161,8 +162,8 @@ def test_closing_the_log_while_it_waits_still_commits_what_it_holds(
         waiting = in_thread(log.record, [read_by(anna, n=7)])
         taken(log)
         assert not waiting.done()
-        log.close()  # reaches the writer while it waits: the record goes first
-        waiting.result(timeout=20)
+        log.close()  # wakes the writer while it waits: the record goes first
+        waiting.result(timeout=5)
     finally:
         unexpected(mark)
     assert len(groups) == 1

@@ -30,7 +30,6 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
@@ -56,7 +55,15 @@ from vault.audit.record import (
     record_id,
 )
 from vault.audit.verify import verify_chains
-from vault.audit.waiting import CLOSE, Pending, expected, finish, handed_over
+from vault.audit.waiting import (
+    CLOSE,
+    Pending,
+    expected,
+    finish,
+    handed_over,
+    until_none_expected,
+    wake_all,
+)
 from vault.consent.access import AccessContext
 from vault.consent.family import families_of
 from vault.kernel.db import table_of
@@ -399,6 +406,7 @@ class AuditLog:
             self._closed = True
             thread = self._thread
             self._queue.put(CLOSE)
+        wake_all()  # a writer waiting for requests still being served (``_gather``)
         if thread is not None:
             thread.join(timeout=_CONFIRM_SECONDS)
 
@@ -457,19 +465,17 @@ class AuditLog:
 
     def _gather(self, batch: list[Pending]) -> bool:
         """Before a group commit: while requests are still being served that will hand
-        records over (``waiting.expecting``), wait for them, ``_GATHER_SECONDS`` at most.
-        Returns whether ``close`` was asked meanwhile (the batch is then written first)."""
-        deadline = 0.0
-        while len(batch) < self._max_batch and expected() > 0:
-            now = time.perf_counter()
-            if not deadline:
-                deadline = now + _GATHER_SECONDS
-            elif now >= deadline:
-                break
+        records over (``waiting.expecting``), wait for them, ``_GATHER_SECONDS`` at most,
+        then take what came. Returns whether ``close`` was asked meanwhile (the batch is
+        then written first)."""
+        if not expected():
+            return False
+        until_none_expected(_GATHER_SECONDS, lambda: self._closed)
+        while len(batch) < self._max_batch:
             try:
-                item = self._queue.get(timeout=deadline - now)
+                item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                return False
             if item is CLOSE:
                 return True
             batch.append(item)

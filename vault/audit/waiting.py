@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -39,6 +39,8 @@ __all__ = [
     "finish",
     "handed_over",
     "unexpected",
+    "until_none_expected",
+    "wake_all",
 ]
 
 
@@ -111,15 +113,12 @@ def _time_out(waiter: asyncio.Future[None]) -> None:
 
 class _Expected:
     """How many requests of this process may still hand the writer records (one count for
-    the process: a process serves one vault). Event loops and threads both change it."""
+    the process: a process serves one vault). Event loops and threads both change it; the
+    writer is woken once, when the last of them hands over, not at every record."""
 
     def __init__(self) -> None:
         self.count = 0
-        self.lock = threading.Lock()
-
-    def add(self, n: int) -> None:
-        with self.lock:
-            self.count += n
+        self.changed = threading.Condition(threading.Lock())
 
 
 _EXPECTED = _Expected()
@@ -133,7 +132,8 @@ def expecting() -> list[bool]:
     its context, or :func:`unexpected` with the mark returned here."""
     mark = [True]
     _MARK.set(mark)
-    _EXPECTED.add(1)
+    with _EXPECTED.changed:
+        _EXPECTED.count += 1
     return mark
 
 
@@ -146,12 +146,27 @@ def handed_over() -> None:
 
 def unexpected(mark: list[bool]) -> None:
     """The request of ``mark`` ended: no longer counted, if it still was."""
-    with _EXPECTED.lock:
+    with _EXPECTED.changed:
         if mark[0]:
             mark[0] = False
             _EXPECTED.count -= 1
+            if not _EXPECTED.count:
+                _EXPECTED.changed.notify_all()
 
 
 def expected() -> int:
     """Requests that may still hand records over (read without the lock: a hint)."""
     return _EXPECTED.count
+
+
+def until_none_expected(seconds: float, stop: Callable[[], bool]) -> None:
+    """Wait until no request is expected, ``seconds`` at most, or until ``stop()`` (checked
+    when woken: :func:`wake_all`)."""
+    with _EXPECTED.changed:
+        _EXPECTED.changed.wait_for(lambda: not _EXPECTED.count or stop(), seconds)
+
+
+def wake_all() -> None:
+    """Wake every writer waiting in :func:`until_none_expected` to check its ``stop``."""
+    with _EXPECTED.changed:
+        _EXPECTED.changed.notify_all()
