@@ -26,6 +26,7 @@ from tests.conftest import test_access as access_of
 from tests.factories import goal
 from tests.support.audit import new_inwoner, own_vault, read_by
 from vault.app.main import create_app
+from vault.app.metrics import _reads_fhir
 from vault.audit.log import AuditLog
 from vault.audit.waiting import expected, expecting, unexpected
 from vault.kernel.driver import DRIVER_STATEMENTS
@@ -205,3 +206,23 @@ def test_every_request_stops_being_expected_when_it_ends(runtime: Runtime) -> No
         assert statuses[6] == 200 and statuses[8] == 200, statuses
         assert all(status < 500 for status in statuses), statuses
         assert expected() == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "counted"),
+    [
+        ("GET", "/fhir/Goal", True),  # a search
+        ("POST", "/fhir/Goal/_search", True),
+        ("GET", "/fhir/Goal/g-1/_history", False),  # may run long: not waited for
+        ("GET", "/fhir/Patient/p-1/$everything", False),
+        ("GET", "/fhir/$export-status/job-1", False),  # polls for seconds, hands nothing over
+        ("GET", "/fhir/metadata", False),
+        ("POST", "/fhir/Goal", False),  # a write logs in its own transaction
+        ("GET", "/plan", False),  # the inwoner's page
+    ],
+)
+def test_the_writer_waits_for_searches_and_not_for_what_runs_long_or_logs_alone(
+    method: str, path: str, counted: bool
+) -> None:
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "query_string": b""}
+    assert _reads_fhir(scope) is counted

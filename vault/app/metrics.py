@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.audit.waiting import expecting, unexpected
 from vault.fhir.export_models import ExportJob
-from vault.fhir.router import plain_read
+from vault.fhir.router import plain_read, plain_search
 from vault.migrations import alembic_config
 from vault.notify.models import NotifyDelivery, NotifySubscription
 from vault.store.models import SHARED_OWNER, DataKey
@@ -84,8 +84,9 @@ async def served(
     route template and status."""
     started = time.perf_counter()
     status = 500
-    # A FHIR read or search hands the access log a record before it answers: counted, so
-    # that the log's writer waits a moment for it before a group commit (audit/waiting.py).
+    # A partner's read or search hands the access log a record before it answers: counted,
+    # so that the log's writer waits a moment for it before a group commit
+    # (audit/waiting.py).
     mark = expecting() if plain or _reads_fhir(scope) else None
 
     async def sending(message: Message) -> None:
@@ -112,11 +113,13 @@ async def served(
 
 
 def _reads_fhir(scope: Scope) -> bool:
-    """A search or read of the FHIR API: GET, or POST to ``_search``, under ``/fhir/``."""
-    path: str = scope["path"]
-    if scope["method"] == "GET":
-        return "/fhir/" in path
-    return scope["method"] == "POST" and path.endswith("/_search") and "/fhir/" in path
+    """A search of a stored type: by GET, or by POST to ``_search``. (The plain read is
+    told apart before.) Not history, ``$everything`` or an export's status, which may run
+    long or hand nothing over: the writer would wait for them in vain."""
+    if scope["method"] == "POST":
+        path: str = scope["path"]
+        return path.endswith("/_search") and "/fhir/" in path
+    return plain_search(scope) is not None
 
 
 class _DatabaseGauges:

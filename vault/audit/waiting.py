@@ -10,8 +10,8 @@ about a fifth of a partner read's time on the event loop (docs/performance.md).
 
 A group commit costs about 300 µs of CPU whatever its size, and each record adds about 40
 (``benchmarks/access_log_cpu.py``), so the writer does best to commit the records of every
-request that is about to hand some over. :func:`expecting` counts those requests: a FHIR
-read or search from its start (``app/metrics.served``) until it hands its records over
+request that is about to hand some over. :func:`expecting` counts those requests: a read
+by id or a search from its start (``app/metrics.served``) until it hands its records over
 (:func:`handed_over`) or ends. Before it commits, the writer waits a moment for them
 (``AuditLog._gather``); with nothing expected it commits at once.
 """
