@@ -26,7 +26,7 @@ from tests.conftest import test_access as access_of
 from tests.factories import goal
 from tests.support.audit import new_inwoner, own_vault, read_by
 from vault.app.main import create_app
-from vault.app.metrics import _reads_fhir
+from vault.app.metrics import _is_search
 from vault.audit.log import AuditLog
 from vault.audit.waiting import expected, expecting, unexpected
 from vault.kernel.driver import DRIVER_STATEMENTS
@@ -225,4 +225,4 @@ def test_the_writer_waits_for_searches_and_not_for_what_runs_long_or_logs_alone(
     method: str, path: str, counted: bool
 ) -> None:
     scope = {"type": "http", "method": method, "path": path, "root_path": "", "query_string": b""}
-    assert _reads_fhir(scope) is counted
+    assert _is_search(scope) is counted

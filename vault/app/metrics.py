@@ -87,7 +87,7 @@ async def served(
     # A partner's read or search hands the access log a record before it answers: counted,
     # so that the log's writer waits a moment for it before a group commit
     # (audit/waiting.py).
-    mark = expecting() if plain or _reads_fhir(scope) else None
+    mark = expecting() if plain or _is_search(scope) else None
 
     async def sending(message: Message) -> None:
         nonlocal status
@@ -112,7 +112,7 @@ async def served(
         children[1].observe(elapsed)
 
 
-def _reads_fhir(scope: Scope) -> bool:
+def _is_search(scope: Scope) -> bool:
     """A search of a stored type: by GET, or by POST to ``_search``. (The plain read is
     told apart before.) Not history, ``$everything`` or an export's status, which may run
     long or hand nothing over: the writer would wait for them in vain."""
