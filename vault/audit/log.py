@@ -22,6 +22,10 @@ requests share one commit, so an acknowledged read's record survives a kill. A b
 records costs the same ten or so statements whether it holds one record or hundreds. When
 a group's commit fails, each request in it is written again on its own, so one record that
 cannot be written fails only the request it belongs to.
+
+Over 500 lines: appending, settling and the writer thread that does both between requests
+share one log's state (its queue, its count of waiting records, its owners' cache); apart,
+each would reach into the others'.
 """
 
 from __future__ import annotations
