@@ -53,7 +53,7 @@ from typing import Any
 
 import uvloop
 from prometheus_client import REGISTRY
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -236,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
 def _main(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     global POSTGRES_DATABASE
     if not url.startswith("sqlite"):
-        POSTGRES_DATABASE = url.rsplit("/", 1)[1]
+        # Its name, not the last part of the URL: a Unix socket's URL ends in its folder
+        # (``postgresql+psycopg://postgres@/test?host=/var/run/postgresql``).
+        POSTGRES_DATABASE = make_url(url).database
     os.environ["VAULT_DATA_DIR"] = str(data_dir)
     os.environ["VAULT_DATABASE_URL"] = url
     settings = Settings.from_env()
