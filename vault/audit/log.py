@@ -449,18 +449,8 @@ class AuditLog:
             if first is CLOSE:
                 return
             self._draining = False  # a record came: the next idle moment is waited for again
-            batch, closing = [first], False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is CLOSE:
-                    closing = True
-                    break
-                batch.append(item)
-            if not closing:
-                closing = self._gather(batch)
+            batch = [first]
+            closing = self._take_queued(batch) or self._gather(batch)
             self._write_group(batch)
             if closing:
                 return
@@ -475,6 +465,11 @@ class AuditLog:
         if not expected():
             return False
         until_none_expected(_GATHER_SECONDS, lambda: self._closed)
+        return self._take_queued(batch)
+
+    def _take_queued(self, batch: list[Pending]) -> bool:
+        """Add what waits in the queue to ``batch``, up to its bound, without waiting.
+        Returns whether ``close`` was asked (the batch is then written first)."""
         while len(batch) < self._max_batch:
             try:
                 item = self._queue.get_nowait()
