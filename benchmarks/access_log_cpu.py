@@ -7,8 +7,10 @@ into their chain links, committed with ``synchronous=FULL``) and prints user and
 and wall time per record: what a batch costs whatever its size, and what each record adds.
 The last lines are what the append left for later: settling every record into its
 AuditEvent resource with its search index (``AuditLog.settle``), in transactions of
-``--settle`` records each: 32 as the writer does when idle or past its bound while busy,
-500 as a reader who may read the log or the operator does.
+``--settle`` records each: 32 as the writer does when idle or past its bound while busy
+(PostgreSQL), 500 as a reader who may read the log or the operator does. The last line is
+the other way a busy writer goes (SQLite): groups of 16 stored as AuditEvents in their own
+commit (``append(settled=True)``), to set beside an append of 16 plus its settling.
 
     python benchmarks/access_log_cpu.py [--inwoners 50] [--records 3200] [--settle 32,128,500]
 
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,37 +77,61 @@ def main(argv: list[str] | None = None) -> None:
             return
         for size in (1, 4, 16, 64):
             batches = max(1, args.records // size)
-            before = resource.getrusage(resource.RUSAGE_SELF)
-            started = time.perf_counter()
-            _batches(runtime, log, loaded, size=size, batches=batches)
-            wall = time.perf_counter() - started
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            count = batches * size
-            user = (after.ru_utime - before.ru_utime) / count * 1e6
-            system = (after.ru_stime - before.ru_stime) / count * 1e6
-            print(f"{size:>5} {user:>8.0f} {system:>9.0f} {wall / count * 1e6:>8.0f}")
+            user, system, wall, _ = _per_record(
+                lambda size=size, batches=batches: _batches(
+                    runtime, log, loaded, size=size, batches=batches
+                )
+            )
+            print(f"{size:>5} {user:>8.0f} {system:>9.0f} {wall:>8.0f}")
         # What was deferred: the records stored as AuditEvents (with their search index),
         # in transactions of each size: the writer's (32) and a reader's or the operator's
         # (500). The records of each size are appended first, in groups of 16, untimed.
         for n, size in enumerate(int(part) for part in args.settle.split(",")):
             if n:  # the first settles what the appends above left
                 _batches(runtime, log, loaded, size=16, batches=max(1, args.records // 16))
-            before = resource.getrusage(resource.RUSAGE_SELF)
-            started = time.perf_counter()
-            count = log.settle_all(batch=size)
-            wall = time.perf_counter() - started
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            user = (after.ru_utime - before.ru_utime) / count * 1e6
-            system = (after.ru_stime - before.ru_stime) / count * 1e6
+            user, system, wall, count = _per_record(lambda size=size: log.settle_all(batch=size))
             print(
-                f"{'settle':>6} {user:>7.0f} {system:>9.0f} {wall / count * 1e6:>8.0f}"
+                f"{'settle':>6} {user:>7.0f} {system:>9.0f} {wall:>8.0f}"
                 f"  ({count} records, {size} per transaction)"
             )
+        user, system, wall, count = _per_record(
+            lambda: _batches(
+                runtime, log, loaded, size=16, batches=max(1, args.records // 16), settled=True
+            )
+        )
+        print(
+            f"{'once':>6} {user:>7.0f} {system:>9.0f} {wall:>8.0f}"
+            f"  ({count} records stored as AuditEvents at once, 16 per commit)"
+        )
     finally:
         runtime.close()
 
 
-def _batches(runtime: object, log: AuditLog, loaded: object, *, size: int, batches: int) -> None:
+def _per_record(run: Callable[[], int]) -> tuple[float, float, float, int]:
+    """User CPU, system CPU and wall time in µs per record of ``run``, which returns how
+    many records it wrote; and that count."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    count = run()
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (
+        (after.ru_utime - before.ru_utime) / count * 1e6,
+        (after.ru_stime - before.ru_stime) / count * 1e6,
+        wall / count * 1e6,
+        count,
+    )
+
+
+def _batches(
+    runtime: object,
+    log: AuditLog,
+    loaded: object,
+    *,
+    size: int,
+    batches: int,
+    settled: bool = False,
+) -> int:
     patients, careplans = loaded.patients, loaded.careplans  # type: ignore[attr-defined]
     for n in range(batches):
         records = [
@@ -121,7 +148,8 @@ def _batches(runtime: object, log: AuditLog, loaded: object, *, size: int, batch
             for i in range(size)
         ]
         with runtime.db.write() as conn:  # type: ignore[attr-defined]
-            log.append(conn, records)
+            log.append(conn, records, settled=settled)
+    return batches * size
 
 
 if __name__ == "__main__":

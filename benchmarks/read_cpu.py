@@ -15,18 +15,19 @@ writer) per request, the best of ``--repeats`` rounds.
     python benchmarks/read_cpu.py --partner --database-url postgresql+psycopg://postgres@127.0.0.1/test
     python benchmarks/read_cpu.py --partner --statements   # the SQL each request sends
     python benchmarks/read_cpu.py --partner --only search   # searches only (for a profiler)
-    python benchmarks/read_cpu.py --partner --sustained     # with the settling it causes
+    python benchmarks/read_cpu.py --partner --sustained     # every record an AuditEvent
 
 ``--partner`` registers MEE Veluwe's backend client (``consent_read_search.py``), gives
 every inwoner's Consent one grant, fetches a real token from a vault server started for
 that, and sends it on every request. ``--without-access-log`` replaces the wait for the
 read's AuditEvent with nothing: it shows what the read costs apart from its access-log
 record (never a way to run the vault). ``--sustained`` measures what a read costs under
-steady load: a vault that never idles settles its records into AuditEvent resources once
-more than ``_MAX_WAITING`` wait (``audit/log.py``), so every record is settled in the end;
-this sets that bound to 256, and every round pays for settling its own records, in the
-writer's full batches. Without it a round pays only for what the writer settles
-meanwhile, which depends on the rounds before (the best round usually none). Pin it to one
+steady load: once more than ``_MAX_WAITING`` records wait (``audit/log.py``), a vault
+that never idles stores each record as an AuditEvent resource all the same, at once in its
+group commit (SQLite) or settled in the writer's batches after it (PostgreSQL); this sets
+that bound to 256, so every round pays for its own records' AuditEvents. Without it a round
+pays only for what the writer settles meanwhile, which depends on the rounds before (the
+best round usually none). Pin it to one
 core (``taskset -c 0``) to compare with a server pinned the same way.
 
 With ``--database-url`` (a PostgreSQL server) the data go to a database of their own,
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sustained",
         action="store_true",
-        help="settle each record as a vault under steady load does (see the docstring)",
+        help="store each record as an AuditEvent as a vault under steady load does (docstring)",
     )
     parser.add_argument(
         "--only", choices=("read", "search"), default="", help="measure one kind of request"
@@ -264,7 +265,7 @@ def _main(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     base.settle(runtime)
     runtime.close()
     if args.sustained:
-        log_module._MAX_WAITING = 256  # a backlog, so each settle is a full batch
+        log_module._MAX_WAITING = 256  # past it from the first round on
     if args.without_access_log:
 
         async def nothing(self: AuditLog, records: Any) -> None:
@@ -280,7 +281,7 @@ def _main(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     print(
         f"{args.inwoners} inwoners on {where}; {'partner token' if token else 'full access'}"
         f"{', without the access-log write' if args.without_access_log else ''}"
-        f"{', every record settled (sustained)' if args.sustained else ''}; "
+        f"{', every record an AuditEvent (sustained)' if args.sustained else ''}; "
         f"{args.concurrency} concurrent tasks; load average {os.getloadavg()[0]:.1f}"
     )
     uvloop.run(_run(app, args, reads, loaded.patients, token))

@@ -4,7 +4,8 @@ becomes an AuditEvent resource when it is settled (``AuditLog.settle``).
 What must hold: a waiting record verifies from its link, and a changed byte in it is found;
 settling stores the very bytes the chain was built over, with its search index, once, even
 with several settlers at once; an erased inwoner's waiting records stay sealed and never hold
-up the others; a partner's context never settles; the writer settles on its own once idle.
+up the others; a partner's context never settles; the writer settles on its own once idle;
+a record stored as an AuditEvent at once (a busy writer on SQLite) is the one settling stores.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -28,7 +30,7 @@ from vault.fhir.repository import Repository
 from vault.kernel.fhirdata import format_instant
 from vault.kernel.runtime import Runtime
 from vault.page.mydata import erase_vault
-from vault.store.models import ResourceRow
+from vault.store.models import ResourceRow, SearchDate, SearchReference, SearchToken
 
 
 @pytest.fixture(scope="module")
@@ -186,14 +188,93 @@ def test_only_a_caller_who_may_read_the_log_settles_and_only_its_own_chains(
     assert links_of(runtime, bram)[0].resource_pk is not None
 
 
+def index_rows_of(runtime: Runtime, resource_pk: int) -> dict[str, set[tuple[Any, ...]]]:
+    """A resource's search index rows, without the columns that name the resource itself."""
+    found: dict[str, set[tuple[Any, ...]]] = {}
+    for table, columns in (
+        (SearchToken, ("patient_id", "param", "system", "code_hash")),
+        (SearchReference, ("patient_id", "param", "target_type", "target_id")),
+        (SearchDate, ("patient_id", "param", "low", "high")),
+    ):
+        c = table.__table__.c
+        query = select(*(c[name] for name in columns)).where(c.resource_pk == resource_pk)
+        with runtime.db.read() as conn:
+            found[table.__tablename__] = {tuple(row) for row in conn.execute(query)}
+    return found
+
+
+def test_a_record_stored_at_once_is_what_settling_stores(runtime: Runtime) -> None:
+    """``append(settled=True)`` (the writer under steady load on SQLite) stores the same
+    AuditEvent, index rows and link as appending and settling later do."""
+    anna = new_inwoner(runtime)
+    later = read_by(anna, n=1)
+    append(runtime, [later])
+    runtime.audit.settle_all([anna])
+    with runtime.db.write() as conn:
+        runtime.audit.append(conn, [replace(later, recorded=later.recorded)], settled=True)
+
+    first, second = links_of(runtime, anna)
+    assert second.resource_pk is not None and second.body is None  # nothing waits
+    assert first.resource_pk is not None and first.body is None
+    assert index_rows_of(runtime, second.resource_pk) == index_rows_of(runtime, first.resource_pk)
+    assert all(index_rows_of(runtime, second.resource_pk).values())  # every table has rows
+    repo = Repository(runtime, AccessContext.full())
+    events = []
+    with runtime.db.read() as conn:
+        for link in (first, second):
+            stored = repo.vread(conn, "AuditEvent", link.resource_id or "", "1")
+            assert stored.last_updated == link.last_updated
+            events.append(orjson.loads(stored.body or b""))
+        query = repo.parse("AuditEvent", [("entity", "Goal/goal-1")], lenient=False)
+        found = {s.resource_id for s in repo.search(conn, query).matches}
+    for event in events:
+        del event["id"], event["meta"]
+    assert events[0] == events[1]
+    assert {first.resource_id, second.resource_id} <= found
+    assert verify_chains(runtime) == []  # the AuditEvent holds the bytes the chain was built on
+    assert runtime.audit.settle_all([anna]) == 0
+
+
+def test_where_the_writer_stores_records_at_once(runtime: Runtime) -> None:
+    """On SQLite a busy writer stores its records as AuditEvents at once; on PostgreSQL it
+    settles after its commits (``AuditLog._settled_at_once``, docs/performance.md)."""
+    assert AuditLog(runtime)._settled_at_once is runtime.db.is_sqlite  # type: ignore[attr-defined]
+
+
+def test_a_busy_writer_past_its_bound_stores_its_records_at_once(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``_MAX_WAITING`` a writer that stores at once writes each group as AuditEvents
+    in the group's own commit: the backlog grows no further, and the records before it
+    wait for an idle moment or a reader, as under the bound."""
+    monkeypatch.setattr(log_module, "_IDLE_SECONDS", 3600.0)  # never idle, in this test
+    monkeypatch.setattr(log_module, "_MAX_WAITING", 5)
+    log = AuditLog(runtime)
+    log._settled_at_once = True  # type: ignore[attr-defined]
+    anna = new_inwoner(runtime)
+
+    log.record([read_by(anna, n=n) for n in range(4)])  # 4 waiting: under the bound
+    log.record([read_by(anna, n=n) for n in range(4, 8)])  # 8: past it, after this commit
+    log.record([read_by(anna, n=n) for n in range(8, 11)])  # in a commit past the bound
+
+    links = links_of(runtime, anna)
+    assert [link.resource_pk is None for link in links] == [True] * 8 + [False] * 3
+    assert [link.body is None for link in links] == [False] * 8 + [True] * 3
+    assert audit_events_named(runtime, [link.resource_id or "" for link in links[8:]]) == 3
+    assert verify_chains(runtime) == []
+    log.close()
+
+
 def test_a_writer_that_never_idles_still_settles_past_its_bound(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A vault under constant load never idles for ``_IDLE_SECONDS``: past ``_MAX_WAITING``
-    waiting records the writer settles after its group commit all the same."""
+    waiting records a writer that does not store at once (PostgreSQL's) settles after its
+    group commit all the same."""
     monkeypatch.setattr(log_module, "_IDLE_SECONDS", 3600.0)  # never idle, in this test
     monkeypatch.setattr(log_module, "_MAX_WAITING", 5)
     log = AuditLog(runtime)
+    log._settled_at_once = False  # type: ignore[attr-defined]
     anna = new_inwoner(runtime)
 
     log.record([read_by(anna, n=n) for n in range(4)])  # 4 waiting: under the bound

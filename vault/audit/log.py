@@ -15,6 +15,9 @@ AuditEvent's version 1 will be, in one row. It becomes an AuditEvent resource, w
 version and search index, when it is settled (``AuditLog.settle``): before a caller who may
 read the log reads (``settle_for``), and whenever the log is idle. So a partner's read pays
 for one row, and the inwoner still finds every record, in the same bytes the chain holds.
+A vault under steady load never idles and pays for the resource all the same: past a
+bound of waiting records the writer settles after each commit (PostgreSQL), or stores each
+group's records as AuditEvents at once (SQLite, where that costs less than settling).
 
 Writes log in their own transaction: a failed audit write fails the request. Reads log
 through a group-commit writer: the request waits until its record is durable, and many
@@ -100,9 +103,11 @@ _SETTLE_BATCH = 500  # records settled per transaction by a reader or the operat
 # ... and by the writer thread between group commits: small, so a read that arrives while
 # it settles waits a few milliseconds at most, not the 80 ms of 500 records.
 _WRITER_BATCH = 32
-# Past this many waiting records the writer settles a batch after each group commit even
-# while busy: a burst of reads pays for one row each, a vault that never idles still keeps
-# its backlog (and a reader's wait to settle it) bounded.
+# Past this many waiting records a busy writer keeps its backlog (and a reader's wait to
+# settle it) bounded even while it never idles: a burst of reads pays for one row each, a
+# vault under steady load pays for a whole AuditEvent per read either way. On SQLite the
+# writer then stores each group's records as AuditEvents in the group's own commit
+# (``AuditLog._settled_at_once``); on PostgreSQL it settles a batch after each commit.
 _MAX_WAITING = 20_000
 log = logging.getLogger(__name__)
 
@@ -183,9 +188,19 @@ class AuditLog:
         self._waiting = 0  # about how many of them (a hint: threads add without a lock)
         self._draining = False  # idle and settling: the next batch follows at once
         self._closed = False  # ``close`` was called: no record is taken any more
+        # Past ``_MAX_WAITING``: store each group's records as AuditEvents in its own commit
+        # (SQLite), or settle a batch of the backlog after it (PostgreSQL). Measured under
+        # steady load (docs/performance.md): on SQLite, a record stored at once costs less
+        # than one appended and settled later (read again, opened, its link rewritten, in a
+        # transaction of its own); on PostgreSQL the longer group commit halved the records
+        # each commit held, and the reads cost more.
+        self._settled_at_once = runtime.db.is_sqlite
 
-    def append(self, conn: Connection, records: Iterable[AuditRecord]) -> None:
-        """Write records inside the caller's transaction, chained in the order given.
+    def append(
+        self, conn: Connection, records: Iterable[AuditRecord], *, settled: bool = False
+    ) -> None:
+        """Write records inside the caller's transaction, chained in the order given:
+        compact, waiting to be settled, or (``settled``) as AuditEvent resources at once.
 
         The whole batch goes in one pass: the same statements for one record or hundreds.
         """
@@ -209,9 +224,14 @@ class AuditLog:
             )
             for r in batch
         ]
-        self._chain(conn, batch, items, seal_new(self._rt, items, keys))
-        self._unsettled = True
-        self._waiting += len(batch)
+        sealed = seal_new(self._rt, items, keys)
+        if settled:  # the same resources and rows as ``settle`` stores from the links
+            stored = insert_sealed(self._rt, conn, items, sealed)
+            self._chain(conn, batch, items, sealed, [done.pk for done in stored])
+        else:
+            self._chain(conn, batch, items, sealed, None)
+            self._unsettled = True
+            self._waiting += len(batch)
         count_decisions(batch)
 
     def settle(
@@ -330,9 +350,11 @@ class AuditLog:
         batch: list[AuditRecord],
         items: list[Prepared],
         sealed: list[tuple[int, bytes, bytes]],
+        resource_pks: list[int] | None,
     ) -> None:
         """Link each sealed record (``seal_new``) to the one before it in its chain, then move
-        the heads."""
+        the heads. A link holds its record's sealed body until the record is an AuditEvent
+        resource (``resource_pks``, in the order of ``batch``: stored already)."""
         chains = [r.patient_id or VAULT_CHAIN for r in batch]
         found = fetch_in(
             conn, _HEADS_LOCKED if conn.dialect.name == "postgresql" else _HEADS, chains
@@ -340,8 +362,9 @@ class AuditLog:
         heads: dict[str, tuple[int, str]] = {chain: (seq, digest) for chain, seq, digest in found}
         existing = set(heads)
         links: list[tuple[Any, ...]] = []
-        for chain, record, item, (last_updated, plaintext, body) in zip(
-            chains, batch, items, sealed, strict=True
+        stored: Iterable[int | None] = resource_pks or [None] * len(batch)
+        for chain, record, item, (last_updated, plaintext, body), resource_pk in zip(
+            chains, batch, items, sealed, stored, strict=True
         ):
             seq, prev = heads.get(chain, (0, GENESIS))
             digest = link_hash(self._key, prev, plaintext)
@@ -349,14 +372,14 @@ class AuditLog:
                 (
                     chain,
                     seq + 1,
-                    None,  # resource_pk: set when the record is settled
+                    resource_pk,  # None until the record is settled
                     prev,
                     digest,
                     record.recorded,
                     1,  # version
                     item.data["id"],
                     last_updated,
-                    body,
+                    body if resource_pk is None else None,
                 )
             )
             heads[chain] = (seq + 1, digest)
@@ -451,10 +474,11 @@ class AuditLog:
             self._draining = False  # a record came: the next idle moment is waited for again
             batch = [first]
             closing = self._take_queued(batch) or self._gather(batch)
-            self._write_group(batch)
+            behind = self._waiting > _MAX_WAITING
+            self._write_group(batch, settled=behind and self._settled_at_once)
             if closing:
                 return
-            if self._waiting > _MAX_WAITING:
+            if not self._settled_at_once and self._waiting > _MAX_WAITING:
                 self._settle_some()
 
     def _gather(self, batch: list[Pending]) -> bool:
@@ -480,10 +504,11 @@ class AuditLog:
             batch.append(item)
         return False
 
-    def _write_group(self, batch: list[Pending]) -> None:
+    def _write_group(self, batch: list[Pending], *, settled: bool) -> None:
         try:
             with self._rt.db.write() as conn:
-                self.append(conn, [r for pending in batch for r in pending.records])
+                records = [r for pending in batch for r in pending.records]
+                self.append(conn, records, settled=settled)
         except Exception as exc:
             log.error("access log write failed: %s", type(exc).__name__)
             if len(batch) == 1:
