@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,9 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         for size in (1, 4, 16, 64):
             batches = max(1, args.records // size)
             user, system, wall, _ = _per_record(
-                lambda size=size, batches=batches: _batches(
-                    runtime, log, loaded, size=size, batches=batches
-                )
+                partial(_batches, runtime, log, loaded, size=size, batches=batches)
             )
             print(f"{size:>5} {user:>8.0f} {system:>9.0f} {wall:>8.0f}")
         # What was deferred: the records stored as AuditEvents (with their search index),
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         for n, size in enumerate(int(part) for part in args.settle.split(",")):
             if n:  # the first settles what the appends above left
                 _batches(runtime, log, loaded, size=16, batches=max(1, args.records // 16))
-            user, system, wall, count = _per_record(lambda size=size: log.settle_all(batch=size))
+            user, system, wall, count = _per_record(partial(log.settle_all, batch=size))
             print(
                 f"{'settle':>6} {user:>7.0f} {system:>9.0f} {wall:>8.0f}"
                 f"  ({count} records, {size} per transaction)"
