@@ -241,17 +241,25 @@ def test_where_the_writer_stores_records_at_once(runtime: Runtime) -> None:
     assert AuditLog(runtime)._settled_at_once is runtime.db.is_sqlite  # type: ignore[attr-defined]
 
 
+def busy_writer(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, *, at_once: bool
+) -> tuple[AuditLog, str]:
+    """A log whose writer never idles and is past its bound after 5 waiting records, storing
+    at once or not; and a new inwoner."""
+    monkeypatch.setattr(log_module, "_IDLE_SECONDS", 3600.0)  # never idle, in this test
+    monkeypatch.setattr(log_module, "_MAX_WAITING", 5)
+    log = AuditLog(runtime)
+    log._settled_at_once = at_once  # type: ignore[attr-defined]
+    return log, new_inwoner(runtime)
+
+
 def test_a_busy_writer_past_its_bound_stores_its_records_at_once(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past ``_MAX_WAITING`` a writer that stores at once writes each group as AuditEvents
     in the group's own commit: the backlog grows no further, and the records before it
     wait for an idle moment or a reader, as under the bound."""
-    monkeypatch.setattr(log_module, "_IDLE_SECONDS", 3600.0)  # never idle, in this test
-    monkeypatch.setattr(log_module, "_MAX_WAITING", 5)
-    log = AuditLog(runtime)
-    log._settled_at_once = True  # type: ignore[attr-defined]
-    anna = new_inwoner(runtime)
+    log, anna = busy_writer(runtime, monkeypatch, at_once=True)
 
     log.record([read_by(anna, n=n) for n in range(4)])  # 4 waiting: under the bound
     log.record([read_by(anna, n=n) for n in range(4, 8)])  # 8: past it, after this commit
@@ -271,11 +279,7 @@ def test_a_writer_that_never_idles_still_settles_past_its_bound(
     """A vault under constant load never idles for ``_IDLE_SECONDS``: past ``_MAX_WAITING``
     waiting records a writer that does not store at once (PostgreSQL's) settles after its
     group commit all the same."""
-    monkeypatch.setattr(log_module, "_IDLE_SECONDS", 3600.0)  # never idle, in this test
-    monkeypatch.setattr(log_module, "_MAX_WAITING", 5)
-    log = AuditLog(runtime)
-    log._settled_at_once = False  # type: ignore[attr-defined]
-    anna = new_inwoner(runtime)
+    log, anna = busy_writer(runtime, monkeypatch, at_once=False)
 
     log.record([read_by(anna, n=n) for n in range(4)])  # 4 waiting: under the bound
     assert [link.resource_pk for link in links_of(runtime, anna)] == [None] * 4
