@@ -15,7 +15,9 @@ actors are MEE Veluwe and N-1 other Organizations, so it compiles to exactly N g
 ``bench_access`` vault of ``fhir_read_search.py``) are measured as the baseline in the same
 run. Target: the server CPU per request stays flat (within +-15 %) as inwoners and grants
 grow, because the access decision is index lookups, not scans; the script prints the query
-plans of the partner's requests to show it.
+plans of the partner's requests to show it. After each row it prints how full the access
+log's group commits were (records per commit, from the server's ``/metrics``, which the
+servers it starts serve with ``VAULT_METRICS=on``).
 
     python benchmarks/consent_read_search.py [--inwoners 1000,10000] [--database-url URL]
                                              [--grants 1,10,100] [--duration 8]
@@ -404,6 +406,7 @@ def run_phase(
         "VAULT_DATA_DIR": str(data_dir),
         "VAULT_DATABASE_URL": url,
         "VAULT_BACKEND_TOKEN_SECONDS": str(TOKEN_SECONDS),
+        "VAULT_METRICS": "on",  # the access log's group commits, read around each row
     }
     cpus = (args.server_cpu, args.client_cpu)
     pg_name = None if url.startswith("sqlite") else make_url(url).database
@@ -428,9 +431,18 @@ def run_phase(
                 "server_pid": server.pid,
                 "postgres_database": pg_name,
             }
+            before = group_commits(server.url)
             measured = base.measure(
                 run, duration=args.duration, warmup=args.warmup, quiet=args.quiet
             )
+            after = group_commits(server.url)
+            records, commits = after[0] - before[0], after[1] - before[1]
+            if commits:
+                print(
+                    f"    access log: {records:.0f} records in {commits:.0f} group commits, "
+                    f"{records / commits:.1f} per commit (warm-up and row)",
+                    flush=True,
+                )
             rows.append(Row(inwoners, grants, endpoint, measured))
         return rows
 
@@ -462,6 +474,20 @@ def run_phase(
             check_partner(server, token, vault)
             rows += measure(server, f"partner, {level} grants", token, str(level))
     return rows
+
+
+def group_commits(url: str) -> tuple[float, float]:
+    """Records and group commits of the access log so far, from the server's ``/metrics``
+    (``vault_access_log_group_records``): how full its commits were under a row's load."""
+    status, body = base.http_get(url + "/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    found = {"sum": 0.0, "count": 0.0}
+    for line in body.decode().splitlines():
+        for kind in found:
+            if line.startswith(f"vault_access_log_group_records_{kind} "):
+                found[kind] = float(line.split()[1])
+    return found["sum"], found["count"]
 
 
 def quiesce(runtime: Runtime) -> None:
