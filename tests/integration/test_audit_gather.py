@@ -87,6 +87,24 @@ def taken(log: AuditLog) -> None:
         time.sleep(0.005)
 
 
+def log_with(
+    runtime: Runtime,
+    groups: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    gather: float,
+    confirm: int,
+) -> tuple[AuditLog, str]:
+    """A log whose writer waits up to ``gather`` seconds for requests in flight and whose
+    callers wait ``confirm`` seconds for their commit; a new inwoner, her creation's
+    commits not counted in ``groups``."""
+    monkeypatch.setattr("vault.audit.log._GATHER_SECONDS", gather)
+    monkeypatch.setattr("vault.audit.log._CONFIRM_SECONDS", confirm)
+    anna = new_inwoner(runtime)
+    groups.clear()
+    return AuditLog(runtime), anna
+
+
 def test_a_record_waits_for_a_request_still_being_served_and_is_committed_with_it(
     runtime: Runtime, groups: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,11 +135,7 @@ def test_with_no_request_being_served_a_record_is_committed_at_once(
     runtime: Runtime, groups: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A writer that waited would not confirm before the request gives up.
-    monkeypatch.setattr("vault.audit.log._GATHER_SECONDS", 60.0)
-    monkeypatch.setattr("vault.audit.log._CONFIRM_SECONDS", 10)
-    anna = new_inwoner(runtime)
-    groups.clear()
-    log = AuditLog(runtime)
+    log, anna = log_with(runtime, groups, monkeypatch, gather=60.0, confirm=10)
     try:
         assert expected() == 0
         log.record([read_by(anna, n=3)])
@@ -134,11 +148,7 @@ def test_with_no_request_being_served_a_record_is_committed_at_once(
 def test_the_wait_for_a_request_that_never_hands_records_over_is_bounded(
     runtime: Runtime, groups: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("vault.audit.log._GATHER_SECONDS", 0.2)
-    monkeypatch.setattr("vault.audit.log._CONFIRM_SECONDS", 10)
-    anna = new_inwoner(runtime)
-    groups.clear()
-    log = AuditLog(runtime)
+    log, anna = log_with(runtime, groups, monkeypatch, gather=0.2, confirm=10)
     _, mark = in_flight()  # served on and on, and never hands anything over
     try:
         log.record([read_by(anna, n=5)])
@@ -153,11 +163,8 @@ def test_the_wait_for_a_request_that_never_hands_records_over_is_bounded(
 def test_closing_the_log_while_it_waits_still_commits_what_it_holds(
     runtime: Runtime, groups: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("vault.audit.log._GATHER_SECONDS", 60.0)
-    monkeypatch.setattr("vault.audit.log._CONFIRM_SECONDS", 5)  # how long close() waits
-    anna = new_inwoner(runtime)
-    groups.clear()
-    log = AuditLog(runtime)
+    # ``confirm`` is also how long close() waits for the writer.
+    log, anna = log_with(runtime, groups, monkeypatch, gather=60.0, confirm=5)
     _, mark = in_flight()
     try:
         waiting = in_thread(log.record, [read_by(anna, n=7)])
