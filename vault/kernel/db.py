@@ -447,6 +447,14 @@ def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         # Checkpoints run in the background thread, never inside a request.
         cur.execute("PRAGMA wal_autocheckpoint=0")
+        if immediate:
+            # A write's statement journals in memory, not in a file of their own: SQLite
+            # journals the pages a statement changes while it runs (for the access log, the
+            # resources of a group commit, in one INSERT), and past 64 KiB it opened, wrote
+            # and unlinked a temporary file for that, in every such transaction. Measured:
+            # 48 system calls fewer per group commit of 16 records (docs/performance.md).
+            # Reads journal nothing; their connections keep SQLite's default.
+            cur.execute("PRAGMA temp_store=MEMORY")
         cur.close()
 
     if immediate is not None:
