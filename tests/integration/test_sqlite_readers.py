@@ -13,22 +13,19 @@ from typing import Any
 
 import pytest
 
+from tests.support import sqlite_database
 from vault.kernel import db as vault_db
 from vault.kernel.db import Database
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'readers.db'}")
-    with db.write() as conn:
-        conn.exec_driver_sql("CREATE TABLE numbers (n INTEGER PRIMARY KEY, word TEXT)")
-        conn.exec_driver_sql(
-            "INSERT INTO numbers VALUES " + ",".join(f"({n}, 'w{n}')" for n in range(500))
-        )
-    try:
+    with sqlite_database(
+        tmp_path / "readers.db",
+        "CREATE TABLE numbers (n INTEGER PRIMARY KEY, word TEXT)",
+        "INSERT INTO numbers VALUES " + ",".join(f"({n}, 'w{n}')" for n in range(500)),
+    ) as db:
         yield db
-    finally:
-        db.dispose()
 
 
 def test_reads_run_off_the_loop_and_each_caller_gets_its_own_row(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import sqlite_database
 from vault.kernel.db import Database
 
 pytestmark = pytest.mark.skipif(
@@ -27,16 +28,12 @@ _ROWS = 2_000
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'journal.db'}")
-    with db.write() as conn:
-        conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY, word TEXT UNIQUE)")
-        conn.exec_driver_sql(
-            "INSERT INTO t VALUES " + ",".join(f"({n}, '{'w' * 200}{n}')" for n in range(_ROWS))
-        )
-    try:
+    with sqlite_database(
+        tmp_path / "journal.db",
+        "CREATE TABLE t (n INTEGER PRIMARY KEY, word TEXT UNIQUE)",
+        "INSERT INTO t VALUES " + ",".join(f"({n}, '{'w' * 200}{n}')" for n in range(_ROWS)),
+    ) as db:
         yield db
-    finally:
-        db.dispose()
 
 
 def _temporary_files() -> list[str]:

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from vault.consent.access import AccessContext, Permissions
+from vault.kernel.db import Database
 from vault.kernel.runtime import Runtime
 from vault.notify.models import NotifyDelivery
 from vault.notify.worker import Notifier
@@ -37,6 +38,7 @@ __all__ = [
     "fresh_database",
     "inwoner_context",
     "run_vault",
+    "sqlite_database",
     "vault",
     "vault_command",
     "vault_env",
@@ -133,6 +135,20 @@ def fresh_database(directory: Path, *, template: str | None = None) -> Iterator[
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+@contextmanager
+def sqlite_database(path: Path, *statements: str) -> Iterator[Database]:
+    """A bare SQLite :class:`Database` at ``path``, ``statements`` run in one write first
+    (a table of the test's own, no vault schema); disposed afterwards."""
+    db = Database(f"sqlite:///{path}")
+    with db.write() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 def vault_env(database_url: str, **extra: str) -> dict[str, str]:
