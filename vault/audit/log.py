@@ -505,9 +505,9 @@ class AuditLog:
         return False
 
     def _write_group(self, batch: list[Pending], *, settled: bool) -> None:
+        records = [r for pending in batch for r in pending.records]
         try:
             with self._rt.db.write() as conn:
-                records = [r for pending in batch for r in pending.records]
                 self.append(conn, records, settled=settled)
         except Exception as exc:
             log.error("access log write failed: %s", type(exc).__name__)
@@ -519,7 +519,7 @@ class AuditLog:
             for pending in batch:
                 self._write_alone(pending)
             return
-        group_committed(records=sum(len(p.records) for p in batch), oldest_queued=batch[0].queued)
+        group_committed(records=len(records), oldest_queued=batch[0].queued)
         finish(batch, None)
 
     def _settle_some(self) -> bool:
