@@ -146,7 +146,7 @@ def test_share_by_keyboard_with_a_dutch_date_and_focus_on_every_answer(
     date.press_sequentially("31-13-2026")
     date.press("Enter")
     expect(page).to_have_title(re.compile(r"^Fout: "))
-    assert focused(page) == "until-error"
+    expect(page.locator("#until-error")).to_be_focused()  # autofocus: after load, so wait
     assert date.get_attribute("aria-invalid") == "true"
     assert "until-error" in (date.get_attribute("aria-describedby") or "").split()
     expect(page.locator("#until-error")).to_contain_text("31-12-2026")
@@ -162,7 +162,7 @@ def test_share_by_keyboard_with_a_dutch_date_and_focus_on_every_answer(
     expect(page.locator("#voorstel")).to_contain_text("31 december 2026")
     page.get_by_role("button", name=re.compile("^Ja, ")).press("Enter")
     expect(page).to_have_title(re.compile(r"^Je keuze is opgeslagen"))
-    assert focused(page) == "melding"
+    expect(page.locator("#melding")).to_be_focused()
 
     # An address that does not exist: a Dutch page, with the menu, to a browser.
     page.goto(vault.url + "/bestaat-niet")
@@ -204,10 +204,10 @@ def test_plan_by_keyboard_keeps_focus_on_the_moved_goal(page: Page, vault: Vault
     with page.expect_navigation():
         page.keyboard.press("Enter")
     expect(page).to_have_title(re.compile(r"^Doel staat nu op plek 3"))
-    assert focused(page) == "BUTTON Doel 3 omhoog"
+    expect(page.get_by_role("button", name="Doel 3 omhoog", exact=True)).to_be_focused()
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    assert focused(page) == "BUTTON Doel 2 omhoog"
+    expect(page.get_by_role("button", name="Doel 2 omhoog", exact=True)).to_be_focused()
 
     page.goto(vault.url + "/netwerk")
     big_text(page)
