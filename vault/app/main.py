@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from vault import __version__
 from vault.app.metrics import MetricsMiddleware, metrics_response, readiness
-from vault.audit.runtime import open_runtime
+from vault.audit.runtime import open_runtime, warn_without_autovacuum
 from vault.consent.caller import AccessResolver
 from vault.fhir.export import reclaim_stranded
 from vault.fhir.export_router import router as export_router
@@ -65,6 +65,7 @@ def create_app(
         rt = runtime if runtime is not None else open_runtime(settings)
         if own:
             _attach(app, rt, access_resolver)
+            await run_in_threadpool(warn_without_autovacuum, rt)
         rt.db.start_background_tasks()
         notifier = Notifier(rt)
         notifier.start()

@@ -21,7 +21,7 @@ from vault.kernel.db import Database
 from vault.kernel.runtime import Runtime
 from vault.store.keys import blind_index, ensure_vault_keys
 
-__all__ = ["open_runtime", "statistics_stay_current"]
+__all__ = ["open_runtime", "statistics_stay_current", "warn_without_autovacuum"]
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,6 @@ def open_runtime(settings: Settings, *, bootstrap: bool = False) -> Runtime:
                 ensure_vault_keys(conn, keyring)
         with db.read() as conn:
             blind = blind_index(conn, keyring)
-            if not statistics_stay_current(conn):
-                log.warning(
-                    "PostgreSQL's autovacuum is off: the planner's statistics will not follow"
-                    " the vault as it grows, and plans made on small tables stay in use"
-                    " (docs/operating.md, PostgreSQL)"
-                )
     except Exception:
         # A wrong master key must not leave the engine's connections open behind it.
         db.dispose()
@@ -60,3 +54,17 @@ def statistics_stay_current(conn: Connection) -> bool:
     if conn.dialect.name != "postgresql":
         return True
     return str(conn.exec_driver_sql("SHOW autovacuum").scalar()).lower() == "on"
+
+
+def warn_without_autovacuum(runtime: Runtime) -> None:
+    """For a serving process, whose connections keep their plans for as long as it runs: a
+    warning in its log when nothing keeps the statistics current. A command of the command
+    line ends before its plans could go stale, and its errors stay the first thing it says."""
+    with runtime.db.read() as conn:
+        current = statistics_stay_current(conn)
+    if not current:
+        log.warning(
+            "PostgreSQL's autovacuum is off: the planner's statistics will not follow the"
+            " vault as it grows, and plans made on small tables stay in use"
+            " (docs/operating.md, PostgreSQL)"
+        )
