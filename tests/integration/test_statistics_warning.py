@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from vault.app.main import create_app
-from vault.audit.runtime import statistics_stay_current
+from vault.app.metrics import statistics_stay_current
 from vault.kernel.config import Settings
 from vault.kernel.runtime import Runtime
 
@@ -44,7 +44,7 @@ def test_starting_to_serve_warns_when_nothing_keeps_statistics_current(
         async with app.router.lifespan_context(app):
             pass
 
-    with caplog.at_level(logging.WARNING, logger="vault.audit.runtime"):
+    with caplog.at_level(logging.WARNING, logger="vault.app.metrics"):
         asyncio.run(start_and_stop())
     warned = [r.getMessage() for r in caplog.records if WARNING in r.getMessage()]
     assert len(warned) == (0 if expected else 1), warned

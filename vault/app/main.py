@@ -12,8 +12,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from vault import __version__
-from vault.app.metrics import MetricsMiddleware, metrics_response, readiness
-from vault.audit.runtime import open_runtime, warn_without_autovacuum
+from vault.app.metrics import (
+    MetricsMiddleware,
+    metrics_response,
+    readiness,
+    warn_without_autovacuum,
+)
+from vault.audit.runtime import open_runtime
 from vault.consent.caller import AccessResolver
 from vault.fhir.export import reclaim_stranded
 from vault.fhir.export_router import router as export_router
