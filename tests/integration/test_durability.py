@@ -34,6 +34,7 @@ from vault.store.models import (
     SHARED_OWNER,
     DataKey,
     ResourceRow,
+    SearchAuditEvent,
     SearchDate,
     SearchReference,
     SearchToken,
@@ -231,7 +232,7 @@ def assert_no_half_applied_write(settings: Settings) -> None:
             keys = {row.owner: row for row in conn.execute(select(DataKey.__table__))}
             indexed = {
                 table.__tablename__: set(conn.scalars(select(table.__table__.c.resource_pk)))
-                for table in (SearchToken, SearchReference, SearchDate)
+                for table in (SearchToken, SearchReference, SearchDate, SearchAuditEvent)
             }
         by_pk = {row.pk: row for row in resources}
         version_ids: dict[int, set[int]] = {}

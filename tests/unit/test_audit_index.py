@@ -1,6 +1,7 @@
 """An access-log record's index rows, read directly (``store/audit_index.py``), are the rows
-the generic extraction (``store/writes.index_rows``) gives, or there are none and the
-generic path runs: a search of the log finds the same records either way."""
+the generic extraction (``store/index.index_rows``) gives, or there are none and the
+generic path runs: a search of the log finds the same records either way. Its tokens and
+date are single values (``SearchParam.single``): one row of ``search_audit_event``."""
 
 from __future__ import annotations
 
@@ -16,14 +17,9 @@ from vault.audit.record import _ACTIONS, AuditRecord
 from vault.kernel.crypto import BlindIndex
 from vault.kernel.fhirdata import format_instant, parse_date_range
 from vault.store.audit_index import audit_event_rows, recorded_range
+from vault.store.index import REFERENCE_COLUMNS, SINGLE_COLUMNS, index_rows
 from vault.store.registry import RESOURCE_TYPES
-from vault.store.writes import (
-    _DATE_COLUMNS,
-    _REFERENCE_COLUMNS,
-    _TOKEN_COLUMNS,
-    Prepared,
-    index_rows,
-)
+from vault.store.writes import Prepared
 
 RUNTIME = SimpleNamespace(blind=BlindIndex(b"k" * 32))
 SPEC = RESOURCE_TYPES["AuditEvent"]
@@ -36,18 +32,18 @@ references = st.one_of(
 
 
 def _generic(data: dict[str, Any], pk: int, patient_id: str | None) -> tuple[list, list, list]:
-    tokens, refs, dates = index_rows(RUNTIME, Prepared(SPEC, data, patient_id), pk)  # type: ignore[arg-type]
+    tokens, refs, dates, singles = index_rows(RUNTIME, Prepared(SPEC, data, patient_id), pk)  # type: ignore[arg-type]
+    assert not tokens and not dates  # an AuditEvent's tokens and date are all single values
     return (
-        sorted(tuple(row[c] for c in _TOKEN_COLUMNS) for row in tokens),
-        sorted(tuple(row[c] for c in _REFERENCE_COLUMNS) for row in refs),
-        sorted(tuple(row[c] for c in _DATE_COLUMNS) for row in dates),
+        sorted(tuple(row[c] for c in REFERENCE_COLUMNS) for row in refs),
+        [tuple(row[c] for c in SINGLE_COLUMNS) for row in singles],
     )
 
 
 def _direct(data: dict[str, Any], pk: int, patient_id: str | None) -> tuple[list, list, list]:
     found = audit_event_rows(RUNTIME, data, pk, patient_id)  # type: ignore[arg-type]
     assert found is not None
-    return sorted(found[0]), sorted(found[1]), sorted(found[2])  # type: ignore[type-var]
+    return sorted(found[0]), [found[1]]  # type: ignore[type-var]
 
 
 records = st.builds(
@@ -129,15 +125,24 @@ def test_meta_without_labels_and_an_entity_without_what_are_read_directly() -> N
     data["entity"].append({"what": None})
     direct = _direct(data, 3, "p1")
     assert direct == _generic(data, 3, "p1")
-    tokens, refs, dates = direct
-    assert {row[3] for row in tokens} == {"type", "action", "outcome"}
+    refs, (single,) = direct
     assert sorted((row[3], row[4], row[5]) for row in refs) == [
         ("agent", "Organization", "o"),
         ("entity", "Goal", "g1"),
         ("entity", "Patient", "p1"),
         ("patient", "Patient", "p1"),
     ]
-    assert [row[3] for row in dates] == ["date"]
+    values = dict(zip(SINGLE_COLUMNS, single, strict=True))
+    assert values == {
+        "resource_pk": 3,
+        "patient_id": "p1",
+        "date_low": 1_700_000_000_123_000,
+        "date_high": 1_700_000_000_124_000,
+        "type_system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+        "type_hash": RUNTIME.blind.token("rest"),
+        "action_hash": RUNTIME.blind.token("E"),
+        "outcome_hash": RUNTIME.blind.token("4"),
+    }
 
 
 def test_a_code_is_hashed_as_any_token() -> None:

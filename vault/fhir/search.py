@@ -38,7 +38,13 @@ from vault.fhir.subsetting import Subset
 from vault.kernel.crypto import BlindIndex
 from vault.kernel.errors import BadRequest
 from vault.kernel.fhirdata import parse_date_range, split_reference
-from vault.store.models import ResourceRow, SearchDate, SearchReference, SearchToken
+from vault.store.models import (
+    ResourceRow,
+    SearchAuditEvent,
+    SearchDate,
+    SearchReference,
+    SearchToken,
+)
 from vault.store.registry import RESULT_PARAMETERS, ResourceType, SearchParam
 
 __all__ = ["Cursor", "Include", "SearchQuery", "cursor_secret", "parse_search", "whole_number"]
@@ -47,6 +53,7 @@ R = ResourceRow.__table__.c
 ST = SearchToken.__table__.c
 SR = SearchReference.__table__.c
 SD = SearchDate.__table__.c
+SS = SearchAuditEvent.__table__.c  # the single values (``SearchParam.single``)
 
 DATE_PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
 # Cursor values end up as bound SQL parameters: keep them inside a signed 64-bit integer
@@ -394,6 +401,8 @@ def _token(
         raise BadRequest(
             f"Token value of '{param.name}' has more than one '|'", expression=[param.name]
         )
+    if param.single:
+        return _single_token(param, parts, blind)
     where: list[ColumnElement[bool]] = [
         ST.resource_pk == R.pk,
         ST.param == param.name,
@@ -407,6 +416,24 @@ def _token(
         if code:
             where.append(ST.code_hash == blind.token(code))
     return exists(select(ST.id).where(*where))
+
+
+def _single_token(param: SearchParam, parts: list[str], blind: BlindIndex) -> ColumnElement[bool]:
+    """:func:`_token` on the parameter's columns of its resource's one row of single
+    values: ``<name>_hash``, and ``<name>_system`` where the parameter has one."""
+    code_hash = SS[f"{param.name}_hash"]
+    system = SS.get(f"{param.name}_system")
+    where: list[ColumnElement[bool]] = [SS.resource_pk == R.pk]
+    if len(parts) == 1:
+        where.append(code_hash == blind.token(parts[0]))
+    else:
+        given, code = parts
+        if system is not None:
+            where.append(system == given if given else system.is_(None))
+        elif given:  # the parameter is a plain code: no value of it has a system
+            return false()
+        where.append(code_hash == blind.token(code) if code else code_hash.is_not(None))
+    return exists(select(SS.resource_pk).where(*where))
 
 
 def _target(param: SearchParam, value: str, type_modifier: str | None) -> tuple[str, str]:
@@ -522,6 +549,13 @@ def _compare(
 
 def _date(spec: ResourceType, param: SearchParam, value: str) -> ColumnElement[bool]:
     prefix, low, high = _range(value, param.name)
+    if param.single:
+        rlo, rhi = SS[f"{param.name}_low"], SS[f"{param.name}_high"]
+        return exists(
+            select(SS.resource_pk).where(
+                SS.resource_pk == R.pk, rlo.is_not(None), _compare(prefix, low, high, rlo, rhi)
+            )
+        )
     return exists(
         select(SD.id).where(
             SD.resource_pk == R.pk,

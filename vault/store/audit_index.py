@@ -1,14 +1,15 @@
 """The search index rows of an access-log record, without walking its JSON generically.
 
 Every partner's read becomes an AuditEvent (``audit/log.py``), and settling one into a
-resource indexes it like any other: its ``patient``, ``date``, ``entity``, ``agent``,
-``type``, ``action`` and ``outcome`` (``store/registry.py``). The generic extraction walks
+resource indexes it like any other: its ``patient``, ``entity`` and ``agent`` as reference
+rows, its ``date``, ``type``, ``action`` and ``outcome`` in its one row of single values
+(``store/registry.py``, ``SearchParam.single``). The generic extraction walks
 each parameter's path and hashes each token anew: about 36 µs per record, a quarter of
 what settling a record costs (docs/performance.md). The access log writes one shape only
 (``AuditRecord.to_fhir``), so this reads that shape directly and hashes its few fixed codes
 once per process.
 
-It gives the same rows as ``writes.index_rows`` or none at all: any document that is not
+It gives the same rows as ``index.index_rows`` or none at all: any document that is not
 of that shape (an element it does not know, a value of another type, a code outside the
 fixed lists) returns None, and the caller takes the generic path.
 ``tests/unit/test_audit_index.py`` holds the two side by side.
@@ -51,9 +52,10 @@ _CODES = frozenset({"rest", "C", "R", "U", "D", "E", "0", "4"})
 
 def audit_event_rows(
     runtime: Runtime, data: dict[str, Any], pk: int, patient_id: str | None
-) -> tuple[Rows, Rows, Rows] | None:
-    """(tokens, references, dates) as tuples in the index tables' column order (see
-    ``writes.insert_sealed``), or None when ``data`` is not of the access log's shape."""
+) -> tuple[Rows, tuple[Any, ...]] | None:
+    """(references, the row of its single values) as tuples in the index tables' column
+    order (see ``writes.insert_sealed``), or None when ``data`` is not of the access log's
+    shape. Its tokens and its date are all single values: it has no rows of either."""
     # Long on purpose: one check per element of the shape, so nothing unknown slips through.
     if not _ELEMENTS.issuperset(data):
         return None
@@ -84,12 +86,19 @@ def audit_event_rows(
     refs += [(*common, "entity", *ref) for ref in set(entities)]
     refs += [(*common, "agent", *ref) for ref in set(agents)]
     code = runtime.blind.token_of_code
-    tokens = [
-        (*common, "type", _TYPE_SYSTEM, code(kind["code"])),
-        (*common, "action", None, code(action)),
-        (*common, "outcome", None, code(outcome)),
-    ]
-    return tokens, refs, [(*common, "date", *recorded_range(recorded))]
+    low, high = recorded_range(recorded)
+    # In the order of ``writes.SINGLE_COLUMNS``.
+    single = (
+        pk,
+        patient_id,
+        low,
+        high,
+        _TYPE_SYSTEM,
+        code(kind["code"]),
+        code(action),
+        code(outcome),
+    )
+    return refs, single
 
 
 # The second of the last instant ``recorded_range`` parsed: its text up to the fraction

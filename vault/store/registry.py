@@ -54,6 +54,10 @@ class SearchParam:
     # True when the parameter names the Patient compartment: it is answered from the
     # patient id every row carries, which the write path derived from this same element.
     compartment: bool = False
+    # True when the parameter has one value at most (R4 cardinality 0..1) and is kept in
+    # its resource's one row of such values (``store.models.SearchAuditEvent``; AuditEvent
+    # only, the access log's record) instead of a row of its own.
+    single: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,7 +470,7 @@ _DECLARED: dict[str, ResourceType] = {
                     ("Patient",),
                     compartment=True,
                 ),
-                SearchParam("date", "date", "AuditEvent.recorded", _dates("recorded")),
+                SearchParam("date", "date", "AuditEvent.recorded", _dates("recorded"), single=True),
                 SearchParam(
                     "entity",
                     "reference",
@@ -481,9 +485,11 @@ _DECLARED: dict[str, ResourceType] = {
                     _references("agent.who"),
                     _PERSON_TARGETS,
                 ),
-                SearchParam("type", "token", "AuditEvent.type", _tokens("type")),
-                SearchParam("action", "token", "AuditEvent.action", _tokens("action")),
-                SearchParam("outcome", "token", "AuditEvent.outcome", _tokens("outcome")),
+                SearchParam("type", "token", "AuditEvent.type", _tokens("type"), single=True),
+                SearchParam("action", "token", "AuditEvent.action", _tokens("action"), single=True),
+                SearchParam(
+                    "outcome", "token", "AuditEvent.outcome", _tokens("outcome"), single=True
+                ),
             ),
             writable=False,
             description="Who looked at what: written by the vault only.",

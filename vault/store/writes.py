@@ -16,26 +16,30 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from vault.kernel.crypto import new_data_key, seal_body
 from vault.kernel.db import table_of
 from vault.kernel.driver import fetch_all, fetch_in, insert_rows
 from vault.kernel.errors import Unprocessable
-from vault.kernel.fhirdata import format_instant, split_reference
+from vault.kernel.fhirdata import format_instant
 from vault.kernel.runtime import Runtime, now_micros
 from vault.store.audit_index import audit_event_rows
+from vault.store.index import (
+    DATE_COLUMNS,
+    REFERENCE_COLUMNS,
+    SINGLE_COLUMNS,
+    TOKEN_COLUMNS,
+    index_rows,
+)
 from vault.store.keys import wrapping_key
 from vault.store.models import (
     SHARED_OWNER,
     DataKey,
     ResourceRow,
-    SearchDate,
-    SearchReference,
-    SearchToken,
     VersionRow,
 )
-from vault.store.registry import RESOURCE_TYPES, ResourceType, TokenValue
+from vault.store.registry import RESOURCE_TYPES, ResourceType
 
 __all__ = [
     "DATA_KEY",
@@ -43,18 +47,14 @@ __all__ = [
     "INSERT_VERSION",
     "Prepared",
     "Stored",
-    "clear_index",
     "data_keys",
     "ensure_data_key",
-    "index_rows",
-    "insert_index",
     "insert_records",
     "insert_sealed",
     "own_record",
     "seal",
     "seal_new",
     "version_row",
-    "write_index",
     "write_internal",
     "write_internal_many",
 ]
@@ -68,9 +68,6 @@ INSERT_RESOURCE = insert(table_of(ResourceRow)).returning(R.pk)
 # Many rows in one INSERT ("insertmanyvalues"). The rows come back matched by their unique
 # (type, id), not by order: on SQLite, sort_by_parameter_order would insert row by row.
 INSERT_VERSION = insert(table_of(VersionRow))
-_INSERT_TOKENS = insert(table_of(SearchToken))
-_INSERT_REFERENCES = insert(table_of(SearchReference))
-_INSERT_DATES = insert(table_of(SearchDate))
 DATA_KEY = select(K.wrapped, K.master_key_id).where(K.owner == bindparam("owner"))
 # Through the driver (``fetch_in``): every access-log batch reads its owners' keys, and
 # SQLAlchemy's compiling and rows cost a group commit more than the select itself.
@@ -216,6 +213,7 @@ def insert_sealed(
     tokens: list[tuple[Any, ...]] = []
     refs: list[tuple[Any, ...]] = []
     dates: list[tuple[Any, ...]] = []
+    singles: list[tuple[Any, ...]] = []
     for prepared, (now, plaintext, body) in zip(items, sealed, strict=True):
         spec, resource_id = prepared.spec, prepared.data["id"]
         pk = pks[(spec.name, resource_id)]
@@ -226,22 +224,23 @@ def insert_sealed(
             else None
         )
         if direct is not None:  # the access log's own shape: the same rows, read directly
-            tokens += direct[0]
-            refs += direct[1]
-            dates += direct[2]
+            refs += direct[0]
+            singles.append(direct[1])
         else:
-            more_tokens, more_refs, more_dates = index_rows(runtime, prepared, pk)
-            tokens += [tuple(t[c] for c in _TOKEN_COLUMNS) for t in more_tokens]
-            refs += [tuple(t[c] for c in _REFERENCE_COLUMNS) for t in more_refs]
-            dates += [tuple(t[c] for c in _DATE_COLUMNS) for t in more_dates]
+            more_tokens, more_refs, more_dates, more_singles = index_rows(runtime, prepared, pk)
+            tokens += [tuple(t[c] for c in TOKEN_COLUMNS) for t in more_tokens]
+            refs += [tuple(t[c] for c in REFERENCE_COLUMNS) for t in more_refs]
+            dates += [tuple(t[c] for c in DATE_COLUMNS) for t in more_dates]
+            singles += [tuple(t[c] for c in SINGLE_COLUMNS) for t in more_singles]
         stored.append(
             Stored(spec.name, resource_id, 1, now, False, plaintext, prepared.patient_id, pk)
         )
     for table, columns, many in (
         ("fhir_version", _VERSION_COLUMNS, versions),
-        ("search_token", _TOKEN_COLUMNS, tokens),
-        ("search_reference", _REFERENCE_COLUMNS, refs),
-        ("search_date", _DATE_COLUMNS, dates),
+        ("search_token", TOKEN_COLUMNS, tokens),
+        ("search_reference", REFERENCE_COLUMNS, refs),
+        ("search_date", DATE_COLUMNS, dates),
+        ("search_audit_event", SINGLE_COLUMNS, singles),
     ):
         insert_rows(conn, table, columns, many)
     return stored
@@ -258,16 +257,6 @@ _VERSION_COLUMNS = (
     "deleted",
     "body",
 )
-_TOKEN_COLUMNS = ("resource_pk", "resource_type", "patient_id", "param", "system", "code_hash")
-_REFERENCE_COLUMNS = (
-    "resource_pk",
-    "resource_type",
-    "patient_id",
-    "param",
-    "target_type",
-    "target_id",
-)
-_DATE_COLUMNS = ("resource_pk", "resource_type", "patient_id", "param", "low", "high")
 
 
 def _placeholders(style: str, count: int) -> str:
@@ -310,102 +299,6 @@ def create_compartment_key(
             expression=[f"{owner_type}.id"],
         )
     ensure_data_key(runtime, conn, owner)
-
-
-def write_index(runtime: Runtime, conn: Connection, prepared: Prepared, pk: int) -> None:
-    insert_index(conn, *index_rows(runtime, prepared, pk))
-
-
-def insert_index(
-    conn: Connection,
-    tokens: list[dict[str, Any]],
-    refs: list[dict[str, Any]],
-    dates: list[dict[str, Any]],
-) -> None:
-    if tokens:
-        conn.execute(_INSERT_TOKENS, tokens)
-    if refs:
-        conn.execute(_INSERT_REFERENCES, refs)
-    if dates:
-        conn.execute(_INSERT_DATES, dates)
-
-
-def index_rows(
-    runtime: Runtime, prepared: Prepared, pk: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The search index rows of one resource: (tokens, references, dates)."""
-    spec, data, patient_id = prepared.spec, prepared.data, prepared.patient_id
-    tokens: list[dict[str, Any]] = []
-    refs: list[dict[str, Any]] = []
-    dates: list[dict[str, Any]] = []
-    common = {"resource_pk": pk, "resource_type": spec.name, "patient_id": patient_id}
-    for param in spec.params:
-        values: Iterable[Any] = set(param.extract(data))
-        if param.type == "token":
-            for token in values:
-                assert isinstance(token, TokenValue)
-                tokens.append(
-                    {
-                        **common,
-                        "param": param.name,
-                        "system": token.system,
-                        "code_hash": runtime.blind.token(token.code),
-                    }
-                )
-        elif param.type == "reference":
-            for target_type, target_id in values:
-                refs.append(
-                    {
-                        **common,
-                        "param": param.name,
-                        "target_type": target_type,
-                        "target_id": target_id,
-                    }
-                )
-        else:
-            for low, high in values:
-                dates.append({**common, "param": param.name, "low": low, "high": high})
-    if spec.name not in _EVERY_REFERENCE_INDEXED:
-        indexed = {(r["target_type"], r["target_id"]) for r in refs}
-        for target in sorted(set(_references_anywhere(data)) - indexed):
-            refs.append(
-                {**common, "param": REFERS, "target_type": target[0], "target_id": target[1]}
-            )
-    return tokens, refs, dates
-
-
-# Every reference of a resource to a stored type, wherever it sits, is an index row: the
-# ones no search parameter covers (``Goal.outcomeReference``, an extension's reference)
-# under ``REFERS``, a name no search can ask for. A Consent's ``related`` data grant (the
-# named resource and what it refers to, consent/enforce.py) follows every reference of
-# whatever parameter; searches and includes always name theirs.
-REFERS = "_refers"
-# The vault's own records: every reference they hold has its search parameter, and the
-# access log is the hottest write there is.
-_EVERY_REFERENCE_INDEXED = frozenset({"AuditEvent"})
-
-
-def _references_anywhere(value: Any) -> Iterable[tuple[str, str]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "reference":
-                parsed = split_reference(item)
-                if parsed is not None and parsed[0] in RESOURCE_TYPES:
-                    yield parsed
-            elif isinstance(item, dict | list):
-                yield from _references_anywhere(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _references_anywhere(item)
-
-
-def clear_index(conn: Connection, pk: int, *, keep_labels: bool = False) -> None:
-    for table in (SearchToken, SearchReference, SearchDate):
-        columns = table.__table__.c
-        stmt = delete(table).where(columns.resource_pk == pk)
-        if keep_labels and table is SearchToken:
-            stmt = stmt.where(columns.param != "_security")
-        conn.execute(stmt)
 
 
 def version_row(

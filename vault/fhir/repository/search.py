@@ -26,7 +26,7 @@ from vault.fhir.search import Cursor, SearchQuery, parse_search
 from vault.kernel.driver import fetch_all
 from vault.kernel.errors import BadRequest
 from vault.kernel.fhirdata import format_instant, split_reference
-from vault.store.models import ResourceRow, SearchDate, SearchReference
+from vault.store.models import ResourceRow, SearchAuditEvent, SearchDate, SearchReference
 from vault.store.registry import RESOURCE_TYPES
 from vault.store.writes import Stored
 
@@ -277,10 +277,15 @@ class Searches(Reads):
         if query.sort == "_id":
             return R.resource_id
         if query.sort == "date":
-            sd = SearchDate.__table__.c
-            edge = func.max(sd.high) if query.descending else func.min(sd.low)
             # Rows without a date sort last in either direction.
             fallback = -(2**62) if query.descending else 2**62
+            if query.spec.params_by_name["date"].single:
+                ss = SearchAuditEvent.__table__.c
+                column = ss.date_high if query.descending else ss.date_low
+                found = select(column).where(ss.resource_pk == R.pk)
+                return func.coalesce(found.scalar_subquery(), fallback)
+            sd = SearchDate.__table__.c
+            edge = func.max(sd.high) if query.descending else func.min(sd.low)
             return func.coalesce(
                 select(edge).where(sd.resource_pk == R.pk, sd.param == "date").scalar_subquery(),
                 fallback,

@@ -32,6 +32,7 @@ from vault.kernel.errors import (
 )
 from vault.kernel.fhirdata import format_instant, split_reference
 from vault.kernel.runtime import now_micros
+from vault.store.index import clear_index, write_index
 from vault.store.models import SHARED_OWNER, ResourceRow, SearchToken, VersionRow
 from vault.store.reads import previous_version
 from vault.store.registry import FAMILY_TYPES, ResourceType
@@ -41,12 +42,10 @@ from vault.store.writes import (
     INSERT_VERSION,
     Prepared,
     Stored,
-    clear_index,
     create_compartment_key,
     ensure_data_key,
     seal,
     version_row,
-    write_index,
     write_internal,
 )
 
