@@ -87,7 +87,7 @@ def audit_event_rows(
     refs += [(*common, "agent", *ref) for ref in set(agents)]
     code = runtime.blind.token_of_code
     low, high = recorded_range(recorded)
-    # In the order of ``writes.SINGLE_COLUMNS``.
+    # In the order of ``index.SINGLE_COLUMNS``.
     single = (
         pk,
         patient_id,

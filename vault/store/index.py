@@ -103,8 +103,10 @@ def index_rows(runtime: Runtime, prepared: Prepared, pk: int) -> IndexRows:
     for param in spec.params:
         values: Iterable[Any] = set(param.extract(data))
         if param.single:
-            single = _single_values(runtime, single, param.name, param.type, values)
-            single.update(resource_pk=pk, patient_id=patient_id)
+            if single is None:
+                single = {**dict.fromkeys(SINGLE_COLUMNS), "resource_pk": pk}
+                single["patient_id"] = patient_id
+            _single_values(runtime, single, param.name, param.type, values)
         elif param.type == "token":
             for token in values:
                 assert isinstance(token, TokenValue)
@@ -139,19 +141,18 @@ def index_rows(runtime: Runtime, prepared: Prepared, pk: int) -> IndexRows:
 
 
 def _single_values(
-    runtime: Runtime, row: dict[str, Any] | None, name: str, kind: str, values: Iterable[Any]
-) -> dict[str, Any]:
-    """``row`` (a new one when None) with the one value of parameter ``name`` set in its
-    columns (``SINGLE_COLUMNS``), or left empty when the resource has none."""
-    row = row if row is not None else dict.fromkeys(SINGLE_COLUMNS)
+    runtime: Runtime, row: dict[str, Any], name: str, kind: str, values: Iterable[Any]
+) -> None:
+    """Set the one value of parameter ``name`` in its columns of ``row`` (``SINGLE_COLUMNS``);
+    they stay empty when the resource has none."""
     found = list(values)
     if len(found) > 1:  # R4 allows one; a resource the vault wrote never has more
         raise ValueError(f"search parameter {name} has {len(found)} values, at most 1 is kept")
     if not found:
-        return row
+        return
     if kind == "date":
         row[f"{name}_low"], row[f"{name}_high"] = found[0]
-        return row
+        return
     token = found[0]
     assert isinstance(token, TokenValue)
     if f"{name}_system" in row:
@@ -159,7 +160,6 @@ def _single_values(
     elif token.system is not None:
         raise ValueError(f"search parameter {name} keeps no system")
     row[f"{name}_hash"] = runtime.blind.token(token.code)
-    return row
 
 
 # Every reference of a resource to a stored type, wherever it sits, is an index row: the

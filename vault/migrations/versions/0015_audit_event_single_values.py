@@ -38,7 +38,6 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["resource_pk"], ["fhir_resource.pk"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("resource_pk"),
     )
-    op.create_index("ix_search_audit_event_date", "search_audit_event", ["date_low"])
     # One value each (a record the vault wrote never has two); MIN picks it.
     op.execute(
         """
@@ -85,5 +84,4 @@ def downgrade() -> None:
         " SELECT resource_pk, 'AuditEvent', patient_id, 'date', date_low, date_high"
         " FROM search_audit_event WHERE date_low IS NOT NULL"
     )
-    op.drop_index("ix_search_audit_event_date", table_name="search_audit_event")
     op.drop_table("search_audit_event")
