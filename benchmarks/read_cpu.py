@@ -16,6 +16,7 @@ writer) per request, the best of ``--repeats`` rounds.
     python benchmarks/read_cpu.py --partner --statements   # the SQL each request sends
     python benchmarks/read_cpu.py --partner --only search   # searches only (for a profiler)
     python benchmarks/read_cpu.py --partner --sustained     # every record an AuditEvent
+    python benchmarks/read_cpu.py --partner --sustained --latency --threads
 
 ``--partner`` registers MEE Veluwe's backend client (``consent_read_search.py``), gives
 every inwoner's Consent one grant, fetches a real token from a vault server started for
@@ -43,11 +44,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import os
 import random
 import resource
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,6 +84,58 @@ def _cpu_seconds() -> float:
 POSTGRES_DATABASE: str | None = None
 # Statements sent since the last reset, by their first 110 characters (``--statements``).
 STATEMENTS: collections.Counter[str] = collections.Counter()
+# Each request's wall time in seconds, and each garbage collection's (generation, seconds),
+# of the round under way (``--latency``).
+LATENCIES: list[float] = []
+COLLECTIONS: list[tuple[int, float]] = []
+_collection_started = [0.0]
+
+
+def _timed_collection(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _collection_started[0] = time.perf_counter()
+    else:
+        COLLECTIONS.append((info["generation"], time.perf_counter() - _collection_started[0]))
+
+
+def _thread_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of this process, by its Python name; the
+    kernel counts them per thread (``/proc/self/task/*/stat``, in clock ticks)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = collections.defaultdict(float)
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, TypeError):  # ended meanwhile, or never started
+            continue
+        # Numbered threads of one kind (``sqlite-read-0``, ``-1``) are counted together.
+        found[thread.name.rstrip("0123456789").rstrip("-_ ")] += (
+            int(fields[11]) + int(fields[12])
+        ) / tick
+    return found
+
+
+def _print_latency(label: str) -> None:
+    """The round's latencies and collections (``--latency``)."""
+    ordered = sorted(LATENCIES)
+    n = len(ordered)
+    if not n:
+        return
+    at = {name: ordered[min(n - 1, int(n * share))] * 1e3 for name, share in _QUANTILES}
+    shown = "  ".join(f"{name} {ms:.2f}" for name, ms in at.items())
+    print(f"{'':<24} latency ms: {shown}  max {ordered[-1] * 1e3:.1f}")
+    by_generation: dict[int, list[float]] = collections.defaultdict(list)
+    for generation, seconds in COLLECTIONS:
+        by_generation[generation].append(seconds)
+    collected = ", ".join(
+        f"gen {g}: {len(v)}, longest {max(v) * 1e3:.2f} ms, {sum(v) * 1e3:.1f} ms in all"
+        for g, v in sorted(by_generation.items())
+    )
+    print(f"{'':<24} garbage collections: {collected or 'none'}")
+
+
+_QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999))
 
 
 def _backend_seconds() -> float:
@@ -138,7 +194,9 @@ async def _measure(
 
     async def worker(part: list[tuple[str, bytes]]) -> None:
         for path, query in part:
+            started = time.perf_counter()
             status = await _request(app, path, query, headers)
+            LATENCIES.append(time.perf_counter() - started)
             if status != 200:
                 raise RuntimeError(f"{path}?{query.decode()} answered {status}")
 
@@ -186,7 +244,22 @@ async def _run(
         for _ in range(args.repeats):
             requests = [make() for _ in range(count)]
             STATEMENTS.clear()
+            LATENCIES.clear()
+            COLLECTIONS.clear()
+            threads = _thread_seconds()
             rounds.append(await _measure(app, requests, headers, args.concurrency))
+            if args.latency:
+                _print_latency(label)
+            if args.threads:
+                after = _thread_seconds()
+                spent = {name: after[name] - threads.get(name, 0.0) for name in after}
+                total = sum(spent.values()) or 1.0
+                shown = ", ".join(
+                    f"{name} {seconds / count * 1e6:.0f} µs ({seconds / total:.0%})"
+                    for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])
+                    if seconds > 0
+                )
+                print(f"{'':<24} CPU per request by thread: {shown}")
         shown = ", ".join(f"{r:.0f}" for r, _ in rounds)
         best = min(rounds)
         print(f"{label:<24} best {best[0]:7.1f} µs CPU per request  (rounds: {shown})")
@@ -227,7 +300,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", choices=("read", "search"), default="", help="measure one kind of request"
     )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="print each round's latency quantiles and its garbage collections",
+    )
+    parser.add_argument(
+        "--threads", action="store_true", help="print each round's CPU per request by thread"
+    )
     args = parser.parse_args(argv)
+    if args.latency:
+        gc.callbacks.append(_timed_collection)
 
     data_dir = Path(tempfile.mkdtemp(prefix="rk-read-cpu-"))
     with base.fresh_database(args.database_url or None, data_dir) as url:
