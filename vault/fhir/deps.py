@@ -9,12 +9,19 @@ from anyio import to_thread
 from fastapi import Depends, Request
 
 from vault.consent.access import AccessContext
-from vault.consent.caller import AccessDep, get_access
+from vault.consent.caller import AccessDep, get_access, provisional_access
 from vault.fhir.repository import Repository
 from vault.kernel.runtime import Runtime
 from vault.kernel.web import RuntimeDep, get_runtime
+from vault.store.writes import Stored
 
-__all__ = ["RepositoryDep", "get_repository", "request_repository", "settle_log"]
+__all__ = [
+    "RepositoryDep",
+    "get_repository",
+    "provisional_read",
+    "request_repository",
+    "settle_log",
+]
 
 
 async def get_repository(request: Request, runtime: RuntimeDep, ctx: AccessDep) -> Repository:
@@ -35,6 +42,19 @@ async def request_repository(request: Request) -> tuple[Runtime, Repository]:
     ctx = await get_access(request)
     await settle_log(request, runtime, ctx)
     return runtime, Repository(runtime, ctx)
+
+
+async def provisional_read(request: Request, resource_type: str, resource_id: str) -> Stored | None:
+    """A read by id for a caller whose token this process knows, the token's check inside
+    the read's own statement (``ProvisionalAccess``), its record logged before the answer
+    like any read's; None when the checked way must answer (``request_repository``, then
+    ``read_async``): an unknown token, or any answer but the resource."""
+    provisional = provisional_access(request)
+    if provisional is None:
+        return None
+    repo = Repository(await get_runtime(request), provisional.ctx)
+    async with repo.audited():
+        return await repo.read_provisionally(resource_type, resource_id, provisional)
 
 
 # Interactions on one named type that can answer nothing of the access log unless the

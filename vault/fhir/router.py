@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vault.fhir.bundles import complete_searchset, history_bundle, search_bundle
 from vault.fhir.capability import capability_statement
-from vault.fhir.deps import RepositoryDep, request_repository
+from vault.fhir.deps import RepositoryDep, provisional_read, request_repository
 from vault.fhir.outcomes import FHIR_JSON, error_response
 from vault.fhir.search import Cursor, cursor_secret, whole_number
 from vault.fhir.subsetting import Subset, from_params
@@ -281,6 +281,11 @@ async def read(request: Request) -> Response:
     resource_id: str = request.path_params["resource_id"]
     _check_accept(request)
     subset = _read_subset(request, resource_type) if request.scope["query_string"] else None
+    if subset is None:
+        # A token this process knows: its check goes inside the read (``provisional_read``).
+        known = await provisional_read(request, resource_type, resource_id)
+        if known is not None:
+            return _resource_response(known)
     _runtime, repo = await request_repository(request)
     async with repo.audited():
         stored = await repo.read_async(resource_type, resource_id)

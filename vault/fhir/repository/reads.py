@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Connection, Dialect, Select, and_, bindparam, func, literal, select
 
+from vault.consent.caller import ProvisionalAccess
 from vault.consent.decision import visible
 from vault.fhir.repository.base import ROW, K, Precompiled, R, RepositoryBase, V, not_found
 from vault.fhir.resources import ID_PATTERN
@@ -89,6 +90,33 @@ class Reads(RepositoryBase):
                 self._record_denied(conn, "read", resource_type, resource_id)
                 self._gone_if_erased(conn, resource_type, resource_id)
             raise
+        self._record("read", [stored])
+        return stored
+
+    async def read_provisionally(
+        self, resource_type: str, resource_id: str, provisional: ProvisionalAccess
+    ) -> Stored | None:
+        """:meth:`read_async` for a context not yet checked for this request
+        (``ProvisionalAccess``, this repository's context): the check goes inside the read's
+        one statement. None, with nothing logged, whenever the answer is not a plain 200 (an
+        unknown, hidden or deleted id, a token no longer valid, a scope that refuses, a
+        granular scope): the caller then takes the checked way, which decides it as always.
+        """
+        spec = RESOURCE_TYPES.get(resource_type)
+        if (
+            spec is None
+            or spec.name == "AuditEvent"  # its reader may first settle the log (``settle_log``)
+            or not self._ctx.allows("r", spec.name)
+            or not ID_PATTERN.match(resource_id)
+            or self._restriction(spec)
+        ):
+            return None
+        db = self._rt.db
+        plan = self._read_precompiled(db.dialect, spec, resource_id)
+        row = await db.fetch_one_async(*provisional.around(plan.sql, plan.params))
+        if row is None or row[-1]:  # no row, or a deleted resource's (the last column)
+            return None
+        stored = plan.answer(row)
         self._record("read", [stored])
         return stored
 
