@@ -126,9 +126,7 @@ def test_a_removed_client_is_refused_at_its_next_read(
     assert _read(harness, token, f"/fhir/Goal/{goal_id}").status_code == 200
     with harness.runtime.db.write() as conn:
         conn.execute(
-            update(OAuthClient)
-            .where(OAuthClient.client_id == app.client_id)
-            .values(removed_at=1)
+            update(OAuthClient).where(OAuthClient.client_id == app.client_id).values(removed_at=1)
         )
     refused = _read(harness, token, f"/fhir/Goal/{goal_id}")
     assert refused.status_code == 401, refused.text
