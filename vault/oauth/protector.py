@@ -59,11 +59,8 @@ class BearerTokenResolver:
         self._runtime = runtime
         qmark = runtime.db.paramstyle == "qmark"
         self._sql = _LOOKUP if qmark else _LOOKUP.replace("?", "%s")
-        # The check's parameters are numbered on PostgreSQL: the reads it goes into name
-        # theirs (``%(name)s``), and a statement cannot mix the two styles.
         self._qmark = qmark
-        names = iter(f"%(rk_token_{n})s" for n in range(10))
-        self._still = _STILL.format_map(_Placeholders(qmark, names))
+        self._still = _still_condition(qmark)
         # The rows of the tokens looked up here, by the token's hash (never the token).
         self._known: dict[str, tuple[Any, ...]] = {}
 
@@ -105,19 +102,14 @@ class BearerTokenResolver:
         return ProvisionalAccess(_context(*row), self._still, params)
 
 
-class _Placeholders(dict[str, str]):
-    """``_STILL``'s placeholders: ``{p}`` is the next parameter, ``{same}`` NULL-safe
-    equality, each in the database's own words."""
-
-    def __init__(self, qmark: bool, names: Any) -> None:
-        super().__init__()
-        self._qmark = qmark
-        self._names = names
-
-    def __missing__(self, key: str) -> str:
-        if key == "same":
-            return "IS" if self._qmark else "IS NOT DISTINCT FROM"
-        return "?" if self._qmark else next(self._names)
+def _still_condition(qmark: bool) -> str:
+    """``_STILL`` in the database's own words: ``{same}`` is NULL-safe equality, each ``{p}``
+    the next parameter. On PostgreSQL they are named (``rk_token_0`` …, as ``provisional``
+    names its values): the reads the condition goes into name theirs, and a statement
+    cannot mix the two styles."""
+    pieces = _STILL.replace("{same}", "IS" if qmark else "IS NOT DISTINCT FROM").split("{p}")
+    marks = ["?" if qmark else f"%(rk_token_{n})s" for n in range(len(pieces) - 1)]
+    return pieces[0] + "".join(mark + piece for mark, piece in zip(marks, pieces[1:], strict=True))
 
 
 def _bearer(request: Request) -> str | None:
