@@ -64,14 +64,10 @@ class ProvisionalAccess:
     condition: str
     params: tuple[Any, ...] | dict[str, Any]
 
-    def around(self, sql: str, params: Any, *, by_first_column: bool = False) -> tuple[str, Any]:
-        """``sql`` (a SELECT) returning its rows only while the condition holds; with
-        ``by_first_column``, in the order of its first column (a page of rows ordered by
-        their key: SQL keeps no order through a subquery unless it is asked again)."""
+    def around(self, sql: str, params: Any) -> tuple[str, Any]:
+        """``sql`` (a SELECT) returning its rows only while the condition holds."""
         # Both texts are the vault's own statements; every value is a parameter.
         text = f"SELECT * FROM ({sql}) AS rk_checked WHERE {self.condition}"  # noqa: S608
-        if by_first_column:
-            text += " ORDER BY 1"
         # Named parameters (PostgreSQL's reads) or positional ones (SQLite's), as the
         # resolver wrote the condition for the same database.
         if isinstance(params, dict) and isinstance(self.params, dict):

@@ -9,7 +9,7 @@ from anyio import to_thread
 from fastapi import Depends, Request
 
 from vault.consent.access import AccessContext
-from vault.consent.caller import AccessDep, ProvisionalAccess, get_access, provisional_access
+from vault.consent.caller import AccessDep, get_access, provisional_access
 from vault.fhir.repository import Repository
 from vault.kernel.runtime import Runtime
 from vault.kernel.web import RuntimeDep, get_runtime
@@ -19,7 +19,6 @@ __all__ = [
     "RepositoryDep",
     "get_repository",
     "provisional_read",
-    "provisional_repository",
     "request_repository",
     "settle_log",
 ]
@@ -50,26 +49,12 @@ async def provisional_read(request: Request, resource_type: str, resource_id: st
     the read's own statement (``ProvisionalAccess``), its record logged before the answer
     like any read's; None when the checked way must answer (``request_repository``, then
     ``read_async``): an unknown token, or any answer but the resource."""
-    known = await provisional_repository(request)
-    if known is None:
-        return None
-    _runtime, repo, provisional = known
-    async with repo.audited():
-        return await repo.read_provisionally(resource_type, resource_id, provisional)
-
-
-async def provisional_repository(
-    request: Request,
-) -> tuple[Runtime, Repository, ProvisionalAccess] | None:
-    """For a caller whose token this process knows: the runtime, a repository on the
-    token's context as it was, and the check that context needs inside each statement
-    (``ProvisionalAccess``: nothing may be logged, answered or refused on it before a
-    statement with the check has returned a row); None for any other caller."""
     provisional = provisional_access(request)
     if provisional is None:
         return None
-    runtime = await get_runtime(request)
-    return runtime, Repository(runtime, provisional.ctx), provisional
+    repo = Repository(await get_runtime(request), provisional.ctx)
+    async with repo.audited():
+        return await repo.read_provisionally(resource_type, resource_id, provisional)
 
 
 # Interactions on one named type that can answer nothing of the access log unless the

@@ -22,26 +22,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vault.consent.caller import ProvisionalAccess
 from vault.fhir.bundles import complete_searchset, history_bundle, search_bundle
 from vault.fhir.capability import capability_statement
-from vault.fhir.deps import (
-    RepositoryDep,
-    provisional_read,
-    provisional_repository,
-    request_repository,
-)
+from vault.fhir.deps import RepositoryDep, provisional_read, request_repository
 from vault.fhir.outcomes import FHIR_JSON, error_response
-from vault.fhir.repository import Repository, SearchPage
-from vault.fhir.search import Cursor, SearchQuery, cursor_secret, whole_number
+from vault.fhir.search import Cursor, cursor_secret, whole_number
 from vault.fhir.subsetting import Subset, from_params
-from vault.kernel.errors import (
-    BadRequest,
-    FhirError,
-    NotAcceptable,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-)
+from vault.kernel.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from vault.kernel.fhirdata import parse_date_range
 from vault.kernel.runtime import Runtime
 from vault.kernel.urls import fhir_base
@@ -159,11 +146,6 @@ def _search(
     query = repo.parse(resource_type, params, lenient=_prefers(request, "handling", "lenient"))
     with runtime.db.read() as conn:
         page = repo.search(conn, query)
-    return _searchset(request, runtime, page)
-
-
-def _searchset(request: Request, runtime: Runtime, page: SearchPage) -> Response:
-    query = page.query
     body = search_bundle(
         page,
         base=base_url(request, runtime),
@@ -382,54 +364,18 @@ async def search_get(request: Request) -> Response:
     # In a worker thread: the search's statements block, and the event loop must stay free.
     # Its access-log records are awaited on the loop (``audited``), durable before the answer.
     # A few threads only (``Database.run_search``): more cost CPU without more searches.
-    resource_type: str = request.path_params["resource_type"]
-    params = request.query_params.multi_items()
-    known = await provisional_repository(request)
-    if known is not None:
-        # A token this process knows: the first page of a one-inwoner search carries its check.
-        runtime, repo, provisional = known
-        query = _provisional_query(request, repo, resource_type, params)
-        if query is not None:
-            async with repo.audited():
-                page = await runtime.db.run_search(
-                    partial(_search_provisionally, runtime, repo, query, provisional)
-                )
-                if page is not None:
-                    return _searchset(request, runtime, page)
     runtime, repo = await request_repository(request)
     async with repo.audited():
         return await runtime.db.run_search(
-            partial(_search, request, runtime, repo, resource_type, params)
+            partial(
+                _search,
+                request,
+                runtime,
+                repo,
+                request.path_params["resource_type"],
+                request.query_params.multi_items(),
+            )
         )
-
-
-def _provisional_query(
-    request: Request, repo: Repository, resource_type: str, params: list[tuple[str, str]]
-) -> SearchQuery | None:
-    """The search of a caller whose token is not yet checked for this request, parsed, when
-    its answer may come from one statement with the check (``Searches.search_provisionally``);
-    None sends it the checked way, which answers every refusal and error as always: a type
-    the scopes do not allow, a query that names the access log (its reader may first settle
-    it: ``settle_log``), a bad request, any search but a one-inwoner first page."""
-    spec = RESOURCE_TYPES.get(resource_type)
-    ctx = repo.context
-    if spec is None or spec.name == "AuditEvent" or not ctx.allows("s", spec.name):
-        return None
-    if any("AuditEvent" in value or "*" in value for pair in params for value in pair):
-        return None
-    try:
-        _check_accept(request)
-        query = repo.parse(resource_type, params, lenient=_prefers(request, "handling", "lenient"))
-    except FhirError:
-        return None
-    return query if repo.one_inwoner_first_page(query) else None
-
-
-def _search_provisionally(
-    runtime: Runtime, repo: Repository, query: SearchQuery, provisional: ProvisionalAccess
-) -> SearchPage | None:
-    with runtime.db.read() as conn:
-        return repo.search_provisionally(conn, query, provisional)
 
 
 # The route the router would have matched: the request metrics label by its template.

@@ -19,7 +19,6 @@ from sqlalchemy import (
     tuple_,
 )
 
-from vault.consent.caller import ProvisionalAccess
 from vault.consent.decision import visible
 from vault.fhir.repository.base import ROW, Precompiled, R, not_found
 from vault.fhir.repository.reads import Reads
@@ -80,32 +79,13 @@ class Searches(Reads):
     def search(self, conn: Connection, query: SearchQuery) -> SearchPage:
         """One page of a search, with its total and includes: only what the caller may see."""
         page = self._search(conn, query)
-        self._record_search(query, page)
-        return page
-
-    def search_provisionally(
-        self, conn: Connection, query: SearchQuery, provisional: ProvisionalAccess
-    ) -> SearchPage | None:
-        """:meth:`search` for a context not yet checked for this request
-        (``ProvisionalAccess``, this repository's context): the first page of a one-inwoner
-        search (:meth:`_compartment_page`) with the check inside its statement. None, with
-        nothing logged, for any other search and for a page without matches (no matches, or
-        a token no longer valid: the statement cannot tell them apart); the caller then takes
-        the checked way. The parsing before this refuses and logs nothing either: its caller
-        sends a type the scopes do not allow the checked way first."""
-        page = self._compartment_page(conn, query, provisional)
-        if page is None or not page.matches:
-            return None
-        self._record_search(query, page)
-        return page
-
-    def _record_search(self, query: SearchQuery, page: SearchPage) -> None:
         self._record(
             "search-type",
             [*page.matches, *page.includes],
             query=urlencode(query.applied),
             fallback_patient=_named_patient(query),
         )
+        return page
 
     def _search(self, conn: Connection, query: SearchQuery) -> SearchPage:
         plain = self._compartment_page(conn, query)
@@ -155,23 +135,18 @@ class Searches(Reads):
         includes = self._includes(conn, query, [r.pk for r in rows], matches)
         return SearchPage(total, matches, includes, next_cursor, previous_cursor, query)
 
-    def _compartment_page(
-        self, conn: Connection, query: SearchQuery, provisional: ProvisionalAccess | None = None
-    ) -> SearchPage | None:
+    def _compartment_page(self, conn: Connection, query: SearchQuery) -> SearchPage | None:
         """The first page of the most frequent search there is, ``Goal?patient=…`` (one
         inwoner's resources of one type, no sort, no includes), by a statement compiled
         once per kind of caller and grantee set, as a read by id is (``_read_precompiled``):
         building and executing the generic statement through SQLAlchemy cost a search more
         than its SQL (docs/performance.md). The same WHERE, order and page as
-        :meth:`_search`'s; None for any other search, which goes the generic way. With
-        ``provisional``, the token's check goes inside the statement (``ProvisionalAccess``).
+        :meth:`_search`'s; None for any other search, which goes the generic way.
         """
         planned = self._compartment_statement(query, conn.dialect)
         if planned is None:
             return None
         sql, params = planned
-        if provisional is not None:
-            sql, params = provisional.around(sql, params, by_first_column=True)
         rows = fetch_all(conn, sql, params)
         more = len(rows) > query.count
         rows = rows[: query.count]
@@ -182,10 +157,12 @@ class Searches(Reads):
         next_cursor = Cursor(key=None, pk=rows[-1][0], backward=False) if more else None
         return SearchPage(total, matches, [], next_cursor, None, query)
 
-    def one_inwoner_first_page(self, query: SearchQuery) -> bool:
-        """Whether :meth:`_compartment_page` answers this search: the first page of one
-        inwoner's resources of one type, in the order they were made, without includes."""
-        return not (
+    def _compartment_statement(
+        self, query: SearchQuery, dialect: Dialect
+    ) -> tuple[str, Any] | None:
+        """The SQL and parameters of :meth:`_compartment_page`, or None for another search."""
+        spec = query.spec
+        if (
             query.compartment is None
             or query.cursor is not None
             or query.sort is not None
@@ -194,15 +171,8 @@ class Searches(Reads):
             or query.count == 0
             or query.includes
             or query.revincludes
-            or self._ctx.query_restrictions(query.spec.name)
-        )
-
-    def _compartment_statement(
-        self, query: SearchQuery, dialect: Dialect
-    ) -> tuple[str, Any] | None:
-        """The SQL and parameters of :meth:`_compartment_page`, or None for another search."""
-        spec = query.spec
-        if not self.one_inwoner_first_page(query):
+            or self._ctx.query_restrictions(spec.name)
+        ):
             return None
 
         def build() -> Select[Any]:
