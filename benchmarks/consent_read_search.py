@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bulk_load
 import fhir_read_search as base
+import server_probe
 
 from vault.app.clients import register_client
 from vault.app.main import create_app
@@ -78,7 +79,7 @@ FLAT = 0.15
 
 def partner_vault_app() -> FastAPI:
     """Factory for ``uvicorn --factory``: the real app with the real access resolver."""
-    return create_app(Settings.from_env())
+    return server_probe.install(create_app(Settings.from_env()))
 
 
 # -- consents --------------------------------------------------------------------------------
@@ -413,6 +414,7 @@ def run_phase(
     endpoints = (("read Goal/{id}", "/fhir/Goal/%s", goals), ("search Goal?patient=", None, None))
 
     def measure(server: base.Server, label: str, token: str | None, grants: str) -> list[Row]:
+        windows.clear()
         script = data_dir / f"wrk-{uuid.uuid4().hex[:8]}.lua"
         script.write_text(wrk_script(token))
         rows = []
@@ -435,6 +437,8 @@ def run_phase(
             measured = base.measure(
                 run, duration=args.duration, warmup=args.warmup, quiet=args.quiet
             )
+            ended = time.time()
+            windows.append((endpoint, ended - args.duration, ended))
             after = group_commits(server.url)
             records, commits = after[0] - before[0], after[1] - before[1]
             if commits:
@@ -446,14 +450,32 @@ def run_phase(
             rows.append(Row(inwoners, grants, endpoint, measured))
         return rows
 
+    # Each row's measured seconds (wall clock), for the server's own view (``--probe``).
+    windows: list[tuple[str, float, float]] = []
+
+    def probed(name: str) -> dict[str, str]:
+        return {**env, "PROBE_OUT": str(data_dir / f"probe-{name}.json")} if args.probe else env
+
+    def probe_summary(name: str) -> None:
+        if args.probe:
+            for endpoint, start, end in windows:
+                print(f"  {name}, {endpoint}, as the server saw it:", flush=True)
+                for line in server_probe.summary(data_dir / f"probe-{name}.json", start, end):
+                    print(line, flush=True)
+
     rows: list[Row] = []
     with base.Server(
-        "baseline", "fhir_read_search:vault_app", cpu=cpus[0], env=env, log_dir=data_dir
+        "baseline",
+        "fhir_read_search:vault_app",
+        cpu=cpus[0],
+        env=probed("baseline"),
+        log_dir=data_dir,
     ) as server:
         status, bundle = get(f"{server.url}/fhir/Goal?patient={vault.patients[0]}")
         if status != 200 or json.loads(bundle).get("total") != 6:
             raise RuntimeError(f"baseline Goal search answered {status}: {bundle[:300]!r}")
         rows += measure(server, "full access", None, "full")
+    probe_summary("baseline")
 
     for level in levels:
         seconds = set_grants(runtime, vault, level)
@@ -463,16 +485,18 @@ def run_phase(
             f"(checked with COUNT; {len(vault.consents)} updates in {seconds:.1f} s)",
             flush=True,
         )
+        name = f"partner-{inwoners}-{level}"
         with base.Server(
-            f"partner-{inwoners}-{level}",
+            name,
             "consent_read_search:partner_vault_app",
             cpu=cpus[0],
-            env=env,
+            env=probed(name),
             log_dir=data_dir,
         ) as server:
             token = partner.token(server.url)
             check_partner(server, token, vault)
             rows += measure(server, f"partner, {level} grants", token, str(level))
+        probe_summary(name)
     return rows
 
 
@@ -565,6 +589,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--database-url", default="", help="PostgreSQL server URL; default: a SQLite file"
     )
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="print each row as the server saw it: its requests inside the app, group "
+        "commits, checkpoints, event-loop lag, garbage collections (server_probe.py)",
+    )
     parser.add_argument("--duration", type=float, default=8, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2, help="seconds before each one")
     parser.add_argument(

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import server_probe
 from fastapi import FastAPI, Request
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -81,7 +82,7 @@ def bench_access(request: Request) -> AccessContext:
 
 def vault_app() -> FastAPI:
     """Factory for ``uvicorn --factory``: the real app, settings from ``VAULT_*``."""
-    return create_app(Settings.from_env(), access_resolver=bench_access)
+    return server_probe.install(create_app(Settings.from_env(), access_resolver=bench_access))
 
 
 # -- data ----------------------------------------------------------------------------------
