@@ -38,8 +38,8 @@ def install(app: FastAPI) -> FastAPI:
     out = os.environ.get("PROBE_OUT")
     if not out:
         return app
-    events: dict[str, list[Any]] = {"requests": [], "groups": [], "checkpoints": [], "gcs": []}
-    events["lags"] = []
+    kinds = ("requests", "groups", "checkpoints", "gcs", "lags")
+    events: dict[str, list[Any]] = {kind: [] for kind in kinds}
     _time_collections(events["gcs"])
     _time_writes(events)
     build = app.build_middleware_stack
