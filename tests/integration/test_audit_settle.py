@@ -299,36 +299,6 @@ def test_a_writer_that_never_idles_still_settles_past_its_bound(
     while any(link.resource_pk is None for link in links_of(runtime, anna)):
         assert time.monotonic() < deadline, "the busy writer never settled past its bound"
         time.sleep(0.02)
-    log.close()
-
-
-def test_a_group_commit_never_waits_for_the_backlog_being_settled(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """PostgreSQL past its bound settles in a thread of its own: while a settle cannot go
-    on (here: the waiting links are locked by another transaction), the records of the
-    next reads are still committed and acknowledged; once it can, the backlog settles.
-    (SQLite stores at once past its bound, and allows one writer at a time.)"""
-    if runtime.db.is_sqlite:
-        pytest.skip("PostgreSQL's way: a settle beside the group commits")
-    log, anna = busy_writer(runtime, monkeypatch, at_once=False)
-    log.record([read_by(anna, n=n) for n in range(4)])  # 4 waiting: under the bound
-
-    with runtime.db.write() as blocker:  # the links a settle takes first, locked
-        blocker.exec_driver_sql(
-            "SELECT seq FROM audit_chain WHERE chain = %s FOR UPDATE", (anna,)
-        ).all()
-        log.record([read_by(anna, n=n) for n in range(4, 8)])  # 8: past it, settle blocked
-        later = log._submit([read_by(anna, n=n) for n in range(8, 11)])  # type: ignore[attr-defined]
-        later.result(timeout=10)  # acknowledged while the settle waits for the lock
-        assert len(links_of(runtime, anna)) == 11
-
-    deadline = time.monotonic() + 30
-    while any(link.resource_pk is None for link in links_of(runtime, anna)[:6]):
-        assert time.monotonic() < deadline, "the backlog was never settled past its bound"
-        time.sleep(0.02)
-    assert verify_chains(runtime) == []
-    log.close()
 
 
 def test_the_writer_settles_what_waits_once_the_log_is_idle(runtime: Runtime) -> None:

@@ -16,9 +16,8 @@ version and search index, when it is settled (``AuditLog.settle``): before a cal
 read the log reads (``settle_for``), and whenever the log is idle. So a partner's read pays
 for one row, and the inwoner still finds every record, in the same bytes the chain holds.
 A vault under steady load never idles and pays for the resource all the same: past a
-bound of waiting records a thread of its own settles the backlog beside the group commits
-(PostgreSQL), or the writer stores each group's records as AuditEvents at once (SQLite,
-where that costs less than settling, and one writer at a time is all SQLite allows).
+bound of waiting records the writer settles after each commit (PostgreSQL), or stores each
+group's records as AuditEvents at once (SQLite, where that costs less than settling).
 
 Writes log in their own transaction: a failed audit write fails the request. Reads log
 through a group-commit writer: the request waits until its record is durable, and many
@@ -108,8 +107,7 @@ _WRITER_BATCH = 32
 # settle it) bounded even while it never idles: a burst of reads pays for one row each, a
 # vault under steady load pays for a whole AuditEvent per read either way. On SQLite the
 # writer then stores each group's records as AuditEvents in the group's own commit
-# (``AuditLog._settled_at_once``); on PostgreSQL the settler thread settles the backlog
-# down to the bound beside the group commits (``AuditLog._settle_behind``).
+# (``AuditLog._settled_at_once``); on PostgreSQL it settles a batch after each commit.
 _MAX_WAITING = 20_000
 log = logging.getLogger(__name__)
 
@@ -184,10 +182,6 @@ class AuditLog:
         self._queue: queue.Queue[Pending] = queue.Queue()
         self._max_batch = max_batch
         self._thread: threading.Thread | None = None
-        # PostgreSQL's writer past its bound: a thread of its own settles the backlog on its
-        # own connection (``_settle_behind``), so the next group commit does not wait for it.
-        self._settler: threading.Thread | None = None
-        self._behind = threading.Event()
         self._lock = threading.Lock()
         self._owners: dict[str, str] = {}  # compartment -> "Patient" or "Group"
         self._unsettled = False  # this process appended records that may wait to be settled
@@ -195,11 +189,11 @@ class AuditLog:
         self._draining = False  # idle and settling: the next batch follows at once
         self._closed = False  # ``close`` was called: no record is taken any more
         # Past ``_MAX_WAITING``: store each group's records as AuditEvents in its own commit
-        # (SQLite), or settle the backlog in a thread beside the commits (PostgreSQL).
-        # Measured under steady load (docs/performance.md): on SQLite, a record stored at
-        # once costs less than one appended and settled later (read again, opened, its link
-        # rewritten, in a transaction of its own); on PostgreSQL the longer group commit
-        # halved the records each commit held, and the reads cost more.
+        # (SQLite), or settle a batch of the backlog after it (PostgreSQL). Measured under
+        # steady load (docs/performance.md): on SQLite, a record stored at once costs less
+        # than one appended and settled later (read again, opened, its link rewritten, in a
+        # transaction of its own); on PostgreSQL the longer group commit halved the records
+        # each commit held, and the reads cost more.
         self._settled_at_once = runtime.db.is_sqlite
 
     def append(
@@ -437,13 +431,11 @@ class AuditLog:
         thread of a database that was closed). A record submitted after this is refused."""
         with self._lock:
             self._closed = True
-            thread, settler = self._thread, self._settler
+            thread = self._thread
             self._queue.put(CLOSE)
         wake_all()  # a writer waiting for requests still being served (``_gather``)
-        self._behind.set()  # a settler waiting for the backlog to pass the bound
-        for running in (thread, settler):
-            if running is not None:
-                running.join(timeout=_CONFIRM_SECONDS)
+        if thread is not None:
+            thread.join(timeout=_CONFIRM_SECONDS)
 
     def _submit(self, records: Sequence[AuditRecord]) -> Future[None]:
         pending = Pending(list(records))
@@ -487,7 +479,7 @@ class AuditLog:
             if closing:
                 return
             if not self._settled_at_once and self._waiting > _MAX_WAITING:
-                self._wake_settler()
+                self._settle_some()
 
     def _gather(self, batch: list[Pending]) -> bool:
         """Before a group commit: while requests are still being served that will hand
@@ -531,8 +523,9 @@ class AuditLog:
         finish(batch, None)
 
     def _settle_some(self) -> bool:
-        """Settle one small batch when idle (batch after batch until nothing is left or a
-        record comes, which always goes first). Returns whether more may wait."""
+        """Settle one small batch: when idle (batch after batch until nothing is left or a
+        record comes, which always goes first), or after a commit past ``_MAX_WAITING``.
+        Returns whether more may wait."""
         try:
             with self._rt.db.write() as conn:
                 done = self.settle(conn, limit=_WRITER_BATCH)
@@ -543,42 +536,6 @@ class AuditLog:
         if done < _WRITER_BATCH:
             self._unsettled, self._waiting = False, 0
         return self._unsettled
-
-    def _wake_settler(self) -> None:
-        """Past the bound on PostgreSQL: let the settler thread (started when none runs)
-        settle the backlog down to the bound, while this thread goes on committing groups.
-        In the writer's own thread, each group waited for the batch settled after the one
-        before it: a read waited 10.5 ms at the median for a commit of 4.5 ms (the probe,
-        docs/performance.md)."""
-        with self._lock:
-            if self._closed:
-                return
-            if self._settler is None or not self._settler.is_alive():
-                self._settler = threading.Thread(
-                    target=self._settle_behind, name="audit-settler", daemon=True
-                )
-                self._settler.start()
-        self._behind.set()
-
-    def _settle_behind(self) -> None:
-        """The settler thread: each time it is woken, settle batch after batch, each in its
-        own transaction, while more than ``_MAX_WAITING`` records wait. Two settlers (this
-        one, a reader's ``settle_for``, another process) never store one record twice:
-        ``settle`` locks the links it takes."""
-        while True:
-            self._behind.wait()
-            self._behind.clear()
-            while not self._closed and self._waiting > _MAX_WAITING:
-                try:
-                    with self._rt.db.write() as conn:
-                        done = self.settle(conn, limit=_WRITER_BATCH)
-                except Exception as exc:  # tried again when woken; readers settle too
-                    log.error("access log settle failed: %s", type(exc).__name__)
-                    break
-                # A hint, as the writer's own count: the writer adds to it meanwhile.
-                self._waiting = max(0, self._waiting - done) if done == _WRITER_BATCH else 0
-            if self._closed:
-                return
 
     def _write_alone(self, pending: Pending) -> None:
         try:
