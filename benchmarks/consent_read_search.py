@@ -602,6 +602,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
+    base.add_pin_database(parser)
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
     parser.add_argument(
         "--reuse", default="", metavar="DIR", help="measure on a kept SQLite data folder"

@@ -345,6 +345,72 @@ def fresh_database(url: str | None, data_dir: Path) -> Iterator[str]:
         admin.dispose()
 
 
+# How the run placed PostgreSQL, for the header (``machine_info``): set by ``pinned_postgres``.
+_database_placement = "not pinned"
+
+
+def _postgres_processes() -> tuple[int | None, list[int]]:
+    """The local PostgreSQL's postmaster and every process named ``postgres`` (its backends
+    and background workers), by reading ``/proc`` as ``_postgres_cpu_seconds`` does."""
+    postmaster, found = None, []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (proc / "comm").read_text().strip() != "postgres":
+                    continue
+                found.append(int(proc.name))
+                if not (proc / "cmdline").read_bytes().startswith(b"postgres:"):
+                    postmaster = int(proc.name)
+    return postmaster, found
+
+
+@contextlib.contextmanager
+def pinned_postgres(url: str, cpu: int | None) -> Iterator[None]:
+    """With ``cpu`` and a PostgreSQL URL: the local PostgreSQL on that core for the run (the
+    issue asks for its backends pinned where the machine allows). Its postmaster is pinned,
+    so every backend it starts after is, and so are the processes running already; each is
+    put back as it was afterwards, and a backend started meanwhile gets the postmaster's old
+    cores. Where the machine does not allow it (not permitted, no such core), the run goes
+    on unpinned and its header says so."""
+    global _database_placement
+    if cpu is None or not url or url.startswith("sqlite"):
+        yield
+        return
+    postmaster, processes = _postgres_processes()
+    if postmaster is None:
+        _database_placement = "not pinned (its postmaster is not on this machine)"
+        yield
+        return
+    before: dict[int, set[int]] = {}
+    try:
+        for pid in [postmaster, *(p for p in processes if p != postmaster)]:
+            with contextlib.suppress(ProcessLookupError):
+                before[pid] = os.sched_getaffinity(pid)
+                os.sched_setaffinity(pid, {cpu})
+    except (PermissionError, OSError) as exc:
+        _restore_affinity(before, before.get(postmaster))
+        _database_placement = f"not pinned (pinning it to core {cpu} failed: {exc.strerror})"
+        yield
+        return
+    _database_placement = f"pinned to core {cpu} (postmaster and every backend)"
+    try:
+        yield
+    finally:
+        _restore_affinity(before, before[postmaster])
+        _database_placement = "not pinned"
+
+
+def _restore_affinity(before: dict[int, set[int]], default: set[int] | None) -> None:
+    for pid, cores in before.items():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, cores)
+    if default is not None:
+        for pid in _postgres_processes()[1]:
+            if pid not in before:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(pid, default)
+
+
 def initialise(settings: Settings) -> None:
     """What ``vault init`` does, in process: master key, migrations, vault keys."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -675,7 +741,7 @@ def machine_info(database_url: str, *, server_cpu: int, client_cpu: int) -> list
             version = conn.exec_driver_sql("SHOW server_version").scalar()
             fsync = conn.exec_driver_sql("SHOW fsync").scalar()
         engine.dispose()
-        database = f"PostgreSQL {version} on 127.0.0.1 (fsync={fsync}), not pinned"
+        database = f"PostgreSQL {version} on 127.0.0.1 (fsync={fsync}), {_database_placement}"
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     wrk_version = (wrk.stdout + wrk.stderr).splitlines()[0].split(" Copyright")[0]
     packages = ", ".join(
@@ -854,9 +920,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
+    add_pin_database(parser)
     parser.add_argument("--profile", action="store_true", help="also sample reads with py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
     return parser.parse_args(argv)
+
+
+def add_pin_database(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pin-database",
+        type=int,
+        default=None,
+        metavar="CPU",
+        help="pin the local PostgreSQL (postmaster and backends) to this core for the run, "
+        "and put it back after; default: not pinned",
+    )
 
 
 def check_tools(args: argparse.Namespace) -> None:
@@ -880,7 +958,10 @@ def in_scratch(
     os.environ.pop("VAULT_MASTER_KEY", None)  # the benchmark's vault uses its own key file
     data_dir = Path(tempfile.mkdtemp(prefix=f"regiekluis-{name}-"))
     try:
-        with fresh_database(args.database_url, data_dir) as url:
+        with (
+            fresh_database(args.database_url, data_dir) as url,
+            pinned_postgres(url, getattr(args, "pin_database", None)),
+        ):
             bench(args, data_dir, url)
     finally:
         if args.keep:
