@@ -351,16 +351,12 @@ _database_placement = "not pinned"
 
 def _postgres_processes() -> tuple[int | None, list[int]]:
     """The local PostgreSQL's postmaster and every process named ``postgres`` (its backends
-    and background workers), by reading ``/proc`` as ``_postgres_cpu_seconds`` does."""
+    and background workers)."""
     postmaster, found = None, []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (proc / "comm").read_text().strip() != "postgres":
-                    continue
-                found.append(int(proc.name))
-                if not (proc / "cmdline").read_bytes().startswith(b"postgres:"):
-                    postmaster = int(proc.name)
+    for pid, title in _postgres_titles():
+        found.append(pid)
+        if not title.startswith("postgres:"):
+            postmaster = pid
     return postmaster, found
 
 
@@ -615,19 +611,25 @@ def _postgres_cpu_seconds(database: str) -> float:
     connections under load leaves its cost there). Live backends of other databases count
     as other programs."""
     total = 0.0
+    for pid, title in _postgres_titles():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if f" {database} " in title:
+                total += _process_cpu_seconds(pid)
+            elif not title.startswith("postgres:"):  # the postmaster
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _postgres_titles() -> Iterator[tuple[int, str]]:
+    """Every process named ``postgres`` on this machine, with its title: a backend's is
+    "postgres: user database host(port) state", the postmaster's its command line."""
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                if (proc / "comm").read_text().strip() != "postgres":
-                    continue
-                # A backend's title: "postgres: user database host(port) state".
-                title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if f" {database} " in title:
-                    total += _process_cpu_seconds(int(proc.name))
-                elif not title.startswith("postgres:"):  # the postmaster
-                    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                    total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-    return total
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                if (proc / "comm").read_text().strip() == "postgres":
+                    title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    yield int(proc.name), title
 
 
 def _core_ticks() -> dict[int, tuple[int, int]]:
