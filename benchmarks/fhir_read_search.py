@@ -383,7 +383,7 @@ def pinned_postgres(url: str, cpu: int | None) -> Iterator[None]:
             with contextlib.suppress(ProcessLookupError):
                 before[pid] = os.sched_getaffinity(pid)
                 os.sched_setaffinity(pid, {cpu})
-    except (PermissionError, OSError) as exc:
+    except OSError as exc:  # not permitted, or no such core
         _restore_affinity(before, before.get(postmaster))
         _database_placement = f"not pinned (pinning it to core {cpu} failed: {exc.strerror})"
         yield
