@@ -22,6 +22,8 @@ from tests.support import fresh_database, vault, vault_env
 from vault.app.bulk_load import Inwoner, bulk_load
 from vault.audit.log import AuditRecord, verify_chains
 from vault.audit.models import AuditChain, AuditChainHead
+from vault.kernel.errors import Unprocessable
+from vault.store.models import ResourceRow
 from vault.testing import RegisteredClient, ThrowawayVault
 
 PARTNER = "MEE Bulk"
@@ -182,3 +184,48 @@ def test_bulk_loaded_vault_answers_like_one_written_through_the_api(
         env=vault_env(bulk.settings.database_url),
     )
     assert "intact" in out
+
+
+@pytest.fixture
+def one_vault(tmp_path: Path) -> Iterator[ThrowawayVault]:
+    with fresh_database(tmp_path) as url:
+        running = _start(tmp_path, url)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+def _count(running: ThrowawayVault, resource_type: str) -> int:
+    assert running.runtime is not None
+    with running.runtime.db.read() as conn:
+        return conn.execute(
+            select(func.count())
+            .select_from(ResourceRow)
+            .where(ResourceRow.resource_type == resource_type)
+        ).scalar_one()
+
+
+def test_a_batch_with_a_resource_of_a_patient_the_vault_does_not_hold_is_refused_whole(
+    one_vault: ThrowawayVault,
+) -> None:
+    """The loader checks every compartment's owner in one statement per batch
+    (``Repository.prepare_many``): a Goal of a Patient that is not there, or one that was
+    deleted, refuses the batch as a write through the API refuses the Goal (422)."""
+    assert one_vault.runtime is not None
+    one_vault.write(patient(id="bulk-gone", family="Weg"))
+    one_vault.delete("Patient", "bulk-gone")
+    fine = goal(patient_id="bulk-q0") | {"id": "bulk-q0-goal"}
+    for owner in ("bulk-nobody", "bulk-gone"):
+        stray = goal(patient_id=owner) | {"id": f"bulk-stray-{owner}"}
+        with pytest.raises(Unprocessable, match="does not hold"):
+            bulk_load(
+                one_vault.runtime,
+                [Inwoner(patient(id="bulk-q0", family="Q"), [fine, stray])],
+            )
+        # Nothing of the batch stays: not the Patient, not the Goal that was in order.
+        assert (_count(one_vault, "Patient"), _count(one_vault, "Goal")) == (1, 0)
+
+    loaded = bulk_load(one_vault.runtime, [Inwoner(patient(id="bulk-q0", family="Q"), [fine])])
+    assert (loaded.inwoners, loaded.resources) == (1, 2)
+    assert _count(one_vault, "Goal") == 1

@@ -8,12 +8,13 @@ second copy of how a row is made:
 - a Patient (its data key made first) and a Consent (compiled into ``consent_grant`` rows)
   go through the repository's own write, as ``PUT`` with the operator's access would;
 - every other resource is validated and placed in its compartment by the repository
-  (``_prepare``), then sealed with the inwoner's data key and indexed (blind tokens,
+  (``prepare_many``), then sealed with the inwoner's data key and indexed (blind tokens,
   references, dates) by the store's ``insert_records``, many per statement;
 - access-log records are appended by the vault's ``AuditLog.append``: sealed AuditEvents,
-  hash-chained per inwoner exactly as a partner's reads chain them, and settled at once
-  into AuditEvent resources (``AuditLog.settle``), as a vault that has run for a while
-  has them: only the newest records of a running vault wait in their links.
+  hash-chained per inwoner exactly as a partner's reads chain them, and stored at once as
+  AuditEvent resources (``settled=True``, as the SQLite writer stores them under steady
+  load), as a vault that has run for a while has them: only the newest records of a
+  running vault wait in their links.
 
 Consents are written after the batch's other resources: a grant on ``related`` data
 records what the named resource references at the moment the Consent is written.
@@ -36,7 +37,7 @@ from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.runtime import Runtime
 from vault.store.registry import RESOURCE_TYPES
-from vault.store.writes import Prepared, insert_records
+from vault.store.writes import insert_records
 
 __all__ = ["Inwoner", "Loaded", "bulk_load"]
 
@@ -92,24 +93,21 @@ def bulk_load(
         with runtime.db.write() as conn:
             for inwoner in chunk:
                 repo.update(conn, "Patient", inwoner.patient["id"], inwoner.patient)
-            prepared: list[Prepared] = []
-            later: list[dict[str, Any]] = []
-            for inwoner in chunk:
-                for body in inwoner.resources:
-                    name = body["resourceType"]
-                    if name in _ONE_BY_ONE:
-                        later.append(body)
-                        continue
-                    prepared.append(
-                        repo._prepare(conn, RESOURCE_TYPES[name], body, resource_id=body["id"])
-                    )
+            bodies = [body for inwoner in chunk for body in inwoner.resources]
+            later = [body for body in bodies if body["resourceType"] in _ONE_BY_ONE]
+            prepared = repo.prepare_many(
+                conn,
+                [
+                    (RESOURCE_TYPES[body["resourceType"]], body, body["id"])
+                    for body in bodies
+                    if body["resourceType"] not in _ONE_BY_ONE
+                ],
+            )
             insert_records(runtime, conn, prepared, None)
             for body in later:
                 repo.update(conn, body["resourceType"], body["id"], body)
             records = [record for inwoner in chunk for record in inwoner.access]
-            runtime.audit.append(conn, records)
-            chains = [inwoner.patient["id"] for inwoner in chunk]
-            runtime.audit.settle(conn, chains, limit=max(1, len(records)))
+            runtime.audit.append(conn, records, settled=True)
         loaded.inwoners += len(chunk)
         loaded.resources += len(chunk) + len(prepared) + len(later)
         loaded.access_records += len(records)

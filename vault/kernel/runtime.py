@@ -29,8 +29,8 @@ def now_micros() -> int:
 class AuditSink(Protocol):
     """Where records of access go (``vault/audit/log.py`` ``AuditLog``)."""
 
-    def append(self, conn: Connection, records: Iterable[Any]) -> None:
-        """Write records inside the caller's transaction."""
+    def append(self, conn: Connection, records: Iterable[Any], *, settled: bool = False) -> None:
+        """Write records inside the caller's transaction (``settled``: stored in full)."""
 
     def record(self, records: Sequence[Any]) -> None:
         """Write records durably (group commit) before returning."""
