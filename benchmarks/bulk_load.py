@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -101,33 +101,42 @@ def load(
             for org, name in zip(ORG_IDS, base.ORGANISATIONS, strict=True)
         ]
         total += bulk_load(runtime, [], shared=shared).resources
-    jobs = 1 if runtime.db.is_sqlite else jobs or os.cpu_count() or 1
-    jobs = max(1, min(jobs, inwoners_))
+    jobs = max(1, min(workers(runtime, jobs), inwoners_))
     # The organisations as the caller set them (``export_profile.py`` names one partner in
     # every Consent): a new process would import the module's own list again.
     part = (access, batch, tuple(ORG_IDS), started)
-    if jobs == 1:
-        total += _load_range(runtime, first, inwoners_, *part)
-    else:
-        size, rest = divmod(inwoners_, jobs)
-        starts = [first + i * size + min(i, rest) for i in range(jobs)]
-        ranges = [(start, size + (i < rest)) for i, start in enumerate(starts)]
-        # Spawned, not forked: this process's runtime holds connections and threads.
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
-            futures = [
-                pool.submit(_load_part, runtime.settings, start, count, *part)
-                for start, count in ranges
-            ]
-            total += sum(future.result() for future in futures)
+    size, rest = divmod(inwoners_, jobs)
+    starts = [first + i * size + min(i, rest) for i in range(jobs)]
+    ranges = [(start, size + (i < rest), *part) for i, start in enumerate(starts)]
+    total += sum(in_processes(runtime, _load_range, ranges))
     return base.Loaded([], [], total, time.perf_counter() - started)
 
 
-def _load_part(settings: Settings, first: int, count: int, *part: Any) -> int:
-    """One process's range of inwoners, with a runtime of its own."""
+def workers(runtime: Runtime, jobs: int) -> int:
+    """How many processes write side by side: ``jobs`` (0: one per core) on PostgreSQL,
+    one on SQLite, which takes one writer at a time."""
+    return 1 if runtime.db.is_sqlite else jobs or os.cpu_count() or 1
+
+
+def in_processes(
+    runtime: Runtime, work: Callable[..., int], parts: Sequence[tuple[Any, ...]]
+) -> list[int]:
+    """``work(runtime, *part)`` for each part, side by side, each in a process of its own
+    with a runtime of its own (one part: here, with ``runtime``); the results in order.
+    ``work`` is a function of a module, so a new process can import it."""
+    if len(parts) == 1:
+        return [work(runtime, *parts[0])]
+    # Spawned, not forked: this process's runtime holds connections and threads.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(len(parts), mp_context=spawn) as pool:
+        futures = [pool.submit(_with_runtime, runtime.settings, work, *part) for part in parts]
+        return [future.result() for future in futures]
+
+
+def _with_runtime(settings: Settings, work: Callable[..., int], *part: Any) -> int:
     runtime = open_runtime(settings)
     try:
-        return _load_range(runtime, first, count, *part)
+        return work(runtime, *part)
     finally:
         runtime.close()
 
