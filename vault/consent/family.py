@@ -26,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, exists, insert, select, tuple_
+from sqlalchemy import ColumnElement, Connection, delete, exists, insert, select
 
 from vault.consent.models import ConsentGrant, FamilyMember
+from vault.kernel.db import pairs_in
 from vault.kernel.errors import Unprocessable
 from vault.kernel.fhirdata import split_reference
 from vault.store.models import DataKey, ResourceRow
@@ -115,7 +116,7 @@ def family_named(conn: Connection, patient_id: str, consent: Mapping[str, Any]) 
         select(R.patient_id)
         .where(
             R.patient_id.in_(families),
-            tuple_(R.resource_type, R.resource_id).in_(sorted(refs)),
+            pairs_in(R.resource_type, R.resource_id, refs),
         )
         .order_by(R.patient_id)
     ).all()

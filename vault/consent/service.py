@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, tuple_
+from sqlalchemy import Connection, delete, insert, select
 
 from vault.consent.compile import Grant, compile_consent
 from vault.consent.family import families_of, leave_families
 from vault.consent.models import BirthDate, ConsentGrant, ConsentRelated, Representation
 from vault.consent.representation import child_consent_window
 from vault.kernel.crypto import BlindIndex
+from vault.kernel.db import pairs_in
 from vault.kernel.errors import Unprocessable
 from vault.store.models import ResourceRow, SearchReference
 from vault.store.outbox import record_grant_change
@@ -58,7 +59,7 @@ def check_consent(
         rows = conn.execute(
             select(
                 ResourceRow.resource_type, ResourceRow.resource_id, ResourceRow.patient_id
-            ).where(tuple_(ResourceRow.resource_type, ResourceRow.resource_id).in_(sorted(named)))
+            ).where(pairs_in(ResourceRow.resource_type, ResourceRow.resource_id, named))
         ).all()
         owners = {(r.resource_type, r.resource_id): r.patient_id for r in rows}
         # Her own compartment, or a family compartment she is a member of (docs/family.md
@@ -141,7 +142,7 @@ def _fix_related(
         .distinct()
         .select_from(ResourceRow.__table__.join(SearchReference.__table__, sr.resource_pk == r.pk))
         .where(
-            tuple_(r.resource_type, r.resource_id).in_(named),
+            pairs_in(r.resource_type, r.resource_id, named),
             r.patient_id.in_(sorted({patient_id, *(g.family_id for g in grants if g.family_id)})),
             r.deleted.is_(False),
         )

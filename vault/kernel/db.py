@@ -26,13 +26,14 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import psycopg
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     Dialect,
     Engine,
@@ -40,12 +41,15 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    and_,
     create_engine,
+    false,
     make_url,
+    or_,
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, mapped_column
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, mapped_column
 
 from vault.kernel.threads import WorkerThreads
 
@@ -58,6 +62,7 @@ __all__ = [
     "PatientId",
     "Pk",
     "fetch_one",
+    "pairs_in",
     "table_of",
 ]
 
@@ -84,6 +89,20 @@ def table_of(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+def pairs_in(
+    kinds: ColumnElement[str] | QueryableAttribute[str],
+    ids: ColumnElement[str] | QueryableAttribute[str],
+    pairs: Iterable[tuple[str, Any]],
+) -> ColumnElement[bool]:
+    """``(kinds, ids)`` is one of ``pairs``, written as ``kinds = k AND ids IN (…)`` for each
+    kind: SQLite scans the whole table for a row value ``IN`` a list of more than one pair
+    (``(resource_type, resource_id) IN ((…), (…))``), where this form searches its index."""
+    by_kind: dict[str, set[Any]] = {}
+    for kind, ident in pairs:
+        by_kind.setdefault(kind, set()).add(ident)
+    return or_(false(), *(and_(kinds == k, ids.in_(sorted(v))) for k, v in sorted(by_kind.items())))
 
 
 def fetch_one(conn: Connection, sql: str, params: Any) -> Any:

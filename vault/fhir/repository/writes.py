@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, true, tuple_, update
+from sqlalchemy import Connection, insert, select, text, true, update
 
 from vault.consent.access import Interaction
 from vault.consent.decision import visible
@@ -26,6 +26,7 @@ from vault.consent.service import check_consent, drop_grants, replace_grants
 from vault.fhir.repository.base import INTERACTIONS, ROW, R, not_found, resource_type_or_404
 from vault.fhir.repository.history import History
 from vault.fhir.resources import ID_PATTERN, validate_resource
+from vault.kernel.db import pairs_in
 from vault.kernel.errors import (
     BadRequest,
     Conflict,
@@ -411,7 +412,7 @@ class Writes(History):
             return set()
         rows = conn.execute(
             select(R.resource_type, R.resource_id).where(
-                tuple_(R.resource_type, R.resource_id).in_(sorted(owners)),
+                pairs_in(R.resource_type, R.resource_id, owners),
                 R.deleted.is_(False),
                 # A partner correcting a resource keeps it where it is (checked by the
                 # caller); it need not be able to read the Patient itself.
@@ -431,7 +432,7 @@ class Writes(History):
         if not pairs:
             return set()
         rows = conn.execute(
-            select(R.patient_id).where(tuple_(R.resource_type, R.resource_id).in_(pairs))
+            select(R.patient_id).where(pairs_in(R.resource_type, R.resource_id, pairs))
         ).all()
         return {("Patient", row.patient_id) for row in rows if row.patient_id}
 
