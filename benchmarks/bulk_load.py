@@ -101,7 +101,7 @@ def load(
             for org, name in zip(ORG_IDS, base.ORGANISATIONS, strict=True)
         ]
         total += bulk_load(runtime, [], shared=shared).resources
-    jobs = max(1, min(workers(runtime, jobs), inwoners_))
+    jobs = workers(runtime, jobs, inwoners_)
     # The organisations as the caller set them (``export_profile.py`` names one partner in
     # every Consent): a new process would import the module's own list again.
     part = (access, batch, tuple(ORG_IDS), started)
@@ -112,10 +112,12 @@ def load(
     return base.Loaded([], [], total, time.perf_counter() - started)
 
 
-def workers(runtime: Runtime, jobs: int) -> int:
-    """How many processes write side by side: ``jobs`` (0: one per core) on PostgreSQL,
-    one on SQLite, which takes one writer at a time."""
-    return 1 if runtime.db.is_sqlite else jobs or os.cpu_count() or 1
+def workers(runtime: Runtime, jobs: int, items: int) -> int:
+    """How many processes write ``items`` side by side: ``jobs`` (0: one per core) on
+    PostgreSQL, one on SQLite, which takes one writer at a time; never more than ``items``,
+    and at least one."""
+    wanted = 1 if runtime.db.is_sqlite else jobs or os.cpu_count() or 1
+    return max(1, min(wanted, items))
 
 
 def in_processes(

@@ -179,7 +179,7 @@ def set_grants(runtime: Runtime, vault: Vault, level: int, *, batch: int = 50) -
     started = time.perf_counter()
     items = list(vault.consents.items())
     # Side by side in a process per core on PostgreSQL, as the bulk loader writes.
-    jobs = max(1, min(bulk_load.workers(runtime, 0), len(items)))
+    jobs = bulk_load.workers(runtime, 0, len(items))
     parts = [(items[i::jobs], actors, batch) for i in range(jobs)]
     bulk_load.in_processes(runtime, _point_consents, parts)
     seconds = time.perf_counter() - started
