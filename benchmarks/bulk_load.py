@@ -7,19 +7,21 @@ Goals, chained as the audit log chains them), written in batches instead of one 
 at a time. ``load`` is what the other benchmarks call; run on its own it loads into a
 fresh database and prints resources and records per second:
 
-    python benchmarks/bulk_load.py [--inwoners 2000] [--access 100] [--database-url URL] [--jobs N]
+    python benchmarks/bulk_load.py [--inwoners 2000] [--access 100] [--database-url URL]
+        [--jobs N] [--check-in-process]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +43,21 @@ def _with_id(body: dict[str, Any], resource_id: str) -> dict[str, Any]:
     return {**body, "id": resource_id}
 
 
+# A Consent's body for (patient id, Consent id), instead of ``fhir_read_search._consent``.
+ConsentBody = Callable[[str, str], dict[str, Any]]
+
+
 def inwoners(
-    first: int, count: int, *, access: int, orgs: Sequence[str] | None = None
+    first: int,
+    count: int,
+    *,
+    access: int,
+    orgs: Sequence[str] | None = None,
+    consent: ConsentBody | None = None,
 ) -> Iterator[Inwoner]:
     """Inwoners ``first`` .. ``first + count - 1``, as ``fhir_read_search.load`` makes them;
-    inwoner ``n``'s Consent names ``orgs[n % len(orgs)]`` (default ``ORG_IDS``)."""
+    inwoner ``n``'s Consent names ``orgs[n % len(orgs)]`` (default ``ORG_IDS``), or is
+    ``consent``'s."""
     orgs = ORG_IDS if orgs is None else orgs
     recorded = now_micros()
     for n in range(first, first + count):
@@ -60,7 +72,7 @@ def inwoners(
             _with_id(base._careteam(pid, related, list(orgs)), team),
             _with_id(base._careplan(pid, goals, team, list(orgs)), str(uuid.uuid4())),
             *(_with_id(base._observation(pid, i), str(uuid.uuid4())) for i in range(8)),
-            _with_id(base._consent(pid, orgs[n % len(orgs)]), str(uuid.uuid4())),
+            _consent(pid, orgs[n % len(orgs)], consent),
         ]
         records = [
             AuditRecord(
@@ -78,6 +90,13 @@ def inwoners(
         yield Inwoner(_with_id(base._patient(n), pid), resources, records)
 
 
+def _consent(pid: str, org: str, consent: ConsentBody | None) -> dict[str, Any]:
+    consent_id = str(uuid.uuid4())
+    if consent is not None:
+        return consent(pid, consent_id)
+    return _with_id(base._consent(pid, org), consent_id)
+
+
 def load(
     runtime: Runtime,
     *,
@@ -86,13 +105,17 @@ def load(
     access: int,
     batch: int = 100,
     jobs: int = 0,
+    check_apart: bool = True,
+    consent: ConsentBody | None = None,
 ) -> base.Loaded:
-    """Load inwoners ``first`` .. in bulk; the Organizations too when ``first`` is 0.
+    """Load inwoners ``first`` .. in bulk; the Organizations too when ``first`` is 0;
+    their Consents ``consent``'s when given (a function of a module: see ``in_processes``).
 
     On PostgreSQL ``jobs`` processes (0: one per core) load disjoint ranges of inwoners side
     by side, each with a runtime of its own: one process left PostgreSQL waiting for its
     next statement about half the time (docs/performance.md). SQLite takes one writer at a
-    time: there it is one process."""
+    time: there it is one process, and (``check_apart``) another beside it checks the next
+    batch's bodies."""
     started = time.perf_counter()
     total = 0
     if first == 0:
@@ -104,7 +127,7 @@ def load(
     jobs = workers(runtime, jobs, inwoners_)
     # The organisations as the caller set them (``export_profile.py`` names one partner in
     # every Consent): a new process would import the module's own list again.
-    part = (access, batch, tuple(ORG_IDS), started)
+    part = (access, batch, tuple(ORG_IDS), started, check_apart, consent)
     size, rest = divmod(inwoners_, jobs)
     starts = [first + i * size + min(i, rest) for i in range(jobs)]
     ranges = [(start, size + (i < rest), *part) for i, start in enumerate(starts)]
@@ -151,6 +174,8 @@ def _load_range(
     batch: int,
     orgs: Sequence[str],
     started: float,
+    check_apart: bool,
+    consent: ConsentBody | None,
 ) -> int:
     """Inwoners ``first`` .. ``first + count - 1``, ``batch`` per transaction; returns how
     many resources. Prints its progress about every 10 s (``started``: the whole load's)."""
@@ -158,15 +183,24 @@ def _load_range(
     total = 0
     records = 0
     step = batch * 20  # report about every 20 batches
-    for offset in range(0, count, step):
-        done = bulk_load(
-            runtime,
-            inwoners(first + offset, min(step, count - offset), access=access, orgs=orgs),
-            batch=batch,
-        )
-        total += done.resources
-        records += done.access_records
-        if time.perf_counter() - reported > 10:
+    with _checker(runtime, check_apart) as checker:
+        for offset in range(0, count, step):
+            done = bulk_load(
+                runtime,
+                inwoners(
+                    first + offset,
+                    min(step, count - offset),
+                    access=access,
+                    orgs=orgs,
+                    consent=consent,
+                ),
+                batch=batch,
+                checker=checker,
+            )
+            total += done.resources
+            records += done.access_records
+            if time.perf_counter() - reported < 10:
+                continue
             reported = time.perf_counter()
             print(
                 f"  {first + min(offset + step, count):>7} inwoners, {total:>8} resources, "
@@ -176,6 +210,18 @@ def _load_range(
     return total
 
 
+@contextlib.contextmanager
+def _checker(runtime: Runtime, apart: bool) -> Iterator[Executor | None]:
+    """On SQLite (and ``apart``) a process beside the one writer that checks the next
+    batch's bodies (``vault.app.bulk_load``: about half the work, which the writer's core
+    then need not do); on PostgreSQL none: a process per core loads already."""
+    if not (apart and runtime.db.is_sqlite):
+        yield None
+        return
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inwoners", type=int, default=2000)
@@ -183,6 +229,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=100, help="inwoners per transaction")
     parser.add_argument(
         "--jobs", type=int, default=0, help="processes on PostgreSQL (0: one per core)"
+    )
+    parser.add_argument(
+        "--check-in-process",
+        action="store_true",
+        help="check the bodies in the writing process on SQLite too (as before 7 Dec 2026)",
     )
     parser.add_argument("--database-url", default="")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
@@ -206,6 +257,7 @@ def run(args: argparse.Namespace, data_dir: Path, url: str) -> None:
             access=args.access,
             batch=args.batch,
             jobs=args.jobs,
+            check_apart=not args.check_in_process,
         )
     finally:
         runtime.close()
