@@ -228,6 +228,25 @@ def test_async_statements_take_psycopgs_placeholders_and_send_postgresqls_own(
         vault_db._native_placeholders("SELECT %(a)s, %s")
 
 
+def test_async_statements_of_many_rows_answer_every_row_and_the_connection_serves_on(
+    database: Database,
+) -> None:
+    """``fetch_all_async`` (a search's first page) on the same async connections as
+    ``fetch_one_async``: every row of its statement, none when nothing matches, and the
+    connection it used answers the next statement of one row."""
+    many = "SELECT n FROM generate_series(1, %(n)s::int) AS n ORDER BY n"
+
+    async def scenario() -> list[Any]:
+        answers: list[Any] = []
+        for n in (3, 0, 5):
+            answers.append([row[0] for row in await database.fetch_all_async(many, {"n": n})])
+            answers.append(tuple(await database.fetch_one_async("SELECT %s::int", (n,))))
+        await database.close_async()
+        return answers
+
+    assert asyncio.run(scenario()) == [[1, 2, 3], (3,), [], (0,), [1, 2, 3, 4, 5], (5,)]
+
+
 def test_pooled_connections_number_placeholders_once_and_answer_as_psycopg_would(
     database: Database,
 ) -> None:

@@ -34,9 +34,9 @@ def test_reads_run_off_the_loop_and_each_caller_gets_its_own_row(
     threads: set[str] = set()
     original = vault_db._fetch_one_dbapi
 
-    def recording(connection: Any, sql: str, params: Any) -> Any:
+    def recording(connection: Any, sql: str, params: Any, **options: Any) -> Any:
         threads.add(threading.current_thread().name)
-        return original(connection, sql, params)
+        return original(connection, sql, params, **options)
 
     monkeypatch.setattr(vault_db, "_fetch_one_dbapi", recording)
 
@@ -52,6 +52,33 @@ def test_reads_run_off_the_loop_and_each_caller_gets_its_own_row(
     assert [tuple(r) for r in rows] == [(n, f"w{n}") for n in range(500)]
     assert threads and all(name.startswith("sqlite-read-") for name in threads)
     assert threading.current_thread().name not in threads
+
+
+def test_statements_of_many_rows_and_of_one_mixed_each_get_their_own_answer(
+    database: Database,
+) -> None:
+    """``fetch_all_async`` (a search's first page) shares the reader threads with
+    ``fetch_one_async``: each caller gets every row of its own statement, or its one row."""
+    many = "SELECT n FROM numbers WHERE n < ? ORDER BY n"
+    one = "SELECT n, word FROM numbers WHERE n = ?"
+
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(
+            *(
+                database.fetch_all_async(many, (n,))
+                if n % 2
+                else database.fetch_one_async(one, (n,))
+                for n in range(200)
+            )
+        )
+
+    answers = asyncio.run(scenario())
+    for n, answer in enumerate(answers):
+        if n % 2:
+            assert [row[0] for row in answer] == list(range(n))
+        else:
+            assert tuple(answer) == (n, f"w{n}")
+    assert asyncio.run(database.fetch_all_async(many, (0,))) == []
 
 
 def test_a_failing_statement_fails_only_its_own_caller(database: Database) -> None:

@@ -26,7 +26,8 @@ from vault.fhir.bundles import complete_searchset, history_bundle, search_bundle
 from vault.fhir.capability import capability_statement
 from vault.fhir.deps import RepositoryDep, provisional_read, request_repository
 from vault.fhir.outcomes import FHIR_JSON, error_response
-from vault.fhir.search import Cursor, cursor_secret, whole_number
+from vault.fhir.repository import SearchPage
+from vault.fhir.search import Cursor, SearchQuery, cursor_secret, whole_number
 from vault.fhir.subsetting import Subset, from_params
 from vault.kernel.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from vault.kernel.fhirdata import parse_date_range
@@ -144,12 +145,22 @@ def _search(
 ) -> Response:
     _check_accept(request)
     query = repo.parse(resource_type, params, lenient=_prefers(request, "handling", "lenient"))
+    return _searched(request, runtime, repo, query)
+
+
+def _searched(
+    request: Request, runtime: Runtime, repo: RepositoryDep, query: SearchQuery
+) -> Response:
     with runtime.db.read() as conn:
         page = repo.search(conn, query)
+    return _bundled(request, runtime, page)
+
+
+def _bundled(request: Request, runtime: Runtime, page: SearchPage) -> Response:
     body = search_bundle(
         page,
         base=base_url(request, runtime),
-        count=query.count,
+        count=page.query.count,
         secret=cursor_secret(runtime.blind),
     )
     return Response(body, media_type=FHIR_JSON)
@@ -361,21 +372,25 @@ async def _answer(
 @router.get("/{resource_type}")
 async def search_get(request: Request) -> Response:
     """Search by GET."""
-    # In a worker thread: the search's statements block, and the event loop must stay free.
-    # Its access-log records are awaited on the loop (``audited``), durable before the answer.
-    # A few threads only (``Database.run_search``): more cost CPU without more searches.
+    # Otherwise in a worker thread: the search's statements block, and the event loop must
+    # stay free. Its access-log records are awaited on the loop (``audited``), durable before
+    # the answer. A few threads only (``Database.run_search``): more cost CPU without more
+    # searches.
+    # A one-inwoner search whose first page holds every match is one statement: awaited
+    # here (``whole_first_page_async``), without a worker thread, a pooled connection or a
+    # transaction around it.
     runtime, repo = await request_repository(request)
     async with repo.audited():
-        return await runtime.db.run_search(
-            partial(
-                _search,
-                request,
-                runtime,
-                repo,
-                request.path_params["resource_type"],
-                request.query_params.multi_items(),
-            )
+        _check_accept(request)
+        query = repo.parse(
+            request.path_params["resource_type"],
+            request.query_params.multi_items(),
+            lenient=_prefers(request, "handling", "lenient"),
         )
+        page = await repo.whole_first_page_async(query)
+        if page is not None:
+            return _bundled(request, runtime, page)
+        return await runtime.db.run_search(partial(_searched, request, runtime, repo, query))
 
 
 # The route the router would have matched: the request metrics label by its template.

@@ -113,11 +113,12 @@ def fetch_one(conn: Connection, sql: str, params: Any) -> Any:
     return _fetch_one_dbapi(conn.connection, sql, params)
 
 
-def _fetch_one_dbapi(dbapi_conn: Any, sql: str, params: Any) -> Any:
+def _fetch_one_dbapi(dbapi_conn: Any, sql: str, params: Any, *, many: bool = False) -> Any:
+    """The first row (None when there is none), or (``many``) every row as a list."""
     cursor = dbapi_conn.cursor()
     try:
         cursor.execute(sql, params)
-        return cursor.fetchone()
+        return cursor.fetchall() if many else cursor.fetchone()
     finally:
         cursor.close()
 
@@ -158,9 +159,11 @@ class _SqliteReaders:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, loop: asyncio.AbstractEventLoop, sql: str, params: Any) -> asyncio.Future[Any]:
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, sql: str, params: Any, *, many: bool = False
+    ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put((loop, future, sql, params))
+        self._jobs.put((loop, future, sql, params, many))
         return future
 
     def close(self) -> None:
@@ -177,10 +180,11 @@ class _SqliteReaders:
                 job = self._jobs.get()
                 answers: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
                 while job is not None:
-                    loop, future, sql, params = job
+                    loop, future, sql, params, many = job
                     answer: tuple[Any, Any, Exception | None]
                     try:
-                        answer = (future, _fetch_one_dbapi(connection, sql, params), None)
+                        row = _fetch_one_dbapi(connection, sql, params, many=many)
+                        answer = (future, row, None)
                     except Exception as exc:  # handed to the awaiting request
                         answer = (future, None, exc)
                     answers.setdefault(loop, []).append(answer)
@@ -323,6 +327,14 @@ class Database:
         """:func:`fetch_one` of one statement, awaited: the event loop is free meanwhile.
         On PostgreSQL the round trip is awaited; SQLite's driver blocks, so it runs in a
         worker thread."""
+        return await self._fetch_async(sql, params, many=False)
+
+    async def fetch_all_async(self, sql: str, params: Any) -> list[Any]:
+        """Every row of one statement, awaited as :meth:`fetch_one_async` awaits its one."""
+        rows: list[Any] = await self._fetch_async(sql, params, many=True)
+        return rows
+
+    async def _fetch_async(self, sql: str, params: Any, *, many: bool) -> Any:
         if self.is_sqlite:
             readers = self._sqlite_readers
             if readers is None:
@@ -332,14 +344,14 @@ class Database:
                         readers = self._sqlite_readers = _SqliteReaders(
                             self._reader_connection, threads=SQLITE_READER_THREADS
                         )
-            return await readers.submit(asyncio.get_running_loop(), sql, params)
+            return await readers.submit(asyncio.get_running_loop(), sql, params, many=many)
         loop = asyncio.get_running_loop()  # async connections belong to one event loop
         statements = self._async_pools.get(loop)
         if statements is None:
             conninfo = make_url(self.url).set(drivername="postgresql")
             statements = _AsyncStatements(conninfo.render_as_string(hide_password=False))
             self._async_pools[loop] = statements
-        return await statements.fetch_one(sql, params)
+        return await statements.fetch(sql, params, many=many)
 
     def _reader_connection(self) -> Any:
         # A reader thread keeps one driver connection of its own, taken out of the pool
@@ -545,11 +557,12 @@ class _AsyncStatements:
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._slots = asyncio.Semaphore(size)  # PostgreSQL limits connections: queue here
 
-    async def fetch_one(self, sql: str, params: Any) -> Any:
+    async def fetch(self, sql: str, params: Any, *, many: bool) -> Any:
+        """The first row, or (``many``) every row as a list."""
         async with self._slots:
             if self._idle:
                 try:
-                    return await self._run(self._idle.pop(), sql, params)
+                    return await self._run(self._idle.pop(), sql, params, many)
                 except psycopg.OperationalError:
                     # The server closed it while it was idle (a restart, a timeout): a read
                     # may be repeated, on a new connection.
@@ -557,15 +570,17 @@ class _AsyncStatements:
             conn = await psycopg.AsyncConnection.connect(
                 self._conninfo, autocommit=True, options=_NO_JIT
             )
-            return await self._run(conn, sql, params)
+            return await self._run(conn, sql, params, many)
 
-    async def _run(self, conn: psycopg.AsyncConnection[Any], sql: str, params: Any) -> Any:
+    async def _run(
+        self, conn: psycopg.AsyncConnection[Any], sql: str, params: Any, many: bool
+    ) -> Any:
         native, order = _native_placeholders(sql)
         values = _in_order(params, order)
         try:
             async with psycopg.AsyncRawCursor(conn) as cursor:
                 await cursor.execute(native, values)
-                row = await cursor.fetchone()
+                row = await (cursor.fetchall() if many else cursor.fetchone())
         except BaseException:
             conn.pgconn.finish()  # its state is unknown (an error, a cancelled request)
             raise

@@ -78,7 +78,30 @@ class Searches(Reads):
 
     def search(self, conn: Connection, query: SearchQuery) -> SearchPage:
         """One page of a search, with its total and includes: only what the caller may see."""
-        page = self._search(conn, query)
+        return self._logged_page(self._search(conn, query))
+
+    async def whole_first_page_async(self, query: SearchQuery) -> SearchPage | None:
+        """:meth:`search` of the most frequent kind (:meth:`_compartment_page`'s) with its
+        one statement awaited (``Database.fetch_all_async``), when the first page holds
+        every match: its total is then its length, from that one statement. None, with
+        nothing logged, for any other search and when there are more matches than a page:
+        the caller then searches the usual way, total and page in one snapshot.
+
+        The usual way holds a pooled connection and a transaction in a worker thread; for a
+        one-statement answer that cost more than the statement (docs/performance.md)."""
+        db = self._rt.db
+        planned = self._compartment_statement(query, db.dialect)
+        if planned is None:
+            return None
+        rows = await db.fetch_all_async(*planned)
+        if len(rows) > query.count:
+            return None
+        total = len(rows) if query.total != "none" else None
+        matches = [self._stored(*row) for row in rows]
+        return self._logged_page(SearchPage(total, matches, [], None, None, query))
+
+    def _logged_page(self, page: SearchPage) -> SearchPage:
+        query = page.query
         self._record(
             "search-type",
             [*page.matches, *page.includes],
