@@ -136,18 +136,6 @@ def metadata(request: Request, runtime: RuntimeDep) -> Response:
     return Response(orjson.dumps(statement), media_type=FHIR_JSON)
 
 
-def _search(
-    request: Request,
-    runtime: Runtime,
-    repo: RepositoryDep,
-    resource_type: str,
-    params: list[tuple[str, str]],
-) -> Response:
-    _check_accept(request)
-    query = repo.parse(resource_type, params, lenient=_prefers(request, "handling", "lenient"))
-    return _searched(request, runtime, repo, query)
-
-
 def _searched(
     request: Request, runtime: Runtime, repo: RepositoryDep, query: SearchQuery
 ) -> Response:
@@ -421,9 +409,13 @@ async def search_post(
     params = request.query_params.multi_items() + parse_qsl(
         raw.decode("utf-8", "replace"), keep_blank_values=True
     )
-    return await runtime.db.run_search(
-        partial(_search, request, runtime, repo, resource_type, params)
-    )
+
+    def search() -> Response:
+        _check_accept(request)
+        lenient = _prefers(request, "handling", "lenient")
+        return _searched(request, runtime, repo, repo.parse(resource_type, params, lenient=lenient))
+
+    return await runtime.db.run_search(search)
 
 
 @router.post("/{resource_type}")
