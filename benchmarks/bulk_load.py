@@ -7,21 +7,19 @@ Goals, chained as the audit log chains them), written in batches instead of one 
 at a time. ``load`` is what the other benchmarks call; run on its own it loads into a
 fresh database and prints resources and records per second:
 
-    python benchmarks/bulk_load.py [--inwoners 2000] [--access 100] [--database-url URL]
-        [--jobs N] [--check-in-process]
+    python benchmarks/bulk_load.py [--inwoners 2000] [--access 100] [--database-url URL] [--jobs N]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import os
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +103,6 @@ def load(
     access: int,
     batch: int = 100,
     jobs: int = 0,
-    check_apart: bool = True,
     consent: ConsentBody | None = None,
 ) -> base.Loaded:
     """Load inwoners ``first`` .. in bulk; the Organizations too when ``first`` is 0;
@@ -114,8 +111,7 @@ def load(
     On PostgreSQL ``jobs`` processes (0: one per core) load disjoint ranges of inwoners side
     by side, each with a runtime of its own: one process left PostgreSQL waiting for its
     next statement about half the time (docs/performance.md). SQLite takes one writer at a
-    time: there it is one process, and (``check_apart``) another beside it checks the next
-    batch's bodies."""
+    time: there it is one process."""
     started = time.perf_counter()
     total = 0
     if first == 0:
@@ -127,7 +123,7 @@ def load(
     jobs = workers(runtime, jobs, inwoners_)
     # The organisations as the caller set them (``export_profile.py`` names one partner in
     # every Consent): a new process would import the module's own list again.
-    part = (access, batch, tuple(ORG_IDS), started, check_apart, consent)
+    part = (access, batch, tuple(ORG_IDS), started, consent)
     size, rest = divmod(inwoners_, jobs)
     starts = [first + i * size + min(i, rest) for i in range(jobs)]
     ranges = [(start, size + (i < rest), *part) for i, start in enumerate(starts)]
@@ -174,7 +170,6 @@ def _load_range(
     batch: int,
     orgs: Sequence[str],
     started: float,
-    check_apart: bool,
     consent: ConsentBody | None,
 ) -> int:
     """Inwoners ``first`` .. ``first + count - 1``, ``batch`` per transaction; returns how
@@ -183,24 +178,17 @@ def _load_range(
     total = 0
     records = 0
     step = batch * 20  # report about every 20 batches
-    with _checker(runtime, check_apart) as checker:
-        for offset in range(0, count, step):
-            done = bulk_load(
-                runtime,
-                inwoners(
-                    first + offset,
-                    min(step, count - offset),
-                    access=access,
-                    orgs=orgs,
-                    consent=consent,
-                ),
-                batch=batch,
-                checker=checker,
-            )
-            total += done.resources
-            records += done.access_records
-            if time.perf_counter() - reported < 10:
-                continue
+    for offset in range(0, count, step):
+        done = bulk_load(
+            runtime,
+            inwoners(
+                first + offset, min(step, count - offset), access=access, orgs=orgs, consent=consent
+            ),
+            batch=batch,
+        )
+        total += done.resources
+        records += done.access_records
+        if time.perf_counter() - reported > 10:
             reported = time.perf_counter()
             print(
                 f"  {first + min(offset + step, count):>7} inwoners, {total:>8} resources, "
@@ -210,18 +198,6 @@ def _load_range(
     return total
 
 
-@contextlib.contextmanager
-def _checker(runtime: Runtime, apart: bool) -> Iterator[Executor | None]:
-    """On SQLite (and ``apart``) a process beside the one writer that checks the next
-    batch's bodies (``vault.app.bulk_load``: about half the work, which the writer's core
-    then need not do); on PostgreSQL none: a process per core loads already."""
-    if not (apart and runtime.db.is_sqlite):
-        yield None
-        return
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield pool
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inwoners", type=int, default=2000)
@@ -229,11 +205,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=100, help="inwoners per transaction")
     parser.add_argument(
         "--jobs", type=int, default=0, help="processes on PostgreSQL (0: one per core)"
-    )
-    parser.add_argument(
-        "--check-in-process",
-        action="store_true",
-        help="check the bodies in the writing process on SQLite too (as before 7 Dec 2026)",
     )
     parser.add_argument("--database-url", default="")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
@@ -257,7 +228,6 @@ def run(args: argparse.Namespace, data_dir: Path, url: str) -> None:
             access=args.access,
             batch=args.batch,
             jobs=args.jobs,
-            check_apart=not args.check_in_process,
         )
     finally:
         runtime.close()

@@ -9,9 +9,7 @@ writing), the chains are as long, and ``vault audit verify`` finds both intact.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from tests.support import fresh_database, vault, vault_env
 from vault.app.bulk_load import Inwoner, bulk_load
 from vault.audit.log import AuditRecord, verify_chains
 from vault.audit.models import AuditChain, AuditChainHead
-from vault.kernel.errors import BadRequest, Unprocessable
+from vault.kernel.errors import Unprocessable
 from vault.store.models import ResourceRow
 from vault.testing import RegisteredClient, ThrowawayVault
 
@@ -231,39 +229,3 @@ def test_a_batch_with_a_resource_of_a_patient_the_vault_does_not_hold_is_refused
     loaded = bulk_load(one_vault.runtime, [Inwoner(patient(id="bulk-q0", family="Q"), [fine])])
     assert (loaded.inwoners, loaded.resources) == (1, 2)
     assert _count(one_vault, "Goal") == 1
-
-
-def test_bodies_checked_in_another_process_are_stored_alike_and_a_bad_one_stops_its_batch(
-    one_vault: ThrowawayVault,
-) -> None:
-    """With a process pool (``checker``) the loader checks each batch's bodies there, one
-    batch ahead of the writing. A body that fails its check there fails its own batch with
-    the same ``BadRequest`` as in process, once the batches before it are written."""
-    assert one_vault.runtime is not None
-    people = [
-        Inwoner(
-            patient(id=f"bulk-w{n}", family="W"),
-            [goal(patient_id=f"bulk-w{n}") | {"id": f"bulk-w{n}-goal"}],
-        )
-        for n in range(3)
-    ]
-    bad = goal(patient_id="bulk-w9") | {"id": "bulk-w9-goal", "description": "geen object"}
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        loaded = bulk_load(one_vault.runtime, people, batch=2, checker=pool)
-        assert (loaded.inwoners, loaded.resources, len(loaded.batches)) == (3, 6, 2)
-        with pytest.raises(BadRequest, match=r"Goal\.description"):
-            bulk_load(
-                one_vault.runtime,
-                [
-                    Inwoner(patient(id="bulk-w8", family="W"), []),
-                    Inwoner(patient(id="bulk-w9", family="W"), [bad]),
-                ],
-                batch=1,
-                checker=pool,
-            )
-    # The first batch of the second load is written; the one with the bad body is not.
-    assert (_count(one_vault, "Patient"), _count(one_vault, "Goal")) == (4, 3)
-    stored = one_vault.read("Goal", "bulk-w1-goal")
-    assert stored["subject"] == {"reference": "Patient/bulk-w1"}
-    assert stored["meta"]["versionId"] == "1"

@@ -7,14 +7,13 @@ compartment) is decided here.
 
 Over 500 lines: create, update, a partner's correction and delete share one preparation of
 a body (validation, its compartment, its owner's check, one statement for a whole batch in
-``place_many``) and one writing of a version; apart, each would reach into the others'.
+``prepare_many``) and one writing of a version; apart, each would reach into the others'.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, text, true, update
@@ -42,7 +41,7 @@ from vault.kernel.runtime import now_micros
 from vault.store.index import clear_index, write_index
 from vault.store.models import SHARED_OWNER, ResourceRow, SearchToken, VersionRow
 from vault.store.reads import previous_version
-from vault.store.registry import FAMILY_TYPES, RESOURCE_TYPES, ResourceType
+from vault.store.registry import FAMILY_TYPES, ResourceType
 from vault.store.writes import (
     DATA_KEY,
     INSERT_RESOURCE,
@@ -65,39 +64,6 @@ def _parse_if_match(value: str) -> int:
     if not (tag.isascii() and tag.isdigit()) or len(tag) > 18:
         raise BadRequest('If-Match must be an ETag such as W/"3"')
     return int(tag)
-
-
-@dataclass(frozen=True, slots=True)
-class Checked:
-    """A body that passed the checks a write makes of it alone (:func:`checked`): valid
-    R4, the id set, the server's meta as placeholders. Only :func:`checked` makes one, and
-    ``Writes.place_many`` takes nothing else. Plain data, so another process may make it:
-    the bulk loader checks its next batch there while this one is written."""
-
-    type_name: str
-    data: dict[str, Any]
-
-
-def checked(type_name: str, body: Any, resource_id: str) -> Checked:
-    """``body`` as a write of ``type_name`` with ``resource_id`` stores it, checked; raises
-    ``BadRequest`` naming what is wrong. Needs no database."""
-    spec = RESOURCE_TYPES[type_name]
-    if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object (a FHIR resource)")
-    if body.get("resourceType") != spec.name:
-        raise BadRequest(
-            f"The body is a {str(body.get('resourceType'))[:40]!s}, expected {spec.name}",
-            expression=["resourceType"],
-        )
-    data = dict(body)
-    data["id"] = resource_id
-    meta = data.get("meta")
-    if meta is not None and not isinstance(meta, dict):
-        raise BadRequest("meta must be an object", expression=[f"{spec.name}.meta"])
-    # versionId and lastUpdated are the server's; placeholders keep validation honest.
-    data["meta"] = {**(meta or {}), "versionId": "1", "lastUpdated": "1970-01-01T00:00:00Z"}
-    validate_resource(spec, data)
-    return Checked(spec.name, data)
 
 
 class Writes(History):
@@ -367,18 +333,13 @@ class Writes(History):
     def prepare_many(
         self, conn: Connection, items: Sequence[tuple[ResourceType, Any, str]]
     ) -> list[Prepared]:
-        """Each ``(type, body, id)`` checked (:func:`checked`) and placed in its compartment
-        (:meth:`place_many`), as a write does before it stores anything; the first that
-        cannot be raises."""
-        return self.place_many(
-            conn, [checked(spec.name, body, resource_id) for spec, body, resource_id in items]
-        )
-
-    def place_many(self, conn: Connection, items: Sequence[Checked]) -> list[Prepared]:
-        """Each checked body placed in its compartment; the first that cannot be raises. The
-        compartments' owners are looked up in one statement for all of them: the bulk
-        loader (``app/bulk_load.py``) places thousands at a time, each a round trip apart."""
-        placed = [(RESOURCE_TYPES[item.type_name], item.data) for item in items]
+        """Each ``(type, body, id)`` validated and placed in its compartment, as a write
+        does before it stores anything; the first that cannot be raises. The compartments'
+        owners are looked up in one statement for all of them: the bulk loader
+        (``app/bulk_load.py``) prepares thousands at a time, each a round trip apart."""
+        placed = [
+            (spec, self._validated(spec, body, resource_id)) for spec, body, resource_id in items
+        ]
         owners = [self._owner(conn, spec, data) for spec, data in placed]
         present = self._present(conn, {owner for owner in owners if owner is not None})
         prepared = []
@@ -393,6 +354,24 @@ class Writes(History):
             )
             prepared.append(Prepared(spec, data, patient_id))
         return prepared
+
+    def _validated(self, spec: ResourceType, body: Any, resource_id: str) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise BadRequest("The body must be a JSON object (a FHIR resource)")
+        if body.get("resourceType") != spec.name:
+            raise BadRequest(
+                f"The body is a {str(body.get('resourceType'))[:40]!s}, expected {spec.name}",
+                expression=["resourceType"],
+            )
+        data = dict(body)
+        data["id"] = resource_id
+        meta = data.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise BadRequest("meta must be an object", expression=[f"{spec.name}.meta"])
+        # versionId and lastUpdated are the server's; placeholders keep validation honest.
+        data["meta"] = {**(meta or {}), "versionId": "1", "lastUpdated": "1970-01-01T00:00:00Z"}
+        validate_resource(spec, data)
+        return data
 
     def _owner(
         self, conn: Connection, spec: ResourceType, data: dict[str, Any]
