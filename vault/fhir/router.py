@@ -360,13 +360,12 @@ async def _answer(
 @router.get("/{resource_type}")
 async def search_get(request: Request) -> Response:
     """Search by GET."""
-    # Otherwise in a worker thread: the search's statements block, and the event loop must
-    # stay free. Its access-log records are awaited on the loop (``audited``), durable before
-    # the answer. A few threads only (``Database.run_search``): more cost CPU without more
-    # searches.
     # A one-inwoner search whose first page holds every match is one statement: awaited
     # here (``whole_first_page_async``), without a worker thread, a pooled connection or a
-    # transaction around it.
+    # transaction around it. Any other search runs in a worker thread: its statements block,
+    # and the event loop must stay free. A few threads only (``Database.run_search``): more
+    # cost CPU without more searches. Either way its access-log records are awaited on the
+    # loop (``audited``), durable before the answer.
     runtime, repo = await request_repository(request)
     async with repo.audited():
         _check_accept(request)
