@@ -32,13 +32,13 @@ def test_reads_run_off_the_loop_and_each_caller_gets_its_own_row(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: set[str] = set()
-    original = vault_db._fetch_one_dbapi
+    original = vault_db._fetch_dbapi
 
     def recording(connection: Any, sql: str, params: Any, **options: Any) -> Any:
         threads.add(threading.current_thread().name)
         return original(connection, sql, params, **options)
 
-    monkeypatch.setattr(vault_db, "_fetch_one_dbapi", recording)
+    monkeypatch.setattr(vault_db, "_fetch_dbapi", recording)
 
     async def scenario() -> list[Any]:
         return await asyncio.gather(

@@ -110,10 +110,10 @@ def fetch_one(conn: Connection, sql: str, params: Any) -> Any:
     machinery would cost more than the query and the decrypt together (docs/performance.md).
     ``sql`` is in the driver's parameter style (:attr:`Database.paramstyle`).
     """
-    return _fetch_one_dbapi(conn.connection, sql, params)
+    return _fetch_dbapi(conn.connection, sql, params)
 
 
-def _fetch_one_dbapi(dbapi_conn: Any, sql: str, params: Any, *, many: bool = False) -> Any:
+def _fetch_dbapi(dbapi_conn: Any, sql: str, params: Any, *, many: bool = False) -> Any:
     """The first row (None when there is none), or (``many``) every row as a list."""
     cursor = dbapi_conn.cursor()
     try:
@@ -183,7 +183,7 @@ class _SqliteReaders:
                     loop, future, sql, params, many = job
                     answer: tuple[Any, Any, Exception | None]
                     try:
-                        row = _fetch_one_dbapi(connection, sql, params, many=many)
+                        row = _fetch_dbapi(connection, sql, params, many=many)
                         answer = (future, row, None)
                     except Exception as exc:  # handed to the awaiting request
                         answer = (future, None, exc)

@@ -3,6 +3,7 @@ conditional lookups, and a page of a Bulk export."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -96,9 +97,7 @@ class Searches(Reads):
         rows = await db.fetch_all_async(*planned)
         if len(rows) > query.count:
             return None
-        total = len(rows) if query.total != "none" else None
-        matches = [self._stored(*row) for row in rows]
-        return self._logged_page(SearchPage(total, matches, [], None, None, query))
+        return self._logged_page(self._first_page(rows, query, None))
 
     def _logged_page(self, page: SearchPage) -> SearchPage:
         query = page.query
@@ -170,13 +169,25 @@ class Searches(Reads):
         if planned is None:
             return None
         sql, params = planned
-        rows = fetch_all(conn, sql, params)
+        return self._first_page(fetch_all(conn, sql, params), query, conn)
+
+    def _first_page(
+        self, rows: Sequence[Any], query: SearchQuery, conn: Connection | None
+    ) -> SearchPage:
+        """The page of :meth:`_compartment_statement`'s rows (one more than the page asks,
+        to see whether more follow): its total is its length when every match fits, else
+        counted on ``conn``, in the same snapshot (the awaited way passes None: it never
+        has more)."""
         more = len(rows) > query.count
         rows = rows[: query.count]
         matches = [self._stored(*row) for row in rows]
         total = None
         if query.total != "none":
-            total = len(rows) if not more else self._count(conn, self._where(query))
+            if not more:
+                total = len(rows)
+            else:
+                assert conn is not None, "a page with more matches is counted in its snapshot"
+                total = self._count(conn, self._where(query))
         next_cursor = Cursor(key=None, pk=rows[-1][0], backward=False) if more else None
         return SearchPage(total, matches, [], next_cursor, None, query)
 
