@@ -424,6 +424,8 @@ def run_phase(
         "VAULT_BACKEND_TOKEN_SECONDS": str(TOKEN_SECONDS),
         "VAULT_METRICS": "on",  # the access log's group commits, read around each row
     }
+    if args.checkpoint_seconds:
+        env["VAULT_SQLITE_CHECKPOINT_SECONDS"] = args.checkpoint_seconds
     cpus = (args.server_cpu, args.client_cpu)
     pg_name = None if url.startswith("sqlite") else make_url(url).database
     endpoints = (("read Goal/{id}", "/fhir/Goal/%s", goals), ("search Goal?patient=", None, None))
@@ -630,6 +632,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="ACCESS",
         help="load with the bulk loader (benchmarks/bulk_load.py), ACCESS access-log records "
         "per inwoner; default: through the repository, no access-log records",
+    )
+    parser.add_argument(
+        "--checkpoint-seconds",
+        default="",
+        metavar="S",
+        help="the vault's VAULT_SQLITE_CHECKPOINT_SECONDS (SQLite); default: its own, 1 s",
     )
     return parser.parse_args(argv)
 

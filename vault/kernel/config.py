@@ -7,6 +7,7 @@ never a setting with a default: it is a key file created by ``vault init`` (0600
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +103,8 @@ class Settings:
     backend_token_seconds: int = 300
     default_page_size: int = 20
     max_page_size: int = 500
-    # Seconds between background WAL checkpoints on SQLite (see db.py).
+    # Seconds between background WAL checkpoints on SQLite (see db.py): shorter gives a
+    # shorter tail and fewer requests a second (docs/operating.md, "Disk: SQLite's WAL").
     sqlite_checkpoint_interval: float = 1.0
     # Consent page sessions end after this many minutes without a request, and always
     # after ``session_max_minutes``.
@@ -151,8 +153,20 @@ class Settings:
             report_min_cell=max(2, int(os.environ.get("VAULT_REPORT_K", "10"))),
             report_organization=os.environ.get("VAULT_REPORT_ORGANIZATION", "Gemeente"),
             metrics=os.environ.get("VAULT_METRICS", "off").lower() == "on",
+            sqlite_checkpoint_interval=_positive(
+                "VAULT_SQLITE_CHECKPOINT_SECONDS",
+                float(os.environ.get("VAULT_SQLITE_CHECKPOINT_SECONDS", "1.0")),
+            ),
         )
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _positive(name: str, value: float) -> float:
+    """``value`` of the setting ``name``, refused unless it is a finite number above zero
+    (a checkpointer that waits no time between rounds would spin)."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a number of seconds above zero, not {value}")
+    return value
