@@ -20,7 +20,7 @@ def test_the_checkpoint_interval_is_a_second_unless_set(
     assert Settings.from_env(tmp_path).sqlite_checkpoint_interval == 0.25
 
 
-@pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf"])
+@pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf", "soon", ""])
 def test_an_interval_that_would_spin_or_never_end_is_refused(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, raw: str
 ) -> None:

@@ -153,10 +153,7 @@ class Settings:
             report_min_cell=max(2, int(os.environ.get("VAULT_REPORT_K", "10"))),
             report_organization=os.environ.get("VAULT_REPORT_ORGANIZATION", "Gemeente"),
             metrics=os.environ.get("VAULT_METRICS", "off").lower() == "on",
-            sqlite_checkpoint_interval=_positive(
-                "VAULT_SQLITE_CHECKPOINT_SECONDS",
-                float(os.environ.get("VAULT_SQLITE_CHECKPOINT_SECONDS", "1.0")),
-            ),
+            sqlite_checkpoint_interval=_seconds("VAULT_SQLITE_CHECKPOINT_SECONDS", 1.0),
         )
 
     @property
@@ -164,9 +161,15 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
-def _positive(name: str, value: float) -> float:
-    """``value`` of the setting ``name``, refused unless it is a finite number above zero
-    (a checkpointer that waits no time between rounds would spin)."""
+def _seconds(name: str, default: float) -> float:
+    """The environment variable ``name`` as seconds (``default`` when unset), refused with
+    its name unless it is a finite number above zero: a checkpointer that waited no time
+    between rounds would spin."""
+    raw = os.environ.get(name)
+    try:
+        value = default if raw is None else float(raw)
+    except ValueError:
+        value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a number of seconds above zero, not {value}")
+        raise ValueError(f"{name} must be a number of seconds above zero, not {raw!r}")
     return value
