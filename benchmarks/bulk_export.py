@@ -44,7 +44,6 @@ import bulk_load
 import fhir_read_search as base
 
 from adapters.sdk import VaultClient
-from vault.app.bulk_load import bulk_load as load_shared
 from vault.app.clients import register_client
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
@@ -67,16 +66,6 @@ def grant_everything(runtime: Runtime, patients: list[str], org: str, *, batch: 
             for pid in patients[first : first + batch]:
                 repo.create(conn, "Consent", base._consent(pid, org))
     return len(patients)
-
-
-def load_partner_data(runtime: Runtime, inwoners: int) -> base.Loaded:
-    """The inwoners in bulk, as ``export_profile.py`` loads them: every Consent names the
-    partner's Organization, loaded first, so the partner may export everything."""
-    org = {"resourceType": "Organization", "id": PARTNER_ID, "active": True, "name": PARTNER}
-    shared = load_shared(runtime, [], shared=[org]).resources
-    bulk_load.ORG_IDS[:] = [PARTNER_ID] * len(bulk_load.ORG_IDS)
-    loaded = bulk_load.load(runtime, first=1, inwoners_=inwoners, access=0)  # 1: no orgs
-    return base.Loaded([], [], shared + loaded.resources, loaded.seconds)
 
 
 def register_partner(runtime: Runtime) -> tuple[str, jwk.Key, str]:
@@ -140,7 +129,9 @@ def bench(args: argparse.Namespace, data_dir: Path, url: str) -> None:
         if args.through_repository:
             loaded = base.load(runtime, inwoners=args.inwoners)
         else:
-            loaded = load_partner_data(runtime, args.inwoners)
+            loaded = bulk_load.load_for_one_partner(
+                runtime, inwoners_=args.inwoners, org_id=PARTNER_ID, name=PARTNER
+            )
         print(
             f"Loaded {loaded.resources} resources in {loaded.seconds:.1f} s "
             f"({loaded.resources / loaded.seconds:.0f} resources/s)",

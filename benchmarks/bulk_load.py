@@ -131,6 +131,19 @@ def load(
     return base.Loaded([], [], total, time.perf_counter() - started)
 
 
+def load_for_one_partner(
+    runtime: Runtime, *, inwoners_: int, org_id: str, name: str
+) -> base.Loaded:
+    """Inwoners 1 .. ``inwoners_`` in bulk, every Consent naming the one Organization
+    ``org_id`` (called ``name``, loaded first instead of ``ORG_IDS``' four): that partner
+    may read and export everything. Counts the Organization among the resources."""
+    org = {"resourceType": "Organization", "id": org_id, "active": True, "name": name}
+    shared = bulk_load(runtime, [], shared=[org]).resources
+    ORG_IDS[:] = [org_id] * len(ORG_IDS)  # the processes ``load`` spawns get them too
+    loaded = load(runtime, first=1, inwoners_=inwoners_, access=0)  # from 1: no orgs
+    return base.Loaded([], [], shared + loaded.resources, loaded.seconds)
+
+
 def workers(runtime: Runtime, jobs: int, items: int) -> int:
     """How many processes write ``items`` side by side: ``jobs`` (0: one per core) on
     PostgreSQL, one on SQLite, which takes one writer at a time; never more than ``items``,

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bulk_load
 import fhir_read_search as base
 
-from vault.app.bulk_load import bulk_load as load_shared
 from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir import export
@@ -56,14 +55,13 @@ def run(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     print(f"Revision  {base._vault_revision()}")
     print(f"Database  {url.split('://')[0]}")
     print(f"Command   {' '.join([Path(sys.executable).name, *sys.argv])}")
-    bulk_load.ORG_IDS[:] = [PARTNER] * len(bulk_load.ORG_IDS)  # every Consent names it
     settings = Settings(data_dir=data_dir, database_url=url)
     base.initialise(settings)
     runtime = open_runtime(settings)
     try:
-        org = {"resourceType": "Organization", "id": PARTNER, "active": True, "name": "MEE"}
-        load_shared(runtime, [], shared=[org])
-        loaded = bulk_load.load(runtime, first=1, inwoners_=args.inwoners, access=0)
+        loaded = bulk_load.load_for_one_partner(
+            runtime, inwoners_=args.inwoners, org_id=PARTNER, name="MEE"
+        )
         print(f"loaded {loaded.resources} resources in {loaded.seconds:.0f} s")
         if not runtime.db.is_sqlite:
             # What autovacuum does after a load like this one: without statistics the
