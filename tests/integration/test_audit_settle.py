@@ -33,6 +33,7 @@ from vault.store.index import SINGLE_COLUMNS
 from vault.store.models import (
     ResourceRow,
     SearchAuditEvent,
+    SearchAuditReference,
     SearchDate,
     SearchReference,
     SearchToken,
@@ -200,6 +201,7 @@ def index_rows_of(runtime: Runtime, resource_pk: int) -> dict[str, set[tuple[Any
     for table, columns in (
         (SearchToken, ("patient_id", "param", "system", "code_hash")),
         (SearchReference, ("patient_id", "param", "target_type", "target_id")),
+        (SearchAuditReference, ("patient_id", "param", "target_type", "target_id")),
         (SearchDate, ("patient_id", "param", "low", "high")),
         (SearchAuditEvent, tuple(c for c in SINGLE_COLUMNS if c != "resource_pk")),
     ):
@@ -227,7 +229,9 @@ def test_a_record_stored_at_once_is_what_settling_stores(runtime: Runtime) -> No
     rows = index_rows_of(runtime, second.resource_pk)
     # Its tokens and date are single values, in one row of their own table.
     assert not rows["search_token"] and not rows["search_date"]
-    assert rows["search_reference"] and len(rows["search_audit_event"]) == 1
+    assert len(rows["search_audit_event"]) == 1
+    # Its references too: a table of their own, none in ``search_reference``.
+    assert rows["search_audit_reference"] and not rows["search_reference"]
     repo = Repository(runtime, AccessContext.full())
     events = []
     with runtime.db.read() as conn:

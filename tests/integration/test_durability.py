@@ -35,6 +35,7 @@ from vault.store.models import (
     DataKey,
     ResourceRow,
     SearchAuditEvent,
+    SearchAuditReference,
     SearchDate,
     SearchReference,
     SearchToken,
@@ -232,7 +233,13 @@ def assert_no_half_applied_write(settings: Settings) -> None:
             keys = {row.owner: row for row in conn.execute(select(DataKey.__table__))}
             indexed = {
                 table.__tablename__: set(conn.scalars(select(table.__table__.c.resource_pk)))
-                for table in (SearchToken, SearchReference, SearchDate, SearchAuditEvent)
+                for table in (
+                    SearchToken,
+                    SearchReference,
+                    SearchAuditReference,
+                    SearchDate,
+                    SearchAuditEvent,
+                )
             }
         by_pk = {row.pk: row for row in resources}
         version_ids: dict[int, set[int]] = {}

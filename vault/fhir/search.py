@@ -26,32 +26,45 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from vault.fhir.resources import ID_PATTERN
 from vault.fhir.subsetting import Subset
 from vault.kernel.crypto import BlindIndex
 from vault.kernel.errors import BadRequest
 from vault.kernel.fhirdata import parse_date_range, split_reference
+from vault.store.index import AUDIT_EVENT
 from vault.store.models import (
     ResourceRow,
     SearchAuditEvent,
+    SearchAuditReference,
     SearchDate,
     SearchReference,
     SearchToken,
 )
 from vault.store.registry import RESULT_PARAMETERS, ResourceType, SearchParam
 
-__all__ = ["Cursor", "Include", "SearchQuery", "cursor_secret", "parse_search", "whole_number"]
+__all__ = [
+    "Cursor",
+    "Include",
+    "SearchQuery",
+    "cursor_secret",
+    "parse_search",
+    "reference_columns",
+    "whole_number",
+]
 
 R = ResourceRow.__table__.c
 ST = SearchToken.__table__.c
 SR = SearchReference.__table__.c
+SAR = SearchAuditReference.__table__.c
 SD = SearchDate.__table__.c
 SS = SearchAuditEvent.__table__.c  # the single values (``SearchParam.single``)
 
@@ -493,15 +506,22 @@ def _reference(
         owner = ResourceRow.__table__.alias("owner").c
         is_owner = and_(owner.resource_type == target_type, owner.resource_id == target_id)
         return and_(R.patient_id == target_id, exists(select(owner.pk).where(is_owner)))
+    refs = reference_columns(spec.name)
     where: list[ColumnElement[bool]] = [
-        SR.resource_pk == R.pk,
-        SR.param == param.name,
-        SR.resource_type == spec.name,
-        SR.target_id == target_id,
+        refs.resource_pk == R.pk,
+        refs.param == param.name,
+        refs.resource_type == spec.name,
+        refs.target_id == target_id,
     ]
     if target_type:
-        where.append(SR.target_type == target_type)
-    return exists(select(SR.id).where(*where))
+        where.append(refs.target_type == target_type)
+    return exists(select(refs.id).where(*where))
+
+
+def reference_columns(resource_type: str) -> ReadOnlyColumnCollection[str, KeyedColumnElement[Any]]:
+    """The columns of the table that holds ``resource_type``'s references: an
+    AuditEvent's are in a table of their own (``store.models.SearchAuditReference``)."""
+    return SAR if resource_type == AUDIT_EVENT else SR
 
 
 def _prefix(value: str) -> tuple[str, str]:

@@ -16,7 +16,13 @@ from sqlalchemy import Connection, delete, insert
 
 from vault.kernel.db import table_of
 from vault.kernel.fhirdata import split_reference
-from vault.store.models import SearchAuditEvent, SearchDate, SearchReference, SearchToken
+from vault.store.models import (
+    SearchAuditEvent,
+    SearchAuditReference,
+    SearchDate,
+    SearchReference,
+    SearchToken,
+)
 from vault.store.registry import RESOURCE_TYPES, TokenValue
 
 if TYPE_CHECKING:
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
     from vault.store.writes import Prepared
 
 __all__ = [
+    "AUDIT_EVENT",
     "DATE_COLUMNS",
     "REFERENCE_COLUMNS",
     "REFERS",
@@ -38,6 +45,7 @@ __all__ = [
 
 _INSERT_TOKENS = insert(table_of(SearchToken))
 _INSERT_REFERENCES = insert(table_of(SearchReference))
+_INSERT_AUDIT_REFERENCES = insert(table_of(SearchAuditReference))
 _INSERT_DATES = insert(table_of(SearchDate))
 _INSERT_SINGLES = insert(table_of(SearchAuditEvent))
 # In the order of each table's rows as ``writes.insert_sealed`` inserts them.
@@ -50,6 +58,8 @@ REFERENCE_COLUMNS = (
     "target_type",
     "target_id",
 )
+# An AuditEvent's references have a table of their own (``models.SearchAuditReference``).
+AUDIT_EVENT = "AuditEvent"
 DATE_COLUMNS = ("resource_pk", "resource_type", "patient_id", "param", "low", "high")
 # ``search_audit_event``: the search values with one value at most (``SearchParam.single``).
 SINGLE_COLUMNS = (
@@ -78,7 +88,13 @@ def insert_index(
     if tokens:
         conn.execute(_INSERT_TOKENS, tokens)
     if refs:
-        conn.execute(_INSERT_REFERENCES, refs)
+        audit = [ref for ref in refs if ref["resource_type"] == AUDIT_EVENT]
+        if audit:
+            conn.execute(_INSERT_AUDIT_REFERENCES, audit)
+        if len(audit) < len(refs):
+            conn.execute(
+                _INSERT_REFERENCES, [ref for ref in refs if ref["resource_type"] != AUDIT_EVENT]
+            )
     if dates:
         conn.execute(_INSERT_DATES, dates)
     if singles:
@@ -188,7 +204,7 @@ def _references_anywhere(value: Any) -> Iterable[tuple[str, str]]:
 
 
 def clear_index(conn: Connection, pk: int, *, keep_labels: bool = False) -> None:
-    for table in (SearchToken, SearchReference, SearchDate, SearchAuditEvent):
+    for table in (SearchToken, SearchReference, SearchAuditReference, SearchDate, SearchAuditEvent):
         columns = table.__table__.c
         stmt = delete(table).where(columns.resource_pk == pk)
         if keep_labels and table is SearchToken:

@@ -30,6 +30,7 @@ __all__ = [
     "DataKey",
     "ResourceRow",
     "SearchAuditEvent",
+    "SearchAuditReference",
     "SearchDate",
     "SearchReference",
     "SearchToken",
@@ -126,6 +127,30 @@ class SearchReference(Base):
         Index("ix_search_reference_lookup", "resource_type", "param", "target_id", "target_type"),
         Index("ix_search_reference_resource", "resource_pk", "param"),
     )
+
+
+class SearchAuditReference(Base):
+    """An AuditEvent's references (``patient``, ``entity``, ``agent``): the rows
+    ``search_reference`` holds for every other type, without its lookup index.
+
+    That index is ordered by the reference's target, so each record's rows landed on pages
+    spread over the whole index, and the cost of a record grew with the log: in group
+    commits of 1,000 records naming eight resources each, 199 µs a record in the first
+    10,000 and 476 µs past 50,000 (docs/performance.md). Here the only index is by the record's
+    key, so new rows go at its end. A search finds the records by ``fhir_resource``'s
+    indexes (an inwoner's by her compartment) and checks their rows by that key; no
+    search plan starts from a target. Same columns as ``search_reference``."""
+
+    __tablename__ = "search_audit_reference"
+    id: Mapped[Pk]
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resource.pk", ondelete="CASCADE"))
+    resource_type: Mapped[str] = mapped_column(String(40))
+    patient_id: Mapped[PatientId]
+    param: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[FhirId]
+
+    __table_args__ = (Index("ix_search_audit_reference_resource", "resource_pk", "param"),)
 
 
 class SearchDate(Base):

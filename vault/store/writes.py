@@ -26,6 +26,7 @@ from vault.kernel.fhirdata import format_instant
 from vault.kernel.runtime import Runtime, now_micros
 from vault.store.audit_index import audit_event_rows
 from vault.store.index import (
+    AUDIT_EVENT,
     DATE_COLUMNS,
     REFERENCE_COLUMNS,
     SINGLE_COLUMNS,
@@ -238,7 +239,10 @@ def insert_sealed(
     for table, columns, many in (
         ("fhir_version", _VERSION_COLUMNS, versions),
         ("search_token", TOKEN_COLUMNS, tokens),
-        ("search_reference", REFERENCE_COLUMNS, refs),
+        # The access log's own table (``models.SearchAuditReference``): ``items`` are
+        # AuditEvents whenever the log stores them, the one caller there is.
+        ("search_audit_reference", REFERENCE_COLUMNS, [r for r in refs if r[1] == AUDIT_EVENT]),
+        ("search_reference", REFERENCE_COLUMNS, [r for r in refs if r[1] != AUDIT_EVENT]),
         ("search_date", DATE_COLUMNS, dates),
         ("search_audit_event", SINGLE_COLUMNS, singles),
     ):

@@ -14,7 +14,9 @@ from sqlalchemy import (
     Dialect,
     Integer,
     Select,
+    and_,
     bindparam,
+    exists,
     func,
     select,
     tuple_,
@@ -23,11 +25,12 @@ from sqlalchemy import (
 from vault.consent.decision import visible
 from vault.fhir.repository.base import ROW, Precompiled, R, not_found
 from vault.fhir.repository.reads import Reads
-from vault.fhir.search import Cursor, SearchQuery, parse_search
+from vault.fhir.search import Cursor, SearchQuery, parse_search, reference_columns
 from vault.kernel.driver import fetch_all
 from vault.kernel.errors import BadRequest
 from vault.kernel.fhirdata import format_instant, split_reference
-from vault.store.models import ResourceRow, SearchAuditEvent, SearchDate, SearchReference
+from vault.store.index import AUDIT_EVENT
+from vault.store.models import ResourceRow, SearchAuditEvent, SearchDate
 from vault.store.registry import RESOURCE_TYPES
 from vault.store.writes import Stored
 
@@ -333,7 +336,7 @@ class Searches(Reads):
             return []
         seen = {(m.resource_type, m.resource_id) for m in matches}
         found: list[Stored] = []
-        sr = SearchReference.__table__.c
+        sr = reference_columns(query.spec.name)
         for inc in query.includes:
             targets = select(sr.target_type, sr.target_id).where(
                 sr.resource_pk.in_(pks), sr.param == inc.param.name
@@ -361,16 +364,26 @@ class Searches(Reads):
         for inc in query.revincludes:
             if not self._ctx.allows("r", inc.source_type):
                 continue
-            refs = select(sr.resource_pk).where(
-                sr.param == inc.param.name,
-                sr.resource_type == inc.source_type,
-                sr.target_type == query.spec.name,
-                sr.target_id.in_(ids),
+            source = reference_columns(inc.source_type)
+            naming = (
+                source.param == inc.param.name,
+                source.resource_type == inc.source_type,
+                source.target_type == query.spec.name,
+                source.target_id.in_(ids),
             )
+            # An AuditEvent's references have no index by target: start from the records
+            # the caller may see (an inwoner's by her compartment), as a search does.
+            if inc.source_type == AUDIT_EVENT:
+                found_by = and_(
+                    R.resource_type == inc.source_type,
+                    exists(select(source.id).where(source.resource_pk == R.pk, *naming)),
+                )
+            else:
+                found_by = R.pk.in_(select(source.resource_pk).where(*naming))
             stmt = (
                 self._select_current()
                 .where(
-                    R.pk.in_(refs),
+                    found_by,
                     R.deleted.is_(False),
                     visible(self._ctx, ROW),
                     *self._restriction(RESOURCE_TYPES[inc.source_type]),
