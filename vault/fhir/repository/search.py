@@ -25,7 +25,7 @@ from sqlalchemy import (
 from vault.consent.decision import visible
 from vault.fhir.repository.base import ROW, Precompiled, R, not_found
 from vault.fhir.repository.reads import Reads
-from vault.fhir.search import Cursor, SearchQuery, parse_search, reference_columns
+from vault.fhir.search import Cursor, Include, SearchQuery, parse_search, reference_columns
 from vault.kernel.driver import fetch_all
 from vault.kernel.errors import BadRequest
 from vault.kernel.fhirdata import format_instant, split_reference
@@ -364,26 +364,10 @@ class Searches(Reads):
         for inc in query.revincludes:
             if not self._ctx.allows("r", inc.source_type):
                 continue
-            source = reference_columns(inc.source_type)
-            naming = (
-                source.param == inc.param.name,
-                source.resource_type == inc.source_type,
-                source.target_type == query.spec.name,
-                source.target_id.in_(ids),
-            )
-            # An AuditEvent's references have no index by target: start from the records
-            # the caller may see (an inwoner's by her compartment), as a search does.
-            if inc.source_type == AUDIT_EVENT:
-                found_by = and_(
-                    R.resource_type == inc.source_type,
-                    exists(select(source.id).where(source.resource_pk == R.pk, *naming)),
-                )
-            else:
-                found_by = R.pk.in_(select(source.resource_pk).where(*naming))
             stmt = (
                 self._select_current()
                 .where(
-                    found_by,
+                    _referring(inc, query.spec.name, ids),
                     R.deleted.is_(False),
                     visible(self._ctx, ROW),
                     *self._restriction(RESOURCE_TYPES[inc.source_type]),
@@ -398,3 +382,22 @@ class Searches(Reads):
                 seen.add(key)
                 unique.append(item)
         return unique
+
+
+def _referring(inc: Include, target_type: str, ids: list[str]) -> ColumnElement[bool]:
+    """The resources of ``inc.source_type`` whose ``inc.param`` names one of ``ids``."""
+    source = reference_columns(inc.source_type)
+    naming = (
+        source.param == inc.param.name,
+        source.resource_type == inc.source_type,
+        source.target_type == target_type,
+        source.target_id.in_(ids),
+    )
+    # An AuditEvent's references have no index by target: start from the records the
+    # caller may see (an inwoner's by her compartment), as a search does.
+    if inc.source_type == AUDIT_EVENT:
+        return and_(
+            R.resource_type == inc.source_type,
+            exists(select(source.id).where(source.resource_pk == R.pk, *naming)),
+        )
+    return R.pk.in_(select(source.resource_pk).where(*naming))
