@@ -101,6 +101,7 @@ bench: $(STAMP)
 	taskset -c 0 $(BIN)/python benchmarks/read_cpu.py --partner --without-access-log
 	taskset -c 0 $(BIN)/python benchmarks/read_cpu.py --partner --sustained
 	taskset -c 0 $(BIN)/python benchmarks/access_log_cpu.py
+	$(if $(BENCH_DATABASE_URL),@echo "access_log_growth.py: SQLite only",taskset -c 0 $(BIN)/python benchmarks/access_log_growth.py)
 	$(if $(BENCH_DATABASE_URL),@echo "access_log_pages.py: SQLite only",$(BIN)/python benchmarks/access_log_pages.py)
 	$(BIN)/python benchmarks/bulk_export.py $(BENCH_DB)
 	$(BIN)/python benchmarks/export_profile.py $(BENCH_DB)

@@ -24,6 +24,7 @@ Pin it to one core (``taskset -c 1``); the checkpoint thread shares it, as in th
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sys
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compact", action="store_true", help="append links only")
     parser.add_argument("--no-checkpoint", action="store_true", help="count the WAL's pages")
     args = parser.parse_args(argv)
+    os.environ.pop("VAULT_MASTER_KEY", None)  # its vault uses its own key file
     data_dir = Path(tempfile.mkdtemp(prefix="rk-access-log-growth-"))
     try:
         run(args, data_dir)

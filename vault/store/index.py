@@ -2,7 +2,8 @@
 
 Tokens as keyed hashes (``search_token``), references (``search_reference``), date ranges
 (``search_date``), and for an AuditEvent its single values in one row
-(``search_audit_event``, ``SearchParam.single``). ``index_rows`` reads them from any
+(``search_audit_event``, ``SearchParam.single``) and its references in a table of their own
+(``search_audit_reference``). ``index_rows`` reads them from any
 resource by its type's parameters (``store/registry.py``); the access log's own records
 take a quicker path to the same rows (``store/audit_index.py``). Nothing here commits.
 """

@@ -135,9 +135,10 @@ class SearchAuditReference(Base):
 
     That index is ordered by the reference's target, so each record's rows landed on pages
     spread over the whole index, and the cost of a record grew with the log: in group
-    commits of 1,000 records naming eight resources each, 199 µs a record in the first
-    10,000 and 476 µs past 50,000 (docs/performance.md). Here the only index is by the record's
-    key, so new rows go at its end. A search finds the records by ``fhir_resource``'s
+    commits of 1,000 records naming eight resources each, 222 to 247 µs a record in the
+    first 10,000 and 358 to 361 µs in the sixth (``benchmarks/access_log_growth.py``,
+    docs/performance.md). Here the only index is by the record's key, so new rows go at
+    its end: 166 to 201 µs a record throughout. A search finds the records by ``fhir_resource``'s
     indexes (an inwoner's by her compartment) and checks their rows by that key; no
     search plan starts from a target. Same columns as ``search_reference``."""
 
