@@ -113,8 +113,10 @@ class SearchToken(Base):
     )
 
 
-class SearchReference(Base):
-    __tablename__ = "search_reference"
+class _ReferenceRow:
+    """The columns of a reference search value: ``search_reference``'s and
+    ``search_audit_reference``'s, which differ in their indexes only."""
+
     id: Mapped[Pk]
     resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resource.pk", ondelete="CASCADE"))
     resource_type: Mapped[str] = mapped_column(String(40))
@@ -123,13 +125,17 @@ class SearchReference(Base):
     target_type: Mapped[str] = mapped_column(String(40))
     target_id: Mapped[FhirId]
 
+
+class SearchReference(_ReferenceRow, Base):
+    __tablename__ = "search_reference"
+
     __table_args__ = (
         Index("ix_search_reference_lookup", "resource_type", "param", "target_id", "target_type"),
         Index("ix_search_reference_resource", "resource_pk", "param"),
     )
 
 
-class SearchAuditReference(Base):
+class SearchAuditReference(_ReferenceRow, Base):
     """An AuditEvent's references (``patient``, ``entity``, ``agent``): the rows
     ``search_reference`` holds for every other type, without its lookup index.
 
@@ -138,18 +144,11 @@ class SearchAuditReference(Base):
     commits of 1,000 records naming eight resources each, 222 to 247 µs a record in the
     first 10,000 and 358 to 361 µs in the sixth (``benchmarks/access_log_growth.py``,
     docs/performance.md). Here the only index is by the record's key, so new rows go at
-    its end: 166 to 201 µs a record throughout. A search finds the records by ``fhir_resource``'s
-    indexes (an inwoner's by her compartment) and checks their rows by that key; no
-    search plan starts from a target. Same columns as ``search_reference``."""
+    its end: 166 to 201 µs a record throughout. A search finds the records by
+    ``fhir_resource``'s indexes (an inwoner's by her compartment) and checks their rows by
+    that key; no search plan starts from a target."""
 
     __tablename__ = "search_audit_reference"
-    id: Mapped[Pk]
-    resource_pk: Mapped[int] = mapped_column(ForeignKey("fhir_resource.pk", ondelete="CASCADE"))
-    resource_type: Mapped[str] = mapped_column(String(40))
-    patient_id: Mapped[PatientId]
-    param: Mapped[str] = mapped_column(String(64))
-    target_type: Mapped[str] = mapped_column(String(40))
-    target_id: Mapped[FhirId]
 
     __table_args__ = (Index("ix_search_audit_reference_resource", "resource_pk", "param"),)
 
