@@ -213,24 +213,25 @@ def insert_sealed(
     versions: list[tuple[Any, ...]] = []
     tokens: list[tuple[Any, ...]] = []
     refs: list[tuple[Any, ...]] = []
+    audit_refs: list[tuple[Any, ...]] = []  # an AuditEvent's: ``models.SearchAuditReference``
     dates: list[tuple[Any, ...]] = []
     singles: list[tuple[Any, ...]] = []
     for prepared, (now, plaintext, body) in zip(items, sealed, strict=True):
         spec, resource_id = prepared.spec, prepared.data["id"]
         pk = pks[(spec.name, resource_id)]
         versions.append((pk, 1, spec.name, resource_id, prepared.patient_id, now, False, body))
+        audit = spec.name == AUDIT_EVENT
+        references = audit_refs if audit else refs
         direct = (
-            audit_event_rows(runtime, prepared.data, pk, prepared.patient_id)
-            if spec.name == "AuditEvent"
-            else None
+            audit_event_rows(runtime, prepared.data, pk, prepared.patient_id) if audit else None
         )
         if direct is not None:  # the access log's own shape: the same rows, read directly
-            refs += direct[0]
+            references.extend(direct[0])
             singles.append(direct[1])
         else:
             more_tokens, more_refs, more_dates, more_singles = index_rows(runtime, prepared, pk)
             tokens += [tuple(t[c] for c in TOKEN_COLUMNS) for t in more_tokens]
-            refs += [tuple(t[c] for c in REFERENCE_COLUMNS) for t in more_refs]
+            references.extend(tuple(t[c] for c in REFERENCE_COLUMNS) for t in more_refs)
             dates += [tuple(t[c] for c in DATE_COLUMNS) for t in more_dates]
             singles += [tuple(t[c] for c in SINGLE_COLUMNS) for t in more_singles]
         stored.append(
@@ -239,10 +240,8 @@ def insert_sealed(
     for table, columns, many in (
         ("fhir_version", _VERSION_COLUMNS, versions),
         ("search_token", TOKEN_COLUMNS, tokens),
-        # The access log's own table (``models.SearchAuditReference``): ``items`` are
-        # AuditEvents whenever the log stores them, the one caller there is.
-        ("search_audit_reference", REFERENCE_COLUMNS, [r for r in refs if r[1] == AUDIT_EVENT]),
-        ("search_reference", REFERENCE_COLUMNS, [r for r in refs if r[1] != AUDIT_EVENT]),
+        ("search_reference", REFERENCE_COLUMNS, refs),
+        ("search_audit_reference", REFERENCE_COLUMNS, audit_refs),
         ("search_date", DATE_COLUMNS, dates),
         ("search_audit_event", SINGLE_COLUMNS, singles),
     ):
