@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,11 +69,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: argparse.Namespace, data_dir: Path) -> None:
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=f"sqlite:///{data_dir / 'vault.db'}",
-        sqlite_checkpoint_interval=_NEVER if args.no_checkpoint else 1.0,
-    )
+    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'vault.db'}")
+    if args.no_checkpoint:
+        settings = replace(settings, sqlite_checkpoint_interval=_NEVER)
     base.initialise(settings)
     runtime = open_runtime(settings)
     try:
