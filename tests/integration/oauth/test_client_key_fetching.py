@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -154,15 +154,18 @@ def test_a_slow_key_server_is_asked_once_for_many_concurrent_assertions(
     assert key_server.hits == 1
 
 
-CHEAP_REFUSALS: dict[str, dict[str, Any]] = {
-    "expired": {"lifetime": -120},
-    "living too long": {"lifetime": 3600},
-    "another audience": {"aud": "https://elsewhere.example/oauth/token"},
-    "issued by someone else": {"iss": "someone-else"},
-    "not valid yet": {"nbf": int(time.time()) + 600},
-    "issued in the future": {"iat": int(time.time()) + 600},
-    "issued long ago": {"iat": int(time.time()) - 3600},
-    "with a jti too long to keep": {"jti": "j" * 300},
+# Each case's claims, made when its test runs: an instant taken when the module was
+# collected was no longer "in the future" once a slow run reached the test (seen at 21
+# minutes for the suite), and the assertion then passed the cheap checks.
+CHEAP_REFUSALS: dict[str, Callable[[], dict[str, Any]]] = {
+    "expired": lambda: {"lifetime": -120},
+    "living too long": lambda: {"lifetime": 3600},
+    "another audience": lambda: {"aud": "https://elsewhere.example/oauth/token"},
+    "issued by someone else": lambda: {"iss": "someone-else"},
+    "not valid yet": lambda: {"nbf": int(time.time()) + 600},
+    "issued in the future": lambda: {"iat": int(time.time()) + 600},
+    "issued long ago": lambda: {"iat": int(time.time()) - 3600},
+    "with a jti too long to keep": lambda: {"jti": "j" * 300},
 }
 
 
@@ -175,7 +178,7 @@ def test_an_assertion_that_fails_a_cheaper_check_fetches_no_keys(
     case: str,
 ) -> None:
     client = uri_client(runtime, vault, key_server)
-    assert refused(client.token_request(http, assertion=forged(client, **CHEAP_REFUSALS[case])))
+    assert refused(client.token_request(http, assertion=forged(client, **CHEAP_REFUSALS[case]())))
     assert key_server.hits == 0
 
 
