@@ -306,13 +306,13 @@ def test_a_writer_that_never_idles_still_settles_past_its_bound(
 
 
 class _Lost(Exception):
-    """A settling transaction cut off before its commit reached the disk."""
+    """A settling transaction cut off before its commit."""
 
 
 def test_a_settling_lost_whole_is_settled_again_into_the_same_records(runtime: Runtime) -> None:
-    """Why settling need not wait for the disk (``AuditLog._settling``): lost, it is lost
-    whole, like a transaction rolled back after its last statement. The records still wait in
-    their links with their bodies, verify, and settle again into the same ids and bytes."""
+    """A settling transaction that never commits (rolled back after its last statement, or
+    cut off by a crash) is lost whole: the records still wait in their links with their
+    bodies, verify, and settle again into the same ids and bytes."""
     anna = new_inwoner(runtime)
     append(runtime, [read_by(anna, n=n) for n in range(3)])
     before = links_of(runtime, anna)
@@ -331,54 +331,6 @@ def test_a_settling_lost_whole_is_settled_again_into_the_same_records(runtime: R
             stored = repo.vread(conn, "AuditEvent", link.resource_id or "", "1")
             assert stored.last_updated == link.last_updated
     assert verify_chains(runtime) == []  # the chain was built over these very bytes
-
-
-def _waits_for_the_disk(conn: Any) -> str:
-    """What a commit in ``conn``'s transaction waits for, as the database says it."""
-    if conn.dialect.name == "sqlite":
-        return {2: "FULL"}.get(conn.exec_driver_sql("PRAGMA synchronous").scalar(), "less")
-    return str(conn.exec_driver_sql("SHOW synchronous_commit").scalar())
-
-
-def test_only_settling_commits_without_waiting_for_the_disk(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A record is durable before its read is answered: the group commit waits for the disk.
-    Settling copies records that are durable already (``AuditLog._settling``): on
-    PostgreSQL its commit does not wait, in its own transaction only; SQLite keeps
-    ``synchronous=FULL``. Seen from inside each transaction: the writer's, a reader's of
-    her log and the operator's; and a write after them waits again."""
-    log, anna = busy_writer(runtime, monkeypatch, at_once=False)
-    seen: dict[str, set[str]] = {"append": set(), "settle": set()}
-    append_, settle_ = AuditLog.append, AuditLog.settle
-
-    def appending(self: AuditLog, conn: Any, *args: Any, **kwargs: Any) -> None:
-        seen["append"].add(_waits_for_the_disk(conn))
-        append_(self, conn, *args, **kwargs)
-
-    def settling(self: AuditLog, conn: Any, *args: Any, **kwargs: Any) -> int:
-        seen["settle"].add(_waits_for_the_disk(conn))
-        return settle_(self, conn, *args, **kwargs)
-
-    monkeypatch.setattr(AuditLog, "append", appending)
-    monkeypatch.setattr(AuditLog, "settle", settling)
-
-    log.record([read_by(anna, n=n) for n in range(8)])  # past the bound: the writer settles
-    deadline = time.monotonic() + 30
-    while any(link.resource_pk is None for link in links_of(runtime, anna)):
-        assert time.monotonic() < deadline, "the busy writer never settled past its bound"
-        time.sleep(0.02)
-    log.close()
-    append(runtime, [read_by(anna, n=9)])
-    runtime.audit.settle_for(context_of("patient", anna))  # a reader of her log
-    runtime.audit.settle_all()  # the operator (``vault audit settle``)
-    with runtime.db.write() as conn:  # the next transaction: its own setting again
-        after = _waits_for_the_disk(conn)
-
-    sqlite = runtime.db.is_sqlite
-    assert seen == {"append": {"FULL" if sqlite else "on"}, "settle": {"FULL" if sqlite else "off"}}
-    assert after == ("FULL" if sqlite else "on")
-    assert verify_chains(runtime) == []
 
 
 def test_the_writer_settles_what_waits_once_the_log_is_idle(runtime: Runtime) -> None:

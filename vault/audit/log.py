@@ -37,9 +37,8 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -290,7 +289,7 @@ class AuditLog:
         """:meth:`settle` until nothing of these chains waits, ``batch`` per transaction."""
         total = 0
         while True:
-            with self._settling() as conn:
+            with self._rt.db.write() as conn:
                 done = self.settle(conn, chains, limit=batch)
             total += done
             if done < batch:
@@ -314,23 +313,6 @@ class AuditLog:
             if conn.execute(query).first() is None:
                 return
         self.settle_all(chains)
-
-    @contextmanager
-    def _settling(self) -> Iterator[Connection]:
-        """A transaction of its own for :meth:`settle`. On PostgreSQL its commit does not
-        wait for the WAL to reach the disk (``synchronous_commit = off``, this transaction
-        only): settling copies records that are durable already, each in its link, into
-        AuditEvent resources, and empties the links in the same transaction. Lost in a
-        crash, it is lost whole: the records wait in their links again, with their bodies,
-        and are settled again with the same ids and bytes. A later commit that waits for
-        the disk (the next group commit) carries it along, since PostgreSQL writes its WAL
-        in order. Under steady load the writer settles after each group commit, and the
-        records that came meanwhile wait for it (docs/performance.md). SQLite stores each
-        group's records at once under load and keeps ``synchronous=FULL`` throughout."""
-        with self._rt.db.write() as conn:
-            if not self._rt.db.is_sqlite:
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-            yield conn
 
     def _owner_types(self, conn: Connection, owners: set[str]) -> dict[str, str]:
         """Whether each compartment (with a live key) is a family's: its Group is its owner.
@@ -545,7 +527,7 @@ class AuditLog:
         record comes, which always goes first), or after a commit past ``_MAX_WAITING``.
         Returns whether more may wait."""
         try:
-            with self._settling() as conn:
+            with self._rt.db.write() as conn:
                 done = self.settle(conn, limit=_WRITER_BATCH)
         except Exception as exc:  # retried at the next idle moment; readers settle too
             log.error("access log settle failed: %s", type(exc).__name__)
