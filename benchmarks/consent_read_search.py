@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bulk_load
 import fhir_read_search as base
+import pg_waits
 import server_probe
 
 from vault.app.clients import register_client
@@ -430,6 +431,16 @@ def run_phase(
     pg_name = None if url.startswith("sqlite") else make_url(url).database
     endpoints = (("read Goal/{id}", "/fhir/Goal/%s", goals), ("search Goal?patient=", None, None))
 
+    def waits_sampler() -> pg_waits.Sampler | None:
+        """``--waits``: PostgreSQL's backends sampled while the row runs."""
+        if not args.waits or pg_name is None:
+            return None
+        plain = make_url(url).set(drivername="postgresql")
+        conninfo = plain.render_as_string(hide_password=False)
+        sampler = pg_waits.Sampler(conninfo, pg_name)
+        sampler.start()
+        return sampler
+
     def measure(server: base.Server, label: str, token: str | None, grants: str) -> list[Row]:
         windows.clear()
         script = data_dir / f"wrk-{uuid.uuid4().hex[:8]}.lua"
@@ -451,10 +462,18 @@ def run_phase(
                 "postgres_database": pg_name,
             }
             before = group_commits(server.url)
-            measured = base.measure(
-                run, duration=args.duration, warmup=args.warmup, quiet=args.quiet
-            )
+            sampler = waits_sampler()
+            try:
+                measured = base.measure(
+                    run, duration=args.duration, warmup=args.warmup, quiet=args.quiet
+                )
+            finally:
+                if sampler is not None:
+                    sampler.stop()
             ended = time.time()
+            if sampler is not None:
+                for line in sampler.summary(ended - args.duration, ended):
+                    print(line, flush=True)
             windows.append((endpoint, ended - args.duration, ended))
             after = group_commits(server.url)
             records, commits = after[0] - before[0], after[1] - before[1]
@@ -612,6 +631,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="print each row as the server saw it: its requests inside the app, group "
         "commits, checkpoints, event-loop lag, garbage collections (server_probe.py)",
+    )
+    parser.add_argument(
+        "--waits",
+        action="store_true",
+        help="PostgreSQL: print under each row what the backends waited for, the access "
+        "log's writer apart (pg_stat_activity every 5 ms, pg_waits.py)",
     )
     parser.add_argument("--duration", type=float, default=8, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2, help="seconds before each one")
