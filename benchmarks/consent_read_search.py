@@ -431,9 +431,10 @@ def run_phase(
     pg_name = None if url.startswith("sqlite") else make_url(url).database
     endpoints = (("read Goal/{id}", "/fhir/Goal/%s", goals), ("search Goal?patient=", None, None))
 
-    def waits_sampler() -> pg_waits.Sampler | None:
-        """``--waits``: PostgreSQL's backends sampled while the row runs."""
-        if not args.waits or pg_name is None:
+    def waits_sampler(token: str | None) -> pg_waits.Sampler | None:
+        """``--waits``: PostgreSQL's backends sampled while a partner's row runs (the
+        full-access rows write no access log)."""
+        if not args.waits or pg_name is None or token is None:
             return None
         plain = make_url(url).set(drivername="postgresql")
         conninfo = plain.render_as_string(hide_password=False)
@@ -462,7 +463,7 @@ def run_phase(
                 "postgres_database": pg_name,
             }
             before = group_commits(server.url)
-            sampler = waits_sampler()
+            sampler = waits_sampler(token)
             try:
                 measured = base.measure(
                     run, duration=args.duration, warmup=args.warmup, quiet=args.quiet
