@@ -16,8 +16,8 @@ A backend that waits for the vault while it holds a transaction open waits for t
 writer thread: for its turn on the server's core, for the GIL, or for its Python. The
 answers are samples, not a trace: a state shorter than the interval is seen in proportion
 to its length. The sampling runs in the benchmark's own process, so it shows in the row's
-``other`` column: every 5 ms it put 11 to 17 % there (5 to 9 % without it, 7 Dec); every
-10 ms it asks half as often.
+``other`` column: every 5 ms it put 11 to 17 % there, every 10 ms 10 and 12 % (5 to 9 %
+without it; 7 Dec, PostgreSQL pinned to wrk's core).
 """
 
 from __future__ import annotations
