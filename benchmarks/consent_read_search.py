@@ -636,8 +636,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--waits",
         action="store_true",
-        help="PostgreSQL: print under each row what the backends waited for, the access "
-        "log's writer apart (pg_stat_activity every 5 ms, pg_waits.py)",
+        help="PostgreSQL: print under each partner row what the backends waited for, the "
+        "access log's writer apart (pg_stat_activity every 10 ms, pg_waits.py)",
     )
     parser.add_argument("--duration", type=float, default=8, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2, help="seconds before each one")
