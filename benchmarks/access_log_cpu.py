@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     data_dir = Path(tempfile.mkdtemp(prefix="rk-access-log-"))
+    try:
+        _run(args, data_dir)
+    finally:  # its database and its master key file
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, data_dir: Path) -> None:
     settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'vault.db'}")
     base.initialise(settings)
     runtime = open_runtime(settings)
