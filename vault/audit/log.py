@@ -74,8 +74,9 @@ from vault.audit.waiting import (
 from vault.consent.access import AccessContext
 from vault.consent.family import families_of
 from vault.kernel.db import table_of
-from vault.kernel.driver import fetch_in, insert_rows, update_rows
+from vault.kernel.driver import fetch_all, fetch_in, insert_rows, update_rows
 from vault.kernel.metrics import count_decisions, group_committed
+from vault.store.audit_index import audit_event_rows
 from vault.store.models import SHARED_OWNER, DataKey, ResourceRow
 from vault.store.reads import open_sealed
 from vault.store.registry import RESOURCE_TYPES
@@ -134,6 +135,7 @@ _LINK_COLUMNS = (
     "resource_id",
     "last_updated",
     "body",
+    "search",
 )
 _HEAD_COLUMNS = ("chain", "seq", "hash")
 _CHAIN_KEY = (("chain", "varchar"),)
@@ -157,6 +159,56 @@ _WAITING = and_(
     .where(_KEY.c.owner == _OWNER_OF_CHAIN, _KEY.c.wrapped.is_not(None))
     .exists(),
 )
+
+
+# PostgreSQL settles a batch of waiting links in one statement, from the search values each
+# link was written with (``AuditLog._search_of``): the sealed body moves unopened into its
+# version, as ``settle`` by opening it would store it. Under steady load the writer settled
+# by opening each record (its key, AES-GCM, JSON, the index, six statements and their
+# round trips); that was four fifths of its busy time (docs/performance.md). The rows are
+# those of ``store/writes.insert_sealed`` for the access log's own shape; the tests compare
+# the two. ``FOR UPDATE``: two settlers never store one record twice.
+_SETTLE_TEMPLATE = """
+WITH picked AS (
+  SELECT l.chain, l.seq, l.resource_id, l.last_updated, l.body, l.search::jsonb AS found,
+         NULLIF(l.chain, %(vault)s) AS patient_id
+  FROM audit_chain l
+  WHERE l.resource_pk IS NULL AND l.body IS NOT NULL AND l.search IS NOT NULL{chains}
+    AND EXISTS (SELECT 1 FROM data_key k WHERE k.wrapped IS NOT NULL
+                AND k.owner = CASE WHEN l.chain = %(vault)s THEN %(shared)s ELSE l.chain END)
+  ORDER BY l.chain, l.seq
+  LIMIT %(limit)s
+  FOR UPDATE OF l
+), stored AS (
+  INSERT INTO fhir_resource
+    (resource_type, resource_id, patient_id, version_id, last_updated, deleted)
+  SELECT 'AuditEvent', resource_id, patient_id, 1, last_updated, false
+  FROM picked ORDER BY chain, seq
+  RETURNING pk, resource_id
+), settled AS (
+  SELECT stored.pk, picked.* FROM stored JOIN picked USING (resource_id)
+), versions AS (
+  INSERT INTO fhir_version (resource_pk, version_id, resource_type, resource_id, patient_id,
+                            last_updated, deleted, body)
+  SELECT pk, 1, 'AuditEvent', resource_id, patient_id, last_updated, false, body FROM settled
+), singles AS (
+  INSERT INTO search_audit_event (resource_pk, patient_id, date_low, date_high, type_system,
+                                  type_hash, action_hash, outcome_hash)
+  SELECT pk, patient_id, (found->>0)::bigint, (found->>1)::bigint, found->>2, found->>3,
+         found->>4, found->>5
+  FROM settled
+), refs AS (
+  INSERT INTO search_audit_reference (resource_pk, resource_type, patient_id, param,
+                                      target_type, target_id)
+  SELECT pk, 'AuditEvent', patient_id, ref->>0, ref->>1, ref->>2
+  FROM settled CROSS JOIN LATERAL jsonb_array_elements(found->6) AS ref
+)
+UPDATE audit_chain l SET resource_pk = settled.pk, body = NULL, search = NULL
+FROM settled WHERE l.chain = settled.chain AND l.seq = settled.seq
+RETURNING l.seq
+"""
+_SETTLE_SQL = _SETTLE_TEMPLATE.format(chains="")
+_SETTLE_CHAINS_SQL = _SETTLE_TEMPLATE.format(chains=" AND l.chain = ANY(%(chains)s)")
 
 
 def _away_from_erased(record: AuditRecord, keys: Mapping[str, Any]) -> AuditRecord:
@@ -195,6 +247,9 @@ class AuditLog:
         # transaction of its own); on PostgreSQL the longer group commit halved the records
         # each commit held, and the reads cost more.
         self._settled_at_once = runtime.db.is_sqlite
+        # PostgreSQL settles a link in SQL from the search values it was written with
+        # (``_SETTLE_SQL``); SQLite, in process, opens the record again (``_settle_opened``).
+        self._settled_in_sql = not runtime.db.is_sqlite
 
     def append(
         self, conn: Connection, records: Iterable[AuditRecord], *, settled: bool = False
@@ -227,9 +282,10 @@ class AuditLog:
         sealed = seal_new(self._rt, items, keys)
         if settled:  # the same resources and rows as ``settle`` stores from the links
             stored = insert_sealed(self._rt, conn, items, sealed)
-            self._chain(conn, batch, items, sealed, [done.pk for done in stored])
+            self._chain(conn, batch, items, sealed, [done.pk for done in stored], None)
         else:
-            self._chain(conn, batch, items, sealed, None)
+            search = [self._search_of(item) for item in items] if self._settled_in_sql else None
+            self._chain(conn, batch, items, sealed, None, search)
             self._unsettled = True
             self._waiting += len(batch)
         count_decisions(batch)
@@ -243,6 +299,27 @@ class AuditLog:
         The resource is the sealed body of the link, unchanged, so the chain still verifies.
         On PostgreSQL the links are locked first: two settlers never store one record twice.
         """
+        done = 0
+        if self._settled_in_sql:
+            done = len(
+                fetch_all(
+                    conn,
+                    _SETTLE_SQL if chains is None else _SETTLE_CHAINS_SQL,
+                    {
+                        "vault": VAULT_CHAIN,
+                        "shared": SHARED_OWNER,
+                        "limit": limit,
+                        "chains": list(chains or ()),
+                    },
+                )
+            )
+            if done == limit:
+                return done
+        # Links without their search values (SQLite's, or written before migration 0017).
+        return done + self._settle_opened(conn, chains, limit - done)
+
+    def _settle_opened(self, conn: Connection, chains: Sequence[str] | None, limit: int) -> int:
+        """:meth:`settle` by opening each record: its search values read from its JSON."""
         query = select(
             _LINK.c.chain, _LINK.c.seq, _LINK.c.resource_id, _LINK.c.last_updated, _LINK.c.body
         ).where(_WAITING)
@@ -281,9 +358,19 @@ class AuditLog:
             (("resource_pk", "bigint"),),
             _LINK_KEY,
             [(done.pk, chain, seq) for (chain, seq, *_), done in zip(rows, stored, strict=True)],
-            also="body = NULL",
+            also="body = NULL, search = NULL",
         )
         return len(rows)
+
+    def _search_of(self, item: Prepared) -> str | None:
+        """The search values ``_SETTLE_SQL`` stores for a record: its single values, then
+        its references as (param, type, id); None for a record not of the access log's own
+        shape (``store/audit_index.py``), which is settled by opening it."""
+        found = audit_event_rows(self._rt, item.data, 0, item.patient_id)
+        if found is None:
+            return None
+        references, single = found
+        return orjson.dumps([*single[2:], [ref[3:] for ref in references]]).decode()
 
     def settle_all(self, chains: Sequence[str] | None = None, *, batch: int = _SETTLE_BATCH) -> int:
         """:meth:`settle` until nothing of these chains waits, ``batch`` per transaction."""
@@ -351,6 +438,7 @@ class AuditLog:
         items: list[Prepared],
         sealed: list[tuple[int, bytes, bytes]],
         resource_pks: list[int] | None,
+        search: list[str | None] | None,
     ) -> None:
         """Link each sealed record (``seal_new``) to the one before it in its chain, then move
         the heads. A link holds its record's sealed body until the record is an AuditEvent
@@ -363,8 +451,9 @@ class AuditLog:
         existing = set(heads)
         links: list[tuple[Any, ...]] = []
         stored: Iterable[int | None] = resource_pks or [None] * len(batch)
-        for chain, record, item, (last_updated, plaintext, body), resource_pk in zip(
-            chains, batch, items, sealed, stored, strict=True
+        values: Iterable[str | None] = search or [None] * len(batch)
+        for chain, record, item, (last_updated, plaintext, body), resource_pk, found in zip(
+            chains, batch, items, sealed, stored, values, strict=True
         ):
             seq, prev = heads.get(chain, (0, GENESIS))
             digest = link_hash(self._key, prev, plaintext)
@@ -380,6 +469,7 @@ class AuditLog:
                     item.data["id"],
                     last_updated,
                     body if resource_pk is None else None,
+                    found if resource_pk is None else None,
                 )
             )
             heads[chain] = (seq + 1, digest)

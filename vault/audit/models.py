@@ -12,7 +12,7 @@ asks, or when the access log is idle (``AuditLog.settle``).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.kernel.db import Base, Micros
@@ -44,6 +44,11 @@ class AuditChain(Base):
     last_updated: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # The record sealed as its AuditEvent's version 1 will be, until it is settled.
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # On PostgreSQL, until it is settled: the record's search index values as JSON, read
+    # from the record when it is sealed, so that PostgreSQL settles it in one statement
+    # without the vault opening it again (``audit/log.py``, ``_SETTLE_SQL``). The values the
+    # search tables hold in clear: times, keyed hashes of codes, references.
+    search: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index(
