@@ -29,7 +29,7 @@ from vault.fhir.repository import Repository
 from vault.kernel.fhirdata import format_instant
 from vault.kernel.runtime import Runtime
 from vault.page.mydata import erase_vault
-from vault.store.index import SINGLE_COLUMNS
+from vault.store.index import SINGLE_COLUMNS, index_rows
 from vault.store.models import (
     ResourceRow,
     SearchAuditEvent,
@@ -38,6 +38,8 @@ from vault.store.models import (
     SearchReference,
     SearchToken,
 )
+from vault.store.registry import RESOURCE_TYPES
+from vault.store.writes import Prepared, own_record
 
 
 @pytest.fixture(scope="module")
@@ -249,10 +251,76 @@ def test_a_record_stored_at_once_is_what_settling_stores(runtime: Runtime) -> No
     assert runtime.audit.settle_all([anna]) == 0
 
 
+def generic_index_of(runtime: Runtime, resource_id: str, resource_pk: int) -> dict[str, Any]:
+    """The index rows the generic walk (``store/index.index_rows``) reads from the stored
+    AuditEvent, in the shape of :func:`index_rows_of`."""
+    repo = Repository(runtime, AccessContext.full())
+    with runtime.db.read() as conn:
+        stored = repo.vread(conn, "AuditEvent", resource_id, "1")
+    prepared = Prepared(
+        RESOURCE_TYPES["AuditEvent"], orjson.loads(stored.body or b""), stored.patient_id
+    )
+    tokens, refs, dates, single = index_rows(runtime, prepared, resource_pk)
+    return {
+        "search_token": {
+            (t["patient_id"], t["param"], t["system"], t["code_hash"]) for t in tokens
+        },
+        "search_reference": set(),
+        "search_audit_reference": {
+            (r["patient_id"], r["param"], r["target_type"], r["target_id"]) for r in refs
+        },
+        "search_date": {(d["patient_id"], d["param"], d["low"], d["high"]) for d in dates},
+        "search_audit_event": {
+            tuple(s[c] for c in SINGLE_COLUMNS if c != "resource_pk") for s in single
+        },
+    }
+
+
+def test_a_link_keeps_the_search_values_postgresql_settles_it_by(runtime: Runtime) -> None:
+    """On PostgreSQL a waiting link holds its record's search values, and settling moves
+    them into the index in SQL (``log._SETTLE_SQL``); a link without them (SQLite's, or
+    written before migration 0017) is settled by opening its record. Either way each
+    record gets the index rows the generic walk reads from the stored AuditEvent, and a
+    limit that falls among both kinds settles each record once."""
+    anna = new_inwoner(runtime)
+    append(runtime, [read_by(anna, n=n) for n in range(1, 5)])
+    links = links_of(runtime, anna)
+    assert [link.search is not None for link in links] == [not runtime.db.is_sqlite] * 4
+    with runtime.db.write() as conn:  # the second and the last as if written before 0017
+        conn.execute(
+            update(AuditChain)
+            .where(AuditChain.chain == anna, AuditChain.seq.in_([2, 4]))
+            .values(search=None)
+        )
+
+    with runtime.db.write() as conn:
+        assert runtime.audit.settle(conn, [anna], limit=3) == 3
+    with runtime.db.write() as conn:
+        assert runtime.audit.settle(conn, [anna], limit=3) == 1
+
+    settled = links_of(runtime, anna)
+    assert [(link.body, link.search) for link in settled] == [(None, None)] * 4
+    for link in settled:
+        assert link.resource_pk is not None and link.resource_id is not None
+        rows = index_rows_of(runtime, link.resource_pk)
+        assert rows["search_audit_reference"] and rows["search_audit_event"]
+        assert rows == generic_index_of(runtime, link.resource_id, link.resource_pk)
+    assert verify_chains(runtime) == []
+
+
+def test_a_record_not_of_the_logs_own_shape_keeps_no_search_values(runtime: Runtime) -> None:
+    """Such a record is settled by opening it, through the generic walk, never in SQL."""
+    event = read_by(None, n=1).to_fhir(resource_id="rec-1", owner_type="Patient")
+    assert runtime.audit._search_of(own_record("AuditEvent", event, None)) is not None  # type: ignore[attr-defined]
+    event["language"] = "nl"  # an element the access log never writes
+    assert runtime.audit._search_of(own_record("AuditEvent", event, None)) is None  # type: ignore[attr-defined]
+
+
 def test_where_the_writer_stores_records_at_once(runtime: Runtime) -> None:
     """On SQLite a busy writer stores its records as AuditEvents at once; on PostgreSQL it
     settles after its commits (``AuditLog._settled_at_once``, docs/performance.md)."""
     assert AuditLog(runtime)._settled_at_once is runtime.db.is_sqlite  # type: ignore[attr-defined]
+    assert AuditLog(runtime)._settled_in_sql is not runtime.db.is_sqlite  # type: ignore[attr-defined]
 
 
 def busy_writer(

@@ -17,7 +17,9 @@ read the log reads (``settle_for``), and whenever the log is idle. So a partner'
 for one row, and the inwoner still finds every record, in the same bytes the chain holds.
 A vault under steady load never idles and pays for the resource all the same: past a
 bound of waiting records the writer settles after each commit (PostgreSQL), or stores each
-group's records as AuditEvents at once (SQLite, where that costs less than settling).
+group's records as AuditEvents at once (SQLite, where that costs less than settling). On
+PostgreSQL a link keeps its record's search values beside the sealed body, and settling is
+one statement that PostgreSQL runs without the vault opening a record (``_SETTLE_SQL``).
 
 Writes log in their own transaction: a failed audit write fails the request. Reads log
 through a group-commit writer: the request waits until its record is durable, and many

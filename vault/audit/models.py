@@ -7,7 +7,8 @@ link.
 A link is written with its record, sealed (``body``): the compact record of a read, one
 row instead of a resource with its versions and search index. The record becomes an
 AuditEvent resource (``resource_pk``, ``body`` emptied) when someone who may read the log
-asks, or when the access log is idle (``AuditLog.settle``).
+asks, or when the access log is idle (``AuditLog.settle``). On PostgreSQL it also holds
+the record's search values until then (``search``), so that settling needs no opening.
 """
 
 from __future__ import annotations
