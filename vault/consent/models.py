@@ -50,7 +50,10 @@ class ConsentGrant(Base):
 
     __table_args__ = (
         Index("ix_consent_grant_lookup", "patient_id", "grantee", "resource_type"),
-        Index("ix_consent_grant_consent", "consent_pk"),
+        # The deny check of every permit (``consent/enforce.granted``) asks for the deny rows
+        # of the permit's own Consent: by ``consent_pk`` alone it read every grant row of that
+        # Consent, a hundred for a Consent naming a hundred parties (migration 0018).
+        Index("ix_consent_grant_consent", "consent_pk", "effect"),
         # The family half of the permit's compartment (``consent/enforce._compartment``:
         # ``patient_id = row`` or ``family_id = row``): without it the OR could use neither
         # index and every row of a search or an export scanned every grant of the vault.

@@ -113,3 +113,29 @@ def test_a_partners_read_search_and_export_scan_no_table(
             if (found := table_scans(conn, sql, params))
         ]
     assert scans == []
+
+
+def test_the_deny_check_reads_only_the_deny_rows_of_its_consent(
+    runtime: Runtime, operator: Operator, inwoner: str, organization: str
+) -> None:
+    """A Consent naming a hundred parties holds a hundred permit rows; each permit's deny
+    check must not read them all (``ix_consent_grant_consent``, migration 0018)."""
+    if not runtime.db.is_sqlite:
+        pytest.skip("PostgreSQL plans by statistics: benchmarks/partner_plans.py at scale")
+    goal_id = operator.create(goal(patient_id=inwoner))
+    others = [f"Organization/other-{n}" for n in range(20)]
+    operator.create(grant(inwoner, organization, *others, classes=("Goal",)))
+    repo = Repository(runtime, organization_context(organization))
+    with runtime.db.read() as conn:
+        plan = repo._read_plan("Goal", goal_id, conn.dialect)
+        assert plan is not None
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute("EXPLAIN QUERY PLAN " + plan.sql, plan.params)
+            lines = [str(row[-1]) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+        assert repo.read(conn, "Goal", goal_id).resource_id == goal_id
+    by_consent = [line for line in lines if "ix_consent_grant_consent" in line]
+    assert by_consent
+    assert all("consent_pk=? AND effect=?" in line for line in by_consent), by_consent
