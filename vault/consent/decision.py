@@ -31,7 +31,15 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, String, and_, bindparam, or_
 
 from vault.consent.access import AccessContext
-from vault.consent.enforce import NOW, Decided, RowColumns, granted, names_grantee, not_erased
+from vault.consent.enforce import (
+    NOW,
+    Decided,
+    RowColumns,
+    granted,
+    names_grantee,
+    not_erased,
+    words,
+)
 from vault.consent.family import is_member
 from vault.store.registry import SHARED_TYPES
 
@@ -93,7 +101,7 @@ def visible(ctx: AccessContext, row: RowColumns, *, action: str = "access") -> C
 
 def _shared(row: RowColumns) -> ColumnElement[bool]:
     """Rows of the shared directory: no inwoner, and a type outside every compartment."""
-    return and_(row.patient_id.is_(None), row.resource_type.in_(_SHARED_TYPES))
+    return and_(row.patient_id.is_(None), row.resource_type.in_(words(_SHARED_TYPES)))
 
 
 def _remember(key: tuple[Any, ...], condition: ColumnElement[bool]) -> ColumnElement[bool]:

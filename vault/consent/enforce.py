@@ -8,6 +8,7 @@ filtered. The tests compare this against the plain-Python reference for random C
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +18,13 @@ from sqlalchemy import (
     BindParameter,
     Boolean,
     ColumnElement,
+    String,
     and_,
     bindparam,
     exists,
     false,
     literal,
+    literal_column,
     or_,
     select,
 )
@@ -34,7 +37,7 @@ from vault.consent.family import is_member
 from vault.consent.models import ConsentGrant, ConsentRelated
 from vault.store.models import DataKey, ResourceRow, SearchReference, SearchToken
 
-__all__ = ["NOW", "Decided", "RowColumns", "granted"]
+__all__ = ["NOW", "Decided", "RowColumns", "granted", "words"]
 
 # The instant of the decision as a bind parameter: a condition built with it can be built
 # once and reused, with the instant passed at execution (``{NOW.key: now}``).
@@ -83,6 +86,33 @@ def _one_of(values: Iterable[str]) -> list[ColumnElement[str]]:
     renders the statement again at every execution, which cost a partner's search more
     than its queries. The lists here are fixed per cached condition (grantees, purposes)."""
     return [literal(value) for value in values]
+
+
+_WORD = re.compile(r"[A-Za-z_*]{1,40}")
+
+
+def _word(value: str) -> ColumnElement[str]:
+    """One of this module's own constants (an effect, an action, a type name, a search
+    parameter's name) written into the SQL text instead of bound.
+
+    PostgreSQL plans a prepared statement once for all its runs (a generic plan), and it
+    can only weigh a value it sees. With ``effect = $1`` it priced each deny check as a
+    read of every grant row of the Consent; at 100 grant rows per inwoner it then chose,
+    for a partner's search, a plan that read the whole ``fhir_version`` table (124 ms
+    against 0.7, docs/performance.md), or planned every run anew. A grantee or a purpose
+    stays bound, so every partner shares one statement. Only plain words: never a value a
+    caller sent."""
+    if not _WORD.fullmatch(value):
+        raise ValueError("not a plain word")
+    return literal_column(f"'{value}'", String)
+
+
+def words(values: Iterable[str]) -> list[ColumnElement[str]]:
+    """:func:`_word` for each value: an ``IN`` list written into the SQL text."""
+    return [_word(value) for value in values]
+
+
+_GRANTABLE = words(sorted(GRANTABLE_TYPES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +188,10 @@ def _match(
     return [
         *where,
         or_(
-            and_(g.resource_type == "*", row.resource_type.in_(_one_of(sorted(GRANTABLE_TYPES)))),
+            and_(g.resource_type == _word("*"), row.resource_type.in_(_GRANTABLE)),
             g.resource_type == row.resource_type,
         ),
-        or_(g.action.is_(None), g.action == action),
+        or_(g.action.is_(None), g.action == _word(action)),
         or_(g.valid_from.is_(None), g.valid_from <= now),
         or_(g.valid_until.is_(None), g.valid_until > now),
         or_(g.purpose.is_(None), g.purpose.in_(_one_of(purpose_list)))
@@ -170,7 +200,7 @@ def _match(
         or_(
             g.data_type.is_(None),
             and_(g.data_type == row.resource_type, g.data_id == row.resource_id),
-            and_(g.data_meaning == "related", _related(g, row, effect=effect)),
+            and_(g.data_meaning == _word("related"), _related(g, row, effect=effect)),
         ),
         or_(
             g.label_hash.is_(None),
@@ -178,7 +208,7 @@ def _match(
                 select(ST.id)
                 .where(
                     ST.resource_pk == row.pk,
-                    ST.param == "_security",
+                    ST.param == _word("_security"),
                     ST.code_hash == g.label_hash,
                     or_(g.label_system.is_(None), ST.system == g.label_system),
                 )
@@ -209,7 +239,7 @@ def granted(
         select(d.c.id)
         .where(
             d.c.consent_pk == g.c.consent_pk,
-            d.c.effect == "deny",
+            d.c.effect == _word("deny"),
             or_(d.c.grantee.is_(None), d.c.grantee.in_(_one_of(who))),
             *_match(d.c, row, effect="deny", action=action, purposes=purposes, now=now),
         )
@@ -218,7 +248,7 @@ def granted(
     permitted = exists(
         select(g.c.id)
         .where(
-            g.c.effect == "permit",
+            g.c.effect == _word("permit"),
             g.c.grantee.in_(_one_of(who)),
             *_match(g.c, row, effect="permit", action=action, purposes=purposes, now=now),
             ~denied,
@@ -244,12 +274,12 @@ def names_grantee(row: RowColumns, *, grantees: Iterable[str]) -> ColumnElement[
     if not pairs:
         return false()
     return and_(
-        row.resource_type == literal("Consent"),
+        row.resource_type == _word("Consent"),
         exists(
             select(SR.id)
             .where(
                 SR.resource_pk == row.pk,
-                SR.param == "actor",
+                SR.param == _word("actor"),
                 or_(*(and_(SR.target_type == t, SR.target_id == i) for t, i in pairs)),
             )
             .correlate_except(SearchReference.__table__)
