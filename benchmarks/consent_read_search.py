@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import urllib.parse
@@ -46,6 +47,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI
 from joserfc import jwk, jwt
 from sqlalchemy import Engine, event, func, select
@@ -330,7 +332,9 @@ def partner_context(runtime: Runtime, client_id: str, partner_org: str) -> Acces
 
 
 def query_plans(runtime: Runtime, context: AccessContext, vault: Vault) -> list[str]:
-    """EXPLAIN (QUERY PLAN) of every SELECT the partner's read and search run."""
+    """EXPLAIN (QUERY PLAN) of every SELECT the partner's read and search run; on
+    PostgreSQL also the generic plan of the two that run as prepared statements."""
+    # Long on purpose: capture, then explain each kind of statement the way it runs.
     statements: list[tuple[str, str, Any]] = []
     phase = ""
 
@@ -340,11 +344,12 @@ def query_plans(runtime: Runtime, context: AccessContext, vault: Vault) -> list[
 
     repo = Repository(runtime, context)
     patient = vault.patients[len(vault.patients) // 2]
+    query = repo.parse("Goal", [("patient", patient)], lenient=True)
     event.listen(Engine, "before_cursor_execute", capture)
     try:
         with runtime.db.read() as conn:
             phase = "search Goal?patient="
-            page = repo.search(conn, repo.parse("Goal", [("patient", patient)], lenient=True))
+            page = repo.search(conn, query)
             goal = page.matches[0].resource_id
             phase = "read Goal/{id}"
             repo.read(conn, "Goal", goal)
@@ -363,19 +368,60 @@ def query_plans(runtime: Runtime, context: AccessContext, vault: Vault) -> list[
             result = conn.exec_driver_sql(prefix + statement, parameters).all()
             for row in result:
                 lines.append(f"   {'  '.join(str(v) for v in row[-1:] if v is not None)}")
-        # The read by id runs one statement on the driver's own cursor (``fetch_one``),
-        # which SQLAlchemy's events do not see: explain that statement itself.
+        # The read by id and the first page of a one-inwoner search run one statement each
+        # on the driver's own cursor, which SQLAlchemy's events do not see: explain those
+        # statements themselves. PostgreSQL keeps one plan for every run of a prepared
+        # statement once it judges it as good (a generic plan, made without the bound
+        # values), so that plan is shown too: the plan made with the values may never run.
+        driver: list[tuple[str, str, Any]] = []
         plan = repo._read_plan("Goal", goal, conn.dialect)
         if plan is not None:
-            lines.append(f"-- read Goal/{{id}} (fetch_one): {' '.join(plan.sql.split())[:150]} ...")
+            driver.append(("read Goal/{id} (fetch_one)", plan.sql, plan.params))
+        first = repo._compartment_statement(query, conn.dialect)
+        if first is not None:
+            driver.append(("search Goal?patient= (first page)", *first))
+        for name, sql, params in driver:
+            lines.append(f"-- {name}: {' '.join(sql.split())[:150]} ...")
             cursor = conn.connection.cursor()
             try:
-                cursor.execute(prefix + plan.sql, plan.params)
-                for row in cursor.fetchall():
-                    lines.append(f"   {row[-1]}")
+                cursor.execute(prefix + sql, params)
+                lines.extend(f"   {row[-1]}" for row in cursor.fetchall())
+                if not sqlite:
+                    lines.append(f"-- {name}, generic plan (EXPLAIN ANALYZE):")
+                    generic = _generic_plan(conn.connection.driver_connection, sql, params)
+                    lines.extend(f"   {line}" for line in generic)
             finally:
                 cursor.close()
     return lines
+
+
+def _generic_plan(connection: Any, sql: str, params: Any) -> list[str]:
+    """PostgreSQL's generic plan of ``sql`` run with ``params``, with its times: the
+    statement prepared with ``$n`` placeholders and run once under ``plan_cache_mode =
+    force_generic_plan``, its values written into ``EXECUTE`` (a client-side cursor:
+    bound there, their types could not be told)."""
+    if isinstance(params, dict):
+        names: list[str] = []
+        for found in re.finditer(r"%\((\w+)\)s", sql):
+            if found.group(1) not in names:
+                names.append(found.group(1))
+        numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql)
+        values = [params[name] for name in names]
+    else:
+        count = iter(range(1, len(params) + 1))
+        numbered = re.sub(r"%s", lambda _: f"${next(count)}", sql)
+        values = list(params)
+    cursor = psycopg.ClientCursor(connection)
+    cursor.execute("PREPARE rk_generic AS " + numbered.replace("%%", "%"))
+    try:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        marks = ", ".join(["%s"] * len(values))
+        cursor.execute(f"EXPLAIN ANALYZE EXECUTE rk_generic({marks})", values)
+        return [str(row[-1]) for row in cursor.fetchall()]
+    finally:
+        cursor.execute("RESET plan_cache_mode")
+        cursor.execute("DEALLOCATE rk_generic")
+        cursor.close()
 
 
 def full_scans(plan: list[str], *, sqlite: bool) -> list[str]:
