@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 import urllib.parse
@@ -68,6 +67,7 @@ from vault.consent.models import ConsentGrant
 from vault.fhir.directory import find_or_create_organization
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
+from vault.kernel.db import _in_order, _native_placeholders
 from vault.kernel.runtime import Runtime
 from vault.notify.worker import Notifier
 from vault.oauth.scopes import permissions_from
@@ -397,22 +397,13 @@ def query_plans(runtime: Runtime, context: AccessContext, vault: Vault) -> list[
 
 def _generic_plan(connection: Any, sql: str, params: Any) -> list[str]:
     """PostgreSQL's generic plan of ``sql`` run with ``params``, with its times: the
-    statement prepared with ``$n`` placeholders and run once under ``plan_cache_mode =
-    force_generic_plan``, its values written into ``EXECUTE`` (a client-side cursor:
-    bound there, their types could not be told)."""
-    if isinstance(params, dict):
-        names: list[str] = []
-        for found in re.finditer(r"%\((\w+)\)s", sql):
-            if found.group(1) not in names:
-                names.append(found.group(1))
-        numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql)
-        values = [params[name] for name in names]
-    else:
-        count = iter(range(1, len(params) + 1))
-        numbered = re.sub(r"%s", lambda _: f"${next(count)}", sql)
-        values = list(params)
+    statement prepared with the ``$n`` placeholders the vault's cursor sends, and run once
+    under ``plan_cache_mode = force_generic_plan`` with its values written into
+    ``EXECUTE`` (a client-side cursor: bound there, their types could not be told)."""
+    numbered, order = _native_placeholders(sql)  # the vault's own numbering
+    values = _in_order(params, order)
     cursor = psycopg.ClientCursor(connection)
-    cursor.execute("PREPARE rk_generic AS " + numbered.replace("%%", "%"))
+    cursor.execute(b"PREPARE rk_generic AS " + numbered)
     try:
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         marks = ", ".join(["%s"] * len(values))

@@ -49,15 +49,19 @@ def statements(runtime: Runtime) -> Iterator[list[tuple[str, Any]]]:
             event.remove(engine, "before_cursor_execute", capture)
 
 
-def table_scans(conn: Connection, statement: str, parameters: Any) -> list[str]:
-    """The plan's lines that read a whole table instead of an index range."""
+def plan_lines(conn: Connection, statement: str, parameters: Any) -> list[str]:
+    """SQLite's plan of the statement, a line per step."""
     cursor = conn.connection.cursor()
     try:
         cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-        lines = [str(row[-1]) for row in cursor.fetchall()]
+        return [str(row[-1]) for row in cursor.fetchall()]
     finally:
         cursor.close()
-    return [line for line in lines if line.startswith("SCAN ")]
+
+
+def table_scans(conn: Connection, statement: str, parameters: Any) -> list[str]:
+    """The plan's lines that read a whole table instead of an index range."""
+    return [line for line in plan_lines(conn, statement, parameters) if line.startswith("SCAN ")]
 
 
 @pytest.fixture
@@ -118,8 +122,8 @@ def test_a_partners_read_search_and_export_scan_no_table(
 def test_the_deny_check_reads_only_the_deny_rows_of_its_consent(
     runtime: Runtime, operator: Operator, inwoner: str, organization: str
 ) -> None:
-    """A Consent naming a hundred parties holds a hundred permit rows; each permit's deny
-    check must not read them all (``ix_consent_grant_consent``, migration 0018)."""
+    """A Consent naming many parties holds a permit row for each; each permit's deny check
+    must not read them all (``ix_consent_grant_consent``, migration 0018)."""
     if not runtime.db.is_sqlite:
         pytest.skip("PostgreSQL plans by statistics: benchmarks/partner_plans.py at scale")
     goal_id = operator.create(goal(patient_id=inwoner))
@@ -129,12 +133,7 @@ def test_the_deny_check_reads_only_the_deny_rows_of_its_consent(
     with runtime.db.read() as conn:
         plan = repo._read_plan("Goal", goal_id, conn.dialect)
         assert plan is not None
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute("EXPLAIN QUERY PLAN " + plan.sql, plan.params)
-            lines = [str(row[-1]) for row in cursor.fetchall()]
-        finally:
-            cursor.close()
+        lines = plan_lines(conn, plan.sql, plan.params)
         assert repo.read(conn, "Goal", goal_id).resource_id == goal_id
     by_consent = [line for line in lines if "ix_consent_grant_consent" in line]
     assert by_consent
