@@ -15,7 +15,7 @@ from tests.factories import goal
 from tests.factories import patient as patient_resource
 from tests.support import inwoner_context, organization_context
 from vault.consent.decision import decision_params
-from vault.fhir.repository.search import _COMPARTMENT, _LIMIT, _TYPE, Searches
+from vault.fhir.repository.search import _COMPARTMENT, _LIMIT, Searches
 
 
 @pytest.fixture
@@ -131,4 +131,4 @@ def test_other_searches_take_the_generic_statement(
 def test_the_pages_parameters_never_name_the_decisions() -> None:
     # A shared name would bind the access decision to the searched inwoner, not the caller.
     for ctx in (inwoner_context("anna"), organization_context("Organization/mee")):
-        assert not set(decision_params(ctx, 0)) & {_TYPE, _COMPARTMENT, _LIMIT}
+        assert not set(decision_params(ctx, 0)) & {_COMPARTMENT, _LIMIT}

@@ -83,9 +83,18 @@ class Precompiled:
         dialect: Dialect,
         build: Callable[[], Select[Any]],
         values: Mapping[str, Any],
+        *,
+        shape: str = "",
     ) -> tuple[str, Any]:
-        """The SQL and the driver's parameters of ``build()`` run with ``values``."""
-        key = (dialect.name, ctx.kind, tuple(sorted(ctx.grantees)), tuple(sorted(ctx.purposes)))
+        """The SQL and the driver's parameters of ``build()`` run with ``values``; ``shape``
+        names what ``build`` writes into the SQL text besides the decision (a type name)."""
+        key = (
+            dialect.name,
+            ctx.kind,
+            tuple(sorted(ctx.grantees)),
+            tuple(sorted(ctx.purposes)),
+            shape,
+        )
         compiled = self._compiled.get(key)
         if compiled is None:
             placeholders = {NOW.key: 0, PATIENT.key: ""}  # compiled text once

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 
 from vault.consent.decision import visible
+from vault.consent.enforce import words
 from vault.fhir.repository.base import ROW, Precompiled, R, not_found
 from vault.fhir.repository.reads import Reads
 from vault.fhir.search import Cursor, Include, SearchQuery, parse_search, reference_columns
@@ -38,9 +39,9 @@ MAX_INCLUDES = 1000
 
 # The page's own parameters, named apart from the access decision's (``decision_params``):
 # a name they share would bind the decision to the searched inwoner instead of the caller.
-_TYPE, _COMPARTMENT, _LIMIT = "rk_page_type", "rk_page_compartment", "rk_page_limit"
+_COMPARTMENT, _LIMIT = "rk_page_compartment", "rk_page_limit"
 # The first page of a one-inwoner search, compiled once (``Searches._compartment_page``).
-_FIRST_PAGES = Precompiled({_TYPE, _COMPARTMENT, _LIMIT})
+_FIRST_PAGES = Precompiled({_COMPARTMENT, _LIMIT})
 
 
 @dataclass(slots=True)
@@ -216,7 +217,7 @@ class Searches(Reads):
             return (
                 self._select_current()
                 .where(
-                    R.resource_type == bindparam(_TYPE, ""),
+                    R.resource_type == words([spec.name])[0],
                     R.deleted.is_(False),
                     visible(self._ctx, ROW),
                     R.patient_id == bindparam(_COMPARTMENT, ""),
@@ -227,17 +228,16 @@ class Searches(Reads):
 
         values = {
             **self._params,
-            _TYPE: spec.name,
             _COMPARTMENT: query.compartment,
             _LIMIT: query.count + 1,
         }
-        return _FIRST_PAGES.statement(self._ctx, dialect, build, values)
+        return _FIRST_PAGES.statement(self._ctx, dialect, build, values, shape=spec.name)
 
     def _where(self, query: SearchQuery) -> list[ColumnElement[bool]]:
         """What a search matches: its type, not deleted, the caller's access decision and
         granular scopes, and the query's own conditions."""
         return [
-            R.resource_type == query.spec.name,
+            R.resource_type == words([query.spec.name])[0],  # weighed by PostgreSQL's plans
             R.deleted.is_(False),
             visible(self._ctx, ROW),
             *self._restriction(query.spec),
@@ -301,7 +301,7 @@ class Searches(Reads):
             raise BadRequest("If-None-Exist needs search criteria")
         query = self.parse(resource_type, params, lenient=False, interaction="c")
         where = [
-            R.resource_type == query.spec.name,
+            R.resource_type == words([query.spec.name])[0],
             R.deleted.is_(False),
             visible(self._ctx, ROW),
             *query.where(),
