@@ -5,7 +5,10 @@ No servers and no load: bulk-loads ``--inwoners`` (benchmarks/bulk_load.py, with
 level in turn and prints the plan (``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN`` on
 PostgreSQL, after ``ANALYZE``) of every statement the partner's ``GET Goal/{id}`` and
 ``GET Goal?patient=`` run on ``fhir_resource`` and ``consent_grant``, and any plan line
-that reads a whole table. The throughput side is ``consent_read_search.py``.
+that reads a whole table. On PostgreSQL it also runs the first-page search for 400
+inwoners, one after the other on one connection as a prepared statement, and counts the
+plans PostgreSQL made for it: generic (one plan for every run) or custom (planned again
+at every run, with its values). The throughput side is ``consent_read_search.py``.
 
     python benchmarks/partner_plans.py [--inwoners 2000] [--grants 1,100] [--database-url URL]
 """
@@ -14,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
+import psycopg
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -28,6 +34,7 @@ from vault.audit.runtime import open_runtime
 from vault.consent.access import AccessContext
 from vault.fhir.repository import Repository
 from vault.kernel.config import Settings
+from vault.kernel.runtime import Runtime
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,8 +80,51 @@ def run(args: argparse.Namespace, data_dir: Path, url: str) -> None:
             print("\n".join(plan))
             bad = consent.full_scans(plan, sqlite=sqlite)
             print(f"full scans: {bad if bad else 'none'}")
+            if not sqlite:
+                print(plan_choice(runtime, context, vault, url))
     finally:
         runtime.close()
+
+
+def plan_choice(
+    runtime: Runtime, context: AccessContext, vault: consent.Vault, url: str, *, runs: int = 400
+) -> str:
+    """The plans PostgreSQL made for the first-page search of ``runs`` inwoners in turn, as
+    the vault runs it (a prepared statement on one connection, ``plan_cache_mode`` auto),
+    and its time a run. PostgreSQL makes a custom plan for the first five runs, then keeps
+    a generic plan unless that is priced higher than they were on average; a custom plan
+    is planned at every run."""
+    repo = Repository(runtime, context)
+    statements = []
+    with runtime.db.read() as conn:
+        for n in range(runs):
+            patient = vault.patients[n % len(vault.patients)]
+            query = repo.parse("Goal", [("patient", patient)], lenient=True)
+            found = repo._compartment_statement(query, conn.dialect)
+            if found is None:
+                raise RuntimeError("the partner's search took no first-page statement")
+            statements.append(found)
+    if len({sql for sql, _ in statements}) != 1:
+        raise RuntimeError("the first-page search changed its SQL from one inwoner to the next")
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        cursor = connection.cursor()
+        started = time.perf_counter()
+        matches = 0
+        for sql, params in statements:
+            cursor.execute(sql, params, prepare=True)
+            matches += len(cursor.fetchall())
+        seconds = time.perf_counter() - started
+        row = connection.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+        ).fetchone()
+    generic, custom = row if row is not None else (0, 0)
+    if matches != 6 * runs:
+        raise RuntimeError(f"{matches} Goals found in {runs} first pages, not {6 * runs}")
+    return (
+        f"first-page search, {runs} inwoners in turn on one connection: {generic} generic "
+        f"and {custom} custom plans, {seconds / runs * 1e6:.0f} µs a run"
+    )
 
 
 if __name__ == "__main__":
