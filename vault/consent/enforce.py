@@ -108,7 +108,10 @@ def _word(value: str) -> ColumnElement[str]:
 
 
 def words(values: Iterable[str]) -> list[ColumnElement[str]]:
-    """:func:`_word` for each value: an ``IN`` list written into the SQL text."""
+    """:func:`_word` for each value: an ``IN`` list written into the SQL text. The
+    repository writes a search's type this way too (a registry name, never the caller's
+    text): bound, it made PostgreSQL plan each one-inwoner search anew once the access log
+    held a few hundred AuditEvents per inwoner (docs/performance.md)."""
     return [_word(value) for value in values]
 
 

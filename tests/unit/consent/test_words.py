@@ -13,6 +13,7 @@ from sqlalchemy import Column, Dialect, MetaData, String, Table, create_engine, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vault.consent.enforce import words
+from vault.store.registry import RESOURCE_TYPES
 
 grants = Table("grants", MetaData(), Column("effect", String), Column("kind", String))
 
@@ -44,3 +45,11 @@ def test_a_word_selects_the_rows_it_names() -> None:
 def test_anything_but_a_plain_word_is_refused(value: str) -> None:
     with pytest.raises(ValueError):
         words([value])
+
+
+def test_every_searchable_type_is_a_word() -> None:
+    # A search writes its type into its SQL (``fhir/repository/search.py``): a type the
+    # pattern refused would fail every search of it.
+    assert [str(w) for w in words(sorted(RESOURCE_TYPES))] == [
+        f"'{name}'" for name in sorted(RESOURCE_TYPES)
+    ]
