@@ -395,6 +395,11 @@ def query_plans(runtime: Runtime, context: AccessContext, vault: Vault) -> list[
     return lines
 
 
+def conninfo(url: str) -> str:
+    """The libpq address of a SQLAlchemy PostgreSQL URL, for psycopg on its own."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _generic_plan(connection: Any, sql: str, params: Any) -> list[str]:
     """PostgreSQL's generic plan of ``sql`` run with ``params``, with its times: the
     statement prepared with the ``$n`` placeholders the vault's cursor sends, and run once
@@ -473,9 +478,7 @@ def run_phase(
         full-access rows write no access log)."""
         if not args.waits or pg_name is None or token is None:
             return None
-        plain = make_url(url).set(drivername="postgresql")
-        conninfo = plain.render_as_string(hide_password=False)
-        sampler = pg_waits.Sampler(conninfo, pg_name)
+        sampler = pg_waits.Sampler(conninfo(url), pg_name)
         sampler.start()
         return sampler
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -106,8 +105,7 @@ def plan_choice(
             statements.append(found)
     if len({sql for sql, _ in statements}) != 1:
         raise RuntimeError("the first-page search changed its SQL from one inwoner to the next")
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as connection:
+    with psycopg.connect(consent.conninfo(url), autocommit=True) as connection:
         cursor = connection.cursor()
         started = time.perf_counter()
         matches = 0

@@ -59,6 +59,11 @@ def plan_lines(conn: Connection, statement: str, parameters: Any) -> list[str]:
         cursor.close()
 
 
+def bound(params: Any) -> list[Any]:
+    """The values bound to a statement, whatever the driver's parameter style."""
+    return list(params.values() if isinstance(params, dict) else params)
+
+
 def table_scans(conn: Connection, statement: str, parameters: Any) -> list[str]:
     """The plan's lines that read a whole table instead of an index range."""
     return [line for line in plan_lines(conn, statement, parameters) if line.startswith("SCAN ")]
@@ -161,9 +166,8 @@ def test_a_search_writes_its_type_into_its_sql(
             )
             assert first_page is not None
             sql, params = first_page
-            values = params.values() if isinstance(params, dict) else params
             assert f"fhir_resource.resource_type = '{name}'" in sql
-            assert name not in values
+            assert name not in bound(params)
             texts[name] = sql
         assert texts["Goal"] != texts["CarePlan"]
         first = repo.search(conn, repo.parse("Goal", patient, lenient=False))
@@ -172,6 +176,5 @@ def test_a_search_writes_its_type_into_its_sql(
     searches = [(sql, params) for sql, params in sent if "consent_grant" in sql]
     assert searches  # the sorted search: SQLAlchemy's statement
     for sql, params in searches:
-        values = params.values() if isinstance(params, dict) else params
         assert "fhir_resource.resource_type = 'Goal'" in sql
-        assert "Goal" not in values
+        assert "Goal" not in bound(params)

@@ -44,6 +44,13 @@ _COMPARTMENT, _LIMIT = "rk_page_compartment", "rk_page_limit"
 _FIRST_PAGES = Precompiled({_COMPARTMENT, _LIMIT})
 
 
+def _of_type(name: str) -> ColumnElement[bool]:
+    """Rows of a searched type, the type written into the SQL text (``consent/enforce.words``):
+    bound, PostgreSQL priced a one-inwoner search as if it read all her rows, AuditEvents
+    included, and past a few hundred of those planned every run anew (docs/performance.md)."""
+    return R.resource_type == words([name])[0]
+
+
 @dataclass(slots=True)
 class SearchPage:
     total: int | None
@@ -217,7 +224,7 @@ class Searches(Reads):
             return (
                 self._select_current()
                 .where(
-                    R.resource_type == words([spec.name])[0],
+                    _of_type(spec.name),
                     R.deleted.is_(False),
                     visible(self._ctx, ROW),
                     R.patient_id == bindparam(_COMPARTMENT, ""),
@@ -237,7 +244,7 @@ class Searches(Reads):
         """What a search matches: its type, not deleted, the caller's access decision and
         granular scopes, and the query's own conditions."""
         return [
-            R.resource_type == words([query.spec.name])[0],  # weighed by PostgreSQL's plans
+            _of_type(query.spec.name),
             R.deleted.is_(False),
             visible(self._ctx, ROW),
             *self._restriction(query.spec),
@@ -301,7 +308,7 @@ class Searches(Reads):
             raise BadRequest("If-None-Exist needs search criteria")
         query = self.parse(resource_type, params, lenient=False, interaction="c")
         where = [
-            R.resource_type == words([query.spec.name])[0],
+            _of_type(query.spec.name),
             R.deleted.is_(False),
             visible(self._ctx, ROW),
             *query.where(),
