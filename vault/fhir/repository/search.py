@@ -3,6 +3,7 @@ conditional lookups, and a page of a Bulk export."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ _COMPARTMENT, _LIMIT = "rk_page_compartment", "rk_page_limit"
 _FIRST_PAGES = Precompiled({_COMPARTMENT, _LIMIT})
 
 
+@functools.cache  # one condition per registered type, not a new one at every search
 def _of_type(name: str) -> ColumnElement[bool]:
     """Rows of a searched type, the type written into the SQL text (``consent/enforce.words``):
     bound, PostgreSQL priced a one-inwoner search as if it read all her rows, AuditEvents
